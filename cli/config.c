@@ -1,0 +1,238 @@
+/*
+ * config.c — one table drives defaults, environment names, flag names and --help,
+ * so the four can never disagree.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "common.h"
+#include "config.h"
+
+typedef struct {
+    const char *flag; /* kebab-case, also the env name after QBCDC_ */
+    size_t offset;
+    const char *def;
+    const char *help;
+} option_t;
+
+#define OPT(flag, field, def, help) {flag, offsetof(qbc_config_t, field), def, help}
+
+static const option_t options[] = {
+    OPT("listen", listen, "127.0.0.1:8080", "HTTP listen address (ingress, feed, admin, metrics)"),
+    OPT("data-dir", data_dir, "./data", "LMDB environment directory (created if missing)"),
+    OPT("webhook-verifier-tokens", webhook_verifier_tokens, NULL,
+        "comma-separated Intuit verifier tokens; any one may sign (rotation); none: webhooks get 503"),
+    OPT("client-id", client_id, NULL, "Intuit app OAuth client id"),
+    OPT("client-secret", client_secret, NULL, "Intuit app OAuth client secret"),
+    OPT("api-base", api_base, "https://quickbooks.api.intuit.com", "QBO API base URL (sandbox or qbosim)"),
+    OPT("oauth-token-url", oauth_token_url, "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer",
+        "OAuth token endpoint"),
+    OPT("oauth-authorize-url", oauth_authorize_url, "https://appcenter.intuit.com/connect/oauth2",
+        "OAuth consent screen"),
+    OPT("oauth-redirect-uri", oauth_redirect_uri, NULL, "redirect URI registered with Intuit"),
+    OPT("minorversion", minorversion, "75", "QBO minorversion sent on every API call"),
+    OPT("cdc-interval", cdc_interval, "300", "seconds between fallback CDC polls per realm"),
+    OPT("cdc-entities", cdc_entities,
+        "Account,Bill,BillPayment,Budget,Class,CreditMemo,Customer,Department,Deposit,Employee,Estimate,Invoice,Item,"
+        "JournalEntry,Payment,PaymentMethod,Purchase,PurchaseOrder,RefundReceipt,SalesReceipt,Term,Transfer,Vendor,"
+        "VendorCredit",
+        "entity names polled by CDC"),
+    OPT("admin-token", admin_token, NULL, "bearer token for /admin/*; none: /admin/* answers 403"),
+    OPT("feed-token", feed_token, NULL, "bearer token for /v1/*; none: /v1/* answers 403"),
+    OPT("master-key-file", master_key_file, NULL,
+        "32-byte key encrypting OAuth tokens at rest (default $QBCDC_DATA_DIR/master.key, created 0600)"),
+    OPT("map-size", map_size, "1G", "initial LMDB map size (bytes; K, M, G, T suffixes)"),
+    OPT("map-max", map_max, "64G", "the map doubles when full up to this size; past it writes get 503"),
+    OPT("log-level", log_level, "info", "error, warn, info or debug"),
+    OPT("drain-ms", drain_ms, "10000", "on SIGTERM, how long to wait for in-flight acks (ms)"),
+};
+#define N_OPTIONS (sizeof(options) / sizeof(options[0]))
+
+static const char **field(qbc_config_t *cfg, const option_t *o)
+{
+    return (const char **)((char *)cfg + o->offset);
+}
+
+static void env_name(const option_t *o, char *buf, size_t sz)
+{
+    size_t n = (size_t)snprintf(buf, sz, "QBCDC_");
+    for (const char *p = o->flag; *p && n + 1 < sz; p++)
+        buf[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    buf[n] = '\0';
+}
+
+static int allowed_flag(const char *const *allowed, const char *flag)
+{
+    if (allowed == NULL)
+        return 1;
+    for (; *allowed; allowed++)
+        if (strcmp(*allowed, flag) == 0)
+            return 1;
+    return 0;
+}
+
+/* bytes with an optional K/M/G/T suffix (powers of 1024) */
+static int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || end == s || s[0] == '-')
+        return -1;
+    int shift = 0;
+    switch (toupper((unsigned char)*end)) {
+    case 'K':
+        shift = 10, end++;
+        break;
+    case 'M':
+        shift = 20, end++;
+        break;
+    case 'G':
+        shift = 30, end++;
+        break;
+    case 'T':
+        shift = 40, end++;
+        break;
+    }
+    if (*end == 'B' || *end == 'b')
+        end++;
+    if (*end != '\0' || (shift > 0 && v > (UINT64_MAX >> shift)))
+        return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+static int parse_long(const char *s, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int split_tokens(qbc_config_t *cfg)
+{
+    const char *s = cfg->webhook_verifier_tokens;
+    cfg->tokens = qbc_calloc(1, sizeof(char *));
+    cfg->n_tokens = 0;
+    if (s == NULL)
+        return 0;
+    while (*s) {
+        const char *comma = strchr(s, ',');
+        size_t n = comma ? (size_t)(comma - s) : strlen(s);
+        /* trim spaces around each token: "a, b" is a common way to write a list */
+        const char *b = s, *e = s + n;
+        while (b < e && (*b == ' ' || *b == '\t'))
+            b++;
+        while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        if (e > b) {
+            cfg->tokens = qbc_realloc(cfg->tokens, (cfg->n_tokens + 2) * sizeof(char *));
+            cfg->tokens[cfg->n_tokens++] = qbc_strndup(b, (size_t)(e - b));
+            cfg->tokens[cfg->n_tokens] = NULL;
+        }
+        s += n;
+        if (*s == ',')
+            s++;
+    }
+    return 0;
+}
+
+int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const char *const *allowed, char *err,
+                    size_t errsz)
+{
+    char name[64];
+
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        env_name(&options[i], name, sizeof(name));
+        const char *v = getenv(name);
+        *field(cfg, &options[i]) = v != NULL && v[0] != '\0' ? v : options[i].def;
+    }
+    for (int a = first; a < argc; a++) {
+        const char *arg = argv[a];
+        if (strncmp(arg, "--", 2) != 0) {
+            snprintf(err, errsz, "unexpected argument '%s'", arg);
+            return QBC_EINVAL;
+        }
+        const char *eq = strchr(arg + 2, '=');
+        size_t flen = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+        const option_t *o = NULL;
+        for (size_t i = 0; i < N_OPTIONS; i++)
+            if (strlen(options[i].flag) == flen && strncmp(options[i].flag, arg + 2, flen) == 0)
+                o = &options[i];
+        if (o == NULL || !allowed_flag(allowed, o->flag)) {
+            snprintf(err, errsz, "unknown flag '%.*s' (see --help)", (int)(flen + 2), arg);
+            return QBC_EINVAL;
+        }
+        if (eq != NULL) {
+            *field(cfg, o) = eq + 1;
+        } else if (a + 1 < argc) {
+            *field(cfg, o) = argv[++a];
+        } else {
+            snprintf(err, errsz, "flag '--%s' needs a value", o->flag);
+            return QBC_EINVAL;
+        }
+    }
+
+    if (parse_size(cfg->map_size, &cfg->map_size_bytes) != 0 || cfg->map_size_bytes < 64 * 1024) {
+        snprintf(err, errsz, "bad map size '%s': want bytes >= 64K, e.g. 1G", cfg->map_size);
+        return QBC_EINVAL;
+    }
+    if (parse_size(cfg->map_max, &cfg->map_max_bytes) != 0 || cfg->map_max_bytes < cfg->map_size_bytes) {
+        snprintf(err, errsz, "bad map max '%s': want bytes >= map size", cfg->map_max);
+        return QBC_EINVAL;
+    }
+    if (parse_long(cfg->cdc_interval, 1, 86400 * 30, &cfg->cdc_interval_s) != 0) {
+        snprintf(err, errsz, "bad cdc interval '%s': want seconds from 1 to 2592000", cfg->cdc_interval);
+        return QBC_EINVAL;
+    }
+    if (parse_long(cfg->minorversion, 1, 100000, &cfg->minorversion_n) != 0) {
+        snprintf(err, errsz, "bad minorversion '%s': want a positive integer", cfg->minorversion);
+        return QBC_EINVAL;
+    }
+    if (parse_long(cfg->drain_ms, 0, 600000, &cfg->drain_ms_n) != 0) {
+        snprintf(err, errsz, "bad drain ms '%s': want 0 to 600000", cfg->drain_ms);
+        return QBC_EINVAL;
+    }
+    if (qbc_log_set_level_name(cfg->log_level) != 0) {
+        snprintf(err, errsz, "bad log level '%s': want error, warn, info or debug", cfg->log_level);
+        return QBC_EINVAL;
+    }
+    if (cfg->listen == NULL || strchr(cfg->listen, ':') == NULL) {
+        snprintf(err, errsz, "bad listen address '%s': want host:port", cfg->listen ? cfg->listen : "");
+        return QBC_EINVAL;
+    }
+    if (cfg->data_dir == NULL || cfg->data_dir[0] == '\0') {
+        snprintf(err, errsz, "data dir must not be empty");
+        return QBC_EINVAL;
+    }
+    return split_tokens(cfg);
+}
+
+void qbc_config_free(qbc_config_t *cfg)
+{
+    for (size_t i = 0; i < cfg->n_tokens; i++)
+        free(cfg->tokens[i]);
+    free(cfg->tokens);
+    cfg->tokens = NULL;
+}
+
+void qbc_config_print_help(const char *const *allowed)
+{
+    char name[64];
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        if (!allowed_flag(allowed, options[i].flag))
+            continue;
+        env_name(&options[i], name, sizeof(name));
+        printf("  --%-25s %s\n      %s", options[i].flag, name, options[i].help);
+        if (options[i].def != NULL && strlen(options[i].def) < 60)
+            printf(" [default: %s]", options[i].def);
+        printf("\n");
+    }
+}

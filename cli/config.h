@@ -1,0 +1,47 @@
+/*
+ * config.h — qbcdc's configuration: environment variables (CONTRACT.md), each
+ * overridable by a flag of the same name in kebab-case (QBCDC_DATA_DIR -> --data-dir).
+ */
+#ifndef QBC_CLI_CONFIG_H
+#define QBC_CLI_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct st_qbc_config_t {
+    const char *listen;
+    const char *data_dir;
+    const char *webhook_verifier_tokens; /* comma-separated */
+    const char *client_id, *client_secret;
+    const char *api_base, *oauth_token_url, *oauth_authorize_url, *oauth_redirect_uri;
+    const char *minorversion;
+    const char *cdc_interval;
+    const char *cdc_entities;
+    const char *admin_token, *feed_token;
+    const char *master_key_file;
+    const char *map_size, *map_max; /* store sizing (bytes, K/M/G/T suffixes) */
+    const char *log_level;
+    const char *drain_ms;
+
+    /* derived, validated values */
+    uint64_t map_size_bytes, map_max_bytes;
+    long cdc_interval_s, minorversion_n, drain_ms_n;
+    char **tokens; /* split webhook_verifier_tokens */
+    size_t n_tokens;
+} qbc_config_t;
+
+/**
+ * fills cfg from defaults, then the environment, then argv[first..argc) flags
+ * (--name=value or --name value). Only flags of the options named in `allowed`
+ * (a NULL-terminated list of option names, e.g. "data-dir"; NULL = all) are accepted.
+ * @param err buffer for a one-line message on failure
+ * @return 0, or QBC_EINVAL with err set (unknown flag, missing value, bad value)
+ */
+int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const char *const *allowed, char *err,
+                    size_t errsz);
+void qbc_config_free(qbc_config_t *cfg);
+
+/** prints the option table (flag, variable, default, meaning) for --help. */
+void qbc_config_print_help(const char *const *allowed);
+
+#endif

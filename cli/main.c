@@ -1,0 +1,181 @@
+/*
+ * main.c — the qbcdc program: `serve` runs the service; the other commands are the
+ * operator's command line. Exit codes: 0 success, 1 runtime failure, 2 usage error
+ * (unknown command or flag, bad value), always with one line on stderr.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "common.h"
+#include "config.h"
+#include "ingress.h"
+#include "inspect.h"
+#include "store.h"
+
+static qbc_ingress_t *running;
+
+static void usage(FILE *f)
+{
+    fprintf(f, "qbcdc %s — change capture for QuickBooks Online\n"
+               "\n"
+               "Usage:\n"
+               "  qbcdc serve [flags]        run the service (webhook ingress) until SIGTERM/SIGINT\n"
+               "  qbcdc inbox [flags]        list stored webhook bodies (JSON lines)\n"
+               "  qbcdc pending [flags]      list pending change notices (JSON lines)\n"
+               "  qbcdc stats [flags]        print store counters (one JSON object)\n"
+               "  qbcdc --help | --version\n"
+               "\n"
+               "Run `qbcdc <command> --help` for a command's flags. Every flag can also be set by\n"
+               "its environment variable (QBCDC_DATA_DIR for --data-dir, ...); flags win.\n"
+               "Prefer the environment for secrets: flags are visible to other local users in ps.\n",
+            QBCDC_VERSION);
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "qbcdc: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n");
+    return 2;
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (running != NULL)
+        qbc_ingress_stop(running);
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    qbc_config_t cfg;
+    char err[256];
+    qbc_store_t *store = NULL;
+    qbc_ingress_t *ing = NULL;
+    int rc, exit_code = 1;
+
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("Usage: qbcdc serve [flags]\n\n"
+                   "Runs the service: POST /webhooks/intuit (verified, durably stored, then 200),\n"
+                   "GET /healthz, GET /metrics. SIGTERM/SIGINT stop it gracefully: it stops\n"
+                   "accepting, answers every webhook already being stored, and exits 0.\n\n"
+                   "Flags (each also read from the environment variable shown):\n");
+            qbc_config_print_help(NULL);
+            return 0;
+        }
+    }
+    if (qbc_config_load(&cfg, argc, argv, 2, NULL, err, sizeof(err)) != 0)
+        return usage_error("%s", err);
+
+    qbc_store_config_t scfg = {.dir = cfg.data_dir, .map_size = cfg.map_size_bytes, .map_max = cfg.map_max_bytes};
+    if ((rc = qbc_store_open(&scfg, &store)) != 0) {
+        fprintf(stderr, "qbcdc: cannot open the store in %s: %s\n", cfg.data_dir, qbc_strerror(rc));
+        goto Exit;
+    }
+    qbc_ingress_config_t icfg = {.listen = cfg.listen,
+                                 .verifier_tokens = (const char *const *)cfg.tokens,
+                                 .n_verifier_tokens = cfg.n_tokens,
+                                 .max_body = 1024 * 1024};
+    if ((rc = qbc_ingress_create(&icfg, store, &ing)) != 0) {
+        fprintf(stderr, "qbcdc: cannot listen on %s: %s\n", cfg.listen, qbc_strerror(rc));
+        goto Exit;
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    running = ing;
+    qbc_log(QBC_LOG_INFO, "main", "qbcdc %s serving; data in %s", QBCDC_VERSION, cfg.data_dir);
+    rc = qbc_ingress_run(ing, (int)cfg.drain_ms_n);
+    running = NULL;
+    exit_code = rc == 0 ? 0 : 1;
+    qbc_log(QBC_LOG_INFO, "main", "stopped");
+
+Exit:
+    qbc_ingress_destroy(ing);
+    qbc_store_close(store); /* drains anything still queued, then closes LMDB */
+    qbc_config_free(&cfg);
+    return exit_code;
+}
+
+/* inbox | pending | stats: --data-dir plus a few flags of their own */
+static int cmd_inspect(const char *what, int argc, char **argv)
+{
+    qbc_config_t cfg;
+    char err[256];
+    const char *realm = NULL;
+    long after = 0, limit = 0;
+    int bodies = 0;
+    char *rest[64];
+    int nrest = 0;
+
+    rest[nrest++] = argv[0];
+    rest[nrest++] = argv[1];
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            printf("Usage: qbcdc %s [--data-dir DIR]%s\n\n", what,
+                   strcmp(what, "inbox") == 0     ? " [--after SEQ] [--limit N] [--bodies]"
+                   : strcmp(what, "pending") == 0 ? " [--realm R] [--limit N]"
+                                                  : "");
+            printf("Reads the store read-only (safe beside a running service) and prints JSON lines.\n");
+            qbc_config_print_help((const char *const[]){"data-dir", NULL});
+            return 0;
+        }
+        char *end;
+        if (strcmp(a, "--bodies") == 0 && strcmp(what, "inbox") == 0) {
+            bodies = 1;
+        } else if (strcmp(a, "--after") == 0 && strcmp(what, "inbox") == 0) {
+            if (v == NULL || (after = strtol(v, &end, 10), *end != '\0') || after < 0)
+                return usage_error("--after needs a sequence number, got '%s'", v ? v : "");
+            i++;
+        } else if (strcmp(a, "--limit") == 0 && strcmp(what, "stats") != 0) {
+            if (v == NULL || (limit = strtol(v, &end, 10), *end != '\0') || limit <= 0)
+                return usage_error("--limit needs a positive number, got '%s'", v ? v : "");
+            i++;
+        } else if (strcmp(a, "--realm") == 0 && strcmp(what, "pending") == 0) {
+            if (v == NULL)
+                return usage_error("%s needs a value", a);
+            realm = v;
+            i++;
+        } else if (nrest < 62) {
+            rest[nrest++] = argv[i];
+        }
+    }
+    if (qbc_config_load(&cfg, nrest, rest, 2, (const char *const[]){"data-dir", NULL}, err, sizeof(err)) != 0)
+        return usage_error("%s", err);
+    int code = qbc_inspect(what, cfg.data_dir, realm, after, limit, bodies);
+    qbc_config_free(&cfg);
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("qbcdc %s\n", QBCDC_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "serve") == 0)
+        return cmd_serve(argc, argv);
+    if (strcmp(cmd, "inbox") == 0 || strcmp(cmd, "pending") == 0 || strcmp(cmd, "stats") == 0)
+        return cmd_inspect(cmd, argc, argv);
+    if (cmd[0] == '-')
+        return usage_error("unknown flag '%s' (see qbcdc --help)", cmd);
+    return usage_error("unknown command '%s' (see qbcdc --help)", cmd);
+}

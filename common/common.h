@@ -1,0 +1,123 @@
+/*
+ * common.h — the few things every qbcdc module shares: one error convention,
+ * logging, allocation that dies on OOM, ISO-8601 time and base64.
+ *
+ * Error convention (STYLE.md part 2.3): functions return int, 0 on success or
+ * a negative code. System errors are -errno; our own codes live in a reserved
+ * range (QBC_E*) that cannot collide with -errno values. qbc_strerror() renders
+ * both. Outputs are out-parameters placed last.
+ */
+#ifndef QBC_COMMON_H
+#define QBC_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdarg.h>
+
+#ifndef QBCDC_VERSION
+#define QBCDC_VERSION "0.0.0"
+#endif
+
+/* ============================== errors ============================== */
+
+#define QBC_ERR_BASE (-30900)
+#define QBC_EINVAL (QBC_ERR_BASE - 1)     /**< bad argument or configuration value */
+#define QBC_EMALFORMED (QBC_ERR_BASE - 2) /**< input does not parse */
+#define QBC_EAUTH (QBC_ERR_BASE - 3)      /**< signature or credentials rejected */
+#define QBC_ETOOBIG (QBC_ERR_BASE - 4)    /**< input over its size limit */
+#define QBC_EFULL (QBC_ERR_BASE - 5)      /**< store map full and cannot grow further */
+#define QBC_ESTORE (QBC_ERR_BASE - 6)     /**< LMDB failed; details were logged */
+#define QBC_ECLOSED (QBC_ERR_BASE - 7)    /**< component is shutting down */
+#define QBC_ENOTFOUND (QBC_ERR_BASE - 8)  /**< no such record */
+#define QBC_EDUP (QBC_ERR_BASE - 9)       /**< already stored (a duplicate) */
+#define QBC_ERR_LAST QBC_EDUP
+
+/**
+ * returns a static, human-readable description of a code returned by any qbc_
+ * function: 0, -errno, or QBC_E*. Never NULL.
+ */
+const char *qbc_strerror(int rc);
+
+/* ============================== logging ============================= */
+
+enum { QBC_LOG_ERROR = 0, QBC_LOG_WARN = 1, QBC_LOG_INFO = 2, QBC_LOG_DEBUG = 3 };
+
+/**
+ * sets the most verbose level that is printed (default QBC_LOG_INFO).
+ * Parses "error", "warn", "info", "debug"; returns QBC_EINVAL for anything else.
+ */
+int qbc_log_set_level_name(const char *name);
+void qbc_log_set_level(int level);
+int qbc_log_enabled(int level);
+
+/**
+ * writes one line to stderr: "<UTC time> <level> <module>: <message>\n". Thread-safe
+ * (one write(2) per line). Callers must never pass secrets (tokens, keys) in the
+ * message: logs are assumed to be shipped elsewhere.
+ */
+void qbc_log(int level, const char *module, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ============================== memory ============================== */
+
+/**
+ * malloc/calloc/realloc/strdup that print file:line and abort() on failure.
+ * Use them for small, internally sized allocations. Sizes driven by clients
+ * (request bodies) use plain malloc and turn failure into an HTTP error.
+ */
+#define qbc_alloc(sz) qbc__alloc((sz), __FILE__, __LINE__)
+#define qbc_calloc(n, sz) qbc__calloc((n), (sz), __FILE__, __LINE__)
+#define qbc_realloc(p, sz) qbc__realloc((p), (sz), __FILE__, __LINE__)
+#define qbc_strdup(s) qbc__strndup((s), (size_t)-1, __FILE__, __LINE__)
+#define qbc_strndup(s, n) qbc__strndup((s), (n), __FILE__, __LINE__)
+void *qbc__alloc(size_t sz, const char *file, int line);
+void *qbc__calloc(size_t n, size_t sz, const char *file, int line);
+void *qbc__realloc(void *p, size_t sz, const char *file, int line);
+char *qbc__strndup(const char *s, size_t n, const char *file, int line);
+
+/** aborts with file:line and a message; for broken invariants only. */
+#define qbc_fatal(...) qbc__fatal(__FILE__, __LINE__, __VA_ARGS__)
+__attribute__((noreturn, format(printf, 3, 4))) void qbc__fatal(const char *file, int line, const char *fmt, ...);
+
+/* =============================== time =============================== */
+
+/** wall-clock time in nanoseconds since the Unix epoch. */
+int64_t qbc_now_ns(void);
+/** monotonic time in nanoseconds (for durations only). */
+int64_t qbc_mono_ns(void);
+
+/**
+ * parses an ISO-8601 date-time as QBO sends it: "YYYY-MM-DDTHH:MM[:SS[.fraction]]"
+ * followed by "Z", "±HH:MM" or "±HHMM". The fraction may have 1 to 9 digits.
+ * A date-time without an offset is rejected: QBO would read it as Pacific time,
+ * and guessing is how changes get lost (qbo-facts §11).
+ * @param s text, not necessarily NUL-terminated
+ * @param len its length in bytes
+ * @param out_ns nanoseconds since the Unix epoch (UTC)
+ * @return 0, or QBC_EMALFORMED
+ */
+int qbc_time_parse(const char *s, size_t len, int64_t *out_ns);
+
+/**
+ * formats nanoseconds since the epoch as "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC, millisecond
+ * precision) into buf, which must hold at least QBC_TIME_BUFSZ bytes. Returns buf.
+ */
+#define QBC_TIME_BUFSZ 48
+char *qbc_time_format(int64_t ns, char *buf);
+
+/* ============================== base64 ============================== */
+
+/** bytes needed to base64-encode n bytes, including the terminating NUL. */
+#define QBC_BASE64_ENCODED_SIZE(n) ((((n) + 2) / 3) * 4 + 1)
+
+/** standard (RFC 4648 §4) base64 with padding; writes a NUL-terminated string, returns its length. */
+size_t qbc_base64_encode(const void *src, size_t len, char *dst);
+
+/**
+ * decodes standard base64 (padding required, no whitespace) into dst, which must hold
+ * at least (len / 4) * 3 bytes.
+ * @param out_len number of decoded bytes
+ * @return 0, or QBC_EMALFORMED
+ */
+int qbc_base64_decode(const char *src, size_t len, void *dst, size_t *out_len);
+
+#endif

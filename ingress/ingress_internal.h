@@ -1,0 +1,94 @@
+/*
+ * ingress_internal.h — shared by the files of ingress/ only.
+ */
+#ifndef QBC_INGRESS_INTERNAL_H
+#define QBC_INGRESS_INTERNAL_H
+
+#include <signal.h>
+#include "h2o.h"
+#include "ingress.h"
+
+/* ============================== metrics ============================= */
+
+/* results a webhook POST can have; each is one label value of qbcdc_webhooks_total */
+typedef enum {
+    WH_STORED = 0,     /* 200: body committed */
+    WH_DUPLICATE,      /* 200: every CloudEvents id seen before; nothing new stored */
+    WH_QUARANTINED,    /* 200: signed but (partly) unparsable; kept in quarantine */
+    WH_UNAUTHORIZED,   /* 401 */
+    WH_TOO_LARGE,      /* 413 */
+    WH_UNAVAILABLE,    /* 503: store refused (full, failed, shutting down) */
+    WH_NOT_CONFIGURED, /* 503: no verifier tokens */
+    WH_BAD_REQUEST,    /* 405/400: wrong method, empty body */
+    WH__COUNT
+} webhook_result_t;
+
+#define ACK_BUCKETS 14
+
+typedef struct st_ingress_metrics_t {
+    /* touched on the loop thread only */
+    uint64_t webhooks[WH__COUNT];
+    uint64_t events_stored, events_duplicate, events_rejected;
+    uint64_t unexpected_content_type;
+    uint64_t ack_buckets[ACK_BUCKETS + 1]; /* last: +Inf */
+    uint64_t ack_count;
+    double ack_sum_s;
+    uint64_t inflight;
+    int64_t started_ns;
+} ingress_metrics_t;
+
+void metrics_observe_ack(ingress_metrics_t *m, int64_t ns);
+/** renders the Prometheus text exposition of ingress + store metrics into a malloc'd buffer. */
+char *metrics_render(const ingress_metrics_t *m, qbc_store_t *store, size_t *len);
+
+/* ============================== server ============================== */
+
+struct st_qbc_ingress_t {
+    h2o_globalconf_t config;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    h2o_socket_t *listener;
+    h2o_multithread_receiver_t commits; /* store writer -> loop: finished jobs */
+    qbc_store_t *store;
+    char **tokens;
+    size_t n_tokens;
+    size_t max_body;
+    volatile sig_atomic_t stop;
+    ingress_metrics_t metrics;
+    int64_t not_configured_logged_ns;
+};
+
+/** one webhook (or health probe) in flight between the loop and the store writer. */
+typedef struct st_ingress_job_t {
+    qbc_store_job_t job;
+    h2o_multithread_message_t msg;
+    qbc_ingress_t *ing;
+    struct st_req_guard_t *guard; /* NULL once the request is gone */
+    qbc_payload_t payload;
+    char *body;
+    int64_t start_mono_ns;
+    int result_kind; /* webhook_result_t chosen at parse time (stored/quarantined) */
+} ingress_job_t;
+
+/** lives in req->pool; its dispose tells the job the request was torn down. */
+typedef struct st_req_guard_t {
+    h2o_req_t *req;
+    ingress_job_t *job;
+} req_guard_t;
+
+void respond_json(h2o_req_t *req, int status, const char *reason, const char *body);
+void respond_error(h2o_req_t *req, int status, const char *reason, const char *code, const char *message);
+
+int on_webhook(h2o_handler_t *self, h2o_req_t *req);
+int on_healthz(h2o_handler_t *self, h2o_req_t *req);
+int on_metrics(h2o_handler_t *self, h2o_req_t *req);
+/** runs on the loop thread for every job the store finished. */
+void on_job_committed(ingress_job_t *j);
+
+/** the handler subclass that carries our context (h2o's "super first" inheritance). */
+typedef struct st_ingress_handler_t {
+    h2o_handler_t super;
+    qbc_ingress_t *ing;
+} ingress_handler_t;
+
+#endif

@@ -1,0 +1,132 @@
+/*
+ * metrics.c — the Prometheus text exposition for GET /metrics.
+ *
+ * Ingress counters live on the loop thread (no locking); store figures come from
+ * qbc_store_stats(), one short read transaction per scrape.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ingress_internal.h"
+
+static const double ack_bounds[ACK_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01,
+                                               0.025,  0.05,    0.1,    0.25,  0.5,   1.0,   3.0};
+static const char *result_names[WH__COUNT] = {"stored",      "duplicate",   "quarantined",    "unauthorized",
+                                              "too_large",   "unavailable", "not_configured", "bad_request"};
+
+void metrics_observe_ack(ingress_metrics_t *m, int64_t ns)
+{
+    double s = (double)ns / 1e9;
+    int i = 0;
+    while (i < ACK_BUCKETS && s > ack_bounds[i])
+        i++;
+    m->ack_buckets[i]++;
+    m->ack_count++;
+    m->ack_sum_s += s;
+}
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} out_t;
+
+static void emit(out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void emit(out_t *o, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+        va_end(ap);
+        if (n >= 0 && (size_t)n < o->cap - o->len) {
+            o->len += (size_t)n;
+            return;
+        }
+        o->cap = o->cap * 2 + (n > 0 ? (size_t)n : 0);
+        o->buf = qbc_realloc(o->buf, o->cap);
+    }
+}
+
+static void gauge(out_t *o, const char *name, const char *help, double v)
+{
+    emit(o, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name, v);
+}
+
+static void counter(out_t *o, const char *name, const char *help, double v)
+{
+    emit(o, "# HELP %s %s\n# TYPE %s counter\n%s %.17g\n", name, help, name, name, v);
+}
+
+char *metrics_render(const ingress_metrics_t *m, qbc_store_t *store, size_t *len)
+{
+    out_t o = {qbc_alloc(8192), 0, 8192};
+    qbc_store_stats_t st;
+    int store_ok = qbc_store_stats(store, &st) == 0;
+
+    emit(&o, "# HELP qbcdc_build_info Build information.\n# TYPE qbcdc_build_info gauge\n"
+             "qbcdc_build_info{version=\"%s\"} 1\n",
+         QBCDC_VERSION);
+    gauge(&o, "qbcdc_start_time_seconds", "Unix time the service started.", (double)m->started_ns / 1e9);
+
+    emit(&o, "# HELP qbcdc_webhooks_total Webhook POSTs by result.\n# TYPE qbcdc_webhooks_total counter\n");
+    for (int i = 0; i < WH__COUNT; i++)
+        emit(&o, "qbcdc_webhooks_total{result=\"%s\"} %llu\n", result_names[i], (unsigned long long)m->webhooks[i]);
+    emit(&o, "# HELP qbcdc_webhook_events_total Change notices in webhooks by result.\n"
+             "# TYPE qbcdc_webhook_events_total counter\n"
+             "qbcdc_webhook_events_total{result=\"stored\"} %llu\n"
+             "qbcdc_webhook_events_total{result=\"duplicate\"} %llu\n"
+             "qbcdc_webhook_events_total{result=\"rejected\"} %llu\n",
+         (unsigned long long)m->events_stored, (unsigned long long)m->events_duplicate,
+         (unsigned long long)m->events_rejected);
+    counter(&o, "qbcdc_webhooks_unexpected_content_type_total",
+            "Signed webhooks whose Content-Type was neither application/json nor application/cloudevents+json "
+            "(stored all the same).",
+            (double)m->unexpected_content_type);
+    gauge(&o, "qbcdc_webhooks_inflight", "Webhooks waiting for their commit.", (double)m->inflight);
+
+    emit(&o, "# HELP qbcdc_webhook_ack_seconds Time from a verified webhook to its answer (includes the fsync'd "
+             "commit).\n# TYPE qbcdc_webhook_ack_seconds histogram\n");
+    uint64_t cum = 0;
+    for (int i = 0; i < ACK_BUCKETS; i++) {
+        cum += m->ack_buckets[i];
+        emit(&o, "qbcdc_webhook_ack_seconds_bucket{le=\"%g\"} %llu\n", ack_bounds[i], (unsigned long long)cum);
+    }
+    cum += m->ack_buckets[ACK_BUCKETS];
+    emit(&o, "qbcdc_webhook_ack_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+    emit(&o, "qbcdc_webhook_ack_seconds_sum %.9f\nqbcdc_webhook_ack_seconds_count %llu\n", m->ack_sum_s,
+         (unsigned long long)m->ack_count);
+
+    gauge(&o, "qbcdc_store_up", "1 if the store answered this scrape.", store_ok);
+    if (store_ok) {
+        emit(&o, "# HELP qbcdc_store_group_commit_size Jobs per group commit.\n"
+                 "# TYPE qbcdc_store_group_commit_size histogram\n");
+        cum = 0;
+        for (int i = 0; i < 7; i++) {
+            cum += st.batch_hist[i];
+            emit(&o, "qbcdc_store_group_commit_size_bucket{le=\"%u\"} %llu\n", qbc_store_batch_bounds[i],
+                 (unsigned long long)cum);
+        }
+        cum += st.batch_hist[7];
+        emit(&o, "qbcdc_store_group_commit_size_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+        emit(&o, "qbcdc_store_group_commit_size_sum %llu\nqbcdc_store_group_commit_size_count %llu\n",
+             (unsigned long long)st.jobs_committed, (unsigned long long)cum);
+        counter(&o, "qbcdc_store_commits_total", "Write transactions committed (each one fsync'd).",
+                (double)st.commits);
+        counter(&o, "qbcdc_store_commit_failures_total", "Group commits that failed.", (double)st.commit_failures);
+        counter(&o, "qbcdc_store_commit_seconds_total", "Time spent committing, fsync included.",
+                (double)st.commit_ns_sum / 1e9);
+        counter(&o, "qbcdc_store_map_growths_total", "Times the LMDB map was grown.", (double)st.map_growths);
+        gauge(&o, "qbcdc_inbox_depth", "Raw webhook bodies held in the inbox.", (double)st.inbox_depth);
+        gauge(&o, "qbcdc_inbox_quarantined", "Signed webhook bodies held in quarantine (did not parse).",
+              (double)st.quarantined);
+        gauge(&o, "qbcdc_pending_notices", "Coalesced change notices waiting for the reconciler.",
+              (double)st.pending);
+        gauge(&o, "qbcdc_cloudevent_ids", "CloudEvents ids remembered for retry deduplication.",
+              (double)st.event_ids);
+        gauge(&o, "qbcdc_store_used_bytes", "Bytes of the LMDB map in use.", (double)st.used_bytes);
+        gauge(&o, "qbcdc_store_map_bytes", "Current LMDB map size in bytes.", (double)st.map_bytes);
+    }
+    *len = o.len;
+    return o.buf;
+}

@@ -1,0 +1,245 @@
+/*
+ * webhook.c — POST /webhooks/intuit and GET /healthz.
+ *
+ * The promise: a 200 goes out only after the commit holding the raw body and its
+ * parsed events is fsync'd. So the handler verifies, parses, queues a job for the
+ * store writer and returns without answering; the answer is written when the job
+ * comes back (on_job_committed), on this same loop thread.
+ *
+ * A signed body that does not parse is still stored (quarantined) and acked: it is
+ * authentic, and a non-200 would make Intuit retry it forever while holding back the
+ * realm's later events (qbo-facts §1.5).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ingress_internal.h"
+
+static int path_is(h2o_req_t *req, const char *path)
+{
+    return h2o_memis(req->path_normalized.base, req->path_normalized.len, path, strlen(path));
+}
+
+static void on_guard_dispose(void *p)
+{
+    req_guard_t *g = p;
+    if (g->job != NULL)
+        g->job->guard = NULL; /* the connection went away: answer nobody */
+}
+
+/* writer thread: hand the finished job back to the loop (must not block) */
+static void job_done_on_writer(qbc_store_job_t *job)
+{
+    ingress_job_t *j = H2O_STRUCT_FROM_MEMBER(ingress_job_t, job, job);
+    h2o_multithread_send_message(&j->ing->commits, &j->msg);
+}
+
+static ingress_job_t *job_new(qbc_ingress_t *ing, h2o_req_t *req, qbc_job_kind_t kind)
+{
+    ingress_job_t *j = qbc_calloc(1, sizeof(*j));
+    j->ing = ing;
+    j->job.kind = kind;
+    j->job.on_commit = job_done_on_writer;
+    j->job.received_ns = qbc_now_ns();
+    j->start_mono_ns = qbc_mono_ns();
+    j->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*j->guard), on_guard_dispose);
+    j->guard->req = req;
+    j->guard->job = j;
+    return j;
+}
+
+static void job_free(ingress_job_t *j)
+{
+    if (j->guard != NULL)
+        j->guard->job = NULL;
+    qbc_payload_clear(&j->payload);
+    free(j->body);
+    free(j);
+}
+
+static int submit(qbc_ingress_t *ing, ingress_job_t *j)
+{
+    int rc = qbc_store_submit(ing->store, &j->job);
+    if (rc == 0)
+        ing->metrics.inflight++;
+    return rc;
+}
+
+/* is the media type one Intuit uses for webhooks? (parameters like charset ignored) */
+static int content_type_expected(h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (i < 0)
+        return 0;
+    h2o_iovec_t v = req->headers.entries[i].value;
+    size_t n = 0;
+    while (n < v.len && v.base[n] != ';' && v.base[n] != ' ')
+        n++;
+    return h2o_lcstris(v.base, n, H2O_STRLIT("application/json")) ||
+           h2o_lcstris(v.base, n, H2O_STRLIT("application/cloudevents+json")) ||
+           h2o_lcstris(v.base, n, H2O_STRLIT("application/cloudevents-batch+json"));
+}
+
+int on_webhook(h2o_handler_t *_self, h2o_req_t *req)
+{
+    qbc_ingress_t *ing = ((ingress_handler_t *)_self)->ing;
+    ingress_metrics_t *m = &ing->metrics;
+
+    if (!path_is(req, "/webhooks/intuit")) {
+        respond_error(req, 404, "Not Found", "not_found", "no such endpoint");
+        return 0;
+    }
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
+        m->webhooks[WH_BAD_REQUEST]++;
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("POST"));
+        respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use POST");
+        return 0;
+    }
+    if (ing->n_tokens == 0) {
+        m->webhooks[WH_NOT_CONFIGURED]++;
+        int64_t now = qbc_mono_ns();
+        if (ing->not_configured_logged_ns == 0 || now - ing->not_configured_logged_ns > 60 * (int64_t)1000000000) {
+            qbc_log(QBC_LOG_ERROR, "ingress",
+                    "refusing a webhook with 503: no verifier token is configured (QBCDC_WEBHOOK_VERIFIER_TOKENS)");
+            ing->not_configured_logged_ns = now;
+        }
+        respond_error(req, 503, "Service Unavailable", "not_configured",
+                      "no webhook verifier token is configured (QBCDC_WEBHOOK_VERIFIER_TOKENS)");
+        return 0;
+    }
+    if (req->entity.len > ing->max_body) {
+        m->webhooks[WH_TOO_LARGE]++;
+        respond_error(req, 413, "Payload Too Large", "too_large", "webhook bodies are limited to 1 MiB");
+        return 0;
+    }
+
+    ssize_t si = h2o_find_header_by_str(&req->headers, H2O_STRLIT("intuit-signature"), -1);
+    const char *body = req->entity.base != NULL ? req->entity.base : "";
+    if (si < 0 || qbc_signature_verify(req->headers.entries[si].value.base, req->headers.entries[si].value.len, body,
+                                       req->entity.len, (const char *const *)ing->tokens, ing->n_tokens) != 0) {
+        m->webhooks[WH_UNAUTHORIZED]++;
+        qbc_log(QBC_LOG_WARN, "ingress", "webhook refused: %s intuit-signature (%zu-byte body)",
+                si < 0 ? "missing" : "wrong", req->entity.len);
+        respond_error(req, 401, "Unauthorized", "bad_signature",
+                      si < 0 ? "intuit-signature header missing" : "intuit-signature does not match");
+        return 0;
+    }
+    if (!content_type_expected(req))
+        m->unexpected_content_type++; /* authentic all the same: keep it */
+
+    ingress_job_t *j = job_new(ing, req, QBC_JOB_WEBHOOK);
+    if (req->entity.len > 0) {
+        j->body = malloc(req->entity.len); /* client-sized: may fail, and that is a 503, not a crash */
+        if (j->body == NULL) {
+            job_free(j);
+            m->webhooks[WH_UNAVAILABLE]++;
+            respond_error(req, 503, "Service Unavailable", "no_memory", "cannot buffer the body; retry later");
+            return 0;
+        }
+        memcpy(j->body, req->entity.base, req->entity.len);
+    }
+    j->job.body = j->body;
+    j->job.body_len = req->entity.len;
+    j->result_kind = WH_STORED;
+    if (qbc_payload_parse(j->body != NULL ? j->body : "", req->entity.len, &j->payload) != 0) {
+        j->job.inbox_flags |= QBC_INBOX_QUARANTINED;
+        j->job.quarantine_reason = j->payload.error[0] ? j->payload.error : "unparsable";
+        j->result_kind = WH_QUARANTINED;
+        qbc_log(QBC_LOG_WARN, "ingress", "signed webhook quarantined: %s (%zu usable event(s))",
+                j->job.quarantine_reason, j->payload.n_events);
+    }
+    j->job.format = (uint8_t)j->payload.format;
+    j->job.events = j->payload.events;
+    j->job.n_events = j->payload.n_events;
+    m->events_rejected += j->payload.n_rejected;
+
+    int rc = submit(ing, j);
+    if (rc != 0) {
+        job_free(j);
+        m->webhooks[WH_UNAVAILABLE]++;
+        respond_error(req, 503, "Service Unavailable", "shutting_down", "the service is stopping; retry later");
+    }
+    return 0;
+}
+
+int on_healthz(h2o_handler_t *_self, h2o_req_t *req)
+{
+    qbc_ingress_t *ing = ((ingress_handler_t *)_self)->ing;
+
+    if (!path_is(req, "/healthz")) {
+        respond_error(req, 404, "Not Found", "not_found", "no such endpoint");
+        return 0;
+    }
+    /* "writable" is proven the only honest way: a tiny fsync'd write through the writer */
+    ingress_job_t *j = job_new(ing, req, QBC_JOB_PING);
+    if (submit(ing, j) != 0) {
+        job_free(j);
+        respond_json(req, 503, "Service Unavailable", "{\"status\":\"stopping\"}");
+    }
+    return 0;
+}
+
+int on_metrics(h2o_handler_t *_self, h2o_req_t *req)
+{
+    qbc_ingress_t *ing = ((ingress_handler_t *)_self)->ing;
+    size_t len;
+
+    if (!path_is(req, "/metrics")) {
+        respond_error(req, 404, "Not Found", "not_found", "no such endpoint");
+        return 0;
+    }
+    char *text = metrics_render(&ing->metrics, ing->store, &len);
+    req->res.status = 200;
+    req->res.reason = "OK";
+    req->res.content_length = len;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                   H2O_STRLIT("text/plain; version=0.0.4; charset=utf-8"));
+    h2o_send_inline(req, text, len);
+    free(text);
+    return 0;
+}
+
+void on_job_committed(ingress_job_t *j)
+{
+    qbc_ingress_t *ing = j->ing;
+    ingress_metrics_t *m = &ing->metrics;
+    h2o_req_t *req = j->guard != NULL ? j->guard->req : NULL;
+    char buf[256];
+
+    m->inflight--;
+    if (j->job.kind == QBC_JOB_PING) {
+        if (req != NULL) {
+            if (j->job.result == 0)
+                respond_json(req, 200, "OK", "{\"status\":\"ok\"}");
+            else
+                respond_json(req, 503, "Service Unavailable", "{\"status\":\"unavailable\",\"error\":\"store_not_writable\"}");
+        }
+        job_free(j);
+        return;
+    }
+
+    int kind;
+    if (j->job.result == 0) {
+        kind = j->result_kind == WH_QUARANTINED ? WH_QUARANTINED : j->job.inbox_seq == 0 ? WH_DUPLICATE : WH_STORED;
+        m->events_stored += j->job.n_stored_events;
+        m->events_duplicate += j->job.n_dup_events;
+    } else {
+        kind = WH_UNAVAILABLE;
+    }
+    m->webhooks[kind]++;
+    if (req != NULL) {
+        if (j->job.result == 0) {
+            snprintf(buf, sizeof(buf), "{\"status\":\"%s\",\"inbox_seq\":%llu,\"events\":%u,\"duplicates\":%u}",
+                     kind == WH_QUARANTINED ? "quarantined" : kind == WH_DUPLICATE ? "duplicate" : "stored",
+                     (unsigned long long)j->job.inbox_seq, j->job.n_stored_events, j->job.n_dup_events);
+            respond_json(req, 200, "OK", buf);
+        } else {
+            /* nothing of it was stored: Intuit must retry */
+            respond_error(req, 503, "Service Unavailable",
+                          j->job.result == QBC_EFULL ? "store_full" : "store_unavailable",
+                          j->job.result == QBC_EFULL ? "the store is full; retry later" : "the store failed; retry later");
+        }
+        metrics_observe_ack(m, qbc_mono_ns() - j->start_mono_ns);
+    }
+    job_free(j);
+}

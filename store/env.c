@@ -1,0 +1,280 @@
+/*
+ * env.c — opening, growing and closing the LMDB environment.
+ *
+ * Assumptions: one qbcdc process owns an environment for writing (LMDB's lock
+ * file serialises writers anyway; the CLI opens it read-only beside a running
+ * service). The map starts at map_size and doubles on MDB_MAP_FULL up to map_max;
+ * past that, writes fail with QBC_EFULL, the jobs' submitters answer 503, and
+ * nothing already committed is touched.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "store_internal.h"
+
+#define DEFAULT_MAP_SIZE (1ull << 30)
+#define DEFAULT_MAP_MAX (64ull << 30)
+#define DEFAULT_BATCH_MAX 4096
+
+static int lmdb_fail(const char *what, int rc)
+{
+    qbc_log(QBC_LOG_ERROR, "store", "%s: %s", what, mdb_strerror(rc));
+    return QBC_ESTORE;
+}
+
+/* creates dir and its missing parents (mode 0700). */
+static int mkdir_p(const char *dir)
+{
+    char buf[4096];
+    size_t len = strlen(dir);
+
+    if (len == 0 || len >= sizeof(buf))
+        return QBC_EINVAL;
+    memcpy(buf, dir, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (buf[i] == '/' || buf[i] == '\0') {
+            char c = buf[i];
+            buf[i] = '\0';
+            if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+                return -errno;
+            buf[i] = c;
+        }
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return -errno;
+    if (!S_ISDIR(st.st_mode))
+        return -ENOTDIR;
+    return 0;
+}
+
+/* opens every named database once, in one write transaction, and checks the schema. */
+static int open_dbis(qbc_store_t *s)
+{
+    MDB_txn *txn;
+    unsigned flags = s->readonly ? 0 : MDB_CREATE;
+    int rc;
+
+    if ((rc = mdb_txn_begin(s->env, NULL, s->readonly ? MDB_RDONLY : 0, &txn)) != 0)
+        return lmdb_fail("mdb_txn_begin", rc);
+    if ((rc = mdb_dbi_open(txn, "meta", flags, &s->dbi_meta)) != 0 ||
+        (rc = mdb_dbi_open(txn, "inbox", flags, &s->dbi_inbox)) != 0 ||
+        (rc = mdb_dbi_open(txn, "quarantine", flags, &s->dbi_quarantine)) != 0 ||
+        (rc = mdb_dbi_open(txn, "pending", flags, &s->dbi_pending)) != 0 ||
+        (rc = mdb_dbi_open(txn, "event_ids", flags, &s->dbi_event_ids)) != 0) {
+        mdb_txn_abort(txn);
+        if (rc == MDB_NOTFOUND) {
+            qbc_log(QBC_LOG_ERROR, "store", "%s holds no qbcdc store", s->dir);
+            return QBC_ENOTFOUND;
+        }
+        return lmdb_fail("mdb_dbi_open", rc);
+    }
+
+    MDB_val k = {sizeof("schema_version") - 1, "schema_version"}, v;
+    rc = mdb_get(txn, s->dbi_meta, &k, &v);
+    if (rc == 0) {
+        uint32_t ver = v.mv_size == 4 ? get_u32be(v.mv_data) : 0;
+        if (ver == 0 || ver > QBC_STORE_SCHEMA_VERSION) {
+            mdb_txn_abort(txn);
+            qbc_log(QBC_LOG_ERROR, "store", "%s has schema version %u; this build knows up to %u", s->dir, ver,
+                    QBC_STORE_SCHEMA_VERSION);
+            return QBC_EINVAL;
+        }
+    } else if (rc == MDB_NOTFOUND && !s->readonly) {
+        unsigned char b[4];
+        put_u32be(b, QBC_STORE_SCHEMA_VERSION);
+        v.mv_size = 4;
+        v.mv_data = b;
+        if ((rc = mdb_put(txn, s->dbi_meta, &k, &v, 0)) != 0) {
+            mdb_txn_abort(txn);
+            return lmdb_fail("writing schema version", rc);
+        }
+    } else if (rc != MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return lmdb_fail("reading schema version", rc);
+    }
+
+    /* the next inbox sequence: past both the last key and the recorded high-water mark */
+    if (!s->readonly) {
+        MDB_cursor *cur;
+        uint64_t last = 0;
+        if ((rc = mdb_cursor_open(txn, s->dbi_inbox, &cur)) == 0) {
+            MDB_val ck, cv;
+            if (mdb_cursor_get(cur, &ck, &cv, MDB_LAST) == 0 && ck.mv_size == 8)
+                last = get_u64be(ck.mv_data);
+            mdb_cursor_close(cur);
+        }
+        MDB_val hk = {sizeof("inbox_seq") - 1, "inbox_seq"}, hv;
+        if (mdb_get(txn, s->dbi_meta, &hk, &hv) == 0 && hv.mv_size == 8 && get_u64be(hv.mv_data) > last)
+            last = get_u64be(hv.mv_data);
+        s->next_seq = last + 1;
+    }
+    if ((rc = mdb_txn_commit(txn)) != 0)
+        return lmdb_fail("mdb_txn_commit (open)", rc);
+    return 0;
+}
+
+static int open_env(qbc_store_t *s, uint64_t map_size, unsigned env_flags)
+{
+    int rc;
+    int dead = 0;
+
+    if ((rc = mdb_env_create(&s->env)) != 0)
+        return lmdb_fail("mdb_env_create", rc);
+    mdb_env_set_maxdbs(s->env, QBC_STORE_MAXDBS);
+    mdb_env_set_maxreaders(s->env, 512);
+    if (map_size != 0 && (rc = mdb_env_set_mapsize(s->env, map_size)) != 0)
+        return lmdb_fail("mdb_env_set_mapsize", rc);
+    /*
+     * MDB_NOTLS: reader slots belong to transactions, not threads, so the event-loop
+     * thread may hold several short read transactions. Default sync: a commit that
+     * returns has been fsync'd, which is what an ack promises.
+     */
+    if ((rc = mdb_env_open(s->env, s->dir, env_flags | MDB_NOTLS, 0600)) != 0) {
+        qbc_log(QBC_LOG_ERROR, "store", "cannot open LMDB environment in %s: %s", s->dir, mdb_strerror(rc));
+        return rc > 0 ? -rc : QBC_ESTORE;
+    }
+    mdb_reader_check(s->env, &dead);
+    if (dead > 0)
+        qbc_log(QBC_LOG_WARN, "store", "cleared %d reader slot(s) left by a dead process", dead);
+    return open_dbis(s);
+}
+
+static qbc_store_t *store_new(const char *dir)
+{
+    qbc_store_t *s = qbc_calloc(1, sizeof(*s));
+    s->dir = qbc_strdup(dir);
+    pthread_rwlock_init(&s->gate, NULL);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    return s;
+}
+
+static void store_free(qbc_store_t *s)
+{
+    if (s->env != NULL)
+        mdb_env_close(s->env);
+    pthread_rwlock_destroy(&s->gate);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s->dir);
+    free(s);
+}
+
+int qbc_store_open(const qbc_store_config_t *cfg, qbc_store_t **out)
+{
+    qbc_store_t *s;
+    uint64_t map_size = cfg->map_size != 0 ? cfg->map_size : DEFAULT_MAP_SIZE;
+    int rc;
+
+    if (cfg->dir == NULL || cfg->dir[0] == '\0')
+        return QBC_EINVAL;
+    if ((rc = mkdir_p(cfg->dir)) != 0) {
+        qbc_log(QBC_LOG_ERROR, "store", "cannot create data directory %s: %s", cfg->dir, qbc_strerror(rc));
+        return rc;
+    }
+    s = store_new(cfg->dir);
+    s->map_max = cfg->map_max != 0 ? cfg->map_max : DEFAULT_MAP_MAX;
+    if (s->map_max < map_size)
+        s->map_max = map_size;
+    s->batch_max = cfg->batch_max != 0 ? cfg->batch_max : DEFAULT_BATCH_MAX;
+    if ((rc = open_env(s, map_size, 0)) != 0)
+        goto Error;
+    if ((rc = qbc_store__writer_start(s)) != 0)
+        goto Error;
+    *out = s;
+    return 0;
+
+Error:
+    store_free(s);
+    return rc;
+}
+
+int qbc_store_open_readonly(const char *dir, qbc_store_t **out)
+{
+    qbc_store_t *s;
+    int rc;
+    struct stat st;
+
+    if (stat(dir, &st) != 0)
+        return -errno;
+    s = store_new(dir);
+    s->readonly = 1;
+    if ((rc = open_env(s, 0, MDB_RDONLY)) != 0) {
+        store_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void qbc_store_close(qbc_store_t *s)
+{
+    if (s == NULL)
+        return;
+    if (!s->readonly)
+        qbc_store__writer_stop(s);
+    store_free(s);
+}
+
+/*
+ * Grows the map. Called by the writer between transactions, so no write transaction
+ * is open; the gate's write side waits out any reader in this process.
+ */
+int qbc_store__grow(qbc_store_t *s)
+{
+    MDB_envinfo info;
+    int rc;
+
+    mdb_env_info(s->env, &info);
+    if (info.me_mapsize >= s->map_max) {
+        int64_t now = qbc_mono_ns();
+        if (s->full_logged_ns == 0 || now - s->full_logged_ns > 10 * (int64_t)1000000000) {
+            /* once per 10 s: a full store refuses every write, and one line says so */
+            qbc_log(QBC_LOG_ERROR, "store", "map is full at its maximum of %zu bytes (QBCDC_MAP_MAX); refusing writes",
+                    info.me_mapsize);
+            s->full_logged_ns = now;
+        }
+        return QBC_EFULL;
+    }
+    uint64_t next = (uint64_t)info.me_mapsize * 2;
+    if (next > s->map_max)
+        next = s->map_max;
+    pthread_rwlock_wrlock(&s->gate);
+    rc = mdb_env_set_mapsize(s->env, (size_t)next);
+    pthread_rwlock_unlock(&s->gate);
+    if (rc != 0)
+        return lmdb_fail("mdb_env_set_mapsize (grow)", rc);
+    __atomic_add_fetch(&s->st_growths, 1, __ATOMIC_RELAXED);
+    qbc_log(QBC_LOG_INFO, "store", "map grown from %zu to %llu bytes", info.me_mapsize, (unsigned long long)next);
+    return 0;
+}
+
+int qbc_store__read_begin(qbc_store_t *s, MDB_txn **txn)
+{
+    int rc;
+
+    pthread_rwlock_rdlock(&s->gate);
+    rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
+    if (rc == MDB_MAP_RESIZED) {
+        /* another process grew the map: adopt its size (no transaction of ours is open) */
+        pthread_rwlock_unlock(&s->gate);
+        pthread_rwlock_wrlock(&s->gate);
+        mdb_env_set_mapsize(s->env, 0);
+        pthread_rwlock_unlock(&s->gate);
+        pthread_rwlock_rdlock(&s->gate);
+        rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
+    }
+    if (rc != 0) {
+        pthread_rwlock_unlock(&s->gate);
+        return lmdb_fail("mdb_txn_begin (read)", rc);
+    }
+    return 0;
+}
+
+void qbc_store__read_end(qbc_store_t *s, MDB_txn *txn)
+{
+    mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&s->gate);
+}
