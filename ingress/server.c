@@ -176,6 +176,8 @@ int qbc_ingress_create(const qbc_ingress_config_t *cfg, qbc_store_t *store, qbc_
     return 0;
 }
 
+static int context_idle(h2o_context_t *ctx);
+
 int qbc_ingress_run(qbc_ingress_t *ing, int drain_ms)
 {
     /* a bounded wait, so that a stop flag set by a signal handler is seen within 100 ms
@@ -199,15 +201,31 @@ int qbc_ingress_run(qbc_ingress_t *ing, int drain_ms)
     int64_t deadline = qbc_mono_ns() + (int64_t)drain_ms * 1000000;
     while (ing->metrics.inflight > 0 && qbc_mono_ns() < deadline)
         h2o_evloop_run(ing->ctx.loop, 10);
-    /* one more turn so that the last answers are written to their sockets */
-    for (int i = 0; i < 5; i++)
-        h2o_evloop_run(ing->ctx.loop, 1);
+    /* let the last answers reach their sockets and closing connections finish closing */
+    deadline = qbc_mono_ns() + 200 * 1000000;
+    do
+        h2o_evloop_run(ing->ctx.loop, 10);
+    while (!context_idle(&ing->ctx) && qbc_mono_ns() < deadline);
     if (ing->metrics.inflight > 0) {
         qbc_log(QBC_LOG_WARN, "ingress", "%llu webhook(s) still in flight after %d ms",
                 (unsigned long long)ing->metrics.inflight, drain_ms);
         return QBC_ECLOSED;
     }
     return 0;
+}
+
+/* true when no connection and no timer is left: only then may h2o's context be disposed */
+static int context_idle(h2o_context_t *ctx)
+{
+    h2o_timeout_t *timeouts[] = {&ctx->zero_timeout,      &ctx->one_sec_timeout,   &ctx->hundred_ms_timeout,
+                                 &ctx->handshake_timeout, &ctx->http1.req_timeout, &ctx->http2.idle_timeout,
+                                 &ctx->http2.graceful_shutdown_timeout, &ctx->proxy.io_timeout};
+    if (!h2o_linklist_is_empty(&ctx->http1._conns) || !h2o_linklist_is_empty(&ctx->http2._conns))
+        return 0;
+    for (size_t i = 0; i < sizeof(timeouts) / sizeof(timeouts[0]); i++)
+        if (!h2o_linklist_is_empty(&timeouts[i]->_entries))
+            return 0;
+    return 1;
 }
 
 void qbc_ingress_stop(qbc_ingress_t *ing)
@@ -226,7 +244,7 @@ void qbc_ingress_destroy(qbc_ingress_t *ing)
         h2o_socket_close(ing->listener);
         ing->listener = NULL;
     }
-    if (!h2o_linklist_is_empty(&ing->ctx.http1._conns)) {
+    if (!context_idle(&ing->ctx)) {
         /*
          * h2o 2.2 cannot close idle keep-alive connections on request, and disposing the
          * context while one is open trips its assertions. Every answer has been sent by
