@@ -82,6 +82,8 @@ void respond_error(h2o_req_t *req, int status, const char *reason, const char *c
 int on_webhook(h2o_handler_t *self, h2o_req_t *req);
 int on_healthz(h2o_handler_t *self, h2o_req_t *req);
 int on_metrics(h2o_handler_t *self, h2o_req_t *req);
+extern qbc_ingress_t *qbc_ingress__left_for_exit;
+
 /** runs on the loop thread for every job the store finished. */
 void on_job_committed(ingress_job_t *j);
 

@@ -233,8 +233,11 @@ void qbc_ingress_stop(qbc_ingress_t *ing)
     ing->stop = 1;
 }
 
-/* see qbc_ingress_destroy: an ingress that could not be torn down stays reachable here */
-static qbc_ingress_t *left_for_exit;
+/*
+ * see qbc_ingress_destroy: an ingress that could not be torn down stays reachable here.
+ * Not static: the compiler may drop stores to a static nobody reads.
+ */
+qbc_ingress_t *qbc_ingress__left_for_exit;
 
 void qbc_ingress_destroy(qbc_ingress_t *ing)
 {
@@ -251,7 +254,7 @@ void qbc_ingress_destroy(qbc_ingress_t *ing)
          * now and the process is about to exit, so leave the context as it is (reachable,
          * so leak checkers stay quiet) and let exit close the sockets.
          */
-        left_for_exit = ing;
+        qbc_ingress__left_for_exit = ing;
         return;
     }
     h2o_multithread_unregister_receiver(ing->ctx.queue, &ing->commits);
