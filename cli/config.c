@@ -47,6 +47,9 @@ static const option_t options[] = {
     OPT("map-max", map_max, "64G", "the map doubles when full up to this size; past it writes get 503"),
     OPT("log-level", log_level, "info", "error, warn, info or debug"),
     OPT("drain-ms", drain_ms, "10000", "on SIGTERM, how long to wait for in-flight acks (ms)"),
+    OPT("sim", sim, "auto",
+        "auto: with no QBCDC_CLIENT_ID, start the bundled qbosim and use it as Intuit; off: never"),
+    OPT("sim-listen", sim_listen, "127.0.0.1:9090", "where the bundled qbosim listens (with --sim auto)"),
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 
@@ -206,6 +209,10 @@ int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const c
     }
     if (cfg->listen == NULL || strchr(cfg->listen, ':') == NULL) {
         snprintf(err, errsz, "bad listen address '%s': want host:port", cfg->listen ? cfg->listen : "");
+        return QBC_EINVAL;
+    }
+    if (strcmp(cfg->sim, "auto") != 0 && strcmp(cfg->sim, "off") != 0) {
+        snprintf(err, errsz, "bad sim '%s': want auto or off", cfg->sim);
         return QBC_EINVAL;
     }
     if (cfg->data_dir == NULL || cfg->data_dir[0] == '\0') {

@@ -22,6 +22,7 @@ typedef struct st_qbc_config_t {
     const char *map_size, *map_max; /* store sizing (bytes, K/M/G/T suffixes) */
     const char *log_level;
     const char *drain_ms;
+    const char *sim, *sim_listen; /* dev mode: the bundled simulator */
 
     /* derived, validated values */
     uint64_t map_size_bytes, map_max_bytes;

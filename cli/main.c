@@ -9,6 +9,7 @@
 #include <string.h>
 #include "common.h"
 #include "config.h"
+#include "devsim.h"
 #include "ingress.h"
 #include "inspect.h"
 #include "store.h"
@@ -53,6 +54,7 @@ static int cmd_serve(int argc, char **argv)
     char err[256];
     qbc_store_t *store = NULL;
     qbc_ingress_t *ing = NULL;
+    qbc_devsim_t sim;
     int rc, exit_code = 1;
 
     for (int i = 2; i < argc; i++) {
@@ -68,12 +70,15 @@ static int cmd_serve(int argc, char **argv)
     }
     if (qbc_config_load(&cfg, argc, argv, 2, NULL, err, sizeof(err)) != 0)
         return usage_error("%s", err);
+    memset(&sim, 0, sizeof(sim));
 
     qbc_store_config_t scfg = {.dir = cfg.data_dir, .map_size = cfg.map_size_bytes, .map_max = cfg.map_max_bytes};
     if ((rc = qbc_store_open(&scfg, &store)) != 0) {
         fprintf(stderr, "qbcdc: cannot open the store in %s: %s\n", cfg.data_dir, qbc_strerror(rc));
         goto Exit;
     }
+    /* may supply the verifier token, so it comes before the ingress is configured */
+    qbc_devsim_start(&cfg, &sim);
     qbc_ingress_config_t icfg = {.listen = cfg.listen,
                                  .verifier_tokens = (const char *const *)cfg.tokens,
                                  .n_verifier_tokens = cfg.n_tokens,
@@ -98,6 +103,7 @@ static int cmd_serve(int argc, char **argv)
     qbc_log(QBC_LOG_INFO, "main", "stopped");
 
 Exit:
+    qbc_devsim_stop(&sim);
     qbc_ingress_destroy(ing);
     qbc_store_close(store); /* drains anything still queued, then closes LMDB */
     qbc_config_free(&cfg);

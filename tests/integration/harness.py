@@ -147,7 +147,8 @@ def start_qbcdc(data_dir=None, tokens="test-verifier-token", extra_env=None, arg
     """starts `qbcdc serve` on a free loopback port; returns (Proc, port, data_dir)."""
     port = free_port()
     data_dir = data_dir or tmpdir("qbcdc-data-")
-    env = {"QBCDC_LISTEN": "127.0.0.1:%d" % port, "QBCDC_DATA_DIR": data_dir}
+    # no bundled simulator unless a test asks for one (it would take port 9090)
+    env = {"QBCDC_LISTEN": "127.0.0.1:%d" % port, "QBCDC_DATA_DIR": data_dir, "QBCDC_SIM": "off"}
     if tokens is not None:
         env["QBCDC_WEBHOOK_VERIFIER_TOKENS"] = tokens
     env.update(extra_env or {})

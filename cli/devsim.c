@@ -1,0 +1,134 @@
+/*
+ * devsim.c — starting and stopping the bundled simulator for `qbcdc serve`.
+ *
+ * The simulator is a child process: it gets SIGTERM when we stop and, through
+ * PR_SET_PDEATHSIG, also when we die, so a crashed qbcdc leaves no stray qbosim.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "common.h"
+#include "devsim.h"
+
+static int random_hex(char *out, size_t nbytes)
+{
+    unsigned char b[32];
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || nbytes > sizeof(b) || read(fd, b, nbytes) != (ssize_t)nbytes) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    for (size_t i = 0; i < nbytes; i++)
+        snprintf(out + 2 * i, 3, "%02x", b[i]);
+    return 0;
+}
+
+/* where webhooks reach us: our listen address, with a wildcard host made loopback */
+static void webhook_url(const char *listen, char *out, size_t sz)
+{
+    const char *colon = strrchr(listen, ':');
+    size_t hlen = (size_t)(colon - listen);
+    if (hlen == 0 || (hlen == 7 && strncmp(listen, "0.0.0.0", 7) == 0) || (hlen == 4 && strncmp(listen, "[::]", 4) == 0))
+        snprintf(out, sz, "http://127.0.0.1%s/webhooks/intuit", colon);
+    else
+        snprintf(out, sz, "http://%s/webhooks/intuit", listen);
+}
+
+int qbc_devsim_start(qbc_config_t *cfg, qbc_devsim_t *sim)
+{
+    char self[PATH_MAX], path[PATH_MAX + 16], url[300];
+    ssize_t n;
+
+    memset(sim, 0, sizeof(*sim));
+    if (strcmp(cfg->sim, "auto") != 0 || cfg->client_id != NULL)
+        return 0;
+    if ((n = readlink("/proc/self/exe", self, sizeof(self) - 1)) < 0)
+        return -errno;
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    *slash = '\0';
+    snprintf(path, sizeof(path), "%s/qbosim", self);
+    if (access(path, X_OK) != 0) {
+        qbc_log(QBC_LOG_WARN, "devsim", "no Intuit credentials and no %s: running without a simulator", path);
+        return QBC_ENOTFOUND;
+    }
+
+    if (cfg->n_tokens > 0) {
+        snprintf(sim->token, sizeof(sim->token), "%s", cfg->tokens[0]);
+    } else {
+        if (random_hex(sim->token, 24) != 0)
+            return QBC_EINVAL;
+        /* the generated token replaces the (empty) configured list */
+        free(cfg->tokens);
+        cfg->tokens = qbc_calloc(2, sizeof(char *));
+        cfg->tokens[0] = qbc_strdup(sim->token);
+        cfg->n_tokens = 1;
+    }
+    webhook_url(cfg->listen, url, sizeof(url));
+    snprintf(sim->api_base, sizeof(sim->api_base), "http://%s", cfg->sim_listen);
+    snprintf(sim->token_url, sizeof(sim->token_url), "http://%s/oauth2/v1/tokens/bearer", cfg->sim_listen);
+    snprintf(sim->authorize_url, sizeof(sim->authorize_url), "http://%s/connect/oauth2", cfg->sim_listen);
+    cfg->client_id = "qbosim-client";
+    cfg->client_secret = "qbosim-secret";
+    cfg->api_base = sim->api_base;
+    cfg->oauth_token_url = sim->token_url;
+    cfg->oauth_authorize_url = sim->authorize_url;
+
+    char *argv[] = {path,
+                    "--listen", (char *)cfg->sim_listen,
+                    "--realms", "3",
+                    "--seed", "1",
+                    "--webhook-url", url,
+                    "--verifier-token", sim->token,
+                    "--client-id", (char *)cfg->client_id,
+                    "--client-secret", (char *)cfg->client_secret,
+                    "--mutate-rate", "0.5",
+                    NULL};
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent)
+            _exit(0); /* the parent died before prctl took effect */
+        execv(path, argv);
+        _exit(127);
+    }
+    sim->pid = pid;
+    qbc_log(QBC_LOG_INFO, "devsim",
+            "no Intuit credentials (QBCDC_CLIENT_ID): started the bundled simulator on %s (pid %d); it posts "
+            "signed webhooks to %s. Set QBCDC_SIM=off to run without it.",
+            cfg->sim_listen, (int)pid, url);
+    return 0;
+}
+
+void qbc_devsim_stop(qbc_devsim_t *sim)
+{
+    int status;
+
+    if (sim->pid <= 0)
+        return;
+    kill(sim->pid, SIGTERM);
+    for (int i = 0; i < 300; i++) {
+        if (waitpid(sim->pid, &status, WNOHANG) == sim->pid) {
+            sim->pid = 0;
+            return;
+        }
+        struct timespec ts = {0, 10 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    kill(sim->pid, SIGKILL);
+    waitpid(sim->pid, &status, 0);
+    sim->pid = 0;
+}

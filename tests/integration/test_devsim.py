@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""`qbcdc serve` with no Intuit credentials starts the bundled qbosim and takes its
+signed webhooks, classic and CloudEvents; QBCDC_SIM=off does not; the simulator
+stops with qbcdc.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import *  # noqa: F401,F403
+
+
+def stats(data):
+    r = subprocess.run([QBCDC, "stats", "--data-dir", data], capture_output=True, timeout=30)
+    return json.loads(r.stdout) if r.returncode == 0 else {}
+
+
+def inbox(data):
+    r = subprocess.run([QBCDC, "inbox", "--data-dir", data], capture_output=True, timeout=30)
+    return [json.loads(l) for l in r.stdout.decode().splitlines() if l.strip()]
+
+
+sim_port = free_port()
+proc, port, data = start_qbcdc(tokens=None, extra_env={"QBCDC_SIM": "auto",
+                                                     "QBCDC_SIM_LISTEN": "127.0.0.1:%d" % sim_port})
+ok(wait_http(sim_port, "/sim/realms"), "the bundled simulator is up")
+st, _, body = request(sim_port, "GET", "/sim/realms")
+is_(len(json.loads(body)), 3, "with three companies")
+
+st, _, body = request(sim_port, "POST", "/sim/mutate?n=12&per_hook=4")
+is_(st, 200, "simulator makes changes")
+st, _, body = request(sim_port, "POST", "/sim/mutate?n=6&per_hook=3&format=cloudevents")
+is_(st, 200, "and CloudEvents ones")
+deadline = time.time() + 15
+while time.time() < deadline and stats(data).get("inbox_depth", 0) < 5:
+    time.sleep(0.1)
+recs = inbox(data)
+ok(len(recs) >= 5, "its signed webhooks are stored (%d)" % len(recs))
+ok(not any(r["quarantined"] for r in recs), "none quarantined: the simulator's payloads parse")
+formats = set(r["format"] for r in recs)
+ok({"classic", "cloudevents"} <= formats, "both formats arrived: %s" % sorted(formats))
+ok(stats(data).get("pending", 0) >= 10, "their changes are pending")
+
+m = re.search(r"pid (\d+)", proc.output())
+ok(m is not None, "the simulator's pid is logged")
+is_(proc.stop(), 0, "qbcdc stops cleanly")
+if m:
+    gone = False
+    for _ in range(50):
+        try:
+            os.kill(int(m.group(1)), 0)
+            time.sleep(0.1)
+        except ProcessLookupError:
+            gone = True
+            break
+    ok(gone, "and the simulator stopped with it")
+
+proc, port, data = start_qbcdc(tokens=None, extra_env={"QBCDC_SIM": "off",
+                                                     "QBCDC_SIM_LISTEN": "127.0.0.1:%d" % sim_port})
+ok(not wait_http(sim_port, "/sim/realms", timeout=1.0), "QBCDC_SIM=off: no simulator")
+proc.stop()
+proc, port, data = start_qbcdc(tokens=None, extra_env={"QBCDC_CLIENT_ID": "real-app", "QBCDC_SIM": "auto",
+                                                     "QBCDC_SIM_LISTEN": "127.0.0.1:%d" % sim_port})
+ok(not wait_http(sim_port, "/sim/realms", timeout=1.0), "with Intuit credentials: no simulator")
+proc.stop()
+done_testing()
