@@ -104,6 +104,9 @@ int qbc_time_parse(const char *s, size_t len, int64_t *out_ns);
 #define QBC_TIME_BUFSZ 48
 char *qbc_time_format(int64_t ns, char *buf);
 
+/** days since 1970-01-01 of a proleptic Gregorian date (y, month 1-12, day 1-31). */
+int64_t qbc_days_from_civil(int64_t y, unsigned m, unsigned d);
+
 /* ============================== base64 ============================== */
 
 /** bytes needed to base64-encode n bytes, including the terminating NUL. */

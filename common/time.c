@@ -25,7 +25,7 @@ int64_t qbc_mono_ns(void)
 }
 
 /* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+int64_t qbc_days_from_civil(int64_t y, unsigned m, unsigned d)
 {
     y -= m <= 2;
     int64_t era = (y >= 0 ? y : y - 399) / 400;
@@ -123,7 +123,7 @@ int qbc_time_parse(const char *s, size_t len, int64_t *out_ns)
     if (day > mdays[mon - 1] || (mon == 2 && day == 29 && !leap))
         return QBC_EMALFORMED;
 
-    int64_t secs = days_from_civil(year, (unsigned)mon, (unsigned)day) * 86400 + hour * 3600 + min * 60 + sec;
+    int64_t secs = qbc_days_from_civil(year, (unsigned)mon, (unsigned)day) * 86400 + hour * 3600 + min * 60 + sec;
     secs -= (int64_t)sign * (oh * 3600 + om * 60);
     /* int64 nanoseconds only reach from 1677-09-21 to 2262-04-11; past that the product would overflow */
     if (secs > INT64_MAX / 1000000000 || secs < INT64_MIN / 1000000000 ||

@@ -1,0 +1,115 @@
+"""simlib.py — helpers shared by the qbosim integration tests (test_sim_*.py).
+
+Starts build/qbosim on a free loopback port, gets tokens through its OAuth
+endpoint, and runs a tiny webhook receiver in a thread.
+"""
+import base64
+import http.server
+import json
+import threading
+import time
+import urllib.parse
+
+from harness import QBOSIM, Proc, diag, free_port, request, wait_http
+
+CLIENT_ID = "test-client"
+CLIENT_SECRET = "test-secret"
+VERIFIER = "test-verifier-token"
+
+
+def basic():
+    return "Basic " + base64.b64encode(("%s:%s" % (CLIENT_ID, CLIENT_SECRET)).encode()).decode()
+
+
+class Sim:
+    def __init__(self, args=None, realms=2, entities=30):
+        self.port = free_port()
+        argv = [QBOSIM, "--listen", "127.0.0.1:%d" % self.port, "--realms", str(realms), "--seed", "1",
+                "--entities", str(entities), "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET,
+                "--verifier-token", VERIFIER] + (args or [])
+        self.proc = Proc(argv)
+        if not wait_http(self.port, "/sim/health"):
+            diag("qbosim did not come up; its log:\n" + self.proc.output())
+
+    def req(self, method, path, body=None, headers=None, timeout=10.0):
+        return request(self.port, method, path, body=body, headers=headers, timeout=timeout)
+
+    def json(self, method, path, body=None, headers=None):
+        st, h, b = self.req(method, path, body, headers)
+        try:
+            return st, json.loads(b) if b else None
+        except ValueError:
+            return st, b
+
+    def realms(self):
+        return self.json("GET", "/sim/realms")[1]
+
+    def token(self, refresh_token):
+        body = urllib.parse.urlencode({"grant_type": "refresh_token", "refresh_token": refresh_token})
+        return self.json("POST", "/oauth2/v1/tokens/bearer", body,
+                         {"Authorization": basic(), "Content-Type": "application/x-www-form-urlencoded",
+                          "Accept": "application/json"})
+
+    def access(self, realm):
+        """a fresh access token for realm."""
+        st, j = self.token(self.realms()[realm]["refresh_token"])
+        return j["access_token"]
+
+    def api(self, method, realm, path, at, body=None, headers=None):
+        h = {"Authorization": "Bearer " + at, "Accept": "application/json"}
+        h.update(headers or {})
+        return self.json(method, "/v3/company/%s/%s" % (realm, path), body, h)
+
+    def stop(self):
+        return self.proc.stop()
+
+
+class Receiver:
+    """collects webhook POSTs: list of (headers dict lowercased, raw body bytes).
+
+    status_fn(n) gives the status for the n-th request (0-based); default 200.
+    """
+
+    def __init__(self, status_fn=None):
+        self.got = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(n)
+                with outer.lock:
+                    idx = len(outer.got)
+                    outer.got.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                st = status_fn(idx) if status_fn else 200
+                self.send_response(st)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.srv.daemon_threads = True
+        self.port = self.srv.server_address[1]
+        self.url = "http://127.0.0.1:%d/hooks" % self.port
+        self.t = threading.Thread(target=self.srv.serve_forever, daemon=True)
+        self.t.start()
+
+    def wait(self, n, timeout=10.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            with self.lock:
+                if len(self.got) >= n:
+                    return True
+            time.sleep(0.02)
+        return False
+
+    def bodies(self):
+        with self.lock:
+            return list(self.got)
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
