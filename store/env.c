@@ -10,7 +10,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/stat.h>
+#include <openssl/crypto.h>
 #include "store_internal.h"
 
 #define DEFAULT_MAP_SIZE (1ull << 30)
@@ -49,6 +51,27 @@ static int mkdir_p(const char *dir)
     return 0;
 }
 
+/*
+ * The highest sequence ever assigned in a database keyed by u64 BE sequence: its last
+ * key, or the high-water mark in meta if that is larger (records may have been removed).
+ */
+static uint64_t high_water(MDB_txn *txn, MDB_dbi dbi, MDB_dbi meta, const char *name)
+{
+    MDB_cursor *cur;
+    uint64_t last = 0;
+
+    if (mdb_cursor_open(txn, dbi, &cur) == 0) {
+        MDB_val ck, cv;
+        if (mdb_cursor_get(cur, &ck, &cv, MDB_LAST) == 0 && ck.mv_size == 8)
+            last = get_u64be(ck.mv_data);
+        mdb_cursor_close(cur);
+    }
+    MDB_val hk = {strlen(name), (void *)name}, hv;
+    if (mdb_get(txn, meta, &hk, &hv) == 0 && hv.mv_size == 8 && get_u64be(hv.mv_data) > last)
+        last = get_u64be(hv.mv_data);
+    return last;
+}
+
 /* opens every named database once, in one write transaction, and checks the schema. */
 static int open_dbis(qbc_store_t *s)
 {
@@ -62,7 +85,12 @@ static int open_dbis(qbc_store_t *s)
         (rc = mdb_dbi_open(txn, "inbox", flags, &s->dbi_inbox)) != 0 ||
         (rc = mdb_dbi_open(txn, "quarantine", flags, &s->dbi_quarantine)) != 0 ||
         (rc = mdb_dbi_open(txn, "pending", flags, &s->dbi_pending)) != 0 ||
-        (rc = mdb_dbi_open(txn, "event_ids", flags, &s->dbi_event_ids)) != 0) {
+        (rc = mdb_dbi_open(txn, "event_ids", flags, &s->dbi_event_ids)) != 0 ||
+        (rc = mdb_dbi_open(txn, "entities", flags, &s->dbi_entities)) != 0 ||
+        (rc = mdb_dbi_open(txn, "feed", flags, &s->dbi_feed)) != 0 ||
+        (rc = mdb_dbi_open(txn, "realms", flags, &s->dbi_realms)) != 0 ||
+        (rc = mdb_dbi_open(txn, "tokens", flags, &s->dbi_tokens)) != 0 ||
+        (rc = mdb_dbi_open(txn, "dead", flags, &s->dbi_dead)) != 0) {
         mdb_txn_abort(txn);
         if (rc == MDB_NOTFOUND) {
             qbc_log(QBC_LOG_ERROR, "store", "%s holds no qbcdc store", s->dir);
@@ -95,21 +123,11 @@ static int open_dbis(qbc_store_t *s)
         return lmdb_fail("reading schema version", rc);
     }
 
-    /* the next inbox sequence: past both the last key and the recorded high-water mark */
-    if (!s->readonly) {
-        MDB_cursor *cur;
-        uint64_t last = 0;
-        if ((rc = mdb_cursor_open(txn, s->dbi_inbox, &cur)) == 0) {
-            MDB_val ck, cv;
-            if (mdb_cursor_get(cur, &ck, &cv, MDB_LAST) == 0 && ck.mv_size == 8)
-                last = get_u64be(ck.mv_data);
-            mdb_cursor_close(cur);
-        }
-        MDB_val hk = {sizeof("inbox_seq") - 1, "inbox_seq"}, hv;
-        if (mdb_get(txn, s->dbi_meta, &hk, &hv) == 0 && hv.mv_size == 8 && get_u64be(hv.mv_data) > last)
-            last = get_u64be(hv.mv_data);
-        s->next_seq = last + 1;
-    }
+    /* next sequences: past both the last key and the recorded high-water mark */
+    s->next_seq = high_water(txn, s->dbi_inbox, s->dbi_meta, "inbox_seq") + 1;
+    s->next_feed = high_water(txn, s->dbi_feed, s->dbi_meta, "feed_seq") + 1;
+    s->next_dead = high_water(txn, s->dbi_dead, s->dbi_meta, "dead_seq") + 1;
+    __atomic_store_n(&s->feed_last, s->next_feed - 1, __ATOMIC_RELEASE);
     if ((rc = mdb_txn_commit(txn)) != 0)
         return lmdb_fail("mdb_txn_commit (open)", rc);
     return 0;
@@ -153,6 +171,7 @@ static qbc_store_t *store_new(const char *dir)
 
 static void store_free(qbc_store_t *s)
 {
+    OPENSSL_cleanse(s->master_key, sizeof(s->master_key));
     if (s->env != NULL)
         mdb_env_close(s->env);
     pthread_rwlock_destroy(&s->gate);
@@ -179,6 +198,16 @@ int qbc_store_open(const qbc_store_config_t *cfg, qbc_store_t **out)
     if (s->map_max < map_size)
         s->map_max = map_size;
     s->batch_max = cfg->batch_max != 0 ? cfg->batch_max : DEFAULT_BATCH_MAX;
+    if (cfg->master_key_file != NULL) {
+        rc = qbc_store__load_master_key(cfg->master_key_file, s->master_key);
+    } else {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/master.key", cfg->dir);
+        rc = qbc_store__load_master_key(path, s->master_key);
+    }
+    if (rc != 0)
+        goto Error;
+    s->has_key = 1;
     if ((rc = open_env(s, map_size, 0)) != 0)
         goto Error;
     if ((rc = qbc_store__writer_start(s)) != 0)
@@ -277,4 +306,25 @@ void qbc_store__read_end(qbc_store_t *s, MDB_txn *txn)
 {
     mdb_txn_abort(txn);
     pthread_rwlock_unlock(&s->gate);
+}
+
+void qbc_store_add_listener(qbc_store_t *s, qbc_store_listener_cb cb, void *ctx)
+{
+    if (s->n_listeners >= QBC_STORE_MAX_LISTENERS)
+        qbc_fatal("too many store listeners");
+    s->listeners[s->n_listeners].cb = cb;
+    s->listeners[s->n_listeners].ctx = ctx;
+    __atomic_store_n(&s->n_listeners, s->n_listeners + 1, __ATOMIC_RELEASE);
+}
+
+uint64_t qbc_store_feed_last(qbc_store_t *s)
+{
+    if (s->readonly) {
+        uint64_t last = 0;
+        qbc_store_stats_t st;
+        if (qbc_store_stats(s, &st) == 0)
+            last = st.last_feed_seq;
+        return last;
+    }
+    return __atomic_load_n(&s->feed_last, __ATOMIC_ACQUIRE);
 }

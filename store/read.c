@@ -4,7 +4,9 @@
  * Each call holds one read transaction for its own duration only; scan callbacks
  * get pointers into the map that are valid until they return (copy what you keep).
  */
+#include <stdlib.h>
 #include <string.h>
+#include <openssl/crypto.h>
 #include "store_internal.h"
 
 static uint64_t entries(MDB_txn *txn, MDB_dbi dbi)
@@ -26,8 +28,18 @@ int qbc_store_stats(qbc_store_t *s, qbc_store_stats_t *out)
     out->inbox_depth = entries(txn, s->dbi_inbox);
     out->quarantined = entries(txn, s->dbi_quarantine);
     out->pending = entries(txn, s->dbi_pending);
-    out->event_ids = entries(txn, s->dbi_event_ids);
     MDB_cursor *cur;
+    out->event_ids = entries(txn, s->dbi_event_ids);
+    out->entities = entries(txn, s->dbi_entities);
+    out->feed_records = entries(txn, s->dbi_feed);
+    out->dead_letters = entries(txn, s->dbi_dead);
+    out->realms = entries(txn, s->dbi_realms);
+    if (mdb_cursor_open(txn, s->dbi_feed, &cur) == 0) {
+        MDB_val k, v;
+        if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == 0 && k.mv_size == 8)
+            out->last_feed_seq = get_u64be(k.mv_data);
+        mdb_cursor_close(cur);
+    }
     if (mdb_cursor_open(txn, s->dbi_inbox, &cur) == 0) {
         MDB_val k, v;
         if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == 0 && k.mv_size == 8)
@@ -124,6 +136,260 @@ int qbc_store_pending_scan(qbc_store_t *s, const char *realm, qbc_pending_scan_c
         p.last_seq = rec.last_seq;
         p.updated_ns = rec.updated_ns;
         if (cb(&p, ctx) != 0)
+            break;
+    }
+    mdb_cursor_close(cur);
+    qbc_store__read_end(s, txn);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : QBC_ESTORE;
+}
+
+/* ================================ entities ================================ */
+
+int qbc_store_entity_get(qbc_store_t *s, const char *realm, const char *entity, const char *id, qbc_entity_rec_t *out)
+{
+    char kbuf[KEY_BUF_SIZE];
+    MDB_txn *txn;
+    MDB_val k, v;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (strlen(realm) >= QBC_REALM_MAX || strlen(entity) >= QBC_ENTITY_MAX || strlen(id) >= QBC_ID_MAX)
+        return QBC_ENOTFOUND;
+    k.mv_size = qbc_store__pending_key(realm, entity, id, kbuf);
+    k.mv_data = kbuf;
+    if ((rc = qbc_store__read_begin(s, &txn)) != 0)
+        return rc;
+    rc = mdb_get(txn, s->dbi_entities, &k, &v);
+    if (rc == 0 && qbc_store__entity_decode(v.mv_data, v.mv_size, out) == 0) {
+        if (out->data != NULL) {
+            char *copy = qbc_alloc(out->data_len + 1); /* the map's copy ends with the transaction */
+            memcpy(copy, out->data, out->data_len);
+            copy[out->data_len] = '\0';
+            out->data = copy;
+        }
+    } else {
+        memset(out, 0, sizeof(*out));
+        rc = rc == MDB_NOTFOUND || rc == 0 ? QBC_ENOTFOUND : QBC_ESTORE;
+    }
+    qbc_store__read_end(s, txn);
+    return rc;
+}
+
+void qbc_entity_rec_clear(qbc_entity_rec_t *rec)
+{
+    free(rec->data);
+    rec->data = NULL;
+}
+
+int qbc_store_entity_scan(qbc_store_t *s, const char *realm, qbc_entity_scan_cb cb, void *ctx)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    size_t plen = realm != NULL ? strlen(realm) + 1 : 0;
+    int rc, op = MDB_FIRST;
+
+    if ((rc = qbc_store__read_begin(s, &txn)) != 0)
+        return rc;
+    if (mdb_cursor_open(txn, s->dbi_entities, &cur) != 0) {
+        qbc_store__read_end(s, txn);
+        return QBC_ESTORE;
+    }
+    if (realm != NULL) {
+        k.mv_size = plen;
+        k.mv_data = (void *)realm;
+        op = MDB_SET_RANGE;
+    }
+    while ((rc = mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op)) == 0) {
+        char buf[KEY_BUF_SIZE + 1];
+        const char *r, *e, *id;
+        qbc_entity_rec_t rec;
+        op = MDB_NEXT;
+        if (realm != NULL && (k.mv_size < plen || memcmp(k.mv_data, realm, plen) != 0))
+            break;
+        if (qbc_store__pending_key_split(k.mv_data, k.mv_size, buf, sizeof(buf), &r, &e, &id) != 0 ||
+            qbc_store__entity_decode(v.mv_data, v.mv_size, &rec) != 0)
+            continue;
+        if (cb(r, e, id, &rec, ctx) != 0)
+            break;
+    }
+    mdb_cursor_close(cur);
+    qbc_store__read_end(s, txn);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : QBC_ESTORE;
+}
+
+/* ================================== feed ================================== */
+
+int qbc_store_feed_scan(qbc_store_t *s, uint64_t after, size_t limit, const char *realm, const char *entity,
+                        qbc_feed_scan_cb cb, void *ctx, uint64_t *out_last)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    unsigned char kb[8];
+    MDB_val k = {8, kb}, v;
+    size_t matched = 0;
+    int rc, op = MDB_SET_RANGE;
+
+    if (out_last != NULL)
+        *out_last = after;
+    if (limit == 0)
+        return 0;
+    if ((rc = qbc_store__read_begin(s, &txn)) != 0)
+        return rc;
+    if (mdb_cursor_open(txn, s->dbi_feed, &cur) != 0) {
+        qbc_store__read_end(s, txn);
+        return QBC_ESTORE;
+    }
+    put_u64be(kb, after + 1);
+    while ((rc = mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op)) == 0) {
+        char rbuf[QBC_REALM_MAX], ebuf[QBC_ENTITY_MAX];
+        qbc_feed_rec_t rec;
+        op = MDB_NEXT;
+        if (k.mv_size != 8 || qbc_store__feed_decode(get_u64be(k.mv_data), v.mv_data, v.mv_size, rbuf, ebuf, &rec) != 0)
+            continue;
+        if (out_last != NULL)
+            *out_last = rec.seq;
+        if ((realm != NULL && strcmp(realm, rec.realm) != 0) || (entity != NULL && strcmp(entity, rec.entity) != 0))
+            continue;
+        if (cb(&rec, ctx) != 0 || ++matched >= limit)
+            break;
+    }
+    mdb_cursor_close(cur);
+    qbc_store__read_end(s, txn);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : QBC_ESTORE;
+}
+
+/* ================================= realms ================================= */
+
+int qbc_store_realm_get(qbc_store_t *s, const char *realm, qbc_realm_t *out)
+{
+    MDB_txn *txn;
+    MDB_val k = {strlen(realm), (void *)realm}, v;
+    int rc;
+
+    if (k.mv_size == 0 || k.mv_size >= QBC_REALM_MAX)
+        return QBC_ENOTFOUND;
+    if ((rc = qbc_store__read_begin(s, &txn)) != 0)
+        return rc;
+    rc = mdb_get(txn, s->dbi_realms, &k, &v);
+    if (rc == 0)
+        rc = qbc_store__realm_decode(realm, v.mv_data, v.mv_size, out);
+    else
+        rc = rc == MDB_NOTFOUND ? QBC_ENOTFOUND : QBC_ESTORE;
+    qbc_store__read_end(s, txn);
+    return rc;
+}
+
+int qbc_store_realm_scan(qbc_store_t *s, qbc_realm_scan_cb cb, void *ctx)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v, tv;
+    int rc, op = MDB_FIRST;
+
+    if ((rc = qbc_store__read_begin(s, &txn)) != 0)
+        return rc;
+    if (mdb_cursor_open(txn, s->dbi_realms, &cur) != 0) {
+        qbc_store__read_end(s, txn);
+        return QBC_ESTORE;
+    }
+    while ((rc = mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op)) == 0) {
+        char name[QBC_REALM_MAX];
+        qbc_realm_t r;
+        op = MDB_NEXT;
+        if (k.mv_size == 0 || k.mv_size >= sizeof(name))
+            continue;
+        memcpy(name, k.mv_data, k.mv_size);
+        name[k.mv_size] = '\0';
+        if (qbc_store__realm_decode(name, v.mv_data, v.mv_size, &r) != 0)
+            continue;
+        int has_tokens = mdb_get(txn, s->dbi_tokens, &k, &tv) == 0;
+        if (cb(&r, has_tokens, ctx) != 0)
+            break;
+    }
+    mdb_cursor_close(cur);
+    qbc_store__read_end(s, txn);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : QBC_ESTORE;
+}
+
+int qbc_store_tokens_get(qbc_store_t *s, const char *realm, qbc_tokens_t *out)
+{
+    MDB_txn *txn;
+    MDB_val k = {strlen(realm), (void *)realm}, v;
+    unsigned char *sealed = NULL, *plain = NULL;
+    size_t slen = 0, plen = 0;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (!s->has_key)
+        return QBC_EAUTH;
+    if (k.mv_size == 0 || k.mv_size >= QBC_REALM_MAX)
+        return QBC_ENOTFOUND;
+    if ((rc = qbc_store__read_begin(s, &txn)) != 0)
+        return rc;
+    rc = mdb_get(txn, s->dbi_tokens, &k, &v);
+    if (rc == 0 && v.mv_size <= QBC_TOKENS_PLAIN_MAX + QBC_SEAL_OVERHEAD) {
+        slen = v.mv_size;
+        sealed = qbc_alloc(slen);
+        memcpy(sealed, v.mv_data, slen);
+    }
+    qbc_store__read_end(s, txn);
+    if (rc != 0)
+        return rc == MDB_NOTFOUND ? QBC_ENOTFOUND : QBC_ESTORE;
+    if (sealed == NULL)
+        return QBC_EMALFORMED;
+    plain = qbc_alloc(slen);
+    rc = qbc_store__open_sealed(s->master_key, realm, sealed, slen, plain, &plen);
+    if (rc == 0)
+        rc = qbc_store__tokens_decode(plain, plen, out);
+    OPENSSL_cleanse(plain, slen);
+    free(plain);
+    free(sealed);
+    if (rc == QBC_EAUTH)
+        qbc_log(QBC_LOG_ERROR, "store", "tokens of realm %s do not decrypt: wrong master key, or altered", realm);
+    return rc;
+}
+
+/* ============================== dead letters ============================== */
+
+int qbc_store_dead_scan(qbc_store_t *s, qbc_dead_scan_cb cb, void *ctx)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc, op = MDB_FIRST;
+
+    if ((rc = qbc_store__read_begin(s, &txn)) != 0)
+        return rc;
+    if (mdb_cursor_open(txn, s->dbi_dead, &cur) != 0) {
+        qbc_store__read_end(s, txn);
+        return QBC_ESTORE;
+    }
+    while ((rc = mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op)) == 0) {
+        const unsigned char *p = v.mv_data;
+        char kbuf[KEY_BUF_SIZE + 1], err[512];
+        qbc_pending_rec_t rec;
+        qbc_dead_t d;
+        op = MDB_NEXT;
+        if (k.mv_size != 8 || v.mv_size < 15 + PENDING_VALUE_SIZE || p[0] != 1 ||
+            qbc_store__pending_decode(p + 1, PENDING_VALUE_SIZE, &rec) != 0)
+            continue;
+        size_t klen = (size_t)p[13 + PENDING_VALUE_SIZE] << 8 | p[14 + PENDING_VALUE_SIZE];
+        if (v.mv_size < 15 + PENDING_VALUE_SIZE + klen ||
+            qbc_store__pending_key_split(p + 15 + PENDING_VALUE_SIZE, klen, kbuf, sizeof(kbuf), &d.realm, &d.entity,
+                                         &d.entity_id) != 0)
+            continue;
+        size_t elen = v.mv_size - 15 - PENDING_VALUE_SIZE - klen;
+        if (elen >= sizeof(err))
+            elen = sizeof(err) - 1;
+        memcpy(err, p + 15 + PENDING_VALUE_SIZE + klen, elen);
+        err[elen] = '\0';
+        d.id = get_u64be(k.mv_data);
+        d.error = err;
+        d.attempts = get_u32be(p + 1 + PENDING_VALUE_SIZE);
+        d.died_ns = (int64_t)get_u64be(p + 5 + PENDING_VALUE_SIZE);
+        d.last_op = (qbc_op_t)rec.last_op;
+        if (cb(&d, ctx) != 0)
             break;
     }
     mdb_cursor_close(cur);

@@ -9,6 +9,8 @@
  *   pending key   realm \0 Entity \0 id
  *   pending value [ver=1][last_op][0][0][op_mask u32][count u32][first_seq u64][last_seq u64][updated_ns i64]
  */
+#include <jansson.h>
+#include <stdio.h>
 #include <string.h>
 #include "store_internal.h"
 
@@ -137,5 +139,279 @@ int qbc_store__pending_key_split(const void *key, size_t len, char *buf, size_t 
     *realm = buf;
     *entity = z1 + 1;
     *id = z2 + 1;
+    return 0;
+}
+
+/* ============================== sources and statuses ============================== */
+
+const char *qbc_source_name(qbc_source_t source)
+{
+    switch (source) {
+    case QBC_SOURCE_WEBHOOK:
+        return "webhook";
+    case QBC_SOURCE_CDC:
+        return "cdc";
+    case QBC_SOURCE_BACKFILL:
+        return "backfill";
+    default:
+        return "unknown";
+    }
+}
+
+const char *qbc_realm_status_name(qbc_realm_status_t st)
+{
+    switch (st) {
+    case QBC_REALM_ACTIVE:
+        return "active";
+    case QBC_REALM_DISCONNECTED:
+        return "disconnected";
+    case QBC_REALM_PAUSED:
+        return "paused";
+    default:
+        return "unknown";
+    }
+}
+
+/* ===================================== entities =================================== */
+
+size_t qbc_store__entity_size(const qbc_version_t *v)
+{
+    return ENTITY_HEADER_SIZE + strnlen(v->sync_token, QBC_SYNC_TOKEN_MAX - 1) +
+           (v->op == QBC_OP_DELETE || v->data == NULL ? 0 : v->data_len);
+}
+
+void qbc_store__entity_encode(const qbc_version_t *v, uint64_t feed_seq, unsigned char *out)
+{
+    size_t tl = strnlen(v->sync_token, QBC_SYNC_TOKEN_MAX - 1);
+    int deleted = v->op == QBC_OP_DELETE;
+
+    out[0] = 1;
+    out[1] = deleted ? 1 : 0;
+    out[2] = (unsigned char)v->op;
+    out[3] = v->source;
+    put_u64be(out + 4, (uint64_t)v->updated_ns);
+    put_u64be(out + 12, feed_seq);
+    out[20] = (unsigned char)tl;
+    out[21] = 0;
+    memcpy(out + ENTITY_HEADER_SIZE, v->sync_token, tl);
+    if (!deleted && v->data != NULL)
+        memcpy(out + ENTITY_HEADER_SIZE + tl, v->data, v->data_len);
+}
+
+int qbc_store__entity_decode(const void *data, size_t len, qbc_entity_rec_t *rec)
+{
+    const unsigned char *p = data;
+
+    if (len < ENTITY_HEADER_SIZE || p[0] != 1 || p[20] >= QBC_SYNC_TOKEN_MAX || len < (size_t)ENTITY_HEADER_SIZE + p[20])
+        return QBC_EMALFORMED;
+    memset(rec, 0, sizeof(*rec));
+    rec->deleted = p[1] & 1;
+    rec->op = (qbc_op_t)p[2];
+    rec->source = p[3];
+    rec->updated_ns = (int64_t)get_u64be(p + 4);
+    rec->feed_seq = get_u64be(p + 12);
+    memcpy(rec->sync_token, p + ENTITY_HEADER_SIZE, p[20]);
+    rec->sync_token[p[20]] = '\0';
+    rec->data_len = len - ENTITY_HEADER_SIZE - p[20];
+    rec->data = rec->data_len > 0 ? (char *)p + ENTITY_HEADER_SIZE + p[20] : NULL;
+    return 0;
+}
+
+/* SyncTokens are decimal counters; compare them as numbers, longer-is-bigger for safety. */
+static int token_cmp(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    while (la > 1 && *a == '0')
+        a++, la--;
+    while (lb > 1 && *b == '0')
+        b++, lb--;
+    if (la != lb)
+        return la < lb ? -1 : 1;
+    return strcmp(a, b);
+}
+
+/*
+ * The dedupe rule. QBO keeps only the latest version of an object and bumps its
+ * SyncToken on every change, so the token orders versions; LastUpdatedTime breaks
+ * ties. A delete is final in QBO: once we hold a tombstone, older live versions that
+ * arrive late (a CDC page, a slow fetch) are stale, and the delete itself is
+ * recorded once.
+ */
+int qbc_store__version_newer(const qbc_entity_rec_t *stored, const qbc_version_t *v)
+{
+    if (stored == NULL)
+        return 1;
+    if (v->op == QBC_OP_DELETE)
+        return !stored->deleted;
+    if (stored->deleted)
+        return 0;
+    int c = token_cmp(v->sync_token, stored->sync_token);
+    if (c != 0)
+        return c > 0;
+    return v->updated_ns > stored->updated_ns;
+}
+
+/* ======================================= feed ===================================== */
+
+typedef struct {
+    unsigned char *buf;
+    size_t len, cap;
+} buf_t;
+
+static void buf_put(buf_t *b, const void *p, size_t n)
+{
+    if (b->len + n > b->cap) {
+        b->cap = (b->len + n) * 2;
+        b->buf = qbc_realloc(b->buf, b->cap);
+    }
+    memcpy(b->buf + b->len, p, n);
+    b->len += n;
+}
+
+static void buf_str(buf_t *b, const char *s)
+{
+    buf_put(b, s, strlen(s));
+}
+
+/* a JSON string literal; our strings are validated ids, but escape anyway */
+static void buf_json_string(buf_t *b, const char *s)
+{
+    buf_put(b, "\"", 1);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            buf_put(b, e, 2);
+        } else if (c < 0x20) {
+            char e[8];
+            snprintf(e, sizeof(e), "\\u%04x", c);
+            buf_put(b, e, 6);
+        } else {
+            buf_put(b, &c, 1);
+        }
+    }
+    buf_put(b, "\"", 1);
+}
+
+unsigned char *qbc_store__feed_render(const qbc_version_t *v, uint64_t seq, size_t *len)
+{
+    size_t rl = strnlen(v->realm, QBC_REALM_MAX - 1), el = strnlen(v->entity, QBC_ENTITY_MAX - 1);
+    buf_t b = {qbc_alloc(256 + v->data_len), 0, 256 + v->data_len};
+    unsigned char hdr[4] = {1, (unsigned char)rl, (unsigned char)el, 0};
+    char num[32], ts[QBC_TIME_BUFSZ];
+
+    buf_put(&b, hdr, 4);
+    buf_put(&b, v->realm, rl);
+    buf_put(&b, v->entity, el);
+    snprintf(num, sizeof(num), "{\"seq\":%llu,\"realm\":", (unsigned long long)seq);
+    buf_str(&b, num);
+    buf_json_string(&b, v->realm);
+    buf_str(&b, ",\"entity\":");
+    buf_json_string(&b, v->entity);
+    buf_str(&b, ",\"id\":");
+    buf_json_string(&b, v->id);
+    buf_str(&b, ",\"op\":");
+    buf_json_string(&b, qbc_op_name(v->op));
+    buf_str(&b, ",\"version\":");
+    buf_json_string(&b, v->sync_token);
+    buf_str(&b, ",\"last_updated\":");
+    if (v->updated_ns != 0)
+        buf_json_string(&b, qbc_time_format(v->updated_ns, ts));
+    else
+        buf_str(&b, "null");
+    buf_str(&b, ",\"source\":");
+    buf_json_string(&b, qbc_source_name((qbc_source_t)v->source));
+    if (v->op != QBC_OP_DELETE && v->data != NULL && v->data_len > 0) {
+        buf_str(&b, ",\"data\":");
+        buf_put(&b, v->data, v->data_len);
+    }
+    buf_str(&b, "}");
+    *len = b.len;
+    return b.buf;
+}
+
+int qbc_store__feed_decode(uint64_t seq, const void *data, size_t len, char *realm_buf, char *entity_buf,
+                           qbc_feed_rec_t *rec)
+{
+    const unsigned char *p = data;
+
+    if (len < 4 || p[0] != 1 || p[1] >= QBC_REALM_MAX || p[2] >= QBC_ENTITY_MAX || len < 4u + p[1] + p[2])
+        return QBC_EMALFORMED;
+    memcpy(realm_buf, p + 4, p[1]);
+    realm_buf[p[1]] = '\0';
+    memcpy(entity_buf, p + 4 + p[1], p[2]);
+    entity_buf[p[2]] = '\0';
+    rec->seq = seq;
+    rec->realm = realm_buf;
+    rec->entity = entity_buf;
+    rec->json = (const char *)p + 4 + p[1] + p[2];
+    rec->json_len = len - 4 - p[1] - p[2];
+    return 0;
+}
+
+/* ====================================== realms ==================================== */
+
+char *qbc_store__realm_encode(const qbc_realm_t *r)
+{
+    json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:I}", "status", qbc_realm_status_name(r->status), "last_error",
+                          r->last_error, "connected_ns", (json_int_t)r->connected_ns, "cdc_watermark_ns",
+                          (json_int_t)r->cdc_watermark_ns, "last_cdc_ns", (json_int_t)r->last_cdc_ns);
+    char *s = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (s == NULL)
+        qbc_fatal("cannot encode realm state");
+    return s;
+}
+
+int qbc_store__realm_decode(const char *realm, const void *data, size_t len, qbc_realm_t *out)
+{
+    json_t *o = json_loadb(data, len, 0, NULL);
+    const char *st = "", *err = "";
+    json_int_t c = 0, w = 0, l = 0;
+
+    memset(out, 0, sizeof(*out));
+    snprintf(out->realm, sizeof(out->realm), "%s", realm);
+    if (o == NULL)
+        return QBC_EMALFORMED;
+    json_unpack(o, "{s?s,s?s,s?I,s?I,s?I}", "status", &st, "last_error", &err, "connected_ns", &c,
+                "cdc_watermark_ns", &w, "last_cdc_ns", &l);
+    out->status = strcmp(st, "disconnected") == 0 ? QBC_REALM_DISCONNECTED
+                  : strcmp(st, "paused") == 0     ? QBC_REALM_PAUSED
+                                                  : QBC_REALM_ACTIVE;
+    snprintf(out->last_error, sizeof(out->last_error), "%s", err);
+    out->connected_ns = c;
+    out->cdc_watermark_ns = w;
+    out->last_cdc_ns = l;
+    json_decref(o);
+    return 0;
+}
+
+/* ====================================== tokens ==================================== */
+
+size_t qbc_store__tokens_encode(const qbc_tokens_t *t, unsigned char *out)
+{
+    size_t rl = strnlen(t->refresh_token, QBC_TOKEN_MAX - 1), al = strnlen(t->access_token, QBC_TOKEN_MAX - 1);
+    out[0] = 1;
+    put_u64be(out + 1, (uint64_t)t->access_expires_ns);
+    put_u64be(out + 9, (uint64_t)t->refresh_expires_ns);
+    out[17] = (unsigned char)(rl >> 8), out[18] = (unsigned char)rl;
+    out[19] = (unsigned char)(al >> 8), out[20] = (unsigned char)al;
+    memcpy(out + 21, t->refresh_token, rl);
+    memcpy(out + 21 + rl, t->access_token, al);
+    return 21 + rl + al;
+}
+
+int qbc_store__tokens_decode(const unsigned char *in, size_t len, qbc_tokens_t *t)
+{
+    if (len < 21 || in[0] != 1)
+        return QBC_EMALFORMED;
+    size_t rl = (size_t)in[17] << 8 | in[18], al = (size_t)in[19] << 8 | in[20];
+    if (rl >= QBC_TOKEN_MAX || al >= QBC_TOKEN_MAX || 21 + rl + al != len)
+        return QBC_EMALFORMED;
+    memset(t, 0, sizeof(*t));
+    t->access_expires_ns = (int64_t)get_u64be(in + 1);
+    t->refresh_expires_ns = (int64_t)get_u64be(in + 9);
+    memcpy(t->refresh_token, in + 21, rl);
+    memcpy(t->access_token, in + 21 + rl, al);
     return 0;
 }

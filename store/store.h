@@ -7,7 +7,12 @@
  *   quarantine u64 BE inbox sequence -> reason text (signed bodies that did not parse)
  *   pending    "realm\0Entity\0id" -> pending notice (coalesces repeated notices)
  *   event_ids  CloudEvents event id -> u64 BE inbox sequence (retry dedupe)
- * Later issues add entities, feed, tokens, cursors, dead letters; maxdbs leaves room.
+ *   entities   "realm\0Entity\0id" -> latest stored version (or a tombstone)
+ *   feed       u64 BE feed sequence -> one change, as the JSON object the feed serves
+ *   realms     realm -> realm state (JSON: status, last error, ...)
+ *   tokens     realm -> OAuth tokens, AES-256-GCM encrypted with the master key
+ *   dead       u64 BE dead-letter id -> a notice the reconciler gave up on, with its error
+ * Later issues add cursors and jobs; maxdbs leaves room.
  *
  * Threading: one writer thread owns every write transaction and does group commit:
  * qbc_store_submit() queues a job from any thread; the writer drains the queue,
@@ -66,6 +71,75 @@ typedef enum {
     QBC_FORMAT_CLOUDEVENTS = 2, /**< [ {"specversion":...}, ... ] */
 } qbc_format_t;
 
+/** where a fetched version came from (the feed's "source"). */
+typedef enum {
+    QBC_SOURCE_WEBHOOK = 1,
+    QBC_SOURCE_CDC = 2,
+    QBC_SOURCE_BACKFILL = 3,
+} qbc_source_t;
+
+/** "webhook", "cdc", "backfill" */
+const char *qbc_source_name(qbc_source_t source);
+
+#define QBC_SYNC_TOKEN_MAX 24 /**< bytes, including NUL */
+
+/**
+ * one version of an entity as fetched from QBO, offered to the store. The store keeps
+ * it (and appends it to the feed) only if it is newer than what it holds: a higher
+ * SyncToken, or the same SyncToken with a later LastUpdatedTime; a delete is newer
+ * than any live version and is recorded once. Anything else is a duplicate.
+ */
+typedef struct st_qbc_version_t {
+    char realm[QBC_REALM_MAX];
+    char entity[QBC_ENTITY_MAX];
+    char id[QBC_ID_MAX];
+    char sync_token[QBC_SYNC_TOKEN_MAX]; /**< QBO SyncToken (decimal string); "" if unknown (deletes) */
+    int64_t updated_ns;                  /**< MetaData.LastUpdatedTime in ns since epoch; 0 if unknown */
+    qbc_op_t op;                         /**< what the feed reports: CREATE, UPDATE, DELETE, MERGE or VOID */
+    uint8_t source;                      /**< qbc_source_t */
+    const char *data;                    /**< the entity's JSON object (compact text); NULL for DELETE */
+    size_t data_len;
+} qbc_version_t;
+
+/** a pending notice the caller handled; removed only if nothing was folded into it since it was read. */
+typedef struct st_qbc_notice_ref_t {
+    char realm[QBC_REALM_MAX];
+    char entity[QBC_ENTITY_MAX];
+    char id[QBC_ID_MAX];
+    uint64_t last_seq; /**< qbc_pending_t.last_seq as read */
+} qbc_notice_ref_t;
+
+/* =============================== realms ============================= */
+
+typedef enum {
+    QBC_REALM_ACTIVE = 0,       /**< has tokens; synced */
+    QBC_REALM_DISCONNECTED = 1, /**< tokens refused (invalid_grant) or erased; pending work is kept */
+    QBC_REALM_PAUSED = 2,       /**< an operator paused it */
+} qbc_realm_status_t;
+
+/** "active", "disconnected", "paused" */
+const char *qbc_realm_status_name(qbc_realm_status_t st);
+
+/** a realm's durable state (tokens are separate: qbc_tokens_t). */
+typedef struct st_qbc_realm_t {
+    char realm[QBC_REALM_MAX];
+    qbc_realm_status_t status;
+    char last_error[256];     /**< "" when none; never contains a token */
+    int64_t connected_ns;     /**< when tokens were last registered */
+    int64_t cdc_watermark_ns; /**< issue 5: changes up to here are confirmed by CDC (0: none yet) */
+    int64_t last_cdc_ns;      /**< issue 5: when the last CDC poll finished */
+} qbc_realm_t;
+
+#define QBC_TOKEN_MAX 4096 /**< bytes, including NUL, for either token */
+
+/** a realm's OAuth tokens, in clear. Callers wipe copies they no longer need (OPENSSL_cleanse). */
+typedef struct st_qbc_tokens_t {
+    char refresh_token[QBC_TOKEN_MAX];
+    char access_token[QBC_TOKEN_MAX]; /**< "" when none is held */
+    int64_t access_expires_ns;        /**< wall clock; 0 when no access token */
+    int64_t refresh_expires_ns;       /**< 0 when unknown */
+} qbc_tokens_t;
+
 /* =============================== store ============================== */
 
 typedef struct st_qbc_store_t qbc_store_t;
@@ -75,6 +149,7 @@ typedef struct st_qbc_store_config_t {
     uint64_t map_size;   /**< initial map size in bytes (0: 1 GiB) */
     uint64_t map_max;    /**< the map grows by doubling up to this many bytes (0: 64 GiB) */
     unsigned batch_max;  /**< most jobs in one group commit (0: 4096) */
+    const char *master_key_file; /**< 32-byte key for tokens at rest; created 0600 if missing (NULL: dir/master.key) */
 } qbc_store_config_t;
 
 /**
@@ -93,8 +168,12 @@ void qbc_store_close(qbc_store_t *store);
 /* ============================ write jobs ============================ */
 
 typedef enum {
-    QBC_JOB_WEBHOOK = 1, /**< store a raw body and its parsed events */
-    QBC_JOB_PING = 2,    /**< write the heartbeat key: proves the store is writable */
+    QBC_JOB_WEBHOOK = 1,     /**< store a raw body and its parsed events */
+    QBC_JOB_PING = 2,        /**< write the heartbeat key: proves the store is writable */
+    QBC_JOB_RECONCILE = 3,   /**< offer fetched versions (dedupe + feed) and retire handled notices, atomically */
+    QBC_JOB_DEAD_LETTER = 4, /**< move one pending notice to the dead letters, with its error */
+    QBC_JOB_REALM = 5,       /**< create/update a realm's state and/or tokens, or erase its tokens */
+    QBC_JOB_REDRIVE = 6,     /**< move a dead letter back to pending */
 } qbc_job_kind_t;
 
 #define QBC_INBOX_QUARANTINED 0x01 /**< the body did not parse (wholly or partly) */
@@ -120,6 +199,23 @@ struct st_qbc_store_job_t {
     const qbc_event_t *events; /**< parsed events (may be empty) */
     size_t n_events;
     int64_t received_ns;       /**< wall clock at receipt */
+
+    /* QBC_JOB_RECONCILE */
+    const qbc_version_t *versions;
+    size_t n_versions;
+    const qbc_notice_ref_t *retire; /**< also QBC_JOB_DEAD_LETTER (exactly one) */
+    size_t n_retire;
+    /* QBC_JOB_DEAD_LETTER */
+    const char *error;         /**< why it was given up (no tokens in it) */
+    uint32_t attempts;
+    /* QBC_JOB_REALM */
+    const qbc_realm_t *realm_state; /**< NULL: leave the state as it is (created active if missing) */
+    const qbc_tokens_t *tokens;     /**< NULL: leave the tokens as they are */
+    int erase_tokens;               /**< 1: delete the realm's tokens */
+    const char *realm;              /**< the realm for QBC_JOB_REALM */
+    /* QBC_JOB_REDRIVE */
+    uint64_t dead_id;
+
     qbc_store_job_cb on_commit;
     void *data;                /**< for the submitter */
 
@@ -128,6 +224,9 @@ struct st_qbc_store_job_t {
     uint64_t inbox_seq;        /**< sequence of the stored body; 0 when not stored (all events duplicates) */
     uint32_t n_stored_events;  /**< events that became or refreshed pending notices */
     uint32_t n_dup_events;     /**< CloudEvents ids seen before (skipped) */
+    uint32_t n_feed;           /**< RECONCILE: versions that were newer and went into the feed */
+    uint32_t n_retired;        /**< RECONCILE/DEAD_LETTER: notices removed (others changed meanwhile) */
+    uint64_t last_feed_seq;    /**< RECONCILE: the highest feed sequence assigned (0: none) */
 
     /* --- private to the store --- */
     qbc_store_job_t *_next;
@@ -147,6 +246,11 @@ typedef struct st_qbc_store_stats_t {
     uint64_t pending;           /**< coalesced pending notices */
     uint64_t event_ids;         /**< CloudEvents ids remembered */
     uint64_t last_inbox_seq;
+    uint64_t entities;          /**< entity versions and tombstones held */
+    uint64_t feed_records;
+    uint64_t last_feed_seq;
+    uint64_t dead_letters;
+    uint64_t realms;
     uint64_t used_bytes;        /**< pages in use x page size */
     uint64_t map_bytes;         /**< current map size */
     /* writer counters since open (read without locking; may lag by one batch) */
@@ -201,5 +305,93 @@ int qbc_store_pending_scan(qbc_store_t *store, const char *realm, qbc_pending_sc
  * Safe while a service holds it open (LMDB is multi-process). Close with qbc_store_close().
  */
 int qbc_store_open_readonly(const char *dir, qbc_store_t **out);
+
+/* ============================ notifications ========================= */
+
+/** what a commit changed, for wake-ups (feed readers, the reconciler). */
+typedef struct st_qbc_commit_note_t {
+    uint32_t new_pending;   /**< notices created or refreshed */
+    uint32_t feed_appended; /**< feed records added */
+    uint64_t last_feed_seq; /**< the feed's last sequence after the commit */
+    uint32_t realms_changed; /**< realm state or tokens written */
+} qbc_commit_note_t;
+
+typedef void (*qbc_store_listener_cb)(void *ctx, const qbc_commit_note_t *note);
+
+/**
+ * registers a callback run on the writer thread after every successful commit that
+ * changed anything of the above (it must not block: wake someone and return). Up to
+ * QBC_STORE_MAX_LISTENERS; register before submitting work.
+ */
+#define QBC_STORE_MAX_LISTENERS 4
+void qbc_store_add_listener(qbc_store_t *store, qbc_store_listener_cb cb, void *ctx);
+
+/* ============================ reading, continued ==================== */
+
+/** the latest stored version of one entity. data is malloc'd (NULL for a tombstone). */
+typedef struct st_qbc_entity_rec_t {
+    char sync_token[QBC_SYNC_TOKEN_MAX];
+    int64_t updated_ns;
+    int deleted;
+    qbc_op_t op;          /**< the op of the feed record that stored it */
+    uint8_t source;
+    uint64_t feed_seq;
+    char *data;
+    size_t data_len;
+} qbc_entity_rec_t;
+
+/** @return 0, QBC_ENOTFOUND, or an error. Free with qbc_entity_rec_clear(). */
+int qbc_store_entity_get(qbc_store_t *store, const char *realm, const char *entity, const char *id,
+                         qbc_entity_rec_t *out);
+void qbc_entity_rec_clear(qbc_entity_rec_t *rec);
+
+typedef int (*qbc_entity_scan_cb)(const char *realm, const char *entity, const char *id, const qbc_entity_rec_t *rec,
+                                  void *ctx);
+/** every stored entity of a realm (NULL: all), in key order; rec->data is NOT copied (valid in the callback). */
+int qbc_store_entity_scan(qbc_store_t *store, const char *realm, qbc_entity_scan_cb cb, void *ctx);
+
+/** one feed record: the change object as JSON text (with its "seq"), valid in the callback. */
+typedef struct st_qbc_feed_rec_t {
+    uint64_t seq;
+    const char *realm, *entity; /**< for filtering */
+    const char *json;
+    size_t json_len;
+} qbc_feed_rec_t;
+
+typedef int (*qbc_feed_scan_cb)(const qbc_feed_rec_t *rec, void *ctx);
+
+/**
+ * calls cb for feed records with seq > after, in order, that match realm and entity
+ * (NULL: any), until cb returns non-zero or limit records matched.
+ * @param out_last the last sequence examined (matching or not), so a filtered reader
+ *        can advance past records it skipped; may be NULL
+ */
+int qbc_store_feed_scan(qbc_store_t *store, uint64_t after, size_t limit, const char *realm, const char *entity,
+                        qbc_feed_scan_cb cb, void *ctx, uint64_t *out_last);
+
+/** the last feed sequence assigned (0 when the feed is empty). */
+uint64_t qbc_store_feed_last(qbc_store_t *store);
+
+/** a realm's state. @return 0 or QBC_ENOTFOUND */
+int qbc_store_realm_get(qbc_store_t *store, const char *realm, qbc_realm_t *out);
+
+typedef int (*qbc_realm_scan_cb)(const qbc_realm_t *realm, int has_tokens, void *ctx);
+int qbc_store_realm_scan(qbc_store_t *store, qbc_realm_scan_cb cb, void *ctx);
+
+/** a realm's tokens, decrypted. @return 0, QBC_ENOTFOUND, or QBC_EAUTH (cannot decrypt: wrong master key) */
+int qbc_store_tokens_get(qbc_store_t *store, const char *realm, qbc_tokens_t *out);
+
+/** a dead letter as read back; strings valid only in the callback. */
+typedef struct st_qbc_dead_t {
+    uint64_t id;
+    const char *realm, *entity, *entity_id;
+    const char *error;
+    uint32_t attempts;
+    int64_t died_ns;
+    qbc_op_t last_op;
+} qbc_dead_t;
+
+typedef int (*qbc_dead_scan_cb)(const qbc_dead_t *d, void *ctx);
+int qbc_store_dead_scan(qbc_store_t *store, qbc_dead_scan_cb cb, void *ctx);
 
 #endif

@@ -9,12 +9,25 @@
 #include "store.h"
 
 #define QBC_STORE_MAXDBS 24
+#define QBC_MASTER_KEY_LEN 32
+#define QBC_SEAL_OVERHEAD (1 + 12 + 16)
+#define ENTITY_HEADER_SIZE 22
+#define KEY_BUF_SIZE (QBC_REALM_MAX + QBC_ENTITY_MAX + QBC_ID_MAX)
 #define INBOX_HEADER_SIZE 16
 #define PENDING_VALUE_SIZE 36
 
 struct st_qbc_store_t {
     MDB_env *env;
     MDB_dbi dbi_meta, dbi_inbox, dbi_quarantine, dbi_pending, dbi_event_ids;
+    MDB_dbi dbi_entities, dbi_feed, dbi_realms, dbi_tokens, dbi_dead;
+    unsigned char master_key[QBC_MASTER_KEY_LEN];
+    int has_key;
+    struct {
+        qbc_store_listener_cb cb;
+        void *ctx;
+    } listeners[QBC_STORE_MAX_LISTENERS];
+    size_t n_listeners;
+    uint64_t feed_last; /* last committed feed sequence; read by anyone (atomic) */
     int readonly;
     char *dir;
     uint64_t map_max;
@@ -36,7 +49,7 @@ struct st_qbc_store_t {
     int closing;
 
     /* owned by the writer thread */
-    uint64_t next_seq;
+    uint64_t next_seq, next_feed, next_dead;
     int64_t full_logged_ns;
 
     /* counters: written by the writer with relaxed atomics, read by anyone */
@@ -56,6 +69,16 @@ int qbc_store__writer_start(qbc_store_t *s);
 /** stops the writer after it has drained the queue; later submits get QBC_ECLOSED. */
 void qbc_store__writer_stop(qbc_store_t *s);
 #define qbc_store__writer_stop_for_test qbc_store__writer_stop
+
+/* ---- crypt.c ---- */
+/** reads the 32-byte key, or creates it (random, 0600) when missing. */
+int qbc_store__load_master_key(const char *path, unsigned char key[QBC_MASTER_KEY_LEN]);
+/** out must hold len + QBC_SEAL_OVERHEAD bytes. */
+int qbc_store__seal(const unsigned char key[QBC_MASTER_KEY_LEN], const char *realm, const unsigned char *plain,
+                    size_t len, unsigned char *out, size_t *out_len);
+/** plain must hold in_len bytes. QBC_EAUTH if the key or realm is wrong or the blob was altered. */
+int qbc_store__open_sealed(const unsigned char key[QBC_MASTER_KEY_LEN], const char *realm, const unsigned char *in,
+                           size_t in_len, unsigned char *plain, size_t *plain_len);
 
 /* ---- records.c: the byte layouts of values and keys ---- */
 static inline void put_u32be(unsigned char *p, uint32_t v)
@@ -100,5 +123,27 @@ int qbc_store__pending_key_split(const void *key, size_t len, char *buf, size_t 
 void qbc_store__inbox_header(unsigned char out[INBOX_HEADER_SIZE], uint8_t flags, uint8_t format, uint32_t n_events,
                              int64_t received_ns);
 int qbc_store__inbox_decode(uint64_t seq, const void *data, size_t len, qbc_inbox_record_t *rec);
+
+/** entity value: [1][flags][op][source][updated_ns][feed_seq][token_len][token][data]. Returns its size. */
+size_t qbc_store__entity_size(const qbc_version_t *v);
+void qbc_store__entity_encode(const qbc_version_t *v, uint64_t feed_seq, unsigned char *out);
+/** fills rec with pointers into the value (rec->data is NOT copied). */
+int qbc_store__entity_decode(const void *data, size_t len, qbc_entity_rec_t *rec);
+/** is v newer than the stored version (NULL: nothing stored)? See qbc_version_t. */
+int qbc_store__version_newer(const qbc_entity_rec_t *stored, const qbc_version_t *v);
+
+/** feed value: [1][realm_len][entity_len][0][realm][entity][JSON change object]. malloc'd; sets *len. */
+unsigned char *qbc_store__feed_render(const qbc_version_t *v, uint64_t seq, size_t *len);
+int qbc_store__feed_decode(uint64_t seq, const void *data, size_t len, char *realm_buf, char *entity_buf,
+                           qbc_feed_rec_t *rec);
+
+/** realm state as JSON text (malloc'd) and back. */
+char *qbc_store__realm_encode(const qbc_realm_t *r);
+int qbc_store__realm_decode(const char *realm, const void *data, size_t len, qbc_realm_t *out);
+
+/** tokens in clear, serialised (out must hold QBC_TOKENS_PLAIN_MAX); returns the length. */
+#define QBC_TOKENS_PLAIN_MAX (1 + 16 + 4 + 2 * QBC_TOKEN_MAX)
+size_t qbc_store__tokens_encode(const qbc_tokens_t *t, unsigned char *out);
+int qbc_store__tokens_decode(const unsigned char *in, size_t len, qbc_tokens_t *t);
 
 #endif

@@ -14,9 +14,16 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/crypto.h>
 #include "store_internal.h"
 
 const unsigned qbc_store_batch_bounds[7] = {1, 2, 4, 8, 16, 64, 256};
+
+/* what one write transaction assigns and changes; adopted by the store only if it commits */
+typedef struct {
+    uint64_t seq, feed, dead;
+    qbc_commit_note_t note;
+} txn_ctx_t;
 
 static int put_pending(qbc_store_t *s, MDB_txn *txn, const char *realm, const char *entity, const char *id,
                        qbc_op_t op, int64_t updated_ns, uint64_t seq)
@@ -122,6 +129,193 @@ Exit:
     return rc;
 }
 
+
+/* one fetched version: kept and appended to the feed only if it is newer than what we hold */
+static int apply_version(qbc_store_t *s, MDB_txn *txn, const qbc_version_t *v, txn_ctx_t *t, qbc_store_job_t *job)
+{
+    char kbuf[KEY_BUF_SIZE];
+    MDB_val k = {qbc_store__pending_key(v->realm, v->entity, v->id, kbuf), kbuf}, cur;
+    qbc_entity_rec_t stored;
+    int rc, have = 0;
+
+    if ((rc = mdb_get(txn, s->dbi_entities, &k, &cur)) == 0)
+        have = qbc_store__entity_decode(cur.mv_data, cur.mv_size, &stored) == 0;
+    else if (rc != MDB_NOTFOUND)
+        return rc;
+    if (!qbc_store__version_newer(have ? &stored : NULL, v))
+        return 0; /* a duplicate or an older version: the feed already has it, or better */
+
+    uint64_t seq = t->feed++;
+    size_t flen;
+    unsigned char *rec = qbc_store__feed_render(v, seq, &flen), fk[8];
+    put_u64be(fk, seq);
+    MDB_val fkey = {8, fk}, fval = {flen, rec};
+    rc = mdb_put(txn, s->dbi_feed, &fkey, &fval, MDB_APPEND);
+    free(rec);
+    if (rc != 0)
+        return rc;
+    MDB_val ev = {qbc_store__entity_size(v), NULL};
+    if ((rc = mdb_put(txn, s->dbi_entities, &k, &ev, MDB_RESERVE)) != 0)
+        return rc;
+    qbc_store__entity_encode(v, seq, ev.mv_data);
+    job->n_feed++;
+    job->last_feed_seq = seq;
+    t->note.feed_appended++;
+    return 0;
+}
+
+/*
+ * removes a pending notice if it is still the one the caller read (same last_seq).
+ * If a notice arrived meanwhile, it stays, and the entity is fetched again: a change
+ * that lands during a fetch is never dropped. Returns 1 if removed, 0 if not, or an
+ * LMDB error (negative LMDB codes are all below -30000, so no clash).
+ */
+static int retire_notice(qbc_store_t *s, MDB_txn *txn, const qbc_notice_ref_t *r, qbc_pending_rec_t *out)
+{
+    char kbuf[KEY_BUF_SIZE];
+    MDB_val k = {qbc_store__pending_key(r->realm, r->entity, r->id, kbuf), kbuf}, v;
+    qbc_pending_rec_t rec;
+    int rc;
+
+    if ((rc = mdb_get(txn, s->dbi_pending, &k, &v)) != 0)
+        return rc == MDB_NOTFOUND ? 0 : rc;
+    if (qbc_store__pending_decode(v.mv_data, v.mv_size, &rec) != 0 || rec.last_seq != r->last_seq)
+        return 0;
+    if (out != NULL)
+        *out = rec;
+    if ((rc = mdb_del(txn, s->dbi_pending, &k, NULL)) != 0)
+        return rc;
+    return 1;
+}
+
+static int apply_reconcile(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_ctx_t *t)
+{
+    int rc;
+
+    for (size_t i = 0; i < job->n_versions; i++)
+        if ((rc = apply_version(s, txn, &job->versions[i], t, job)) != 0)
+            return rc;
+    for (size_t i = 0; i < job->n_retire; i++) {
+        if ((rc = retire_notice(s, txn, &job->retire[i], NULL)) < 0 || rc > 1)
+            return rc;
+        job->n_retired += (uint32_t)rc;
+    }
+    return 0;
+}
+
+/* dead value: [1][pending value][attempts u32][died_ns i64][key_len u16][key][error] */
+static int apply_dead_letter(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_ctx_t *t)
+{
+    qbc_pending_rec_t rec;
+    char kbuf[KEY_BUF_SIZE];
+    int rc;
+
+    if (job->n_retire != 1)
+        return MDB_INCOMPATIBLE;
+    if ((rc = retire_notice(s, txn, &job->retire[0], &rec)) <= 0 || rc > 1)
+        return rc; /* 0: it changed meanwhile, so it gets a fresh start instead */
+    job->n_retired = 1;
+    const qbc_notice_ref_t *r = &job->retire[0];
+    size_t klen = qbc_store__pending_key(r->realm, r->entity, r->id, kbuf);
+    const char *err = job->error != NULL ? job->error : "";
+    size_t elen = strlen(err), vlen = 1 + PENDING_VALUE_SIZE + 4 + 8 + 2 + klen + elen;
+    unsigned char dk[8];
+    put_u64be(dk, t->dead);
+    MDB_val k = {8, dk}, v = {vlen, NULL};
+    if ((rc = mdb_put(txn, s->dbi_dead, &k, &v, MDB_APPEND | MDB_RESERVE)) != 0)
+        return rc;
+    unsigned char *p = v.mv_data;
+    p[0] = 1;
+    qbc_store__pending_encode(&rec, p + 1);
+    put_u32be(p + 1 + PENDING_VALUE_SIZE, job->attempts);
+    put_u64be(p + 5 + PENDING_VALUE_SIZE, (uint64_t)qbc_now_ns());
+    p[13 + PENDING_VALUE_SIZE] = (unsigned char)(klen >> 8);
+    p[14 + PENDING_VALUE_SIZE] = (unsigned char)klen;
+    memcpy(p + 15 + PENDING_VALUE_SIZE, kbuf, klen);
+    memcpy(p + 15 + PENDING_VALUE_SIZE + klen, err, elen);
+    t->dead++;
+    return 0;
+}
+
+static int apply_redrive(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_ctx_t *t)
+{
+    unsigned char dk[8];
+    MDB_val k = {8, dk}, v, pv;
+    int rc;
+
+    put_u64be(dk, job->dead_id);
+    if ((rc = mdb_get(txn, s->dbi_dead, &k, &v)) != 0)
+        return rc == MDB_NOTFOUND ? 0 : rc; /* n_retired stays 0: nothing to redrive */
+    const unsigned char *p = v.mv_data;
+    if (v.mv_size < 15 + PENDING_VALUE_SIZE || p[0] != 1)
+        return MDB_CORRUPTED;
+    size_t klen = (size_t)p[13 + PENDING_VALUE_SIZE] << 8 | p[14 + PENDING_VALUE_SIZE];
+    if (v.mv_size < 15 + PENDING_VALUE_SIZE + klen)
+        return MDB_CORRUPTED;
+    char kbuf[KEY_BUF_SIZE];
+    memcpy(kbuf, p + 15 + PENDING_VALUE_SIZE, klen);
+    unsigned char pval[PENDING_VALUE_SIZE];
+    memcpy(pval, p + 1, PENDING_VALUE_SIZE);
+    MDB_val pk = {klen, kbuf};
+    pv.mv_size = PENDING_VALUE_SIZE;
+    pv.mv_data = pval;
+    /* a newer notice for the same entity already covers it: keep that one */
+    if ((rc = mdb_put(txn, s->dbi_pending, &pk, &pv, MDB_NOOVERWRITE)) != 0 && rc != MDB_KEYEXIST)
+        return rc;
+    if ((rc = mdb_del(txn, s->dbi_dead, &k, NULL)) != 0)
+        return rc;
+    job->n_retired = 1;
+    t->note.new_pending++;
+    return 0;
+}
+
+static int apply_realm(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_ctx_t *t)
+{
+    const char *realm = job->realm;
+    MDB_val k = {strlen(realm), (void *)realm}, v;
+    int rc;
+
+    if (k.mv_size == 0 || k.mv_size >= QBC_REALM_MAX)
+        return MDB_BAD_VALSIZE;
+    if (job->realm_state != NULL || (job->tokens != NULL && mdb_get(txn, s->dbi_realms, &k, &v) == MDB_NOTFOUND)) {
+        qbc_realm_t fresh;
+        const qbc_realm_t *st = job->realm_state;
+        if (st == NULL) {
+            memset(&fresh, 0, sizeof(fresh));
+            fresh.status = QBC_REALM_ACTIVE;
+            fresh.connected_ns = qbc_now_ns();
+            st = &fresh;
+        }
+        char *json = qbc_store__realm_encode(st);
+        v.mv_size = strlen(json);
+        v.mv_data = json;
+        rc = mdb_put(txn, s->dbi_realms, &k, &v, 0);
+        free(json);
+        if (rc != 0)
+            return rc;
+    }
+    if (job->tokens != NULL) {
+        unsigned char *plain = qbc_alloc(QBC_TOKENS_PLAIN_MAX), *sealed = qbc_alloc(QBC_TOKENS_PLAIN_MAX + QBC_SEAL_OVERHEAD);
+        size_t plen = qbc_store__tokens_encode(job->tokens, plain), slen = 0;
+        rc = qbc_store__seal(s->master_key, realm, plain, plen, sealed, &slen) == 0 ? 0 : MDB_PANIC;
+        OPENSSL_cleanse(plain, QBC_TOKENS_PLAIN_MAX);
+        free(plain);
+        if (rc == 0) {
+            v.mv_size = slen;
+            v.mv_data = sealed;
+            rc = mdb_put(txn, s->dbi_tokens, &k, &v, 0);
+        }
+        free(sealed);
+        if (rc != 0)
+            return rc;
+    } else if (job->erase_tokens) {
+        if ((rc = mdb_del(txn, s->dbi_tokens, &k, NULL)) != 0 && rc != MDB_NOTFOUND)
+            return rc;
+    }
+    t->note.realms_changed++;
+    return 0;
+}
+
 static int apply_ping(qbc_store_t *s, MDB_txn *txn)
 {
     unsigned char b[8];
@@ -130,48 +324,81 @@ static int apply_ping(qbc_store_t *s, MDB_txn *txn)
     return mdb_put(txn, s->dbi_meta, &k, &v, 0);
 }
 
+static int put_high_water(qbc_store_t *s, MDB_txn *txn, const char *name, uint64_t last)
+{
+    unsigned char b[8];
+    put_u64be(b, last);
+    MDB_val k = {strlen(name), (void *)name}, v = {8, b};
+    return mdb_put(txn, s->dbi_meta, &k, &v, 0);
+}
+
+static int apply_job(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *j, txn_ctx_t *t)
+{
+    j->inbox_seq = j->last_feed_seq = 0;
+    j->n_stored_events = j->n_dup_events = j->n_feed = j->n_retired = 0;
+    switch (j->kind) {
+    case QBC_JOB_WEBHOOK: {
+        int rc = apply_webhook(s, txn, j, &t->seq);
+        t->note.new_pending += j->n_stored_events;
+        return rc;
+    }
+    case QBC_JOB_PING:
+        return apply_ping(s, txn);
+    case QBC_JOB_RECONCILE:
+        return apply_reconcile(s, txn, j, t);
+    case QBC_JOB_DEAD_LETTER:
+        return apply_dead_letter(s, txn, j, t);
+    case QBC_JOB_REALM:
+        return apply_realm(s, txn, j, t);
+    case QBC_JOB_REDRIVE:
+        return apply_redrive(s, txn, j, t);
+    }
+    return MDB_INCOMPATIBLE;
+}
+
 /* one write transaction over a list of jobs; returns an LMDB code (or errno). */
-static int run_txn(qbc_store_t *s, qbc_store_job_t *list)
+static int run_txn(qbc_store_t *s, qbc_store_job_t *list, qbc_commit_note_t *note)
 {
     MDB_txn *txn;
-    uint64_t seq = s->next_seq;
+    txn_ctx_t t = {s->next_seq, s->next_feed, s->next_dead, {0, 0, 0, 0}};
     int rc;
 
     if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
         return rc;
     for (qbc_store_job_t *j = list; j != NULL; j = j->_next) {
-        j->inbox_seq = 0;
-        j->n_stored_events = j->n_dup_events = 0;
-        rc = j->kind == QBC_JOB_WEBHOOK ? apply_webhook(s, txn, j, &seq) : apply_ping(s, txn);
-        if (rc != 0) {
+        if ((rc = apply_job(s, txn, j, &t)) != 0) {
             mdb_txn_abort(txn);
             return rc;
         }
     }
-    if (seq != s->next_seq) {
-        /* the high-water mark keeps sequences unique even after old inbox records are removed */
-        unsigned char b[8];
-        put_u64be(b, seq - 1);
-        MDB_val k = {sizeof("inbox_seq") - 1, "inbox_seq"}, v = {8, b};
-        if ((rc = mdb_put(txn, s->dbi_meta, &k, &v, 0)) != 0) {
-            mdb_txn_abort(txn);
-            return rc;
-        }
+    /* high-water marks keep sequences unique even after old records are removed */
+    if ((t.seq != s->next_seq && (rc = put_high_water(s, txn, "inbox_seq", t.seq - 1)) != 0) ||
+        (t.feed != s->next_feed && (rc = put_high_water(s, txn, "feed_seq", t.feed - 1)) != 0) ||
+        (t.dead != s->next_dead && (rc = put_high_water(s, txn, "dead_seq", t.dead - 1)) != 0)) {
+        mdb_txn_abort(txn);
+        return rc;
     }
     int64_t t0 = qbc_mono_ns();
     rc = mdb_txn_commit(txn);
     __atomic_add_fetch(&s->st_commit_ns, (uint64_t)(qbc_mono_ns() - t0), __ATOMIC_RELAXED);
     if (rc != 0)
         return rc;
-    s->next_seq = seq;
+    s->next_seq = t.seq;
+    s->next_feed = t.feed;
+    s->next_dead = t.dead;
+    __atomic_store_n(&s->feed_last, t.feed - 1, __ATOMIC_RELEASE);
+    note->new_pending += t.note.new_pending;
+    note->feed_appended += t.note.feed_appended;
+    note->realms_changed += t.note.realms_changed;
+    note->last_feed_seq = t.feed - 1;
     return 0;
 }
 
 /* runs a list as one transaction, growing the map as long as that helps. */
-static int run_growing(qbc_store_t *s, qbc_store_job_t *list)
+static int run_growing(qbc_store_t *s, qbc_store_job_t *list, qbc_commit_note_t *note)
 {
     for (;;) {
-        int rc = run_txn(s, list);
+        int rc = run_txn(s, list, note);
         if (rc != MDB_MAP_FULL)
             return rc;
         if (qbc_store__grow(s) != 0)
@@ -197,14 +424,25 @@ static void finish(qbc_store_t *s, qbc_store_job_t *j, int result)
     j->on_commit(j); /* the job belongs to its submitter again */
 }
 
+/* tells the listeners what the batch changed (writer thread; they must not block) */
+static void notify(qbc_store_t *s, const qbc_commit_note_t *note)
+{
+    if (note->new_pending == 0 && note->feed_appended == 0 && note->realms_changed == 0)
+        return;
+    size_t n = __atomic_load_n(&s->n_listeners, __ATOMIC_ACQUIRE);
+    for (size_t i = 0; i < n; i++)
+        s->listeners[i].cb(s->listeners[i].ctx, note);
+}
+
 static void run_batch(qbc_store_t *s, qbc_store_job_t *list, size_t n)
 {
+    qbc_commit_note_t note = {0, 0, 0, 0};
     unsigned b = 0;
     while (b < 7 && n > qbc_store_batch_bounds[b])
         b++;
     __atomic_add_fetch(&s->st_batch_hist[b], 1, __ATOMIC_RELAXED);
 
-    int rc = run_growing(s, list);
+    int rc = run_growing(s, list, &note);
     if (rc == 0) {
         __atomic_add_fetch(&s->st_commits, 1, __ATOMIC_RELAXED);
         while (list != NULL) {
@@ -212,6 +450,7 @@ static void run_batch(qbc_store_t *s, qbc_store_job_t *list, size_t n)
             finish(s, list, 0);
             list = next;
         }
+        notify(s, &note);
         return;
     }
     __atomic_add_fetch(&s->st_commit_failures, 1, __ATOMIC_RELAXED);
@@ -220,12 +459,13 @@ static void run_batch(qbc_store_t *s, qbc_store_job_t *list, size_t n)
     while (list != NULL) {
         qbc_store_job_t *next = list->_next;
         list->_next = NULL;
-        rc = n > 1 ? run_growing(s, list) : rc;
+        rc = n > 1 ? run_growing(s, list, &note) : rc;
         if (rc == 0)
             __atomic_add_fetch(&s->st_commits, 1, __ATOMIC_RELAXED);
         finish(s, list, to_result(rc));
         list = next;
     }
+    notify(s, &note);
 }
 
 static void *writer_main(void *arg)

@@ -1,0 +1,89 @@
+/*
+ * reconciler.h — turns pending change notices into full entity versions.
+ *
+ * One thread, one libcurl multi handle (STYLE.md 3.2, option A: curl_multi_poll +
+ * curl_multi_wakeup). It reads pending notices from the store, fetches the entities
+ * from the QBO API (many ids of one entity type in one realm become one query),
+ * offers the versions to the store (QBC_JOB_RECONCILE: dedupe, feed append and notice
+ * removal in one transaction), refreshes OAuth tokens, and keeps every realm inside
+ * its rate budget. Later issues add CDC polls and backfills as lower-priority users
+ * of the same fetch path and budget.
+ *
+ * Threading: everything here runs on the reconciler thread except qbc_reconciler_wake()
+ * and qbc_reconciler_snapshot(), which any thread may call.
+ */
+#ifndef QBC_RECONCILER_H
+#define QBC_RECONCILER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "common.h"
+#include "store.h"
+
+typedef struct st_qbc_reconciler_config_t {
+    const char *api_base;        /**< e.g. https://quickbooks.api.intuit.com (no trailing slash) */
+    const char *token_url;       /**< OAuth token endpoint */
+    const char *revoke_url;      /**< OAuth revoke endpoint (NULL: derived from token_url's host for qbosim) */
+    const char *client_id;
+    const char *client_secret;
+    long minorversion;           /**< sent on every API call (75) */
+    unsigned rate_per_min;       /**< per realm, every kind of call (0: 500) */
+    unsigned max_inflight;       /**< per realm (0: 10) */
+    unsigned ids_per_query;      /**< most ids in one Id IN (...) query (0: 200) */
+    unsigned max_attempts;       /**< failed fetches of a notice before it becomes a dead letter (0: 8) */
+    unsigned request_timeout_ms; /**< per HTTP request (0: 30000) */
+    unsigned backoff_base_ms;    /**< first retry delay after 5xx/timeout/reset; doubles, with jitter (0: 1000) */
+    unsigned backoff_max_ms;     /**< cap on that delay (0: 60000) */
+    unsigned throttle_pause_ms;  /**< pause of a realm after a 429 without Retry-After (0: 60000) */
+} qbc_reconciler_config_t;
+
+typedef struct st_qbc_reconciler_t qbc_reconciler_t;
+
+/**
+ * starts the reconciler thread. It registers a store listener so that new pending
+ * notices and token changes wake it at once (an isolated change is fetched without
+ * waiting for a timer).
+ * @return 0, or -errno / QBC_EINVAL (bad config)
+ */
+int qbc_reconciler_start(const qbc_reconciler_config_t *cfg, qbc_store_t *store, qbc_reconciler_t **out);
+
+/** asks the thread to look for work now. Thread-safe, cheap, never blocks. */
+void qbc_reconciler_wake(qbc_reconciler_t *r);
+
+/**
+ * stops: no new requests; waits up to drain_ms for requests in flight and for the
+ * commits of what they fetched, then aborts the rest (their notices stay pending, so
+ * nothing is lost) and joins the thread.
+ */
+void qbc_reconciler_stop(qbc_reconciler_t *r, int drain_ms);
+
+/** per-realm figures for GET /admin/realms and /metrics. */
+typedef struct st_qbc_realm_stats_t {
+    char realm[QBC_REALM_MAX];
+    unsigned calls_last_minute;
+    unsigned inflight;
+    int64_t paused_until_ns; /**< after a 429 (0: not paused) */
+    uint64_t pending;        /**< notices not yet reconciled (as last seen) */
+} qbc_realm_stats_t;
+
+typedef struct st_qbc_reconciler_stats_t {
+    uint64_t requests;         /**< HTTP requests made to QBO (API + OAuth) */
+    uint64_t queries;          /**< of which: Id IN queries */
+    uint64_t reads;            /**< of which: single entity reads */
+    uint64_t token_refreshes;
+    uint64_t throttled;        /**< 429s received */
+    uint64_t server_errors;    /**< 5xx, timeouts, resets */
+    uint64_t versions_offered; /**< versions submitted to the store */
+    uint64_t feed_appended;    /**< of which were new */
+    uint64_t dead_letters;
+    uint64_t fetch_latency_hist[12]; /**< notice first seen -> committed, buckets of qbc_reconciler_latency_bounds_ms */
+    size_t n_realms;
+    qbc_realm_stats_t realms[64]; /**< the first 64 realms */
+} qbc_reconciler_stats_t;
+
+extern const unsigned qbc_reconciler_latency_bounds_ms[11];
+
+/** a consistent copy of the counters. Thread-safe. */
+void qbc_reconciler_snapshot(qbc_reconciler_t *r, qbc_reconciler_stats_t *out);
+
+#endif

@@ -1,0 +1,381 @@
+/*
+ * test_reconcile.c — store/: the reconciler's side of the store: versions and the
+ * feed (dedupe, ordering, tombstones), notice retirement, dead letters, realms and
+ * encrypted tokens, commit listeners.
+ */
+#include <jansson.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "store.h"
+#include "../../tap.h"
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static int done_count;
+static qbc_commit_note_t last_note;
+static int notes;
+
+static void on_commit(qbc_store_job_t *job)
+{
+    (void)job;
+    pthread_mutex_lock(&mu);
+    done_count++;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+}
+
+static void on_note(void *ctx, const qbc_commit_note_t *n)
+{
+    (void)ctx;
+    pthread_mutex_lock(&mu);
+    last_note = *n;
+    notes++;
+    pthread_mutex_unlock(&mu);
+}
+
+/* submits one job and waits for it */
+static int run(qbc_store_t *s, qbc_store_job_t *j)
+{
+    pthread_mutex_lock(&mu);
+    int target = done_count + 1;
+    pthread_mutex_unlock(&mu);
+    j->on_commit = on_commit;
+    if (qbc_store_submit(s, j) != 0)
+        return -1;
+    pthread_mutex_lock(&mu);
+    while (done_count < target)
+        pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+    return j->result;
+}
+
+static qbc_version_t ver(const char *realm, const char *entity, const char *id, const char *token, int64_t t,
+                         qbc_op_t op, const char *data)
+{
+    qbc_version_t v;
+    memset(&v, 0, sizeof(v));
+    snprintf(v.realm, sizeof(v.realm), "%s", realm);
+    snprintf(v.entity, sizeof(v.entity), "%s", entity);
+    snprintf(v.id, sizeof(v.id), "%s", id);
+    snprintf(v.sync_token, sizeof(v.sync_token), "%s", token);
+    v.updated_ns = t;
+    v.op = op;
+    v.source = QBC_SOURCE_WEBHOOK;
+    v.data = data;
+    v.data_len = data ? strlen(data) : 0;
+    return v;
+}
+
+static int offer(qbc_store_t *s, qbc_version_t *v, size_t n, const qbc_notice_ref_t *retire, size_t nr,
+                 qbc_store_job_t *j)
+{
+    memset(j, 0, sizeof(*j));
+    j->kind = QBC_JOB_RECONCILE;
+    j->versions = v;
+    j->n_versions = n;
+    j->retire = retire;
+    j->n_retire = nr;
+    return run(s, j);
+}
+
+static int webhook(qbc_store_t *s, const char *realm, const char *entity, const char *id, qbc_op_t op)
+{
+    qbc_event_t e;
+    qbc_store_job_t j;
+    memset(&e, 0, sizeof(e));
+    snprintf(e.realm, sizeof(e.realm), "%s", realm);
+    snprintf(e.entity, sizeof(e.entity), "%s", entity);
+    snprintf(e.id, sizeof(e.id), "%s", id);
+    e.op = op;
+    e.updated_ns = 1;
+    memset(&j, 0, sizeof(j));
+    j.kind = QBC_JOB_WEBHOOK;
+    j.body = "{}";
+    j.body_len = 2;
+    j.events = &e;
+    j.n_events = 1;
+    return run(s, &j);
+}
+
+typedef struct {
+    int n;
+    uint64_t seq[32];
+    char json[32][512];
+} feed_seen_t;
+
+static int feed_cb(const qbc_feed_rec_t *r, void *ctx)
+{
+    feed_seen_t *f = ctx;
+    if (f->n < 32) {
+        f->seq[f->n] = r->seq;
+        snprintf(f->json[f->n], sizeof(f->json[0]), "%.*s", (int)r->json_len, r->json);
+    }
+    f->n++;
+    return 0;
+}
+
+static uint64_t pending_last_seq;
+static int pending_n;
+static int pending_cb(const qbc_pending_t *p, void *ctx)
+{
+    (void)ctx;
+    pending_last_seq = p->last_seq;
+    pending_n++;
+    return 0;
+}
+
+static void count_pending(qbc_store_t *s)
+{
+    pending_n = 0;
+    qbc_store_pending_scan(s, NULL, pending_cb, NULL);
+}
+
+static char *dir;
+
+static void test_feed(void)
+{
+    qbc_store_config_t cfg = {.dir = dir};
+    qbc_store_t *s;
+    qbc_store_job_t j;
+    feed_seen_t f;
+
+    is_int(qbc_store_open(&cfg, &s), 0, "open");
+    qbc_store_add_listener(s, on_note, NULL);
+    webhook(s, "1", "Invoice", "7", QBC_OP_CREATE);
+    count_pending(s);
+    is_int(pending_n, 1, "a notice is pending");
+    ok(last_note.new_pending == 1, "listener told of the new notice");
+
+    qbc_notice_ref_t r;
+    memset(&r, 0, sizeof(r));
+    strcpy(r.realm, "1");
+    strcpy(r.entity, "Invoice");
+    strcpy(r.id, "7");
+    r.last_seq = pending_last_seq;
+    qbc_version_t v0 = ver("1", "Invoice", "7", "0", 1000, QBC_OP_CREATE, "{\"Id\":\"7\",\"SyncToken\":\"0\"}");
+    is_int(offer(s, &v0, 1, &r, 1, &j), 0, "offer the created version");
+    is_int(j.n_feed, 1, "it enters the feed");
+    is_int(j.last_feed_seq, 1, "as sequence 1");
+    is_int(j.n_retired, 1, "and the notice is retired");
+    count_pending(s);
+    is_int(pending_n, 0, "nothing pending");
+    is_int(last_note.feed_appended, 1, "listener told of the feed record");
+    is_int(last_note.last_feed_seq, 1, "with the last sequence");
+
+    is_int(offer(s, &v0, 1, NULL, 0, &j), 0, "the same version again");
+    is_int(j.n_feed, 0, "adds nothing (duplicate webhook)");
+    qbc_version_t v2 = ver("1", "Invoice", "7", "2", 3000, QBC_OP_UPDATE, "{\"Id\":\"7\",\"SyncToken\":\"2\"}");
+    qbc_version_t v1 = ver("1", "Invoice", "7", "1", 2000, QBC_OP_UPDATE, "{\"Id\":\"7\",\"SyncToken\":\"1\"}");
+    offer(s, &v2, 1, NULL, 0, &j);
+    is_int(j.n_feed, 1, "a newer SyncToken enters the feed");
+    offer(s, &v1, 1, NULL, 0, &j);
+    is_int(j.n_feed, 0, "an older one arriving late does not (reordered webhook)");
+    qbc_version_t v10 = ver("1", "Invoice", "7", "10", 4000, QBC_OP_UPDATE, "{\"Id\":\"7\",\"SyncToken\":\"10\"}");
+    offer(s, &v10, 1, NULL, 0, &j);
+    is_int(j.n_feed, 1, "SyncToken 10 is newer than 2 (numeric, not text, order)");
+    qbc_version_t vt = ver("1", "Invoice", "7", "10", 5000, QBC_OP_UPDATE, "{\"Id\":\"7\",\"SyncToken\":\"10\",\"x\":1}");
+    offer(s, &vt, 1, NULL, 0, &j);
+    is_int(j.n_feed, 1, "same SyncToken, later LastUpdatedTime: newer");
+
+    qbc_version_t del = ver("1", "Invoice", "7", "", 6000, QBC_OP_DELETE, NULL);
+    offer(s, &del, 1, NULL, 0, &j);
+    is_int(j.n_feed, 1, "a delete enters the feed");
+    offer(s, &del, 1, NULL, 0, &j);
+    is_int(j.n_feed, 0, "once");
+    qbc_version_t v11 = ver("1", "Invoice", "7", "11", 7000, QBC_OP_UPDATE, "{}");
+    offer(s, &v11, 1, NULL, 0, &j);
+    is_int(j.n_feed, 0, "a live version after the delete is stale");
+
+    qbc_entity_rec_t e;
+    is_int(qbc_store_entity_get(s, "1", "Invoice", "7", &e), 0, "entity found");
+    ok(e.deleted && e.data == NULL, "as a tombstone without data");
+    qbc_entity_rec_clear(&e);
+    is_int(qbc_store_entity_get(s, "1", "Invoice", "8", &e), QBC_ENOTFOUND, "an unseen entity is not found");
+
+    /* several versions in one job, two realms */
+    qbc_version_t many[3] = {ver("2", "Customer", "1", "0", 1, QBC_OP_CREATE, "{\"Id\":\"1\"}"),
+                             ver("2", "Customer", "2", "3", 1, QBC_OP_UPDATE, "{\"Id\":\"2\"}"),
+                             ver("1", "Item", "5", "1", 1, QBC_OP_MERGE, "{\"Id\":\"5\"}")};
+    offer(s, many, 3, NULL, 0, &j);
+    is_int(j.n_feed, 3, "three versions in one transaction");
+    is_int(qbc_store_feed_last(s), 8, "feed last sequence");
+
+    memset(&f, 0, sizeof(f));
+    uint64_t last = 0;
+    qbc_store_feed_scan(s, 0, 100, NULL, NULL, feed_cb, &f, &last);
+    is_int(f.n, 8, "the feed holds eight records");
+    is_int(last, 8, "scan reports the last sequence examined");
+    json_t *o = json_loads(f.json[0], 0, NULL);
+    ok(o != NULL, "a feed record is JSON");
+    is_int(json_integer_value(json_object_get(o, "seq")), 1, "seq");
+    is_str(json_string_value(json_object_get(o, "op")), "create", "op");
+    is_str(json_string_value(json_object_get(o, "version")), "0", "version is the SyncToken");
+    is_str(json_string_value(json_object_get(o, "source")), "webhook", "source");
+    is_str(json_string_value(json_object_get(o, "last_updated")), "1970-01-01T00:00:00.000Z", "last_updated ISO-8601");
+    is_str(json_string_value(json_object_get(json_object_get(o, "data"), "Id")), "7", "data is the entity");
+    json_decref(o);
+    o = json_loads(f.json[4], 0, NULL);
+    is_str(json_string_value(json_object_get(o, "op")), "delete", "the delete record");
+    ok(json_object_get(o, "data") == NULL, "has no data");
+    json_decref(o);
+
+    memset(&f, 0, sizeof(f));
+    qbc_store_feed_scan(s, 0, 100, "2", NULL, feed_cb, &f, &last);
+    is_int(f.n, 2, "realm filter");
+    memset(&f, 0, sizeof(f));
+    qbc_store_feed_scan(s, 0, 100, "1", "Item", feed_cb, &f, &last);
+    is_int(f.n, 1, "realm and entity filter");
+    is_int(f.seq[0], 8, "the Item record");
+    memset(&f, 0, sizeof(f));
+    qbc_store_feed_scan(s, 3, 2, NULL, NULL, feed_cb, &f, &last);
+    ok(f.n == 2 && f.seq[0] == 4 && f.seq[1] == 5, "after and limit");
+    memset(&f, 0, sizeof(f));
+    qbc_store_feed_scan(s, 0, 100, "nope", NULL, feed_cb, &f, &last);
+    ok(f.n == 0 && last == 8, "a filter matching nothing still advances the cursor");
+    qbc_store_close(s);
+
+    is_int(qbc_store_open(&cfg, &s), 0, "reopen");
+    qbc_version_t v4 = ver("2", "Customer", "1", "4", 1, QBC_OP_UPDATE, "{}");
+    offer(s, &v4, 1, NULL, 0, &j);
+    is_int(j.last_feed_seq, 9, "feed sequences continue after reopening");
+    qbc_store_close(s);
+}
+
+static void test_retire_race(void)
+{
+    qbc_store_config_t cfg = {.dir = dir};
+    qbc_store_t *s;
+    qbc_store_job_t j;
+
+    qbc_store_open(&cfg, &s);
+    webhook(s, "3", "Bill", "1", QBC_OP_UPDATE);
+    count_pending(s);
+    uint64_t read_seq = pending_last_seq;
+    webhook(s, "3", "Bill", "1", QBC_OP_UPDATE); /* arrives while the fetch is in flight */
+    qbc_notice_ref_t r;
+    memset(&r, 0, sizeof(r));
+    strcpy(r.realm, "3");
+    strcpy(r.entity, "Bill");
+    strcpy(r.id, "1");
+    r.last_seq = read_seq;
+    qbc_version_t v = ver("3", "Bill", "1", "1", 1, QBC_OP_UPDATE, "{}");
+    offer(s, &v, 1, &r, 1, &j);
+    is_int(j.n_retired, 0, "a notice that changed during the fetch is not retired");
+    count_pending(s);
+    is_int(pending_n, 1, "it stays pending, to be fetched again");
+
+    /* dead letters */
+    r.last_seq = pending_last_seq;
+    memset(&j, 0, sizeof(j));
+    j.kind = QBC_JOB_DEAD_LETTER;
+    j.retire = &r;
+    j.n_retire = 1;
+    j.error = "HTTP 500 five times";
+    j.attempts = 5;
+    is_int(run(s, &j), 0, "dead-letter job");
+    is_int(j.n_retired, 1, "the notice moved");
+    count_pending(s);
+    is_int(pending_n, 0, "out of pending");
+    qbc_store_stats_t st;
+    qbc_store_stats(s, &st);
+    is_int(st.dead_letters, 1, "into the dead letters");
+
+    memset(&j, 0, sizeof(j));
+    j.kind = QBC_JOB_REDRIVE;
+    j.dead_id = 1;
+    is_int(run(s, &j), 0, "redrive");
+    is_int(j.n_retired, 1, "found it");
+    count_pending(s);
+    is_int(pending_n, 1, "back in pending");
+    qbc_store_stats(s, &st);
+    is_int(st.dead_letters, 0, "no longer dead");
+    qbc_store_close(s);
+}
+
+static void test_tokens(void)
+{
+    qbc_store_config_t cfg = {.dir = dir};
+    qbc_store_t *s;
+    qbc_store_job_t j;
+    static qbc_tokens_t t, back;
+    qbc_realm_t rs;
+    char path[512];
+    struct stat st;
+
+    qbc_store_open(&cfg, &s);
+    snprintf(path, sizeof(path), "%s/master.key", dir);
+    ok(stat(path, &st) == 0 && st.st_size == 32, "a 32-byte master key was created");
+    is_int(st.st_mode & 0777, 0600, "with mode 0600");
+
+    memset(&t, 0, sizeof(t));
+    strcpy(t.refresh_token, "RT-very-secret-refresh-token-123");
+    strcpy(t.access_token, "AT-very-secret-access-token-456");
+    t.access_expires_ns = 42;
+    memset(&j, 0, sizeof(j));
+    j.kind = QBC_JOB_REALM;
+    j.realm = "9341";
+    j.tokens = &t;
+    is_int(run(s, &j), 0, "register tokens");
+    is_int(qbc_store_tokens_get(s, "9341", &back), 0, "read them back");
+    is_str(back.refresh_token, t.refresh_token, "refresh token round-trips");
+    is_str(back.access_token, t.access_token, "access token round-trips");
+    is_int(back.access_expires_ns, 42, "expiry round-trips");
+    is_int(qbc_store_realm_get(s, "9341", &rs), 0, "the realm was created");
+    is_int(rs.status, QBC_REALM_ACTIVE, "active");
+    is_int(qbc_store_tokens_get(s, "9342", &back), QBC_ENOTFOUND, "no tokens for another realm");
+    qbc_store_close(s);
+
+    /* the tokens are not in the data file in clear */
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "grep -c very-secret '%s/data.mdb' >/dev/null", dir);
+    ok(system(cmd) != 0, "no token appears in clear in data.mdb");
+
+    /* a different master key cannot read them */
+    char other[512];
+    snprintf(other, sizeof(other), "%s/other.key", dir);
+    qbc_store_config_t cfg2 = {.dir = dir, .master_key_file = other};
+    qbc_log_set_level(-1);
+    qbc_store_open(&cfg2, &s);
+    is_int(qbc_store_tokens_get(s, "9341", &back), QBC_EAUTH, "the wrong master key cannot decrypt");
+    qbc_store_close(s);
+    qbc_log_set_level(QBC_LOG_ERROR);
+
+    /* a bad key file is refused */
+    FILE *fp = fopen(other, "w");
+    fputs("short", fp);
+    fclose(fp);
+    ok(qbc_store_open(&cfg2, &s) != 0, "a master key of the wrong size is refused");
+
+    qbc_store_open(&cfg, &s);
+    rs.status = QBC_REALM_DISCONNECTED;
+    strcpy(rs.last_error, "invalid_grant");
+    memset(&j, 0, sizeof(j));
+    j.kind = QBC_JOB_REALM;
+    j.realm = "9341";
+    j.realm_state = &rs;
+    j.erase_tokens = 1;
+    run(s, &j);
+    qbc_store_realm_get(s, "9341", &rs);
+    is_int(rs.status, QBC_REALM_DISCONNECTED, "status updated");
+    is_str(rs.last_error, "invalid_grant", "last error kept");
+    is_int(qbc_store_tokens_get(s, "9341", &back), QBC_ENOTFOUND, "tokens erased");
+    qbc_store_close(s);
+}
+
+int main(void)
+{
+    char tmpl[] = "/tmp/qbcdc-reconcile-test-XXXXXX";
+    qbc_log_set_level(QBC_LOG_ERROR);
+    dir = mkdtemp(tmpl);
+    subtest("versions and the feed", test_feed);
+    subtest("retire race and dead letters", test_retire_race);
+    subtest("realms and tokens", test_tokens);
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        diag("cleanup failed");
+    return done_testing();
+}
