@@ -78,6 +78,12 @@ int qbc_devsim_start(qbc_config_t *cfg, qbc_devsim_t *sim)
     snprintf(sim->api_base, sizeof(sim->api_base), "http://%s", cfg->sim_listen);
     snprintf(sim->token_url, sizeof(sim->token_url), "http://%s/oauth2/v1/tokens/bearer", cfg->sim_listen);
     snprintf(sim->authorize_url, sizeof(sim->authorize_url), "http://%s/connect/oauth2", cfg->sim_listen);
+    if (cfg->oauth_redirect_uri == NULL) {
+        /* our own callback, so GET /connect works against the simulator out of the box */
+        snprintf(sim->redirect_uri, sizeof(sim->redirect_uri), "%.*s/oauth/callback",
+                 (int)(strlen(url) - strlen("/webhooks/intuit")), url);
+        cfg->oauth_redirect_uri = sim->redirect_uri;
+    }
     cfg->client_id = "qbosim-client";
     cfg->client_secret = "qbosim-secret";
     cfg->api_base = sim->api_base;

@@ -81,6 +81,36 @@ static int pending_cb(const qbc_pending_t *p, void *ctxp)
     return ++ctx->printed >= ctx->limit;
 }
 
+static int entity_cb(const char *realm, const char *entity, const char *id, const qbc_entity_rec_t *e, void *p)
+{
+    inbox_ctx_t *ctx = p;
+    char ts[QBC_TIME_BUFSZ];
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:b,s:s,s:I}", "realm", realm, "entity", entity, "id", id, "version",
+                          e->sync_token, "deleted", e->deleted, "source", qbc_source_name((qbc_source_t)e->source),
+                          "feed_seq", (json_int_t)e->feed_seq);
+    json_object_set_new(o, "last_updated", e->updated_ns ? json_string(qbc_time_format(e->updated_ns, ts)) : json_null());
+    print_json(o);
+    return ++ctx->printed >= ctx->limit;
+}
+
+static int feed_cb(const qbc_feed_rec_t *r, void *p)
+{
+    inbox_ctx_t *ctx = p;
+    fwrite(r->json, 1, r->json_len, stdout);
+    fputc('\n', stdout);
+    return ++ctx->printed >= ctx->limit;
+}
+
+static int dead_cb(const qbc_dead_t *d, void *p)
+{
+    inbox_ctx_t *ctx = p;
+    char ts[QBC_TIME_BUFSZ];
+    print_json(json_pack("{s:I,s:s,s:s,s:s,s:s,s:i,s:s,s:s}", "id", (json_int_t)d->id, "realm", d->realm, "entity",
+                         d->entity, "entity_id", d->entity_id, "op", qbc_op_name(d->last_op), "attempts",
+                         (int)d->attempts, "error", d->error, "died", qbc_time_format(d->died_ns, ts)));
+    return ++ctx->printed >= ctx->limit;
+}
+
 int qbc_inspect(const char *what, const char *data_dir, const char *realm, long after, long limit, int bodies)
 {
     qbc_store_t *s;
@@ -97,6 +127,12 @@ int qbc_inspect(const char *what, const char *data_dir, const char *realm, long 
         rc = qbc_store_inbox_scan(s, (uint64_t)after, inbox_cb, &ctx);
     } else if (strcmp(what, "pending") == 0) {
         rc = qbc_store_pending_scan(s, realm, pending_cb, &ctx);
+    } else if (strcmp(what, "entities") == 0) {
+        rc = qbc_store_entity_scan(s, realm, entity_cb, &ctx);
+    } else if (strcmp(what, "feed") == 0) {
+        rc = qbc_store_feed_scan(s, (uint64_t)after, (size_t)ctx.limit, realm, NULL, feed_cb, &ctx, NULL);
+    } else if (strcmp(what, "dead") == 0) {
+        rc = qbc_store_dead_scan(s, dead_cb, &ctx);
     } else {
         qbc_store_stats_t st;
         if ((rc = qbc_store_stats(s, &st)) == 0) {
@@ -106,6 +142,11 @@ int qbc_inspect(const char *what, const char *data_dir, const char *realm, long 
             json_object_set_new(o, "pending", json_integer((json_int_t)st.pending));
             json_object_set_new(o, "cloudevent_ids", json_integer((json_int_t)st.event_ids));
             json_object_set_new(o, "last_inbox_seq", json_integer((json_int_t)st.last_inbox_seq));
+            json_object_set_new(o, "entities", json_integer((json_int_t)st.entities));
+            json_object_set_new(o, "feed_records", json_integer((json_int_t)st.feed_records));
+            json_object_set_new(o, "last_feed_seq", json_integer((json_int_t)st.last_feed_seq));
+            json_object_set_new(o, "dead_letters", json_integer((json_int_t)st.dead_letters));
+            json_object_set_new(o, "realms", json_integer((json_int_t)st.realms));
             json_object_set_new(o, "used_bytes", json_integer((json_int_t)st.used_bytes));
             json_object_set_new(o, "map_bytes", json_integer((json_int_t)st.map_bytes));
             print_json(o);

@@ -3,6 +3,7 @@
  * operator's command line. Exit codes: 0 success, 1 runtime failure, 2 usage error
  * (unknown command or flag, bad value), always with one line on stderr.
  */
+#include <curl/curl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,9 @@ static void usage(FILE *f)
                "  qbcdc serve [flags]        run the service (webhook ingress) until SIGTERM/SIGINT\n"
                "  qbcdc inbox [flags]        list stored webhook bodies (JSON lines)\n"
                "  qbcdc pending [flags]      list pending change notices (JSON lines)\n"
+               "  qbcdc entities [flags]     list the latest stored version of every entity (JSON lines)\n"
+               "  qbcdc feed [flags]         print the change feed (JSON lines)\n"
+               "  qbcdc dead [flags]         list dead letters (JSON lines)\n"
                "  qbcdc stats [flags]        print store counters (one JSON object)\n"
                "  qbcdc --help | --version\n"
                "\n"
@@ -72,7 +76,10 @@ static int cmd_serve(int argc, char **argv)
         return usage_error("%s", err);
     memset(&sim, 0, sizeof(sim));
 
-    qbc_store_config_t scfg = {.dir = cfg.data_dir, .map_size = cfg.map_size_bytes, .map_max = cfg.map_max_bytes};
+    qbc_store_config_t scfg = {.dir = cfg.data_dir,
+                               .map_size = cfg.map_size_bytes,
+                               .map_max = cfg.map_max_bytes,
+                               .master_key_file = cfg.master_key_file};
     if ((rc = qbc_store_open(&scfg, &store)) != 0) {
         fprintf(stderr, "qbcdc: cannot open the store in %s: %s\n", cfg.data_dir, qbc_strerror(rc));
         goto Exit;
@@ -82,7 +89,14 @@ static int cmd_serve(int argc, char **argv)
     qbc_ingress_config_t icfg = {.listen = cfg.listen,
                                  .verifier_tokens = (const char *const *)cfg.tokens,
                                  .n_verifier_tokens = cfg.n_tokens,
-                                 .max_body = 1024 * 1024};
+                                 .max_body = 1024 * 1024,
+                                 .admin_token = cfg.admin_token,
+                                 .feed_token = cfg.feed_token,
+                                 .client_id = cfg.client_id,
+                                 .client_secret = cfg.client_secret,
+                                 .authorize_url = cfg.oauth_authorize_url,
+                                 .token_url = cfg.oauth_token_url,
+                                 .redirect_uri = cfg.oauth_redirect_uri};
     if ((rc = qbc_ingress_create(&icfg, store, &ing)) != 0) {
         fprintf(stderr, "qbcdc: cannot listen on %s: %s\n", cfg.listen, qbc_strerror(rc));
         goto Exit;
@@ -128,9 +142,11 @@ static int cmd_inspect(const char *what, int argc, char **argv)
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             printf("Usage: qbcdc %s [--data-dir DIR]%s\n\n", what,
-                   strcmp(what, "inbox") == 0     ? " [--after SEQ] [--limit N] [--bodies]"
-                   : strcmp(what, "pending") == 0 ? " [--realm R] [--limit N]"
-                                                  : "");
+                   strcmp(what, "inbox") == 0                                       ? " [--after SEQ] [--limit N] [--bodies]"
+                   : strcmp(what, "feed") == 0                                      ? " [--after SEQ] [--realm R] [--limit N]"
+                   : strcmp(what, "pending") == 0 || strcmp(what, "entities") == 0 ? " [--realm R] [--limit N]"
+                   : strcmp(what, "dead") == 0                                      ? " [--limit N]"
+                                                                                    : "");
             printf("Reads the store read-only (safe beside a running service) and prints JSON lines.\n");
             qbc_config_print_help((const char *const[]){"data-dir", NULL});
             return 0;
@@ -138,7 +154,7 @@ static int cmd_inspect(const char *what, int argc, char **argv)
         char *end;
         if (strcmp(a, "--bodies") == 0 && strcmp(what, "inbox") == 0) {
             bodies = 1;
-        } else if (strcmp(a, "--after") == 0 && strcmp(what, "inbox") == 0) {
+        } else if (strcmp(a, "--after") == 0 && (strcmp(what, "inbox") == 0 || strcmp(what, "feed") == 0)) {
             if (v == NULL || (after = strtol(v, &end, 10), *end != '\0') || after < 0)
                 return usage_error("--after needs a sequence number, got '%s'", v ? v : "");
             i++;
@@ -146,7 +162,8 @@ static int cmd_inspect(const char *what, int argc, char **argv)
             if (v == NULL || (limit = strtol(v, &end, 10), *end != '\0') || limit <= 0)
                 return usage_error("--limit needs a positive number, got '%s'", v ? v : "");
             i++;
-        } else if (strcmp(a, "--realm") == 0 && strcmp(what, "pending") == 0) {
+        } else if (strcmp(a, "--realm") == 0 &&
+                   (strcmp(what, "pending") == 0 || strcmp(what, "entities") == 0 || strcmp(what, "feed") == 0)) {
             if (v == NULL)
                 return usage_error("%s needs a value", a);
             realm = v;
@@ -164,6 +181,8 @@ static int cmd_inspect(const char *what, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    curl_global_init(CURL_GLOBAL_DEFAULT); /* once, before any thread (STYLE.md 3.2) */
+    atexit(curl_global_cleanup);
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -179,7 +198,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(argc, argv);
-    if (strcmp(cmd, "inbox") == 0 || strcmp(cmd, "pending") == 0 || strcmp(cmd, "stats") == 0)
+    if (strcmp(cmd, "inbox") == 0 || strcmp(cmd, "pending") == 0 || strcmp(cmd, "stats") == 0 ||
+        strcmp(cmd, "entities") == 0 || strcmp(cmd, "feed") == 0 || strcmp(cmd, "dead") == 0)
         return cmd_inspect(cmd, argc, argv);
     if (cmd[0] == '-')
         return usage_error("unknown flag '%s' (see qbcdc --help)", cmd);

@@ -87,6 +87,11 @@ typedef struct st_qbc_ingress_config_t {
     const char *const *verifier_tokens; /**< may be empty: webhooks then answer 503 */
     size_t n_verifier_tokens;
     size_t max_body;                 /**< bytes; bigger bodies get 413 (default 1 MiB) */
+    const char *admin_token;         /**< bearer for /admin/...; NULL: /admin/... answers 403 */
+    const char *feed_token;          /**< bearer for /v1/...; NULL: /v1/... answers 403 */
+    /* the OAuth authorization-code flow (GET /connect, GET /oauth/callback) */
+    const char *client_id, *client_secret;
+    const char *authorize_url, *token_url, *redirect_uri;
 } qbc_ingress_config_t;
 
 typedef struct st_qbc_ingress_t qbc_ingress_t;

@@ -56,6 +56,13 @@ struct st_qbc_ingress_t {
     volatile sig_atomic_t stop;
     ingress_metrics_t metrics;
     int64_t not_configured_logged_ns;
+    char *admin_token, *feed_token;
+    char *client_id, *client_secret, *authorize_url, *token_url, *redirect_uri;
+    struct st_connect_states_t *connect_states; /* one-use OAuth states (connect.c) */
+    /* adds live figures (API calls, in flight) to GET /admin/realms entries; set by the embedder */
+    void (*realm_stats_cb)(void *ctx, void *json_array);
+    void *realm_stats_ctx;
+    h2o_multithread_receiver_t exchanges;       /* token-exchange threads -> loop (connect.c) */
 };
 
 /** one webhook (or health probe) in flight between the loop and the store writer. */
@@ -68,7 +75,19 @@ typedef struct st_ingress_job_t {
     char *body;
     int64_t start_mono_ns;
     int result_kind; /* webhook_result_t chosen at parse time (stored/quarantined) */
+    /* QBC_JOB_REALM (admin token registration, OAuth callback) */
+    char realm[QBC_REALM_MAX];
+    qbc_realm_t realm_state;
+    qbc_tokens_t *tokens; /* malloc'd, wiped on free */
+    char state_hint[128];
 } ingress_job_t;
+
+/** a job bound to req (guarded: if the request goes away, the answer is dropped). */
+ingress_job_t *ingress_job_new(qbc_ingress_t *ing, h2o_req_t *req, qbc_job_kind_t kind);
+void ingress_job_free(ingress_job_t *j);
+/** submits to the store; 0, or QBC_ECLOSED (then the caller frees the job and answers). */
+int ingress_submit(qbc_ingress_t *ing, ingress_job_t *j);
+int valid_realm(const char *s, size_t len);
 
 /** lives in req->pool; its dispose tells the job the request was torn down. */
 typedef struct st_req_guard_t {
@@ -79,7 +98,22 @@ typedef struct st_req_guard_t {
 void respond_json(h2o_req_t *req, int status, const char *reason, const char *body);
 void respond_error(h2o_req_t *req, int status, const char *reason, const char *code, const char *message);
 
+/**
+ * checks "Authorization: Bearer <want>" in constant time. Answers the request itself
+ * (403 when want is NULL: the endpoint is disabled; 401 when missing or wrong) and
+ * returns -1; returns 0 when authorised.
+ */
+int require_bearer(h2o_req_t *req, const char *want, const char *what);
+
+/** copies a query parameter's value (percent-decoded) into out; returns 0 or -1 if absent/too long. */
+int query_param(h2o_req_t *req, const char *name, char *out, size_t outsz);
+
 int on_webhook(h2o_handler_t *self, h2o_req_t *req);
+int on_admin(h2o_handler_t *self, h2o_req_t *req);
+int on_connect(h2o_handler_t *self, h2o_req_t *req);
+int on_oauth_callback(h2o_handler_t *self, h2o_req_t *req);
+void connect_init(qbc_ingress_t *ing);
+void connect_dispose(qbc_ingress_t *ing);
 int on_healthz(h2o_handler_t *self, h2o_req_t *req);
 int on_metrics(h2o_handler_t *self, h2o_req_t *req);
 extern qbc_ingress_t *qbc_ingress__left_for_exit;

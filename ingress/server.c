@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
 #include "ingress_internal.h"
 
 /* h2o buffers whole bodies before a handler runs (2.2 has no streaming), so this is
@@ -149,6 +150,15 @@ int qbc_ingress_create(const qbc_ingress_config_t *cfg, qbc_store_t *store, qbc_
     for (size_t i = 0; i < ing->n_tokens; i++)
         ing->tokens[i] = qbc_strdup(cfg->verifier_tokens[i]);
     ing->metrics.started_ns = qbc_now_ns();
+#define DUP_OR_NULL(x) ((x) != NULL && (x)[0] != '\0' ? qbc_strdup(x) : NULL)
+    ing->admin_token = DUP_OR_NULL(cfg->admin_token);
+    ing->feed_token = DUP_OR_NULL(cfg->feed_token);
+    ing->client_id = DUP_OR_NULL(cfg->client_id);
+    ing->client_secret = DUP_OR_NULL(cfg->client_secret);
+    ing->authorize_url = DUP_OR_NULL(cfg->authorize_url);
+    ing->token_url = DUP_OR_NULL(cfg->token_url);
+    ing->redirect_uri = DUP_OR_NULL(cfg->redirect_uri);
+#undef DUP_OR_NULL
 
     h2o_config_init(&ing->config);
     ing->config.max_request_entity_size = ing->max_body * H2O_ENTITY_LIMIT_FACTOR;
@@ -158,12 +168,16 @@ int qbc_ingress_create(const qbc_ingress_config_t *cfg, qbc_store_t *store, qbc_
     register_route(ing, host, "/webhooks/intuit", on_webhook);
     register_route(ing, host, "/healthz", on_healthz);
     register_route(ing, host, "/metrics", on_metrics);
+    register_route(ing, host, "/admin", on_admin);
+    register_route(ing, host, "/connect", on_connect);
+    register_route(ing, host, "/oauth/callback", on_oauth_callback);
     register_route(ing, host, "/", on_not_found);
 
     h2o_context_init(&ing->ctx, h2o_evloop_create(), &ing->config);
     ing->accept_ctx.ctx = &ing->ctx;
     ing->accept_ctx.hosts = ing->config.hosts;
     h2o_multithread_register_receiver(ing->ctx.queue, &ing->commits, on_commit_messages);
+    connect_init(ing);
 
     ing->listener = h2o_evloop_socket_create(ing->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
     ing->listener->data = ing;
@@ -258,6 +272,7 @@ void qbc_ingress_destroy(qbc_ingress_t *ing)
         return;
     }
     h2o_multithread_unregister_receiver(ing->ctx.queue, &ing->commits);
+    connect_dispose(ing);
     h2o_evloop_t *loop = ing->ctx.loop;
     h2o_context_dispose(&ing->ctx);
     h2o_evloop_destroy(loop);
@@ -265,5 +280,12 @@ void qbc_ingress_destroy(qbc_ingress_t *ing)
     for (size_t i = 0; i < ing->n_tokens; i++)
         free(ing->tokens[i]);
     free(ing->tokens);
+    char *secrets[] = {ing->admin_token, ing->feed_token, ing->client_id, ing->client_secret,
+                       ing->authorize_url, ing->token_url, ing->redirect_uri};
+    for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++) {
+        if (secrets[i] != NULL)
+            OPENSSL_cleanse(secrets[i], strlen(secrets[i]));
+        free(secrets[i]);
+    }
     free(ing);
 }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/crypto.h>
 #include "ingress_internal.h"
 
 static int path_is(h2o_req_t *req, const char *path)
@@ -34,7 +35,7 @@ static void job_done_on_writer(qbc_store_job_t *job)
     h2o_multithread_send_message(&j->ing->commits, &j->msg);
 }
 
-static ingress_job_t *job_new(qbc_ingress_t *ing, h2o_req_t *req, qbc_job_kind_t kind)
+ingress_job_t *ingress_job_new(qbc_ingress_t *ing, h2o_req_t *req, qbc_job_kind_t kind)
 {
     ingress_job_t *j = qbc_calloc(1, sizeof(*j));
     j->ing = ing;
@@ -48,16 +49,20 @@ static ingress_job_t *job_new(qbc_ingress_t *ing, h2o_req_t *req, qbc_job_kind_t
     return j;
 }
 
-static void job_free(ingress_job_t *j)
+void ingress_job_free(ingress_job_t *j)
 {
     if (j->guard != NULL)
         j->guard->job = NULL;
+    if (j->tokens != NULL) {
+        OPENSSL_cleanse(j->tokens, sizeof(*j->tokens));
+        free(j->tokens);
+    }
     qbc_payload_clear(&j->payload);
     free(j->body);
     free(j);
 }
 
-static int submit(qbc_ingress_t *ing, ingress_job_t *j)
+int ingress_submit(qbc_ingress_t *ing, ingress_job_t *j)
 {
     int rc = qbc_store_submit(ing->store, &j->job);
     if (rc == 0)
@@ -127,11 +132,11 @@ int on_webhook(h2o_handler_t *_self, h2o_req_t *req)
     if (!content_type_expected(req))
         m->unexpected_content_type++; /* authentic all the same: keep it */
 
-    ingress_job_t *j = job_new(ing, req, QBC_JOB_WEBHOOK);
+    ingress_job_t *j = ingress_job_new(ing, req, QBC_JOB_WEBHOOK);
     if (req->entity.len > 0) {
         j->body = malloc(req->entity.len); /* client-sized: may fail, and that is a 503, not a crash */
         if (j->body == NULL) {
-            job_free(j);
+            ingress_job_free(j);
             m->webhooks[WH_UNAVAILABLE]++;
             respond_error(req, 503, "Service Unavailable", "no_memory", "cannot buffer the body; retry later");
             return 0;
@@ -153,9 +158,9 @@ int on_webhook(h2o_handler_t *_self, h2o_req_t *req)
     j->job.n_events = j->payload.n_events;
     m->events_rejected += j->payload.n_rejected;
 
-    int rc = submit(ing, j);
+    int rc = ingress_submit(ing, j);
     if (rc != 0) {
-        job_free(j);
+        ingress_job_free(j);
         m->webhooks[WH_UNAVAILABLE]++;
         respond_error(req, 503, "Service Unavailable", "shutting_down", "the service is stopping; retry later");
     }
@@ -171,9 +176,9 @@ int on_healthz(h2o_handler_t *_self, h2o_req_t *req)
         return 0;
     }
     /* "writable" is proven the only honest way: a tiny fsync'd write through the writer */
-    ingress_job_t *j = job_new(ing, req, QBC_JOB_PING);
-    if (submit(ing, j) != 0) {
-        job_free(j);
+    ingress_job_t *j = ingress_job_new(ing, req, QBC_JOB_PING);
+    if (ingress_submit(ing, j) != 0) {
+        ingress_job_free(j);
         respond_json(req, 503, "Service Unavailable", "{\"status\":\"stopping\"}");
     }
     return 0;
@@ -207,6 +212,24 @@ void on_job_committed(ingress_job_t *j)
     char buf[256];
 
     m->inflight--;
+    if (j->job.kind == QBC_JOB_REALM) {
+        if (req != NULL) {
+            if (j->job.result == 0) {
+                if (j->state_hint[0] != '\0')
+                    snprintf(buf, sizeof(buf), "{\"realm\":\"%s\",\"status\":\"active\",\"state_hint\":\"%s\"}",
+                             j->realm, j->state_hint);
+                else
+                    snprintf(buf, sizeof(buf), "{\"realm\":\"%s\",\"status\":\"active\"}", j->realm);
+                respond_json(req, 200, "OK", buf);
+            } else {
+                respond_error(req, 503, "Service Unavailable", "store_unavailable", "could not store the tokens");
+            }
+        }
+        if (j->job.result == 0)
+            qbc_log(QBC_LOG_INFO, "ingress", "realm %s registered (tokens stored encrypted)", j->realm);
+        ingress_job_free(j);
+        return;
+    }
     if (j->job.kind == QBC_JOB_PING) {
         if (req != NULL) {
             if (j->job.result == 0)
@@ -214,7 +237,7 @@ void on_job_committed(ingress_job_t *j)
             else
                 respond_json(req, 503, "Service Unavailable", "{\"status\":\"unavailable\",\"error\":\"store_not_writable\"}");
         }
-        job_free(j);
+        ingress_job_free(j);
         return;
     }
 
@@ -241,5 +264,5 @@ void on_job_committed(ingress_job_t *j)
         }
         metrics_observe_ack(m, qbc_mono_ns() - j->start_mono_ns);
     }
-    job_free(j);
+    ingress_job_free(j);
 }

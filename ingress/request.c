@@ -1,0 +1,73 @@
+/*
+ * request.c — small helpers for reading requests: bearer authorisation and query
+ * parameters.
+ */
+#include <string.h>
+#include <openssl/crypto.h>
+#include "ingress_internal.h"
+
+int require_bearer(h2o_req_t *req, const char *want, const char *what)
+{
+    char msg[128];
+
+    if (want == NULL || want[0] == '\0') {
+        snprintf(msg, sizeof(msg), "%s is disabled: no bearer token is configured for it", what);
+        respond_error(req, 403, "Forbidden", "disabled", msg);
+        return -1;
+    }
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    if (i >= 0) {
+        h2o_iovec_t v = req->headers.entries[i].value;
+        size_t wl = strlen(want);
+        if (v.len == 7 + wl && h2o_lcstris(v.base, 7, H2O_STRLIT("bearer ")) &&
+            CRYPTO_memcmp(v.base + 7, want, wl) == 0)
+            return 0;
+    }
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Bearer"));
+    respond_error(req, 401, "Unauthorized", "unauthorized", i >= 0 ? "wrong bearer token" : "bearer token required");
+    return -1;
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int query_param(h2o_req_t *req, const char *name, char *out, size_t outsz)
+{
+    if (req->query_at == SIZE_MAX)
+        return -1;
+    const char *p = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
+    size_t nl = strlen(name);
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *pe = amp != NULL ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(pe - p));
+        const char *ke = eq != NULL ? eq : pe;
+        if ((size_t)(ke - p) == nl && memcmp(p, name, nl) == 0) {
+            size_t n = 0;
+            for (const char *q = eq != NULL ? eq + 1 : pe; q < pe; q++) {
+                int c = *q;
+                if (c == '+') {
+                    c = ' ';
+                } else if (c == '%' && pe - q >= 3 && hexval(q[1]) >= 0 && hexval(q[2]) >= 0) {
+                    c = hexval(q[1]) << 4 | hexval(q[2]);
+                    q += 2;
+                }
+                if (n + 1 >= outsz)
+                    return -1;
+                out[n++] = (char)c;
+            }
+            out[n] = '\0';
+            return 0;
+        }
+        p = pe + 1;
+    }
+    return -1;
+}

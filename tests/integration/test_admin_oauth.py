@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""PUT /admin/realms/{realm}/tokens, GET /admin/realms, and the OAuth connect flow
+(GET /connect -> qbosim's consent screen -> GET /oauth/callback) against the real
+binaries. Checks bearer rules (403 when no admin token is configured, 401 wrong),
+input validation, one-use state, and that no token leaks into logs, answers or the
+data file.
+"""
+import json
+import os
+import stat
+import sys
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import *  # noqa: F401,F403
+
+ADMIN = "admin-secret-token"
+SECRET_RT = "RT-secret-refresh-9f8e7d"
+SECRET_AT = "AT-secret-access-1a2b3c"
+
+
+def put_tokens(port, realm, body, token=ADMIN):
+    h = {"Content-Type": "application/json"}
+    if token:
+        h["Authorization"] = "Bearer " + token
+    return request(port, "PUT", "/admin/realms/%s/tokens" % realm, json.dumps(body) if isinstance(body, dict) else body, h)
+
+
+# ---- /admin is off without QBCDC_ADMIN_TOKEN ----
+proc, port, data = start_qbcdc()
+st, _, body = put_tokens(port, "123", {"refresh_token": "x"}, token="anything")
+ok(st == 403 and json.loads(body)["error"] == "disabled", "no admin token configured: 403", body)
+proc.stop()
+
+sim_port = free_port()
+proc, port, data = start_qbcdc(extra_env={"QBCDC_ADMIN_TOKEN": ADMIN, "QBCDC_SIM": "auto",
+                                          "QBCDC_SIM_LISTEN": "127.0.0.1:%d" % sim_port})
+ok(wait_http(sim_port, "/sim/realms"), "bundled simulator up")
+
+st, hdrs, _ = put_tokens(port, "123", {"refresh_token": "x"}, token=None)
+ok(st == 401 and "bearer" in hdrs.get("www-authenticate", "").lower(), "no bearer: 401 with WWW-Authenticate")
+st, _, _ = put_tokens(port, "123", {"refresh_token": "x"}, token=ADMIN + "x")
+is_(st, 401, "wrong bearer: 401")
+for bad, why in [("not json", "not JSON"), ({"access_token": "a"}, "no refresh token"),
+                 ({"refresh_token": ""}, "empty refresh token"), ({"refresh_token": 5}, "refresh token not a string"),
+                 ({"refresh_token": "r", "expires_in": -1}, "negative expires_in"),
+                 ({"refresh_token": "r" * 5000}, "refresh token too long")]:
+    st, _, body = put_tokens(port, "123", bad)
+    ok(st == 400 and "error" in json.loads(body), "400 for %s" % why, body)
+st, _, _ = put_tokens(port, "12%2F3", {"refresh_token": "r"})
+ok(st in (400, 404), "a realm id with a slash is refused")
+
+st, _, body = put_tokens(port, "4620816365", {"refresh_token": SECRET_RT, "access_token": SECRET_AT, "expires_in": 3600})
+ok(st == 200 and json.loads(body) == {"realm": "4620816365", "status": "active"}, "tokens registered", body)
+ok(SECRET_RT not in body.decode() and SECRET_AT not in body.decode(), "the answer does not echo tokens")
+st, _, body = put_tokens(port, "4620816365", {"refresh_token": SECRET_RT + "2"})
+is_(st, 200, "tokens replaced")
+
+st, _, body = request(port, "GET", "/admin/realms", headers={"Authorization": "Bearer " + ADMIN})
+realms = {r["realm"]: r for r in json.loads(body)["realms"]}
+ok("4620816365" in realms and realms["4620816365"]["status"] == "active" and realms["4620816365"]["has_tokens"],
+   "GET /admin/realms lists the realm as active with tokens")
+ok(SECRET_RT not in body.decode(), "and shows no token")
+
+# ---- the connect flow through qbosim's consent screen ----
+st, hdrs, _ = request(port, "GET", "/connect?state_hint=acme%20corp")
+loc = hdrs.get("location", "")
+is_(st, 302, "GET /connect redirects")
+q = urllib.parse.parse_qs(urllib.parse.urlparse(loc).query)
+ok(loc.startswith("http://127.0.0.1:%d/connect/oauth2?" % sim_port), "to the consent screen", loc)
+ok(q.get("response_type") == ["code"] and q.get("client_id") and q.get("state") and q.get("redirect_uri"),
+   "with client_id, response_type, redirect_uri and state")
+is_(q.get("scope"), ["com.intuit.quickbooks.accounting"], "asking for the accounting scope")
+u = urllib.parse.urlparse(loc)
+st, hdrs, _ = request(sim_port, "GET", u.path + "?" + u.query)
+cb = urllib.parse.urlparse(hdrs.get("location", ""))
+is_(st, 302, "the consent screen redirects back")
+cbq = urllib.parse.parse_qs(cb.query)
+realm = cbq.get("realmId", [""])[0]
+ok(cb.path == "/oauth/callback" and realm and cbq.get("code"), "with code and realmId")
+st, _, body = request(port, "GET", cb.path + "?" + cb.query)
+ok(st == 200 and json.loads(body) == {"realm": realm, "status": "active", "state_hint": "acme corp"},
+   "the callback exchanges the code and stores the tokens", body)
+st, _, body = request(port, "GET", cb.path + "?" + cb.query)
+ok(st == 400 and json.loads(body)["error"] == "bad_state", "a state works once", body)
+st, _, body = request(port, "GET", "/oauth/callback?code=x&realmId=1&state=forged")
+is_(st, 400, "a forged state is refused")
+
+# a fresh state whose code the token endpoint refuses (wrong code)
+st, hdrs, _ = request(port, "GET", "/connect")
+state = urllib.parse.parse_qs(urllib.parse.urlparse(hdrs["location"]).query)["state"][0]
+st, _, body = request(port, "GET", "/oauth/callback?code=bogus&realmId=777&state=" + state)
+ok(st == 502 and json.loads(body)["error"] == "token_exchange_failed", "a refused code: 502 with the reason", body)
+ok("invalid_grant" in body.decode(), "naming the OAuth error")
+
+st, _, body = request(port, "GET", "/admin/realms", headers={"Authorization": "Bearer " + ADMIN})
+ok(realm in {r["realm"] for r in json.loads(body)["realms"]}, "the connected realm is listed")
+ok("777" not in {r["realm"] for r in json.loads(body)["realms"]}, "the refused one is not")
+
+is_(proc.stop(), 0, "clean stop")
+log = proc.output()
+ok(SECRET_RT not in log and SECRET_AT not in log, "no token in the log")
+ok("registered" in log, "registrations are logged")
+with open(os.path.join(data, "data.mdb"), "rb") as f:
+    raw = f.read()
+ok(SECRET_RT.encode() not in raw and SECRET_AT.encode() not in raw, "no token in clear in data.mdb")
+key = os.path.join(data, "master.key")
+ok(os.path.getsize(key) == 32 and stat.S_IMODE(os.stat(key).st_mode) == 0o600, "master.key: 32 bytes, mode 0600")
+done_testing()
