@@ -59,6 +59,12 @@ struct st_qbc_ingress_t {
     char *admin_token, *feed_token;
     char *client_id, *client_secret, *authorize_url, *token_url, *redirect_uri;
     struct st_connect_states_t *connect_states; /* one-use OAuth states (connect.c) */
+    /* change feed readers (feed.c) */
+    h2o_linklist_t feed_waiters;   /* long-polls and SSE streams */
+    h2o_multithread_receiver_t feed_wake; /* store writer -> loop: the feed grew */
+    h2o_timeout_t feed_tick;       /* deadlines and SSE keep-alives */
+    h2o_timeout_entry_t feed_tick_entry;
+    uint64_t feed_wakeups;
     /* adds live figures (API calls, in flight) to GET /admin/realms entries; set by the embedder */
     void (*realm_stats_cb)(void *ctx, void *json_array);
     void *realm_stats_ctx;
@@ -112,6 +118,11 @@ int on_webhook(h2o_handler_t *self, h2o_req_t *req);
 int on_admin(h2o_handler_t *self, h2o_req_t *req);
 int on_connect(h2o_handler_t *self, h2o_req_t *req);
 int on_oauth_callback(h2o_handler_t *self, h2o_req_t *req);
+int on_feed(h2o_handler_t *self, h2o_req_t *req);
+void feed_init(qbc_ingress_t *ing);
+/** ends every long-poll (empty answer) and SSE stream (final chunk): the service is stopping. */
+void feed_shutdown(qbc_ingress_t *ing);
+void feed_dispose(qbc_ingress_t *ing);
 void connect_init(qbc_ingress_t *ing);
 void connect_dispose(qbc_ingress_t *ing);
 int on_healthz(h2o_handler_t *self, h2o_req_t *req);

@@ -169,6 +169,7 @@ int qbc_ingress_create(const qbc_ingress_config_t *cfg, qbc_store_t *store, qbc_
     register_route(ing, host, "/healthz", on_healthz);
     register_route(ing, host, "/metrics", on_metrics);
     register_route(ing, host, "/admin", on_admin);
+    register_route(ing, host, "/v1", on_feed);
     register_route(ing, host, "/connect", on_connect);
     register_route(ing, host, "/oauth/callback", on_oauth_callback);
     register_route(ing, host, "/", on_not_found);
@@ -178,6 +179,7 @@ int qbc_ingress_create(const qbc_ingress_config_t *cfg, qbc_store_t *store, qbc_
     ing->accept_ctx.hosts = ing->config.hosts;
     h2o_multithread_register_receiver(ing->ctx.queue, &ing->commits, on_commit_messages);
     connect_init(ing);
+    feed_init(ing);
 
     ing->listener = h2o_evloop_socket_create(ing->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
     ing->listener->data = ing;
@@ -212,6 +214,7 @@ int qbc_ingress_run(qbc_ingress_t *ing, int drain_ms)
         ing->listener = NULL;
     }
     h2o_context_request_shutdown(&ing->ctx);
+    feed_shutdown(ing);
     int64_t deadline = qbc_mono_ns() + (int64_t)drain_ms * 1000000;
     while (ing->metrics.inflight > 0 && qbc_mono_ns() < deadline)
         h2o_evloop_run(ing->ctx.loop, 10);
@@ -231,6 +234,7 @@ int qbc_ingress_run(qbc_ingress_t *ing, int drain_ms)
 /* true when no connection and no timer is left: only then may h2o's context be disposed */
 static int context_idle(h2o_context_t *ctx)
 {
+    /* the feed's own tick is ours and always linked: it is disposed with the feed */
     h2o_timeout_t *timeouts[] = {&ctx->zero_timeout,      &ctx->one_sec_timeout,   &ctx->hundred_ms_timeout,
                                  &ctx->handshake_timeout, &ctx->http1.req_timeout, &ctx->http2.idle_timeout,
                                  &ctx->http2.graceful_shutdown_timeout, &ctx->proxy.io_timeout};
@@ -273,6 +277,7 @@ void qbc_ingress_destroy(qbc_ingress_t *ing)
     }
     h2o_multithread_unregister_receiver(ing->ctx.queue, &ing->commits);
     connect_dispose(ing);
+    feed_dispose(ing);
     h2o_evloop_t *loop = ing->ctx.loop;
     h2o_context_dispose(&ing->ctx);
     h2o_evloop_destroy(loop);

@@ -227,7 +227,7 @@ int qbc_store_feed_scan(qbc_store_t *s, uint64_t after, size_t limit, const char
     MDB_cursor *cur;
     unsigned char kb[8];
     MDB_val k = {8, kb}, v;
-    size_t matched = 0;
+    size_t matched = 0, examined = 0;
     int rc, op = MDB_SET_RANGE;
 
     if (out_last != NULL)
@@ -249,8 +249,13 @@ int qbc_store_feed_scan(qbc_store_t *s, uint64_t after, size_t limit, const char
             continue;
         if (out_last != NULL)
             *out_last = rec.seq;
-        if ((realm != NULL && strcmp(realm, rec.realm) != 0) || (entity != NULL && strcmp(entity, rec.entity) != 0))
+        if ((realm != NULL && strcmp(realm, rec.realm) != 0) || (entity != NULL && strcmp(entity, rec.entity) != 0)) {
+            /* a rare filter must not hold one read transaction over the whole feed: stop, and
+             * let out_last tell the reader where to go on */
+            if (++examined >= QBC_FEED_SCAN_MAX_EXAMINE)
+                break;
             continue;
+        }
         if (cb(&rec, ctx) != 0 || ++matched >= limit)
             break;
     }

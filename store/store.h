@@ -360,6 +360,8 @@ typedef struct st_qbc_feed_rec_t {
 
 typedef int (*qbc_feed_scan_cb)(const qbc_feed_rec_t *rec, void *ctx);
 
+#define QBC_FEED_SCAN_MAX_EXAMINE 100000 /**< non-matching records one scan looks at, at most */
+
 /**
  * calls cb for feed records with seq > after, in order, that match realm and entity
  * (NULL: any), until cb returns non-zero or limit records matched.

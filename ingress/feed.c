@@ -1,0 +1,462 @@
+/*
+ * feed.c — the change feed for downstream apps (bearer QBCDC_FEED_TOKEN).
+ *
+ *   GET /v1/changes?after=&limit=&realm=&entity=&wait=   pull, or long-poll with wait
+ *   GET /v1/changes/stream?after=&realm=&entity=         Server-Sent Events (Last-Event-ID)
+ *   GET /v1/realms/{realm}/entities/{Entity}/{id}        the latest stored version
+ *
+ * Reads never block the ingress or the reconciler: each answer is one short read
+ * transaction. Waiting readers are woken by a store listener (writer thread) through
+ * h2o's queue, so a long-poll answers as soon as the commit that feeds it returns.
+ * An SSE stream reads the store only when h2o asks it for more (the proceed
+ * callback): a slow consumer never makes us buffer for it; it only falls behind.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ingress_internal.h"
+
+#define DEFAULT_LIMIT 100
+#define MAX_LIMIT 1000
+#define MAX_WAIT_S 300
+#define SSE_BATCH 500
+#define SSE_KEEPALIVE_NS (15 * (int64_t)1000000000)
+#define TICK_MS 250
+
+typedef struct st_feed_waiter_t {
+    h2o_generator_t generator; /* first: SSE's proceed/stop recover the waiter from it */
+    h2o_linklist_t link;
+    qbc_ingress_t *ing;
+    h2o_req_t *req; /* NULL once the request is gone */
+    int sse;
+    int sending; /* SSE: a chunk is in flight; wait for proceed */
+    int closing; /* SSE: send the final chunk when the current one is done */
+    uint64_t after;
+    size_t limit;
+    char realm[QBC_REALM_MAX], entity[QBC_ENTITY_MAX];
+    int64_t deadline_ns;
+    int64_t last_write_ns;
+    char *chunk; /* SSE: the bytes h2o is sending (kept until proceed) */
+} feed_waiter_t;
+
+/* ------------------------------------------------------------------ reading */
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    size_t n;
+    int sse;
+} collect_t;
+
+static void put(collect_t *c, const char *p, size_t n)
+{
+    if (c->len + n + 1 > c->cap) {
+        c->cap = (c->len + n + 1) * 2;
+        c->buf = qbc_realloc(c->buf, c->cap);
+    }
+    memcpy(c->buf + c->len, p, n);
+    c->len += n;
+    c->buf[c->len] = '\0';
+}
+
+static int collect_cb(const qbc_feed_rec_t *r, void *ctx)
+{
+    collect_t *c = ctx;
+    char hdr[48];
+    if (c->sse) {
+        int n = snprintf(hdr, sizeof(hdr), "id: %llu\ndata: ", (unsigned long long)r->seq);
+        put(c, hdr, (size_t)n);
+        put(c, r->json, r->json_len); /* one line: the JSON is compact */
+        put(c, "\n\n", 2);
+    } else {
+        if (c->n > 0)
+            put(c, ",", 1);
+        put(c, r->json, r->json_len);
+    }
+    c->n++;
+    return 0;
+}
+
+/* reads up to limit matching records after w->after; advances w->after past what it examined */
+static int read_feed(qbc_ingress_t *ing, feed_waiter_t *w, size_t limit, collect_t *c)
+{
+    uint64_t last = w->after;
+    int rc = qbc_store_feed_scan(ing->store, w->after, limit, w->realm[0] ? w->realm : NULL,
+                                 w->entity[0] ? w->entity : NULL, collect_cb, c, &last);
+    if (rc == 0)
+        w->after = last;
+    return rc;
+}
+
+static void answer_changes(h2o_req_t *req, collect_t *c, uint64_t next)
+{
+    collect_t out = {NULL, 0, 0, 0, 0};
+    char tail[64];
+    put(&out, "{\"changes\":[", 12);
+    if (c->len > 0)
+        put(&out, c->buf, c->len);
+    int n = snprintf(tail, sizeof(tail), "],\"next\":%llu}", (unsigned long long)next);
+    put(&out, tail, (size_t)n);
+    respond_json(req, 200, "OK", out.buf);
+    free(out.buf);
+}
+
+/* ------------------------------------------------------------------ waiters */
+
+static void waiter_unlink(feed_waiter_t *w)
+{
+    if (h2o_linklist_is_linked(&w->link))
+        h2o_linklist_unlink(&w->link);
+}
+
+static void on_waiter_dispose(void *p)
+{
+    feed_waiter_t *w = p;
+    waiter_unlink(w);
+    w->req = NULL;
+    free(w->chunk);
+    w->chunk = NULL;
+}
+
+static feed_waiter_t *waiter_new(qbc_ingress_t *ing, h2o_req_t *req)
+{
+    feed_waiter_t *w = h2o_mem_alloc_shared(&req->pool, sizeof(*w), on_waiter_dispose);
+    memset(w, 0, sizeof(*w));
+    w->ing = ing;
+    w->req = req;
+    return w;
+}
+
+/* a long-poll with something to say (or out of time) answers and leaves the list */
+static void poll_try(feed_waiter_t *w, int timed_out)
+{
+    collect_t c = {NULL, 0, 0, 0, 0};
+    if (read_feed(w->ing, w, w->limit, &c) != 0) {
+        waiter_unlink(w);
+        respond_error(w->req, 503, "Service Unavailable", "store_unavailable", "cannot read the feed");
+    } else if (c.n > 0 || timed_out) {
+        waiter_unlink(w);
+        answer_changes(w->req, &c, w->after);
+    }
+    free(c.buf);
+}
+
+static void sse_send(feed_waiter_t *w, const char *extra);
+
+/* SSE: writes the next batch if h2o is ready for it */
+static void sse_pump(feed_waiter_t *w)
+{
+    if (w->req == NULL || w->sending)
+        return;
+    if (w->closing) {
+        w->sending = 1;
+        waiter_unlink(w);
+        h2o_send(w->req, NULL, 0, H2O_SEND_STATE_FINAL);
+        return;
+    }
+    sse_send(w, NULL);
+}
+
+static void sse_send(feed_waiter_t *w, const char *extra)
+{
+    collect_t c = {NULL, 0, 0, 0, 1};
+    if (extra != NULL)
+        put(&c, extra, strlen(extra));
+    if (read_feed(w->ing, w, SSE_BATCH, &c) != 0 || c.len == 0) {
+        free(c.buf);
+        return; /* nothing to say: wait for the next wake-up or keep-alive */
+    }
+    free(w->chunk);
+    w->chunk = c.buf;
+    w->sending = 1;
+    w->last_write_ns = qbc_mono_ns();
+    h2o_iovec_t v = h2o_iovec_init(c.buf, c.len);
+    h2o_send(w->req, &v, 1, H2O_SEND_STATE_IN_PROGRESS);
+}
+
+static void on_sse_proceed(h2o_generator_t *g, h2o_req_t *req)
+{
+    feed_waiter_t *w = (feed_waiter_t *)g;
+    (void)req;
+    w->sending = 0;
+    free(w->chunk);
+    w->chunk = NULL;
+    sse_pump(w); /* more may have arrived while the last chunk was in flight */
+}
+
+static void on_sse_stop(h2o_generator_t *g, h2o_req_t *req)
+{
+    feed_waiter_t *w = (feed_waiter_t *)g;
+    (void)req;
+    waiter_unlink(w);
+}
+
+/* loop thread: the feed grew */
+static void on_feed_wake(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    qbc_ingress_t *ing = H2O_STRUCT_FROM_MEMBER(qbc_ingress_t, feed_wake, receiver);
+    (void)messages; /* wake-ups carry no message */
+    ing->feed_wakeups++;
+    for (h2o_linklist_t *l = ing->feed_waiters.next, *next; l != &ing->feed_waiters; l = next) {
+        next = l->next; /* poll_try may unlink l */
+        feed_waiter_t *w = H2O_STRUCT_FROM_MEMBER(feed_waiter_t, link, l);
+        if (w->sse)
+            sse_pump(w);
+        else
+            poll_try(w, 0);
+    }
+}
+
+/* writer thread: wake the loop when the feed grew (never blocks) */
+static void on_store_note(void *ctx, const qbc_commit_note_t *note)
+{
+    qbc_ingress_t *ing = ctx;
+    if (note->feed_appended > 0)
+        h2o_multithread_send_message(&ing->feed_wake, NULL);
+}
+
+static void on_tick(h2o_timeout_entry_t *entry)
+{
+    qbc_ingress_t *ing = H2O_STRUCT_FROM_MEMBER(qbc_ingress_t, feed_tick_entry, entry);
+    int64_t now = qbc_mono_ns();
+    for (h2o_linklist_t *l = ing->feed_waiters.next, *next; l != &ing->feed_waiters; l = next) {
+        next = l->next;
+        feed_waiter_t *w = H2O_STRUCT_FROM_MEMBER(feed_waiter_t, link, l);
+        if (!w->sse && now >= w->deadline_ns) {
+            poll_try(w, 1);
+        } else if (w->sse && !w->sending && now - w->last_write_ns > SSE_KEEPALIVE_NS) {
+            /* a comment line keeps proxies from closing an idle stream */
+            static const char ka[] = ": keep-alive\n\n";
+            free(w->chunk);
+            w->chunk = qbc_strdup(ka);
+            w->sending = 1;
+            w->last_write_ns = now;
+            h2o_iovec_t v = h2o_iovec_init(w->chunk, sizeof(ka) - 1);
+            h2o_send(w->req, &v, 1, H2O_SEND_STATE_IN_PROGRESS);
+        }
+    }
+    h2o_timeout_link(ing->ctx.loop, &ing->feed_tick, &ing->feed_tick_entry);
+}
+
+/* ------------------------------------------------------------------ requests */
+
+/* after/limit/realm/entity/wait from the query string; answers 400 itself and returns -1 on bad input */
+static int parse_params(h2o_req_t *req, feed_waiter_t *w, long *wait_s)
+{
+    char v[128], *end;
+
+    w->after = 0;
+    w->limit = DEFAULT_LIMIT;
+    *wait_s = 0;
+    if (query_param(req, "after", v, sizeof(v)) == 0) {
+        unsigned long long a = strtoull(v, &end, 10);
+        if (v[0] == '\0' || v[0] == '-' || *end != '\0') {
+            respond_error(req, 400, "Bad Request", "bad_after", "after must be a sequence number");
+            return -1;
+        }
+        w->after = a;
+    }
+    if (query_param(req, "limit", v, sizeof(v)) == 0) {
+        long l = strtol(v, &end, 10);
+        if (v[0] == '\0' || *end != '\0' || l < 1 || l > MAX_LIMIT) {
+            respond_error(req, 400, "Bad Request", "bad_limit", "limit must be from 1 to 1000");
+            return -1;
+        }
+        w->limit = (size_t)l;
+    }
+    if (query_param(req, "wait", v, sizeof(v)) == 0) {
+        long s = strtol(v, &end, 10);
+        if (v[0] == '\0' || *end != '\0' || s < 0 || s > MAX_WAIT_S) {
+            respond_error(req, 400, "Bad Request", "bad_wait", "wait must be from 0 to 300 seconds");
+            return -1;
+        }
+        *wait_s = s;
+    }
+    if (query_param(req, "realm", v, sizeof(v)) == 0 && v[0] != '\0') {
+        if (!valid_realm(v, strlen(v))) {
+            respond_error(req, 400, "Bad Request", "bad_realm", "no such realm id");
+            return -1;
+        }
+        snprintf(w->realm, sizeof(w->realm), "%s", v);
+    }
+    if (query_param(req, "entity", v, sizeof(v)) == 0 && v[0] != '\0') {
+        if (qbc_entity_canonical(v, strlen(v), w->entity) != 0) {
+            respond_error(req, 400, "Bad Request", "bad_entity", "entity must be a QBO entity name");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int get_changes(qbc_ingress_t *ing, h2o_req_t *req)
+{
+    feed_waiter_t *w = waiter_new(ing, req);
+    long wait_s;
+
+    if (parse_params(req, w, &wait_s) != 0)
+        return 0;
+    collect_t c = {NULL, 0, 0, 0, 0};
+    if (read_feed(ing, w, w->limit, &c) != 0) {
+        free(c.buf);
+        respond_error(req, 503, "Service Unavailable", "store_unavailable", "cannot read the feed");
+        return 0;
+    }
+    if (c.n > 0 || wait_s == 0 || ing->stop) {
+        answer_changes(req, &c, w->after);
+        free(c.buf);
+        return 0;
+    }
+    free(c.buf);
+    w->deadline_ns = qbc_mono_ns() + wait_s * (int64_t)1000000000;
+    h2o_linklist_insert(&ing->feed_waiters, &w->link);
+    return 0;
+}
+
+static int get_stream(qbc_ingress_t *ing, h2o_req_t *req)
+{
+    feed_waiter_t *w = waiter_new(ing, req);
+    long wait_s;
+    char *end;
+
+    if (parse_params(req, w, &wait_s) != 0)
+        return 0;
+    ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("last-event-id"), -1);
+    if (i >= 0) {
+        /* a reconnecting EventSource resumes after the last event it saw */
+        char v[32];
+        h2o_iovec_t hv = req->headers.entries[i].value;
+        if (hv.len > 0 && hv.len < sizeof(v)) {
+            memcpy(v, hv.base, hv.len);
+            v[hv.len] = '\0';
+            unsigned long long a = strtoull(v, &end, 10);
+            if (*end == '\0' && v[0] != '-')
+                w->after = a;
+        }
+    }
+    w->sse = 1;
+    w->generator.proceed = on_sse_proceed;
+    w->generator.stop = on_sse_stop;
+    req->res.status = 200;
+    req->res.reason = "OK";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/event-stream"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-cache"));
+    h2o_start_response(req, &w->generator);
+    h2o_linklist_insert(&ing->feed_waiters, &w->link);
+    /* the first chunk: the backlog, or at least a comment so the client sees the stream open */
+    sse_send(w, ": connected\n\n");
+    return 0;
+}
+
+static int get_entity(qbc_ingress_t *ing, h2o_req_t *req, h2o_iovec_t realm, h2o_iovec_t entity, h2o_iovec_t id)
+{
+    char r[QBC_REALM_MAX], e[QBC_ENTITY_MAX], i[QBC_ID_MAX], ts[QBC_TIME_BUFSZ];
+    qbc_entity_rec_t rec;
+
+    if (!valid_realm(realm.base, realm.len) || id.len == 0 || id.len >= sizeof(i) ||
+        qbc_entity_canonical(entity.base, entity.len, e) != 0) {
+        respond_error(req, 404, "Not Found", "not_found", "no such entity");
+        return 0;
+    }
+    snprintf(r, sizeof(r), "%.*s", (int)realm.len, realm.base);
+    snprintf(i, sizeof(i), "%.*s", (int)id.len, id.base);
+    int rc = qbc_store_entity_get(ing->store, r, e, i, &rec);
+    if (rc == QBC_ENOTFOUND) {
+        respond_error(req, 404, "Not Found", "not_found", "this entity has never been seen");
+        return 0;
+    }
+    if (rc != 0) {
+        respond_error(req, 503, "Service Unavailable", "store_unavailable", "cannot read the store");
+        return 0;
+    }
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:b}", "realm", r, "entity", e, "id", i, "version", rec.sync_token,
+                          "deleted", rec.deleted);
+    json_object_set_new(o, "last_updated", rec.updated_ns ? json_string(qbc_time_format(rec.updated_ns, ts)) : json_null());
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    /* splice the stored entity JSON in as is: it was compact JSON when it was stored */
+    collect_t c = {NULL, 0, 0, 0, 0};
+    put(&c, text, strlen(text) - 1);
+    if (!rec.deleted && rec.data != NULL) {
+        put(&c, ",\"data\":", 8);
+        put(&c, rec.data, rec.data_len);
+    }
+    put(&c, "}", 1);
+    respond_json(req, 200, "OK", c.buf);
+    free(c.buf);
+    free(text);
+    qbc_entity_rec_clear(&rec);
+    return 0;
+}
+
+int on_feed(h2o_handler_t *_self, h2o_req_t *req)
+{
+    qbc_ingress_t *ing = ((ingress_handler_t *)_self)->ing;
+    h2o_iovec_t seg[6];
+    int n = 0;
+
+    if (require_bearer(req, ing->feed_token, "/v1") != 0)
+        return 0;
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) {
+        respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET");
+        return 0;
+    }
+    const char *p = req->path_normalized.base, *end = p + req->path_normalized.len;
+    while (p < end) {
+        while (p < end && *p == '/')
+            p++;
+        if (p == end)
+            break;
+        const char *s = p;
+        while (p < end && *p != '/')
+            p++;
+        if (n == 6) {
+            n = 7;
+            break;
+        }
+        seg[n++] = h2o_iovec_init(s, (size_t)(p - s));
+    }
+    /* seg[0] is "v1" */
+    if (n == 2 && h2o_memis(seg[1].base, seg[1].len, H2O_STRLIT("changes")))
+        return get_changes(ing, req);
+    if (n == 3 && h2o_memis(seg[1].base, seg[1].len, H2O_STRLIT("changes")) &&
+        h2o_memis(seg[2].base, seg[2].len, H2O_STRLIT("stream")))
+        return get_stream(ing, req);
+    if (n == 6 && h2o_memis(seg[1].base, seg[1].len, H2O_STRLIT("realms")) &&
+        h2o_memis(seg[3].base, seg[3].len, H2O_STRLIT("entities")))
+        return get_entity(ing, req, seg[2], seg[4], seg[5]);
+    respond_error(req, 404, "Not Found", "not_found", "no such feed endpoint");
+    return 0;
+}
+
+void feed_init(qbc_ingress_t *ing)
+{
+    h2o_linklist_init_anchor(&ing->feed_waiters);
+    h2o_multithread_register_receiver(ing->ctx.queue, &ing->feed_wake, on_feed_wake);
+    h2o_timeout_init(ing->ctx.loop, &ing->feed_tick, TICK_MS);
+    ing->feed_tick_entry.cb = on_tick;
+    h2o_timeout_link(ing->ctx.loop, &ing->feed_tick, &ing->feed_tick_entry);
+    qbc_store_add_listener(ing->store, on_store_note, ing);
+}
+
+void feed_shutdown(qbc_ingress_t *ing)
+{
+    for (h2o_linklist_t *l = ing->feed_waiters.next, *next; l != &ing->feed_waiters; l = next) {
+        next = l->next;
+        feed_waiter_t *w = H2O_STRUCT_FROM_MEMBER(feed_waiter_t, link, l);
+        if (w->sse) {
+            w->closing = 1;
+            sse_pump(w);
+        } else {
+            poll_try(w, 1);
+        }
+    }
+}
+
+void feed_dispose(qbc_ingress_t *ing)
+{
+    if (h2o_timeout_is_linked(&ing->feed_tick_entry))
+        h2o_timeout_unlink(&ing->feed_tick_entry);
+    h2o_timeout_dispose(ing->ctx.loop, &ing->feed_tick);
+    h2o_multithread_unregister_receiver(ing->ctx.queue, &ing->feed_wake);
+}
