@@ -434,6 +434,10 @@ static void notify(qbc_store_t *s, const qbc_commit_note_t *note)
         s->listeners[i].cb(s->listeners[i].ctx, note);
 }
 
+/*
+ * Listeners hear of a commit before any of its jobs' callbacks run, so whoever
+ * learns of a commit from its job can rely on the listeners knowing too.
+ */
 static void run_batch(qbc_store_t *s, qbc_store_job_t *list, size_t n)
 {
     qbc_commit_note_t note = {0, 0, 0, 0};
@@ -445,12 +449,12 @@ static void run_batch(qbc_store_t *s, qbc_store_job_t *list, size_t n)
     int rc = run_growing(s, list, &note);
     if (rc == 0) {
         __atomic_add_fetch(&s->st_commits, 1, __ATOMIC_RELAXED);
+        notify(s, &note);
         while (list != NULL) {
             qbc_store_job_t *next = list->_next;
             finish(s, list, 0);
             list = next;
         }
-        notify(s, &note);
         return;
     }
     __atomic_add_fetch(&s->st_commit_failures, 1, __ATOMIC_RELAXED);
@@ -458,14 +462,16 @@ static void run_batch(qbc_store_t *s, qbc_store_job_t *list, size_t n)
         qbc_log(QBC_LOG_WARN, "store", "batch of %zu failed (%s); retrying its jobs one by one", n, mdb_strerror(rc));
     while (list != NULL) {
         qbc_store_job_t *next = list->_next;
+        qbc_commit_note_t one = {0, 0, 0, 0};
         list->_next = NULL;
-        rc = n > 1 ? run_growing(s, list, &note) : rc;
-        if (rc == 0)
+        rc = n > 1 ? run_growing(s, list, &one) : rc;
+        if (rc == 0) {
             __atomic_add_fetch(&s->st_commits, 1, __ATOMIC_RELAXED);
+            notify(s, &one);
+        }
         finish(s, list, to_result(rc));
         list = next;
     }
-    notify(s, &note);
 }
 
 static void *writer_main(void *arg)
