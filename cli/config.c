@@ -32,6 +32,8 @@ static const option_t options[] = {
     OPT("oauth-authorize-url", oauth_authorize_url, "https://appcenter.intuit.com/connect/oauth2",
         "OAuth consent screen"),
     OPT("oauth-redirect-uri", oauth_redirect_uri, NULL, "redirect URI registered with Intuit"),
+    OPT("oauth-revoke-url", oauth_revoke_url, "https://developer.api.intuit.com/v2/oauth2/tokens/revoke",
+        "OAuth revoke endpoint (DELETE /admin/realms/{realm})"),
     OPT("minorversion", minorversion, "75", "QBO minorversion sent on every API call"),
     OPT("cdc-interval", cdc_interval, "300", "seconds between fallback CDC polls per realm"),
     OPT("cdc-entities", cdc_entities,

@@ -13,7 +13,7 @@ typedef struct st_qbc_config_t {
     const char *data_dir;
     const char *webhook_verifier_tokens; /* comma-separated */
     const char *client_id, *client_secret;
-    const char *api_base, *oauth_token_url, *oauth_authorize_url, *oauth_redirect_uri;
+    const char *api_base, *oauth_token_url, *oauth_authorize_url, *oauth_redirect_uri, *oauth_revoke_url;
     const char *minorversion;
     const char *cdc_interval;
     const char *cdc_entities;

@@ -89,6 +89,8 @@ int qbc_devsim_start(qbc_config_t *cfg, qbc_devsim_t *sim)
     cfg->api_base = sim->api_base;
     cfg->oauth_token_url = sim->token_url;
     cfg->oauth_authorize_url = sim->authorize_url;
+    snprintf(sim->revoke_url, sizeof(sim->revoke_url), "http://%s/v2/oauth2/tokens/revoke", cfg->sim_listen);
+    cfg->oauth_revoke_url = sim->revoke_url;
 
     char *argv[] = {path,
                     "--listen", (char *)cfg->sim_listen,

@@ -96,7 +96,8 @@ static int cmd_serve(int argc, char **argv)
                                  .client_secret = cfg.client_secret,
                                  .authorize_url = cfg.oauth_authorize_url,
                                  .token_url = cfg.oauth_token_url,
-                                 .redirect_uri = cfg.oauth_redirect_uri};
+                                 .redirect_uri = cfg.oauth_redirect_uri,
+                                 .revoke_url = cfg.oauth_revoke_url};
     if ((rc = qbc_ingress_create(&icfg, store, &ing)) != 0) {
         fprintf(stderr, "qbcdc: cannot listen on %s: %s\n", cfg.listen, qbc_strerror(rc));
         goto Exit;

@@ -3,6 +3,9 @@
  *
  *   PUT /admin/realms/{realm}/tokens   register or replace a realm's OAuth tokens
  *   GET /admin/realms                  every realm with its status and pending work
+ *   DELETE /admin/realms/{realm}       revoke at Intuit, erase the tokens (connect.c)
+ *   GET /admin/dead-letters            notices the reconciler gave up on
+ *   POST /admin/dead-letters/{id}/retry  put one back into pending work
  *
  * Tokens never appear in an answer or a log line; the answer to PUT comes only after
  * the encrypted tokens are committed.
@@ -155,6 +158,55 @@ static int get_realms(qbc_ingress_t *ing, h2o_req_t *req)
     return 0;
 }
 
+static int dead_cb(const qbc_dead_t *d, void *ctx)
+{
+    char ts[QBC_TIME_BUFSZ];
+    json_array_append_new(ctx, json_pack("{s:I,s:s,s:s,s:s,s:s,s:i,s:s,s:s}", "id", (json_int_t)d->id, "realm",
+                                         d->realm, "entity", d->entity, "entity_id", d->entity_id, "op",
+                                         qbc_op_name(d->last_op), "attempts", (int)d->attempts, "error", d->error,
+                                         "died_at", qbc_time_format(d->died_ns, ts)));
+    return json_array_size(ctx) >= 1000; /* the first 1000; the CLI lists all */
+}
+
+static int get_dead_letters(qbc_ingress_t *ing, h2o_req_t *req)
+{
+    json_t *list = json_array();
+    if (qbc_store_dead_scan(ing->store, dead_cb, list) != 0) {
+        json_decref(list);
+        respond_error(req, 503, "Service Unavailable", "store_unavailable", "cannot read the store");
+        return 0;
+    }
+    json_t *o = json_pack("{s:o}", "dead_letters", list);
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    respond_json(req, 200, "OK", text);
+    free(text);
+    return 0;
+}
+
+static int retry_dead_letter(qbc_ingress_t *ing, h2o_req_t *req, h2o_iovec_t id)
+{
+    char buf[24], *end;
+    if (id.len == 0 || id.len >= sizeof(buf)) {
+        respond_error(req, 404, "Not Found", "not_found", "no such dead letter");
+        return 0;
+    }
+    memcpy(buf, id.base, id.len);
+    buf[id.len] = '\0';
+    unsigned long long n = strtoull(buf, &end, 10);
+    if (*end != '\0' || buf[0] == '-') {
+        respond_error(req, 404, "Not Found", "not_found", "no such dead letter");
+        return 0;
+    }
+    ingress_job_t *j = ingress_job_new(ing, req, QBC_JOB_REDRIVE);
+    j->job.dead_id = n;
+    if (ingress_submit(ing, j) != 0) {
+        ingress_job_free(j);
+        respond_error(req, 503, "Service Unavailable", "shutting_down", "retry later");
+    }
+    return 0;
+}
+
 int on_admin(h2o_handler_t *_self, h2o_req_t *req)
 {
     qbc_ingress_t *ing = ((ingress_handler_t *)_self)->ing;
@@ -166,10 +218,38 @@ int on_admin(h2o_handler_t *_self, h2o_req_t *req)
     n = split_path(req, seg);
     int is_get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"));
     int is_put = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("PUT"));
+    int is_post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
+    int is_delete = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("DELETE"));
     if (n == 1 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("realms"))) {
         if (is_get)
             return get_realms(ing, req);
         respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET");
+        return 0;
+    }
+    if (n == 2 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("realms"))) {
+        char realm[QBC_REALM_MAX];
+        if (!is_delete) {
+            respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use DELETE");
+            return 0;
+        }
+        if (!valid_realm(seg[1].base, seg[1].len)) {
+            respond_error(req, 404, "Not Found", "not_found", "no such realm");
+            return 0;
+        }
+        snprintf(realm, sizeof(realm), "%.*s", (int)seg[1].len, seg[1].base);
+        return disconnect_realm(ing, req, realm);
+    }
+    if (n == 1 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("dead-letters"))) {
+        if (is_get)
+            return get_dead_letters(ing, req);
+        respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET");
+        return 0;
+    }
+    if (n == 3 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("dead-letters")) &&
+        h2o_memis(seg[2].base, seg[2].len, H2O_STRLIT("retry"))) {
+        if (is_post)
+            return retry_dead_letter(ing, req, seg[1]);
+        respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use POST");
         return 0;
     }
     if (n == 3 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("realms")) &&

@@ -11,6 +11,9 @@
  * clicks "connect" again. The code exchange is one blocking HTTPS call; it runs on a
  * short-lived thread of its own and reports back to the loop through h2o's queue, so
  * the loop never waits on Intuit. Connects are rare, so a thread each is cheap enough.
+ *
+ *   DELETE /admin/realms/{realm}      (admin.c routes it here) revokes at Intuit the same
+ *                                     way, then erases the tokens locally
  */
 #include <curl/curl.h>
 #include <jansson.h>
@@ -37,17 +40,23 @@ struct st_connect_states_t {
     size_t n;
 };
 
-/* the result of one code exchange, handed from its thread to the loop */
-typedef struct st_exchange_t {
+/*
+ * one call to an OAuth endpoint (token exchange, revoke), made on a thread of its own
+ * and handed back to the loop, where done() runs
+ */
+typedef struct st_oauth_call_t {
     h2o_multithread_message_t msg;
-    ingress_job_t *job; /* carries the request guard, the realm and the hint */
-    char *code;
     qbc_ingress_t *ing;
-    int ok;
+    ingress_job_t *job; /* carries the request guard, the realm and what to store */
+    const char *url;
+    const char *content_type;
+    char *body;   /* wiped and freed after the call */
+    long status;  /* HTTP status, 0 if none */
+    char *answer; /* the response body (NUL-terminated), wiped and freed after done() */
     char error[200];
-} exchange_t;
+    void (*done)(struct st_oauth_call_t *call);
+} oauth_call_t;
 
-/* frees expired states (all of them with now = INT64_MAX) */
 static void prune(struct st_connect_states_t *cs, int64_t now)
 {
     state_t **pp = &cs->head;
@@ -147,57 +156,108 @@ static size_t collect(char *p, size_t sz, size_t n, void *ud)
     char **acc = ud;
     size_t old = *acc ? strlen(*acc) : 0;
     if (old + len > 1 << 20)
-        return 0; /* a token answer is small; refuse a flood */
+        return 0; /* an OAuth answer is small; refuse a flood */
     *acc = qbc_realloc(*acc, old + len + 1);
     memcpy(*acc + old, p, len);
     (*acc)[old + len] = '\0';
     return len;
 }
 
-/* the exchange thread: one POST to the token endpoint */
-static void *exchange_main(void *arg)
+static void *oauth_call_main(void *arg)
 {
-    exchange_t *x = arg;
+    oauth_call_t *x = arg;
     qbc_ingress_t *ing = x->ing;
-    char *answer = NULL, *form = NULL, errbuf[CURL_ERROR_SIZE] = "";
-    long status = 0;
+    char errbuf[CURL_ERROR_SIZE] = "", ctype[96];
     CURL *c = curl_easy_init();
 
     if (c != NULL) {
-        char *ecode = curl_easy_escape(c, x->code, 0), *eredir = curl_easy_escape(c, ing->redirect_uri, 0);
-        size_t flen = strlen(ecode) + strlen(eredir) + 80;
-        form = qbc_alloc(flen);
-        snprintf(form, flen, "grant_type=authorization_code&code=%s&redirect_uri=%s", ecode, eredir);
-        curl_free(ecode);
-        curl_free(eredir);
+        snprintf(ctype, sizeof(ctype), "Content-Type: %s", x->content_type);
         struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json");
-        h = curl_slist_append(h, "Content-Type: application/x-www-form-urlencoded");
-        curl_easy_setopt(c, CURLOPT_URL, ing->token_url);
+        h = curl_slist_append(h, ctype);
+        curl_easy_setopt(c, CURLOPT_URL, x->url);
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
         curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
         curl_easy_setopt(c, CURLOPT_USERNAME, ing->client_id);
         curl_easy_setopt(c, CURLOPT_PASSWORD, ing->client_secret != NULL ? ing->client_secret : "");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, form);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, x->body);
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, &answer);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &x->answer);
         curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
         curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
         CURLcode rc = curl_easy_perform(c);
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &x->status);
         curl_slist_free_all(h);
         curl_easy_cleanup(c);
         if (rc != CURLE_OK)
-            snprintf(x->error, sizeof(x->error), "token endpoint unreachable: %s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
+            snprintf(x->error, sizeof(x->error), "OAuth endpoint unreachable: %s",
+                     errbuf[0] ? errbuf : curl_easy_strerror(rc));
     } else {
         snprintf(x->error, sizeof(x->error), "cannot start an HTTP client");
     }
+    OPENSSL_cleanse(x->body, strlen(x->body));
+    h2o_multithread_send_message(&ing->exchanges, &x->msg);
+    return NULL;
+}
 
-    json_t *o = answer != NULL ? json_loads(answer, 0, NULL) : NULL;
+/* loop thread: OAuth calls that finished */
+static void on_exchanges(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    (void)receiver;
+    while (!h2o_linklist_is_empty(messages)) {
+        h2o_multithread_message_t *msg = H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
+        oauth_call_t *x = H2O_STRUCT_FROM_MEMBER(oauth_call_t, msg, msg);
+        h2o_linklist_unlink(&msg->link);
+        x->ing->metrics.inflight--;
+        x->done(x);
+        if (x->answer != NULL) {
+            OPENSSL_cleanse(x->answer, strlen(x->answer));
+            free(x->answer);
+        }
+        free(x->body);
+        free(x);
+    }
+}
+
+/* starts a call; on failure to start, answers 503 and frees everything (done is not called) */
+static void oauth_call_start(qbc_ingress_t *ing, ingress_job_t *j, const char *url, const char *content_type, char *body,
+                             void (*done)(oauth_call_t *))
+{
+    oauth_call_t *x = qbc_calloc(1, sizeof(*x));
+    pthread_t th;
+    pthread_attr_t attr;
+
+    x->ing = ing;
+    x->job = j;
+    x->url = url;
+    x->content_type = content_type;
+    x->body = body;
+    x->done = done;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    ing->metrics.inflight++; /* shutdown waits for it like for any in-flight answer */
+    if (pthread_create(&th, &attr, oauth_call_main, x) != 0) {
+        ing->metrics.inflight--;
+        if (j->guard != NULL)
+            respond_error(j->guard->req, 503, "Service Unavailable", "no_thread", "retry later");
+        OPENSSL_cleanse(body, strlen(body));
+        free(body);
+        free(x);
+        ingress_job_free(j);
+    }
+    pthread_attr_destroy(&attr);
+}
+
+/* the code exchange answered: keep the tokens, or say why not */
+static void exchange_done(oauth_call_t *x)
+{
+    ingress_job_t *j = x->job;
+    json_t *o = x->answer != NULL ? json_loads(x->answer, 0, NULL) : NULL;
     const char *rt = o ? json_string_value(json_object_get(o, "refresh_token")) : NULL;
     const char *at = o ? json_string_value(json_object_get(o, "access_token")) : NULL;
-    if (status == 200 && rt != NULL && strlen(rt) < QBC_TOKEN_MAX && (at == NULL || strlen(at) < QBC_TOKEN_MAX)) {
-        qbc_tokens_t *t = x->job->tokens;
+
+    if (x->status == 200 && rt != NULL && strlen(rt) < QBC_TOKEN_MAX && (at == NULL || strlen(at) < QBC_TOKEN_MAX)) {
+        qbc_tokens_t *t = j->tokens;
         snprintf(t->refresh_token, QBC_TOKEN_MAX, "%s", rt);
         if (at != NULL) {
             json_int_t ttl = json_integer_value(json_object_get(o, "expires_in"));
@@ -207,51 +267,91 @@ static void *exchange_main(void *arg)
         json_int_t rttl = json_integer_value(json_object_get(o, "x_refresh_token_expires_in"));
         if (rttl > 0)
             t->refresh_expires_ns = qbc_now_ns() + (int64_t)rttl * 1000000000;
-        x->ok = 1;
-    } else if (x->error[0] == '\0') {
-        /* the OAuth error code is safe to repeat; the rest of the answer is not ours to echo */
-        const char *err = o ? json_string_value(json_object_get(o, "error")) : NULL;
-        snprintf(x->error, sizeof(x->error), "token endpoint answered HTTP %ld%s%s", status, err ? ": " : "",
-                 err && strlen(err) < 64 ? err : "");
-    }
-    json_decref(o);
-    if (answer != NULL) {
-        OPENSSL_cleanse(answer, strlen(answer));
-        free(answer);
-    }
-    if (form != NULL) {
-        OPENSSL_cleanse(form, strlen(form));
-        free(form);
-    }
-    h2o_multithread_send_message(&ing->exchanges, &x->msg);
-    return NULL;
-}
-
-/* loop thread: an exchange finished */
-static void on_exchanges(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
-{
-    (void)receiver;
-    while (!h2o_linklist_is_empty(messages)) {
-        h2o_multithread_message_t *msg = H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
-        exchange_t *x = H2O_STRUCT_FROM_MEMBER(exchange_t, msg, msg);
-        ingress_job_t *j = x->job;
-        qbc_ingress_t *ing = x->ing;
-        h2o_linklist_unlink(&msg->link);
-        ing->metrics.inflight--;
-        OPENSSL_cleanse(x->code, strlen(x->code));
-        free(x->code);
-        if (!x->ok) {
-            qbc_log(QBC_LOG_WARN, "ingress", "connecting realm %s failed: %s", j->realm, x->error);
-            if (j->guard != NULL)
-                respond_error(j->guard->req, 502, "Bad Gateway", "token_exchange_failed", x->error);
-            ingress_job_free(j);
-        } else if (ingress_submit(ing, j) != 0) {
+        json_decref(o);
+        if (ingress_submit(x->ing, j) != 0) {
             if (j->guard != NULL)
                 respond_error(j->guard->req, 503, "Service Unavailable", "shutting_down", "retry later");
             ingress_job_free(j);
         }
-        free(x);
+        return;
     }
+    if (x->error[0] == '\0') {
+        /* the OAuth error code is safe to repeat; the rest of the answer is not ours to echo */
+        const char *err = o ? json_string_value(json_object_get(o, "error")) : NULL;
+        snprintf(x->error, sizeof(x->error), "token endpoint answered HTTP %ld%s%s", x->status, err ? ": " : "",
+                 err && strlen(err) < 64 ? err : "");
+    }
+    json_decref(o);
+    qbc_log(QBC_LOG_WARN, "ingress", "connecting realm %s failed: %s", j->realm, x->error);
+    if (j->guard != NULL)
+        respond_error(j->guard->req, 502, "Bad Gateway", "token_exchange_failed", x->error);
+    ingress_job_free(j);
+}
+
+/* the revoke answered (or not): erase the tokens locally either way */
+static void revoke_done(oauth_call_t *x)
+{
+    ingress_job_t *j = x->job;
+    j->revoked = x->status == 200;
+    if (!j->revoked) {
+        if (x->error[0] == '\0')
+            snprintf(x->error, sizeof(x->error), "revoke endpoint answered HTTP %ld", x->status);
+        snprintf(j->revoke_error, sizeof(j->revoke_error), "%s", x->error);
+        qbc_log(QBC_LOG_WARN, "ingress", "revoking realm %s at Intuit failed (%s); erasing its tokens here anyway",
+                j->realm, x->error);
+    }
+    if (ingress_submit(x->ing, j) != 0) {
+        if (j->guard != NULL)
+            respond_error(j->guard->req, 503, "Service Unavailable", "shutting_down", "retry later");
+        ingress_job_free(j);
+    }
+}
+
+/*
+ * DELETE /admin/realms/{realm}: revoke the refresh token at Intuit (which ends the
+ * whole connection), then erase the tokens here and mark the realm disconnected. Its
+ * pending work and feed history stay: reconnecting resumes where it stopped.
+ */
+int disconnect_realm(qbc_ingress_t *ing, h2o_req_t *req, const char *realm)
+{
+    qbc_tokens_t *t = qbc_calloc(1, sizeof(*t));
+    int rc = qbc_store_tokens_get(ing->store, realm, t);
+    qbc_realm_t rs;
+
+    if (qbc_store_realm_get(ing->store, realm, &rs) != 0) {
+        OPENSSL_cleanse(t, sizeof(*t));
+        free(t);
+        respond_error(req, 404, "Not Found", "not_found", "no such realm");
+        return 0;
+    }
+    ingress_job_t *j = ingress_job_new(ing, req, QBC_JOB_REALM);
+    snprintf(j->realm, sizeof(j->realm), "%s", realm);
+    j->realm_state = rs;
+    j->realm_state.status = QBC_REALM_DISCONNECTED;
+    snprintf(j->realm_state.last_error, sizeof(j->realm_state.last_error), "disconnected by an operator");
+    j->disconnect = 1;
+    j->job.realm = j->realm;
+    j->job.realm_state = &j->realm_state;
+    j->job.erase_tokens = 1;
+    if (rc != 0 || ing->revoke_url == NULL || ing->client_id == NULL) {
+        /* nothing to revoke (or nowhere to): just erase */
+        snprintf(j->revoke_error, sizeof(j->revoke_error), "%s",
+                 rc != 0 ? "no tokens were held" : "no revoke endpoint or client configured");
+        OPENSSL_cleanse(t, sizeof(*t));
+        free(t);
+        if (ingress_submit(ing, j) != 0) {
+            ingress_job_free(j);
+            respond_error(req, 503, "Service Unavailable", "shutting_down", "retry later");
+        }
+        return 0;
+    }
+    json_t *o = json_pack("{s:s}", "token", t->refresh_token);
+    char *body = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    OPENSSL_cleanse(t, sizeof(*t));
+    free(t);
+    oauth_call_start(ing, j, ing->revoke_url, "application/json", body, revoke_done);
+    return 0;
 }
 
 int on_oauth_callback(h2o_handler_t *_self, h2o_req_t *req)
@@ -305,24 +405,15 @@ int on_oauth_callback(h2o_handler_t *_self, h2o_req_t *req)
     j->job.realm_state = &j->realm_state;
     j->job.tokens = j->tokens;
 
-    exchange_t *x = qbc_calloc(1, sizeof(*x));
-    x->job = j;
-    x->ing = ing;
-    x->code = qbc_strdup(code);
+    char *ecode = curl_easy_escape(NULL, code, 0), *eredir = curl_easy_escape(NULL, ing->redirect_uri, 0);
+    size_t flen = strlen(ecode) + strlen(eredir) + 80;
+    char *form = qbc_alloc(flen);
+    snprintf(form, flen, "grant_type=authorization_code&code=%s&redirect_uri=%s", ecode, eredir);
+    OPENSSL_cleanse(ecode, strlen(ecode));
     OPENSSL_cleanse(code, sizeof(code));
-    pthread_t th;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    ing->metrics.inflight++; /* shutdown waits for it like for any in-flight answer */
-    if (pthread_create(&th, &attr, exchange_main, x) != 0) {
-        ing->metrics.inflight--;
-        free(x->code);
-        free(x);
-        ingress_job_free(j);
-        respond_error(req, 503, "Service Unavailable", "no_thread", "retry later");
-    }
-    pthread_attr_destroy(&attr);
+    curl_free(ecode);
+    curl_free(eredir);
+    oauth_call_start(ing, j, ing->token_url, "application/x-www-form-urlencoded", form, exchange_done);
     return 0;
 }
 

@@ -92,6 +92,7 @@ typedef struct st_qbc_ingress_config_t {
     /* the OAuth authorization-code flow (GET /connect, GET /oauth/callback) */
     const char *client_id, *client_secret;
     const char *authorize_url, *token_url, *redirect_uri;
+    const char *revoke_url; /**< DELETE /admin/realms/{realm} revokes here */
 } qbc_ingress_config_t;
 
 typedef struct st_qbc_ingress_t qbc_ingress_t;

@@ -57,7 +57,7 @@ struct st_qbc_ingress_t {
     ingress_metrics_t metrics;
     int64_t not_configured_logged_ns;
     char *admin_token, *feed_token;
-    char *client_id, *client_secret, *authorize_url, *token_url, *redirect_uri;
+    char *client_id, *client_secret, *authorize_url, *token_url, *redirect_uri, *revoke_url;
     struct st_connect_states_t *connect_states; /* one-use OAuth states (connect.c) */
     /* change feed readers (feed.c) */
     h2o_linklist_t feed_waiters;   /* long-polls and SSE streams */
@@ -86,6 +86,9 @@ typedef struct st_ingress_job_t {
     qbc_realm_t realm_state;
     qbc_tokens_t *tokens; /* malloc'd, wiped on free */
     char state_hint[128];
+    int disconnect;        /* DELETE /admin/realms/{realm} */
+    int revoked;           /* the revoke endpoint said 200 */
+    char revoke_error[200];
 } ingress_job_t;
 
 /** a job bound to req (guarded: if the request goes away, the answer is dropped). */
@@ -123,6 +126,8 @@ void feed_init(qbc_ingress_t *ing);
 /** ends every long-poll (empty answer) and SSE stream (final chunk): the service is stopping. */
 void feed_shutdown(qbc_ingress_t *ing);
 void feed_dispose(qbc_ingress_t *ing);
+/** DELETE /admin/realms/{realm}: revoke at Intuit, erase locally, answer when durable. */
+int disconnect_realm(qbc_ingress_t *ing, h2o_req_t *req, const char *realm);
 void connect_init(qbc_ingress_t *ing);
 void connect_dispose(qbc_ingress_t *ing);
 int on_healthz(h2o_handler_t *self, h2o_req_t *req);

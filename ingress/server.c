@@ -158,6 +158,7 @@ int qbc_ingress_create(const qbc_ingress_config_t *cfg, qbc_store_t *store, qbc_
     ing->authorize_url = DUP_OR_NULL(cfg->authorize_url);
     ing->token_url = DUP_OR_NULL(cfg->token_url);
     ing->redirect_uri = DUP_OR_NULL(cfg->redirect_uri);
+    ing->revoke_url = DUP_OR_NULL(cfg->revoke_url);
 #undef DUP_OR_NULL
 
     h2o_config_init(&ing->config);
@@ -286,7 +287,7 @@ void qbc_ingress_destroy(qbc_ingress_t *ing)
         free(ing->tokens[i]);
     free(ing->tokens);
     char *secrets[] = {ing->admin_token, ing->feed_token, ing->client_id, ing->client_secret,
-                       ing->authorize_url, ing->token_url, ing->redirect_uri};
+                       ing->authorize_url, ing->token_url, ing->redirect_uri, ing->revoke_url};
     for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++) {
         if (secrets[i] != NULL)
             OPENSSL_cleanse(secrets[i], strlen(secrets[i]));

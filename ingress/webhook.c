@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
 #include <openssl/crypto.h>
 #include "ingress_internal.h"
 
@@ -214,7 +215,15 @@ void on_job_committed(ingress_job_t *j)
     m->inflight--;
     if (j->job.kind == QBC_JOB_REALM) {
         if (req != NULL) {
-            if (j->job.result == 0) {
+            if (j->job.result == 0 && j->disconnect) {
+                json_t *o = json_pack("{s:s,s:s,s:b}", "realm", j->realm, "status", "disconnected", "revoked", j->revoked);
+                if (!j->revoked)
+                    json_object_set_new(o, "revoke_error", json_string(j->revoke_error));
+                char *text = json_dumps(o, JSON_COMPACT);
+                json_decref(o);
+                respond_json(req, 200, "OK", text);
+                free(text);
+            } else if (j->job.result == 0) {
                 if (j->state_hint[0] != '\0')
                     snprintf(buf, sizeof(buf), "{\"realm\":\"%s\",\"status\":\"active\",\"state_hint\":\"%s\"}",
                              j->realm, j->state_hint);
@@ -226,7 +235,21 @@ void on_job_committed(ingress_job_t *j)
             }
         }
         if (j->job.result == 0)
-            qbc_log(QBC_LOG_INFO, "ingress", "realm %s registered (tokens stored encrypted)", j->realm);
+            qbc_log(QBC_LOG_INFO, "ingress", j->disconnect ? "realm %s disconnected (tokens erased)"
+                                                           : "realm %s registered (tokens stored encrypted)",
+                    j->realm);
+        ingress_job_free(j);
+        return;
+    }
+    if (j->job.kind == QBC_JOB_REDRIVE) {
+        if (req != NULL) {
+            if (j->job.result != 0)
+                respond_error(req, 503, "Service Unavailable", "store_unavailable", "retry later");
+            else if (j->job.n_retired == 0)
+                respond_error(req, 404, "Not Found", "not_found", "no such dead letter");
+            else
+                respond_json(req, 200, "OK", "{\"status\":\"pending\"}");
+        }
         ingress_job_free(j);
         return;
     }

@@ -97,6 +97,37 @@ st, _, body = request(port, "GET", "/admin/realms", headers={"Authorization": "B
 ok(realm in {r["realm"] for r in json.loads(body)["realms"]}, "the connected realm is listed")
 ok("777" not in {r["realm"] for r in json.loads(body)["realms"]}, "the refused one is not")
 
+# ---- dead letters (none yet) ----
+AUTH = {"Authorization": "Bearer " + ADMIN}
+st, _, body = request(port, "GET", "/admin/dead-letters", headers=AUTH)
+ok(st == 200 and json.loads(body) == {"dead_letters": []}, "GET /admin/dead-letters: empty list", body)
+st, _, _ = request(port, "POST", "/admin/dead-letters/999/retry", headers=AUTH)
+is_(st, 404, "retrying an unknown dead letter: 404")
+st, _, _ = request(port, "POST", "/admin/dead-letters/abc/retry", headers=AUTH)
+is_(st, 404, "a malformed id: 404")
+
+# ---- disconnect: revoke at Intuit (qbosim), erase here ----
+st, _, body = request(sim_port, "GET", "/sim/realms")
+sim_rt = json.loads(body)[realm]["refresh_token"]
+st, _, body = request(port, "DELETE", "/admin/realms/" + realm, headers=AUTH)
+ok(st == 200 and json.loads(body) == {"realm": realm, "status": "disconnected", "revoked": True},
+   "DELETE /admin/realms/{realm}: revoked at Intuit and disconnected", body)
+st, _, body = request(sim_port, "GET", "/sim/realms")
+ok(json.loads(body)[realm]["refresh_token"] != sim_rt, "the simulator saw the connection revoked")
+st, _, body = request(port, "GET", "/admin/realms", headers=AUTH)
+r = {x["realm"]: x for x in json.loads(body)["realms"]}[realm]
+ok(r["status"] == "disconnected" and not r["has_tokens"], "the realm is listed disconnected, without tokens")
+st, _, body = request(port, "DELETE", "/admin/realms/4620816365", headers=AUTH)
+b = json.loads(body)
+# RFC 7009: revoking a token the server does not know still answers 200
+ok(st == 200 and b["status"] == "disconnected", "a realm whose token Intuit does not know: disconnected", body)
+st, _, _ = request(port, "DELETE", "/admin/realms/99999", headers=AUTH)
+is_(st, 404, "DELETE of an unknown realm: 404")
+st, _, body = put_tokens(port, realm, {"refresh_token": "new-" + SECRET_RT})
+st, _, body = request(port, "GET", "/admin/realms", headers=AUTH)
+r = {x["realm"]: x for x in json.loads(body)["realms"]}[realm]
+ok(r["status"] == "active" and r["has_tokens"] and r["last_error"] is None, "new tokens make it active again")
+
 is_(proc.stop(), 0, "clean stop")
 log = proc.output()
 ok(SECRET_RT not in log and SECRET_AT not in log, "no token in the log")
