@@ -3,7 +3,7 @@
  *
  * It does exactly the per-request work that qbcdc's ingress must do before it
  * touches the store, and nothing else: h2o parses the HTTP/1.1 request and
- * buffers the body, qbc_signature_verify() (the same function the service
+ * buffers the body, qbc_verifier_check() (the same function the service
  * links) checks intuit-signature, and the answer is 200 {"status":"ok"} with an
  * explicit Content-Length, or 401. Whatever the service achieves beyond this
  * is impossible; the ratio service/ceiling is therefore the cost of durability
@@ -36,8 +36,9 @@ static h2o_context_t ctx;
 static h2o_accept_ctx_t accept_ctx;
 static volatile sig_atomic_t stop_requested;
 
-/** the verifier tokens, as qbc_signature_verify() takes them. */
+/** the verifier token, prepared exactly as `qbcdc serve` prepares its tokens. */
 static const char *tokens[1];
+static qbc_verifier_t *verifier;
 
 static void on_signal(int signo)
 {
@@ -73,7 +74,7 @@ static int on_webhook(h2o_handler_t *self, h2o_req_t *req)
         sig_len = req->headers.entries[i].value.len;
     }
     /* a POST without a body has entity.base == NULL; verify it as empty */
-    if (qbc_signature_verify(sig, sig_len, req->entity.base != NULL ? req->entity.base : "", req->entity.len, tokens, 1) != 0)
+    if (qbc_verifier_check(verifier, sig, sig_len, req->entity.base != NULL ? req->entity.base : "", req->entity.len) != 0)
         return respond(req, 401, "Unauthorized", unauthorized, sizeof(unauthorized) - 1);
     return respond(req, 200, "OK", ok, sizeof(ok) - 1);
 }
@@ -192,6 +193,7 @@ int main(int argc, char **argv)
         return 2;
     }
     tokens[0] = token;
+    verifier = qbc_verifier_new(tokens, 1);
 
     signal(SIGPIPE, SIG_IGN);
     /* no SA_RESTART: epoll_wait must return EINTR so that the loop sees the flag */

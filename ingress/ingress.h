@@ -39,6 +39,21 @@ void qbc_signature_compute(const char *token, size_t token_len, const void *body
 int qbc_signature_verify(const char *header, size_t header_len, const void *body, size_t body_len,
                          const char *const *tokens, size_t n_tokens);
 
+/**
+ * the same check with each token's keyed SHA-256 states prepared once: OpenSSL 3's
+ * one-shot HMAC() looks the algorithm up and schedules the key on every call, which
+ * costs more than hashing a webhook. Build one for the service's tokens and reuse it
+ * from one thread at a time (it keeps a scratch context).
+ */
+typedef struct st_qbc_verifier_t qbc_verifier_t;
+
+/** @return NULL if OpenSSL cannot provide HMAC-SHA256 (empty tokens are skipped, as above) */
+qbc_verifier_t *qbc_verifier_new(const char *const *tokens, size_t n_tokens);
+/** @return 0 if some token matches, QBC_EAUTH otherwise; exactly qbc_signature_verify's rules */
+int qbc_verifier_check(const qbc_verifier_t *v, const char *header, size_t header_len, const void *body,
+                       size_t body_len);
+void qbc_verifier_free(qbc_verifier_t *v);
+
 /* ============================== payload ============================= */
 
 /** the result of parsing one webhook body. */

@@ -52,6 +52,7 @@ struct st_qbc_ingress_t {
     qbc_store_t *store;
     char **tokens;
     size_t n_tokens;
+    qbc_verifier_t *verifier; /* the tokens, prepared */
     size_t max_body;
     volatile sig_atomic_t stop;
     ingress_metrics_t metrics;

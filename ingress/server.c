@@ -149,6 +149,8 @@ int qbc_ingress_create(const qbc_ingress_config_t *cfg, qbc_store_t *store, qbc_
     ing->tokens = qbc_calloc(ing->n_tokens + 1, sizeof(char *));
     for (size_t i = 0; i < ing->n_tokens; i++)
         ing->tokens[i] = qbc_strdup(cfg->verifier_tokens[i]);
+    if (ing->n_tokens > 0 && (ing->verifier = qbc_verifier_new((const char *const *)ing->tokens, ing->n_tokens)) == NULL)
+        qbc_fatal("OpenSSL provides no HMAC-SHA256");
     ing->metrics.started_ns = qbc_now_ns();
 #define DUP_OR_NULL(x) ((x) != NULL && (x)[0] != '\0' ? qbc_strdup(x) : NULL)
     ing->admin_token = DUP_OR_NULL(cfg->admin_token);
@@ -283,8 +285,11 @@ void qbc_ingress_destroy(qbc_ingress_t *ing)
     h2o_context_dispose(&ing->ctx);
     h2o_evloop_destroy(loop);
     h2o_config_dispose(&ing->config);
-    for (size_t i = 0; i < ing->n_tokens; i++)
+    qbc_verifier_free(ing->verifier);
+    for (size_t i = 0; i < ing->n_tokens; i++) {
+        OPENSSL_cleanse(ing->tokens[i], strlen(ing->tokens[i]));
         free(ing->tokens[i]);
+    }
     free(ing->tokens);
     char *secrets[] = {ing->admin_token, ing->feed_token, ing->client_id, ing->client_secret,
                        ing->authorize_url, ing->token_url, ing->redirect_uri, ing->revoke_url};

@@ -29,6 +29,25 @@ static void on_guard_dispose(void *p)
         g->job->guard = NULL; /* the connection went away: answer nobody */
 }
 
+/*
+ * writer thread, before the transaction: parse the body into events. Parsing is the
+ * largest per-webhook cost; doing it here keeps the event loop free to take the next
+ * request while the previous batch is being committed.
+ */
+static void parse_on_writer(qbc_store_job_t *job)
+{
+    ingress_job_t *j = H2O_STRUCT_FROM_MEMBER(ingress_job_t, job, job);
+    j->result_kind = WH_STORED;
+    if (qbc_payload_parse(j->body != NULL ? j->body : "", j->job.body_len, &j->payload) != 0) {
+        j->job.inbox_flags |= QBC_INBOX_QUARANTINED;
+        j->job.quarantine_reason = j->payload.error[0] ? j->payload.error : "unparsable";
+        j->result_kind = WH_QUARANTINED;
+    }
+    j->job.format = (uint8_t)j->payload.format;
+    j->job.events = j->payload.events;
+    j->job.n_events = j->payload.n_events;
+}
+
 /* writer thread: hand the finished job back to the loop (must not block) */
 static void job_done_on_writer(qbc_store_job_t *job)
 {
@@ -121,8 +140,8 @@ int on_webhook(h2o_handler_t *_self, h2o_req_t *req)
 
     ssize_t si = h2o_find_header_by_str(&req->headers, H2O_STRLIT("intuit-signature"), -1);
     const char *body = req->entity.base != NULL ? req->entity.base : "";
-    if (si < 0 || qbc_signature_verify(req->headers.entries[si].value.base, req->headers.entries[si].value.len, body,
-                                       req->entity.len, (const char *const *)ing->tokens, ing->n_tokens) != 0) {
+    if (si < 0 || qbc_verifier_check(ing->verifier, req->headers.entries[si].value.base,
+                                     req->headers.entries[si].value.len, body, req->entity.len) != 0) {
         m->webhooks[WH_UNAUTHORIZED]++;
         qbc_log(QBC_LOG_WARN, "ingress", "webhook refused: %s intuit-signature (%zu-byte body)",
                 si < 0 ? "missing" : "wrong", req->entity.len);
@@ -146,18 +165,7 @@ int on_webhook(h2o_handler_t *_self, h2o_req_t *req)
     }
     j->job.body = j->body;
     j->job.body_len = req->entity.len;
-    j->result_kind = WH_STORED;
-    if (qbc_payload_parse(j->body != NULL ? j->body : "", req->entity.len, &j->payload) != 0) {
-        j->job.inbox_flags |= QBC_INBOX_QUARANTINED;
-        j->job.quarantine_reason = j->payload.error[0] ? j->payload.error : "unparsable";
-        j->result_kind = WH_QUARANTINED;
-        qbc_log(QBC_LOG_WARN, "ingress", "signed webhook quarantined: %s (%zu usable event(s))",
-                j->job.quarantine_reason, j->payload.n_events);
-    }
-    j->job.format = (uint8_t)j->payload.format;
-    j->job.events = j->payload.events;
-    j->job.n_events = j->payload.n_events;
-    m->events_rejected += j->payload.n_rejected;
+    j->job.prepare = parse_on_writer; /* the loop thread only verifies, copies and queues */
 
     int rc = ingress_submit(ing, j);
     if (rc != 0) {
@@ -265,6 +273,10 @@ void on_job_committed(ingress_job_t *j)
     }
 
     int kind;
+    m->events_rejected += j->payload.n_rejected;
+    if (j->result_kind == WH_QUARANTINED && j->job.result == 0)
+        qbc_log(QBC_LOG_WARN, "ingress", "signed webhook quarantined as inbox #%llu: %s (%zu usable event(s))",
+                (unsigned long long)j->job.inbox_seq, j->job.quarantine_reason, j->payload.n_events);
     if (j->job.result == 0) {
         kind = j->result_kind == WH_QUARANTINED ? WH_QUARANTINED : j->job.inbox_seq == 0 ? WH_DUPLICATE : WH_STORED;
         m->events_stored += j->job.n_stored_events;

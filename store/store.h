@@ -199,6 +199,12 @@ struct st_qbc_store_job_t {
     const qbc_event_t *events; /**< parsed events (may be empty) */
     size_t n_events;
     int64_t received_ns;       /**< wall clock at receipt */
+    /**
+     * optional: runs on the writer thread just before the transaction that will hold
+     * the job (e.g. parsing the body into events), so the submitter's thread stays
+     * free. It may set any submitter-owned field above. Runs once per job.
+     */
+    void (*prepare)(qbc_store_job_t *job);
 
     /* QBC_JOB_RECONCILE */
     const qbc_version_t *versions;

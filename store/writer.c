@@ -446,6 +446,11 @@ static void run_batch(qbc_store_t *s, qbc_store_job_t *list, size_t n)
         b++;
     __atomic_add_fetch(&s->st_batch_hist[b], 1, __ATOMIC_RELAXED);
 
+    /* outside the transaction: the write lock is held only for the LMDB work */
+    for (qbc_store_job_t *j = list; j != NULL; j = j->_next)
+        if (j->prepare != NULL)
+            j->prepare(j);
+
     int rc = run_growing(s, list, &note);
     if (rc == 0) {
         __atomic_add_fetch(&s->st_commits, 1, __ATOMIC_RELAXED);

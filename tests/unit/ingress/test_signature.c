@@ -266,8 +266,48 @@ static void test_roundtrip(void)
     is_int(fails, 0, "compute/verify agree over lengths 0..299");
 }
 
+/* the prepared verifier must say exactly what qbc_signature_verify says */
+static void test_prepared_verifier(void)
+{
+    const char *tokens[] = {"12345", "", "b5771f19b12ddb4bcdb9f08bdc50bc63878a", "00faeec4-08d0-4996-bb37-698ae19f0149"};
+    const char *bodies[] = {"abcd", "", "{\"eventNotifications\":[]}", "abcd\n", "x"};
+    char sig[QBC_SIGNATURE_B64_SIZE], bad[QBC_SIGNATURE_B64_SIZE + 4];
+    int agree = 0, cases = 0, accepted = 0;
+
+    qbc_verifier_t *v = qbc_verifier_new(tokens, 4);
+    ok(v != NULL, "a verifier for four tokens (one empty)");
+    for (size_t t = 0; t < 4; t++) {
+        for (size_t b = 0; b < 5; b++) {
+            qbc_signature_compute(tokens[t], strlen(tokens[t]), bodies[b], strlen(bodies[b]), sig);
+            const char *headers[4] = {sig, bad, "", "  "};
+            snprintf(bad, sizeof(bad), "%s", sig);
+            bad[3] = bad[3] == 'A' ? 'B' : 'A';
+            for (size_t h = 0; h < 4; h++) {
+                for (size_t b2 = 0; b2 < 5; b2++) {
+                    int want = qbc_signature_verify(headers[h], strlen(headers[h]), bodies[b2], strlen(bodies[b2]),
+                                                    tokens, 4);
+                    int got = qbc_verifier_check(v, headers[h], strlen(headers[h]), bodies[b2], strlen(bodies[b2]));
+                    agree += want == got;
+                    accepted += got == 0;
+                    cases++;
+                }
+            }
+        }
+    }
+    is_int(agree, cases, "prepared and one-shot verification agree on every case");
+    is_int(accepted, 15, "exactly the 15 right (token, body) signatures are accepted; the empty token never is");
+    is_int(qbc_verifier_check(v, NULL, 0, "abcd", 4), QBC_EAUTH, "a missing header is refused");
+    qbc_verifier_free(v);
+
+    qbc_verifier_t *none = qbc_verifier_new(tokens + 1, 1);
+    qbc_signature_compute("", 0, "abcd", 4, sig);
+    is_int(qbc_verifier_check(none, sig, strlen(sig), "abcd", 4), QBC_EAUTH, "a verifier of only empty tokens accepts nothing");
+    qbc_verifier_free(none);
+}
+
 int main(void)
 {
+    subtest("prepared verifier", test_prepared_verifier);
     subtest("compute", test_compute);
     subtest("official Intuit vectors", test_official_vectors);
     subtest("the MAC covers the exact body bytes", test_body_bytes);
