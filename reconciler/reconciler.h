@@ -35,6 +35,8 @@ typedef struct st_qbc_reconciler_config_t {
     unsigned backoff_base_ms;    /**< first retry delay after 5xx/timeout/reset; doubles, with jitter (0: 1000) */
     unsigned backoff_max_ms;     /**< cap on that delay (0: 60000) */
     unsigned throttle_pause_ms;  /**< pause of a realm after a 429 without Retry-After (0: 60000) */
+    unsigned coalesce_ms;        /**< a realm fetched less than this ago waits, gathering notices (unless a full
+                                      query's worth is ready); an idle realm is fetched at once (0: 500) */
 } qbc_reconciler_config_t;
 
 typedef struct st_qbc_reconciler_t qbc_reconciler_t;
@@ -70,6 +72,7 @@ typedef struct st_qbc_reconciler_stats_t {
     uint64_t requests;         /**< HTTP requests made to QBO (API + OAuth) */
     uint64_t queries;          /**< of which: Id IN queries */
     uint64_t reads;            /**< of which: single entity reads */
+    uint64_t batches;          /**< of which: batch requests (each carries several queries, counted in queries) */
     uint64_t token_refreshes;
     uint64_t throttled;        /**< 429s received */
     uint64_t server_errors;    /**< 5xx, timeouts, resets */

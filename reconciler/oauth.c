@@ -1,0 +1,303 @@
+/*
+ * oauth.c — access tokens for each realm (qbo-facts §7).
+ *
+ * A realm's auth state:
+ *   NONE --(work, budget)--> REFRESHING --(200)--> COMMITTING --(on_commit ok)--> OK
+ *   OK --(within 60 s of expiry, or an API 401)--> NONE
+ *   REFRESHING --(invalid_grant)--> DISCONNECTED (realm state written; pending kept)
+ *   DISCONNECTED --(new tokens registered: connected_ns changes)--> NONE
+ * The rotated refresh token is committed (QBC_JOB_REALM) before the new access token is
+ * used; the refresh token sent is always the one read back from the store. One refresh
+ * per realm at a time. No token is ever logged or put into an error string.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include "rec_internal.h"
+
+char *qbc_oauth_basic_header(const char *client_id, const char *client_secret)
+{
+    size_t il = strlen(client_id), sl = strlen(client_secret);
+    char *raw = qbc_alloc(il + sl + 2);
+    memcpy(raw, client_id, il);
+    raw[il] = ':';
+    memcpy(raw + il + 1, client_secret, sl + 1);
+    static const char prefix[] = "Authorization: Basic ";
+    char *h = qbc_alloc(sizeof(prefix) + QBC_BASE64_ENCODED_SIZE(il + sl + 1));
+    memcpy(h, prefix, sizeof(prefix) - 1);
+    qbc_base64_encode(raw, il + sl + 1, h + sizeof(prefix) - 1);
+    OPENSSL_cleanse(raw, il + sl + 1);
+    free(raw);
+    return h;
+}
+
+char *qbc_oauth_refresh_body(const char *refresh_token)
+{
+    static const char prefix[] = "grant_type=refresh_token&refresh_token=";
+    static const char hex[] = "0123456789ABCDEF";
+    size_t tl = strlen(refresh_token);
+    char *b = qbc_alloc(sizeof(prefix) + tl * 3);
+    size_t n = sizeof(prefix) - 1;
+    memcpy(b, prefix, n);
+    for (size_t i = 0; i < tl; i++) {
+        unsigned char c = (unsigned char)refresh_token[i];
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+            c == '.' || c == '~') {
+            b[n++] = (char)c;
+        } else {
+            b[n++] = '%';
+            b[n++] = hex[c >> 4];
+            b[n++] = hex[c & 15];
+        }
+    }
+    b[n] = '\0';
+    return b;
+}
+
+static int copy_token(char *dst, json_t *v)
+{
+    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) >= QBC_TOKEN_MAX)
+        return -1;
+    memcpy(dst, json_string_value(v), json_string_length(v) + 1);
+    return 0;
+}
+
+qbc_oauth_class_t qbc_oauth_parse(int curl_ok, long status, const char *body, size_t len, int64_t now_wall,
+                                  qbc_tokens_t *out, char *err, size_t errsize)
+{
+    memset(out, 0, sizeof(*out));
+    err[0] = '\0';
+    if (!curl_ok || status == 0) {
+        snprintf(err, errsize, "token endpoint: transport error");
+        return REC_OAUTH_RETRY;
+    }
+    json_t *root = body != NULL && len > 0 ? json_loadb(body, len, 0, NULL) : NULL;
+    qbc_oauth_class_t cls;
+    if (status == 200) {
+        json_t *ei = json_object_get(root, "expires_in"), *ri = json_object_get(root, "x_refresh_token_expires_in");
+        if (!json_is_object(root) || copy_token(out->access_token, json_object_get(root, "access_token")) != 0 ||
+            copy_token(out->refresh_token, json_object_get(root, "refresh_token")) != 0) {
+            OPENSSL_cleanse(out, sizeof(*out));
+            snprintf(err, errsize, "token endpoint: HTTP 200 without access_token/refresh_token");
+            cls = REC_OAUTH_RETRY;
+        } else {
+            int64_t exp = json_is_integer(ei) && json_integer_value(ei) > 0 ? json_integer_value(ei) : 3600;
+            out->access_expires_ns = now_wall + exp * 1000000000LL;
+            if (json_is_integer(ri) && json_integer_value(ri) > 0)
+                out->refresh_expires_ns = now_wall + json_integer_value(ri) * 1000000000LL;
+            cls = REC_OAUTH_OK;
+        }
+    } else {
+        json_t *e = json_object_get(root, "error");
+        char code[48] = "";
+        if (json_is_string(e)) {
+            /* only the error code: error_description is not ours to vouch for */
+            size_t n = json_string_length(e) < sizeof(code) - 1 ? json_string_length(e) : sizeof(code) - 1;
+            memcpy(code, json_string_value(e), n);
+            code[n] = '\0';
+            for (size_t i = 0; i < n; i++)
+                if (!((code[i] >= 'a' && code[i] <= 'z') || code[i] == '_'))
+                    code[i] = '?';
+        }
+        snprintf(err, errsize, "token endpoint: HTTP %ld%s%s", status, code[0] ? " " : "", code);
+        if (strcmp(code, "invalid_grant") == 0)
+            cls = REC_OAUTH_INVALID_GRANT;
+        else if (status == 429 || status >= 500)
+            cls = REC_OAUTH_RETRY;
+        else
+            cls = REC_OAUTH_REFUSED;
+    }
+    json_decref(root);
+    return cls;
+}
+
+/* ---------------------------------------------------------------- state machine */
+
+static void auth_clear(rec_realm_t *realm)
+{
+    OPENSSL_cleanse(realm->access_token, sizeof(realm->access_token));
+    realm->access_token[0] = '\0';
+    realm->access_expires_ns = 0;
+}
+
+static void auth_retry_later(qbc_reconciler_t *r, rec_realm_t *realm, uint64_t min_ms)
+{
+    realm->auth = REC_AUTH_NONE;
+    realm->auth_failures++;
+    uint64_t ms = qbc_backoff_ms(realm->auth_failures, r->cfg.backoff_base_ms, r->cfg.backoff_max_ms, &r->rng);
+    if (ms < min_ms)
+        ms = min_ms;
+    realm->auth_retry_ns = qbc_mono_ns() + (int64_t)ms * 1000000;
+}
+
+int rec_auth_ready(qbc_reconciler_t *r, rec_realm_t *realm, int64_t now, int64_t *next_ns)
+{
+    int64_t wall = qbc_now_ns();
+    if (realm->auth == REC_AUTH_OK) {
+        if (realm->access_expires_ns - realm->access_margin_ns > wall)
+            return 1;
+        auth_clear(realm); /* refresh ahead of expiry */
+        realm->auth = REC_AUTH_NONE;
+    }
+    if (realm->auth != REC_AUTH_NONE || atomic_load(&r->stopping))
+        return 0;
+    if (realm->auth_retry_ns > now) {
+        if (realm->auth_retry_ns < *next_ns)
+            *next_ns = realm->auth_retry_ns;
+        return 0;
+    }
+    qbc_tokens_t *t = qbc_alloc(sizeof(*t));
+    int rc = qbc_store_tokens_get(r->store, realm->name, t);
+    int ready = 0;
+    if (rc == QBC_ENOTFOUND) {
+        realm->has_tokens = 0;
+    } else if (rc != 0) {
+        qbc_log(QBC_LOG_ERROR, REC_MOD, "realm %s: cannot read its tokens: %s", realm->name, qbc_strerror(rc));
+        auth_retry_later(r, realm, 30000);
+    } else if (!realm->force_refresh && t->access_token[0] != '\0' &&
+               t->access_expires_ns - REC_EXPIRY_MARGIN_NS > wall) {
+        memcpy(realm->access_token, t->access_token, sizeof(realm->access_token));
+        realm->access_expires_ns = t->access_expires_ns;
+        realm->access_margin_ns = REC_EXPIRY_MARGIN_NS;
+        realm->token_gen++;
+        realm->auth = REC_AUTH_OK;
+        ready = 1;
+    } else if (t->refresh_token[0] == '\0') {
+        realm->has_tokens = 0;
+    } else if (qbc_budget_available(&realm->budget, now, REC_PRIO_LIVE) == 0) {
+        int64_t nx = qbc_budget_next(&realm->budget, now, REC_PRIO_LIVE);
+        if (nx > now && nx < *next_ns)
+            *next_ns = nx;
+    } else if (qbc_log(QBC_LOG_DEBUG, REC_MOD, "realm %s: refreshing its access token", realm->name),
+               rec_start_token(r, realm, t->refresh_token) == 0) {
+        realm->auth = REC_AUTH_REFRESHING;
+        realm->refresh_connected_ns = realm->connected_ns;
+    } else {
+        auth_retry_later(r, realm, 1000);
+    }
+    OPENSSL_cleanse(t, sizeof(*t));
+    free(t);
+    return ready;
+}
+
+void rec_auth_token_done(qbc_reconciler_t *r, rec_realm_t *realm, int curl_ok, long status, const char *body,
+                         size_t len, const char *curl_err)
+{
+    char err[200];
+    qbc_tokens_t *t = qbc_alloc(sizeof(*t));
+    qbc_oauth_class_t cls = qbc_oauth_parse(curl_ok, status, body, len, qbc_now_ns(), t, err, sizeof(err));
+    int replaced = realm->connected_ns != realm->refresh_connected_ns; /* new tokens registered meanwhile */
+    switch (cls) {
+    case REC_OAUTH_OK:
+        REC_STAT(r, token_refreshes, 1);
+        if (replaced) {
+            realm->auth = REC_AUTH_NONE; /* use the newly registered tokens instead */
+        } else if (rec_submit_realm(r, realm, NULL, t) == 0) {
+            realm->auth = REC_AUTH_COMMITTING;
+        } else {
+            auth_retry_later(r, realm, 1000);
+        }
+        break;
+    case REC_OAUTH_INVALID_GRANT:
+        if (replaced) {
+            realm->auth = REC_AUTH_NONE;
+            break;
+        }
+        {
+            qbc_realm_t st;
+            if (qbc_store_realm_get(r->store, realm->name, &st) != 0) {
+                memset(&st, 0, sizeof(st));
+                snprintf(st.realm, sizeof(st.realm), "%s", realm->name);
+                st.connected_ns = realm->connected_ns;
+            }
+            st.status = QBC_REALM_DISCONNECTED;
+            snprintf(st.last_error, sizeof(st.last_error),
+                     "refresh token refused (invalid_grant): reconnect the company; pending changes are kept");
+            realm->auth = REC_AUTH_DISCONNECTED;
+            realm->status = QBC_REALM_DISCONNECTED;
+            realm->disc_connected_ns = st.connected_ns;
+            auth_clear(realm);
+            qbc_log(QBC_LOG_WARN, REC_MOD, "realm %s: %s", realm->name, st.last_error);
+            if (rec_submit_realm(r, realm, &st, NULL) != 0)
+                qbc_log(QBC_LOG_ERROR, REC_MOD, "realm %s: could not record the disconnection", realm->name);
+        }
+        break;
+    case REC_OAUTH_REFUSED:
+        qbc_log(QBC_LOG_ERROR, REC_MOD, "realm %s: %s (check the client id and secret)", realm->name, err);
+        auth_retry_later(r, realm, 30000);
+        break;
+    case REC_OAUTH_RETRY:
+        qbc_log(QBC_LOG_WARN, REC_MOD, "realm %s: %s%s%s; will retry", realm->name, err, curl_err ? ": " : "",
+                curl_err ? curl_err : "");
+        auth_retry_later(r, realm, 0);
+        break;
+    }
+    OPENSSL_cleanse(t, sizeof(*t));
+    free(t);
+}
+
+void rec_auth_committed(qbc_reconciler_t *r, rec_realm_t *realm, int result, const qbc_tokens_t *tokens)
+{
+    if (realm->auth != REC_AUTH_COMMITTING)
+        return;
+    if (result != 0) {
+        /* the previous refresh token stays valid for a grace period (qbo-facts §7): refresh again later */
+        qbc_log(QBC_LOG_ERROR, REC_MOD, "realm %s: could not store rotated tokens: %s", realm->name,
+                qbc_strerror(result));
+        auth_retry_later(r, realm, 1000);
+        return;
+    }
+    memcpy(realm->access_token, tokens->access_token, sizeof(realm->access_token));
+    realm->access_expires_ns = tokens->access_expires_ns;
+    /* 60 s early (qbo-facts §7), but never more than a quarter of a short lifetime */
+    int64_t life = tokens->access_expires_ns - qbc_now_ns();
+    realm->access_margin_ns = life / 4 < REC_EXPIRY_MARGIN_NS ? (life > 0 ? life / 4 : 0) : REC_EXPIRY_MARGIN_NS;
+    realm->token_gen++;
+    realm->auth = REC_AUTH_OK;
+    realm->auth_failures = 0;
+    realm->force_refresh = 0;
+}
+
+void rec_auth_rejected(qbc_reconciler_t *r, rec_realm_t *realm, uint32_t gen)
+{
+    (void)r;
+    if (realm->auth == REC_AUTH_OK && gen == realm->token_gen) {
+        auth_clear(realm);
+        realm->auth = REC_AUTH_NONE;
+        realm->force_refresh = 1;
+    }
+}
+
+void rec_auth_realm_seen(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_realm_t *st, int has_tokens)
+{
+    (void)r;
+    int64_t prev_connected = realm->connected_ns;
+    qbc_log(QBC_LOG_DEBUG, REC_MOD, "realm %s: %s, %s tokens, auth state %d", realm->name,
+            qbc_realm_status_name(st->status), has_tokens ? "has" : "no", realm->auth);
+    realm->status = st->status;
+    realm->has_tokens = has_tokens;
+    realm->connected_ns = st->connected_ns;
+    if (st->status == QBC_REALM_DISCONNECTED && realm->auth != REC_AUTH_DISCONNECTED &&
+        realm->auth != REC_AUTH_REFRESHING && realm->auth != REC_AUTH_COMMITTING) {
+        auth_clear(realm);
+        realm->auth = REC_AUTH_DISCONNECTED;
+        realm->disc_connected_ns = st->connected_ns;
+    } else if (realm->auth == REC_AUTH_DISCONNECTED) {
+        if (st->status == QBC_REALM_ACTIVE && has_tokens && st->connected_ns != realm->disc_connected_ns) {
+            realm->auth = REC_AUTH_NONE;
+            realm->auth_failures = 0;
+            realm->auth_retry_ns = 0;
+            realm->force_refresh = 0;
+        }
+    } else if (realm->auth == REC_AUTH_OK && st->connected_ns != prev_connected && prev_connected != 0) {
+        auth_clear(realm); /* tokens replaced by an operator: pick up the new ones */
+        realm->auth = REC_AUTH_NONE;
+        realm->force_refresh = 0;
+    } else if (realm->auth == REC_AUTH_NONE && st->connected_ns != prev_connected) {
+        realm->auth_failures = 0;
+        realm->auth_retry_ns = 0;
+        realm->force_refresh = 0;
+    }
+}

@@ -1,0 +1,315 @@
+/*
+ * rec_internal.h — what the reconciler's files share. Not installed; the public API is
+ * reconciler.h.
+ *
+ *   qbo_client.c  request building (URLs, the Id IN query, curl options)
+ *   response.c    parsing QBO answers (QueryResponse, entity reads, both Fault shapes, XML)
+ *   budget.c      per-realm sliding-window rate, in-flight cap, 429 pause; backoff with jitter
+ *   oauth.c       token refresh: request, answer parsing, the per-realm state machine
+ *   plan.c        pending notices -> tracked notices -> fetch tasks
+ *   loop.c        the thread, the curl multi handle, transfers and store jobs
+ */
+#ifndef QBC_REC_INTERNAL_H
+#define QBC_REC_INTERNAL_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdatomic.h>
+#include <curl/curl.h>
+#include "reconciler.h"
+
+#define REC_MOD "reconciler"
+#define REC_MAX_BODY (64u << 20) /* largest answer we accept */
+#define REC_EXPIRY_MARGIN_NS (60LL * 1000000000LL) /* refresh this long before expiry */
+
+/* ============================== qbo_client.c ============================== */
+
+/** 1 if s is a plausible QBO entity name: [A-Za-z]{1,47} */
+int qbc_rec_entity_ok(const char *s);
+/** 1 if s is safe inside a quoted query literal and a URL path: [A-Za-z0-9._-]{1,63} */
+int qbc_rec_id_ok(const char *s);
+/** 1 for the name-list entities whose queries need "Active IN (true,false)" */
+int qbc_rec_is_namelist(const char *entity);
+/** "SELECT * FROM E WHERE Id IN ('1','2')[ AND Active IN (true,false)] MAXRESULTS 1000" (malloc'd) */
+char *qbc_rec_build_query(const char *entity, const char *const *ids, size_t n);
+/** "{base}/v3/company/{realm}/query?minorversion=N" (malloc'd) */
+char *qbc_rec_query_url(const char *api_base, const char *realm, long minorversion);
+/** "{base}/v3/company/{realm}/{entity lowercased}/{id}?minorversion=N" (malloc'd) */
+char *qbc_rec_read_url(const char *api_base, const char *realm, const char *entity, const char *id, long minorversion);
+
+/** "{base}/v3/company/{realm}/batch?minorversion=N" (malloc'd) */
+char *qbc_rec_batch_url(const char *api_base, const char *realm, long minorversion);
+/** {"BatchItemRequest":[{"bId":"0","Query":"..."},...]} (malloc'd); bId is the index */
+char *qbc_rec_build_batch(const char *const *queries, size_t n);
+
+#define REC_BATCH_MAX_ITEMS 30 /* qbo-facts §4: recommended maximum */
+#define REC_BATCH_PER_MIN 40   /* qbo-facts §4: batch requests per minute per realm */
+
+/* ============================== response.c ============================== */
+
+typedef struct st_qbc_fault_t {
+    int present;
+    char type[48];
+    char code[16];
+    char message[160];
+    char detail[200];
+} qbc_fault_t;
+
+/** finds a Fault in a JSON (Fault/Error or fault/error) or XML body. @return 1 if found, else 0 */
+int qbc_rec_parse_fault(const char *body, size_t len, qbc_fault_t *out);
+
+/** one entity as fetched */
+typedef struct st_qbc_rec_item_t {
+    char id[QBC_ID_MAX];
+    char sync_token[QBC_SYNC_TOKEN_MAX];
+    int64_t updated_ns;
+    int deleted;  /**< "status":"Deleted" */
+    char *data;   /**< compact JSON of the object (malloc'd), NULL when deleted */
+    size_t data_len;
+} qbc_rec_item_t;
+
+void qbc_rec_items_free(qbc_rec_item_t *items, size_t n);
+
+/**
+ * parses a query answer: QueryResponse.<entity>[]. An empty QueryResponse gives n = 0.
+ * @return 0, QBC_EMALFORMED (not JSON / no QueryResponse / a bad item), or QBC_ENOTFOUND when
+ *         the body is a Fault (then *fault is filled)
+ */
+int qbc_rec_parse_query(const char *body, size_t len, const char *entity, qbc_rec_item_t **items, size_t *n,
+                        qbc_fault_t *fault);
+
+/** parses an entity read: {"<entity>":{...}}. Same returns as qbc_rec_parse_query. */
+int qbc_rec_parse_read(const char *body, size_t len, const char *entity, qbc_rec_item_t *item, qbc_fault_t *fault);
+
+/** one Query item of a batch answer */
+typedef struct st_qbc_rec_part_t {
+    int state;            /**< 0: QueryResponse parsed; 1: a Fault (fault); -1: missing or malformed */
+    qbc_fault_t fault;
+    qbc_rec_item_t *items;
+    size_t n;
+} qbc_rec_part_t;
+
+/**
+ * parses {"BatchItemResponse":[{"bId":"i","QueryResponse":{...}} | {"bId":"i","Fault":{...}}]}
+ * into parts[0..n_parts) (entities[i] names part i's entity).
+ * @return 0, QBC_EMALFORMED, or QBC_ENOTFOUND when the whole body is a Fault
+ */
+int qbc_rec_parse_batch(const char *body, size_t len, const char *const *entities, size_t n_parts,
+                        qbc_rec_part_t *parts, qbc_fault_t *fault);
+
+typedef enum {
+    REC_RES_OK = 0,     /**< 2xx, no fault */
+    REC_RES_GONE,       /**< 610 object not found (deleted) */
+    REC_RES_THROTTLED,  /**< 429 / ThrottleExceeded 3001 */
+    REC_RES_AUTH,       /**< 401 / AuthenticationFailed */
+    REC_RES_RETRY,      /**< transport error, 5xx, SystemFault */
+    REC_RES_CLIENT,     /**< other 4xx / faults: retrying the same request will not help */
+} qbc_rec_class_t;
+
+/** classifies an answer. curl_ok: 0 when the transfer failed (timeout, reset, refused). */
+qbc_rec_class_t qbc_rec_classify(int curl_ok, long status, const qbc_fault_t *fault);
+
+/** "HTTP 400 fault 4000 (ValidationFault): Error parsing query: <detail>" into buf */
+void qbc_rec_describe(long status, const qbc_fault_t *fault, const char *curl_err, char *buf, size_t size);
+
+/* ============================== budget.c ============================== */
+
+enum { REC_PRIO_LIVE = 0, REC_PRIO_CDC = 1, REC_PRIO_BACKFILL = 2 };
+
+typedef struct st_qbc_budget_t {
+    int64_t *ts;        /**< ring of start times (mono ns) within the window */
+    unsigned cap;       /**< = rate */
+    unsigned head, n;
+    unsigned inflight;
+    unsigned max_inflight;
+    int64_t window_ns;
+    int64_t paused_until_ns; /**< mono; 0: not paused */
+} qbc_budget_t;
+
+void qbc_budget_init(qbc_budget_t *b, unsigned rate, unsigned max_inflight, int64_t window_ns);
+void qbc_budget_dispose(qbc_budget_t *b);
+/** how many calls of priority prio may start now */
+unsigned qbc_budget_available(qbc_budget_t *b, int64_t now, int prio);
+/** calls of priority prio the window still allows (ignoring the in-flight cap) */
+unsigned qbc_budget_rate_left(qbc_budget_t *b, int64_t now, int prio);
+/** the earliest time (mono ns) a call of prio may start, ignoring the in-flight cap; now if now */
+int64_t qbc_budget_next(qbc_budget_t *b, int64_t now, int prio);
+void qbc_budget_take(qbc_budget_t *b, int64_t now);
+/** a call metered as `units` calls in the window (a batch), one in flight */
+void qbc_budget_take_n(qbc_budget_t *b, int64_t now, unsigned units);
+void qbc_budget_done(qbc_budget_t *b);
+void qbc_budget_throttle(qbc_budget_t *b, int64_t now, int64_t pause_ns);
+unsigned qbc_budget_used(qbc_budget_t *b, int64_t now);
+
+uint64_t qbc_rng_next(uint64_t *state);
+/** delay before retry number `attempt` (1-based): base doubling to max, "equal jitter" in [d/2, d] */
+uint64_t qbc_backoff_ms(unsigned attempt, unsigned base_ms, unsigned max_ms, uint64_t *rng);
+/** Retry-After value (delta seconds) -> ms; 0 when absent or not delta seconds */
+uint64_t qbc_parse_retry_after(const char *v, size_t len);
+
+/* ============================== oauth.c (pure parts) ============================== */
+
+typedef enum {
+    REC_OAUTH_OK = 0,
+    REC_OAUTH_INVALID_GRANT, /**< refresh token refused: the realm is disconnected */
+    REC_OAUTH_REFUSED,       /**< invalid_client or another 4xx: configuration problem, retry slowly */
+    REC_OAUTH_RETRY,         /**< 5xx, transport, malformed answer */
+} qbc_oauth_class_t;
+
+/** "Authorization: Basic base64(id:secret)" (malloc'd; caller cleanses) */
+char *qbc_oauth_basic_header(const char *client_id, const char *client_secret);
+/** "grant_type=refresh_token&refresh_token=<urlencoded>" (malloc'd; caller cleanses) */
+char *qbc_oauth_refresh_body(const char *refresh_token);
+/**
+ * classifies and parses a token answer. On REC_OAUTH_OK fills out (expiries from now_wall).
+ * err gets a token-free description otherwise.
+ */
+qbc_oauth_class_t qbc_oauth_parse(int curl_ok, long status, const char *body, size_t len, int64_t now_wall,
+                                  qbc_tokens_t *out, char *err, size_t errsize);
+
+/* ============================== the reconciler ============================== */
+
+typedef struct st_rec_realm_t rec_realm_t;
+typedef struct st_rec_notice_t rec_notice_t;
+
+/** a pending notice the reconciler tracks (one per realm/entity/id). */
+struct st_rec_notice_t {
+    rec_notice_t *hnext;
+    rec_realm_t *realm;
+    char entity[QBC_ENTITY_MAX];
+    char id[QBC_ID_MAX];
+    uint64_t last_seq;       /**< as last seen in a scan */
+    qbc_op_t last_op;
+    int64_t updated_ns;
+    uint64_t fetch_seq;      /**< the last_seq the fetch in progress retires */
+    qbc_op_t fetch_op;
+    int64_t fetch_updated_ns;
+    int64_t fetched_ns;      /**< LastUpdatedTime of the version the fetch found (INT64_MAX: a delete; 0: none) */
+    int64_t first_seen_ns;   /**< mono: first scan that saw it (latency start) */
+    int64_t bump_seen_ns;    /**< mono: a scan saw a newer change while it was in flight (0: none) */
+    int64_t next_try_ns;     /**< mono: backoff */
+    uint32_t attempts;
+    uint32_t scan_gen;
+    uint8_t inflight;        /**< in a transfer or in a store job */
+    uint8_t need_read;       /**< fetch it alone (query missed it or was refused) */
+    uint8_t auth_retried;
+    char last_error[256];
+};
+
+/** per (realm, entity): coalescing state */
+typedef struct st_rec_group_t {
+    char entity[QBC_ENTITY_MAX];
+    int64_t last_query_ns; /**< mono */
+    unsigned inflight;
+} rec_group_t;
+
+enum { REC_AUTH_NONE = 0, REC_AUTH_OK, REC_AUTH_REFRESHING, REC_AUTH_COMMITTING, REC_AUTH_DISCONNECTED };
+
+struct st_rec_realm_t {
+    char name[QBC_REALM_MAX];
+    int in_store;                 /**< seen in the last realm scan */
+    qbc_realm_status_t status;
+    int has_tokens;
+    int64_t connected_ns;
+    int64_t disc_connected_ns;    /**< connected_ns when we disconnected it */
+    int auth;                     /**< REC_AUTH_* */
+    char access_token[QBC_TOKEN_MAX];
+    int64_t access_expires_ns;    /**< wall */
+    int64_t access_margin_ns;     /**< refresh this long before access_expires_ns */
+    uint32_t token_gen;           /**< bumped whenever access_token changes */
+    unsigned auth_failures;
+    int force_refresh;            /**< the access token was refused: do not reuse the stored one */
+    int64_t refresh_connected_ns; /**< connected_ns when the refresh in flight started */
+    int64_t auth_retry_ns;        /**< mono */
+    qbc_budget_t budget;
+    qbc_budget_t batch_budget;    /**< batch requests per minute */
+    int64_t last_fetch_ns;        /**< mono: start of the last query or batch */
+    unsigned batch_cap;           /**< most queries per batch now: halved by a throttled batch, regrows */
+    rec_group_t *groups;
+    size_t n_groups, cap_groups;
+    uint64_t pending;             /**< notices tracked for it */
+    uint64_t pending_scan;        /**< counting during a scan */
+};
+
+typedef struct st_rec_xfer_t rec_xfer_t;
+typedef struct st_rec_job_t rec_job_t;
+
+struct st_qbc_reconciler_t {
+    qbc_reconciler_config_t cfg;
+    char *api_base, *token_url, *client_id, *client_secret;
+    qbc_store_t *store;
+    CURLM *multi;
+    pthread_t thread;
+    int thread_started;
+    int64_t coalesce_ns;
+
+    /* cross-thread */
+    pthread_mutex_t mu;
+    rec_job_t *done_jobs;          /**< committed store jobs, handed back by the writer */
+    atomic_int dirty_pending, dirty_realms, stopping;
+    int drain_ms;
+
+    pthread_mutex_t stats_mu;
+    qbc_reconciler_stats_t stats;
+
+    /* reconciler thread only */
+    rec_realm_t **realms;
+    size_t n_realms, cap_realms;
+    rec_notice_t **buckets;
+    size_t n_buckets, n_notices;
+    uint32_t scan_gen;
+    rec_xfer_t *xfers;             /**< transfers in flight */
+    size_t n_xfers;
+    size_t outstanding_jobs;       /**< store jobs submitted, not yet handed back */
+    uint64_t rng;
+    int64_t next_scan_ns;
+    int listener_slot;
+};
+
+/* plan.c */
+rec_realm_t *rec_realm_get(qbc_reconciler_t *r, const char *name, int create);
+rec_notice_t *rec_notice_find(qbc_reconciler_t *r, const char *realm, const char *entity, const char *id);
+void rec_notice_remove(qbc_reconciler_t *r, rec_notice_t *n);
+void rec_notices_free(qbc_reconciler_t *r);
+/** reads every pending notice into the tracking table. */
+int rec_scan_pending(qbc_reconciler_t *r, int64_t now);
+/** starts what may start; returns the next time (mono) planning has something to do */
+int64_t rec_plan(qbc_reconciler_t *r, int64_t now);
+/** rec_group_t of (realm, entity), created on demand */
+rec_group_t *rec_group_get(rec_realm_t *realm, const char *entity);
+/** a notice went back to the pool after a failed fetch: counts an attempt, dead-letters after max */
+void rec_notice_failed(qbc_reconciler_t *r, rec_notice_t *n, int64_t now, const char *error);
+/** a notice goes back to the pool with no attempt counted (throttled, token refresh) */
+void rec_notice_release(rec_notice_t *n);
+
+/* loop.c: what plan.c and oauth.c call */
+int rec_start_query(qbc_reconciler_t *r, rec_realm_t *realm, const char *entity, rec_notice_t **ns, size_t n);
+/** one planned Id IN query */
+typedef struct st_rec_chunk_t {
+    const char *entity;
+    rec_notice_t **ns;
+    size_t n;
+} rec_chunk_t;
+/** several queries (2..REC_BATCH_MAX_ITEMS) of one realm in one batch request */
+int rec_start_batch(qbc_reconciler_t *r, rec_realm_t *realm, const rec_chunk_t *chunks, size_t n);
+int rec_start_read(qbc_reconciler_t *r, rec_realm_t *realm, rec_notice_t *n);
+int rec_start_token(qbc_reconciler_t *r, rec_realm_t *realm, const char *refresh_token);
+void rec_dead_letter(qbc_reconciler_t *r, rec_notice_t *n, const char *error);
+int rec_submit_realm(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_realm_t *state, const qbc_tokens_t *tokens);
+void rec_stat_add(qbc_reconciler_t *r, size_t offset, uint64_t v);
+#define REC_STAT(r, field, v) rec_stat_add((r), offsetof(qbc_reconciler_stats_t, field), (v))
+
+/* oauth.c: the state machine */
+/** 1 if realm has a usable access token now; otherwise starts (or waits for) a refresh and returns 0 */
+int rec_auth_ready(qbc_reconciler_t *r, rec_realm_t *realm, int64_t now, int64_t *next_ns);
+/** the token transfer finished */
+void rec_auth_token_done(qbc_reconciler_t *r, rec_realm_t *realm, int curl_ok, long status, const char *body,
+                         size_t len, const char *curl_err);
+/** the REALM job holding rotated tokens committed (result 0) or failed; tokens is wiped by the caller */
+void rec_auth_committed(qbc_reconciler_t *r, rec_realm_t *realm, int result, const qbc_tokens_t *tokens);
+/** an API call answered 401 with the token of generation gen */
+void rec_auth_rejected(qbc_reconciler_t *r, rec_realm_t *realm, uint32_t gen);
+/** realm state as read from the store changed */
+void rec_auth_realm_seen(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_realm_t *st, int has_tokens);
+
+#endif
