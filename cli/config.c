@@ -49,6 +49,15 @@ static const option_t options[] = {
     OPT("map-max", map_max, "64G", "the map doubles when full up to this size; past it writes get 503"),
     OPT("log-level", log_level, "info", "error, warn, info or debug"),
     OPT("drain-ms", drain_ms, "10000", "on SIGTERM, how long to wait for in-flight acks (ms)"),
+    OPT("rate-limit", rate_limit, "500", "QBO API requests per minute per realm, all kinds together"),
+    OPT("max-inflight", max_inflight, "10", "QBO API requests in flight per realm"),
+    OPT("ids-per-query", ids_per_query, "200", "most entity ids in one Id IN (...) query"),
+    OPT("max-attempts", max_attempts, "8", "failed fetches of a change before it becomes a dead letter"),
+    OPT("coalesce-ms", coalesce_ms, "500", "a realm fetched less than this ago gathers new changes before the next fetch"),
+    OPT("request-timeout-ms", request_timeout_ms, "30000", "timeout of one QBO API request"),
+    OPT("backoff-base-ms", backoff_base_ms, "1000", "first retry delay after a 5xx, timeout or reset (doubles, jittered)"),
+    OPT("backoff-max-ms", backoff_max_ms, "60000", "longest retry delay"),
+    OPT("throttle-pause-ms", throttle_pause_ms, "60000", "how long a realm pauses after a 429 without Retry-After"),
     OPT("sim", sim, "auto",
         "auto: with no QBCDC_CLIENT_ID, start the bundled qbosim and use it as Intuit; off: never"),
     OPT("sim-listen", sim_listen, "127.0.0.1:9090", "where the bundled qbosim listens (with --sim auto)"),
@@ -204,6 +213,27 @@ int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const c
     if (parse_long(cfg->drain_ms, 0, 600000, &cfg->drain_ms_n) != 0) {
         snprintf(err, errsz, "bad drain ms '%s': want 0 to 600000", cfg->drain_ms);
         return QBC_EINVAL;
+    }
+    struct {
+        const char *text, *name;
+        long min, max;
+        long *out;
+    } nums[] = {
+        {cfg->rate_limit, "rate limit", 1, 100000, &cfg->n_rate_limit},
+        {cfg->max_inflight, "max inflight", 1, 1000, &cfg->n_max_inflight},
+        {cfg->ids_per_query, "ids per query", 1, 1000, &cfg->n_ids_per_query},
+        {cfg->max_attempts, "max attempts", 1, 1000, &cfg->n_max_attempts},
+        {cfg->coalesce_ms, "coalesce ms", 0, 600000, &cfg->n_coalesce_ms},
+        {cfg->request_timeout_ms, "request timeout ms", 100, 600000, &cfg->n_request_timeout_ms},
+        {cfg->backoff_base_ms, "backoff base ms", 1, 3600000, &cfg->n_backoff_base_ms},
+        {cfg->backoff_max_ms, "backoff max ms", 1, 86400000, &cfg->n_backoff_max_ms},
+        {cfg->throttle_pause_ms, "throttle pause ms", 1, 3600000, &cfg->n_throttle_pause_ms},
+    };
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+        if (parse_long(nums[i].text, nums[i].min, nums[i].max, nums[i].out) != 0) {
+            snprintf(err, errsz, "bad %s '%s': want %ld to %ld", nums[i].name, nums[i].text, nums[i].min, nums[i].max);
+            return QBC_EINVAL;
+        }
     }
     if (qbc_log_set_level_name(cfg->log_level) != 0) {
         snprintf(err, errsz, "bad log level '%s': want error, warn, info or debug", cfg->log_level);

@@ -11,6 +11,8 @@
 #include "common.h"
 #include "config.h"
 #include "devsim.h"
+#include "figures.h"
+#include "reconciler.h"
 #include "ingress.h"
 #include "inspect.h"
 #include "store.h"
@@ -58,6 +60,7 @@ static int cmd_serve(int argc, char **argv)
     char err[256];
     qbc_store_t *store = NULL;
     qbc_ingress_t *ing = NULL;
+    qbc_reconciler_t *rec = NULL;
     qbc_devsim_t sim;
     int rc, exit_code = 1;
 
@@ -103,6 +106,32 @@ static int cmd_serve(int argc, char **argv)
         goto Exit;
     }
 
+    if (cfg.client_id != NULL) {
+        qbc_reconciler_config_t rcfg = {.api_base = cfg.api_base,
+                                        .token_url = cfg.oauth_token_url,
+                                        .revoke_url = cfg.oauth_revoke_url,
+                                        .client_id = cfg.client_id,
+                                        .client_secret = cfg.client_secret,
+                                        .minorversion = cfg.minorversion_n,
+                                        .rate_per_min = (unsigned)cfg.n_rate_limit,
+                                        .max_inflight = (unsigned)cfg.n_max_inflight,
+                                        .ids_per_query = (unsigned)cfg.n_ids_per_query,
+                                        .max_attempts = (unsigned)cfg.n_max_attempts,
+                                        .request_timeout_ms = (unsigned)cfg.n_request_timeout_ms,
+                                        .backoff_base_ms = (unsigned)cfg.n_backoff_base_ms,
+                                        .backoff_max_ms = (unsigned)cfg.n_backoff_max_ms,
+                                        .throttle_pause_ms = (unsigned)cfg.n_throttle_pause_ms,
+                                        .coalesce_ms = (unsigned)cfg.n_coalesce_ms};
+        if ((rc = qbc_reconciler_start(&rcfg, store, &rec)) != 0) {
+            fprintf(stderr, "qbcdc: cannot start the reconciler: %s\n", qbc_strerror(rc));
+            goto Exit;
+        }
+        qbc_figures_install(ing, rec);
+    } else {
+        qbc_log(QBC_LOG_WARN, "main",
+                "no QBCDC_CLIENT_ID: webhooks are stored but not reconciled (set Intuit credentials, or QBCDC_SIM=auto)");
+    }
+
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
@@ -118,6 +147,9 @@ static int cmd_serve(int argc, char **argv)
     qbc_log(QBC_LOG_INFO, "main", "stopped");
 
 Exit:
+    /* the reconciler first: it waits for its own store jobs, so the store must still be open */
+    if (rec != NULL)
+        qbc_reconciler_stop(rec, (int)cfg.drain_ms_n);
     qbc_devsim_stop(&sim);
     qbc_ingress_destroy(ing);
     qbc_store_close(store); /* drains anything still queued, then closes LMDB */

@@ -148,8 +148,8 @@ static int get_realms(qbc_ingress_t *ing, h2o_req_t *req)
         respond_error(req, 503, "Service Unavailable", "store_unavailable", "cannot read the store");
         return 0;
     }
-    if (ing->realm_stats_cb != NULL)
-        ing->realm_stats_cb(ing->realm_stats_ctx, ctx.list);
+    if (ing->hooks.realm_stats != NULL)
+        ing->hooks.realm_stats(ing->hooks.ctx, ctx.list);
     json_t *o = json_pack("{s:o}", "realms", ctx.list);
     char *text = json_dumps(o, JSON_COMPACT);
     json_decref(o);

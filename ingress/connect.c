@@ -383,7 +383,7 @@ int on_oauth_callback(h2o_handler_t *_self, h2o_req_t *req)
         respond_error(req, 400, "Bad Request", "bad_callback", "code and realmId are required");
         return 0;
     }
-    if (ing->token_url == NULL || ing->client_id == NULL) {
+    if (ing->token_url == NULL || ing->client_id == NULL || ing->redirect_uri == NULL) {
         free(st);
         respond_error(req, 503, "Service Unavailable", "not_configured", "OAuth client is not configured");
         return 0;
@@ -406,6 +406,8 @@ int on_oauth_callback(h2o_handler_t *_self, h2o_req_t *req)
     j->job.tokens = j->tokens;
 
     char *ecode = curl_easy_escape(NULL, code, 0), *eredir = curl_easy_escape(NULL, ing->redirect_uri, 0);
+    if (ecode == NULL || eredir == NULL)
+        qbc_fatal("out of memory escaping the OAuth callback");
     size_t flen = strlen(ecode) + strlen(eredir) + 80;
     char *form = qbc_alloc(flen);
     snprintf(form, flen, "grant_type=authorization_code&code=%s&redirect_uri=%s", ecode, eredir);

@@ -112,6 +112,18 @@ typedef struct st_qbc_ingress_config_t {
 
 typedef struct st_qbc_ingress_t qbc_ingress_t;
 
+/** figures from other components, called on the loop thread while answering. */
+typedef struct st_qbc_ingress_hooks_t {
+    /** adds live per-realm figures to GET /admin/realms entries (a jansson array of objects) */
+    void (*realm_stats)(void *ctx, void *json_array);
+    /** more Prometheus text for /metrics (malloc'd, or NULL) */
+    char *(*metrics)(void *ctx);
+    void *ctx;
+} qbc_ingress_hooks_t;
+
+/** installs hooks (copied); call before qbc_ingress_run. */
+void qbc_ingress_set_hooks(qbc_ingress_t *ing, const qbc_ingress_hooks_t *hooks);
+
 /**
  * binds the listener and prepares the h2o context. Does not run the loop.
  * @return 0, -errno (bind/listen failures), or QBC_EINVAL (bad listen address)

@@ -66,9 +66,7 @@ struct st_qbc_ingress_t {
     h2o_timeout_t feed_tick;       /* deadlines and SSE keep-alives */
     h2o_timeout_entry_t feed_tick_entry;
     uint64_t feed_wakeups;
-    /* adds live figures (API calls, in flight) to GET /admin/realms entries; set by the embedder */
-    void (*realm_stats_cb)(void *ctx, void *json_array);
-    void *realm_stats_ctx;
+    qbc_ingress_hooks_t hooks; /* set by the embedder */
     h2o_multithread_receiver_t exchanges;       /* token-exchange threads -> loop (connect.c) */
 };
 

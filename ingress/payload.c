@@ -21,15 +21,19 @@
  *     merge's deleted id is read from it, under any spelling of "deletedid".
  *   - Strings that end up in LMDB keys, URLs and logs (realm, ids, event id) may not
  *     contain control characters.
+ *   - The body is read with json_scan.c, not a DOM: it accepts exactly what jansson's
+ *     json_loadb() accepted, and the lookups below keep jansson's object semantics (a
+ *     repeated key means its last value; null is as good as absent where a value is
+ *     optional). tests/unit/ingress/test_payload_diff.c holds the jansson-based version
+ *     this replaced and compares the two.
  */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <jansson.h>
 #include "ingress.h"
+#include "json_scan.h"
 
 /* ======================= names and operations ====================== */
 
@@ -158,12 +162,24 @@ qbc_op_t qbc_op_parse(const char *word, size_t len)
     return QBC_OP_UNKNOWN;
 }
 
+
 /* ============================ parse state ============================ */
+
+/* Token 0 is the root, which is never a member: it stands for "no such value". */
+#define NO_VALUE 0
+
+/* tokens kept on the stack: enough for bodies of about 1 KiB */
+#define INLINE_TOKENS 128
 
 struct st_parse_t {
     qbc_payload_t *out;
     size_t cap;    /* allocated slots in out->events */
     int malformed; /* some problem was found: the body as a whole answers QBC_EMALFORMED */
+    const char *body;
+    const qbc_json_tok_t *tok; /* the body's tape */
+    char *text;                /* where escaped strings are decoded: text_small, or malloc'd */
+    size_t text_cap;
+    char text_small[256];
 };
 
 /* Records a problem; only the first one is kept as out->error. */
@@ -204,6 +220,119 @@ static int push_event(struct st_parse_t *ps, const qbc_event_t *ev)
     return 0;
 }
 
+/* ============================ the tape ============================== */
+
+static int is_type(const struct st_parse_t *ps, size_t v, int type)
+{
+    return v != NO_VALUE && ps->tok[v].type == type;
+}
+
+/*
+ * the unescaped text of string token v: in place in the body when it has no escapes
+ * (nearly always), else decoded into ps->text, valid until the next call. Not
+ * NUL-terminated. @return NULL only when the decoding buffer cannot grow
+ */
+static const char *text_of(struct st_parse_t *ps, size_t v, size_t *len)
+{
+    const qbc_json_tok_t *t = &ps->tok[v];
+
+    if (!(t->flags & QBC_JSON_ESCAPED)) {
+        *len = t->len;
+        return ps->body + t->start;
+    }
+    if (t->len > ps->text_cap) {
+        char *text = malloc(t->len);
+        if (text == NULL)
+            return NULL;
+        if (ps->text != ps->text_small)
+            free(ps->text);
+        ps->text = text;
+        ps->text_cap = t->len;
+    }
+    *len = qbc_json__unescape(ps->body + t->start, t->len, ps->text);
+    return ps->text;
+}
+
+/* longest escaped key worth decoding: each byte of an ASCII key takes at most 6 ("\u0041") */
+#define KEY_RAW_MAX (6 * 20)
+
+/*
+ * the unescaped text of key token k, decoded into buf if need be. @return NULL for an
+ * escaped key too long to be any key this file looks up
+ */
+static const char *key_of(const struct st_parse_t *ps, size_t k, char buf[KEY_RAW_MAX], size_t *len)
+{
+    const qbc_json_tok_t *t = &ps->tok[k];
+
+    if (!(t->flags & QBC_JSON_ESCAPED)) {
+        *len = t->len;
+        return ps->body + t->start;
+    }
+    if (t->len > KEY_RAW_MAX)
+        return NULL;
+    *len = qbc_json__unescape(ps->body + t->start, t->len, buf);
+    return buf;
+}
+
+/*
+ * json_object_get(): the value of key (an ASCII literal of at most 20 bytes) in object
+ * obj; when the key repeats, its last value, as jansson keeps. @return NO_VALUE if obj is
+ * no object or has no such key
+ */
+static size_t get(const struct st_parse_t *ps, size_t obj, const char *key, size_t key_len)
+{
+    size_t k, end, found = NO_VALUE;
+
+    if (!is_type(ps, obj, QBC_JSON_OBJECT))
+        return NO_VALUE;
+    for (k = obj + 1, end = ps->tok[obj].next; k < end; k = ps->tok[k + 1].next) {
+        const qbc_json_tok_t *t = &ps->tok[k];
+        if (!(t->flags & QBC_JSON_ESCAPED)) {
+            if (t->len == key_len && memcmp(ps->body + t->start, key, key_len) == 0)
+                found = k + 1;
+        } else {
+            char buf[KEY_RAW_MAX];
+            size_t n;
+            const char *s = key_of(ps, k, buf, &n);
+            if (s != NULL && n == key_len && memcmp(s, key, key_len) == 0)
+                found = k + 1;
+        }
+    }
+    return found;
+}
+
+#define GET(ps, obj, literal) get((ps), (obj), (literal), sizeof(literal) - 1)
+
+/*
+ * Exact key first, then any spelling of it ("deletedId", "deletedid", "deletedID"): the
+ * spelling that came first in the body (jansson iterates keys in insertion order, and a
+ * repeated key keeps its first place but takes its last value).
+ */
+static size_t get_icase(const struct st_parse_t *ps, size_t obj, const char *key)
+{
+    size_t key_len = strlen(key), k, end, exact = NO_VALUE, other = NO_VALUE;
+    char other_key[KEY_RAW_MAX];
+
+    if (!is_type(ps, obj, QBC_JSON_OBJECT))
+        return NO_VALUE;
+    for (k = obj + 1, end = ps->tok[obj].next; k < end; k = ps->tok[k + 1].next) {
+        char buf[KEY_RAW_MAX];
+        size_t n;
+        const char *s = key_of(ps, k, buf, &n);
+        if (s == NULL || n != key_len || !equals_icase(s, n, key))
+            continue;
+        if (memcmp(s, key, n) == 0) {
+            exact = k + 1;
+        } else if (other == NO_VALUE) {
+            memcpy(other_key, s, n);
+            other = k + 1;
+        } else if (memcmp(s, other_key, n) == 0) {
+            other = k + 1;
+        }
+    }
+    return exact != NO_VALUE ? exact : other;
+}
+
 /* ============================ field reading ========================== */
 
 enum { FIELD_OK = 0, FIELD_ABSENT = 1, FIELD_BAD = -1 };
@@ -213,26 +342,32 @@ enum { FIELD_OK = 0, FIELD_ABSENT = 1, FIELD_BAD = -1 };
  * decimal) into dst. A missing key and JSON null are both "absent".
  * @return FIELD_OK, FIELD_ABSENT, or FIELD_BAD with *why set
  */
-static int take_text(json_t *v, int allow_int, char *dst, size_t size, const char **why)
+static int take_text(struct st_parse_t *ps, size_t v, int allow_int, char *dst, size_t size, const char **why)
 {
-    char num[32];
+    const qbc_json_tok_t *t = &ps->tok[v];
     const char *s;
     size_t n, i;
 
     dst[0] = '\0';
-    if (v == NULL || json_is_null(v))
+    if (v == NO_VALUE || t->type == QBC_JSON_NULL)
         return FIELD_ABSENT;
-    if (json_is_string(v)) {
-        s = json_string_value(v);
-        n = json_string_length(v);
-    } else if (allow_int && json_is_integer(v)) {
-        json_int_t iv = json_integer_value(v);
-        if (iv < 0) {
-            *why = "is a negative number";
+    if (t->type == QBC_JSON_STRING) {
+        if ((s = text_of(ps, v, &n)) == NULL) {
+            *why = "cannot be decoded (out of memory)";
             return FIELD_BAD;
         }
-        n = (size_t)snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, iv);
-        s = num;
+    } else if (allow_int && t->type == QBC_JSON_INTEGER) {
+        /* JSON's integer syntax is already the decimal that "%lld" prints, except for "-0" */
+        s = ps->body + t->start;
+        n = t->len;
+        if (t->flags & QBC_JSON_NEGATIVE) {
+            if (n != 2 || s[1] != '0') {
+                *why = "is a negative number";
+                return FIELD_BAD;
+            }
+            s++;
+            n--;
+        }
     } else {
         *why = allow_int ? "is neither a string nor an integer" : "is not a string";
         return FIELD_BAD;
@@ -254,9 +389,9 @@ static int take_text(json_t *v, int allow_int, char *dst, size_t size, const cha
 }
 
 /* Like take_text, but the field must be present and non-empty. */
-static int take_required(json_t *v, int allow_int, char *dst, size_t size, const char **why)
+static int take_required(struct st_parse_t *ps, size_t v, int allow_int, char *dst, size_t size, const char **why)
 {
-    int rc = take_text(v, allow_int, dst, size, why);
+    int rc = take_text(ps, v, allow_int, dst, size, why);
     if (rc == FIELD_ABSENT || (rc == FIELD_OK && dst[0] == '\0')) {
         *why = "is missing or empty";
         return FIELD_BAD;
@@ -265,16 +400,23 @@ static int take_required(json_t *v, int allow_int, char *dst, size_t size, const
 }
 
 /* A timestamp may be absent (0); one that is present must parse, or its event is rejected. */
-static int take_time(json_t *v, int64_t *out_ns, const char **why)
+static int take_time(struct st_parse_t *ps, size_t v, int64_t *out_ns, const char **why)
 {
+    const char *s;
+    size_t n;
+
     *out_ns = 0;
-    if (v == NULL || json_is_null(v))
+    if (v == NO_VALUE || ps->tok[v].type == QBC_JSON_NULL)
         return FIELD_ABSENT;
-    if (!json_is_string(v)) {
+    if (ps->tok[v].type != QBC_JSON_STRING) {
         *why = "is not a string";
         return FIELD_BAD;
     }
-    if (qbc_time_parse(json_string_value(v), json_string_length(v), out_ns) != 0) {
+    if ((s = text_of(ps, v, &n)) == NULL) {
+        *why = "cannot be decoded (out of memory)";
+        return FIELD_BAD;
+    }
+    if (qbc_time_parse(s, n, out_ns) != 0) {
         *out_ns = 0;
         *why = "is not an ISO-8601 date-time with an offset";
         return FIELD_BAD;
@@ -282,34 +424,16 @@ static int take_time(json_t *v, int64_t *out_ns, const char **why)
     return FIELD_OK;
 }
 
-/* Exact key first, then any spelling of it ("deletedId", "deletedid", "deletedID"). */
-static json_t *get_icase(json_t *obj, const char *key)
-{
-    const char *k;
-    json_t *v, *exact;
-
-    if (!json_is_object(obj))
-        return NULL;
-    if ((exact = json_object_get(obj, key)) != NULL)
-        return exact;
-    json_object_foreach(obj, k, v)
-    {
-        if (strcasecmp(k, key) == 0)
-            return v;
-    }
-    return NULL;
-}
-
 /* =============================== classic ============================= */
 
-static void parse_classic_entity(struct st_parse_t *ps, json_t *ent, const char *realm, size_t ni, size_t ei)
+static void parse_classic_entity(struct st_parse_t *ps, size_t ent, const char *realm, size_t ni, size_t ei)
 {
     qbc_event_t ev;
-    const char *why = "", *field;
-    json_t *v;
+    const char *why = "", *field, *s;
+    size_t v, n;
 
     memset(&ev, 0, sizeof(ev));
-    if (!json_is_object(ent)) {
+    if (!is_type(ps, ent, QBC_JSON_OBJECT)) {
         ps->out->n_rejected++;
         problem(ps, "eventNotifications[%zu].dataChangeEvent.entities[%zu] is not an object", ni, ei);
         return;
@@ -317,33 +441,33 @@ static void parse_classic_entity(struct st_parse_t *ps, json_t *ent, const char 
     memcpy(ev.realm, realm, strlen(realm) + 1);
 
     field = "name";
-    v = json_object_get(ent, field);
-    if (!json_is_string(v)) {
+    v = GET(ps, ent, "name");
+    if (!is_type(ps, v, QBC_JSON_STRING)) {
         why = "is missing or not a string";
         goto Reject;
     }
-    if (qbc_entity_canonical(json_string_value(v), json_string_length(v), ev.entity) != 0) {
+    if ((s = text_of(ps, v, &n)) == NULL || qbc_entity_canonical(s, n, ev.entity) != 0) {
         why = "is not an entity name";
         goto Reject;
     }
     field = "id";
-    if (take_required(json_object_get(ent, field), 1, ev.id, sizeof(ev.id), &why) != FIELD_OK)
+    if (take_required(ps, GET(ps, ent, "id"), 1, ev.id, sizeof(ev.id), &why) != FIELD_OK)
         goto Reject;
     field = "operation";
-    v = json_object_get(ent, field);
-    if (!json_is_string(v)) {
+    v = GET(ps, ent, "operation");
+    if (!is_type(ps, v, QBC_JSON_STRING)) {
         why = "is missing or not a string";
         goto Reject;
     }
-    if ((ev.op = qbc_op_parse(json_string_value(v), json_string_length(v))) == QBC_OP_UNKNOWN) {
+    if ((s = text_of(ps, v, &n)) == NULL || (ev.op = qbc_op_parse(s, n)) == QBC_OP_UNKNOWN) {
         why = "is not a known operation";
         goto Reject;
     }
     field = "lastUpdated";
-    if (take_time(json_object_get(ent, field), &ev.updated_ns, &why) == FIELD_BAD)
+    if (take_time(ps, GET(ps, ent, "lastUpdated"), &ev.updated_ns, &why) == FIELD_BAD)
         goto Reject;
     field = "deletedId";
-    if (take_text(get_icase(ent, "deletedid"), 1, ev.deleted_id, sizeof(ev.deleted_id), &why) == FIELD_BAD)
+    if (take_text(ps, get_icase(ps, ent, "deletedid"), 1, ev.deleted_id, sizeof(ev.deleted_id), &why) == FIELD_BAD)
         goto Reject;
 
     if (push_event(ps, &ev) != 0) {
@@ -357,44 +481,40 @@ Reject:
     problem(ps, "eventNotifications[%zu].dataChangeEvent.entities[%zu].%s %s", ni, ei, field, why);
 }
 
-static void parse_classic(struct st_parse_t *ps, json_t *notes)
+static void parse_classic(struct st_parse_t *ps, size_t notes)
 {
-    size_t ni, ei;
-    json_t *note, *ent;
+    size_t ni, ei, note, ent;
 
     ps->out->format = QBC_FORMAT_CLASSIC;
-    if (!json_is_array(notes)) {
+    if (!is_type(ps, notes, QBC_JSON_ARRAY)) {
         problem(ps, "eventNotifications is not an array");
         return;
     }
-    json_array_foreach(notes, ni, note)
-    {
+    for (ni = 0, note = notes + 1; ni < ps->tok[notes].len; ni++, note = ps->tok[note].next) {
         char realm[QBC_REALM_MAX];
         const char *why = "";
-        json_t *entities;
+        size_t entities;
 
-        if (!json_is_object(note)) {
+        if (!is_type(ps, note, QBC_JSON_OBJECT)) {
             ps->out->n_rejected++;
             problem(ps, "eventNotifications[%zu] is not an object", ni);
             continue;
         }
-        entities = json_object_get(json_object_get(note, "dataChangeEvent"), "entities");
-        if (!json_is_array(entities)) {
+        entities = GET(ps, GET(ps, note, "dataChangeEvent"), "entities");
+        if (!is_type(ps, entities, QBC_JSON_ARRAY)) {
             ps->out->n_rejected++;
             problem(ps, "eventNotifications[%zu].dataChangeEvent.entities is missing or not an array", ni);
             continue;
         }
-        if (take_required(json_object_get(note, "realmId"), 1, realm, sizeof(realm), &why) != FIELD_OK) {
+        if (take_required(ps, GET(ps, note, "realmId"), 1, realm, sizeof(realm), &why) != FIELD_OK) {
             /* without the company no entity here can be fetched: all of them are lost */
-            size_t n = json_array_size(entities);
+            size_t n = ps->tok[entities].len;
             ps->out->n_rejected += n != 0 ? n : 1;
             problem(ps, "eventNotifications[%zu].realmId %s", ni, why);
             continue;
         }
-        json_array_foreach(entities, ei, ent)
-        {
+        for (ei = 0, ent = entities + 1; ei < ps->tok[entities].len; ei++, ent = ps->tok[ent].next)
             parse_classic_entity(ps, ent, realm, ni, ei);
-        }
     }
 }
 
@@ -447,47 +567,51 @@ static int parse_type(const char *s, size_t len, qbc_event_t *ev, const char **w
     return FIELD_OK;
 }
 
-static void parse_cloudevent(struct st_parse_t *ps, json_t *el, size_t i)
+static void parse_cloudevent(struct st_parse_t *ps, size_t el, size_t i)
 {
     qbc_event_t ev;
-    const char *why = "", *field;
-    json_t *v;
+    const char *why = "", *field, *s;
+    size_t v, n;
 
     memset(&ev, 0, sizeof(ev));
-    if (!json_is_object(el)) {
+    if (!is_type(ps, el, QBC_JSON_OBJECT)) {
         ps->out->n_rejected++;
         problem(ps, "[%zu] is not an object", i);
         return;
     }
     field = "specversion";
-    if (!json_is_string(json_object_get(el, field))) {
+    if (!is_type(ps, GET(ps, el, "specversion"), QBC_JSON_STRING)) {
         why = "is missing or not a string";
         goto Reject;
     }
     field = "type";
-    v = json_object_get(el, field);
-    if (!json_is_string(v)) {
+    v = GET(ps, el, "type");
+    if (!is_type(ps, v, QBC_JSON_STRING)) {
         why = "is missing or not a string";
         goto Reject;
     }
-    if (parse_type(json_string_value(v), json_string_length(v), &ev, &why) != FIELD_OK)
+    if ((s = text_of(ps, v, &n)) == NULL) {
+        why = "cannot be decoded (out of memory)";
+        goto Reject;
+    }
+    if (parse_type(s, n, &ev, &why) != FIELD_OK)
         goto Reject;
     field = "intuitaccountid";
-    if (take_required(json_object_get(el, field), 1, ev.realm, sizeof(ev.realm), &why) != FIELD_OK)
+    if (take_required(ps, GET(ps, el, "intuitaccountid"), 1, ev.realm, sizeof(ev.realm), &why) != FIELD_OK)
         goto Reject;
     field = "intuitentityid";
-    if (take_required(json_object_get(el, field), 1, ev.id, sizeof(ev.id), &why) != FIELD_OK)
+    if (take_required(ps, GET(ps, el, "intuitentityid"), 1, ev.id, sizeof(ev.id), &why) != FIELD_OK)
         goto Reject;
     /* the event id only serves retry dedupe; an event without one is still a change */
     field = "id";
-    if (take_text(json_object_get(el, field), 1, ev.event_id, sizeof(ev.event_id), &why) == FIELD_BAD)
+    if (take_text(ps, GET(ps, el, "id"), 1, ev.event_id, sizeof(ev.event_id), &why) == FIELD_BAD)
         goto Reject;
     field = "time";
-    if (take_time(json_object_get(el, field), &ev.updated_ns, &why) == FIELD_BAD)
+    if (take_time(ps, GET(ps, el, "time"), &ev.updated_ns, &why) == FIELD_BAD)
         goto Reject;
     field = "data.deletedid";
-    if (take_text(get_icase(json_object_get(el, "data"), "deletedid"), 1, ev.deleted_id, sizeof(ev.deleted_id), &why) ==
-        FIELD_BAD)
+    if (take_text(ps, get_icase(ps, GET(ps, el, "data"), "deletedid"), 1, ev.deleted_id, sizeof(ev.deleted_id),
+                  &why) == FIELD_BAD)
         goto Reject;
 
     if (push_event(ps, &ev) != 0) {
@@ -501,60 +625,65 @@ Reject:
     problem(ps, "[%zu].%s %s", i, field, why);
 }
 
-static void parse_cloudevents(struct st_parse_t *ps, json_t *arr)
+static void parse_cloudevents(struct st_parse_t *ps, size_t arr)
 {
-    size_t i;
-    json_t *el;
+    size_t i, el, n = ps->tok[arr].len;
 
-    /* the shape is CloudEvents only if some element says so; [] and [1,2] are neither format */
-    json_array_foreach(arr, i, el)
-    {
-        if (json_object_get(el, "specversion") != NULL)
+    /* the shape is CloudEvents only if some element says so (null too); [] and [1,2] are neither format */
+    for (i = 0, el = arr + 1; i < n; i++, el = ps->tok[el].next) {
+        if (GET(ps, el, "specversion") != NO_VALUE)
             break;
     }
-    if (i == json_array_size(arr)) {
-        problem(ps, "%s",
-                json_array_size(arr) == 0 ? "empty JSON array" : "JSON array without CloudEvents (no specversion)");
+    if (i == n) {
+        problem(ps, "%s", n == 0 ? "empty JSON array" : "JSON array without CloudEvents (no specversion)");
         return;
     }
     ps->out->format = QBC_FORMAT_CLOUDEVENTS;
-    json_array_foreach(arr, i, el)
-    {
+    for (i = 0, el = arr + 1; i < n; i++, el = ps->tok[el].next)
         parse_cloudevent(ps, el, i);
-    }
 }
 
 /* ================================ entry ============================== */
 
 int qbc_payload_parse(const char *body, size_t len, qbc_payload_t *out)
 {
-    struct st_parse_t ps = {out, 0, 0};
-    json_error_t jerr;
-    json_t *root, *notes;
+    struct st_parse_t ps;
+    qbc_json_tok_t inline_tok[INLINE_TOKENS];
+    qbc_json_doc_t doc;
+    qbc_json_error_t jerr;
+    size_t notes;
 
     memset(out, 0, sizeof(*out));
+    ps.out = out;
+    ps.cap = 0;
+    ps.malformed = 0;
     if (body == NULL || len == 0) {
         problem(&ps, "empty body");
         return QBC_EMALFORMED;
     }
-    /* no JSON_ALLOW_NUL: a "\u0000" could never be stored in our NUL-terminated fields anyway */
-    if ((root = json_loadb(body, len, 0, &jerr)) == NULL) {
-        problem(&ps, "not JSON: %s (at byte %d)", jerr.text, jerr.position);
+    /* no "\u0000" either (jansson without JSON_ALLOW_NUL): it could never be stored in our NUL-terminated fields */
+    qbc_json__init(&doc, inline_tok, INLINE_TOKENS);
+    if (qbc_json__scan(&doc, body, len, &jerr) != 0) {
+        problem(&ps, "not JSON: %s (at byte %zu)", jerr.what, jerr.pos);
         goto Exit;
     }
-    if (json_is_object(root)) {
-        if ((notes = json_object_get(root, "eventNotifications")) != NULL)
+    ps.body = body;
+    ps.tok = doc.tok;
+    ps.text = ps.text_small;
+    ps.text_cap = sizeof(ps.text_small);
+    if (doc.tok[0].type == QBC_JSON_OBJECT) {
+        if ((notes = GET(&ps, 0, "eventNotifications")) != NO_VALUE)
             parse_classic(&ps, notes);
         else
             problem(&ps, "JSON object without eventNotifications");
-    } else if (json_is_array(root)) {
-        parse_cloudevents(&ps, root);
     } else {
-        problem(&ps, "neither a JSON object nor an array");
+        parse_cloudevents(&ps, 0); /* the scanner accepts only an object or an array as the root */
     }
-    json_decref(root);
+    if (ps.text != ps.text_small)
+        free(ps.text);
 
 Exit:
+    qbc_json__dispose(&doc);
     sanitize_error(out->error);
     return ps.malformed ? QBC_EMALFORMED : 0;
 }

@@ -249,6 +249,11 @@ static int context_idle(h2o_context_t *ctx)
     return 1;
 }
 
+void qbc_ingress_set_hooks(qbc_ingress_t *ing, const qbc_ingress_hooks_t *hooks)
+{
+    ing->hooks = *hooks;
+}
+
 void qbc_ingress_stop(qbc_ingress_t *ing)
 {
     ing->stop = 1;

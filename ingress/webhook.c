@@ -203,6 +203,14 @@ int on_metrics(h2o_handler_t *_self, h2o_req_t *req)
         return 0;
     }
     char *text = metrics_render(&ing->metrics, ing->store, &len);
+    char *more = ing->hooks.metrics != NULL ? ing->hooks.metrics(ing->hooks.ctx) : NULL;
+    if (more != NULL) {
+        size_t ml = strlen(more);
+        text = qbc_realloc(text, len + ml + 1);
+        memcpy(text + len, more, ml + 1);
+        len += ml;
+        free(more);
+    }
     req->res.status = 200;
     req->res.reason = "OK";
     req->res.content_length = len;

@@ -1,0 +1,111 @@
+/*
+ * figures.c — the reconciler's live figures, shown by the ingress: per-realm API use
+ * in GET /admin/realms, and counters in /metrics. The CLI owns both components, so
+ * the bridge lives here and neither has to know the other.
+ */
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "figures.h"
+
+static void realm_stats(void *ctx, void *json_array)
+{
+    qbc_reconciler_t *r = ctx;
+    qbc_reconciler_stats_t *st = qbc_alloc(sizeof(*st));
+    json_t *list = json_array;
+    size_t i;
+    json_t *o;
+
+    qbc_reconciler_snapshot(r, st);
+    json_array_foreach(list, i, o)
+    {
+        const char *realm = json_string_value(json_object_get(o, "realm"));
+        unsigned calls = 0, inflight = 0;
+        int64_t paused = 0;
+        for (size_t k = 0; realm != NULL && k < st->n_realms; k++) {
+            if (strcmp(st->realms[k].realm, realm) == 0) {
+                calls = st->realms[k].calls_last_minute;
+                inflight = st->realms[k].inflight;
+                paused = st->realms[k].paused_until_ns;
+            }
+        }
+        char ts[QBC_TIME_BUFSZ];
+        json_object_set_new(o, "api_calls_last_minute", json_integer(calls));
+        json_object_set_new(o, "api_inflight", json_integer(inflight));
+        json_object_set_new(o, "throttled_until",
+                            paused > qbc_now_ns() ? json_string(qbc_time_format(paused, ts)) : json_null());
+    }
+    free(st);
+}
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} text_t;
+
+static void add(text_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add(text_t *t, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
+        va_end(ap);
+        if (n >= 0 && (size_t)n < t->cap - t->len) {
+            t->len += (size_t)n;
+            return;
+        }
+        t->cap = t->cap * 2 + (size_t)(n > 0 ? n : 0);
+        t->buf = qbc_realloc(t->buf, t->cap);
+    }
+}
+
+static void counter(text_t *t, const char *name, const char *help, uint64_t v)
+{
+    add(t, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name, (unsigned long long)v);
+}
+
+static char *metrics(void *ctx)
+{
+    qbc_reconciler_t *r = ctx;
+    qbc_reconciler_stats_t *st = qbc_alloc(sizeof(*st));
+    text_t t = {qbc_alloc(4096), 0, 4096};
+
+    qbc_reconciler_snapshot(r, st);
+    counter(&t, "qbcdc_qbo_requests_total", "HTTP requests made to QBO (API and OAuth).", st->requests);
+    counter(&t, "qbcdc_qbo_queries_total", "Id IN queries (also those inside batch requests).", st->queries);
+    counter(&t, "qbcdc_qbo_batches_total", "Batch requests.", st->batches);
+    counter(&t, "qbcdc_qbo_reads_total", "Single entity reads.", st->reads);
+    counter(&t, "qbcdc_qbo_token_refreshes_total", "OAuth access-token refreshes.", st->token_refreshes);
+    counter(&t, "qbcdc_qbo_throttled_total", "429 answers received.", st->throttled);
+    counter(&t, "qbcdc_qbo_server_errors_total", "5xx answers, timeouts and resets.", st->server_errors);
+    counter(&t, "qbcdc_versions_offered_total", "Entity versions offered to the store.", st->versions_offered);
+    counter(&t, "qbcdc_feed_appended_total", "Versions that were new and entered the feed.", st->feed_appended);
+    counter(&t, "qbcdc_dead_letters_total", "Changes given up after max attempts.", st->dead_letters);
+    add(&t, "# HELP qbcdc_reconcile_seconds From a change's first sighting to the commit of its version.\n"
+            "# TYPE qbcdc_reconcile_seconds histogram\n");
+    uint64_t cum = 0;
+    for (int i = 0; i < 11; i++) {
+        cum += st->fetch_latency_hist[i];
+        add(&t, "qbcdc_reconcile_seconds_bucket{le=\"%g\"} %llu\n", qbc_reconciler_latency_bounds_ms[i] / 1000.0,
+            (unsigned long long)cum);
+    }
+    cum += st->fetch_latency_hist[11];
+    add(&t, "qbcdc_reconcile_seconds_bucket{le=\"+Inf\"} %llu\nqbcdc_reconcile_seconds_count %llu\n",
+        (unsigned long long)cum, (unsigned long long)cum);
+    add(&t, "# HELP qbcdc_realm_api_calls_last_minute QBO API calls per realm in the last minute.\n"
+            "# TYPE qbcdc_realm_api_calls_last_minute gauge\n");
+    for (size_t k = 0; k < st->n_realms; k++)
+        add(&t, "qbcdc_realm_api_calls_last_minute{realm=\"%s\"} %u\n", st->realms[k].realm,
+            st->realms[k].calls_last_minute);
+    free(st);
+    return t.buf;
+}
+
+void qbc_figures_install(qbc_ingress_t *ing, qbc_reconciler_t *r)
+{
+    qbc_ingress_hooks_t hooks = {realm_stats, metrics, r};
+    qbc_ingress_set_hooks(ing, &hooks);
+}
