@@ -6,11 +6,12 @@ endpoint, and runs a tiny webhook receiver in a thread.
 import base64
 import http.server
 import json
+import subprocess
 import threading
 import time
 import urllib.parse
 
-from harness import QBOSIM, Proc, diag, free_port, request, wait_http
+from harness import QBCDC, QBOSIM, Proc, diag, free_port, request, wait_http
 
 CLIENT_ID = "test-client"
 CLIENT_SECRET = "test-secret"
@@ -113,3 +114,77 @@ class Receiver:
     def close(self):
         self.srv.shutdown()
         self.srv.server_close()
+
+
+# ---- qbcdc against qbosim: shared by the reconciliation tests ----
+
+ADMIN = "test-admin-token"
+
+
+def qbcdc_lines(*args):
+    """runs `qbcdc <args>` (a read-only store view) and returns its JSON lines."""
+    r = subprocess.run([QBCDC] + list(args), capture_output=True, timeout=60)
+    if r.returncode != 0:
+        diag("qbcdc %s failed: %s" % (" ".join(args), r.stderr.decode()))
+        return []
+    return [json.loads(l) for l in r.stdout.decode().splitlines() if l.strip()]
+
+
+def flat_truth(t):
+    """/sim/truth as {(realm, Entity, id): SyncToken, or None when deleted}"""
+    out = {}
+    for realm, v in t.items():
+        for key, tok in v.get("live", {}).items():
+            ent, _, i = key.partition("/")
+            out[(realm, ent, i)] = tok
+        for key in v.get("deleted", []):
+            ent, _, i = key.partition("/")
+            out[(realm, ent, i)] = None
+    return out
+
+
+def sim_calls(sim):
+    """(API calls counted by qbosim over all realms, the whole /sim/stats answer)"""
+    st, s = sim.json("GET", "/sim/stats")
+    total = sum(r.get("total", 0) for r in s.get("realms", {}).values())
+    return total, s
+
+
+def serve_env(port, data_dir, sim):
+    """the environment for `qbcdc serve` on port, using sim as Intuit."""
+    return {"QBCDC_LISTEN": "127.0.0.1:%d" % port, "QBCDC_DATA_DIR": data_dir, "QBCDC_SIM": "off",
+            "QBCDC_WEBHOOK_VERIFIER_TOKENS": VERIFIER, "QBCDC_CLIENT_ID": CLIENT_ID,
+            "QBCDC_CLIENT_SECRET": CLIENT_SECRET, "QBCDC_API_BASE": "http://127.0.0.1:%d" % sim.port,
+            "QBCDC_OAUTH_TOKEN_URL": "http://127.0.0.1:%d/oauth2/v1/tokens/bearer" % sim.port,
+            "QBCDC_ADMIN_TOKEN": ADMIN, "QBCDC_FEED_TOKEN": "test-feed-token", "QBCDC_LOG_LEVEL": "warn"}
+
+
+def register_realms(port, sim):
+    """PUTs every simulated company's refresh token to qbcdc; returns how many were accepted."""
+    n = 0
+    for realm, v in sim.realms().items():
+        st, _, _ = request(port, "PUT", "/admin/realms/%s/tokens" % realm, json.dumps({"refresh_token": v["refresh_token"]}),
+                           {"Authorization": "Bearer " + ADMIN, "Content-Type": "application/json"})
+        n += 200 <= st < 300
+    return n
+
+
+def compare_to_truth(truth, truth0, data_dir):
+    """([(key, got, want)] mismatches, [changed keys missing], [duplicate feed versions], feed records)"""
+    changed = {k for k, v in truth.items() if truth0.get(k, "absent") != v}
+    ents = {(e["realm"], e["entity"], e["id"]): e for e in qbcdc_lines("entities", "--data-dir", data_dir)}
+    wrong = []
+    for k, e in ents.items():
+        want = truth.get(k, "absent")
+        got = None if e.get("deleted") else e.get("version")
+        if want != got:
+            wrong.append((k, got, want))
+    missing = [k for k in changed if k not in ents]
+    feed = qbcdc_lines("feed", "--data-dir", data_dir, "--limit", "1000000")
+    seen, dups = set(), []
+    for rec in feed:
+        key = (rec["realm"], rec["entity"], rec["id"], rec.get("version") if rec.get("op") != "delete" else "deleted")
+        if key in seen:
+            dups.append(key)
+        seen.add(key)
+    return wrong, missing, dups, feed, changed

@@ -9,68 +9,23 @@ entity are reported (from qbosim's own counters).
 """
 import json
 import os
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import *  # noqa: F401,F403
-from simlib import CLIENT_ID, CLIENT_SECRET, VERIFIER, Sim
-
-ADMIN = "test-admin-token"
-
-
-def cli(*args):
-    r = subprocess.run([QBCDC] + list(args), capture_output=True, timeout=60)
-    return r.returncode, r.stdout.decode(), r.stderr.decode()
-
-
-def lines(*args):
-    rc, out, err = cli(*args)
-    if rc != 0:
-        diag("qbcdc %s failed: %s" % (" ".join(args), err))
-        return []
-    return [json.loads(l) for l in out.splitlines() if l.strip()]
-
-
-def flat_truth(t):
-    """{(realm, Entity, id): SyncToken or None for deleted}"""
-    out = {}
-    for realm, v in t.items():
-        for key, tok in v.get("live", {}).items():
-            ent, _, i = key.partition("/")
-            out[(realm, ent, i)] = tok
-        for key in v.get("deleted", []):
-            ent, _, i = key.partition("/")
-            out[(realm, ent, i)] = None
-    return out
-
-
-def sim_calls(sim):
-    st, s = sim.json("GET", "/sim/stats")
-    total = sum(r.get("total", 0) for r in s.get("realms", {}).values())
-    return total, s
+from simlib import Sim, compare_to_truth, flat_truth, qbcdc_lines, register_realms, serve_env, sim_calls
 
 
 qport = free_port()
 sim = Sim(args=["--webhook-url", "http://127.0.0.1:%d/webhooks/intuit" % qport, "--access-ttl", "5",
                 "--dup", "0.2", "--reorder", "0.2", "--retry-scale", "0.001"], realms=4, entities=30)
 data_dir = tmpdir("qbcdc-rec-")
-env = {"QBCDC_LISTEN": "127.0.0.1:%d" % qport, "QBCDC_DATA_DIR": data_dir, "QBCDC_SIM": "off",
-       "QBCDC_WEBHOOK_VERIFIER_TOKENS": VERIFIER, "QBCDC_CLIENT_ID": CLIENT_ID, "QBCDC_CLIENT_SECRET": CLIENT_SECRET,
-       "QBCDC_API_BASE": "http://127.0.0.1:%d" % sim.port,
-       "QBCDC_OAUTH_TOKEN_URL": "http://127.0.0.1:%d/oauth2/v1/tokens/bearer" % sim.port,
-       "QBCDC_ADMIN_TOKEN": ADMIN, "QBCDC_LOG_LEVEL": "warn"}
-q = Proc([QBCDC, "serve"], env=env)
+q = Proc([QBCDC, "serve"], env=serve_env(qport, data_dir, sim))
 ok(wait_http(qport), "qbcdc serve is up", q.output())
 
 realms = sim.realms()
-n_ok = 0
-for realm, v in realms.items():
-    st, h, b = request(qport, "PUT", "/admin/realms/%s/tokens" % realm,
-                       json.dumps({"refresh_token": v["refresh_token"]}),
-                       {"Authorization": "Bearer " + ADMIN, "Content-Type": "application/json"})
-    n_ok += 200 <= st < 300
+n_ok = register_realms(qport, sim)
 is_(n_ok, len(realms), "every realm's refresh token registered")
 
 truth0 = flat_truth(sim.json("GET", "/sim/truth")[1])
@@ -85,7 +40,7 @@ deadline = time.time() + 90
 left = None
 while time.time() < deadline:
     _, s = sim_calls(sim)
-    left = lines("pending", "--data-dir", data_dir)
+    left = qbcdc_lines("pending", "--data-dir", data_dir)
     if not left and s.get("webhooks", {}).get("pending", 0) == 0:
         break
     time.sleep(0.5)
@@ -93,25 +48,9 @@ ok(left == [], "every notice reconciled", "%d still pending" % len(left or []))
 elapsed = time.time() - t0
 
 truth = flat_truth(sim.json("GET", "/sim/truth")[1])
-changed = {k for k, v in truth.items() if truth0.get(k, "absent") != v}
-ents = {(e["realm"], e["entity"], e["id"]): e for e in lines("entities", "--data-dir", data_dir)}
-wrong = []
-for k, e in ents.items():
-    want = truth.get(k, "absent")
-    got = None if e.get("deleted") else e.get("version")
-    if want != got:
-        wrong.append((k, got, want))
+wrong, missing, dups, feed, changed = compare_to_truth(truth, truth0, data_dir)
 is_(wrong[:5], [], "every stored entity equals qbosim's truth")
-missing = [k for k in changed if k not in ents]
 is_(missing[:5], [], "every changed entity is stored (%d changed)" % len(changed))
-
-feed = lines("feed", "--data-dir", data_dir, "--limit", "1000000")
-seen, dups = set(), []
-for rec in feed:
-    key = (rec["realm"], rec["entity"], rec["id"], rec.get("version") if rec.get("op") != "delete" else "deleted")
-    if key in seen:
-        dups.append(key)
-    seen.add(key)
 is_(dups[:5], [], "the feed holds each version once (%d records)" % len(feed))
 seqs = [rec["seq"] for rec in feed]
 ok(seqs == sorted(set(seqs)), "feed sequences strictly increase")
