@@ -196,7 +196,11 @@ static void on_sse_stop(h2o_generator_t *g, h2o_req_t *req)
 static void on_feed_wake(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
     qbc_ingress_t *ing = H2O_STRUCT_FROM_MEMBER(qbc_ingress_t, feed_wake, receiver);
-    (void)messages; /* wake-ups carry no message */
+    while (!h2o_linklist_is_empty(messages))
+        h2o_linklist_unlink(messages->next);
+    /* cleared before reading the feed: a commit that lands after this point queues a new
+     * wake-up, and one that landed before it is seen by the reads below */
+    __atomic_store_n(&ing->feed_wake_queued, 0, __ATOMIC_SEQ_CST);
     ing->feed_wakeups++;
     for (h2o_linklist_t *l = ing->feed_waiters.next, *next; l != &ing->feed_waiters; l = next) {
         next = l->next; /* poll_try may unlink l */
@@ -208,12 +212,16 @@ static void on_feed_wake(h2o_multithread_receiver_t *receiver, h2o_linklist_t *m
     }
 }
 
-/* writer thread: wake the loop when the feed grew (never blocks) */
+/*
+ * writer thread: wake the loop when the feed grew (never blocks). h2o 2.2 calls a
+ * receiver only for real messages, so there is one preallocated message, queued at
+ * most once at a time.
+ */
 static void on_store_note(void *ctx, const qbc_commit_note_t *note)
 {
     qbc_ingress_t *ing = ctx;
-    if (note->feed_appended > 0)
-        h2o_multithread_send_message(&ing->feed_wake, NULL);
+    if (note->feed_appended > 0 && !__atomic_exchange_n(&ing->feed_wake_queued, 1, __ATOMIC_SEQ_CST))
+        h2o_multithread_send_message(&ing->feed_wake, &ing->feed_wake_msg);
 }
 
 static void on_tick(h2o_timeout_entry_t *entry)

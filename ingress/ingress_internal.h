@@ -63,6 +63,8 @@ struct st_qbc_ingress_t {
     /* change feed readers (feed.c) */
     h2o_linklist_t feed_waiters;   /* long-polls and SSE streams */
     h2o_multithread_receiver_t feed_wake; /* store writer -> loop: the feed grew */
+    h2o_multithread_message_t feed_wake_msg; /* the one wake-up message, queued at most once */
+    int feed_wake_queued;                    /* atomic: feed_wake_msg is in the queue */
     h2o_timeout_t feed_tick;       /* deadlines and SSE keep-alives */
     h2o_timeout_entry_t feed_tick_entry;
     uint64_t feed_wakeups;
