@@ -8,7 +8,8 @@
 #   - closed loop, 64 and 16 connections, BENCH_DURATION s each after a warm-up,
 #     alternating the servers, BENCH_ROUNDS rounds (the median is reported,
 #     because a shared 2-core machine is noisy);
-#   - open loop at BENCH_RATE req/s (5,000) over 64 connections, once each.
+#   - open loop at BENCH_RATE req/s (5,000) over 64 connections, at the end of
+#     each round (BENCH_OPEN_ROUNDS of them), median reported likewise.
 # Every request has a distinct body and signature (--unique).
 # Prints one table and whether the goals were met:
 #   qbcdc closed-loop req/s >= 0.80 x ceiling, and qbcdc p99 <= 2 ms at 5,000 req/s.
@@ -21,6 +22,7 @@
 #   BENCH_CONNS        closed-loop connection counts ("64 16")
 #   BENCH_RATE         open-loop offered rate, req/s (5000)
 #   BENCH_OPEN_CONNS   open-loop connections (64)
+#   BENCH_OPEN_ROUNDS  rounds that end with the open-loop runs ($BENCH_ROUNDS)
 #   BENCH_SERVERS      which servers to run ("ceiling qbcdc")
 #   BENCH_DATA_PARENT  where the temporary data directory is made ($QBCDC_BUILD);
 #                      it must be a real disk, not tmpfs, or fsync costs nothing
@@ -36,6 +38,7 @@ ROUNDS=${BENCH_ROUNDS:-3}
 CONNS_LIST=${BENCH_CONNS:-"64 16"}
 RATE=${BENCH_RATE:-5000}
 OPEN_CONNS=${BENCH_OPEN_CONNS:-64}
+OPEN_ROUNDS=${BENCH_OPEN_ROUNDS:-$ROUNDS}
 SERVERS=${BENCH_SERVERS:-"ceiling qbcdc"}
 DATA_PARENT=${BENCH_DATA_PARENT:-$BUILD}
 
@@ -163,6 +166,18 @@ proc_ticks() {
     awk '{sub(/^.*\) /, ""); print $12+$13}' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
+# bytes every process has caused to be written to storage, one "PID BYTES" line each
+proc_writes() {
+    grep -H '^write_bytes:' /proc/[0-9]*/io 2>/dev/null | awk -F'[/: ]+' '{print $3, $NF}' || true
+}
+
+# megabytes written by processes other than SKIP_PID between two proc_writes snapshots
+other_writes_mb() {
+    awk -v skip="$1" 'NR == FNR {before[$1] = $2; next}
+        $1 != skip {d = $2 - before[$1]; if (d > 0) sum += d}
+        END {printf "%.1f", sum / 1048576}' "$2" "$3"
+}
+
 CLK_TCK=$(getconf CLK_TCK)
 NCPU=$(nproc)
 
@@ -170,11 +185,13 @@ NCPU=$(nproc)
 # Besides the loadgen's figures, records the CPU the server used (srv_cpu_pct,
 # 100 = one core) and the share of the machine used by anything else than the
 # server and the load generator during the run (other_cpu_pct): other work on a
-# shared machine makes a run unrepresentative.
+# shared machine makes a run unrepresentative. Likewise other_io_mb: what other
+# processes wrote to storage meanwhile (another service's fsyncs slow ours).
 run_load() {
     local name=$1 kind=$2 conns=$3 round=$4 out line b0 b1 s0 s1 t0 t1 lg extra
     shift 4
     settle
+    proc_writes >"$WORK/io0"
     b0=$(busy_ticks)
     s0=$(proc_ticks "${PID[$name]}")
     t0=$EPOCHREALTIME
@@ -183,19 +200,33 @@ run_load() {
     t1=$EPOCHREALTIME
     s1=$(proc_ticks "${PID[$name]}")
     b1=$(busy_ticks)
+    proc_writes >"$WORK/io1"
     grep '^loadgen:' <<<"$out" || true
     line=$(grep '^RESULT ' <<<"$out") || die "no RESULT line from loadgen"
     lg=$(sed -n 's/.* cpu_s=\([0-9.]*\).*/\1/p' <<<"$line")
+    # a server that died mid-run has no CPU figure (its /proc entry is gone)
+    kill -0 "${PID[$name]}" 2>/dev/null || s1=$s0
     extra=$(awk -v t0="$t0" -v t1="$t1" -v b="$((b1 - b0))" -v s="$((s1 - s0))" -v lg="${lg:-0}" \
         -v hz="$CLK_TCK" -v n="$NCPU" 'BEGIN {
             el = t1 - t0; if (el <= 0) el = 1
             other = (b - s) / hz - lg; if (other < 0) other = 0
             printf "srv_cpu_pct=%.0f other_cpu_pct=%.0f", 100 * s / hz / el, 100 * other / (el * n)
         }')
+    extra="$extra other_io_mb=$(other_writes_mb "${PID[$name]}" "$WORK/io0" "$WORK/io1")"
     echo "   ($extra)"
     echo "server=$name kind=$kind round=$round ${line#RESULT } $extra" >>"$RESULTS"
     if ! kill -0 "${PID[$name]}" 2>/dev/null; then
-        echo "!! $name died during this run; last log lines:" >&2
+        local status=0
+        wait "${PID[$name]}" || status=$?
+        if ((status == 0)); then
+            echo "!! $name exited with status 0 during this run: a graceful stop, so something outside" \
+                "this script sent it SIGTERM or SIGINT; last log lines:" >&2
+        elif ((status > 128)); then
+            echo "!! $name died of signal $((status - 128)) ($(kill -l $((status - 128)) 2>/dev/null || echo '?'))" \
+                "during this run; last log lines:" >&2
+        else
+            echo "!! $name exited with status $status during this run; last log lines:" >&2
+        fi
         tail -n 30 "$WORK/$name.log" >&2
         CRASHED="$CRASHED $name"
         unset "PID[$name]"
@@ -240,11 +271,13 @@ for ((round = 1; round <= ROUNDS; round++)); do
             run_load "$s" closed "$conns" "$round"
         done
     done
-done
-for s in "${SRV[@]}"; do
-    alive "$s" || continue
-    echo "-- open loop $RATE req/s, $OPEN_CONNS conns, $s"
-    run_load "$s" open "$OPEN_CONNS" 1 --rate "$RATE"
+    if ((round <= OPEN_ROUNDS)); then
+        for s in $order; do
+            alive "$s" || continue
+            echo "-- round $round/$ROUNDS open loop $RATE req/s, $OPEN_CONNS conns, $s"
+            run_load "$s" open "$OPEN_CONNS" "$round" --rate "$RATE"
+        done
+    fi
 done
 
 if alive qbcdc; then
@@ -289,18 +322,20 @@ function median(list,   a, n, i, j, t) {
     cpu[key] = cpu[key] " " val("srv_cpu_pct")
     if (val("other_cpu_pct") + 0 > other[key])
         other[key] = val("other_cpu_pct") + 0
+    if (val("other_io_mb") + 0 > otherio[key])
+        otherio[key] = val("other_io_mb") + 0
 }
 END {
-    printf "\n%-8s %-6s %5s %5s %11s %9s %9s %7s %8s %7s\n", "server", "mode", "conns", "runs", "req/s(med)", "p50 us", "p99 us",
-        "failed", "srv cpu%", "other%"
+    printf "\n%-8s %-6s %5s %5s %11s %9s %9s %7s %8s %7s %9s\n", "server", "mode", "conns", "runs", "req/s(med)", "p50 us",
+        "p99 us", "failed", "srv cpu%", "other%", "other MB"
     for (i = 1; i <= nkeys; i++) {
         k = order[i]
         split(k, f, SUBSEP)
         m = f[2] == "open" ? "open" : "closed"
         med_rps[k] = median(rps[k]); med_p99[k] = median(p99[k])
-        printf "%-8s %-6s %5s %5d %11.0f %9.0f %9.0f %7d %8.0f %7.0f\n", f[1], m, f[3], runs[k], med_rps[k], median(p50[k]),
-            med_p99[k], bad[k], median(cpu[k]), other[k]
-        if (other[k] > 10)
+        printf "%-8s %-6s %5s %5d %11.0f %9.0f %9.0f %7d %8.0f %7.0f %9.1f\n", f[1], m, f[3], runs[k], med_rps[k], median(p50[k]),
+            med_p99[k], bad[k], median(cpu[k]), other[k], otherio[k]
+        if (other[k] > 10 || otherio[k] > 5)
             noisy = 1
     }
     print ""
@@ -333,12 +368,12 @@ END {
             rate, med_p99[k], med_rps[k], bad[k], ok ? "MET" : "NOT MET"
     }
     printf "(medians of the runs; failed = non-200 + errors + timeouts + unsent, summed; srv cpu%%: 100 = one core;\n"
-    printf " other%%: the largest share of the machine used by other processes during a run)\n"
+    printf " other%%, other MB: the most CPU share / storage writes of other processes during any one run)\n"
     if (sync_us > 0)
         printf "(disk bound: ~2 synced writes of %d us per commit, so at most ~C / %d us req/s with C connections, e.g. %.0f at 16, %.0f at 64)\n",
             sync_us, 2 * sync_us, 16e6 / (2 * sync_us), 64e6 / (2 * sync_us)
     if (noisy)
-        printf "note: other processes used over 10%% of the machine during some runs; figures may be disturbed\n"
+        printf "note: other processes used over 10%% of the CPU or wrote over 5 MB during some runs; figures may be disturbed\n"
     if (crashed != "")
         printf "CRASHED during the run:%s\n", crashed
     if (have)

@@ -21,6 +21,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include "common.h"
 #include "json_scan.h"
 
@@ -39,8 +42,10 @@ enum {
 };
 
 static const unsigned char string_class[256] = {
-    [0x00 ... 0x1f] = S_CONTROL, ['"'] = S_QUOTE,          ['\\'] = S_ESCAPE,         [0x80 ... 0xc1] = S_INVALID,
-    [0xc2 ... 0xdf] = S_UTF8_2,  [0xe0 ... 0xef] = S_UTF8_3, [0xf0 ... 0xf4] = S_UTF8_4, [0xf5 ... 0xff] = S_INVALID,
+    [0x00 ... 0x1f] = S_CONTROL, ['"'] = S_QUOTE,
+    ['\\'] = S_ESCAPE,           [0x80 ... 0xc1] = S_INVALID,
+    [0xc2 ... 0xdf] = S_UTF8_2,  [0xe0 ... 0xef] = S_UTF8_3,
+    [0xf0 ... 0xf4] = S_UTF8_4,  [0xf5 ... 0xff] = S_INVALID,
 };
 
 static int is_ws(unsigned char c)
@@ -76,11 +81,23 @@ static int32_t hex4(const unsigned char *p)
     return v;
 }
 
-static const unsigned char *skip_ws(const unsigned char *p, const unsigned char *end)
+static inline const unsigned char *skip_ws(const unsigned char *p, const unsigned char *end)
 {
-    while (p < end && is_ws(*p))
+    /* webhooks are mostly compact: one comparison settles the common case */
+    while (p < end && *p <= ' ' && is_ws(*p))
         p++;
     return p;
+}
+
+/*
+ * jansson's quirk, kept so that both accept the same bodies: its lexer reads one byte
+ * past a number or a literal (true, false, null) and pushes it back, and a pushed-back
+ * NUL byte reads as "nothing buffered", so that one NUL right after such a token is
+ * skipped ("[1\0]" is valid). A second NUL, or one anywhere else, is not.
+ */
+static inline const unsigned char *skip_nul(const unsigned char *p, const unsigned char *end)
+{
+    return p < end && *p == '\0' ? p + 1 : p;
 }
 
 /* =============================== tokens ============================== */
@@ -101,36 +118,42 @@ static const unsigned char *fail(struct st_scan_t *sc, const unsigned char *at, 
     return NULL;
 }
 
-/* Appends a token; NULL when the tape cannot grow (the body size is client-driven). */
-static qbc_json_tok_t *new_tok(struct st_scan_t *sc, const unsigned char *at)
+/* Makes room for more tokens; -ENOMEM when the tape cannot grow (the body size is client-driven). */
+static __attribute__((noinline)) int grow(qbc_json_doc_t *doc)
+{
+    size_t cap = doc->_cap < 64 ? 64 : doc->_cap * 2;
+    qbc_json_tok_t *tok;
+
+    if (cap > SIZE_MAX / sizeof(*tok))
+        return -ENOMEM;
+    if (doc->tok == doc->_inline) {
+        if ((tok = malloc(cap * sizeof(*tok))) == NULL)
+            return -ENOMEM;
+        if (doc->n_tok != 0)
+            memcpy(tok, doc->tok, doc->n_tok * sizeof(*tok));
+    } else if ((tok = realloc(doc->tok, cap * sizeof(*tok))) == NULL) {
+        return -ENOMEM;
+    }
+    doc->tok = tok;
+    doc->_cap = cap;
+    return 0;
+}
+
+/* Appends a token starting at `at`; NULL when the tape cannot grow. */
+static inline qbc_json_tok_t *new_tok(struct st_scan_t *sc, const unsigned char *at)
 {
     qbc_json_doc_t *doc = sc->doc;
+    qbc_json_tok_t *t;
 
-    if (doc->n_tok == doc->_cap) {
-        size_t cap = doc->_cap < 64 ? 64 : doc->_cap * 2;
-        qbc_json_tok_t *tok;
-        if (cap > SIZE_MAX / sizeof(*tok))
-            goto NoMemory;
-        if (doc->tok == doc->_inline) {
-            if ((tok = malloc(cap * sizeof(*tok))) == NULL)
-                goto NoMemory;
-            if (doc->n_tok != 0)
-                memcpy(tok, doc->tok, doc->n_tok * sizeof(*tok));
-        } else if ((tok = realloc(doc->tok, cap * sizeof(*tok))) == NULL) {
-            goto NoMemory;
-        }
-        doc->tok = tok;
-        doc->_cap = cap;
+    if (doc->n_tok == doc->_cap && grow(doc) != 0) {
+        fail(sc, at, "out of memory");
+        sc->rc = -ENOMEM;
+        return NULL;
     }
-    qbc_json_tok_t *t = &doc->tok[doc->n_tok++];
+    t = &doc->tok[doc->n_tok++];
     t->start = (size_t)(at - sc->text);
     t->flags = 0;
     return t;
-
-NoMemory:
-    fail(sc, at, "out of memory");
-    sc->rc = -ENOMEM;
-    return NULL;
 }
 
 /* =============================== strings ============================= */
@@ -159,37 +182,20 @@ static const unsigned char *scan_unicode(struct st_scan_t *sc, const unsigned ch
 }
 
 /*
- * checks a string from p (the byte after its opening quote) to its closing quote.
+ * the rest of a string that holds escapes or non-ASCII bytes, or that is broken: begin
+ * is the byte after its opening quote, p the first byte not yet checked.
  * @return the byte after the closing quote, or NULL
  */
-static const unsigned char *scan_string(struct st_scan_t *sc, const unsigned char *p, const unsigned char *end,
-                                        qbc_json_tok_t *t)
+static __attribute__((noinline)) const unsigned char *scan_string_slow(struct st_scan_t *sc, const unsigned char *begin,
+                                                                       const unsigned char *p, const unsigned char *end,
+                                                                       qbc_json_tok_t *t)
 {
-    const unsigned char *begin = p;
-
     for (;;) {
-        /* the common case: a run of plain bytes, eight at a time while they last */
-        while (end - p >= 8) {
-            uint64_t v, hi, ctl, quote, bsl;
-            const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-            memcpy(&v, p, 8);
-            hi = v & highs;                          /* bytes >= 0x80 */
-            ctl = (v - ones * 0x20) & ~v & highs;    /* bytes < 0x20 */
-            quote = (v ^ (ones * '"')) - ones;       /* zero byte after xor: a quote */
-            quote &= ~(v ^ (ones * '"')) & highs;
-            bsl = (v ^ (ones * '\\')) - ones;
-            bsl &= ~(v ^ (ones * '\\')) & highs;
-            if ((hi | ctl | quote | bsl) != 0)
-                break;
-            p += 8;
-        }
         while (p < end && string_class[*p] == S_PLAIN)
             p++;
         if (p == end)
             return fail(sc, p, "unterminated string");
         switch (string_class[*p]) {
-        case S_PLAIN:
-            break;
         case S_QUOTE:
             t->len = (size_t)(p - begin);
             return p + 1;
@@ -241,6 +247,80 @@ static const unsigned char *scan_string(struct st_scan_t *sc, const unsigned cha
             return fail(sc, p, "invalid UTF-8");
         }
     }
+}
+
+/*
+ * first_special(p) is the index of the first byte among BLOCK bytes at p that ends a
+ * plain run: one below 0x20 or from 0x80 on, '"' or '\\'; BLOCK when there is none.
+ * SSE2 (every x86-64) looks at 16 bytes with three comparisons; elsewhere 8 bytes are
+ * tested as one 64-bit word.
+ */
+#ifdef __SSE2__
+#define BLOCK 16
+
+static inline unsigned first_special(const unsigned char *p)
+{
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+    /* a signed comparison: bytes from 0x80 on are negative, so "< 0x20" catches them too */
+    __m128i m =
+        _mm_or_si128(_mm_cmplt_epi8(v, _mm_set1_epi8(0x20)),
+                     _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')), _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))));
+    unsigned mask = (unsigned)_mm_movemask_epi8(m);
+    return mask == 0 ? BLOCK : (unsigned)__builtin_ctz(mask);
+}
+#else
+#define BLOCK 8
+
+static inline unsigned first_special(const unsigned char *p)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    uint64_t v, q, b, m;
+
+    memcpy(&v, p, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v); /* the first byte in the lowest bits */
+#endif
+    /* the zero-byte tests flag false positives only above a true one (a borrow moves
+     * upwards), so the lowest flag is exact */
+    q = v ^ (ones * '"');
+    b = v ^ (ones * '\\');
+    m = ((v - ones * 0x20) | v) /* below 0x20 or from 0x80 */
+        | ((q - ones) & ~q)     /* '"' */
+        | ((b - ones) & ~b);    /* '\\' */
+    m &= highs;
+    return m == 0 ? BLOCK : (unsigned)__builtin_ctzll(m) >> 3;
+}
+#endif
+
+/*
+ * checks a string from p (the byte after its opening quote) to its closing quote; the
+ * plain-ASCII case stays here, a block at a time, anything else goes to the slow path.
+ * @return the byte after the closing quote, or NULL
+ */
+static inline const unsigned char *scan_string(struct st_scan_t *sc, const unsigned char *p, const unsigned char *end,
+                                               qbc_json_tok_t *t)
+{
+    const unsigned char *begin = p;
+
+    while (end - p >= BLOCK) {
+        unsigned i = first_special(p);
+        if (i == BLOCK) {
+            p += BLOCK;
+            continue;
+        }
+        p += i;
+        if (*p != '"')
+            return scan_string_slow(sc, begin, p, end, t);
+        t->len = (size_t)(p - begin);
+        return p + 1;
+    }
+    while (p < end && string_class[*p] == S_PLAIN)
+        p++;
+    if (p < end && *p == '"') {
+        t->len = (size_t)(p - begin);
+        return p + 1;
+    }
+    return scan_string_slow(sc, begin, p, end, t);
 }
 
 size_t qbc_json__unescape(const char *raw, size_t len, char *dst)
@@ -338,7 +418,7 @@ static int real_overflows(const unsigned char *num, size_t len, int *no_memory)
         }
     }
     if (!seen)
-        return 0; /* zero, whatever its exponent */
+        return 0;  /* zero, whatever its exponent */
     if (p < end) { /* 'e' or 'E' */
         p++;
         if (*p == '+' || *p == '-')
@@ -428,8 +508,7 @@ static const unsigned char *scan_number(struct st_scan_t *sc, const unsigned cha
         static const char max[] = "9223372036854775807", min[] = "9223372036854775808";
         size_t n = (size_t)(p - digits);
         t->type = QBC_JSON_INTEGER;
-        if (n > sizeof(max) - 1 ||
-            (n == sizeof(max) - 1 && memcmp(digits, *begin == '-' ? min : max, n) > 0))
+        if (n > sizeof(max) - 1 || (n == sizeof(max) - 1 && memcmp(digits, *begin == '-' ? min : max, n) > 0))
             return fail(sc, begin, "integer out of range");
     }
     return p;
@@ -459,7 +538,8 @@ void qbc_json__dispose(qbc_json_doc_t *doc)
  * reads an object key (p at its opening quote, or at whatever stands there instead) and
  * the colon after it. @return the first byte of the member's value, or NULL
  */
-static const unsigned char *scan_key(struct st_scan_t *sc, const unsigned char *p, const unsigned char *end)
+static inline __attribute__((always_inline)) const unsigned char *scan_key(struct st_scan_t *sc, const unsigned char *p,
+                                                                           const unsigned char *end)
 {
     qbc_json_tok_t *t;
 
@@ -549,7 +629,7 @@ int qbc_json__scan(qbc_json_doc_t *doc, const char *text, size_t len, qbc_json_e
             t->type = lit[i].type;
             t->len = lit[i].len;
             t->next = doc->n_tok;
-            p += lit[i].len;
+            p = skip_nul(p + lit[i].len, end);
             break;
         }
         default:
@@ -560,6 +640,7 @@ int qbc_json__scan(qbc_json_doc_t *doc, const char *text, size_t len, qbc_json_e
             t->next = doc->n_tok;
             if ((p = scan_number(&sc, p, end, t)) == NULL)
                 goto Exit;
+            p = skip_nul(p, end);
             break;
         }
 

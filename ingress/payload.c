@@ -43,51 +43,58 @@
  * entities, so that a lowercased CloudEvents name maps back to the spelling the API
  * paths and CDC responses use.
  */
-static const char *const entity_names[] = {
-    "Account",
-    "Attachable",
-    "Bill",
-    "BillPayment",
-    "Budget",
-    "ChangeOrder",
-    "Class",
-    "CompanyCurrency",
-    "CompanyInfo",
-    "CreditCardPayment",
-    "CreditMemo",
-    "Currency",
-    "Customer",
-    "CustomerType",
-    "Department",
-    "Deposit",
-    "Employee",
-    "Entitlements",
-    "Estimate",
-    "ExchangeRate",
-    "Invoice",
-    "Item",
-    "JournalCode",
-    "JournalEntry",
-    "Payment",
-    "PaymentMethod",
-    "Preferences",
-    "Purchase",
-    "PurchaseOrder",
-    "RecurringTransaction",
-    "RefundReceipt",
-    "ReimburseCharge",
-    "SalesReceipt",
-    "TaxAgency",
-    "TaxClassification",
-    "TaxCode",
-    "TaxPayment",
-    "TaxRate",
-    "TaxService",
-    "Term",
-    "TimeActivity",
-    "Transfer",
-    "Vendor",
-    "VendorCredit",
+/* clang-format off */
+#define NAME(s) {s, sizeof(s) - 1}
+/* clang-format on */
+static const struct {
+    const char *name;
+    size_t len;
+} entity_names[] = {
+    NAME("Account"),
+    NAME("Attachable"),
+    NAME("Bill"),
+    NAME("BillPayment"),
+    NAME("Budget"),
+    NAME("ChangeOrder"),
+    NAME("Class"),
+    NAME("CompanyCurrency"),
+    NAME("CompanyInfo"),
+    NAME("CreditCardPayment"),
+    NAME("CreditMemo"),
+    NAME("Currency"),
+    NAME("Customer"),
+    NAME("CustomerType"),
+    NAME("Department"),
+    NAME("Deposit"),
+    NAME("Employee"),
+    NAME("Entitlements"),
+    NAME("Estimate"),
+    NAME("ExchangeRate"),
+    NAME("Invoice"),
+    NAME("Item"),
+    NAME("JournalCode"),
+    NAME("JournalEntry"),
+    NAME("Payment"),
+    NAME("PaymentMethod"),
+    NAME("Preferences"),
+    NAME("Purchase"),
+    NAME("PurchaseOrder"),
+    NAME("RecurringTransaction"),
+    NAME("RefundReceipt"),
+    NAME("ReimburseCharge"),
+    NAME("SalesReceipt"),
+    NAME("TaxAgency"),
+    NAME("TaxClassification"),
+    NAME("TaxCode"),
+    NAME("TaxPayment"),
+    NAME("TaxRate"),
+    NAME("TaxService"),
+    NAME("Term"),
+    NAME("TimeActivity"),
+    NAME("Transfer"),
+    NAME("Vendor"),
+    NAME("VendorCredit"),
+#undef NAME
 };
 
 static int is_alnum(char c)
@@ -129,8 +136,10 @@ int qbc_entity_canonical(const char *name, size_t len, char out[QBC_ENTITY_MAX])
         if (!is_alnum(name[i]))
             return QBC_EMALFORMED;
     for (i = 0; i < sizeof(entity_names) / sizeof(entity_names[0]); i++) {
-        if (equals_icase(name, len, entity_names[i])) {
-            memcpy(out, entity_names[i], strlen(entity_names[i]) + 1);
+        /* length and first letter rule out most of the table cheaply (names start upper-case) */
+        if (entity_names[i].len == len && entity_names[i].name[0] == to_upper(name[0]) &&
+            equals_icase(name, len, entity_names[i].name)) {
+            memcpy(out, entity_names[i].name, len + 1);
             return 0;
         }
     }
@@ -162,11 +171,10 @@ qbc_op_t qbc_op_parse(const char *word, size_t len)
     return QBC_OP_UNKNOWN;
 }
 
-
 /* ============================ parse state ============================ */
 
-/* Token 0 is the root, which is never a member: it stands for "no such value". */
-#define NO_VALUE 0
+/* what get() returns for a missing member, as json_object_get() returns NULL */
+#define NO_VALUE SIZE_MAX
 
 /* tokens kept on the stack: enough for bodies of about 1 KiB */
 #define INLINE_TOKENS 128
@@ -285,23 +293,52 @@ static size_t get(const struct st_parse_t *ps, size_t obj, const char *key, size
 
     if (!is_type(ps, obj, QBC_JSON_OBJECT))
         return NO_VALUE;
+    /* an object's tokens are key, value, key, value...; a value's next is the following key */
     for (k = obj + 1, end = ps->tok[obj].next; k < end; k = ps->tok[k + 1].next) {
-        const qbc_json_tok_t *t = &ps->tok[k];
-        if (!(t->flags & QBC_JSON_ESCAPED)) {
-            if (t->len == key_len && memcmp(ps->body + t->start, key, key_len) == 0)
-                found = k + 1;
-        } else {
-            char buf[KEY_RAW_MAX];
-            size_t n;
-            const char *s = key_of(ps, k, buf, &n);
-            if (s != NULL && n == key_len && memcmp(s, key, key_len) == 0)
-                found = k + 1;
-        }
+        char buf[KEY_RAW_MAX];
+        size_t n;
+        const char *s = key_of(ps, k, buf, &n);
+        if (s != NULL && n == key_len && memcmp(s, key, key_len) == 0)
+            found = k + 1;
     }
     return found;
 }
 
 #define GET(ps, obj, literal) get((ps), (obj), (literal), sizeof(literal) - 1)
+
+/* a key to look up, with its length */
+struct st_key_t {
+    const char *s;
+    size_t len;
+};
+
+/* clang-format off */
+#define KEY(literal) {(literal), sizeof(literal) - 1}
+/* clang-format on */
+
+/*
+ * get() for n keys of one object in one pass over its members (an event object is read
+ * for most of its keys): vals[i] is what get(ps, obj, keys[i]) would return.
+ */
+static void get_each(const struct st_parse_t *ps, size_t obj, const struct st_key_t *keys, size_t n, size_t *vals)
+{
+    size_t i, k, end;
+
+    for (i = 0; i < n; i++)
+        vals[i] = NO_VALUE;
+    if (!is_type(ps, obj, QBC_JSON_OBJECT))
+        return;
+    for (k = obj + 1, end = ps->tok[obj].next; k < end; k = ps->tok[k + 1].next) {
+        char buf[KEY_RAW_MAX];
+        size_t len;
+        const char *s = key_of(ps, k, buf, &len);
+        if (s == NULL || len == 0)
+            continue;
+        for (i = 0; i < n; i++)
+            if (keys[i].len == len && keys[i].s[0] == s[0] && memcmp(keys[i].s, s, len) == 0)
+                vals[i] = k + 1;
+    }
+}
 
 /*
  * Exact key first, then any spelling of it ("deletedId", "deletedid", "deletedID"): the
@@ -344,12 +381,12 @@ enum { FIELD_OK = 0, FIELD_ABSENT = 1, FIELD_BAD = -1 };
  */
 static int take_text(struct st_parse_t *ps, size_t v, int allow_int, char *dst, size_t size, const char **why)
 {
-    const qbc_json_tok_t *t = &ps->tok[v];
+    const qbc_json_tok_t *t;
     const char *s;
     size_t n, i;
 
     dst[0] = '\0';
-    if (v == NO_VALUE || t->type == QBC_JSON_NULL)
+    if (v == NO_VALUE || (t = &ps->tok[v])->type == QBC_JSON_NULL)
         return FIELD_ABSENT;
     if (t->type == QBC_JSON_STRING) {
         if ((s = text_of(ps, v, &n)) == NULL) {
@@ -428,9 +465,11 @@ static int take_time(struct st_parse_t *ps, size_t v, int64_t *out_ns, const cha
 
 static void parse_classic_entity(struct st_parse_t *ps, size_t ent, const char *realm, size_t ni, size_t ei)
 {
+    enum { F_NAME, F_ID, F_OPERATION, F_LAST_UPDATED, F_COUNT };
+    static const struct st_key_t keys[F_COUNT] = {KEY("name"), KEY("id"), KEY("operation"), KEY("lastUpdated")};
     qbc_event_t ev;
     const char *why = "", *field, *s;
-    size_t v, n;
+    size_t f[F_COUNT], v, n;
 
     memset(&ev, 0, sizeof(ev));
     if (!is_type(ps, ent, QBC_JSON_OBJECT)) {
@@ -439,9 +478,10 @@ static void parse_classic_entity(struct st_parse_t *ps, size_t ent, const char *
         return;
     }
     memcpy(ev.realm, realm, strlen(realm) + 1);
+    get_each(ps, ent, keys, F_COUNT, f);
 
     field = "name";
-    v = GET(ps, ent, "name");
+    v = f[F_NAME];
     if (!is_type(ps, v, QBC_JSON_STRING)) {
         why = "is missing or not a string";
         goto Reject;
@@ -451,10 +491,10 @@ static void parse_classic_entity(struct st_parse_t *ps, size_t ent, const char *
         goto Reject;
     }
     field = "id";
-    if (take_required(ps, GET(ps, ent, "id"), 1, ev.id, sizeof(ev.id), &why) != FIELD_OK)
+    if (take_required(ps, f[F_ID], 1, ev.id, sizeof(ev.id), &why) != FIELD_OK)
         goto Reject;
     field = "operation";
-    v = GET(ps, ent, "operation");
+    v = f[F_OPERATION];
     if (!is_type(ps, v, QBC_JSON_STRING)) {
         why = "is missing or not a string";
         goto Reject;
@@ -464,7 +504,7 @@ static void parse_classic_entity(struct st_parse_t *ps, size_t ent, const char *
         goto Reject;
     }
     field = "lastUpdated";
-    if (take_time(ps, GET(ps, ent, "lastUpdated"), &ev.updated_ns, &why) == FIELD_BAD)
+    if (take_time(ps, f[F_LAST_UPDATED], &ev.updated_ns, &why) == FIELD_BAD)
         goto Reject;
     field = "deletedId";
     if (take_text(ps, get_icase(ps, ent, "deletedid"), 1, ev.deleted_id, sizeof(ev.deleted_id), &why) == FIELD_BAD)
@@ -569,9 +609,13 @@ static int parse_type(const char *s, size_t len, qbc_event_t *ev, const char **w
 
 static void parse_cloudevent(struct st_parse_t *ps, size_t el, size_t i)
 {
+    enum { F_SPECVERSION, F_TYPE, F_ACCOUNT, F_ENTITY, F_ID, F_TIME, F_DATA, F_COUNT };
+    static const struct st_key_t keys[F_COUNT] = {
+        KEY("specversion"), KEY("type"), KEY("intuitaccountid"), KEY("intuitentityid"), KEY("id"),
+        KEY("time"),        KEY("data")};
     qbc_event_t ev;
     const char *why = "", *field, *s;
-    size_t v, n;
+    size_t f[F_COUNT], v, n;
 
     memset(&ev, 0, sizeof(ev));
     if (!is_type(ps, el, QBC_JSON_OBJECT)) {
@@ -579,13 +623,14 @@ static void parse_cloudevent(struct st_parse_t *ps, size_t el, size_t i)
         problem(ps, "[%zu] is not an object", i);
         return;
     }
+    get_each(ps, el, keys, F_COUNT, f);
     field = "specversion";
-    if (!is_type(ps, GET(ps, el, "specversion"), QBC_JSON_STRING)) {
+    if (!is_type(ps, f[F_SPECVERSION], QBC_JSON_STRING)) {
         why = "is missing or not a string";
         goto Reject;
     }
     field = "type";
-    v = GET(ps, el, "type");
+    v = f[F_TYPE];
     if (!is_type(ps, v, QBC_JSON_STRING)) {
         why = "is missing or not a string";
         goto Reject;
@@ -597,21 +642,21 @@ static void parse_cloudevent(struct st_parse_t *ps, size_t el, size_t i)
     if (parse_type(s, n, &ev, &why) != FIELD_OK)
         goto Reject;
     field = "intuitaccountid";
-    if (take_required(ps, GET(ps, el, "intuitaccountid"), 1, ev.realm, sizeof(ev.realm), &why) != FIELD_OK)
+    if (take_required(ps, f[F_ACCOUNT], 1, ev.realm, sizeof(ev.realm), &why) != FIELD_OK)
         goto Reject;
     field = "intuitentityid";
-    if (take_required(ps, GET(ps, el, "intuitentityid"), 1, ev.id, sizeof(ev.id), &why) != FIELD_OK)
+    if (take_required(ps, f[F_ENTITY], 1, ev.id, sizeof(ev.id), &why) != FIELD_OK)
         goto Reject;
     /* the event id only serves retry dedupe; an event without one is still a change */
     field = "id";
-    if (take_text(ps, GET(ps, el, "id"), 1, ev.event_id, sizeof(ev.event_id), &why) == FIELD_BAD)
+    if (take_text(ps, f[F_ID], 1, ev.event_id, sizeof(ev.event_id), &why) == FIELD_BAD)
         goto Reject;
     field = "time";
-    if (take_time(ps, GET(ps, el, "time"), &ev.updated_ns, &why) == FIELD_BAD)
+    if (take_time(ps, f[F_TIME], &ev.updated_ns, &why) == FIELD_BAD)
         goto Reject;
     field = "data.deletedid";
-    if (take_text(ps, get_icase(ps, GET(ps, el, "data"), "deletedid"), 1, ev.deleted_id, sizeof(ev.deleted_id),
-                  &why) == FIELD_BAD)
+    if (take_text(ps, get_icase(ps, f[F_DATA], "deletedid"), 1, ev.deleted_id, sizeof(ev.deleted_id), &why) ==
+        FIELD_BAD)
         goto Reject;
 
     if (push_event(ps, &ev) != 0) {
