@@ -188,3 +188,17 @@ def compare_to_truth(truth, truth0, data_dir):
             dups.append(key)
         seen.add(key)
     return wrong, missing, dups, feed, changed
+
+
+def wait_drained(sim, data_dir, timeout=90):
+    """waits until qbosim has no webhook left to deliver and qbcdc no notice pending;
+    returns the notices still pending (empty when drained)."""
+    deadline = time.time() + timeout
+    left = None
+    while time.time() < deadline:
+        _, s = sim_calls(sim)
+        left = qbcdc_lines("pending", "--data-dir", data_dir)
+        if not left and s.get("webhooks", {}).get("pending", 0) == 0:
+            break
+        time.sleep(0.5)
+    return left or []

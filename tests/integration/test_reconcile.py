@@ -14,7 +14,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import *  # noqa: F401,F403
-from simlib import Sim, compare_to_truth, flat_truth, qbcdc_lines, register_realms, serve_env, sim_calls
+from simlib import Sim, compare_to_truth, flat_truth, qbcdc_lines, register_realms, serve_env, sim_calls, wait_drained
 
 
 qport = free_port()
@@ -36,14 +36,7 @@ for fmt in ("classic", "cloudevents"):
     ok(st == 200 and j.get("changes") == 600, "qbosim made 600 changes (%s webhooks)" % fmt, j)
     time.sleep(6)  # let access tokens expire in between: refreshes happen under load
 
-deadline = time.time() + 90
-left = None
-while time.time() < deadline:
-    _, s = sim_calls(sim)
-    left = qbcdc_lines("pending", "--data-dir", data_dir)
-    if not left and s.get("webhooks", {}).get("pending", 0) == 0:
-        break
-    time.sleep(0.5)
+left = wait_drained(sim, data_dir, timeout=90)
 ok(left == [], "every notice reconciled", "%d still pending" % len(left or []))
 elapsed = time.time() - t0
 

@@ -15,7 +15,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import *  # noqa: F401,F403
-from simlib import Sim, compare_to_truth, flat_truth, qbcdc_lines, register_realms, serve_env, sim_calls
+from simlib import Sim, compare_to_truth, flat_truth, qbcdc_lines, register_realms, serve_env, sim_calls, wait_drained
 
 ROUNDS = int(os.environ.get("QBCDC_CRASH_ROUNDS", "6"))
 seed = int(os.environ.get("QBCDC_CRASH_SEED", str(int(time.time()))))
@@ -47,14 +47,7 @@ for r in range(ROUNDS):
     ok(wait_http(qport), "round %d: restarted on the same store" % r)
 ok(killed_with_work > 0, "at least one kill landed while work was pending (%d of %d)" % (killed_with_work, ROUNDS))
 
-deadline = time.time() + 120
-left = None
-while time.time() < deadline:
-    _, s = sim_calls(sim)
-    left = qbcdc_lines("pending", "--data-dir", data_dir)
-    if not left and s.get("webhooks", {}).get("pending", 0) == 0:
-        break
-    time.sleep(0.5)
+left = wait_drained(sim, data_dir, timeout=120)
 ok(left == [], "after the last restart every notice is reconciled", "%d still pending" % len(left or []))
 _, s = sim_calls(sim)
 is_(s.get("webhooks", {}).get("gave_up", 0), 0, "qbosim gave up on no webhook")
