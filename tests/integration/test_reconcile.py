@@ -14,7 +14,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import *  # noqa: F401,F403
-from simlib import Sim, compare_to_truth, flat_truth, qbcdc_lines, register_realms, serve_env, sim_calls, wait_drained
+from simlib import Sim, compare_to_truth, flat_truth, register_realms, serve_env, sim_calls, wait_drained
 
 
 qport = free_port()
