@@ -41,6 +41,8 @@ static const option_t options[] = {
         "JournalEntry,Payment,PaymentMethod,Purchase,PurchaseOrder,RefundReceipt,SalesReceipt,Term,Transfer,Vendor,"
         "VendorCredit",
         "entity names polled by CDC"),
+    OPT("cdc-lookback", cdc_lookback, "2592000",
+        "CDC's lookback in seconds (QBO: 30 days); a realm whose watermark is older is backfilled instead"),
     OPT("admin-token", admin_token, NULL, "bearer token for /admin/*; none: /admin/* answers 403"),
     OPT("feed-token", feed_token, NULL, "bearer token for /v1/*; none: /v1/* answers 403"),
     OPT("master-key-file", master_key_file, NULL,
@@ -157,6 +159,14 @@ static int split_tokens(qbc_config_t *cfg)
     return 0;
 }
 
+int qbc_config_is_default(const qbc_config_t *cfg, const char *flag)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        if (strcmp(options[i].flag, flag) == 0)
+            return *(const char *const *)((const char *)cfg + options[i].offset) == options[i].def;
+    return 0;
+}
+
 int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const char *const *allowed, char *err,
                     size_t errsz)
 {
@@ -228,6 +238,7 @@ int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const c
         {cfg->backoff_base_ms, "backoff base ms", 1, 3600000, &cfg->n_backoff_base_ms},
         {cfg->backoff_max_ms, "backoff max ms", 1, 86400000, &cfg->n_backoff_max_ms},
         {cfg->throttle_pause_ms, "throttle pause ms", 1, 3600000, &cfg->n_throttle_pause_ms},
+        {cfg->cdc_lookback, "cdc lookback", 1, 86400 * 30, &cfg->n_cdc_lookback_s},
     };
     for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
         if (parse_long(nums[i].text, nums[i].min, nums[i].max, nums[i].out) != 0) {

@@ -17,6 +17,7 @@ typedef struct st_qbc_config_t {
     const char *minorversion;
     const char *cdc_interval;
     const char *cdc_entities;
+    const char *cdc_lookback;
     const char *admin_token, *feed_token;
     const char *master_key_file;
     const char *map_size, *map_max; /* store sizing (bytes, K/M/G/T suffixes) */
@@ -31,6 +32,7 @@ typedef struct st_qbc_config_t {
     long cdc_interval_s, minorversion_n, drain_ms_n;
     long n_rate_limit, n_max_inflight, n_ids_per_query, n_max_attempts, n_coalesce_ms, n_request_timeout_ms;
     long n_backoff_base_ms, n_backoff_max_ms, n_throttle_pause_ms;
+    long n_cdc_lookback_s;
     char **tokens; /* split webhook_verifier_tokens */
     size_t n_tokens;
 } qbc_config_t;
@@ -45,6 +47,9 @@ typedef struct st_qbc_config_t {
 int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const char *const *allowed, char *err,
                     size_t errsz);
 void qbc_config_free(qbc_config_t *cfg);
+
+/** 1 if the option (by flag name) still holds its built-in default (neither environment nor flag set it) */
+int qbc_config_is_default(const qbc_config_t *cfg, const char *flag);
 
 /** prints the option table (flag, variable, default, meaning) for --help. */
 void qbc_config_print_help(const char *const *allowed);

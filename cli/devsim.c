@@ -84,6 +84,9 @@ int qbc_devsim_start(qbc_config_t *cfg, qbc_devsim_t *sim)
                  (int)(strlen(url) - strlen("/webhooks/intuit")), url);
         cfg->oauth_redirect_uri = sim->redirect_uri;
     }
+    /* the simulator knows fewer entities than the default CDC list, and refuses the others */
+    if (qbc_config_is_default(cfg, "cdc-entities"))
+        cfg->cdc_entities = "Account,Bill,Customer,Invoice,Item,JournalEntry,Payment,Vendor";
     cfg->client_id = "qbosim-client";
     cfg->client_secret = "qbosim-secret";
     cfg->api_base = sim->api_base;

@@ -84,6 +84,15 @@ static char *metrics(void *ctx)
     counter(&t, "qbcdc_versions_offered_total", "Entity versions offered to the store.", st->versions_offered);
     counter(&t, "qbcdc_feed_appended_total", "Versions that were new and entered the feed.", st->feed_appended);
     counter(&t, "qbcdc_dead_letters_total", "Changes given up after max attempts.", st->dead_letters);
+    counter(&t, "qbcdc_cdc_requests_total", "CDC API calls (sweeps split at the 1,000-object cap make several).",
+            st->cdc_requests);
+    counter(&t, "qbcdc_cdc_sweeps_total", "Completed CDC sweeps (watermark committed with their versions).",
+            st->cdc_sweeps);
+    counter(&t, "qbcdc_cdc_versions_new_total", "Versions CDC found that webhooks had not delivered.",
+            st->cdc_versions_new);
+    counter(&t, "qbcdc_backfill_requests_total", "Backfill query pages requested.", st->backfill_requests);
+    counter(&t, "qbcdc_backfill_versions_new_total", "Versions backfills found that were new to the feed.",
+            st->backfill_versions_new);
     add(&t, "# HELP qbcdc_reconcile_seconds From a change's first sighting to the commit of its version.\n"
             "# TYPE qbcdc_reconcile_seconds histogram\n");
     uint64_t cum = 0;

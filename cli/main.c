@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "common.h"
+#include "adminapi.h"
 #include "config.h"
 #include "devsim.h"
 #include "figures.h"
@@ -31,6 +32,10 @@ static void usage(FILE *f)
                "  qbcdc feed [flags]         print the change feed (JSON lines)\n"
                "  qbcdc dead [flags]         list dead letters (JSON lines)\n"
                "  qbcdc stats [flags]        print store counters (one JSON object)\n"
+               "  qbcdc cdc REALM            ask the running service for a CDC sweep now (admin API)\n"
+               "  qbcdc backfill REALM       start a backfill job (admin API; --entities, --since)\n"
+               "  qbcdc jobs [ID]            list backfill jobs or show one (admin API)\n"
+               "  qbcdc cancel ID            cancel a backfill job (admin API)\n"
                "  qbcdc --help | --version\n"
                "\n"
                "Run `qbcdc <command> --help` for a command's flags. Every flag can also be set by\n"
@@ -121,7 +126,10 @@ static int cmd_serve(int argc, char **argv)
                                         .backoff_base_ms = (unsigned)cfg.n_backoff_base_ms,
                                         .backoff_max_ms = (unsigned)cfg.n_backoff_max_ms,
                                         .throttle_pause_ms = (unsigned)cfg.n_throttle_pause_ms,
-                                        .coalesce_ms = (unsigned)cfg.n_coalesce_ms};
+                                        .coalesce_ms = (unsigned)cfg.n_coalesce_ms,
+                                        .cdc_interval_s = (unsigned)cfg.cdc_interval_s,
+                                        .cdc_entities = cfg.cdc_entities,
+                                        .cdc_lookback_s = (unsigned)cfg.n_cdc_lookback_s};
         if ((rc = qbc_reconciler_start(&rcfg, store, &rec)) != 0) {
             fprintf(stderr, "qbcdc: cannot start the reconciler: %s\n", qbc_strerror(rc));
             goto Exit;
@@ -234,6 +242,9 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "inbox") == 0 || strcmp(cmd, "pending") == 0 || strcmp(cmd, "stats") == 0 ||
         strcmp(cmd, "entities") == 0 || strcmp(cmd, "feed") == 0 || strcmp(cmd, "dead") == 0)
         return cmd_inspect(cmd, argc, argv);
+    if (strcmp(cmd, "cdc") == 0 || strcmp(cmd, "backfill") == 0 || strcmp(cmd, "jobs") == 0 ||
+        strcmp(cmd, "cancel") == 0)
+        return qbc_adminapi_main(cmd, argc, argv);
     if (cmd[0] == '-')
         return usage_error("unknown flag '%s' (see qbcdc --help)", cmd);
     return usage_error("unknown command '%s' (see qbcdc --help)", cmd);

@@ -6,6 +6,10 @@
  *   DELETE /admin/realms/{realm}       revoke at Intuit, erase the tokens (connect.c)
  *   GET /admin/dead-letters            notices the reconciler gave up on
  *   POST /admin/dead-letters/{id}/retry  put one back into pending work
+ *   POST /admin/realms/{realm}/cdc     ask the reconciler for a CDC sweep of the realm now
+ *   POST /admin/realms/{realm}/backfill  start a backfill job
+ *   GET /admin/jobs, GET /admin/jobs/{id}  backfill jobs and their progress
+ *   DELETE /admin/jobs/{id}, POST /admin/jobs/{id}/cancel  cancel a backfill job (both work)
  *
  * Tokens never appear in an answer or a log line; the answer to PUT comes only after
  * the encrypted tokens are committed.
@@ -115,7 +119,19 @@ static int put_tokens(qbc_ingress_t *ing, h2o_req_t *req, h2o_iovec_t realm)
 typedef struct {
     json_t *list;
     qbc_store_t *store;
+    json_t *catchup; /* realm -> the automatic backfill still filling its gap: {"job","since"} */
 } realms_ctx_t;
+
+/* a realm whose CDC watermark jumped ahead over a gap that a backfill is still filling */
+static int catchup_cb(const qbc_backfill_t *b, void *p)
+{
+    realms_ctx_t *ctx = p;
+    if ((b->status == QBC_BACKFILL_QUEUED || b->status == QBC_BACKFILL_RUNNING) &&
+        strcmp(b->reason, "cdc_too_old") == 0 && json_object_get(ctx->catchup, b->realm) == NULL)
+        json_object_set_new(ctx->catchup, b->realm,
+                            json_pack("{s:I,s:I}", "job", (json_int_t)b->id, "since", (json_int_t)b->since_ns));
+    return 0;
+}
 
 static int pending_count_cb(const qbc_pending_t *p, void *ctx)
 {
@@ -136,18 +152,35 @@ static int realm_cb(const qbc_realm_t *r, int has_tokens, void *p)
     json_object_set_new(o, "last_error", r->last_error[0] ? json_string(r->last_error) : json_null());
     json_object_set_new(o, "connected_at", r->connected_ns ? json_string(qbc_time_format(r->connected_ns, ts)) : json_null());
     json_object_set_new(o, "last_cdc", r->last_cdc_ns ? json_string(qbc_time_format(r->last_cdc_ns, ts)) : json_null());
+    /*
+     * complete_until: the feed holds every change up to here, confirmed by a complete CDC
+     * sweep — or, while an automatic backfill fills the gap of a realm idle past CDC's
+     * lookback, only up to where that gap starts. cdc_watermark is where the next sweep starts.
+     */
+    json_t *gap = json_object_get(ctx->catchup, r->realm);
+    int64_t complete = gap ? json_integer_value(json_object_get(gap, "since")) : r->cdc_watermark_ns;
+    json_object_set_new(o, "cdc_watermark",
+                        r->cdc_watermark_ns ? json_string(qbc_time_format(r->cdc_watermark_ns, ts)) : json_null());
+    json_object_set_new(o, "complete_until", complete ? json_string(qbc_time_format(complete, ts)) : json_null());
+    json_object_set_new(o, "catchup_job",
+                        gap ? json_integer(json_integer_value(json_object_get(gap, "job"))) : json_null());
+    json_object_set_new(o, "cdc_requested",
+                        r->cdc_requested_ns ? json_string(qbc_time_format(r->cdc_requested_ns, ts)) : json_null());
     json_array_append_new(ctx->list, o);
     return 0;
 }
 
 static int get_realms(qbc_ingress_t *ing, h2o_req_t *req)
 {
-    realms_ctx_t ctx = {json_array(), ing->store};
-    if (qbc_store_realm_scan(ing->store, realm_cb, &ctx) != 0) {
+    realms_ctx_t ctx = {json_array(), ing->store, json_object()};
+    if (qbc_store_backfill_scan(ing->store, catchup_cb, &ctx) != 0 ||
+        qbc_store_realm_scan(ing->store, realm_cb, &ctx) != 0) {
         json_decref(ctx.list);
+        json_decref(ctx.catchup);
         respond_error(req, 503, "Service Unavailable", "store_unavailable", "cannot read the store");
         return 0;
     }
+    json_decref(ctx.catchup);
     if (ing->hooks.realm_stats != NULL)
         ing->hooks.realm_stats(ing->hooks.ctx, ctx.list);
     json_t *o = json_pack("{s:o}", "realms", ctx.list);
@@ -207,6 +240,255 @@ static int retry_dead_letter(qbc_ingress_t *ing, h2o_req_t *req, h2o_iovec_t id)
     return 0;
 }
 
+/* ---------------------------------------------------------------- CDC and backfill jobs */
+
+static json_t *time_or_null(int64_t ns)
+{
+    char ts[QBC_TIME_BUFSZ];
+    return ns ? json_string(qbc_time_format(ns, ts)) : json_null();
+}
+
+static json_t *job_json(const qbc_backfill_t *b)
+{
+    char id[24];
+    json_t *ents = json_array();
+    size_t n = 0;
+    const char *current = NULL;
+    char cur[QBC_ENTITY_MAX] = "";
+    for (const char *p = b->entities; *p != '\0';) {
+        const char *c = strchr(p, ',');
+        size_t len = c ? (size_t)(c - p) : strlen(p);
+        if (len > 0 && len < QBC_ENTITY_MAX) {
+            json_array_append_new(ents, json_stringn(p, len));
+            if (n == b->entity_index) {
+                memcpy(cur, p, len);
+                cur[len] = '\0';
+                current = cur;
+            }
+            n++;
+        }
+        p += len + (c != NULL);
+    }
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)b->id);
+    int live = b->status == QBC_BACKFILL_QUEUED || b->status == QBC_BACKFILL_RUNNING;
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "job", id, "realm", b->realm, "status",
+                          qbc_backfill_status_name(b->status), "reason", b->reason);
+    /* "" = the CDC entity list, resolved (and written here) when the job starts */
+    json_object_set_new(o, "entities", b->entities[0] ? ents : (json_decref(ents), json_null()));
+    json_object_set_new(o, "since", time_or_null(b->since_ns));
+    json_object_set_new(o, "entities_done", json_integer(b->entities_done));
+    json_object_set_new(o, "entities_total", b->entities[0] ? json_integer((json_int_t)n) : json_null());
+    json_object_set_new(o, "current_entity", live && current ? json_string(current) : json_null());
+    json_object_set_new(o, "start_position", json_integer((json_int_t)b->start_position));
+    json_object_set_new(o, "records_seen", json_integer((json_int_t)b->records_seen));
+    json_object_set_new(o, "versions_new", json_integer((json_int_t)b->versions_new));
+    json_object_set_new(o, "created_at", time_or_null(b->created_ns));
+    json_object_set_new(o, "started_at", time_or_null(b->started_ns));
+    json_object_set_new(o, "finished_at", time_or_null(b->finished_ns));
+    json_object_set_new(o, "error", b->error[0] ? json_string(b->error) : json_null());
+    return o;
+}
+
+static void respond_obj(h2o_req_t *req, int status, const char *reason, json_t *o)
+{
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    respond_json(req, status, reason, text);
+    free(text);
+}
+
+void admin_job_answer(ingress_job_t *j, h2o_req_t *req)
+{
+    if (req == NULL)
+        return;
+    if (j->job.result != 0) {
+        respond_error(req, 503, "Service Unavailable", "store_unavailable", "could not store the request; retry later");
+        return;
+    }
+    if (j->job.kind == QBC_JOB_CDC_REQUEST) {
+        if (j->job.n_retired == 0) {
+            respond_error(req, 404, "Not Found", "not_found", "no such realm");
+            return;
+        }
+        respond_obj(req, 202, "Accepted",
+                    json_pack("{s:s,s:s,s:o}", "realm", j->realm, "status", "scheduled", "requested_at",
+                              time_or_null(j->job.received_ns)));
+        return;
+    }
+    if (j->job.backfill_cancel != 0) {
+        if (j->job.backfill_id == 0) {
+            respond_error(req, 404, "Not Found", "not_found", "no such job");
+            return;
+        }
+        respond_obj(req, 200, "OK", job_json(&j->job.backfill_out));
+        return;
+    }
+    char id[24];
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)j->job.backfill_id);
+    respond_obj(req, 202, "Accepted", json_pack("{s:s,s:s,s:s}", "job", id, "realm", j->realm, "status", "queued"));
+}
+
+static int realm_known(qbc_ingress_t *ing, h2o_req_t *req, h2o_iovec_t seg, char *realm)
+{
+    qbc_realm_t st;
+    if (!valid_realm(seg.base, seg.len)) {
+        respond_error(req, 404, "Not Found", "not_found", "no such realm");
+        return 0;
+    }
+    snprintf(realm, QBC_REALM_MAX, "%.*s", (int)seg.len, seg.base);
+    if (qbc_store_realm_get(ing->store, realm, &st) != 0) {
+        respond_error(req, 404, "Not Found", "not_found", "no such realm");
+        return 0;
+    }
+    return 1;
+}
+
+static int post_cdc(qbc_ingress_t *ing, h2o_req_t *req, h2o_iovec_t seg)
+{
+    char realm[QBC_REALM_MAX];
+    if (!realm_known(ing, req, seg, realm))
+        return 0;
+    ingress_job_t *j = ingress_job_new(ing, req, QBC_JOB_CDC_REQUEST);
+    snprintf(j->realm, sizeof(j->realm), "%s", realm);
+    j->job.realm = j->realm;
+    if (ingress_submit(ing, j) != 0) {
+        ingress_job_free(j);
+        respond_error(req, 503, "Service Unavailable", "shutting_down", "retry later");
+    }
+    return 0;
+}
+
+static int post_backfill(qbc_ingress_t *ing, h2o_req_t *req, h2o_iovec_t seg)
+{
+    char realm[QBC_REALM_MAX];
+    if (!realm_known(ing, req, seg, realm))
+        return 0;
+    json_t *body = NULL, *ents = NULL, *since = NULL;
+    if (req->entity.len > 0) {
+        body = json_loadb(req->entity.base, req->entity.len, 0, NULL);
+        if (!json_is_object(body)) {
+            json_decref(body);
+            respond_error(req, 400, "Bad Request", "bad_json", "body must be a JSON object (or empty)");
+            return 0;
+        }
+        ents = json_object_get(body, "entities");
+        since = json_object_get(body, "since");
+    }
+    ingress_job_t *j = ingress_job_new(ing, req, QBC_JOB_BACKFILL);
+    qbc_backfill_t *b = &j->backfill;
+    const char *problem = NULL;
+    snprintf(j->realm, sizeof(j->realm), "%s", realm);
+    snprintf(b->realm, sizeof(b->realm), "%s", realm);
+    snprintf(b->reason, sizeof(b->reason), "operator");
+    b->start_position = 1;
+    if (ents != NULL && !json_is_null(ents)) {
+        size_t i, len = 0;
+        json_t *e;
+        if (!json_is_array(ents))
+            problem = "entities must be an array of entity names";
+        json_array_foreach(ents, i, e)
+        {
+            const char *name = json_string_value(e);
+            size_t n = name ? strlen(name) : 0;
+            int okname = n > 0 && n < QBC_ENTITY_MAX;
+            for (size_t k = 0; okname && k < n; k++)
+                okname = (name[k] >= 'A' && name[k] <= 'Z') || (name[k] >= 'a' && name[k] <= 'z');
+            if (!okname) {
+                problem = "entities must be QBO entity names such as \"Invoice\"";
+                break;
+            }
+            if (len + n + 2 >= sizeof(b->entities)) {
+                problem = "too many entities";
+                break;
+            }
+            len += (size_t)snprintf(b->entities + len, sizeof(b->entities) - len, "%s%s", len ? "," : "", name);
+        }
+        if (problem == NULL && len == 0 && json_is_array(ents))
+            problem = "entities must not be empty (leave it out for the CDC entity list)";
+    }
+    if (problem == NULL && since != NULL && !json_is_null(since) &&
+        (!json_is_string(since) ||
+         qbc_time_parse(json_string_value(since), json_string_length(since), &b->since_ns) != 0 || b->since_ns <= 0))
+        problem = "since must be an ISO-8601 date-time with an offset, e.g. 2026-01-31T00:00:00Z";
+    json_decref(body);
+    if (problem != NULL) {
+        ingress_job_free(j);
+        respond_error(req, 400, "Bad Request", "bad_backfill", problem);
+        return 0;
+    }
+    j->job.backfill = b;
+    if (ingress_submit(ing, j) != 0) {
+        ingress_job_free(j);
+        respond_error(req, 503, "Service Unavailable", "shutting_down", "retry later");
+    }
+    return 0;
+}
+
+static int parse_job_id(h2o_iovec_t seg, uint64_t *out)
+{
+    char buf[24], *end;
+    if (seg.len == 0 || seg.len >= sizeof(buf) || seg.base[0] < '0' || seg.base[0] > '9')
+        return -1;
+    memcpy(buf, seg.base, seg.len);
+    buf[seg.len] = '\0';
+    unsigned long long n = strtoull(buf, &end, 10);
+    if (*end != '\0' || n == 0)
+        return -1;
+    *out = n;
+    return 0;
+}
+
+static int get_job(qbc_ingress_t *ing, h2o_req_t *req, h2o_iovec_t seg)
+{
+    uint64_t id;
+    qbc_backfill_t b;
+    int rc;
+    if (parse_job_id(seg, &id) != 0 || (rc = qbc_store_backfill_get(ing->store, id, &b)) == QBC_ENOTFOUND) {
+        respond_error(req, 404, "Not Found", "not_found", "no such job");
+        return 0;
+    }
+    if (rc != 0) {
+        respond_error(req, 503, "Service Unavailable", "store_unavailable", "cannot read the store");
+        return 0;
+    }
+    respond_obj(req, 200, "OK", job_json(&b));
+    return 0;
+}
+
+static int job_list_cb(const qbc_backfill_t *b, void *ctx)
+{
+    json_array_append_new(ctx, job_json(b));
+    return 0;
+}
+
+static int get_jobs(qbc_ingress_t *ing, h2o_req_t *req)
+{
+    json_t *list = json_array();
+    if (qbc_store_backfill_scan(ing->store, job_list_cb, list) != 0) {
+        json_decref(list);
+        respond_error(req, 503, "Service Unavailable", "store_unavailable", "cannot read the store");
+        return 0;
+    }
+    respond_obj(req, 200, "OK", json_pack("{s:o}", "jobs", list));
+    return 0;
+}
+
+static int cancel_job(qbc_ingress_t *ing, h2o_req_t *req, h2o_iovec_t seg)
+{
+    uint64_t id;
+    if (parse_job_id(seg, &id) != 0) {
+        respond_error(req, 404, "Not Found", "not_found", "no such job");
+        return 0;
+    }
+    ingress_job_t *j = ingress_job_new(ing, req, QBC_JOB_BACKFILL);
+    j->job.backfill_cancel = id;
+    if (ingress_submit(ing, j) != 0) {
+        ingress_job_free(j);
+        respond_error(req, 503, "Service Unavailable", "shutting_down", "retry later");
+    }
+    return 0;
+}
+
 int on_admin(h2o_handler_t *_self, h2o_req_t *req)
 {
     qbc_ingress_t *ing = ((ingress_handler_t *)_self)->ing;
@@ -257,6 +539,36 @@ int on_admin(h2o_handler_t *_self, h2o_req_t *req)
         if (is_put)
             return put_tokens(ing, req, seg[1]);
         respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use PUT");
+        return 0;
+    }
+    if (n == 3 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("realms")) &&
+        (h2o_memis(seg[2].base, seg[2].len, H2O_STRLIT("cdc")) ||
+         h2o_memis(seg[2].base, seg[2].len, H2O_STRLIT("backfill")))) {
+        if (!is_post) {
+            respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use POST");
+            return 0;
+        }
+        return seg[2].len == 3 ? post_cdc(ing, req, seg[1]) : post_backfill(ing, req, seg[1]);
+    }
+    if (n == 1 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("jobs"))) {
+        if (is_get)
+            return get_jobs(ing, req);
+        respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET");
+        return 0;
+    }
+    if (n == 2 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("jobs"))) {
+        if (is_get)
+            return get_job(ing, req, seg[1]);
+        if (is_delete)
+            return cancel_job(ing, req, seg[1]);
+        respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET or DELETE");
+        return 0;
+    }
+    if (n == 3 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("jobs")) &&
+        h2o_memis(seg[2].base, seg[2].len, H2O_STRLIT("cancel"))) {
+        if (is_post)
+            return cancel_job(ing, req, seg[1]);
+        respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use POST");
         return 0;
     }
     respond_error(req, 404, "Not Found", "not_found", "no such admin endpoint");

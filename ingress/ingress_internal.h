@@ -90,6 +90,7 @@ typedef struct st_ingress_job_t {
     int disconnect;        /* DELETE /admin/realms/{realm} */
     int revoked;           /* the revoke endpoint said 200 */
     char revoke_error[200];
+    qbc_backfill_t backfill; /* QBC_JOB_BACKFILL: the job to create */
 } ingress_job_t;
 
 /** a job bound to req (guarded: if the request goes away, the answer is dropped). */
@@ -134,6 +135,9 @@ void connect_dispose(qbc_ingress_t *ing);
 int on_healthz(h2o_handler_t *self, h2o_req_t *req);
 int on_metrics(h2o_handler_t *self, h2o_req_t *req);
 extern qbc_ingress_t *qbc_ingress__left_for_exit;
+
+/** answers a committed QBC_JOB_BACKFILL or QBC_JOB_CDC_REQUEST (admin.c); req may be NULL (gone) */
+void admin_job_answer(ingress_job_t *j, h2o_req_t *req);
 
 /** runs on the loop thread for every job the store finished. */
 void on_job_committed(ingress_job_t *j);

@@ -269,6 +269,11 @@ void on_job_committed(ingress_job_t *j)
         ingress_job_free(j);
         return;
     }
+    if (j->job.kind == QBC_JOB_BACKFILL || j->job.kind == QBC_JOB_CDC_REQUEST) {
+        admin_job_answer(j, req);
+        ingress_job_free(j);
+        return;
+    }
     if (j->job.kind == QBC_JOB_PING) {
         if (req != NULL) {
             if (j->job.result == 0)

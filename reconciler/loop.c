@@ -16,13 +16,13 @@
 
 const unsigned qbc_reconciler_latency_bounds_ms[11] = {10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000};
 
-enum { X_QUERY = 1, X_READ = 2, X_TOKEN = 3, X_BATCH = 4 };
+enum { X_QUERY = 1, X_READ = 2, X_TOKEN = 3, X_BATCH = 4, X_API = 5 };
 
 typedef struct st_rec_part_t {
     char entity[QBC_ENTITY_MAX];
     size_t off, n; /* its notices: x->ns[off .. off + n) */
 } rec_part_t;
-enum { J_RECONCILE = 1, J_DEAD = 2, J_TOKENS = 3, J_STATE = 4 };
+enum { J_RECONCILE = 1, J_DEAD = 2, J_TOKENS = 3, J_STATE = 4, J_GENERIC = 5 };
 
 struct st_rec_xfer_t {
     rec_xfer_t *next, *prev;
@@ -41,6 +41,8 @@ struct st_rec_xfer_t {
     char *body;
     size_t len, cap;
     uint64_t retry_after_ms;
+    rec_api_cb api_cb; /* X_API: who gets the answer */
+    void *api_ctx;
 };
 
 struct st_rec_job_t {
@@ -59,6 +61,12 @@ struct st_rec_job_t {
     qbc_tokens_t *tokens;
     qbc_realm_t state;
     char error[256];
+    /* J_GENERIC (CDC, backfill) */
+    char **owned; /* entity JSON texts the versions point into */
+    size_t n_owned;
+    qbc_backfill_t checkpoint;
+    rec_commit_cb done;
+    void *done_ctx;
 };
 
 void rec_stat_add(qbc_reconciler_t *r, size_t offset, uint64_t v)
@@ -81,7 +89,7 @@ static int g_slot_used[LISTENER_SLOTS];
 
 static void on_store_commit(void *ctx, const qbc_commit_note_t *note)
 {
-    if (note->new_pending == 0 && note->realms_changed == 0)
+    if (note->new_pending == 0 && note->realms_changed == 0 && note->jobs_changed == 0)
         return;
     size_t slot = (size_t)(uintptr_t)ctx;
     pthread_mutex_lock(&g_slot_mu);
@@ -91,6 +99,8 @@ static void on_store_commit(void *ctx, const qbc_commit_note_t *note)
             atomic_store(&r->dirty_pending, 1);
         if (note->realms_changed)
             atomic_store(&r->dirty_realms, 1);
+        if (note->jobs_changed)
+            atomic_store(&r->dirty_jobs, 1);
         curl_multi_wakeup(r->multi);
     }
     pthread_mutex_unlock(&g_slot_mu);
@@ -127,6 +137,9 @@ static void job_free(rec_job_t *j)
     free(j->versions);
     free(j->refs);
     free(j->ns);
+    for (size_t i = 0; i < j->n_owned; i++)
+        free(j->owned[i]);
+    free(j->owned);
     if (j->tokens != NULL) {
         OPENSSL_cleanse(j->tokens, sizeof(*j->tokens));
         free(j->tokens);
@@ -196,6 +209,38 @@ int rec_submit_realm(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_realm_t 
     int rc = job_submit(r, j);
     if (rc != 0)
         job_free(j);
+    return rc;
+}
+
+int rec_submit_versions(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_store_job_t *tmpl, qbc_version_t *versions,
+                        size_t nv, char **owned, size_t n_owned, rec_commit_cb done, void *ctx)
+{
+    rec_job_t *j = job_new(r, J_GENERIC, realm);
+    j->versions = versions;
+    j->nv = nv;
+    j->owned = owned;
+    j->n_owned = n_owned;
+    j->done = done;
+    j->done_ctx = ctx;
+    j->job.kind = tmpl->kind;
+    j->job.versions = versions;
+    j->job.n_versions = nv;
+    j->job.realm = realm->name;
+    j->job.set_cdc = tmpl->set_cdc;
+    j->job.cdc_watermark_ns = tmpl->cdc_watermark_ns;
+    j->job.last_cdc_ns = tmpl->last_cdc_ns;
+    j->job.backfill_cancel = tmpl->backfill_cancel;
+    if (tmpl->backfill != NULL) {
+        j->checkpoint = *tmpl->backfill;
+        j->job.backfill = &j->checkpoint;
+    }
+    int rc = job_submit(r, j);
+    if (rc != 0) {
+        j->versions = NULL; /* the caller keeps what it passed */
+        j->owned = NULL;
+        j->n_owned = 0;
+        job_free(j);
+    }
     return rc;
 }
 
@@ -496,6 +541,27 @@ int rec_start_token(qbc_reconciler_t *r, rec_realm_t *realm, const char *refresh
     return 0;
 }
 
+int rec_start_api(qbc_reconciler_t *r, rec_realm_t *realm, const char *url, const char *post_body, rec_api_cb cb,
+                  void *ctx)
+{
+    rec_xfer_t *x = xfer_new(r, realm, X_API, url);
+    snprintf(x->entity, sizeof(x->entity), "api");
+    add_bearer(x);
+    x->hdrs = curl_slist_append(x->hdrs, "Accept: application/json");
+    if (post_body != NULL) {
+        x->hdrs = curl_slist_append(x->hdrs, "Content-Type: application/text");
+        curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(post_body));
+        curl_easy_setopt(x->easy, CURLOPT_COPYPOSTFIELDS, post_body);
+    }
+    x->api_cb = cb;
+    x->api_ctx = ctx;
+    if (xfer_go(r, x, 1) != 0) {
+        xfer_free(r, x);
+        return -1;
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- answers */
 
 static int cmp_item(const void *a, const void *b)
@@ -728,10 +794,15 @@ static void xfer_done(qbc_reconciler_t *r, rec_xfer_t *x, CURLcode res)
             if (g->inflight > 0)
                 g->inflight--;
         }
-    if (x->kind == X_TOKEN)
+    if (x->kind == X_TOKEN) {
         rec_auth_token_done(r, x->realm, curl_ok, status, x->body, x->len, curl_ok ? NULL : x->errbuf);
-    else
+    } else if (x->kind == X_API) {
+        rec_api_answer_t a = {curl_ok,     status, x->body, x->len, x->retry_after_ms, curl_ok ? NULL : x->errbuf,
+                              x->token_gen};
+        x->api_cb(r, x->realm, x->api_ctx, &a);
+    } else {
         api_done(r, x, curl_ok, status);
+    }
 }
 
 /* ---------------------------------------------------------------- commits */
@@ -850,6 +921,9 @@ static void jobs_done(qbc_reconciler_t *r)
         case J_TOKENS:
             rec_auth_committed(r, j->realm, res, j->tokens);
             break;
+        case J_GENERIC:
+            j->done(r, &j->job, j->done_ctx);
+            break;
         case J_STATE:
             if (res != 0)
                 qbc_log(QBC_LOG_ERROR, REC_MOD, "realm %s: storing its state failed: %s", j->realm->name,
@@ -869,6 +943,7 @@ static int on_realm(const qbc_realm_t *st, int has_tokens, void *ctx)
     if (realm != NULL) {
         realm->in_store = 1;
         rec_auth_realm_seen(r, realm, st, has_tokens);
+        rec_cdc_realm_seen(r, realm, st, qbc_mono_ns());
     }
     return 0;
 }
@@ -937,6 +1012,10 @@ static void abort_all(qbc_reconciler_t *r)
             x->ns[i]->inflight = 0; /* still pending in the store: nothing lost */
         if (x->kind == X_TOKEN && x->realm->auth == REC_AUTH_REFRESHING)
             x->realm->auth = REC_AUTH_NONE;
+        if (x->kind == X_API) {
+            rec_api_answer_t a = {0, 0, NULL, 0, 0, "aborted: the reconciler is stopping", x->token_gen};
+            x->api_cb(r, x->realm, x->api_ctx, &a);
+        }
         xfer_free(r, x);
     }
 }
@@ -958,8 +1037,15 @@ static void *thread_main(void *arg)
             } else if (atomic_load(&r->dirty_pending)) {
                 next = last_scan + 2000000;
             }
+            if (atomic_exchange(&r->dirty_jobs, 0))
+                rec_backfill_scan(r);
             int64_t t = rec_plan(r, now);
             if (t < next)
+                next = t;
+            /* lower priorities plan after the live path, from what its budget left */
+            if ((t = rec_cdc_plan(r, now)) < next)
+                next = t;
+            if ((t = rec_backfill_plan(r, now)) < next)
                 next = t;
         } else {
             if (drain_deadline == 0)
@@ -1024,6 +1110,26 @@ int qbc_reconciler_start(const qbc_reconciler_config_t *cfg, qbc_store_t *store,
         c->throttle_pause_ms = 60000;
     if (c->coalesce_ms == 0)
         c->coalesce_ms = 500;
+    if (c->cdc_interval_s == 0)
+        c->cdc_interval_s = 300;
+    if (c->cdc_lookback_s == 0)
+        c->cdc_lookback_s = 30 * 86400;
+    {
+        const char *list = c->cdc_entities != NULL && c->cdc_entities[0] != '\0'
+                               ? c->cdc_entities
+                               : "Account,Bill,Customer,Invoice,Item,JournalEntry,Payment,Vendor";
+        char *copy = qbc_strdup(list), *save = NULL;
+        for (char *tok = strtok_r(copy, ", ", &save); tok != NULL; tok = strtok_r(NULL, ", ", &save)) {
+            if (!qbc_rec_entity_ok(tok)) {
+                qbc_log(QBC_LOG_WARN, REC_MOD, "CDC entity '%.60s' is not a QBO entity name; skipped", tok);
+                continue;
+            }
+            r->cdc_entities = qbc_realloc(r->cdc_entities, (r->n_cdc_entities + 1) * sizeof(char *));
+            r->cdc_entities[r->n_cdc_entities++] = qbc_strdup(tok);
+        }
+        free(copy);
+        c->cdc_entities = NULL; /* the split list is what counts */
+    }
     r->coalesce_ns = (int64_t)c->coalesce_ms * 1000000;
     size_t bl = strlen(cfg->api_base);
     while (bl > 0 && cfg->api_base[bl - 1] == '/')
@@ -1044,6 +1150,7 @@ int qbc_reconciler_start(const qbc_reconciler_config_t *cfg, qbc_store_t *store,
     atomic_init(&r->dirty_pending, 1);
     atomic_init(&r->dirty_realms, 1);
     atomic_init(&r->stopping, 0);
+    atomic_init(&r->dirty_jobs, 1);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     if ((r->multi = curl_multi_init()) == NULL)
         qbc_fatal("curl_multi_init failed");
@@ -1085,6 +1192,9 @@ int qbc_reconciler_start(const qbc_reconciler_config_t *cfg, qbc_store_t *store,
         free(r->client_secret);
         pthread_mutex_destroy(&r->mu);
         pthread_mutex_destroy(&r->stats_mu);
+        for (size_t i = 0; i < r->n_cdc_entities; i++)
+            free(r->cdc_entities[i]);
+        free(r->cdc_entities);
         free(r);
         return rc;
     }
@@ -1117,8 +1227,13 @@ void qbc_reconciler_stop(qbc_reconciler_t *r, int drain_ms)
     pthread_mutex_unlock(&g_slot_mu);
     abort_all(r);
     rec_notices_free(r);
+    rec_backfill_free_all(r);
+    for (size_t i = 0; i < r->n_cdc_entities; i++)
+        free(r->cdc_entities[i]);
+    free(r->cdc_entities);
     for (size_t i = 0; i < r->n_realms; i++) {
         rec_realm_t *realm = r->realms[i];
+        rec_cdc_free(&realm->cdc);
         OPENSSL_cleanse(realm->access_token, sizeof(realm->access_token));
         qbc_budget_dispose(&realm->budget);
         qbc_budget_dispose(&realm->batch_budget);

@@ -241,7 +241,7 @@ static void min_into(int64_t *next, int64_t t)
         *next = t;
 }
 
-static int realm_usable(const rec_realm_t *realm)
+int rec_realm_usable(const rec_realm_t *realm)
 {
     return realm->status == QBC_REALM_ACTIVE && realm->has_tokens && realm->auth != REC_AUTH_DISCONNECTED;
 }
@@ -259,7 +259,7 @@ static void plan_realm(qbc_reconciler_t *r, rec_realm_t *realm, rec_notice_t **n
             ns[k++] = ns[i];
     }
     n = k;
-    if (n == 0 || !realm_usable(realm))
+    if (n == 0 || !rec_realm_usable(realm))
         return;
     if (!rec_auth_ready(r, realm, now, next))
         return;
@@ -335,7 +335,7 @@ int64_t rec_plan(qbc_reconciler_t *r, int64_t now)
     size_t n = 0;
     for (size_t b = 0; b < r->n_buckets; b++)
         for (rec_notice_t *x = r->buckets[b]; x; x = x->hnext) {
-            if (x->inflight || !realm_usable(x->realm)) /* a disconnected realm's backlog costs nothing */
+            if (x->inflight || !rec_realm_usable(x->realm)) /* a disconnected realm's backlog costs nothing */
                 continue;
             if (x->next_try_ns > now) {
                 min_into(&next, x->next_try_ns);

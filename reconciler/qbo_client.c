@@ -99,3 +99,45 @@ char *qbc_rec_build_batch(const char *const *queries, size_t n)
         qbc_fatal("out of memory");
     return s;
 }
+
+/* "YYYY-MM-DDTHH:MM:SS.mmm" + offset: an explicit offset, never a bare local time (qbo-facts §11) */
+static void time_with_offset(int64_t ns, const char *offset, char *out, size_t size)
+{
+    char ts[QBC_TIME_BUFSZ];
+    qbc_time_format(ns, ts);
+    size_t n = strlen(ts);
+    if (n > 0 && ts[n - 1] == 'Z')
+        ts[n - 1] = '\0';
+    snprintf(out, size, "%s%s", ts, offset);
+}
+
+char *qbc_rec_cdc_url(const char *api_base, const char *realm, const char *entities, int64_t since_ns,
+                      long minorversion)
+{
+    char since[QBC_TIME_BUFSZ + 8];
+    /* milliseconds, rounded down: asking from slightly earlier only repeats what the dedupe drops */
+    time_with_offset(since_ns - ((since_ns % 1000000) + 1000000) % 1000000, "%2B00:00", since, sizeof(since));
+    char *u = NULL;
+    if (asprintf(&u, "%s/v3/company/%s/cdc?entities=%s&changedSince=%s&minorversion=%ld", api_base, realm, entities,
+                 since, minorversion) < 0)
+        qbc_fatal("out of memory");
+    return u;
+}
+
+char *qbc_rec_backfill_query(const char *entity, int64_t since_ns, uint64_t start_position)
+{
+    char since[QBC_TIME_BUFSZ + 8], where[160] = "";
+    int nl = qbc_rec_is_namelist(entity);
+    if (since_ns > 0) {
+        time_with_offset(since_ns - ((since_ns % 1000000) + 1000000) % 1000000, "+00:00", since, sizeof(since));
+        snprintf(where, sizeof(where), " WHERE MetaData.LastUpdatedTime >= '%s'%s", since,
+                 nl ? " AND Active IN (true,false)" : "");
+    } else if (nl) {
+        snprintf(where, sizeof(where), " WHERE Active IN (true,false)");
+    }
+    char *q = NULL;
+    if (asprintf(&q, "SELECT * FROM %s%s ORDERBY Id STARTPOSITION %llu MAXRESULTS %u", entity, where,
+                 (unsigned long long)start_position, REC_QUERY_PAGE) < 0)
+        qbc_fatal("out of memory");
+    return q;
+}

@@ -7,6 +7,8 @@
  *   budget.c      per-realm sliding-window rate, in-flight cap, 429 pause; backoff with jitter
  *   oauth.c       token refresh: request, answer parsing, the per-realm state machine
  *   plan.c        pending notices -> tracked notices -> fetch tasks
+ *   cdc.c         the CDC fallback: periodic and requested sweeps, window splitting, the watermark
+ *   backfill.c    backfill jobs: paging through the query API with a checkpoint per page
  *   loop.c        the thread, the curl multi handle, transfers and store jobs
  */
 #ifndef QBC_REC_INTERNAL_H
@@ -44,6 +46,18 @@ char *qbc_rec_build_batch(const char *const *queries, size_t n);
 
 #define REC_BATCH_MAX_ITEMS 30 /* qbo-facts §4: recommended maximum */
 #define REC_BATCH_PER_MIN 40   /* qbo-facts §4: batch requests per minute per realm */
+
+/** "{base}/v3/company/{realm}/cdc?entities=A,B&changedSince=<UTC, ms, +00:00 as %2B00:00>&minorversion=N" (malloc'd) */
+char *qbc_rec_cdc_url(const char *api_base, const char *realm, const char *entities, int64_t since_ns,
+                      long minorversion);
+/**
+ * one page of a backfill: "SELECT * FROM E [WHERE MetaData.LastUpdatedTime >= '<since>'] [AND|WHERE
+ * Active IN (true,false)] ORDERBY Id STARTPOSITION n MAXRESULTS 1000" (malloc'd); since_ns 0: everything
+ */
+char *qbc_rec_backfill_query(const char *entity, int64_t since_ns, uint64_t start_position);
+
+#define REC_CDC_CAP 1000    /* qbo-facts §2: objects per CDC answer */
+#define REC_QUERY_PAGE 1000 /* qbo-facts §3: MAXRESULTS */
 
 /* ============================== response.c ============================== */
 
@@ -96,6 +110,52 @@ typedef struct st_qbc_rec_part_t {
  */
 int qbc_rec_parse_batch(const char *body, size_t len, const char *const *entities, size_t n_parts,
                         qbc_rec_part_t *parts, qbc_fault_t *fault);
+
+/** one entity's objects in a CDC answer */
+typedef struct st_qbc_rec_cdc_group_t {
+    char entity[QBC_ENTITY_MAX];
+    qbc_rec_item_t *items;
+    size_t n;
+} qbc_rec_cdc_group_t;
+
+void qbc_rec_cdc_groups_free(qbc_rec_cdc_group_t *g, size_t n);
+
+/**
+ * parses {"CDCResponse":[{"QueryResponse":[{"<Entity>":[...],...} | {}, ...]}],"time":"..."}.
+ * Deleted objects ({"status":"Deleted",...}) become items with deleted = 1.
+ * @param time_ns the answer's "time" (0 if absent)
+ * @param total objects in the answer, over every group
+ * @return 0, QBC_EMALFORMED, or QBC_ENOTFOUND when the body is a Fault (then *fault is filled)
+ */
+int qbc_rec_parse_cdc(const char *body, size_t len, qbc_rec_cdc_group_t **groups, size_t *n_groups, int64_t *time_ns,
+                      size_t *total, qbc_fault_t *fault);
+
+/** what to do with a CDC answer for one part of a sweep */
+typedef enum {
+    REC_CDC_COMPLETE = 0, /**< under the cap: every change since the part's start is in it */
+    REC_CDC_SPLIT,        /**< at the cap, several entities: ask again one entity at a time */
+    REC_CDC_ADVANCE,      /**< at the cap, one entity: keep what came, ask again from *next_since */
+} qbc_rec_cdc_step_t;
+
+/**
+ * decides how a sweep goes on after an answer of `total` objects for a part asking for n_entities
+ * entities since since_ns. For REC_CDC_ADVANCE, *next_since is the LastUpdatedTime of the last object
+ * (objects come in LastUpdatedTime order, deleted ones last), always later than since_ns.
+ */
+qbc_rec_cdc_step_t qbc_rec_cdc_decide(size_t n_entities, size_t total, const qbc_rec_cdc_group_t *groups,
+                                      size_t n_groups, int64_t since_ns, int64_t *next_since);
+
+/**
+ * where a realm's next sweep starts: its watermark, or (none yet) when it was connected,
+ * but never more than lookback_ns ago. Sets *too_old when the watermark (or the connection,
+ * if there is no watermark) is older than lookback_ns less a margin (a minute, or a tenth of a short lookback): CDC
+ * cannot answer that, a backfill must.
+ */
+int64_t qbc_rec_cdc_since(int64_t watermark_ns, int64_t connected_ns, int64_t now_ns, int64_t lookback_ns,
+                          int *too_old);
+
+/** 1 if a Fault says changedSince is beyond CDC's lookback ("... older than fixed days ...") */
+int qbc_rec_fault_too_old(const qbc_fault_t *f);
 
 typedef enum {
     REC_RES_OK = 0,     /**< 2xx, no fault */
@@ -205,6 +265,35 @@ typedef struct st_rec_group_t {
 
 enum { REC_AUTH_NONE = 0, REC_AUTH_OK, REC_AUTH_REFRESHING, REC_AUTH_COMMITTING, REC_AUTH_DISCONNECTED };
 
+/** one request a CDC sweep still has to make */
+typedef struct st_rec_cdc_part_t {
+    char entities[QBC_BACKFILL_ENTITIES_MAX]; /**< comma-separated */
+    size_t n_entities;
+    int64_t since_ns;
+} rec_cdc_part_t;
+
+/** a realm's CDC state (reconciler thread only) */
+typedef struct st_rec_cdc_t {
+    int64_t watermark_ns;   /**< wall: as committed (0: none yet) */
+    int64_t requested_ns;   /**< wall: the latest POST .../cdc seen in the store */
+    int64_t requested_done; /**< wall: the request the last sweep served */
+    int64_t due_ns;         /**< mono: next periodic sweep (0: not scheduled yet) */
+    int64_t retry_ns;       /**< mono: after a failed request */
+    int active;             /**< a sweep is running (requests or its commit) */
+    int inflight;           /**< a request or the commit is outstanding */
+    int backfill_pending;   /**< an automatic backfill is being created */
+    unsigned failures;
+    rec_cdc_part_t *parts; /**< what is left to ask; parts[0] is next */
+    size_t n_parts, cap_parts;
+    int64_t sweep_wall_ns;   /**< when the sweep started */
+    int64_t complete_ns;     /**< min "time" over the parts completed */
+    qbc_version_t *versions; /**< gathered, committed together with the watermark */
+    size_t nv, cap_v;
+    char **owned;
+    size_t n_owned, cap_owned;
+    uint64_t requests; /**< in this sweep */
+} rec_cdc_t;
+
 struct st_rec_realm_t {
     char name[QBC_REALM_MAX];
     int in_store;                 /**< seen in the last realm scan */
@@ -229,6 +318,7 @@ struct st_rec_realm_t {
     size_t n_groups, cap_groups;
     uint64_t pending;             /**< notices tracked for it */
     uint64_t pending_scan;        /**< counting during a scan */
+    rec_cdc_t cdc;
 };
 
 typedef struct st_rec_xfer_t rec_xfer_t;
@@ -264,9 +354,59 @@ struct st_qbc_reconciler_t {
     uint64_t rng;
     int64_t next_scan_ns;
     int listener_slot;
+    atomic_int dirty_jobs;
+    struct st_rec_backfill_t *backfills; /**< jobs queued or running, in id order */
+    char **cdc_entities;                 /**< the configured list, split */
+    size_t n_cdc_entities;
 };
 
+/* the answer of a generic API call (CDC, backfill) */
+typedef struct st_rec_api_answer_t {
+    int curl_ok;
+    long status;
+    const char *body;
+    size_t len;
+    uint64_t retry_after_ms;
+    const char *curl_err; /**< when !curl_ok */
+    uint32_t token_gen;   /**< the access token generation it was sent with */
+} rec_api_answer_t;
+typedef void (*rec_api_cb)(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, const rec_api_answer_t *a);
+/** a store job's outcome (job->result, n_feed, backfill_refused, ...) */
+typedef void (*rec_commit_cb)(qbc_reconciler_t *r, const qbc_store_job_t *job, void *ctx);
+
+/** GET url (post_body NULL) or POST post_body as application/text, with the realm's bearer; cb gets the answer */
+int rec_start_api(qbc_reconciler_t *r, rec_realm_t *realm, const char *url, const char *post_body, rec_api_cb cb,
+                  void *ctx);
+/**
+ * submits a store job of tmpl->kind (RECONCILE or BACKFILL) with versions[0..nv) (taken over: freed with the
+ * owned texts after done runs), tmpl's set_cdc/watermark/backfill fields, realm = realm->name. On failure
+ * (-1 / QBC_ECLOSED) nothing was taken over and done will not run.
+ */
+int rec_submit_versions(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_store_job_t *tmpl, qbc_version_t *versions,
+                        size_t nv, char **owned, size_t n_owned, rec_commit_cb done, void *ctx);
+
+/* cdc.c */
+/** starts due sweeps and their requests; returns the next time it has something to do */
+int64_t rec_cdc_plan(qbc_reconciler_t *r, int64_t now);
+/** the store's view of a realm (watermark, requests) */
+void rec_cdc_realm_seen(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_realm_t *st, int64_t now);
+void rec_cdc_free(rec_cdc_t *c);
+/** a version of a fetched item, source given; data is borrowed from the item */
+void rec_version_of_item(const char *realm, const char *entity, const qbc_rec_item_t *it, uint8_t source,
+                         qbc_version_t *v);
+/** creates a backfill job (done tells how it went); 0 or an error */
+int rec_backfill_create(qbc_reconciler_t *r, rec_realm_t *realm, int64_t since_ns, const char *reason,
+                        int64_t new_watermark_ns, rec_commit_cb done, void *ctx);
+
+/* backfill.c */
+/** reads the jobs from the store: new ones start, cancelled ones stop */
+void rec_backfill_scan(qbc_reconciler_t *r);
+int64_t rec_backfill_plan(qbc_reconciler_t *r, int64_t now);
+void rec_backfill_free_all(qbc_reconciler_t *r);
+
 /* plan.c */
+/** active, has tokens, not disconnected */
+int rec_realm_usable(const rec_realm_t *realm);
 rec_realm_t *rec_realm_get(qbc_reconciler_t *r, const char *name, int create);
 rec_notice_t *rec_notice_find(qbc_reconciler_t *r, const char *realm, const char *entity, const char *id);
 void rec_notice_remove(qbc_reconciler_t *r, rec_notice_t *n);

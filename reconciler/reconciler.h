@@ -37,6 +37,9 @@ typedef struct st_qbc_reconciler_config_t {
     unsigned throttle_pause_ms;  /**< pause of a realm after a 429 without Retry-After (0: 60000) */
     unsigned coalesce_ms;        /**< a realm fetched less than this ago waits, gathering notices (unless a full
                                       query's worth is ready); an idle realm is fetched at once (0: 500) */
+    unsigned cdc_interval_s;     /**< seconds between CDC sweeps of each realm (0: 300) */
+    const char *cdc_entities;    /**< comma-separated entity names for CDC and default backfills (NULL: a default) */
+    unsigned cdc_lookback_s;     /**< CDC's lookback; a watermark older than this backfills instead (0: 30 days) */
 } qbc_reconciler_config_t;
 
 typedef struct st_qbc_reconciler_t qbc_reconciler_t;
@@ -79,6 +82,11 @@ typedef struct st_qbc_reconciler_stats_t {
     uint64_t versions_offered; /**< versions submitted to the store */
     uint64_t feed_appended;    /**< of which were new */
     uint64_t dead_letters;
+    uint64_t cdc_requests;      /**< CDC API calls */
+    uint64_t cdc_sweeps;        /**< completed sweeps (watermark committed) */
+    uint64_t cdc_versions_new;  /**< versions CDC found that webhooks had not delivered */
+    uint64_t backfill_requests; /**< backfill query pages */
+    uint64_t backfill_versions_new;
     uint64_t fetch_latency_hist[12]; /**< notice first seen -> committed, buckets of qbc_reconciler_latency_bounds_ms */
     size_t n_realms;
     qbc_realm_stats_t realms[64]; /**< the first 64 realms */

@@ -332,3 +332,121 @@ void qbc_rec_describe(long status, const qbc_fault_t *f, const char *curl_err, c
         snprintf(buf, size, "HTTP %ld", status);
     }
 }
+
+/* ---------------------------------------------------------------- CDC (qbo-facts §2) */
+
+void qbc_rec_cdc_groups_free(qbc_rec_cdc_group_t *g, size_t n)
+{
+    if (g == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        qbc_rec_items_free(g[i].items, g[i].n);
+    free(g);
+}
+
+int qbc_rec_parse_cdc(const char *body, size_t len, qbc_rec_cdc_group_t **groups, size_t *n_groups, int64_t *time_ns,
+                      size_t *total, qbc_fault_t *fault)
+{
+    int rc;
+    *groups = NULL;
+    *n_groups = 0;
+    *time_ns = 0;
+    *total = 0;
+    json_t *root = load_or_fault(body, len, fault, &rc);
+    if (root == NULL)
+        return rc;
+    json_t *cdc = json_object_get(root, "CDCResponse"), *tm = json_object_get(root, "time");
+    json_t *qrs = json_object_get(json_array_get(cdc, 0), "QueryResponse");
+    if (!json_is_array(cdc) || !json_is_array(qrs) ||
+        (tm != NULL &&
+         (!json_is_string(tm) || qbc_time_parse(json_string_value(tm), json_string_length(tm), time_ns) != 0))) {
+        json_decref(root);
+        return QBC_EMALFORMED;
+    }
+    /* one element per entity; an entity without changes is {} (or absent) */
+    size_t cap = 0, i;
+    json_t *el;
+    qbc_rec_cdc_group_t *out = NULL;
+    rc = 0;
+    json_array_foreach(qrs, i, el)
+    {
+        if (!json_is_object(el)) {
+            rc = QBC_EMALFORMED;
+            break;
+        }
+        const char *key;
+        json_t *val;
+        json_object_foreach(el, key, val)
+        {
+            if (!json_is_array(val))
+                continue; /* startPosition, maxResults, totalCount */
+            if (!qbc_rec_entity_ok(key)) {
+                rc = QBC_EMALFORMED;
+                break;
+            }
+            if (*n_groups == cap) {
+                cap = cap ? cap * 2 : 8;
+                out = qbc_realloc(out, cap * sizeof(*out));
+            }
+            qbc_rec_cdc_group_t *g = &out[*n_groups];
+            memset(g, 0, sizeof(*g));
+            snprintf(g->entity, sizeof(g->entity), "%s", key);
+            if (items_from_array(val, &g->items, &g->n) != 0) {
+                rc = QBC_EMALFORMED;
+                break;
+            }
+            (*n_groups)++;
+            *total += g->n;
+        }
+        if (rc != 0)
+            break;
+    }
+    json_decref(root);
+    if (rc != 0) {
+        qbc_rec_cdc_groups_free(out, *n_groups);
+        *n_groups = 0;
+        *total = 0;
+        return rc;
+    }
+    *groups = out;
+    return 0;
+}
+
+qbc_rec_cdc_step_t qbc_rec_cdc_decide(size_t n_entities, size_t total, const qbc_rec_cdc_group_t *groups,
+                                      size_t n_groups, int64_t since_ns, int64_t *next_since)
+{
+    *next_since = since_ns;
+    if (total < REC_CDC_CAP)
+        return REC_CDC_COMPLETE;
+    if (n_entities > 1)
+        return REC_CDC_SPLIT;
+    /*
+     * One entity, at the cap: the answer is its oldest changes. Actives come in
+     * LastUpdatedTime order, then deletes in theirs; the last object's time is where the
+     * next page starts (inclusive: what shares that time comes again and is deduped).
+     */
+    int64_t t = 0;
+    for (size_t g = n_groups; g > 0 && t == 0; g--)
+        if (groups[g - 1].n > 0)
+            t = groups[g - 1].items[groups[g - 1].n - 1].updated_ns;
+    if (t <= since_ns) /* a thousand changes in one millisecond, or no times: step past it */
+        t = since_ns + 1000000;
+    *next_since = t;
+    return REC_CDC_ADVANCE;
+}
+
+int64_t qbc_rec_cdc_since(int64_t watermark_ns, int64_t connected_ns, int64_t now_ns, int64_t lookback_ns, int *too_old)
+{
+    int64_t from = watermark_ns > 0 ? watermark_ns : connected_ns, oldest = now_ns - lookback_ns;
+    int64_t margin = lookback_ns / 10 < 60 * 1000000000LL ? lookback_ns / 10 : 60 * 1000000000LL;
+    *too_old = from > 0 && from < oldest + margin;
+    if (from <= 0 || from < oldest)
+        from = oldest;
+    return from;
+}
+
+int qbc_rec_fault_too_old(const qbc_fault_t *f)
+{
+    return f != NULL && f->present &&
+           (strstr(f->detail, "older than") != NULL || strstr(f->message, "older than") != NULL);
+}

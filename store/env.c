@@ -98,6 +98,15 @@ static int open_dbis(qbc_store_t *s)
         }
         return lmdb_fail("mdb_dbi_open", rc);
     }
+    /* added after the first release: a read-only open of an older store goes without it */
+    s->has_jobs = 1;
+    if ((rc = mdb_dbi_open(txn, "jobs", flags, &s->dbi_jobs)) != 0) {
+        if (rc != MDB_NOTFOUND || !s->readonly) {
+            mdb_txn_abort(txn);
+            return lmdb_fail("mdb_dbi_open", rc);
+        }
+        s->has_jobs = 0;
+    }
 
     MDB_val k = {sizeof("schema_version") - 1, "schema_version"}, v;
     rc = mdb_get(txn, s->dbi_meta, &k, &v);

@@ -401,3 +401,52 @@ int qbc_store_dead_scan(qbc_store_t *s, qbc_dead_scan_cb cb, void *ctx)
     qbc_store__read_end(s, txn);
     return rc == 0 || rc == MDB_NOTFOUND ? 0 : QBC_ESTORE;
 }
+
+int qbc_store_backfill_get(qbc_store_t *s, uint64_t id, qbc_backfill_t *out)
+{
+    MDB_txn *txn;
+    unsigned char kb[8];
+    MDB_val k = {8, kb}, v;
+    int rc;
+
+    if (!s->has_jobs)
+        return QBC_ENOTFOUND;
+    put_u64be(kb, id);
+    if ((rc = qbc_store__read_begin(s, &txn)) != 0)
+        return rc;
+    rc = mdb_get(txn, s->dbi_jobs, &k, &v);
+    if (rc == 0)
+        rc = qbc_store__backfill_decode(id, v.mv_data, v.mv_size, out);
+    else
+        rc = rc == MDB_NOTFOUND ? QBC_ENOTFOUND : QBC_ESTORE;
+    qbc_store__read_end(s, txn);
+    return rc;
+}
+
+int qbc_store_backfill_scan(qbc_store_t *s, qbc_backfill_scan_cb cb, void *ctx)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc, op = MDB_FIRST;
+
+    if (!s->has_jobs)
+        return 0;
+    if ((rc = qbc_store__read_begin(s, &txn)) != 0)
+        return rc;
+    if (mdb_cursor_open(txn, s->dbi_jobs, &cur) != 0) {
+        qbc_store__read_end(s, txn);
+        return QBC_ESTORE;
+    }
+    while ((rc = mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op)) == 0) {
+        qbc_backfill_t b;
+        op = MDB_NEXT;
+        if (k.mv_size != 8 || qbc_store__backfill_decode(get_u64be(k.mv_data), v.mv_data, v.mv_size, &b) != 0)
+            continue;
+        if (cb(&b, ctx) != 0)
+            break;
+    }
+    mdb_cursor_close(cur);
+    qbc_store__read_end(s, txn);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : QBC_ESTORE;
+}

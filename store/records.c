@@ -353,9 +353,10 @@ int qbc_store__feed_decode(uint64_t seq, const void *data, size_t len, char *rea
 
 char *qbc_store__realm_encode(const qbc_realm_t *r)
 {
-    json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:I}", "status", qbc_realm_status_name(r->status), "last_error",
-                          r->last_error, "connected_ns", (json_int_t)r->connected_ns, "cdc_watermark_ns",
-                          (json_int_t)r->cdc_watermark_ns, "last_cdc_ns", (json_int_t)r->last_cdc_ns);
+    json_t *o =
+        json_pack("{s:s,s:s,s:I,s:I,s:I,s:I}", "status", qbc_realm_status_name(r->status), "last_error", r->last_error,
+                  "connected_ns", (json_int_t)r->connected_ns, "cdc_watermark_ns", (json_int_t)r->cdc_watermark_ns,
+                  "last_cdc_ns", (json_int_t)r->last_cdc_ns, "cdc_requested_ns", (json_int_t)r->cdc_requested_ns);
     char *s = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (s == NULL)
@@ -367,14 +368,15 @@ int qbc_store__realm_decode(const char *realm, const void *data, size_t len, qbc
 {
     json_t *o = json_loadb(data, len, 0, NULL);
     const char *st = "", *err = "";
-    json_int_t c = 0, w = 0, l = 0;
+    json_int_t c = 0, w = 0, l = 0, q = 0;
 
     memset(out, 0, sizeof(*out));
     snprintf(out->realm, sizeof(out->realm), "%s", realm);
     if (o == NULL)
         return QBC_EMALFORMED;
-    json_unpack(o, "{s?s,s?s,s?I,s?I,s?I}", "status", &st, "last_error", &err, "connected_ns", &c,
-                "cdc_watermark_ns", &w, "last_cdc_ns", &l);
+    json_unpack(o, "{s?s,s?s,s?I,s?I,s?I,s?I}", "status", &st, "last_error", &err, "connected_ns", &c,
+                "cdc_watermark_ns", &w, "last_cdc_ns", &l, "cdc_requested_ns", &q);
+    out->cdc_requested_ns = q;
     out->status = strcmp(st, "disconnected") == 0 ? QBC_REALM_DISCONNECTED
                   : strcmp(st, "paused") == 0     ? QBC_REALM_PAUSED
                                                   : QBC_REALM_ACTIVE;
@@ -382,6 +384,66 @@ int qbc_store__realm_decode(const char *realm, const void *data, size_t len, qbc
     out->connected_ns = c;
     out->cdc_watermark_ns = w;
     out->last_cdc_ns = l;
+    json_decref(o);
+    return 0;
+}
+
+/* ====================================== backfill jobs ============================= */
+
+static const char *const backfill_status_names[] = {"queued", "running", "done", "cancelled", "failed"};
+
+const char *qbc_backfill_status_name(qbc_backfill_status_t st)
+{
+    return (unsigned)st < 5 ? backfill_status_names[st] : "unknown";
+}
+
+char *qbc_store__backfill_encode(const qbc_backfill_t *b)
+{
+    json_t *o = json_pack(
+        "{s:s,s:s,s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:s}", "realm", b->realm, "entities", b->entities,
+        "since_ns", (json_int_t)b->since_ns, "status", qbc_backfill_status_name(b->status), "entity_index",
+        (json_int_t)b->entity_index, "start_position", (json_int_t)b->start_position, "entities_done",
+        (json_int_t)b->entities_done, "records_seen", (json_int_t)b->records_seen, "versions_new",
+        (json_int_t)b->versions_new, "created_ns", (json_int_t)b->created_ns, "started_ns", (json_int_t)b->started_ns,
+        "finished_ns", (json_int_t)b->finished_ns, "reason", b->reason, "error", b->error);
+    char *s = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (s == NULL)
+        qbc_fatal("cannot encode a backfill job");
+    return s;
+}
+
+int qbc_store__backfill_decode(uint64_t id, const void *data, size_t len, qbc_backfill_t *out)
+{
+    json_t *o = json_loadb(data, len, 0, NULL);
+    const char *realm = "", *ents = "", *st = "", *reason = "", *err = "";
+    json_int_t since = 0, ei = 0, sp = 1, ed = 0, rs = 0, vn = 0, c = 0, s0 = 0, f = 0;
+
+    memset(out, 0, sizeof(*out));
+    out->id = id;
+    if (o == NULL)
+        return QBC_EMALFORMED;
+    json_unpack(o, "{s?s,s?s,s?I,s?s,s?I,s?I,s?I,s?I,s?I,s?I,s?I,s?I,s?s,s?s}", "realm", &realm, "entities", &ents,
+                "since_ns", &since, "status", &st, "entity_index", &ei, "start_position", &sp, "entities_done", &ed,
+                "records_seen", &rs, "versions_new", &vn, "created_ns", &c, "started_ns", &s0, "finished_ns", &f,
+                "reason", &reason, "error", &err);
+    snprintf(out->realm, sizeof(out->realm), "%s", realm);
+    snprintf(out->entities, sizeof(out->entities), "%s", ents);
+    out->since_ns = since;
+    out->status = QBC_BACKFILL_FAILED;
+    for (unsigned i = 0; i < 5; i++)
+        if (strcmp(st, backfill_status_names[i]) == 0)
+            out->status = (qbc_backfill_status_t)i;
+    out->entity_index = (uint32_t)ei;
+    out->start_position = sp > 0 ? (uint64_t)sp : 1;
+    out->entities_done = (uint32_t)ed;
+    out->records_seen = (uint64_t)rs;
+    out->versions_new = (uint64_t)vn;
+    out->created_ns = c;
+    out->started_ns = s0;
+    out->finished_ns = f;
+    snprintf(out->reason, sizeof(out->reason), "%s", reason);
+    snprintf(out->error, sizeof(out->error), "%s", err);
     json_decref(o);
     return 0;
 }

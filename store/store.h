@@ -12,7 +12,7 @@
  *   realms     realm -> realm state (JSON: status, last error, ...)
  *   tokens     realm -> OAuth tokens, AES-256-GCM encrypted with the master key
  *   dead       u64 BE dead-letter id -> a notice the reconciler gave up on, with its error
- * Later issues add cursors and jobs; maxdbs leaves room.
+ *   jobs       u64 BE job id -> a backfill job and its checkpoint (JSON: qbc_backfill_t)
  *
  * Threading: one writer thread owns every write transaction and does group commit:
  * qbc_store_submit() queues a job from any thread; the writer drains the queue,
@@ -128,7 +128,45 @@ typedef struct st_qbc_realm_t {
     int64_t connected_ns;     /**< when tokens were last registered */
     int64_t cdc_watermark_ns; /**< issue 5: changes up to here are confirmed by CDC (0: none yet) */
     int64_t last_cdc_ns;      /**< issue 5: when the last CDC poll finished */
+    int64_t cdc_requested_ns; /**< POST /admin/realms/{realm}/cdc asked for a poll at this time (0: never) */
 } qbc_realm_t;
+
+/* ============================= backfill jobs ======================== */
+
+typedef enum {
+    QBC_BACKFILL_QUEUED = 0,
+    QBC_BACKFILL_RUNNING = 1,
+    QBC_BACKFILL_DONE = 2,
+    QBC_BACKFILL_CANCELLED = 3,
+    QBC_BACKFILL_FAILED = 4,
+} qbc_backfill_status_t;
+
+/** "queued", "running", "done", "cancelled", "failed" */
+const char *qbc_backfill_status_name(qbc_backfill_status_t st);
+
+#define QBC_BACKFILL_ENTITIES_MAX 1024 /**< bytes, including NUL, of the comma-separated entity list */
+
+/**
+ * a backfill job: pages through the query API for each entity in turn. Its checkpoint
+ * (entity_index, start_position, counters) is written in the same transaction as the
+ * versions of the page that moved it, so a restarted job resumes exactly after the
+ * last committed page.
+ */
+typedef struct st_qbc_backfill_t {
+    uint64_t id; /**< assigned by the store when created (1, 2, ...; never reused) */
+    char realm[QBC_REALM_MAX];
+    char entities[QBC_BACKFILL_ENTITIES_MAX]; /**< comma-separated; "" = the CDC entity list (resolved at start) */
+    int64_t since_ns;                         /**< MetaData.LastUpdatedTime >= this; 0: everything */
+    qbc_backfill_status_t status;
+    uint32_t entity_index;   /**< the entity being read (index into entities) */
+    uint64_t start_position; /**< its next STARTPOSITION (1-based) */
+    uint32_t entities_done;
+    uint64_t records_seen;                       /**< objects the query API returned */
+    uint64_t versions_new;                       /**< of which were newer than the store's and entered the feed */
+    int64_t created_ns, started_ns, finished_ns; /**< wall clock; 0 when not yet */
+    char reason[24];                             /**< "operator", or "cdc_too_old" (started automatically) */
+    char error[256];                             /**< why it failed ("" otherwise) */
+} qbc_backfill_t;
 
 #define QBC_TOKEN_MAX 4096 /**< bytes, including NUL, for either token */
 
@@ -174,6 +212,8 @@ typedef enum {
     QBC_JOB_DEAD_LETTER = 4, /**< move one pending notice to the dead letters, with its error */
     QBC_JOB_REALM = 5,       /**< create/update a realm's state and/or tokens, or erase its tokens */
     QBC_JOB_REDRIVE = 6,     /**< move a dead letter back to pending */
+    QBC_JOB_BACKFILL = 7,    /**< create (backfill->id 0) or cancel (backfill_cancel) a backfill job */
+    QBC_JOB_CDC_REQUEST = 8, /**< ask for a CDC poll of `realm` now: sets its cdc_requested_ns */
 } qbc_job_kind_t;
 
 #define QBC_INBOX_QUARANTINED 0x01 /**< the body did not parse (wholly or partly) */
@@ -218,9 +258,24 @@ struct st_qbc_store_job_t {
     const qbc_realm_t *realm_state; /**< NULL: leave the state as it is (created active if missing) */
     const qbc_tokens_t *tokens;     /**< NULL: leave the tokens as they are */
     int erase_tokens;               /**< 1: delete the realm's tokens */
-    const char *realm;              /**< the realm for QBC_JOB_REALM */
+    const char *realm;              /**< the realm for QBC_JOB_REALM, QBC_JOB_CDC_REQUEST, and RECONCILE's set_cdc */
     /* QBC_JOB_REDRIVE */
     uint64_t dead_id;
+    /*
+     * QBC_JOB_RECONCILE, optional: set_cdc = 1 moves `realm`'s CDC watermark forward to
+     * cdc_watermark_ns (never back) and sets last_cdc_ns, in the same transaction as the
+     * versions. Also for QBC_JOB_BACKFILL creation (a backfill replacing CDC).
+     */
+    int set_cdc;
+    int64_t cdc_watermark_ns, last_cdc_ns;
+    /*
+     * QBC_JOB_RECONCILE, optional: a backfill checkpoint, written with versions_new
+     * increased by this job's n_feed, unless the job was cancelled meanwhile
+     * (then backfill_refused is set and only the versions are stored).
+     * QBC_JOB_BACKFILL: the job to create (its id is ignored), unless backfill_cancel.
+     */
+    const qbc_backfill_t *backfill;
+    uint64_t backfill_cancel; /**< QBC_JOB_BACKFILL: the id of a job to cancel (0: create) */
 
     qbc_store_job_cb on_commit;
     void *data;                /**< for the submitter */
@@ -233,6 +288,10 @@ struct st_qbc_store_job_t {
     uint32_t n_feed;           /**< RECONCILE: versions that were newer and went into the feed */
     uint32_t n_retired;        /**< RECONCILE/DEAD_LETTER: notices removed (others changed meanwhile) */
     uint64_t last_feed_seq;    /**< RECONCILE: the highest feed sequence assigned (0: none) */
+    uint64_t backfill_id;      /**< BACKFILL: the job created or cancelled (0: no such job to cancel) */
+    int backfill_refused;      /**< RECONCILE with a checkpoint: the job was cancelled or is gone;
+                                    BACKFILL cancel: the job had already finished (its state is unchanged) */
+    qbc_backfill_t backfill_out; /**< BACKFILL: the job as stored after this job */
 
     /* --- private to the store --- */
     qbc_store_job_t *_next;
@@ -320,6 +379,7 @@ typedef struct st_qbc_commit_note_t {
     uint32_t feed_appended; /**< feed records added */
     uint64_t last_feed_seq; /**< the feed's last sequence after the commit */
     uint32_t realms_changed; /**< realm state or tokens written */
+    uint32_t jobs_changed;   /**< backfill jobs created or cancelled */
 } qbc_commit_note_t;
 
 typedef void (*qbc_store_listener_cb)(void *ctx, const qbc_commit_note_t *note);
@@ -388,6 +448,13 @@ int qbc_store_realm_scan(qbc_store_t *store, qbc_realm_scan_cb cb, void *ctx);
 
 /** a realm's tokens, decrypted. @return 0, QBC_ENOTFOUND, or QBC_EAUTH (cannot decrypt: wrong master key) */
 int qbc_store_tokens_get(qbc_store_t *store, const char *realm, qbc_tokens_t *out);
+
+/** one backfill job. @return 0, QBC_ENOTFOUND, or an error */
+int qbc_store_backfill_get(qbc_store_t *store, uint64_t id, qbc_backfill_t *out);
+
+typedef int (*qbc_backfill_scan_cb)(const qbc_backfill_t *job, void *ctx);
+/** every backfill job in id order (one read transaction; return non-zero to stop). */
+int qbc_store_backfill_scan(qbc_store_t *store, qbc_backfill_scan_cb cb, void *ctx);
 
 /** a dead letter as read back; strings valid only in the callback. */
 typedef struct st_qbc_dead_t {

@@ -19,7 +19,8 @@
 struct st_qbc_store_t {
     MDB_env *env;
     MDB_dbi dbi_meta, dbi_inbox, dbi_quarantine, dbi_pending, dbi_event_ids;
-    MDB_dbi dbi_entities, dbi_feed, dbi_realms, dbi_tokens, dbi_dead;
+    MDB_dbi dbi_entities, dbi_feed, dbi_realms, dbi_tokens, dbi_dead, dbi_jobs;
+    int has_jobs; /* 0: a read-only open of a store made before the jobs database existed */
     unsigned char master_key[QBC_MASTER_KEY_LEN];
     int has_key;
     struct {
@@ -140,6 +141,10 @@ int qbc_store__feed_decode(uint64_t seq, const void *data, size_t len, char *rea
 /** realm state as JSON text (malloc'd) and back. */
 char *qbc_store__realm_encode(const qbc_realm_t *r);
 int qbc_store__realm_decode(const char *realm, const void *data, size_t len, qbc_realm_t *out);
+
+/** a backfill job as JSON text (malloc'd) and back. */
+char *qbc_store__backfill_encode(const qbc_backfill_t *b);
+int qbc_store__backfill_decode(uint64_t id, const void *data, size_t len, qbc_backfill_t *out);
 
 /** tokens in clear, serialised (out must hold QBC_TOKENS_PLAIN_MAX); returns the length. */
 #define QBC_TOKENS_PLAIN_MAX (1 + 16 + 4 + 2 * QBC_TOKEN_MAX)

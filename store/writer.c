@@ -188,6 +188,89 @@ static int retire_notice(qbc_store_t *s, MDB_txn *txn, const qbc_notice_ref_t *r
     return 1;
 }
 
+/* reads a realm's state for a partial update; MDB_NOTFOUND when it has none */
+static int realm_read(qbc_store_t *s, MDB_txn *txn, const char *realm, qbc_realm_t *out)
+{
+    MDB_val k = {strlen(realm), (void *)realm}, v;
+    int rc;
+
+    if (k.mv_size == 0 || k.mv_size >= QBC_REALM_MAX)
+        return MDB_NOTFOUND;
+    if ((rc = mdb_get(txn, s->dbi_realms, &k, &v)) != 0)
+        return rc;
+    return qbc_store__realm_decode(realm, v.mv_data, v.mv_size, out) == 0 ? 0 : MDB_CORRUPTED;
+}
+
+static int realm_write(qbc_store_t *s, MDB_txn *txn, const qbc_realm_t *st, txn_ctx_t *t)
+{
+    char *json = qbc_store__realm_encode(st);
+    MDB_val k = {strlen(st->realm), (void *)st->realm}, v = {strlen(json), json};
+    int rc = mdb_put(txn, s->dbi_realms, &k, &v, 0);
+    free(json);
+    if (rc == 0)
+        t->note.realms_changed++;
+    return rc;
+}
+
+/* moves a realm's CDC watermark forward (never back); a realm without state is left alone */
+static int apply_cdc_mark(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_ctx_t *t)
+{
+    qbc_realm_t st;
+    int rc;
+
+    if (job->realm == NULL || (rc = realm_read(s, txn, job->realm, &st)) == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    if (job->cdc_watermark_ns > st.cdc_watermark_ns)
+        st.cdc_watermark_ns = job->cdc_watermark_ns;
+    if (job->last_cdc_ns != 0)
+        st.last_cdc_ns = job->last_cdc_ns;
+    return realm_write(s, txn, &st, t);
+}
+
+static int job_get(qbc_store_t *s, MDB_txn *txn, uint64_t id, qbc_backfill_t *out)
+{
+    unsigned char kb[8];
+    put_u64be(kb, id);
+    MDB_val k = {8, kb}, v;
+    int rc = mdb_get(txn, s->dbi_jobs, &k, &v);
+    if (rc != 0)
+        return rc;
+    return qbc_store__backfill_decode(id, v.mv_data, v.mv_size, out) == 0 ? 0 : MDB_CORRUPTED;
+}
+
+static int job_put(qbc_store_t *s, MDB_txn *txn, const qbc_backfill_t *b, txn_ctx_t *t)
+{
+    unsigned char kb[8];
+    put_u64be(kb, b->id);
+    char *json = qbc_store__backfill_encode(b);
+    MDB_val k = {8, kb}, v = {strlen(json), json};
+    int rc = mdb_put(txn, s->dbi_jobs, &k, &v, 0);
+    free(json);
+    if (rc == 0)
+        t->note.jobs_changed++;
+    return rc;
+}
+
+/* a checkpoint never revives a job that was cancelled (or finished) meanwhile */
+static int apply_checkpoint(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_ctx_t *t)
+{
+    qbc_backfill_t cur, next;
+    int rc = job_get(s, txn, job->backfill->id, &cur);
+
+    if (rc == MDB_NOTFOUND || (rc == 0 && cur.status != QBC_BACKFILL_QUEUED && cur.status != QBC_BACKFILL_RUNNING)) {
+        job->backfill_refused = 1;
+        return 0;
+    }
+    if (rc != 0)
+        return rc;
+    next = *job->backfill;
+    next.versions_new = cur.versions_new + job->n_feed;
+    job->backfill_out = next;
+    return job_put(s, txn, &next, t);
+}
+
 static int apply_reconcile(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_ctx_t *t)
 {
     int rc;
@@ -200,7 +283,77 @@ static int apply_reconcile(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, t
             return rc;
         job->n_retired += (uint32_t)rc;
     }
+    if (job->set_cdc && (rc = apply_cdc_mark(s, txn, job, t)) != 0)
+        return rc;
+    if (job->backfill != NULL && (rc = apply_checkpoint(s, txn, job, t)) != 0)
+        return rc;
     return 0;
+}
+
+/* creates a backfill job (the next id) or cancels one */
+static int apply_backfill(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_ctx_t *t)
+{
+    qbc_backfill_t b;
+    int rc;
+
+    if (job->backfill_cancel != 0) {
+        if ((rc = job_get(s, txn, job->backfill_cancel, &b)) == MDB_NOTFOUND)
+            return 0; /* backfill_id stays 0: no such job */
+        if (rc != 0)
+            return rc;
+        job->backfill_id = b.id;
+        if (b.status == QBC_BACKFILL_QUEUED || b.status == QBC_BACKFILL_RUNNING) {
+            b.status = QBC_BACKFILL_CANCELLED;
+            b.finished_ns = qbc_now_ns();
+            if ((rc = job_put(s, txn, &b, t)) != 0)
+                return rc;
+        } else {
+            job->backfill_refused = 1;
+        }
+        job->backfill_out = b;
+        return 0;
+    }
+    if (job->backfill == NULL)
+        return MDB_INCOMPATIBLE;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    uint64_t last = 0;
+    if ((rc = mdb_cursor_open(txn, s->dbi_jobs, &cur)) != 0)
+        return rc;
+    if ((rc = mdb_cursor_get(cur, &k, &v, MDB_LAST)) == 0 && k.mv_size == 8)
+        last = get_u64be(k.mv_data);
+    mdb_cursor_close(cur);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
+    b = *job->backfill;
+    b.id = last + 1; /* jobs are never removed, so ids are never reused */
+    b.status = QBC_BACKFILL_QUEUED;
+    if (b.start_position == 0)
+        b.start_position = 1;
+    if (b.created_ns == 0)
+        b.created_ns = qbc_now_ns();
+    if ((rc = job_put(s, txn, &b, t)) != 0)
+        return rc;
+    job->backfill_id = b.id;
+    job->backfill_out = b;
+    if (job->set_cdc && (rc = apply_cdc_mark(s, txn, job, t)) != 0)
+        return rc;
+    return 0;
+}
+
+/* POST /admin/realms/{realm}/cdc: n_retired = 1 if the realm exists */
+static int apply_cdc_request(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_ctx_t *t)
+{
+    qbc_realm_t st;
+    int rc;
+
+    if (job->realm == NULL || (rc = realm_read(s, txn, job->realm, &st)) == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    st.cdc_requested_ns = qbc_now_ns();
+    job->n_retired = 1;
+    return realm_write(s, txn, &st, t);
 }
 
 /* dead value: [1][pending value][attempts u32][died_ns i64][key_len u16][key][error] */
@@ -334,8 +487,9 @@ static int put_high_water(qbc_store_t *s, MDB_txn *txn, const char *name, uint64
 
 static int apply_job(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *j, txn_ctx_t *t)
 {
-    j->inbox_seq = j->last_feed_seq = 0;
+    j->inbox_seq = j->last_feed_seq = j->backfill_id = 0;
     j->n_stored_events = j->n_dup_events = j->n_feed = j->n_retired = 0;
+    j->backfill_refused = 0;
     switch (j->kind) {
     case QBC_JOB_WEBHOOK: {
         int rc = apply_webhook(s, txn, j, &t->seq);
@@ -352,6 +506,10 @@ static int apply_job(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *j, txn_ctx_t
         return apply_realm(s, txn, j, t);
     case QBC_JOB_REDRIVE:
         return apply_redrive(s, txn, j, t);
+    case QBC_JOB_BACKFILL:
+        return s->has_jobs ? apply_backfill(s, txn, j, t) : MDB_INCOMPATIBLE;
+    case QBC_JOB_CDC_REQUEST:
+        return apply_cdc_request(s, txn, j, t);
     }
     return MDB_INCOMPATIBLE;
 }
@@ -360,7 +518,7 @@ static int apply_job(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *j, txn_ctx_t
 static int run_txn(qbc_store_t *s, qbc_store_job_t *list, qbc_commit_note_t *note)
 {
     MDB_txn *txn;
-    txn_ctx_t t = {s->next_seq, s->next_feed, s->next_dead, {0, 0, 0, 0}};
+    txn_ctx_t t = {s->next_seq, s->next_feed, s->next_dead, {0}};
     int rc;
 
     if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
@@ -390,6 +548,7 @@ static int run_txn(qbc_store_t *s, qbc_store_job_t *list, qbc_commit_note_t *not
     note->new_pending += t.note.new_pending;
     note->feed_appended += t.note.feed_appended;
     note->realms_changed += t.note.realms_changed;
+    note->jobs_changed += t.note.jobs_changed;
     note->last_feed_seq = t.feed - 1;
     return 0;
 }
@@ -427,7 +586,7 @@ static void finish(qbc_store_t *s, qbc_store_job_t *j, int result)
 /* tells the listeners what the batch changed (writer thread; they must not block) */
 static void notify(qbc_store_t *s, const qbc_commit_note_t *note)
 {
-    if (note->new_pending == 0 && note->feed_appended == 0 && note->realms_changed == 0)
+    if (note->new_pending == 0 && note->feed_appended == 0 && note->realms_changed == 0 && note->jobs_changed == 0)
         return;
     size_t n = __atomic_load_n(&s->n_listeners, __ATOMIC_ACQUIRE);
     for (size_t i = 0; i < n; i++)
@@ -440,7 +599,7 @@ static void notify(qbc_store_t *s, const qbc_commit_note_t *note)
  */
 static void run_batch(qbc_store_t *s, qbc_store_job_t *list, size_t n)
 {
-    qbc_commit_note_t note = {0, 0, 0, 0};
+    qbc_commit_note_t note = {0};
     unsigned b = 0;
     while (b < 7 && n > qbc_store_batch_bounds[b])
         b++;
@@ -467,7 +626,7 @@ static void run_batch(qbc_store_t *s, qbc_store_job_t *list, size_t n)
         qbc_log(QBC_LOG_WARN, "store", "batch of %zu failed (%s); retrying its jobs one by one", n, mdb_strerror(rc));
     while (list != NULL) {
         qbc_store_job_t *next = list->_next;
-        qbc_commit_note_t one = {0, 0, 0, 0};
+        qbc_commit_note_t one = {0};
         list->_next = NULL;
         rc = n > 1 ? run_growing(s, list, &one) : rc;
         if (rc == 0) {

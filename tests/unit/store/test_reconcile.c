@@ -36,6 +36,13 @@ static void on_note(void *ctx, const qbc_commit_note_t *n)
     pthread_mutex_unlock(&mu);
 }
 
+static int count_jobs(const qbc_backfill_t *b, void *n)
+{
+    (void)b;
+    (*(int *)n)++;
+    return 0;
+}
+
 /* submits one job and waits for it */
 static int run(qbc_store_t *s, qbc_store_job_t *j)
 {
@@ -365,6 +372,125 @@ static void test_tokens(void)
     qbc_store_close(s);
 }
 
+/* issue 5: the CDC watermark rides in the same transaction as the versions; backfill jobs */
+static void test_cdc_and_jobs(void)
+{
+    qbc_store_config_t cfg = {.dir = dir};
+    qbc_store_t *s;
+    qbc_store_job_t j;
+    qbc_realm_t rs;
+    qbc_backfill_t b, back;
+
+    qbc_store_open(&cfg, &s);
+    qbc_store_add_listener(s, on_note, NULL);
+    memset(&rs, 0, sizeof(rs));
+    snprintf(rs.realm, sizeof(rs.realm), "777");
+    rs.connected_ns = 5;
+    memset(&j, 0, sizeof(j));
+    j.kind = QBC_JOB_REALM;
+    j.realm = "777";
+    j.realm_state = &rs;
+    is_int(run(s, &j), 0, "realm created");
+
+    qbc_version_t v = ver("777", "Invoice", "1", "3", 100, QBC_OP_UPDATE, "{\"Id\":\"1\"}");
+    v.source = QBC_SOURCE_CDC;
+    memset(&j, 0, sizeof(j));
+    j.kind = QBC_JOB_RECONCILE;
+    j.versions = &v;
+    j.n_versions = 1;
+    j.realm = "777";
+    j.set_cdc = 1;
+    j.cdc_watermark_ns = 2000;
+    j.last_cdc_ns = 3000;
+    is_int(run(s, &j), 0, "versions + watermark committed");
+    is_int(j.n_feed, 1, "the version entered the feed");
+    qbc_store_realm_get(s, "777", &rs);
+    ok(rs.cdc_watermark_ns == 2000 && rs.last_cdc_ns == 3000, "watermark and last poll stored with them");
+    is_int(rs.connected_ns, 5, "the rest of the realm state kept");
+    j.cdc_watermark_ns = 1000; /* a stale sweep never moves it back */
+    j.last_cdc_ns = 4000;
+    run(s, &j);
+    qbc_store_realm_get(s, "777", &rs);
+    ok(rs.cdc_watermark_ns == 2000 && rs.last_cdc_ns == 4000, "the watermark never goes back");
+    is_int(j.n_feed, 0, "the same version again is a duplicate");
+
+    memset(&j, 0, sizeof(j));
+    j.kind = QBC_JOB_CDC_REQUEST;
+    j.realm = "777";
+    run(s, &j);
+    qbc_store_realm_get(s, "777", &rs);
+    ok(j.n_retired == 1 && rs.cdc_requested_ns > 0, "a CDC request is recorded on the realm");
+    j.realm = "nope";
+    run(s, &j);
+    is_int(j.n_retired, 0, "an unknown realm is reported");
+
+    /* jobs: create, checkpoint with versions, cancel, refuse later checkpoints */
+    memset(&b, 0, sizeof(b));
+    snprintf(b.realm, sizeof(b.realm), "777");
+    snprintf(b.entities, sizeof(b.entities), "Invoice,Customer");
+    snprintf(b.reason, sizeof(b.reason), "operator");
+    memset(&j, 0, sizeof(j));
+    j.kind = QBC_JOB_BACKFILL;
+    j.backfill = &b;
+    is_int(run(s, &j), 0, "job created");
+    is_int(j.backfill_id, 1, "first id is 1");
+    ok(last_note.jobs_changed == 1, "listeners hear of job changes");
+    run(s, &j);
+    is_int(j.backfill_id, 2, "ids increase");
+    is_int(qbc_store_backfill_get(s, 1, &back), 0, "read back");
+    ok(back.status == QBC_BACKFILL_QUEUED && back.start_position == 1 && strcmp(back.entities, "Invoice,Customer") == 0,
+       "queued at position 1 with its entities");
+
+    qbc_version_t v2 = ver("777", "Invoice", "2", "0", 200, QBC_OP_CREATE, "{\"Id\":\"2\"}");
+    qbc_version_t vs[2] = {v, v2};
+    vs[0].source = vs[1].source = QBC_SOURCE_BACKFILL;
+    back.status = QBC_BACKFILL_RUNNING;
+    back.start_position = 1001;
+    back.records_seen = 2;
+    memset(&j, 0, sizeof(j));
+    j.kind = QBC_JOB_RECONCILE;
+    j.versions = vs;
+    j.n_versions = 2;
+    j.backfill = &back;
+    is_int(run(s, &j), 0, "page + checkpoint committed");
+    ok(!j.backfill_refused && j.n_feed == 1, "one new version");
+    qbc_store_backfill_get(s, 1, &b);
+    ok(b.start_position == 1001 && b.records_seen == 2 && b.versions_new == 1 && b.status == QBC_BACKFILL_RUNNING,
+       "checkpoint holds the position and counts new versions in the same transaction");
+
+    memset(&j, 0, sizeof(j));
+    j.kind = QBC_JOB_BACKFILL;
+    j.backfill_cancel = 1;
+    run(s, &j);
+    ok(j.backfill_id == 1 && j.backfill_out.status == QBC_BACKFILL_CANCELLED && j.backfill_out.finished_ns > 0,
+       "cancelled");
+    j.backfill_cancel = 99;
+    run(s, &j);
+    is_int(j.backfill_id, 0, "cancelling an unknown job reports it");
+    back.start_position = 2001;
+    memset(&j, 0, sizeof(j));
+    j.kind = QBC_JOB_RECONCILE;
+    j.backfill = &back;
+    run(s, &j);
+    ok(j.backfill_refused, "a checkpoint does not revive a cancelled job");
+    qbc_store_backfill_get(s, 1, &b);
+    ok(b.status == QBC_BACKFILL_CANCELLED && b.start_position == 1001, "it stays cancelled where it was");
+    int count = 0;
+    qbc_store_backfill_scan(s, count_jobs, &count);
+    is_int(count, 2, "scan sees both jobs");
+    qbc_store_close(s);
+
+    qbc_store_open(&cfg, &s);
+    qbc_store_backfill_get(s, 2, &b);
+    is_int(b.status, QBC_BACKFILL_QUEUED, "jobs survive reopening");
+    memset(&j, 0, sizeof(j));
+    j.kind = QBC_JOB_BACKFILL;
+    j.backfill = &b;
+    run(s, &j);
+    is_int(j.backfill_id, 3, "ids continue after reopening");
+    qbc_store_close(s);
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/qbcdc-reconcile-test-XXXXXX";
@@ -373,6 +499,7 @@ int main(void)
     subtest("versions and the feed", test_feed);
     subtest("retire race and dead letters", test_retire_race);
     subtest("realms and tokens", test_tokens);
+    subtest("CDC watermark and backfill jobs", test_cdc_and_jobs);
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)

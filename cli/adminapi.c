@@ -1,0 +1,193 @@
+/*
+ * adminapi.c — operator commands that talk to a running `qbcdc serve` through its admin
+ * API (bearer QBCDC_ADMIN_TOKEN, address QBCDC_LISTEN), so they act on the live service
+ * rather than on the store: cdc, backfill, jobs, cancel.
+ */
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "common.h"
+#include "config.h"
+#include "adminapi.h"
+
+typedef struct {
+    char *buf;
+    size_t len;
+} body_t;
+
+static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
+{
+    body_t *b = ud;
+    size_t n = size * nmemb;
+    b->buf = qbc_realloc(b->buf, b->len + n + 1);
+    memcpy(b->buf + b->len, p, n);
+    b->len += n;
+    b->buf[b->len] = '\0';
+    return n;
+}
+
+/* "127.0.0.1:8080" / ":8080" / "[::1]:8080" -> a base URL */
+static void base_url(const char *listen, char *out, size_t size)
+{
+    if (listen[0] == ':')
+        snprintf(out, size, "http://127.0.0.1%s", listen);
+    else if (strncmp(listen, "0.0.0.0:", 8) == 0)
+        snprintf(out, size, "http://127.0.0.1%s", listen + 7);
+    else
+        snprintf(out, size, "http://%s", listen);
+}
+
+static int call(const qbc_config_t *cfg, const char *method, const char *path, const char *body)
+{
+    char url[512], auth[600];
+    body_t b = {NULL, 0};
+    long status = 0;
+
+    if (cfg->admin_token == NULL) {
+        fprintf(stderr, "qbcdc: set QBCDC_ADMIN_TOKEN (the running service's admin token)\n");
+        return 2;
+    }
+    base_url(cfg->listen, url, sizeof(url));
+    snprintf(url + strlen(url), sizeof(url) - strlen(url), "%s", path);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", cfg->admin_token);
+    CURL *e = curl_easy_init();
+    if (e == NULL)
+        return 1;
+    struct curl_slist *h = curl_slist_append(NULL, auth);
+    h = curl_slist_append(h, "Content-Type: application/json");
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (body != NULL)
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+    CURLcode rc = curl_easy_perform(e);
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(e);
+    if (rc != CURLE_OK) {
+        fprintf(stderr, "qbcdc: cannot reach the service at %s: %s\n", url, curl_easy_strerror(rc));
+        free(b.buf);
+        return 1;
+    }
+    printf("%s\n", b.buf != NULL ? b.buf : "");
+    free(b.buf);
+    return status >= 200 && status < 300 ? 0 : 1;
+}
+
+static int usage(const char *cmd)
+{
+    printf("Usage:\n"
+           "  qbcdc cdc REALM                                   run a CDC sweep of REALM now\n"
+           "  qbcdc backfill REALM [--entities A,B] [--since T] start a backfill job (T: ISO-8601 with offset)\n"
+           "  qbcdc jobs [ID]                                   list backfill jobs, or show one\n"
+           "  qbcdc cancel ID                                   cancel a backfill job\n\n"
+           "They call the running service's admin API at QBCDC_LISTEN with QBCDC_ADMIN_TOKEN\n"
+           "and print its JSON answer; exit 0 on success, 1 on an error answer, 2 on bad usage.\n");
+    qbc_config_print_help((const char *const[]){"listen", "admin-token", NULL});
+    (void)cmd;
+    return 0;
+}
+
+static int valid_word(const char *s)
+{
+    if (s == NULL || *s == '\0' || strlen(s) > 63)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || *s == '-' ||
+              *s == '_'))
+            return 0;
+    return 1;
+}
+
+int qbc_adminapi_main(const char *cmd, int argc, char **argv)
+{
+    const char *pos = NULL, *entities = NULL, *since = NULL;
+    char *rest[64];
+    int nrest = 0;
+    qbc_config_t cfg;
+    char err[256];
+
+    rest[nrest++] = argv[0];
+    rest[nrest++] = argv[1];
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+            return usage(cmd);
+        if (strcmp(cmd, "backfill") == 0 && (strcmp(a, "--entities") == 0 || strcmp(a, "--since") == 0)) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "qbcdc: %s needs a value\n", a);
+                return 2;
+            }
+            *(strcmp(a, "--since") == 0 ? &since : &entities) = argv[++i];
+        } else if (a[0] != '-' && pos == NULL) {
+            pos = a;
+        } else if (nrest < 62) {
+            rest[nrest++] = argv[i];
+            if (strchr(a, '=') == NULL && i + 1 < argc)
+                rest[nrest++] = argv[++i];
+        }
+    }
+    if (qbc_config_load(&cfg, nrest, rest, 2, (const char *const[]){"listen", "admin-token", NULL}, err, sizeof(err)) !=
+        0) {
+        fprintf(stderr, "qbcdc: %s\n", err);
+        return 2;
+    }
+    char path[256];
+    int code = 2;
+    if (strcmp(cmd, "jobs") == 0) {
+        if (pos != NULL && !valid_word(pos))
+            fprintf(stderr, "qbcdc: bad job id '%s'\n", pos);
+        else {
+            snprintf(path, sizeof(path), pos ? "/admin/jobs/%s" : "/admin/jobs", pos);
+            code = call(&cfg, "GET", path, NULL);
+        }
+    } else if (!valid_word(pos)) {
+        fprintf(stderr, "qbcdc: %s needs a %s (see qbcdc %s --help)\n", cmd, strcmp(cmd, "cancel") ? "realm" : "job id",
+                cmd);
+    } else if (strcmp(cmd, "cdc") == 0) {
+        snprintf(path, sizeof(path), "/admin/realms/%s/cdc", pos);
+        code = call(&cfg, "POST", path, "");
+    } else if (strcmp(cmd, "cancel") == 0) {
+        snprintf(path, sizeof(path), "/admin/jobs/%s", pos);
+        code = call(&cfg, "DELETE", path, NULL);
+    } else { /* backfill */
+        char body[2048] = "{", *p = body + 1;
+        size_t left = sizeof(body) - 1;
+        if (entities != NULL) {
+            int n = snprintf(p, left, "\"entities\":[");
+            p += n, left -= (size_t)n;
+            char *copy = qbc_strdup(entities), *save = NULL;
+            int first = 1;
+            for (char *t = strtok_r(copy, ", ", &save); t && left > 64; t = strtok_r(NULL, ", ", &save)) {
+                if (!valid_word(t))
+                    continue;
+                n = snprintf(p, left, "%s\"%s\"", first ? "" : ",", t);
+                p += n, left -= (size_t)n;
+                first = 0;
+            }
+            free(copy);
+            n = snprintf(p, left, "]");
+            p += n, left -= (size_t)n;
+        }
+        if (since != NULL) {
+            for (const char *c = since; *c; c++)
+                if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20) {
+                    fprintf(stderr, "qbcdc: bad --since '%s'\n", since);
+                    qbc_config_free(&cfg);
+                    return 2;
+                }
+            snprintf(p, left, "%s\"since\":\"%s\"", entities ? "," : "", since);
+        }
+        strncat(body, "}", sizeof(body) - strlen(body) - 1);
+        snprintf(path, sizeof(path), "/admin/realms/%s/backfill", pos);
+        code = call(&cfg, "POST", path, body);
+    }
+    qbc_config_free(&cfg);
+    return code;
+}

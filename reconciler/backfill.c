@@ -1,0 +1,337 @@
+/*
+ * backfill.c — backfill jobs (POST /admin/realms/{realm}/backfill, or CDC's lookback
+ * running out): a resumable pull of whole entity tables through the query API
+ * (qbo-facts §3):
+ *
+ *   SELECT * FROM <Entity> [WHERE MetaData.LastUpdatedTime >= '<since>'] [Active IN (true,false)]
+ *   ORDERBY Id STARTPOSITION n MAXRESULTS 1000
+ *
+ * one entity after another, one page at a time, at REC_PRIO_BACKFILL (the lowest share
+ * of the realm's budget). Every page's versions (source "backfill", the same dedupe as
+ * webhooks) and the job's checkpoint — entity, next STARTPOSITION, counters — commit
+ * in one transaction, so after a restart (or kill -9) the job goes on from the page
+ * after the last one committed; a page read twice adds nothing to the feed. One job
+ * per realm runs at a time, in id order. A job cancelled in the store stops at once:
+ * its checkpoints are refused from then on.
+ *
+ * STARTPOSITION paging over a table that changes meanwhile may skip or repeat rows when
+ * rows are deleted before the position; repeats are deduped, and whatever changed
+ * during the job is also reported by webhooks and CDC.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "rec_internal.h"
+
+#define NS 1000000000LL
+#define BF_MAX_FAILURES 10
+
+typedef struct st_rec_backfill_t {
+    struct st_rec_backfill_t *next;
+    qbc_backfill_t st; /* as last committed */
+    qbc_backfill_t cp; /* the checkpoint in flight */
+    rec_realm_t *realm;
+    char **ents;
+    size_t n_ents;
+    int inflight; /* a page request or its commit */
+    int stop;     /* cancelled, finished or gone: dropped once idle */
+    unsigned failures;
+    int64_t retry_ns;
+} rec_backfill_t;
+
+static void bf_free(rec_backfill_t *b)
+{
+    for (size_t i = 0; i < b->n_ents; i++)
+        free(b->ents[i]);
+    free(b->ents);
+    free(b);
+}
+
+void rec_backfill_free_all(qbc_reconciler_t *r)
+{
+    while (r->backfills != NULL) {
+        rec_backfill_t *b = r->backfills;
+        r->backfills = b->next;
+        bf_free(b);
+    }
+}
+
+static rec_backfill_t *bf_find(qbc_reconciler_t *r, uint64_t id)
+{
+    for (rec_backfill_t *b = r->backfills; b != NULL; b = b->next)
+        if (b->st.id == id)
+            return b;
+    return NULL;
+}
+
+/* the entity list: the job's own, or the configured CDC list (then written into the job) */
+static void bf_entities(qbc_reconciler_t *r, rec_backfill_t *b)
+{
+    if (b->st.entities[0] == '\0') {
+        size_t len = 0;
+        for (size_t i = 0; i < r->n_cdc_entities; i++) {
+            int n =
+                snprintf(b->st.entities + len, sizeof(b->st.entities) - len, "%s%s", i ? "," : "", r->cdc_entities[i]);
+            if (n < 0 || (size_t)n >= sizeof(b->st.entities) - len)
+                break;
+            len += (size_t)n;
+        }
+    }
+    char *copy = qbc_strdup(b->st.entities), *save = NULL;
+    for (char *tok = strtok_r(copy, ", ", &save); tok != NULL; tok = strtok_r(NULL, ", ", &save)) {
+        if (!qbc_rec_entity_ok(tok))
+            continue;
+        b->ents = qbc_realloc(b->ents, (b->n_ents + 1) * sizeof(*b->ents));
+        b->ents[b->n_ents++] = qbc_strdup(tok);
+    }
+    free(copy);
+}
+
+static int on_job(const qbc_backfill_t *job, void *ctx)
+{
+    qbc_reconciler_t *r = ctx;
+    rec_backfill_t *b = bf_find(r, job->id);
+    int live = job->status == QBC_BACKFILL_QUEUED || job->status == QBC_BACKFILL_RUNNING;
+    if (b != NULL) {
+        if (!live && !b->stop) {
+            b->stop = 1;
+            qbc_log(QBC_LOG_INFO, REC_MOD, "backfill job %llu: %s", (unsigned long long)job->id,
+                    qbc_backfill_status_name(job->status));
+        }
+        return 0;
+    }
+    if (!live || !qbc_rec_id_ok(job->realm))
+        return 0;
+    rec_realm_t *realm = rec_realm_get(r, job->realm, 1);
+    if (realm == NULL)
+        return 0;
+    b = qbc_calloc(1, sizeof(*b));
+    b->st = *job;
+    b->realm = realm;
+    bf_entities(r, b);
+    rec_backfill_t **tail = &r->backfills; /* the scan goes in id order: append */
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    *tail = b;
+    qbc_log(QBC_LOG_INFO, REC_MOD, "backfill job %llu for realm %s: %s at %s entity %u, position %llu",
+            (unsigned long long)job->id, job->realm, job->status == QBC_BACKFILL_RUNNING ? "resuming" : "queued",
+            b->st.entity_index < b->n_ents ? b->ents[b->st.entity_index] : "-", b->st.entity_index,
+            (unsigned long long)b->st.start_position);
+    return 0;
+}
+
+void rec_backfill_scan(qbc_reconciler_t *r)
+{
+    int rc = qbc_store_backfill_scan(r->store, on_job, r);
+    if (rc != 0)
+        qbc_log(QBC_LOG_ERROR, REC_MOD, "reading backfill jobs: %s", qbc_strerror(rc));
+}
+
+/* ---------------------------------------------------------------- pages */
+
+static void on_page_committed(qbc_reconciler_t *r, const qbc_store_job_t *job, void *ctx)
+{
+    rec_backfill_t *b = ctx;
+    int64_t now = qbc_mono_ns();
+    b->inflight = 0;
+    if (job->result != 0) {
+        qbc_log(QBC_LOG_ERROR, REC_MOD, "backfill job %llu: storing a page failed: %s", (unsigned long long)b->st.id,
+                qbc_strerror(job->result));
+        b->retry_ns = now + 5 * NS;
+        return;
+    }
+    if (job->backfill_refused) { /* cancelled meanwhile: this page's versions are stored, the job stops */
+        b->stop = 1;
+        return;
+    }
+    b->st = job->backfill_out;
+    pthread_mutex_lock(&r->stats_mu);
+    r->stats.backfill_versions_new += job->n_feed;
+    r->stats.versions_offered += job->n_versions;
+    r->stats.feed_appended += job->n_feed;
+    pthread_mutex_unlock(&r->stats_mu);
+    if (b->st.status != QBC_BACKFILL_RUNNING && b->st.status != QBC_BACKFILL_QUEUED) {
+        qbc_log(QBC_LOG_INFO, REC_MOD, "backfill job %llu for realm %s %s: %llu records, %llu new versions%s%s",
+                (unsigned long long)b->st.id, b->realm->name, qbc_backfill_status_name(b->st.status),
+                (unsigned long long)b->st.records_seen, (unsigned long long)b->st.versions_new,
+                b->st.error[0] ? ": " : "", b->st.error);
+        b->stop = 1;
+    }
+}
+
+/* commits cp (with versions, maybe none); on failure to submit, tries again later */
+static void submit_checkpoint(qbc_reconciler_t *r, rec_backfill_t *b, qbc_version_t *versions, size_t nv, char **owned,
+                              size_t n_owned)
+{
+    qbc_store_job_t tmpl;
+    memset(&tmpl, 0, sizeof(tmpl));
+    tmpl.kind = QBC_JOB_RECONCILE;
+    tmpl.backfill = &b->cp;
+    b->inflight = 1;
+    if (rec_submit_versions(r, b->realm, &tmpl, versions, nv, owned, n_owned, on_page_committed, b) != 0) {
+        b->inflight = 0;
+        b->retry_ns = qbc_mono_ns() + NS;
+        free(versions);
+        for (size_t i = 0; i < n_owned; i++)
+            free(owned[i]);
+        free(owned);
+    }
+}
+
+static void bf_fail(qbc_reconciler_t *r, rec_backfill_t *b, const char *err)
+{
+    b->cp = b->st;
+    b->cp.status = QBC_BACKFILL_FAILED;
+    b->cp.finished_ns = qbc_now_ns();
+    snprintf(b->cp.error, sizeof(b->cp.error), "%s", err);
+    qbc_log(QBC_LOG_WARN, REC_MOD, "backfill job %llu failed: %s", (unsigned long long)b->st.id, err);
+    submit_checkpoint(r, b, NULL, 0, NULL, 0);
+}
+
+static void on_page(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, const rec_api_answer_t *a)
+{
+    rec_backfill_t *b = ctx;
+    int64_t now = qbc_mono_ns();
+    qbc_fault_t fault;
+    qbc_rec_item_t *items = NULL;
+    size_t n = 0;
+    int prc = 0;
+    const char *entity = b->ents[b->st.entity_index];
+
+    b->inflight = 0;
+    if (a->curl_ok)
+        qbc_rec_parse_fault(a->body, a->len, &fault);
+    else
+        memset(&fault, 0, sizeof(fault));
+    qbc_rec_class_t cls = qbc_rec_classify(a->curl_ok, a->status, &fault);
+    if (cls == REC_RES_OK && (prc = qbc_rec_parse_query(a->body, a->len, entity, &items, &n, &fault)) != 0)
+        cls = prc == QBC_ENOTFOUND ? qbc_rec_classify(1, a->status, &fault) : REC_RES_RETRY;
+    char err[256] = "";
+    if (cls != REC_RES_OK)
+        qbc_rec_describe(a->status, &fault, a->curl_ok ? NULL : a->curl_err, err, sizeof(err));
+    if (b->stop && cls == REC_RES_OK) {
+        qbc_rec_items_free(items, n);
+        return;
+    }
+    switch (cls) {
+    case REC_RES_OK:
+        break;
+    case REC_RES_THROTTLED: {
+        uint64_t ms = a->retry_after_ms ? a->retry_after_ms : r->cfg.throttle_pause_ms;
+        qbc_budget_throttle(&realm->budget, now, (int64_t)ms * 1000000);
+        REC_STAT(r, throttled, 1);
+        return;
+    }
+    case REC_RES_AUTH:
+        rec_auth_rejected(r, realm, a->token_gen);
+        if (++b->failures > BF_MAX_FAILURES)
+            bf_fail(r, b, err);
+        return;
+    case REC_RES_RETRY:
+        REC_STAT(r, server_errors, 1);
+        if (++b->failures > BF_MAX_FAILURES) {
+            bf_fail(r, b, prc != 0 ? "the query answer did not parse" : err);
+            return;
+        }
+        b->retry_ns =
+            now +
+            (int64_t)qbc_backoff_ms(b->failures, r->cfg.backoff_base_ms, r->cfg.backoff_max_ms, &r->rng) * 1000000;
+        return;
+    case REC_RES_GONE:
+    case REC_RES_CLIENT:
+        bf_fail(r, b, err);
+        return;
+    }
+
+    b->failures = 0;
+    qbc_version_t *versions = qbc_calloc(n ? n : 1, sizeof(*versions));
+    char **owned = qbc_calloc(n ? n : 1, sizeof(*owned));
+    size_t nv = 0, no = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!qbc_rec_id_ok(items[i].id))
+            continue;
+        rec_version_of_item(realm->name, entity, &items[i], QBC_SOURCE_BACKFILL, &versions[nv++]);
+        if (items[i].data != NULL) {
+            owned[no++] = items[i].data;
+            items[i].data = NULL;
+        }
+    }
+    qbc_rec_items_free(items, n);
+    b->cp = b->st;
+    b->cp.status = QBC_BACKFILL_RUNNING;
+    if (b->cp.started_ns == 0)
+        b->cp.started_ns = qbc_now_ns();
+    b->cp.records_seen += n;
+    if (n < REC_QUERY_PAGE) { /* the last page of this entity */
+        b->cp.entity_index++;
+        b->cp.entities_done++;
+        b->cp.start_position = 1;
+    } else {
+        b->cp.start_position += n;
+    }
+    if (b->cp.entity_index >= b->n_ents) {
+        b->cp.status = QBC_BACKFILL_DONE;
+        b->cp.finished_ns = qbc_now_ns();
+    }
+    submit_checkpoint(r, b, versions, nv, owned, no);
+}
+
+static int realm_busy(qbc_reconciler_t *r, rec_backfill_t *upto, rec_realm_t *realm)
+{
+    for (rec_backfill_t *b = r->backfills; b != NULL && b != upto; b = b->next)
+        if (b->realm == realm && !b->stop)
+            return 1;
+    return 0;
+}
+
+int64_t rec_backfill_plan(qbc_reconciler_t *r, int64_t now)
+{
+    int64_t next = now + NS;
+    if (atomic_load(&r->stopping))
+        return next;
+    for (rec_backfill_t **pp = &r->backfills, *b; (b = *pp) != NULL;) {
+        if (b->stop && !b->inflight) {
+            *pp = b->next;
+            bf_free(b);
+            continue;
+        }
+        pp = &b->next;
+        rec_realm_t *realm = b->realm;
+        if (b->stop || b->inflight || realm_busy(r, b, realm) || !rec_realm_usable(realm))
+            continue;
+        if (b->retry_ns > now) {
+            if (b->retry_ns < next)
+                next = b->retry_ns;
+            continue;
+        }
+        if (b->st.entity_index >= b->n_ents) { /* nothing (left) to read */
+            b->cp = b->st;
+            b->cp.status = QBC_BACKFILL_DONE;
+            if (b->cp.started_ns == 0)
+                b->cp.started_ns = qbc_now_ns();
+            b->cp.finished_ns = qbc_now_ns();
+            submit_checkpoint(r, b, NULL, 0, NULL, 0);
+            continue;
+        }
+        if (!rec_auth_ready(r, realm, now, &next))
+            continue;
+        if (qbc_budget_available(&realm->budget, now, REC_PRIO_BACKFILL) == 0) {
+            int64_t t = qbc_budget_next(&realm->budget, now, REC_PRIO_BACKFILL);
+            if (t > now && t < next)
+                next = t;
+            continue;
+        }
+        char *q = qbc_rec_backfill_query(b->ents[b->st.entity_index], b->st.since_ns, b->st.start_position);
+        char *url = qbc_rec_query_url(r->api_base, realm->name, r->cfg.minorversion);
+        int rc = rec_start_api(r, realm, url, q, on_page, b);
+        free(url);
+        free(q);
+        if (rc != 0) {
+            b->retry_ns = now + NS;
+            continue;
+        }
+        b->inflight = 1;
+        REC_STAT(r, backfill_requests, 1);
+    }
+    return next;
+}

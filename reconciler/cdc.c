@@ -1,0 +1,435 @@
+/*
+ * cdc.c — the CDC fallback (qbo-facts §2): webhooks get lost, so every cdc_interval_s
+ * (and when an operator asks) each usable realm is swept with
+ * GET /cdc?entities=...&changedSince=<watermark>.
+ *
+ * A sweep is a list of parts, one request each, asked one after another at
+ * REC_PRIO_CDC. It starts as one part for every entity since the watermark. An answer
+ * under the 1,000-object cap is complete for its part. An answer at the cap is not:
+ * a part of several entities splits into one part per entity; a part of one entity
+ * keeps what came (its oldest changes) and asks again from the last object's time.
+ * When no part is left, every version gathered is offered (source "cdc", the same
+ * dedupe as webhooks) in ONE store job that also moves the realm's watermark to the
+ * earliest "time" of the completing answers — so the watermark never passes what was
+ * read, and a crash before that commit only repeats the sweep.
+ *
+ * A watermark older than the lookback (30 days) cannot be answered by CDC: the realm
+ * gets a backfill job instead (reason "cdc_too_old"), created in one transaction with
+ * a fresh watermark, and CDC carries on from there.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "rec_internal.h"
+
+#define NS 1000000000LL
+#define CDC_MAX_FAILURES 5
+
+static void min_into(int64_t *next, int64_t t)
+{
+    if (t < *next)
+        *next = t;
+}
+
+void rec_version_of_item(const char *realm, const char *entity, const qbc_rec_item_t *it, uint8_t source,
+                         qbc_version_t *v)
+{
+    memset(v, 0, sizeof(*v));
+    snprintf(v->realm, sizeof(v->realm), "%s", realm);
+    snprintf(v->entity, sizeof(v->entity), "%s", entity);
+    snprintf(v->id, sizeof(v->id), "%s", it->id);
+    v->source = source;
+    v->updated_ns = it->updated_ns;
+    if (it->deleted) {
+        v->op = QBC_OP_DELETE;
+        return;
+    }
+    snprintf(v->sync_token, sizeof(v->sync_token), "%s", it->sync_token);
+    v->op = strcmp(it->sync_token, "0") == 0 ? QBC_OP_CREATE : QBC_OP_UPDATE;
+    v->data = it->data;
+    v->data_len = it->data_len;
+}
+
+static void sweep_clear(rec_cdc_t *c)
+{
+    for (size_t i = 0; i < c->n_owned; i++)
+        free(c->owned[i]);
+    free(c->owned);
+    free(c->versions);
+    free(c->parts);
+    c->owned = NULL;
+    c->versions = NULL;
+    c->parts = NULL;
+    c->n_owned = c->cap_owned = c->nv = c->cap_v = c->n_parts = c->cap_parts = 0;
+    c->active = 0;
+    c->failures = 0;
+    c->requests = 0;
+}
+
+void rec_cdc_free(rec_cdc_t *c)
+{
+    sweep_clear(c);
+}
+
+static void part_push(rec_cdc_t *c, const char *entities, size_t n_entities, int64_t since_ns)
+{
+    if (c->n_parts == c->cap_parts) {
+        c->cap_parts = c->cap_parts ? c->cap_parts * 2 : 4;
+        c->parts = qbc_realloc(c->parts, c->cap_parts * sizeof(*c->parts));
+    }
+    rec_cdc_part_t *p = &c->parts[c->n_parts++];
+    snprintf(p->entities, sizeof(p->entities), "%s", entities);
+    p->n_entities = n_entities;
+    p->since_ns = since_ns;
+}
+
+static void part_pop(rec_cdc_t *c)
+{
+    memmove(c->parts, c->parts + 1, (c->n_parts - 1) * sizeof(*c->parts));
+    c->n_parts--;
+}
+
+/* keeps every object of the answer as a version (items' texts are taken over) */
+static void gather(rec_cdc_t *c, const char *realm, qbc_rec_cdc_group_t *groups, size_t n_groups)
+{
+    for (size_t g = 0; g < n_groups; g++) {
+        for (size_t i = 0; i < groups[g].n; i++) {
+            qbc_rec_item_t *it = &groups[g].items[i];
+            if (!qbc_rec_id_ok(it->id))
+                continue;
+            if (c->nv == c->cap_v) {
+                c->cap_v = c->cap_v ? c->cap_v * 2 : 256;
+                c->versions = qbc_realloc(c->versions, c->cap_v * sizeof(*c->versions));
+            }
+            rec_version_of_item(realm, groups[g].entity, it, QBC_SOURCE_CDC, &c->versions[c->nv++]);
+            if (it->data != NULL) {
+                if (c->n_owned == c->cap_owned) {
+                    c->cap_owned = c->cap_owned ? c->cap_owned * 2 : 256;
+                    c->owned = qbc_realloc(c->owned, c->cap_owned * sizeof(*c->owned));
+                }
+                c->owned[c->n_owned++] = it->data;
+                it->data = NULL; /* the version points at it; the sweep owns it now */
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- automatic backfill */
+
+typedef struct {
+    rec_realm_t *realm;
+    int64_t new_watermark_ns;
+} auto_bf_t;
+
+static void on_backfill_created(qbc_reconciler_t *r, const qbc_store_job_t *job, void *ctx)
+{
+    auto_bf_t *a = ctx;
+    rec_realm_t *realm = a->realm;
+    (void)r;
+    realm->cdc.backfill_pending = 0;
+    if (job->result == 0) {
+        qbc_log(QBC_LOG_INFO, REC_MOD, "realm %s: CDC cannot reach back that far; backfill job %llu started",
+                realm->name, (unsigned long long)job->backfill_id);
+        if (a->new_watermark_ns > realm->cdc.watermark_ns)
+            realm->cdc.watermark_ns = a->new_watermark_ns;
+    } else {
+        qbc_log(QBC_LOG_ERROR, REC_MOD, "realm %s: could not create a backfill job: %s", realm->name,
+                qbc_strerror(job->result));
+    }
+    free(a);
+}
+
+int rec_backfill_create(qbc_reconciler_t *r, rec_realm_t *realm, int64_t since_ns, const char *reason,
+                        int64_t new_watermark_ns, rec_commit_cb done, void *ctx)
+{
+    qbc_backfill_t b;
+    qbc_store_job_t tmpl;
+    memset(&b, 0, sizeof(b));
+    memset(&tmpl, 0, sizeof(tmpl));
+    snprintf(b.realm, sizeof(b.realm), "%s", realm->name);
+    b.since_ns = since_ns;
+    b.start_position = 1;
+    snprintf(b.reason, sizeof(b.reason), "%s", reason);
+    tmpl.kind = QBC_JOB_BACKFILL;
+    tmpl.backfill = &b;
+    if (new_watermark_ns > 0) {
+        tmpl.set_cdc = 1;
+        tmpl.cdc_watermark_ns = new_watermark_ns;
+    }
+    return rec_submit_versions(r, realm, &tmpl, NULL, 0, NULL, 0, done, ctx);
+}
+
+/* CDC cannot serve `since`: a backfill from there, and CDC from (about) now */
+static void start_auto_backfill(qbc_reconciler_t *r, rec_realm_t *realm, int64_t since_ns, int64_t now)
+{
+    rec_cdc_t *c = &realm->cdc;
+    if (c->backfill_pending)
+        return;
+    auto_bf_t *a = qbc_calloc(1, sizeof(*a));
+    a->realm = realm;
+    /* a second back: changes committed at Intuit just before are still asked of CDC, deduped */
+    a->new_watermark_ns = qbc_now_ns() - NS;
+    if (rec_backfill_create(r, realm, since_ns, "cdc_too_old", a->new_watermark_ns, on_backfill_created, a) != 0) {
+        free(a);
+        c->retry_ns = now + 5 * NS;
+        return;
+    }
+    c->backfill_pending = 1;
+}
+
+/* ---------------------------------------------------------------- the sweep */
+
+static void sweep_end(qbc_reconciler_t *r, rec_realm_t *realm, int64_t now, const char *error)
+{
+    rec_cdc_t *c = &realm->cdc;
+    if (error != NULL)
+        qbc_log(QBC_LOG_WARN, REC_MOD, "realm %s: CDC sweep abandoned after %llu requests: %s", realm->name,
+                (unsigned long long)c->requests, error);
+    sweep_clear(c);
+    c->inflight = 0;
+    c->due_ns = now + (int64_t)r->cfg.cdc_interval_s * NS;
+}
+
+static void on_sweep_committed(qbc_reconciler_t *r, const qbc_store_job_t *job, void *ctx)
+{
+    rec_realm_t *realm = ctx;
+    rec_cdc_t *c = &realm->cdc;
+    int64_t now = qbc_mono_ns();
+    if (job->result != 0) {
+        qbc_log(QBC_LOG_ERROR, REC_MOD, "realm %s: storing the CDC sweep failed: %s", realm->name,
+                qbc_strerror(job->result));
+        sweep_clear(c);
+        c->inflight = 0;
+        c->due_ns = now + 5 * NS;
+        return;
+    }
+    if (job->cdc_watermark_ns > c->watermark_ns)
+        c->watermark_ns = job->cdc_watermark_ns;
+    pthread_mutex_lock(&r->stats_mu);
+    r->stats.cdc_sweeps++;
+    r->stats.cdc_versions_new += job->n_feed;
+    r->stats.versions_offered += job->n_versions;
+    r->stats.feed_appended += job->n_feed;
+    pthread_mutex_unlock(&r->stats_mu);
+    char ts[QBC_TIME_BUFSZ];
+    qbc_log(job->n_feed ? QBC_LOG_INFO : QBC_LOG_DEBUG, REC_MOD,
+            "realm %s: CDC sweep done (%llu requests, %zu objects, %u new); complete until %s", realm->name,
+            (unsigned long long)c->requests, job->n_versions, job->n_feed, qbc_time_format(c->watermark_ns, ts));
+    sweep_end(r, realm, now, NULL);
+}
+
+static void sweep_commit(qbc_reconciler_t *r, rec_realm_t *realm)
+{
+    rec_cdc_t *c = &realm->cdc;
+    qbc_store_job_t tmpl;
+    memset(&tmpl, 0, sizeof(tmpl));
+    tmpl.kind = QBC_JOB_RECONCILE;
+    tmpl.set_cdc = 1;
+    tmpl.cdc_watermark_ns = c->complete_ns;
+    tmpl.last_cdc_ns = qbc_now_ns();
+    c->inflight = 1;
+    if (rec_submit_versions(r, realm, &tmpl, c->versions, c->nv, c->owned, c->n_owned, on_sweep_committed, realm) !=
+        0) {
+        c->inflight = 0;
+        sweep_end(r, realm, qbc_mono_ns(), "the store is closing");
+        return;
+    }
+    c->versions = NULL; /* the job owns them now */
+    c->owned = NULL;
+    c->nv = c->cap_v = c->n_owned = c->cap_owned = 0;
+}
+
+static void on_cdc_answer(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, const rec_api_answer_t *a)
+{
+    rec_cdc_t *c = &realm->cdc;
+    int64_t now = qbc_mono_ns();
+    qbc_fault_t fault;
+    qbc_rec_cdc_group_t *groups = NULL;
+    size_t n_groups = 0, total = 0;
+    int64_t time_ns = 0;
+    int prc = 0;
+    (void)ctx;
+
+    c->inflight = 0;
+    if (!c->active || c->n_parts == 0)
+        return;
+    if (a->curl_ok)
+        qbc_rec_parse_fault(a->body, a->len, &fault);
+    else
+        memset(&fault, 0, sizeof(fault));
+    qbc_rec_class_t cls = qbc_rec_classify(a->curl_ok, a->status, &fault);
+    if (cls == REC_RES_OK &&
+        (prc = qbc_rec_parse_cdc(a->body, a->len, &groups, &n_groups, &time_ns, &total, &fault)) != 0)
+        cls = prc == QBC_ENOTFOUND ? qbc_rec_classify(1, a->status, &fault) : REC_RES_RETRY;
+    if (cls == REC_RES_OK && time_ns == 0)
+        time_ns = qbc_now_ns() - 60 * NS; /* no "time": claim no more than a minute ago (clock skew) */
+
+    char err[256] = "";
+    if (cls != REC_RES_OK)
+        qbc_rec_describe(a->status, &fault, a->curl_ok ? NULL : a->curl_err, err, sizeof(err));
+    switch (cls) {
+    case REC_RES_OK:
+        break;
+    case REC_RES_THROTTLED: {
+        uint64_t ms = a->retry_after_ms ? a->retry_after_ms : r->cfg.throttle_pause_ms;
+        qbc_budget_throttle(&realm->budget, now, (int64_t)ms * 1000000);
+        REC_STAT(r, throttled, 1);
+        return; /* the part is asked again when the pause is over */
+    }
+    case REC_RES_AUTH:
+        rec_auth_rejected(r, realm, a->token_gen);
+        if (++c->failures > CDC_MAX_FAILURES)
+            sweep_end(r, realm, now, err);
+        return;
+    case REC_RES_GONE:
+    case REC_RES_CLIENT:
+        if (qbc_rec_fault_too_old(&fault)) {
+            int64_t since = c->parts[0].since_ns;
+            sweep_end(r, realm, now, NULL);
+            start_auto_backfill(r, realm, since, now);
+            return;
+        }
+        sweep_end(r, realm, now, err);
+        return;
+    case REC_RES_RETRY:
+        REC_STAT(r, server_errors, 1);
+        if (++c->failures > CDC_MAX_FAILURES) {
+            sweep_end(r, realm, now, prc != 0 ? "the CDC answer did not parse" : err);
+            return;
+        }
+        c->retry_ns =
+            now +
+            (int64_t)qbc_backoff_ms(c->failures, r->cfg.backoff_base_ms, r->cfg.backoff_max_ms, &r->rng) * 1000000;
+        return;
+    }
+
+    c->failures = 0;
+    rec_cdc_part_t *p = &c->parts[0];
+    int64_t next_since;
+    switch (qbc_rec_cdc_decide(p->n_entities, total, groups, n_groups, p->since_ns, &next_since)) {
+    case REC_CDC_COMPLETE:
+        gather(c, realm->name, groups, n_groups);
+        if (time_ns < c->complete_ns)
+            c->complete_ns = time_ns;
+        part_pop(c);
+        break;
+    case REC_CDC_SPLIT: {
+        /* the answer is cut: ask per entity (its objects come again then) */
+        rec_cdc_part_t whole = *p;
+        part_pop(c);
+        char *save = NULL;
+        for (char *tok = strtok_r(whole.entities, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save))
+            part_push(c, tok, 1, whole.since_ns);
+        qbc_log(QBC_LOG_INFO, REC_MOD, "realm %s: CDC answer at the %d-object cap; asking per entity", realm->name,
+                REC_CDC_CAP);
+        break;
+    }
+    case REC_CDC_ADVANCE:
+        gather(c, realm->name, groups, n_groups);
+        qbc_log(QBC_LOG_DEBUG, REC_MOD, "realm %s: CDC of %s at the cap; next page from %lld", realm->name, p->entities,
+                (long long)next_since);
+        p->since_ns = next_since;
+        break;
+    }
+    qbc_rec_cdc_groups_free(groups, n_groups);
+    if (c->n_parts == 0)
+        sweep_commit(r, realm);
+}
+
+static void sweep_start(qbc_reconciler_t *r, rec_realm_t *realm, int64_t now)
+{
+    rec_cdc_t *c = &realm->cdc;
+    int too_old = 0;
+    int64_t wall = qbc_now_ns();
+    int64_t since =
+        qbc_rec_cdc_since(c->watermark_ns, realm->connected_ns, wall, (int64_t)r->cfg.cdc_lookback_s * NS, &too_old);
+    c->requested_done = c->requested_ns;
+    if (too_old) {
+        int64_t from = c->watermark_ns > 0 ? c->watermark_ns : realm->connected_ns;
+        c->due_ns = now + (int64_t)r->cfg.cdc_interval_s * NS;
+        start_auto_backfill(r, realm, from, now);
+        return;
+    }
+    sweep_clear(c);
+    char list[QBC_BACKFILL_ENTITIES_MAX] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < r->n_cdc_entities; i++) {
+        int n = snprintf(list + len, sizeof(list) - len, "%s%s", i ? "," : "", r->cdc_entities[i]);
+        if (n < 0 || (size_t)n >= sizeof(list) - len)
+            break;
+        len += (size_t)n;
+    }
+    if (len == 0) {
+        c->due_ns = now + (int64_t)r->cfg.cdc_interval_s * NS;
+        return;
+    }
+    c->active = 1;
+    c->sweep_wall_ns = wall;
+    c->complete_ns = INT64_MAX;
+    part_push(c, list, r->n_cdc_entities, since);
+}
+
+void rec_cdc_realm_seen(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_realm_t *st, int64_t now)
+{
+    rec_cdc_t *c = &realm->cdc;
+    if (st->cdc_watermark_ns > c->watermark_ns)
+        c->watermark_ns = st->cdc_watermark_ns;
+    if (c->due_ns == 0) { /* first sight: a request not yet served (made while we were down) still counts */
+        c->due_ns = now + (int64_t)r->cfg.cdc_interval_s * NS;
+        c->requested_done = st->cdc_requested_ns > st->last_cdc_ns ? 0 : st->cdc_requested_ns;
+    }
+    c->requested_ns = st->cdc_requested_ns;
+}
+
+int64_t rec_cdc_plan(qbc_reconciler_t *r, int64_t now)
+{
+    int64_t next = now + NS;
+    if (atomic_load(&r->stopping))
+        return next;
+    for (size_t i = 0; i < r->n_realms; i++) {
+        rec_realm_t *realm = r->realms[i];
+        rec_cdc_t *c = &realm->cdc;
+        if (c->inflight || c->backfill_pending || c->due_ns == 0 || !rec_realm_usable(realm) ||
+            !qbc_rec_id_ok(realm->name))
+            continue;
+        if (!c->active) {
+            int asked = c->requested_ns > c->requested_done;
+            if (!asked && now < c->due_ns) {
+                min_into(&next, c->due_ns);
+                continue;
+            }
+            if (c->retry_ns > now) {
+                min_into(&next, c->retry_ns);
+                continue;
+            }
+            sweep_start(r, realm, now);
+            if (!c->active)
+                continue;
+        }
+        if (c->n_parts == 0 || c->retry_ns > now) {
+            if (c->retry_ns > now)
+                min_into(&next, c->retry_ns);
+            continue;
+        }
+        if (!rec_auth_ready(r, realm, now, &next))
+            continue;
+        if (qbc_budget_available(&realm->budget, now, REC_PRIO_CDC) == 0) {
+            int64_t t = qbc_budget_next(&realm->budget, now, REC_PRIO_CDC);
+            if (t > now)
+                min_into(&next, t);
+            continue;
+        }
+        rec_cdc_part_t *p = &c->parts[0];
+        char *url = qbc_rec_cdc_url(r->api_base, realm->name, p->entities, p->since_ns, r->cfg.minorversion);
+        int rc = rec_start_api(r, realm, url, NULL, on_cdc_answer, NULL);
+        free(url);
+        if (rc != 0) {
+            c->retry_ns = now + NS;
+            continue;
+        }
+        c->inflight = 1;
+        c->requests++;
+        REC_STAT(r, cdc_requests, 1);
+    }
+    return next;
+}

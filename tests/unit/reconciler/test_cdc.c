@@ -1,0 +1,149 @@
+/*
+ * test_cdc.c — reconciler/: CDC requests and answers (qbo-facts §2 samples), the window
+ * split decisions, the 30-day rule, and backfill page queries (§3).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "tap.h"
+#include "rec_internal.h"
+
+#define NS 1000000000LL
+
+static void test_requests(void)
+{
+    int64_t t;
+    qbc_time_parse("2015-12-23T20:56:06.196Z", 24, &t);
+    char *u = qbc_rec_cdc_url("http://h", "123145", "Invoice,Customer", t + 999999, 75);
+    is_str(u,
+           "http://h/v3/company/123145/cdc?entities=Invoice,Customer&changedSince=2015-12-23T20:56:06.196%2B00:00"
+           "&minorversion=75",
+           "changedSince has an explicit offset, '+' encoded as %2B, ms rounded down");
+    free(u);
+    char *q = qbc_rec_backfill_query("Invoice", 0, 1);
+    is_str(q, "SELECT * FROM Invoice ORDERBY Id STARTPOSITION 1 MAXRESULTS 1000", "backfill of everything");
+    free(q);
+    q = qbc_rec_backfill_query("Customer", 0, 2001);
+    is_str(q, "SELECT * FROM Customer WHERE Active IN (true,false) ORDERBY Id STARTPOSITION 2001 MAXRESULTS 1000",
+           "name lists include inactive records");
+    free(q);
+    q = qbc_rec_backfill_query("Vendor", t, 1);
+    is_str(q,
+           "SELECT * FROM Vendor WHERE MetaData.LastUpdatedTime >= '2015-12-23T20:56:06.196+00:00' AND Active IN "
+           "(true,false) ORDERBY Id STARTPOSITION 1 MAXRESULTS 1000",
+           "since as a LastUpdatedTime bound with an offset");
+    free(q);
+}
+
+static void test_answers(void)
+{
+    /* the reference sample of qbo-facts §2 (Ids only there; SyncToken/MetaData added so they are versions) */
+    const char *body =
+        "{\"CDCResponse\":[{\"QueryResponse\":["
+        "{\"Customer\":[{\"Id\":\"63\",\"SyncToken\":\"0\",\"MetaData\":{\"LastUpdatedTime\":\"2015-12-23T12:50:00-08:"
+        "00\"}},"
+        "{\"Id\":\"99\",\"SyncToken\":\"4\",\"MetaData\":{\"LastUpdatedTime\":\"2015-12-23T12:51:00-08:00\"}}],"
+        "\"startPosition\":1,\"maxResults\":3},"
+        "{\"startPosition\":1,\"totalCount\":5,\"Estimate\":["
+        "{\"Id\":\"34\",\"SyncToken\":\"1\",\"MetaData\":{\"LastUpdatedTime\":\"2015-12-23T12:52:00-08:00\"}},"
+        "{\"status\":\"Deleted\",\"domain\":\"QBO\",\"Id\":\"979\",\"MetaData\":{\"LastUpdatedTime\":\"2015-12-23T12:"
+        "55:50-08:00\"}}],"
+        "\"maxResults\":5},{}]}],"
+        "\"time\":\"2015-12-23T12:56:06.196-08:00\"}";
+    qbc_rec_cdc_group_t *g;
+    size_t ng, total;
+    int64_t tm, want;
+    qbc_fault_t f;
+    is_int(qbc_rec_parse_cdc(body, strlen(body), &g, &ng, &tm, &total, &f), 0, "sample parses");
+    is_int(ng, 2, "two entity groups ({} is an entity without changes)");
+    is_int(total, 4, "four objects");
+    qbc_time_parse("2015-12-23T12:56:06.196-08:00", 29, &want);
+    ok(tm == want, "time is the answer's time");
+    ok(strcmp(g[0].entity, "Customer") == 0 && g[0].n == 2 && strcmp(g[1].entity, "Estimate") == 0 && g[1].n == 2,
+       "groups by entity");
+    ok(g[1].items[1].deleted && strcmp(g[1].items[1].id, "979") == 0 && g[1].items[1].data == NULL,
+       "status Deleted: a delete");
+    qbc_version_t v;
+    rec_version_of_item("r", "Customer", &g[0].items[0], QBC_SOURCE_CDC, &v);
+    ok(v.op == QBC_OP_CREATE && v.source == QBC_SOURCE_CDC && v.data != NULL, "SyncToken 0: create, source cdc");
+    rec_version_of_item("r", "Customer", &g[0].items[1], QBC_SOURCE_CDC, &v);
+    is_int(v.op, QBC_OP_UPDATE, "later SyncToken: update");
+    rec_version_of_item("r", "Estimate", &g[1].items[1], QBC_SOURCE_CDC, &v);
+    ok(v.op == QBC_OP_DELETE && v.data == NULL && v.updated_ns > 0, "deleted: delete with its time");
+    qbc_rec_cdc_groups_free(g, ng);
+
+    const char *empty = "{\"CDCResponse\":[{\"QueryResponse\":[{}]}],\"time\":\"2015-12-23T12:56:06.196-08:00\"}";
+    is_int(qbc_rec_parse_cdc(empty, strlen(empty), &g, &ng, &tm, &total, &f), 0, "empty answer parses");
+    ok(ng == 0 && total == 0, "nothing in it");
+    qbc_rec_cdc_groups_free(g, ng);
+
+    const char *fault =
+        "{\"Fault\":{\"Error\":[{\"Message\":\"A business validation error has occurred\","
+        "\"Detail\":\"Operation cdc with changedSince date 2015-01-01 which is older than fixed days is "
+        "not "
+        "supported.\",\"code\":\"6000\"}],\"type\":\"ValidationFault\"},\"time\":\"2015-12-23T12:56:06.196-08:00\"}";
+    is_int(qbc_rec_parse_cdc(fault, strlen(fault), &g, &ng, &tm, &total, &f), QBC_ENOTFOUND, "a Fault is reported");
+    ok(qbc_rec_fault_too_old(&f), "and recognised as CDC's lookback limit");
+    is_int(qbc_rec_classify(1, 400, &f), REC_RES_CLIENT, "a client error");
+    const char *bad = "{\"CDCResponse\":{}}";
+    is_int(qbc_rec_parse_cdc(bad, strlen(bad), &g, &ng, &tm, &total, &f), QBC_EMALFORMED, "wrong nesting refused");
+}
+
+/* n objects of one entity, times from t0 one second apart, the last n_del deleted */
+static qbc_rec_cdc_group_t *fake(const char *entity, size_t n, size_t n_del, int64_t t0)
+{
+    qbc_rec_cdc_group_t *g = calloc(1, sizeof(*g));
+    snprintf(g->entity, sizeof(g->entity), "%s", entity);
+    g->items = calloc(n, sizeof(*g->items));
+    g->n = n;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(g->items[i].id, sizeof(g->items[i].id), "%zu", i + 1);
+        g->items[i].updated_ns = t0 + (int64_t)i * NS;
+        g->items[i].deleted = i >= n - n_del;
+    }
+    return g;
+}
+
+static void test_split(void)
+{
+    int64_t next, since = 1000 * NS;
+    qbc_rec_cdc_group_t *g = fake("Invoice", 999, 10, since);
+    is_int(qbc_rec_cdc_decide(8, 999, g, 1, since, &next), REC_CDC_COMPLETE, "under the cap: complete");
+    qbc_rec_cdc_groups_free(g, 1);
+    g = fake("Invoice", 1000, 0, since);
+    is_int(qbc_rec_cdc_decide(8, 1000, g, 1, since, &next), REC_CDC_SPLIT, "at the cap, several entities: split");
+    is_int(qbc_rec_cdc_decide(1, 1000, g, 1, since, &next), REC_CDC_ADVANCE, "one entity: advance in time");
+    ok(next == since + 999 * NS, "from the last object's time (inclusive)");
+    qbc_rec_cdc_groups_free(g, 1);
+    g = fake("Invoice", 1000, 1000, since);
+    for (size_t i = 0; i < 1000; i++)
+        g->items[i].updated_ns = since;
+    is_int(qbc_rec_cdc_decide(1, 1000, g, 1, since, &next), REC_CDC_ADVANCE, "a full page at one instant");
+    ok(next > since, "still moves forward");
+    qbc_rec_cdc_groups_free(g, 1);
+}
+
+static void test_lookback(void)
+{
+    int64_t now = 100LL * 86400 * NS, lb = 30LL * 86400 * NS;
+    int old;
+    int64_t s = qbc_rec_cdc_since(now - 3600 * NS, 1, now, lb, &old);
+    ok(s == now - 3600 * NS && !old, "a recent watermark is where CDC starts");
+    s = qbc_rec_cdc_since(0, now - 86400 * NS, now, lb, &old);
+    ok(s == now - 86400 * NS && !old, "no watermark yet: since the realm was connected");
+    s = qbc_rec_cdc_since(now - 31LL * 86400 * NS, 1, now, lb, &old);
+    ok(old && s == now - lb, "a watermark older than 30 days: too old (backfill)");
+    qbc_rec_cdc_since(now - lb + 30 * NS, 1, now, lb, &old);
+    ok(old, "within a minute of the limit counts as too old (clock skew)");
+    s = qbc_rec_cdc_since(0, 0, now, lb, &old);
+    ok(!old && s == now - lb, "nothing known: 30 days back at most");
+}
+
+int main(void)
+{
+    subtest("requests", test_requests);
+    subtest("answers", test_answers);
+    subtest("window split", test_split);
+    subtest("lookback", test_lookback);
+    return done_testing();
+}
