@@ -35,24 +35,21 @@ int valid_realm(const char *s, size_t len)
     return 1;
 }
 
-/* splits "/admin/realms/{realm}/tokens" style paths: returns the number of segments after /admin */
-static int split_path(h2o_req_t *req, h2o_iovec_t seg[4])
+
+void activate_realm_job(qbc_ingress_t *ing, ingress_job_t *j)
 {
-    const char *p = req->path_normalized.base, *end = p + req->path_normalized.len;
-    int n = -1;
-    while (p < end && n < 4) {
-        while (p < end && *p == '/')
-            p++;
-        if (p == end)
-            break;
-        const char *s = p;
-        while (p < end && *p != '/')
-            p++;
-        if (n >= 0)
-            seg[n] = h2o_iovec_init(s, (size_t)(p - s));
-        n++;
+    admin_part_t *a = j->a;
+    /* keep what the realm already had (CDC watermark), but make it active again */
+    if (qbc_store_realm_get(ing->store, a->realm, &a->realm_state) != 0) {
+        memset(&a->realm_state, 0, sizeof(a->realm_state));
+        snprintf(a->realm_state.realm, sizeof(a->realm_state.realm), "%s", a->realm);
     }
-    return p < end ? -1 : n; /* -1: too many segments */
+    a->realm_state.status = QBC_REALM_ACTIVE;
+    a->realm_state.last_error[0] = '\0';
+    a->realm_state.connected_ns = qbc_now_ns();
+    j->job.realm = a->realm;
+    j->job.realm_state = &a->realm_state;
+    j->job.tokens = a->tokens;
 }
 
 static int put_tokens(qbc_ingress_t *ing, h2o_req_t *req, h2o_iovec_t realm)
@@ -88,27 +85,17 @@ static int put_tokens(qbc_ingress_t *ing, h2o_req_t *req, h2o_iovec_t realm)
     }
 
     ingress_job_t *j = ingress_job_new(ing, req, QBC_JOB_REALM);
-    snprintf(j->realm, sizeof(j->realm), "%.*s", (int)realm.len, realm.base);
-    j->tokens = qbc_calloc(1, sizeof(*j->tokens));
-    snprintf(j->tokens->refresh_token, QBC_TOKEN_MAX, "%s", json_string_value(rt));
+    snprintf(j->a->realm, sizeof(j->a->realm), "%.*s", (int)realm.len, realm.base);
+    j->a->tokens = qbc_calloc(1, sizeof(*j->a->tokens));
+    snprintf(j->a->tokens->refresh_token, QBC_TOKEN_MAX, "%s", json_string_value(rt));
     if (json_is_string(at) && json_string_length(at) > 0) {
-        snprintf(j->tokens->access_token, QBC_TOKEN_MAX, "%s", json_string_value(at));
+        snprintf(j->a->tokens->access_token, QBC_TOKEN_MAX, "%s", json_string_value(at));
         int64_t ttl = json_is_integer(ex) ? json_integer_value(ex) : 3600;
-        j->tokens->access_expires_ns = qbc_now_ns() + ttl * 1000000000;
+        j->a->tokens->access_expires_ns = qbc_now_ns() + ttl * 1000000000;
     }
     json_decref(body); /* jansson does not wipe: the tokens also linger in the request buffer until it is freed */
 
-    /* keep what the realm already had (CDC watermark), but make it active again */
-    if (qbc_store_realm_get(ing->store, j->realm, &j->realm_state) != 0) {
-        memset(&j->realm_state, 0, sizeof(j->realm_state));
-        snprintf(j->realm_state.realm, sizeof(j->realm_state.realm), "%s", j->realm);
-    }
-    j->realm_state.status = QBC_REALM_ACTIVE;
-    j->realm_state.last_error[0] = '\0';
-    j->realm_state.connected_ns = qbc_now_ns();
-    j->job.realm = j->realm;
-    j->job.realm_state = &j->realm_state;
-    j->job.tokens = j->tokens;
+    activate_realm_job(ing, j);
     if (ingress_submit(ing, j) != 0) {
         ingress_job_free(j);
         respond_error(req, 503, "Service Unavailable", "shutting_down", "the service is stopping; retry later");
@@ -311,7 +298,7 @@ void admin_job_answer(ingress_job_t *j, h2o_req_t *req)
             return;
         }
         respond_obj(req, 202, "Accepted",
-                    json_pack("{s:s,s:s,s:o}", "realm", j->realm, "status", "scheduled", "requested_at",
+                    json_pack("{s:s,s:s,s:o}", "realm", j->a->realm, "status", "scheduled", "requested_at",
                               time_or_null(j->job.received_ns)));
         return;
     }
@@ -325,7 +312,7 @@ void admin_job_answer(ingress_job_t *j, h2o_req_t *req)
     }
     char id[24];
     snprintf(id, sizeof(id), "%llu", (unsigned long long)j->job.backfill_id);
-    respond_obj(req, 202, "Accepted", json_pack("{s:s,s:s,s:s}", "job", id, "realm", j->realm, "status", "queued"));
+    respond_obj(req, 202, "Accepted", json_pack("{s:s,s:s,s:s}", "job", id, "realm", j->a->realm, "status", "queued"));
 }
 
 static int realm_known(qbc_ingress_t *ing, h2o_req_t *req, h2o_iovec_t seg, char *realm)
@@ -349,8 +336,8 @@ static int post_cdc(qbc_ingress_t *ing, h2o_req_t *req, h2o_iovec_t seg)
     if (!realm_known(ing, req, seg, realm))
         return 0;
     ingress_job_t *j = ingress_job_new(ing, req, QBC_JOB_CDC_REQUEST);
-    snprintf(j->realm, sizeof(j->realm), "%s", realm);
-    j->job.realm = j->realm;
+    snprintf(j->a->realm, sizeof(j->a->realm), "%s", realm);
+    j->job.realm = j->a->realm;
     if (ingress_submit(ing, j) != 0) {
         ingress_job_free(j);
         respond_error(req, 503, "Service Unavailable", "shutting_down", "retry later");
@@ -375,9 +362,9 @@ static int post_backfill(qbc_ingress_t *ing, h2o_req_t *req, h2o_iovec_t seg)
         since = json_object_get(body, "since");
     }
     ingress_job_t *j = ingress_job_new(ing, req, QBC_JOB_BACKFILL);
-    qbc_backfill_t *b = &j->backfill;
+    qbc_backfill_t *b = &j->a->backfill;
     const char *problem = NULL;
-    snprintf(j->realm, sizeof(j->realm), "%s", realm);
+    snprintf(j->a->realm, sizeof(j->a->realm), "%s", realm);
     snprintf(b->realm, sizeof(b->realm), "%s", realm);
     snprintf(b->reason, sizeof(b->reason), "operator");
     b->start_position = 1;
@@ -497,7 +484,7 @@ int on_admin(h2o_handler_t *_self, h2o_req_t *req)
 
     if (require_bearer(req, ing->admin_token, "/admin") != 0)
         return 0;
-    n = split_path(req, seg);
+    n = path_segments(req, 1, seg, 4); /* after "admin" */
     int is_get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"));
     int is_put = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("PUT"));
     int is_post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));

@@ -257,7 +257,7 @@ static void exchange_done(oauth_call_t *x)
     const char *at = o ? json_string_value(json_object_get(o, "access_token")) : NULL;
 
     if (x->status == 200 && rt != NULL && strlen(rt) < QBC_TOKEN_MAX && (at == NULL || strlen(at) < QBC_TOKEN_MAX)) {
-        qbc_tokens_t *t = j->tokens;
+        qbc_tokens_t *t = j->a->tokens;
         snprintf(t->refresh_token, QBC_TOKEN_MAX, "%s", rt);
         if (at != NULL) {
             json_int_t ttl = json_integer_value(json_object_get(o, "expires_in"));
@@ -282,7 +282,7 @@ static void exchange_done(oauth_call_t *x)
                  err && strlen(err) < 64 ? err : "");
     }
     json_decref(o);
-    qbc_log(QBC_LOG_WARN, "ingress", "connecting realm %s failed: %s", j->realm, x->error);
+    qbc_log(QBC_LOG_WARN, "ingress", "connecting realm %s failed: %s", j->a->realm, x->error);
     if (j->guard != NULL)
         respond_error(j->guard->req, 502, "Bad Gateway", "token_exchange_failed", x->error);
     ingress_job_free(j);
@@ -292,13 +292,13 @@ static void exchange_done(oauth_call_t *x)
 static void revoke_done(oauth_call_t *x)
 {
     ingress_job_t *j = x->job;
-    j->revoked = x->status == 200;
-    if (!j->revoked) {
+    j->a->revoked = x->status == 200;
+    if (!j->a->revoked) {
         if (x->error[0] == '\0')
             snprintf(x->error, sizeof(x->error), "revoke endpoint answered HTTP %ld", x->status);
-        snprintf(j->revoke_error, sizeof(j->revoke_error), "%s", x->error);
+        snprintf(j->a->revoke_error, sizeof(j->a->revoke_error), "%s", x->error);
         qbc_log(QBC_LOG_WARN, "ingress", "revoking realm %s at Intuit failed (%s); erasing its tokens here anyway",
-                j->realm, x->error);
+                j->a->realm, x->error);
     }
     if (ingress_submit(x->ing, j) != 0) {
         if (j->guard != NULL)
@@ -325,17 +325,17 @@ int disconnect_realm(qbc_ingress_t *ing, h2o_req_t *req, const char *realm)
         return 0;
     }
     ingress_job_t *j = ingress_job_new(ing, req, QBC_JOB_REALM);
-    snprintf(j->realm, sizeof(j->realm), "%s", realm);
-    j->realm_state = rs;
-    j->realm_state.status = QBC_REALM_DISCONNECTED;
-    snprintf(j->realm_state.last_error, sizeof(j->realm_state.last_error), "disconnected by an operator");
-    j->disconnect = 1;
-    j->job.realm = j->realm;
-    j->job.realm_state = &j->realm_state;
+    snprintf(j->a->realm, sizeof(j->a->realm), "%s", realm);
+    j->a->realm_state = rs;
+    j->a->realm_state.status = QBC_REALM_DISCONNECTED;
+    snprintf(j->a->realm_state.last_error, sizeof(j->a->realm_state.last_error), "disconnected by an operator");
+    j->a->disconnect = 1;
+    j->job.realm = j->a->realm;
+    j->job.realm_state = &j->a->realm_state;
     j->job.erase_tokens = 1;
     if (rc != 0 || ing->revoke_url == NULL || ing->client_id == NULL) {
         /* nothing to revoke (or nowhere to): just erase */
-        snprintf(j->revoke_error, sizeof(j->revoke_error), "%s",
+        snprintf(j->a->revoke_error, sizeof(j->a->revoke_error), "%s",
                  rc != 0 ? "no tokens were held" : "no revoke endpoint or client configured");
         OPENSSL_cleanse(t, sizeof(*t));
         free(t);
@@ -390,20 +390,11 @@ int on_oauth_callback(h2o_handler_t *_self, h2o_req_t *req)
     }
 
     ingress_job_t *j = ingress_job_new(ing, req, QBC_JOB_REALM);
-    snprintf(j->realm, sizeof(j->realm), "%s", realm);
-    snprintf(j->state_hint, sizeof(j->state_hint), "%s", st->hint);
+    snprintf(j->a->realm, sizeof(j->a->realm), "%s", realm);
+    snprintf(j->a->state_hint, sizeof(j->a->state_hint), "%s", st->hint);
     free(st);
-    j->tokens = qbc_calloc(1, sizeof(*j->tokens));
-    if (qbc_store_realm_get(ing->store, j->realm, &j->realm_state) != 0) {
-        memset(&j->realm_state, 0, sizeof(j->realm_state));
-        snprintf(j->realm_state.realm, sizeof(j->realm_state.realm), "%s", j->realm);
-    }
-    j->realm_state.status = QBC_REALM_ACTIVE;
-    j->realm_state.last_error[0] = '\0';
-    j->realm_state.connected_ns = qbc_now_ns();
-    j->job.realm = j->realm;
-    j->job.realm_state = &j->realm_state;
-    j->job.tokens = j->tokens;
+    j->a->tokens = qbc_calloc(1, sizeof(*j->a->tokens));
+    activate_realm_job(ing, j);
 
     char *ecode = curl_easy_escape(NULL, code, 0), *eredir = curl_easy_escape(NULL, ing->redirect_uri, 0);
     if (ecode == NULL || eredir == NULL)

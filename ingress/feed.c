@@ -400,8 +400,8 @@ static int get_entity(qbc_ingress_t *ing, h2o_req_t *req, h2o_iovec_t realm, h2o
 int on_feed(h2o_handler_t *_self, h2o_req_t *req)
 {
     qbc_ingress_t *ing = ((ingress_handler_t *)_self)->ing;
-    h2o_iovec_t seg[6];
-    int n = 0;
+    h2o_iovec_t seg[5];
+    int n;
 
     if (require_bearer(req, ing->feed_token, "/v1") != 0)
         return 0;
@@ -409,30 +409,15 @@ int on_feed(h2o_handler_t *_self, h2o_req_t *req)
         respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET");
         return 0;
     }
-    const char *p = req->path_normalized.base, *end = p + req->path_normalized.len;
-    while (p < end) {
-        while (p < end && *p == '/')
-            p++;
-        if (p == end)
-            break;
-        const char *s = p;
-        while (p < end && *p != '/')
-            p++;
-        if (n == 6) {
-            n = 7;
-            break;
-        }
-        seg[n++] = h2o_iovec_init(s, (size_t)(p - s));
-    }
-    /* seg[0] is "v1" */
-    if (n == 2 && h2o_memis(seg[1].base, seg[1].len, H2O_STRLIT("changes")))
+    n = path_segments(req, 1, seg, 5); /* after "v1" */
+    if (n == 1 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("changes")))
         return get_changes(ing, req);
-    if (n == 3 && h2o_memis(seg[1].base, seg[1].len, H2O_STRLIT("changes")) &&
-        h2o_memis(seg[2].base, seg[2].len, H2O_STRLIT("stream")))
+    if (n == 2 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("changes")) &&
+        h2o_memis(seg[1].base, seg[1].len, H2O_STRLIT("stream")))
         return get_stream(ing, req);
-    if (n == 6 && h2o_memis(seg[1].base, seg[1].len, H2O_STRLIT("realms")) &&
-        h2o_memis(seg[3].base, seg[3].len, H2O_STRLIT("entities")))
-        return get_entity(ing, req, seg[2], seg[4], seg[5]);
+    if (n == 5 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("realms")) &&
+        h2o_memis(seg[2].base, seg[2].len, H2O_STRLIT("entities")))
+        return get_entity(ing, req, seg[1], seg[3], seg[4]);
     respond_error(req, 404, "Not Found", "not_found", "no such feed endpoint");
     return 0;
 }

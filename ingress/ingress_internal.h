@@ -82,7 +82,15 @@ typedef struct st_ingress_job_t {
     char *body;
     int64_t start_mono_ns;
     int result_kind; /* webhook_result_t chosen at parse time (stored/quarantined) */
-    /* QBC_JOB_REALM (admin token registration, OAuth callback) */
+    struct st_admin_part_t *a; /* operator jobs only (NULL for webhooks and health probes) */
+} ingress_job_t;
+
+/*
+ * what operator jobs carry besides the store job. Kept apart so that a webhook, the
+ * hot path, allocates and clears only what it uses.
+ */
+typedef struct st_admin_part_t {
+    /* QBC_JOB_REALM (admin token registration, OAuth callback, disconnect) */
     char realm[QBC_REALM_MAX];
     qbc_realm_t realm_state;
     qbc_tokens_t *tokens; /* malloc'd, wiped on free */
@@ -91,7 +99,7 @@ typedef struct st_ingress_job_t {
     int revoked;           /* the revoke endpoint said 200 */
     char revoke_error[200];
     qbc_backfill_t backfill; /* QBC_JOB_BACKFILL: the job to create */
-} ingress_job_t;
+} admin_part_t;
 
 /** a job bound to req (guarded: if the request goes away, the answer is dropped). */
 ingress_job_t *ingress_job_new(qbc_ingress_t *ing, h2o_req_t *req, qbc_job_kind_t kind);
@@ -99,6 +107,11 @@ void ingress_job_free(ingress_job_t *j);
 /** submits to the store; 0, or QBC_ECLOSED (then the caller frees the job and answers). */
 int ingress_submit(qbc_ingress_t *ing, ingress_job_t *j);
 int valid_realm(const char *s, size_t len);
+/**
+ * makes j (a QBC_JOB_REALM job with j->a->realm and j->a->tokens set) store the tokens
+ * and mark the realm active again, keeping the rest of its state (CDC watermark).
+ */
+void activate_realm_job(qbc_ingress_t *ing, ingress_job_t *j);
 
 /** lives in req->pool; its dispose tells the job the request was torn down. */
 typedef struct st_req_guard_t {
@@ -115,6 +128,13 @@ void respond_error(h2o_req_t *req, int status, const char *reason, const char *c
  * returns -1; returns 0 when authorised.
  */
 int require_bearer(h2o_req_t *req, const char *want, const char *what);
+
+/**
+ * splits the normalised path at '/', drops the first skip segments ("admin", "v1"),
+ * and stores the rest in seg (views into the request). Returns their number, or -1
+ * if there are more than max.
+ */
+int path_segments(h2o_req_t *req, size_t skip, h2o_iovec_t *seg, size_t max);
 
 /** copies a query parameter's value (percent-decoded) into out; returns 0 or -1 if absent/too long. */
 int query_param(h2o_req_t *req, const char *name, char *out, size_t outsz);

@@ -71,3 +71,25 @@ int query_param(h2o_req_t *req, const char *name, char *out, size_t outsz)
     }
     return -1;
 }
+
+int path_segments(h2o_req_t *req, size_t skip, h2o_iovec_t *seg, size_t max)
+{
+    const char *p = req->path_normalized.base, *end = p + req->path_normalized.len;
+    size_t n = 0, seen = 0;
+
+    while (p < end) {
+        while (p < end && *p == '/')
+            p++;
+        if (p == end)
+            break;
+        const char *s = p;
+        while (p < end && *p != '/')
+            p++;
+        if (seen++ < skip)
+            continue;
+        if (n == max)
+            return -1;
+        seg[n++] = h2o_iovec_init(s, (size_t)(p - s));
+    }
+    return (int)n;
+}

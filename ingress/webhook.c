@@ -58,6 +58,8 @@ static void job_done_on_writer(qbc_store_job_t *job)
 ingress_job_t *ingress_job_new(qbc_ingress_t *ing, h2o_req_t *req, qbc_job_kind_t kind)
 {
     ingress_job_t *j = qbc_calloc(1, sizeof(*j));
+    if (kind != QBC_JOB_WEBHOOK && kind != QBC_JOB_PING)
+        j->a = qbc_calloc(1, sizeof(*j->a));
     j->ing = ing;
     j->job.kind = kind;
     j->job.on_commit = job_done_on_writer;
@@ -73,9 +75,12 @@ void ingress_job_free(ingress_job_t *j)
 {
     if (j->guard != NULL)
         j->guard->job = NULL;
-    if (j->tokens != NULL) {
-        OPENSSL_cleanse(j->tokens, sizeof(*j->tokens));
-        free(j->tokens);
+    if (j->a != NULL) {
+        if (j->a->tokens != NULL) {
+            OPENSSL_cleanse(j->a->tokens, sizeof(*j->a->tokens));
+            free(j->a->tokens);
+        }
+        free(j->a);
     }
     qbc_payload_clear(&j->payload);
     free(j->body);
@@ -221,6 +226,44 @@ int on_metrics(h2o_handler_t *_self, h2o_req_t *req)
     return 0;
 }
 
+static char *put_str(char *p, const char *s)
+{
+    size_t n = strlen(s);
+    memcpy(p, s, n);
+    return p + n;
+}
+
+static char *put_u64(char *p, uint64_t v)
+{
+    char tmp[20];
+    int n = 0;
+    do
+        tmp[n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    while (n > 0)
+        *p++ = tmp[--n];
+    return p;
+}
+
+/*
+ * {"status":S,"inbox_seq":N,"events":N,"duplicates":N} into buf (>= 128 bytes). Every
+ * acked webhook builds one, so it is put together by hand: snprintf costs more than
+ * the rest of the answer.
+ */
+static void ack_body(char *buf, const char *status, uint64_t seq, uint32_t events, uint32_t dups)
+{
+    char *p = put_str(buf, "{\"status\":\"");
+    p = put_str(p, status);
+    p = put_str(p, "\",\"inbox_seq\":");
+    p = put_u64(p, seq);
+    p = put_str(p, ",\"events\":");
+    p = put_u64(p, events);
+    p = put_str(p, ",\"duplicates\":");
+    p = put_u64(p, dups);
+    p = put_str(p, "}");
+    *p = '\0';
+}
+
 void on_job_committed(ingress_job_t *j)
 {
     qbc_ingress_t *ing = j->ing;
@@ -231,29 +274,29 @@ void on_job_committed(ingress_job_t *j)
     m->inflight--;
     if (j->job.kind == QBC_JOB_REALM) {
         if (req != NULL) {
-            if (j->job.result == 0 && j->disconnect) {
-                json_t *o = json_pack("{s:s,s:s,s:b}", "realm", j->realm, "status", "disconnected", "revoked", j->revoked);
-                if (!j->revoked)
-                    json_object_set_new(o, "revoke_error", json_string(j->revoke_error));
+            if (j->job.result == 0 && j->a->disconnect) {
+                json_t *o = json_pack("{s:s,s:s,s:b}", "realm", j->a->realm, "status", "disconnected", "revoked", j->a->revoked);
+                if (!j->a->revoked)
+                    json_object_set_new(o, "revoke_error", json_string(j->a->revoke_error));
                 char *text = json_dumps(o, JSON_COMPACT);
                 json_decref(o);
                 respond_json(req, 200, "OK", text);
                 free(text);
             } else if (j->job.result == 0) {
-                if (j->state_hint[0] != '\0')
+                if (j->a->state_hint[0] != '\0')
                     snprintf(buf, sizeof(buf), "{\"realm\":\"%s\",\"status\":\"active\",\"state_hint\":\"%s\"}",
-                             j->realm, j->state_hint);
+                             j->a->realm, j->a->state_hint);
                 else
-                    snprintf(buf, sizeof(buf), "{\"realm\":\"%s\",\"status\":\"active\"}", j->realm);
+                    snprintf(buf, sizeof(buf), "{\"realm\":\"%s\",\"status\":\"active\"}", j->a->realm);
                 respond_json(req, 200, "OK", buf);
             } else {
                 respond_error(req, 503, "Service Unavailable", "store_unavailable", "could not store the tokens");
             }
         }
         if (j->job.result == 0)
-            qbc_log(QBC_LOG_INFO, "ingress", j->disconnect ? "realm %s disconnected (tokens erased)"
+            qbc_log(QBC_LOG_INFO, "ingress", j->a->disconnect ? "realm %s disconnected (tokens erased)"
                                                            : "realm %s registered (tokens stored encrypted)",
-                    j->realm);
+                    j->a->realm);
         ingress_job_free(j);
         return;
     }
@@ -300,9 +343,8 @@ void on_job_committed(ingress_job_t *j)
     m->webhooks[kind]++;
     if (req != NULL) {
         if (j->job.result == 0) {
-            snprintf(buf, sizeof(buf), "{\"status\":\"%s\",\"inbox_seq\":%llu,\"events\":%u,\"duplicates\":%u}",
-                     kind == WH_QUARANTINED ? "quarantined" : kind == WH_DUPLICATE ? "duplicate" : "stored",
-                     (unsigned long long)j->job.inbox_seq, j->job.n_stored_events, j->job.n_dup_events);
+            ack_body(buf, kind == WH_QUARANTINED ? "quarantined" : kind == WH_DUPLICATE ? "duplicate" : "stored",
+                     j->job.inbox_seq, j->job.n_stored_events, j->job.n_dup_events);
             respond_json(req, 200, "OK", buf);
         } else {
             /* nothing of it was stored: Intuit must retry */
