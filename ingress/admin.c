@@ -107,6 +107,7 @@ typedef struct {
     json_t *list;
     qbc_store_t *store;
     json_t *catchup; /* realm -> the automatic backfill still filling its gap: {"job","since"} */
+    const char *only; /* feed_completeness: just this realm (NULL: all) */
 } realms_ctx_t;
 
 /* a realm whose CDC watermark jumped ahead over a gap that a backfill is still filling */
@@ -127,6 +128,18 @@ static int pending_count_cb(const qbc_pending_t *p, void *ctx)
     return 0;
 }
 
+/*
+ * complete_until: the feed holds every change up to here, confirmed by a complete CDC
+ * sweep — or, while an automatic backfill fills the gap of a realm idle past CDC's
+ * lookback, only up to where that gap starts. (cdc_watermark is where the next sweep
+ * starts.) 0 when nothing is confirmed yet.
+ */
+static int64_t complete_until(realms_ctx_t *ctx, const qbc_realm_t *r)
+{
+    json_t *gap = json_object_get(ctx->catchup, r->realm);
+    return gap ? json_integer_value(json_object_get(gap, "since")) : r->cdc_watermark_ns;
+}
+
 static int realm_cb(const qbc_realm_t *r, int has_tokens, void *p)
 {
     realms_ctx_t *ctx = p;
@@ -139,13 +152,8 @@ static int realm_cb(const qbc_realm_t *r, int has_tokens, void *p)
     json_object_set_new(o, "last_error", r->last_error[0] ? json_string(r->last_error) : json_null());
     json_object_set_new(o, "connected_at", r->connected_ns ? json_string(qbc_time_format(r->connected_ns, ts)) : json_null());
     json_object_set_new(o, "last_cdc", r->last_cdc_ns ? json_string(qbc_time_format(r->last_cdc_ns, ts)) : json_null());
-    /*
-     * complete_until: the feed holds every change up to here, confirmed by a complete CDC
-     * sweep — or, while an automatic backfill fills the gap of a realm idle past CDC's
-     * lookback, only up to where that gap starts. cdc_watermark is where the next sweep starts.
-     */
     json_t *gap = json_object_get(ctx->catchup, r->realm);
-    int64_t complete = gap ? json_integer_value(json_object_get(gap, "since")) : r->cdc_watermark_ns;
+    int64_t complete = complete_until(ctx, r);
     json_object_set_new(o, "cdc_watermark",
                         r->cdc_watermark_ns ? json_string(qbc_time_format(r->cdc_watermark_ns, ts)) : json_null());
     json_object_set_new(o, "complete_until", complete ? json_string(qbc_time_format(complete, ts)) : json_null());
@@ -157,9 +165,32 @@ static int realm_cb(const qbc_realm_t *r, int has_tokens, void *p)
     return 0;
 }
 
+static int completeness_cb(const qbc_realm_t *r, int has_tokens, void *p)
+{
+    realms_ctx_t *ctx = p;
+    char ts[QBC_TIME_BUFSZ];
+    int64_t complete = complete_until(ctx, r);
+    (void)has_tokens;
+    if (complete != 0 && (ctx->only == NULL || strcmp(ctx->only, r->realm) == 0))
+        json_object_set_new(ctx->list, r->realm, json_string(qbc_time_format(complete, ts)));
+    return 0;
+}
+
+char *feed_completeness(qbc_ingress_t *ing, const char *realm)
+{
+    realms_ctx_t ctx = {json_object(), ing->store, json_object(), realm};
+    char *text = NULL;
+    if (qbc_store_backfill_scan(ing->store, catchup_cb, &ctx) == 0 &&
+        qbc_store_realm_scan(ing->store, completeness_cb, &ctx) == 0)
+        text = json_dumps(ctx.list, JSON_COMPACT);
+    json_decref(ctx.list);
+    json_decref(ctx.catchup);
+    return text;
+}
+
 static int get_realms(qbc_ingress_t *ing, h2o_req_t *req)
 {
-    realms_ctx_t ctx = {json_array(), ing->store, json_object()};
+    realms_ctx_t ctx = {json_array(), ing->store, json_object(), NULL};
     if (qbc_store_backfill_scan(ing->store, catchup_cb, &ctx) != 0 ||
         qbc_store_realm_scan(ing->store, realm_cb, &ctx) != 0) {
         json_decref(ctx.list);

@@ -89,16 +89,21 @@ static int read_feed(qbc_ingress_t *ing, feed_waiter_t *w, size_t limit, collect
     return rc;
 }
 
-static void answer_changes(h2o_req_t *req, collect_t *c, uint64_t next)
+/* {"changes":[...],"next":N,"complete_until":{realm: time}} */
+static void answer_changes(feed_waiter_t *w, collect_t *c)
 {
     collect_t out = {NULL, 0, 0, 0, 0};
     char tail[64];
     put(&out, "{\"changes\":[", 12);
     if (c->len > 0)
         put(&out, c->buf, c->len);
-    int n = snprintf(tail, sizeof(tail), "],\"next\":%llu}", (unsigned long long)next);
+    int n = snprintf(tail, sizeof(tail), "],\"next\":%llu,\"complete_until\":", (unsigned long long)w->after);
     put(&out, tail, (size_t)n);
-    respond_json(req, 200, "OK", out.buf);
+    char *complete = feed_completeness(w->ing, w->realm[0] ? w->realm : NULL);
+    put(&out, complete != NULL ? complete : "{}", complete != NULL ? strlen(complete) : 2);
+    free(complete);
+    put(&out, "}", 1);
+    respond_json(w->req, 200, "OK", out.buf);
     free(out.buf);
 }
 
@@ -137,7 +142,7 @@ static void poll_try(feed_waiter_t *w, int timed_out)
         respond_error(w->req, 503, "Service Unavailable", "store_unavailable", "cannot read the feed");
     } else if (c.n > 0 || timed_out) {
         waiter_unlink(w);
-        answer_changes(w->req, &c, w->after);
+        answer_changes(w, &c);
     }
     free(c.buf);
 }
@@ -311,7 +316,7 @@ static int get_changes(qbc_ingress_t *ing, h2o_req_t *req)
         return 0;
     }
     if (c.n > 0 || wait_s == 0 || ing->stop) {
-        answer_changes(req, &c, w->after);
+        answer_changes(w, &c);
         free(c.buf);
         return 0;
     }

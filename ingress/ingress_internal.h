@@ -144,6 +144,11 @@ int on_admin(h2o_handler_t *self, h2o_req_t *req);
 int on_connect(h2o_handler_t *self, h2o_req_t *req);
 int on_oauth_callback(h2o_handler_t *self, h2o_req_t *req);
 int on_feed(h2o_handler_t *self, h2o_req_t *req);
+/**
+ * {"<realm>":"<ISO time>",...}: per realm (or just realm), the time up to which the feed
+ * is confirmed complete (GET /admin/realms' complete_until). malloc'd; NULL on a store error.
+ */
+char *feed_completeness(qbc_ingress_t *ing, const char *realm);
 void feed_init(qbc_ingress_t *ing);
 /** ends every long-poll (empty answer) and SSE stream (final chunk): the service is stopping. */
 void feed_shutdown(qbc_ingress_t *ing);

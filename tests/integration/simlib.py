@@ -150,13 +150,18 @@ def sim_calls(sim):
     return total, s
 
 
+# the entity types qbosim holds (it refuses CDC and queries for others)
+SIM_ENTITIES = "Customer,Vendor,Item,Account,Invoice,Payment,Bill,JournalEntry"
+
+
 def serve_env(port, data_dir, sim):
     """the environment for `qbcdc serve` on port, using sim as Intuit."""
     return {"QBCDC_LISTEN": "127.0.0.1:%d" % port, "QBCDC_DATA_DIR": data_dir, "QBCDC_SIM": "off",
             "QBCDC_WEBHOOK_VERIFIER_TOKENS": VERIFIER, "QBCDC_CLIENT_ID": CLIENT_ID,
             "QBCDC_CLIENT_SECRET": CLIENT_SECRET, "QBCDC_API_BASE": "http://127.0.0.1:%d" % sim.port,
             "QBCDC_OAUTH_TOKEN_URL": "http://127.0.0.1:%d/oauth2/v1/tokens/bearer" % sim.port,
-            "QBCDC_ADMIN_TOKEN": ADMIN, "QBCDC_FEED_TOKEN": "test-feed-token", "QBCDC_LOG_LEVEL": "warn"}
+            "QBCDC_ADMIN_TOKEN": ADMIN, "QBCDC_FEED_TOKEN": "test-feed-token", "QBCDC_LOG_LEVEL": "warn",
+            "QBCDC_CDC_ENTITIES": SIM_ENTITIES}
 
 
 def register_realms(port, sim):

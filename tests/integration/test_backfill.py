@@ -16,9 +16,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import *  # noqa: F401,F403
-from simlib import ADMIN, Sim, compare_to_truth, flat_truth, qbcdc_lines, register_realms, serve_env, sim_calls
+from simlib import ADMIN, Sim, compare_to_truth, flat_truth, qbcdc_lines, register_realms, serve_env, sim_calls, SIM_ENTITIES as ENTITIES
 
-ENTITIES = "Account,Bill,Customer,Invoice,Item,JournalEntry,Payment,Vendor"
 AUTH = {"Authorization": "Bearer " + ADMIN, "Content-Type": "application/json"}
 PER_TYPE = 1500
 

@@ -54,25 +54,40 @@ for bad in ["after=-1", "after=x", "limit=0", "limit=1001", "wait=301", "entity=
 
 # ---- long-poll wakes on a new change ----
 st, b = get(qport, "/v1/changes")
-ok(st == 200 and b == {"changes": [], "next": 0}, "an empty feed", b)
-result = {}
+ok(st == 200 and b["changes"] == [] and b["next"] == 0 and b["complete_until"] == {}, "an empty feed", b)
+result, seen = {}, {}
 
 
 def poll():
-    t = time.monotonic()
     result["st"], result["body"] = get(qport, "/v1/changes?after=0&wait=20", timeout=30)
     result["t"] = time.monotonic()
 
 
-th = threading.Thread(target=poll)
+def watch():
+    # the moment the change is first readable: a plain pull every 2 ms on its own connection
+    c = http.client.HTTPConnection("127.0.0.1", qport, timeout=10)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and "t" not in seen:
+        c.request("GET", "/v1/changes?after=0&limit=1", headers=AUTH)
+        if json.loads(c.getresponse().read())["changes"]:
+            seen["t"] = time.monotonic()
+        time.sleep(0.002)
+    c.close()
+
+
+th, tw = threading.Thread(target=poll), threading.Thread(target=watch)
 th.start()
+tw.start()
 time.sleep(0.3)
 st, j = sim.json("POST", "/sim/mutate?n=1")
 t_ack = time.monotonic()
 th.join(timeout=25)
+tw.join(timeout=25)
 ok(result.get("st") == 200 and result["body"]["changes"], "a waiting long-poll answers with the change")
 waited = (result.get("t", t_ack + 99) - t_ack) * 1000
 ok(waited < 2000, "it woke with the change, %.0f ms after the webhook ack, not at its 20 s timeout" % waited)
+lag = (result.get("t", 99) - seen.get("t", 0)) * 1000
+ok(lag <= 50, "the long-poll answered %.1f ms after the change became readable (<= 50 ms)" % lag)
 first = result["body"]["changes"][0]
 for k in ("seq", "realm", "entity", "id", "op", "version", "last_updated", "source"):
     ok(k in first, "a change has " + k)
@@ -160,6 +175,17 @@ time.sleep(0.3)
 sim.json("POST", "/sim/mutate?n=1")
 th.join(timeout=20)
 ok(len(box.get("events", [])) >= 1 and box["events"][0]["seq"] > feed[-1]["seq"], "an open stream delivers a new change")
+
+# ---- completeness: after a CDC sweep the feed answers say how far it is complete ----
+st, _, _ = request(qport, "POST", "/admin/realms/%s/cdc" % realm, headers={"Authorization": "Bearer test-admin-token"})
+ok(st in (200, 202), "a CDC sweep requested")
+deadline, b = time.time() + 20, {}
+while time.time() < deadline and realm not in b.get("complete_until", {}):
+    st, b = get(qport, "/v1/changes?limit=1&realm=" + realm)
+    time.sleep(0.1)
+ok(realm in b.get("complete_until", {}), "after the sweep, feed answers carry complete_until for the realm", b)
+st, b2 = get(qport, "/v1/changes?limit=1")
+ok(set(b2["complete_until"]) >= {realm}, "unfiltered answers list every realm that has one")
 
 is_(q.stop(), 0, "qbcdc stops cleanly with feed readers connected")
 sim.stop()
