@@ -4,12 +4,15 @@
  * rather than on the store: cdc, backfill, jobs, cancel.
  */
 #include <curl/curl.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/crypto.h>
 #include "common.h"
 #include "config.h"
 #include "adminapi.h"
+#include "store.h"
 
 typedef struct {
     char *buf;
@@ -86,7 +89,13 @@ static int usage(const char *cmd)
            "  qbcdc cdc REALM                                   run a CDC sweep of REALM now\n"
            "  qbcdc backfill REALM [--entities A,B] [--since T] start a backfill job (T: ISO-8601 with offset)\n"
            "  qbcdc jobs [ID]                                   list backfill jobs, or show one\n"
-           "  qbcdc cancel ID                                   cancel a backfill job\n\n"
+           "  qbcdc cancel ID                                   cancel a backfill job\n"
+           "  qbcdc realms                                      list realms: status, pending work, API use\n"
+           "  qbcdc register REALM                              register tokens: the refresh token is read\n"
+           "                                                    from standard input (never a flag: ps shows flags)\n"
+           "  qbcdc disconnect REALM                            revoke at Intuit, erase the tokens here\n"
+           "  qbcdc dead-letters                                list dead letters\n"
+           "  qbcdc retry ID                                    put dead letter ID back into pending work\n\n"
            "They call the running service's admin API at QBCDC_LISTEN with QBCDC_ADMIN_TOKEN\n"
            "and print its JSON answer; exit 0 on success, 1 on an error answer, 2 on bad usage.\n");
     qbc_config_print_help((const char *const[]){"listen", "admin-token", NULL});
@@ -103,6 +112,30 @@ static int valid_word(const char *s)
               *s == '_'))
             return 0;
     return 1;
+}
+
+/* PUT /admin/realms/{realm}/tokens with the refresh token from the first line of stdin */
+static int register_realm(const qbc_config_t *cfg, const char *realm)
+{
+    char token[QBC_TOKEN_MAX], path[128];
+    if (fgets(token, sizeof(token), stdin) == NULL) {
+        fprintf(stderr, "qbcdc: register reads the refresh token from standard input; got nothing\n");
+        return 2;
+    }
+    token[strcspn(token, "\r\n")] = '\0';
+    if (token[0] == '\0') {
+        fprintf(stderr, "qbcdc: the refresh token read from standard input is empty\n");
+        return 2;
+    }
+    json_t *o = json_pack("{s:s}", "refresh_token", token);
+    char *body = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    OPENSSL_cleanse(token, sizeof(token));
+    snprintf(path, sizeof(path), "/admin/realms/%s/tokens", realm);
+    int code = call(cfg, "PUT", path, body);
+    OPENSSL_cleanse(body, strlen(body));
+    free(body);
+    return code;
 }
 
 int qbc_adminapi_main(const char *cmd, int argc, char **argv)
@@ -140,7 +173,9 @@ int qbc_adminapi_main(const char *cmd, int argc, char **argv)
     }
     char path[256];
     int code = 2;
-    if (strcmp(cmd, "jobs") == 0) {
+    if (strcmp(cmd, "realms") == 0 || strcmp(cmd, "dead-letters") == 0) {
+        code = call(&cfg, "GET", strcmp(cmd, "realms") == 0 ? "/admin/realms" : "/admin/dead-letters", NULL);
+    } else if (strcmp(cmd, "jobs") == 0) {
         if (pos != NULL && !valid_word(pos))
             fprintf(stderr, "qbcdc: bad job id '%s'\n", pos);
         else {
@@ -148,8 +183,16 @@ int qbc_adminapi_main(const char *cmd, int argc, char **argv)
             code = call(&cfg, "GET", path, NULL);
         }
     } else if (!valid_word(pos)) {
-        fprintf(stderr, "qbcdc: %s needs a %s (see qbcdc %s --help)\n", cmd, strcmp(cmd, "cancel") ? "realm" : "job id",
-                cmd);
+        fprintf(stderr, "qbcdc: %s needs a %s (see qbcdc %s --help)\n", cmd,
+                strcmp(cmd, "cancel") == 0 || strcmp(cmd, "retry") == 0 ? "id" : "realm", cmd);
+    } else if (strcmp(cmd, "disconnect") == 0) {
+        snprintf(path, sizeof(path), "/admin/realms/%s", pos);
+        code = call(&cfg, "DELETE", path, NULL);
+    } else if (strcmp(cmd, "retry") == 0) {
+        snprintf(path, sizeof(path), "/admin/dead-letters/%s/retry", pos);
+        code = call(&cfg, "POST", path, "");
+    } else if (strcmp(cmd, "register") == 0) {
+        code = register_realm(&cfg, pos);
     } else if (strcmp(cmd, "cdc") == 0) {
         snprintf(path, sizeof(path), "/admin/realms/%s/cdc", pos);
         code = call(&cfg, "POST", path, "");

@@ -1,5 +1,6 @@
 /*
- * adminapi.h — `qbcdc cdc|backfill|jobs|cancel`: clients of the running service's admin API.
+ * adminapi.h — `qbcdc cdc|backfill|jobs|cancel|realms|register|disconnect|dead-letters|retry`:
+ * clients of the running service's admin API.
  */
 #ifndef QBC_CLI_ADMINAPI_H
 #define QBC_CLI_ADMINAPI_H

@@ -36,6 +36,11 @@ static void usage(FILE *f)
                "  qbcdc backfill REALM       start a backfill job (admin API; --entities, --since)\n"
                "  qbcdc jobs [ID]            list backfill jobs or show one (admin API)\n"
                "  qbcdc cancel ID            cancel a backfill job (admin API)\n"
+               "  qbcdc realms               realms with status, pending work and API use (admin API)\n"
+               "  qbcdc register REALM       register a refresh token read from stdin (admin API)\n"
+               "  qbcdc disconnect REALM     revoke at Intuit and erase the tokens (admin API)\n"
+               "  qbcdc dead-letters         list dead letters (admin API)\n"
+               "  qbcdc retry ID             put a dead letter back into pending work (admin API)\n"
                "  qbcdc --help | --version\n"
                "\n"
                "Run `qbcdc <command> --help` for a command's flags. Every flag can also be set by\n"
@@ -243,7 +248,8 @@ int main(int argc, char **argv)
         strcmp(cmd, "entities") == 0 || strcmp(cmd, "feed") == 0 || strcmp(cmd, "dead") == 0)
         return cmd_inspect(cmd, argc, argv);
     if (strcmp(cmd, "cdc") == 0 || strcmp(cmd, "backfill") == 0 || strcmp(cmd, "jobs") == 0 ||
-        strcmp(cmd, "cancel") == 0)
+        strcmp(cmd, "cancel") == 0 || strcmp(cmd, "realms") == 0 || strcmp(cmd, "register") == 0 ||
+        strcmp(cmd, "disconnect") == 0 || strcmp(cmd, "dead-letters") == 0 || strcmp(cmd, "retry") == 0)
         return qbc_adminapi_main(cmd, argc, argv);
     if (cmd[0] == '-')
         return usage_error("unknown flag '%s' (see qbcdc --help)", cmd);

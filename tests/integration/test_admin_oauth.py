@@ -128,6 +128,34 @@ st, _, body = request(port, "GET", "/admin/realms", headers=AUTH)
 r = {x["realm"]: x for x in json.loads(body)["realms"]}[realm]
 ok(r["status"] == "active" and r["has_tokens"] and r["last_error"] is None, "new tokens make it active again")
 
+# ---- the same operations from the command line ----
+import subprocess
+
+
+def qcli(*args, stdin=b"", token=ADMIN):
+    env = dict(os.environ, QBCDC_LISTEN="127.0.0.1:%d" % port, QBCDC_ADMIN_TOKEN=token)
+    r = subprocess.run([QBCDC] + list(args), input=stdin, capture_output=True, timeout=30, env=env)
+    return r.returncode, r.stdout.decode(), r.stderr.decode()
+
+
+rc, out, err = qcli("realms")
+ok(rc == 0 and realm in {x["realm"] for x in json.loads(out)["realms"]}, "qbcdc realms lists the realms", err)
+rc, out, err = qcli("register", "5550001", stdin=(SECRET_RT + "-cli\n").encode())
+ok(rc == 0 and json.loads(out)["status"] == "active", "qbcdc register REALM takes the refresh token on stdin", out + err)
+ok(SECRET_RT not in out + err, "and does not print it")
+rc, out, err = qcli("register", "5550001", stdin=b"")
+is_(rc, 2, "register with nothing on stdin: exit 2")
+rc, out, err = qcli("disconnect", "5550001")
+ok(rc == 0 and json.loads(out)["status"] == "disconnected", "qbcdc disconnect REALM", out + err)
+rc, out, err = qcli("dead-letters")
+ok(rc == 0 and json.loads(out) == {"dead_letters": []}, "qbcdc dead-letters", out + err)
+rc, out, err = qcli("retry", "999")
+is_(rc, 1, "qbcdc retry of an unknown dead letter: exit 1 (the API's 404)")
+rc, out, err = qcli("realms", token="wrong")
+is_(rc, 1, "a wrong admin token: exit 1")
+rc, out, err = qcli("retry")
+is_(rc, 2, "retry without an id: exit 2")
+
 is_(proc.stop(), 0, "clean stop")
 log = proc.output()
 ok(SECRET_RT not in log and SECRET_AT not in log, "no token in the log")
