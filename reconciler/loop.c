@@ -1077,6 +1077,43 @@ static void *thread_main(void *arg)
 
 /* ---------------------------------------------------------------- public API */
 
+/* gives a store-listener slot back (the listener itself stays registered, pointing at nothing) */
+static void release_slot(int slot)
+{
+    pthread_mutex_lock(&g_slot_mu);
+    g_slot_r[slot] = NULL;
+    g_slot_used[slot] = 0;
+    pthread_mutex_unlock(&g_slot_mu);
+}
+
+/* frees what qbc_reconciler_start allocated and the realms found since; the thread is gone */
+static void reconciler_free(qbc_reconciler_t *r)
+{
+    for (size_t i = 0; i < r->n_cdc_entities; i++)
+        free(r->cdc_entities[i]);
+    free(r->cdc_entities);
+    for (size_t i = 0; i < r->n_realms; i++) {
+        rec_realm_t *realm = r->realms[i];
+        rec_cdc_free(&realm->cdc);
+        OPENSSL_cleanse(realm->access_token, sizeof(realm->access_token));
+        qbc_budget_dispose(&realm->budget);
+        qbc_budget_dispose(&realm->batch_budget);
+        free(realm->groups);
+        free(realm);
+    }
+    free(r->realms);
+    curl_multi_cleanup(r->multi);
+    curl_global_cleanup();
+    free(r->api_base);
+    free(r->token_url);
+    free(r->client_id);
+    OPENSSL_cleanse(r->client_secret, strlen(r->client_secret));
+    free(r->client_secret);
+    pthread_mutex_destroy(&r->mu);
+    pthread_mutex_destroy(&r->stats_mu);
+    free(r);
+}
+
 int qbc_reconciler_start(const qbc_reconciler_config_t *cfg, qbc_store_t *store, qbc_reconciler_t **out)
 {
     *out = NULL;
@@ -1177,25 +1214,9 @@ int qbc_reconciler_start(const qbc_reconciler_config_t *cfg, qbc_store_t *store,
             rc = -rc;
     }
     if (rc != 0) {
-        if (slot >= 0) {
-            pthread_mutex_lock(&g_slot_mu);
-            g_slot_r[slot] = NULL;
-            g_slot_used[slot] = 0;
-            pthread_mutex_unlock(&g_slot_mu);
-        }
-        curl_multi_cleanup(r->multi);
-        curl_global_cleanup();
-        free(r->api_base);
-        free(r->token_url);
-        free(r->client_id);
-        OPENSSL_cleanse(r->client_secret, strlen(r->client_secret));
-        free(r->client_secret);
-        pthread_mutex_destroy(&r->mu);
-        pthread_mutex_destroy(&r->stats_mu);
-        for (size_t i = 0; i < r->n_cdc_entities; i++)
-            free(r->cdc_entities[i]);
-        free(r->cdc_entities);
-        free(r);
+        if (slot >= 0)
+            release_slot(slot);
+        reconciler_free(r);
         return rc;
     }
     r->thread_started = 1;
@@ -1221,36 +1242,11 @@ void qbc_reconciler_stop(qbc_reconciler_t *r, int drain_ms)
     curl_multi_wakeup(r->multi);
     if (r->thread_started)
         pthread_join(r->thread, NULL);
-    pthread_mutex_lock(&g_slot_mu);
-    g_slot_r[r->listener_slot] = NULL;
-    g_slot_used[r->listener_slot] = 0;
-    pthread_mutex_unlock(&g_slot_mu);
+    release_slot(r->listener_slot);
     abort_all(r);
     rec_notices_free(r);
     rec_backfill_free_all(r);
-    for (size_t i = 0; i < r->n_cdc_entities; i++)
-        free(r->cdc_entities[i]);
-    free(r->cdc_entities);
-    for (size_t i = 0; i < r->n_realms; i++) {
-        rec_realm_t *realm = r->realms[i];
-        rec_cdc_free(&realm->cdc);
-        OPENSSL_cleanse(realm->access_token, sizeof(realm->access_token));
-        qbc_budget_dispose(&realm->budget);
-        qbc_budget_dispose(&realm->batch_budget);
-        free(realm->groups);
-        free(realm);
-    }
-    free(r->realms);
-    curl_multi_cleanup(r->multi);
-    curl_global_cleanup();
-    free(r->api_base);
-    free(r->token_url);
-    free(r->client_id);
-    OPENSSL_cleanse(r->client_secret, strlen(r->client_secret));
-    free(r->client_secret);
-    pthread_mutex_destroy(&r->mu);
-    pthread_mutex_destroy(&r->stats_mu);
-    free(r);
+    reconciler_free(r);
 }
 
 void qbc_reconciler_snapshot(qbc_reconciler_t *r, qbc_reconciler_stats_t *out)

@@ -207,3 +207,13 @@ def wait_drained(sim, data_dir, timeout=90):
             break
         time.sleep(0.5)
     return left or []
+
+
+def admin(port, method, path, body=None):
+    """one call to qbcdc's admin API with the tests' admin token: (status, parsed JSON or raw body)"""
+    st, _, b = request(port, method, path, body,
+                       {"Authorization": "Bearer " + ADMIN, "Content-Type": "application/json"})
+    try:
+        return st, json.loads(b) if b else None
+    except ValueError:
+        return st, b

@@ -16,18 +16,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import *  # noqa: F401,F403
-from simlib import ADMIN, Sim, compare_to_truth, flat_truth, qbcdc_lines, register_realms, serve_env, sim_calls, SIM_ENTITIES as ENTITIES
+from simlib import ADMIN, admin, Sim, compare_to_truth, flat_truth, qbcdc_lines, register_realms, serve_env, sim_calls, SIM_ENTITIES as ENTITIES
 
-AUTH = {"Authorization": "Bearer " + ADMIN, "Content-Type": "application/json"}
 PER_TYPE = 1500
-
-
-def admin(port, method, path, body=None):
-    st, _, b = request(port, method, path, body, AUTH)
-    try:
-        return st, json.loads(b) if b else None
-    except ValueError:
-        return st, b
 
 
 def wait_job(port, job, want, timeout):
