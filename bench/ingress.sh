@@ -26,6 +26,8 @@
 #   BENCH_SERVERS      which servers to run ("ceiling qbcdc")
 #   BENCH_DATA_PARENT  where the temporary data directory is made ($QBCDC_BUILD);
 #                      it must be a real disk, not tmpfs, or fsync costs nothing
+#   BENCH_CLEAN_CPU    a run is undisturbed if other processes used at most this
+#   BENCH_CLEAN_IO_MB  % of the machine (10) and wrote at most this many MB (20)
 #
 # The load generator and the servers share the same cores; see bench/README.md.
 set -euo pipefail
@@ -41,6 +43,8 @@ OPEN_CONNS=${BENCH_OPEN_CONNS:-64}
 OPEN_ROUNDS=${BENCH_OPEN_ROUNDS:-$ROUNDS}
 SERVERS=${BENCH_SERVERS:-"ceiling qbcdc"}
 DATA_PARENT=${BENCH_DATA_PARENT:-$BUILD}
+CLEAN_CPU=${BENCH_CLEAN_CPU:-10}
+CLEAN_IO_MB=${BENCH_CLEAN_IO_MB:-20}
 
 LOADGEN=$BUILD/bench/loadgen
 CEILING=$BUILD/bench/ceiling
@@ -213,7 +217,12 @@ run_load() {
             printf "srv_cpu_pct=%.0f other_cpu_pct=%.0f", 100 * s / hz / el, 100 * other / (el * n)
         }')
     extra="$extra other_io_mb=$(other_writes_mb "${PID[$name]}" "$WORK/io0" "$WORK/io1")"
-    echo "   ($extra)"
+    if awk -v e="$extra" -v c="$CLEAN_CPU" -v m="$CLEAN_IO_MB" 'BEGIN {
+            split(e, a, /[ =]/); exit !(a[4] + 0 > c || a[6] + 0 > m) }'; then
+        echo "   ($extra: DISTURBED by other work, left out of the medians if a clean run exists)"
+    else
+        echo "   ($extra)"
+    fi
     echo "server=$name kind=$kind round=$round ${line#RESULT } $extra" >>"$RESULTS"
     if ! kill -0 "${PID[$name]}" 2>/dev/null; then
         local status=0
@@ -288,8 +297,10 @@ if alive qbcdc; then
 fi
 
 # ---------------------------------------------------------------- summary
-# median of the rounds, per server, kind and connection count
-awk -v rate="$RATE" -v crashed="$CRASHED" -v sync_us="${SYNC_US:-0}" '
+# Per server, mode and connection count: the median over the undisturbed runs
+# (other processes used at most CLEAN_CPU % of the machine and wrote at most
+# CLEAN_IO_MB meanwhile), or over all runs, marked '*', when none was.
+awk -v rate="$RATE" -v crashed="$CRASHED" -v sync_us="${SYNC_US:-0}" -v clean_cpu="$CLEAN_CPU" -v clean_io="$CLEAN_IO_MB" '
 function val(k,   i, kv) {
     for (i = 1; i <= NF; i++) {
         split($i, kv, "=")
@@ -308,35 +319,41 @@ function median(list,   a, n, i, j, t) {
         return 0
     return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 }
+function add(set, k) {
+    rps[set, k] = rps[set, k] " " val("rps")
+    p50[set, k] = p50[set, k] " " val("p50_us")
+    p99[set, k] = p99[set, k] " " val("p99_us")
+    cpu[set, k] = cpu[set, k] " " val("srv_cpu_pct")
+    n[set, k]++
+    if (val("other_cpu_pct") + 0 > other[set, k])
+        other[set, k] = val("other_cpu_pct") + 0
+    if (val("other_io_mb") + 0 > otherio[set, k])
+        otherio[set, k] = val("other_io_mb") + 0
+}
 {
     key = val("server") SUBSEP val("kind") SUBSEP val("conns")
     if (!(key in seen)) {
         seen[key] = 1
         order[++nkeys] = key
     }
-    rps[key] = rps[key] " " val("rps")
-    p50[key] = p50[key] " " val("p50_us")
-    p99[key] = p99[key] " " val("p99_us")
-    runs[key]++
     bad[key] += val("non200") + val("errors") + val("timeouts") + val("unsent")
-    cpu[key] = cpu[key] " " val("srv_cpu_pct")
-    if (val("other_cpu_pct") + 0 > other[key])
-        other[key] = val("other_cpu_pct") + 0
-    if (val("other_io_mb") + 0 > otherio[key])
-        otherio[key] = val("other_io_mb") + 0
+    add("all", key)
+    if (val("other_cpu_pct") + 0 <= clean_cpu && val("other_io_mb") + 0 <= clean_io)
+        add("clean", key)
 }
 END {
-    printf "\n%-8s %-6s %5s %5s %11s %9s %9s %7s %8s %7s %9s\n", "server", "mode", "conns", "runs", "req/s(med)", "p50 us",
+    printf "\n%-8s %-6s %5s %6s %11s %9s %9s %7s %8s %7s %9s\n", "server", "mode", "conns", "runs", "req/s(med)", "p50 us",
         "p99 us", "failed", "srv cpu%", "other%", "other MB"
     for (i = 1; i <= nkeys; i++) {
         k = order[i]
         split(k, f, SUBSEP)
-        m = f[2] == "open" ? "open" : "closed"
-        med_rps[k] = median(rps[k]); med_p99[k] = median(p99[k])
-        printf "%-8s %-6s %5s %5d %11.0f %9.0f %9.0f %7d %8.0f %7.0f %9.1f\n", f[1], m, f[3], runs[k], med_rps[k], median(p50[k]),
-            med_p99[k], bad[k], median(cpu[k]), other[k], otherio[k]
-        if (other[k] > 10 || otherio[k] > 5)
-            noisy = 1
+        set = n["clean", k] > 0 ? "clean" : "all"
+        if (set == "all")
+            disturbed = 1
+        med_rps[k] = median(rps[set, k]); med_p99[k] = median(p99[set, k])
+        printf "%-8s %-6s %5s %6s %11.0f %9.0f %9.0f %7d %8.0f %7.0f %9.1f\n", f[1], f[2], f[3],
+            (n[set, k] + 0) "/" n["all", k] (set == "all" ? "*" : ""), med_rps[k], median(p50[set, k]), med_p99[k], bad[k],
+            median(cpu[set, k]), other[set, k], otherio[set, k]
     }
     print ""
     verdict = 1
@@ -367,13 +384,15 @@ END {
         printf "latency at %d req/s: qbcdc p99 = %.0f us, %.0f req/s achieved, %d failed  (goal p99 <= 2000 us, rate held): %s\n",
             rate, med_p99[k], med_rps[k], bad[k], ok ? "MET" : "NOT MET"
     }
-    printf "(medians of the runs; failed = non-200 + errors + timeouts + unsent, summed; srv cpu%%: 100 = one core;\n"
-    printf " other%%, other MB: the most CPU share / storage writes of other processes during any one run)\n"
+    printf "(runs: undisturbed/total; figures are medians over the undisturbed runs, or over all runs (marked *) when none was;\n"
+    printf " undisturbed: other processes used <= %d%% of the CPU and wrote <= %d MB; other%%, other MB: the most seen in\n",
+        clean_cpu, clean_io
+    printf " one of the runs used; failed = non-200 + errors + timeouts + unsent over all runs; srv cpu%%: 100 = one core)\n"
     if (sync_us > 0)
         printf "(disk bound: ~2 synced writes of %d us per commit, so at most ~C / %d us req/s with C connections, e.g. %.0f at 16, %.0f at 64)\n",
             sync_us, 2 * sync_us, 16e6 / (2 * sync_us), 64e6 / (2 * sync_us)
-    if (noisy)
-        printf "note: other processes used over 10%% of the CPU or wrote over 5 MB during some runs; figures may be disturbed\n"
+    if (disturbed)
+        printf "note: some rows had no undisturbed run (other work on this machine); rerun when it is quiet\n"
     if (crashed != "")
         printf "CRASHED during the run:%s\n", crashed
     if (have)

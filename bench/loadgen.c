@@ -18,8 +18,13 @@
  *     from the scheduled time, so a stalled server is charged for every request
  *     it delayed (no coordinated omission);
  *   - a warm-up (--warmup s) is run first and not recorded; the measured window
- *     lasts --duration s; requests still in flight at the end are drained for at
- *     most --timeout-ms and then abandoned (counted as timeouts);
+ *     lasts --duration s; then nothing new is started, but requests in flight
+ *     (and, in open loop, those scheduled in the window still waiting in the
+ *     backlog) are completed for at most --timeout-ms + 1 s; what is left is
+ *     counted as timeouts (in flight) or "unsent" (never got a connection);
+ *   - req/s = 200 answers to the window's requests / (last such answer - start
+ *     of the window), so an overloaded server is not credited with the offered
+ *     rate;
  *   - every latency in the window is kept and sorted, so the percentiles are
  *     exact (nearest rank), not estimated.
  *
@@ -134,6 +139,7 @@ enum { PHASE_WARMUP, PHASE_MEASURE, PHASE_DRAIN };
 
 static int phase;
 static int64_t t_start, t_measure, t_end, t_hard_end;
+static int64_t t_last_answer; /**< when the last answer to a measured request arrived */
 static uint64_t next_id;       /**< the next entity id when --unique */
 static uint64_t sched_next;    /**< open loop: index of the next request to schedule */
 static uint64_t sched_sent;    /**< open loop: index of the next scheduled request to send */
@@ -496,6 +502,7 @@ static int parse_response(struct st_conn_t *c, size_t *consumed, int *close_afte
 static void on_response(struct st_conn_t *c, int status, int close_after, int64_t now)
 {
     if (c->measured) {
+        t_last_answer = now;
         if (status == 200) {
             ++n_ok;
             series_add(&lat, now - c->origin_ns);
@@ -588,18 +595,22 @@ static int64_t sched_time(uint64_t k)
 /* Hands requests to idle connections: in closed loop every idle connection
  * gets one; in open loop each due request goes to an idle connection, and due
  * requests beyond that wait in the backlog. */
+static int backlog(void)
+{
+    return opts.rate > 0 && sched_sent < sched_next;
+}
+
 static void dispatch(int64_t now)
 {
-    if (phase == PHASE_DRAIN)
-        return;
     if (opts.rate <= 0) {
-        while (n_idle > 0) {
+        while (phase != PHASE_DRAIN && n_idle > 0) {
             struct st_conn_t *c = pop_idle();
             conn_send(c, now, phase == PHASE_MEASURE, now);
         }
         return;
     }
-    while (sched_next < UINT64_MAX && sched_time(sched_next) <= now)
+    /* once draining, nothing new is scheduled, but the backlog still goes out */
+    while (phase != PHASE_DRAIN && sched_time(sched_next) <= now)
         ++sched_next;
     while (sched_sent < sched_next && n_idle > 0) {
         struct st_conn_t *c = pop_idle();
@@ -616,7 +627,7 @@ static void sweep(int64_t now)
         struct st_conn_t *c = &conns[i];
         switch (c->state) {
         case CONN_DOWN:
-            if (phase != PHASE_DRAIN && now >= c->retry_at)
+            if ((phase != PHASE_DRAIN || backlog()) && now >= c->retry_at)
                 conn_open(c, now);
             break;
         case CONN_CONNECTING:
@@ -676,15 +687,11 @@ static void run(void)
             phase = PHASE_MEASURE;
         if (phase == PHASE_MEASURE && now >= t_end) {
             phase = PHASE_DRAIN;
-            if (opts.rate > 0) {
-                /* scheduled in the window but never sent: the server never freed a connection for them */
-                while (sched_time(sched_next) < t_end)
-                    ++sched_next;
-                for (uint64_t k = sched_sent; k < sched_next; k++)
-                    n_unsent += sched_time(k) >= t_measure && sched_time(k) < t_end;
-            }
+            /* every request scheduled in the window is still owed: the backlog is sent while draining */
+            while (opts.rate > 0 && sched_time(sched_next) < t_end)
+                ++sched_next;
         }
-        if (phase == PHASE_DRAIN && (in_flight() == 0 || now >= t_hard_end))
+        if (phase == PHASE_DRAIN && ((in_flight() == 0 && !backlog()) || now >= t_hard_end))
             break;
         if (now - last_sweep >= SWEEP_INTERVAL_NS) {
             sweep(now);
@@ -715,6 +722,9 @@ static void run(void)
         }
     }
 
+    /* scheduled in the window but never sent: the server never freed a connection for them */
+    for (uint64_t k = sched_sent; k < sched_next; k++)
+        n_unsent += sched_time(k) >= t_measure && sched_time(k) < t_end;
     /* whatever is still outstanding after the drain was not answered in time */
     phase = PHASE_DRAIN;
     now = now_ns();
@@ -755,7 +765,10 @@ static double pct_us(const struct st_series_t *s, double p)
 
 static void report(void)
 {
-    double rps = (double)n_ok / opts.duration_s, cpu_s;
+    /* answers to the window's requests may come in while draining: rate them over the
+     * time they really took, so an overloaded server is not credited with the offered rate */
+    double elapsed_s = (double)((t_last_answer > t_end ? t_last_answer : t_end) - t_measure) / NS_PER_S;
+    double rps = (double)n_ok / elapsed_s, cpu_s;
     const char *mode = opts.rate > 0 ? "open" : "closed";
     struct rusage ru;
 
