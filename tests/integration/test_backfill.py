@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import *  # noqa: F401,F403
 from simlib import ADMIN, admin, Sim, compare_to_truth, flat_truth, qbcdc_lines, register_realms, serve_env, sim_calls, SIM_ENTITIES as ENTITIES
 
-PER_TYPE = 1500
+PER_TYPE = 12500  # 8 entity types: 100,000 entities, the size issue 5 names
 
 
 def wait_job(port, job, want, timeout):
