@@ -291,7 +291,7 @@ done
 
 if alive qbcdc; then
     echo "== qbcdc /metrics (ingress and store lines)"
-    curl -s -m 2 "http://127.0.0.1:${PORT[qbcdc]}/metrics" | grep -v '^#' |
+    curl -s -m 2 "http://127.0.0.1:${PORT[qbcdc]}/metrics" | grep -v -e '^#' -e '_bucket' |
         grep -iE 'webhook|ingress|store|commit|batch|fsync|quarantin|dup' | head -n 30 || true
     echo "== qbcdc data dir: $(du -sh "$DATA" | cut -f1)"
 fi
