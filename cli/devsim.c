@@ -15,6 +15,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <curl/curl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <openssl/crypto.h>
 #include "common.h"
 #include "devsim.h"
 
@@ -117,6 +121,19 @@ int qbc_devsim_start(qbc_config_t *cfg, qbc_devsim_t *sim)
         _exit(127);
     }
     sim->pid = pid;
+    /* a loopback-only development service gets usable default bearer tokens; anything
+     * listening beyond loopback must be given its own */
+    if (strncmp(cfg->listen, "127.", 4) == 0 || strncmp(cfg->listen, "localhost:", 10) == 0 ||
+        strncmp(cfg->listen, "[::1]:", 6) == 0) {
+        if (cfg->feed_token == NULL) {
+            cfg->feed_token = "dev";
+            qbc_log(QBC_LOG_INFO, "devsim", "dev mode: QBCDC_FEED_TOKEN defaults to 'dev' (loopback only)");
+        }
+        if (cfg->admin_token == NULL) {
+            cfg->admin_token = "dev";
+            qbc_log(QBC_LOG_INFO, "devsim", "dev mode: QBCDC_ADMIN_TOKEN defaults to 'dev' (loopback only)");
+        }
+    }
     qbc_log(QBC_LOG_INFO, "devsim",
             "no Intuit credentials (QBCDC_CLIENT_ID): started the bundled simulator on %s (pid %d); it posts "
             "signed webhooks to %s. Set QBCDC_SIM=off to run without it.",
@@ -142,4 +159,102 @@ void qbc_devsim_stop(qbc_devsim_t *sim)
     kill(sim->pid, SIGKILL);
     waitpid(sim->pid, &status, 0);
     sim->pid = 0;
+}
+
+/* libcurl write callback: appends to a NUL-terminated malloc'd buffer (char **ud) */
+static size_t collect(char *p, size_t sz, size_t n, void *ud)
+{
+    char **acc = ud;
+    size_t len = sz * n, old = *acc ? strlen(*acc) : 0;
+    if (old + len > 1 << 20)
+        return 0;
+    *acc = qbc_realloc(*acc, old + len + 1);
+    memcpy(*acc + old, p, len);
+    (*acc)[old + len] = '\0';
+    return len;
+}
+
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t reg_cv = PTHREAD_COND_INITIALIZER;
+static int reg_done;
+
+static void on_registered(qbc_store_job_t *job)
+{
+    (void)job;
+    pthread_mutex_lock(&reg_mu);
+    reg_done++;
+    pthread_cond_signal(&reg_cv);
+    pthread_mutex_unlock(&reg_mu);
+}
+
+int qbc_devsim_register(const qbc_devsim_t *sim, const char *sim_listen, qbc_store_t *store)
+{
+    char url[200], *answer = NULL;
+    long status = 0;
+    int registered = 0;
+
+    if (sim->pid <= 0)
+        return 0;
+    snprintf(url, sizeof(url), "http://%s/sim/realms", sim_listen);
+    /* the simulator was just started: give it up to 5 s to answer */
+    for (int attempt = 0; attempt < 50 && status != 200; attempt++) {
+        CURL *c = curl_easy_init();
+        if (c == NULL)
+            break;
+        free(answer);
+        answer = NULL;
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &answer);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 2000L);
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        if (curl_easy_perform(c) == CURLE_OK)
+            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_cleanup(c);
+        if (status != 200) {
+            struct timespec ts = {0, 100 * 1000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    json_t *o = status == 200 && answer != NULL ? json_loads(answer, 0, NULL) : NULL;
+    const char *realm;
+    json_t *v;
+    json_object_foreach(o, realm, v)
+    {
+        const char *rt = json_string_value(json_object_get(v, "refresh_token"));
+        qbc_realm_t st;
+        if (rt == NULL || strlen(rt) >= QBC_TOKEN_MAX || strlen(realm) >= QBC_REALM_MAX)
+            continue;
+        if (qbc_store_realm_get(store, realm, &st) == 0 && st.status == QBC_REALM_ACTIVE)
+            continue; /* registered in an earlier run; its rotated tokens are the newer ones */
+        qbc_tokens_t *t = qbc_calloc(1, sizeof(*t));
+        qbc_store_job_t job;
+        memset(&job, 0, sizeof(job));
+        snprintf(t->refresh_token, sizeof(t->refresh_token), "%s", rt);
+        job.kind = QBC_JOB_REALM;
+        job.realm = realm;
+        job.tokens = t;
+        job.on_commit = on_registered;
+        pthread_mutex_lock(&reg_mu);
+        int target = reg_done + 1;
+        pthread_mutex_unlock(&reg_mu);
+        if (qbc_store_submit(store, &job) == 0) {
+            pthread_mutex_lock(&reg_mu);
+            while (reg_done < target)
+                pthread_cond_wait(&reg_cv, &reg_mu);
+            pthread_mutex_unlock(&reg_mu);
+            registered += job.result == 0;
+        }
+        OPENSSL_cleanse(t, sizeof(*t));
+        free(t);
+    }
+    json_decref(o);
+    if (answer != NULL) {
+        OPENSSL_cleanse(answer, strlen(answer));
+        free(answer);
+    }
+    if (registered > 0)
+        qbc_log(QBC_LOG_INFO, "devsim", "registered %d simulated companies; their changes flow to GET /v1/changes",
+                registered);
+    return 0;
 }

@@ -8,6 +8,7 @@
 
 #include <sys/types.h>
 #include "config.h"
+#include "store.h"
 
 typedef struct st_qbc_devsim_t {
     pid_t pid;          /**< 0 when no simulator was started */
@@ -23,6 +24,13 @@ typedef struct st_qbc_devsim_t {
  * the qbosim binary is not beside qbcdc (logged; the service runs without it).
  */
 int qbc_devsim_start(qbc_config_t *cfg, qbc_devsim_t *sim);
+
+/**
+ * registers every simulated company's refresh token in the store (as PUT .../tokens
+ * would), so the reconciler syncs them at once. Companies already active are left
+ * alone: their stored tokens have rotated past the simulator's first ones.
+ */
+int qbc_devsim_register(const qbc_devsim_t *sim, const char *sim_listen, qbc_store_t *store);
 
 /** stops the simulator (SIGTERM, then SIGKILL after 3 s) if one was started. */
 void qbc_devsim_stop(qbc_devsim_t *sim);

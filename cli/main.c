@@ -116,6 +116,7 @@ static int cmd_serve(int argc, char **argv)
         goto Exit;
     }
 
+    qbc_devsim_register(&sim, cfg.sim_listen, store);
     if (cfg.client_id != NULL) {
         qbc_reconciler_config_t rcfg = {.api_base = cfg.api_base,
                                         .token_url = cfg.oauth_token_url,

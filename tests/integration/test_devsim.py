@@ -43,7 +43,19 @@ ok(len(recs) >= 5, "its signed webhooks are stored (%d)" % len(recs))
 ok(not any(r["quarantined"] for r in recs), "none quarantined: the simulator's payloads parse")
 formats = set(r["format"] for r in recs)
 ok({"classic", "cloudevents"} <= formats, "both formats arrived: %s" % sorted(formats))
-ok(stats(data).get("pending", 0) >= 10, "their changes are pending")
+st_ = stats(data)
+ok(st_.get("pending", 0) + st_.get("entities", 0) >= 10, "their changes are pending or already reconciled", st_)
+
+# the simulated companies are registered by themselves, so their changes reach the feed
+deadline, feed = time.time() + 20, []
+while time.time() < deadline and len(feed) < 10:
+    st, _, body = request(port, "GET", "/v1/changes?limit=1000", headers={"Authorization": "Bearer dev"})
+    feed = json.loads(body).get("changes", []) if st == 200 else []
+    time.sleep(0.2)
+ok(len(feed) >= 10, "dev mode: the feed (bearer 'dev') fills with the simulator's changes (%d)" % len(feed))
+st, _, body = request(port, "GET", "/admin/realms", headers={"Authorization": "Bearer dev"})
+ok(st == 200 and len(json.loads(body)["realms"]) == 3 and all(r["has_tokens"] for r in json.loads(body)["realms"]),
+   "dev mode: the three simulated companies are registered (admin bearer 'dev')")
 
 m = re.search(r"pid (\d+)", proc.output())
 ok(m is not None, "the simulator's pid is logged")
