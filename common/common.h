@@ -107,6 +107,14 @@ char *qbc_time_format(int64_t ns, char *buf);
 /** days since 1970-01-01 of a proleptic Gregorian date (y, month 1-12, day 1-31). */
 int64_t qbc_days_from_civil(int64_t y, unsigned m, unsigned d);
 
+/* ================================ url =============================== */
+
+/**
+ * percent-encodes s into out (NUL-terminated; stops early rather than overflow outsz,
+ * so size out at 3x the input plus one). Returns the length written.
+ */
+size_t qbc_url_encode(const char *s, char *out, size_t outsz);
+
 /* ============================== base64 ============================== */
 
 /** bytes needed to base64-encode n bytes, including the terminating NUL. */

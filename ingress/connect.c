@@ -87,24 +87,6 @@ static state_t *take_state(struct st_connect_states_t *cs, const char *state)
     return NULL;
 }
 
-static void url_encode(const char *s, char *out, size_t outsz)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t n = 0;
-    for (; *s && n + 4 < outsz; s++) {
-        unsigned char c = (unsigned char)*s;
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-            c == '.' || c == '~') {
-            out[n++] = (char)c;
-        } else {
-            out[n++] = '%';
-            out[n++] = hex[c >> 4];
-            out[n++] = hex[c & 15];
-        }
-    }
-    out[n] = '\0';
-}
-
 int on_connect(h2o_handler_t *_self, h2o_req_t *req)
 {
     qbc_ingress_t *ing = ((ingress_handler_t *)_self)->ing;
@@ -138,8 +120,8 @@ int on_connect(h2o_handler_t *_self, h2o_req_t *req)
     cs->head = st;
     cs->n++;
 
-    url_encode(ing->redirect_uri, enc_redirect, sizeof(enc_redirect));
-    url_encode(ing->client_id, enc_client, sizeof(enc_client));
+    qbc_url_encode(ing->redirect_uri, enc_redirect, sizeof(enc_redirect));
+    qbc_url_encode(ing->client_id, enc_client, sizeof(enc_client));
     snprintf(url, sizeof(url), "%s%cclient_id=%s&response_type=code&scope=com.intuit.quickbooks.accounting"
              "&redirect_uri=%s&state=%s",
              ing->authorize_url, strchr(ing->authorize_url, '?') ? '&' : '?', enc_client, enc_redirect, st->state);

@@ -264,22 +264,11 @@ static int is_method(h2o_req_t *req, const char *m)
     return h2o_memis(req->method.base, req->method.len, m, strlen(m));
 }
 
+/* appends the percent-encoding of s to the NUL-terminated string in out */
 static void url_encode_append(char *out, size_t outsz, const char *s)
 {
     size_t n = strlen(out);
-    static const char hex[] = "0123456789ABCDEF";
-    for (; *s && n + 4 < outsz; s++) {
-        unsigned char c = (unsigned char)*s;
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-            c == '.' || c == '~') {
-            out[n++] = (char)c;
-        } else {
-            out[n++] = '%';
-            out[n++] = hex[c >> 4];
-            out[n++] = hex[c & 15];
-        }
-    }
-    out[n] = '\0';
+    qbc_url_encode(s, out + n, outsz - n);
 }
 
 /* ============================== OAuth routes ============================== */
