@@ -11,6 +11,7 @@
 #include <string.h>
 #include "ingress.h"
 #include "tap.h"
+#include "fixture.h"
 
 #ifndef QBC_FIXTURES_DIR
 #define QBC_FIXTURES_DIR "tests/unit/ingress/fixtures"
@@ -18,25 +19,6 @@
 
 /* ============================== helpers ============================== */
 
-static char *slurp(const char *name, size_t *len)
-{
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s", QBC_FIXTURES_DIR, name);
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        printf("# cannot open %s\n", path);
-        *len = 0;
-        return NULL;
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    *len = fread(buf, 1, (size_t)n, f);
-    buf[*len] = '\0';
-    fclose(f);
-    return buf;
-}
 
 static int parse(const char *s, qbc_payload_t *p)
 {

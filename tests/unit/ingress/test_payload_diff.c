@@ -18,6 +18,7 @@
 #include "ingress.h"
 #include "payload_reference.h"
 #include "tap.h"
+#include "fixture.h"
 
 #ifndef QBC_FIXTURES_DIR
 #define QBC_FIXTURES_DIR "tests/unit/ingress/fixtures"
@@ -33,25 +34,6 @@ static const char *const fixtures[] = {
 };
 #define N_FIXTURES (sizeof(fixtures) / sizeof(fixtures[0]))
 
-static char *slurp(const char *name, size_t *len)
-{
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s", QBC_FIXTURES_DIR, name);
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        printf("# cannot open %s\n", path);
-        *len = 0;
-        return NULL;
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    *len = fread(buf, 1, (size_t)n, f);
-    buf[*len] = '\0';
-    fclose(f);
-    return buf;
-}
 
 /*
  * xorshift64*: fixed seeds, so a failure reproduces. QBC_DIFF_SEED (a number) varies
