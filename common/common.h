@@ -115,6 +115,14 @@ int64_t qbc_days_from_civil(int64_t y, unsigned m, unsigned d);
  */
 size_t qbc_url_encode(const char *s, char *out, size_t outsz);
 
+/**
+ * decodes a form or query value: '+' is a space, %XX a byte; a '%' not followed by two
+ * hex digits stays as it is. out is always NUL-terminated (when outsz > 0).
+ * @param out_len bytes written, without the NUL (may be NULL)
+ * @return 0, or QBC_ETOOBIG when the value did not fit (out then holds what did)
+ */
+int qbc_url_decode(const char *s, size_t len, char *out, size_t outsz, size_t *out_len);
+
 /* ============================== base64 ============================== */
 
 /** bytes needed to base64-encode n bytes, including the terminating NUL. */

@@ -28,17 +28,6 @@ int require_bearer(h2o_req_t *req, const char *want, const char *what)
     return -1;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int query_param(h2o_req_t *req, const char *name, char *out, size_t outsz)
 {
     if (req->query_at == SIZE_MAX)
@@ -51,21 +40,8 @@ int query_param(h2o_req_t *req, const char *name, char *out, size_t outsz)
         const char *eq = memchr(p, '=', (size_t)(pe - p));
         const char *ke = eq != NULL ? eq : pe;
         if ((size_t)(ke - p) == nl && memcmp(p, name, nl) == 0) {
-            size_t n = 0;
-            for (const char *q = eq != NULL ? eq + 1 : pe; q < pe; q++) {
-                int c = *q;
-                if (c == '+') {
-                    c = ' ';
-                } else if (c == '%' && pe - q >= 3 && hexval(q[1]) >= 0 && hexval(q[2]) >= 0) {
-                    c = hexval(q[1]) << 4 | hexval(q[2]);
-                    q += 2;
-                }
-                if (n + 1 >= outsz)
-                    return -1;
-                out[n++] = (char)c;
-            }
-            out[n] = '\0';
-            return 0;
+            const char *v = eq != NULL ? eq + 1 : pe;
+            return qbc_url_decode(v, (size_t)(pe - v), out, outsz, NULL) == 0 ? 0 : -1;
         }
         p = pe + 1;
     }

@@ -122,32 +122,10 @@ int sim_time_parse_qbo(const char *s, size_t len, int64_t *out_ns)
 
 /* ============================ form / URL ============================ */
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 size_t sim_url_decode(const char *s, size_t len, char *out, size_t outsz)
 {
     size_t n = 0;
-    for (size_t i = 0; i < len && n + 1 < outsz; i++) {
-        char c = s[i];
-        if (c == '+') {
-            c = ' ';
-        } else if (c == '%' && i + 2 < len && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-            c = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-            i += 2;
-        }
-        out[n++] = c;
-    }
-    if (outsz)
-        out[n] = '\0';
+    qbc_url_decode(s, len, out, outsz, &n); /* a value too long for out is cut short */
     return n;
 }
 

@@ -1,6 +1,7 @@
 /*
- * test_url.c — common/url.c: percent-encoding.
+ * test_url.c — common/url.c: percent-encoding and decoding.
  */
+#include <string.h>
 #include "common.h"
 #include "../../tap.h"
 
@@ -21,5 +22,31 @@ int main(void)
     is_int(qbc_url_encode("////", out, 7), 3, "stops before an escape that would not fit (7 bytes: one %XX, not two)");
     is_str(out, "%2F", "with what fitted");
     is_int(qbc_url_encode("", out, sizeof(out)), 0, "empty input");
+
+    /* decoding */
+    size_t n = 99;
+    const char *enc = "http%3A%2F%2F127.0.0.1%3A8080%2Foauth%2Fcallback";
+    is_int(qbc_url_decode(enc, strlen(enc), out, sizeof(out), &n), 0, "decode a redirect URI");
+    is_str(out, "http://127.0.0.1:8080/oauth/callback", "back to the original");
+    is_int(n, 36, "its length");
+    qbc_url_decode("a+b%20c%2b", 10, out, sizeof(out), NULL);
+    is_str(out, "a b c+", "'+' is a space, %2b a plus, lower-case hex accepted");
+    qbc_url_decode("100%", 4, out, sizeof(out), NULL);
+    is_str(out, "100%", "a '%' at the end stays");
+    qbc_url_decode("%zz%4", 5, out, sizeof(out), NULL);
+    is_str(out, "%zz%4", "'%' without two hex digits stays");
+    is_int(qbc_url_decode("%41%42%43", 9, out, sizeof(out), &n), 0, "several escapes");
+    ok(n == 3 && strcmp(out, "ABC") == 0, "ABC");
+    char small[4];
+    is_int(qbc_url_decode("abcd", 4, small, sizeof(small), &n), QBC_ETOOBIG, "a value too long is reported");
+    ok(n == 3 && strcmp(small, "abc") == 0, "with what fitted, NUL-terminated");
+    is_int(qbc_url_decode("abc", 3, small, sizeof(small), &n), 0, "exactly fitting is fine");
+    is_int(qbc_url_decode("", 0, small, sizeof(small), &n), 0, "empty value");
+    ok(n == 0 && small[0] == '\0', "decodes to an empty string");
+    char enc2[64], dec[64];
+    const char *round = "state=a b&c/d?e%f+g~h";
+    qbc_url_encode(round, enc2, sizeof(enc2));
+    qbc_url_decode(enc2, strlen(enc2), dec, sizeof(dec), NULL);
+    is_str(dec, round, "encode then decode is the identity");
     return done_testing();
 }
