@@ -39,7 +39,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 from harness import QBCDC, Proc, free_port, tmpdir, wait_http  # noqa: E402
-from simlib import Sim, qbcdc_lines, register_realms, serve_env, sim_calls  # noqa: E402
+from simlib import Sim, register_realms, serve_env, wait_drained  # noqa: E402
 
 
 def knob(name, default):
@@ -365,13 +365,7 @@ class Fanout:
 
 
 def drained(sim, data_dir, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        _, s = sim_calls(sim)
-        if s.get("webhooks", {}).get("pending", 0) == 0 and not qbcdc_lines("pending", "--data-dir", data_dir, "--limit", "1"):
-            return True
-        time.sleep(0.05)
-    return False
+    return not wait_drained(sim, data_dir, timeout, poll=0.05)
 
 
 def burst(sim, data_dir, n):

@@ -195,18 +195,17 @@ def compare_to_truth(truth, truth0, data_dir):
     return wrong, missing, dups, feed, changed
 
 
-def wait_drained(sim, data_dir, timeout=90):
-    """waits until qbosim has no webhook left to deliver and qbcdc no notice pending;
-    returns the notices still pending (empty when drained)."""
+def wait_drained(sim, data_dir, timeout=90, poll=0.5):
+    """waits until qbosim has no webhook left to deliver and qbcdc no notice pending
+    (checked every poll seconds); returns [] when drained, else the notices still pending."""
     deadline = time.time() + timeout
-    left = None
     while time.time() < deadline:
         _, s = sim_calls(sim)
-        left = qbcdc_lines("pending", "--data-dir", data_dir)
-        if not left and s.get("webhooks", {}).get("pending", 0) == 0:
-            break
-        time.sleep(0.5)
-    return left or []
+        if s.get("webhooks", {}).get("pending", 0) == 0 and not qbcdc_lines("pending", "--data-dir", data_dir,
+                                                                              "--limit", "1"):
+            return []
+        time.sleep(poll)
+    return qbcdc_lines("pending", "--data-dir", data_dir) or [None]
 
 
 def admin(port, method, path, body=None):
