@@ -217,8 +217,7 @@ static void on_page(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, const re
     case REC_RES_OK:
         break;
     case REC_RES_THROTTLED: {
-        uint64_t ms = a->retry_after_ms ? a->retry_after_ms : r->cfg.throttle_pause_ms;
-        qbc_budget_throttle(&realm->budget, now, (int64_t)ms * 1000000);
+        rec_realm_throttled(r, realm, now, a->retry_after_ms, "backfill query");
         REC_STAT(r, throttled, 1);
         return;
     }

@@ -212,6 +212,16 @@ int rec_submit_realm(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_realm_t 
     return rc;
 }
 
+void rec_realm_throttled(qbc_reconciler_t *r, rec_realm_t *realm, int64_t now, uint64_t retry_after_ms,
+                         const char *why)
+{
+    uint64_t ms = retry_after_ms ? retry_after_ms : r->cfg.throttle_pause_ms;
+    if (realm->budget.paused_until_ns <= now)
+        qbc_log(QBC_LOG_WARN, REC_MOD, "realm %s throttled (%s); pausing it for %llu ms", realm->name, why,
+                (unsigned long long)ms);
+    qbc_budget_throttle(&realm->budget, now, (int64_t)ms * 1000000);
+}
+
 int rec_submit_versions(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_store_job_t *tmpl, qbc_version_t *versions,
                         size_t nv, char **owned, size_t n_owned, rec_commit_cb done, void *ctx)
 {
@@ -658,11 +668,7 @@ static void part_done(qbc_reconciler_t *r, rec_xfer_t *x, const rec_part_t *p, q
         }
         break;
     case REC_RES_THROTTLED: {
-        uint64_t ms = x->retry_after_ms ? x->retry_after_ms : r->cfg.throttle_pause_ms;
-        if (x->realm->budget.paused_until_ns <= now)
-            qbc_log(QBC_LOG_WARN, REC_MOD, "realm %s throttled (%s); pausing it for %llu ms", x->realm->name, err,
-                    (unsigned long long)ms);
-        qbc_budget_throttle(&x->realm->budget, now, (int64_t)ms * 1000000);
+        rec_realm_throttled(r, x->realm, now, x->retry_after_ms, err);
         for (size_t i = 0; i < n; i++)
             rec_notice_release(ns[i]);
         break;

@@ -447,6 +447,12 @@ void rec_auth_token_done(qbc_reconciler_t *r, rec_realm_t *realm, int curl_ok, l
                          size_t len, const char *curl_err);
 /** the REALM job holding rotated tokens committed (result 0) or failed; tokens is wiped by the caller */
 void rec_auth_committed(qbc_reconciler_t *r, rec_realm_t *realm, int result, const qbc_tokens_t *tokens);
+/**
+ * an API call answered 429: pauses the realm's budget for Retry-After (or the configured
+ * pause) and says so once per pause. Counting it is the caller's.
+ */
+void rec_realm_throttled(qbc_reconciler_t *r, rec_realm_t *realm, int64_t now, uint64_t retry_after_ms,
+                         const char *why);
 /** an API call answered 401 with the token of generation gen */
 void rec_auth_rejected(qbc_reconciler_t *r, rec_realm_t *realm, uint32_t gen);
 /** realm state as read from the store changed */
