@@ -99,7 +99,7 @@ char *metrics_render(const ingress_metrics_t *m, qbc_store_t *store, size_t *len
 
     gauge(&o, "qbcdc_store_up", "1 if the store answered this scrape.", store_ok);
     if (store_ok) {
-        emit(&o, "# HELP qbcdc_store_group_commit_size Jobs per group commit.\n"
+        emit(&o, "# HELP qbcdc_store_group_commit_size Jobs per LMDB group commit (webhooks arrive as one apply job per journal batch).\n"
                  "# TYPE qbcdc_store_group_commit_size histogram\n");
         cum = 0;
         for (int i = 0; i < 7; i++) {
@@ -111,7 +111,24 @@ char *metrics_render(const ingress_metrics_t *m, qbc_store_t *store, size_t *len
         emit(&o, "qbcdc_store_group_commit_size_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
         emit(&o, "qbcdc_store_group_commit_size_sum %llu\nqbcdc_store_group_commit_size_count %llu\n",
              (unsigned long long)st.jobs_committed, (unsigned long long)cum);
-        counter(&o, "qbcdc_store_commits_total", "Write transactions committed (each one fsync'd).",
+        emit(&o, "# HELP qbcdc_journal_group_commit_size Webhooks acked per journal commit (one write + fdatasync).\n"
+                 "# TYPE qbcdc_journal_group_commit_size histogram\n");
+        cum = 0;
+        for (int i = 0; i < 7; i++) {
+            cum += st.journal_batch_hist[i];
+            emit(&o, "qbcdc_journal_group_commit_size_bucket{le=\"%u\"} %llu\n", qbc_store_batch_bounds[i],
+                 (unsigned long long)cum);
+        }
+        cum += st.journal_batch_hist[7];
+        emit(&o, "qbcdc_journal_group_commit_size_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+        emit(&o, "qbcdc_journal_group_commit_size_sum %llu\nqbcdc_journal_group_commit_size_count %llu\n",
+             (unsigned long long)st.journal_webhooks, (unsigned long long)cum);
+        counter(&o, "qbcdc_journal_commit_seconds_total", "Time spent writing and fdatasyncing the webhook journal.",
+                (double)st.journal_commit_ns_sum / 1e9);
+        gauge(&o, "qbcdc_journal_unapplied_bytes", "Acked webhooks journaled but not yet applied to LMDB, in bytes.",
+              (double)st.journal_unapplied_bytes);
+        gauge(&o, "qbcdc_journal_size_bytes", "Size of the webhook journal ring.", (double)st.journal_size);
+        counter(&o, "qbcdc_store_commits_total", "LMDB write transactions committed (each one fsync'd).",
                 (double)st.commits);
         counter(&o, "qbcdc_store_commit_failures_total", "Group commits that failed.", (double)st.commit_failures);
         counter(&o, "qbcdc_store_commit_seconds_total", "Time spent committing, fsync included.",

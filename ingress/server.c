@@ -1,10 +1,10 @@
 /*
  * server.c — the h2o evloop HTTP/1.1 server: listener, routes, the queue that
- * brings committed jobs back from the store writer, and graceful shutdown.
+ * brings committed jobs back from the store, and graceful shutdown.
  *
- * One loop thread serves every connection; the only other thread it talks to is
- * the store writer, through h2o's multithread queue (writer -> loop) and
- * qbc_store_submit (loop -> writer). h2o 2.2 specifics are in STYLE.md part 3.1.
+ * One loop thread serves every connection; the only other threads it talks to are
+ * the store's (its ingest thread for webhooks, its writer for the rest), through
+ * h2o's multithread queue (store -> loop) and qbc_store_submit (loop -> store). h2o 2.2 specifics are in STYLE.md part 3.1.
  */
 #include <errno.h>
 #include <netdb.h>

@@ -2,9 +2,10 @@
  * webhook.c — POST /webhooks/intuit and GET /healthz.
  *
  * The promise: a 200 goes out only after the commit holding the raw body and its
- * parsed events is fsync'd. So the handler verifies, parses, queues a job for the
- * store writer and returns without answering; the answer is written when the job
- * comes back (on_job_committed), on this same loop thread.
+ * parsed events is fsync'd (the store's journal record; store/ingest.c). So the
+ * handler verifies, queues a job for the store and returns without answering; the
+ * store parses it on its own thread, and the answer is written when the job comes
+ * back (on_job_committed), on this same loop thread.
  *
  * A signed body that does not parse is still stored (quarantined) and acked: it is
  * authentic, and a non-200 would make Intuit retry it forever while holding back the
@@ -30,11 +31,11 @@ static void on_guard_dispose(void *p)
 }
 
 /*
- * writer thread, before the transaction: parse the body into events. Parsing is the
- * largest per-webhook cost; doing it here keeps the event loop free to take the next
- * request while the previous batch is being committed.
+ * store thread, before the job is journaled: parse the body into events. Parsing is
+ * the largest per-webhook cost; doing it there keeps the event loop free to take the
+ * next request while the previous batch is being committed.
  */
-static void parse_on_writer(qbc_store_job_t *job)
+static void parse_in_store(qbc_store_job_t *job)
 {
     ingress_job_t *j = H2O_STRUCT_FROM_MEMBER(ingress_job_t, job, job);
     j->result_kind = WH_STORED;
@@ -48,8 +49,8 @@ static void parse_on_writer(qbc_store_job_t *job)
     j->job.n_events = j->payload.n_events;
 }
 
-/* writer thread: hand the finished job back to the loop (must not block) */
-static void job_done_on_writer(qbc_store_job_t *job)
+/* store thread (ingest or writer): hand the finished job back to the loop (must not block) */
+static void job_done_in_store(qbc_store_job_t *job)
 {
     ingress_job_t *j = H2O_STRUCT_FROM_MEMBER(ingress_job_t, job, job);
     h2o_multithread_send_message(&j->ing->commits, &j->msg);
@@ -62,7 +63,7 @@ ingress_job_t *ingress_job_new(qbc_ingress_t *ing, h2o_req_t *req, qbc_job_kind_
         j->a = qbc_calloc(1, sizeof(*j->a));
     j->ing = ing;
     j->job.kind = kind;
-    j->job.on_commit = job_done_on_writer;
+    j->job.on_commit = job_done_in_store;
     j->job.received_ns = qbc_now_ns();
     j->start_mono_ns = qbc_mono_ns();
     j->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*j->guard), on_guard_dispose);
@@ -170,7 +171,7 @@ int on_webhook(h2o_handler_t *_self, h2o_req_t *req)
     }
     j->job.body = j->body;
     j->job.body_len = req->entity.len;
-    j->job.prepare = parse_on_writer; /* the loop thread only verifies, copies and queues */
+    j->job.prepare = parse_in_store; /* the loop thread only verifies, copies and queues */
 
     int rc = ingress_submit(ing, j);
     if (rc != 0) {

@@ -8,6 +8,9 @@
  * nothing already committed is touched.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
@@ -133,7 +136,7 @@ static int open_dbis(qbc_store_t *s)
     }
 
     /* next sequences: past both the last key and the recorded high-water mark */
-    s->next_seq = high_water(txn, s->dbi_inbox, s->dbi_meta, "inbox_seq") + 1;
+    s->next_inbox = high_water(txn, s->dbi_inbox, s->dbi_meta, "inbox_seq") + 1;
     s->next_feed = high_water(txn, s->dbi_feed, s->dbi_meta, "feed_seq") + 1;
     s->next_dead = high_water(txn, s->dbi_dead, s->dbi_meta, "dead_seq") + 1;
     __atomic_store_n(&s->feed_last, s->next_feed - 1, __ATOMIC_RELEASE);
@@ -175,6 +178,10 @@ static qbc_store_t *store_new(const char *dir)
     pthread_rwlock_init(&s->gate, NULL);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    pthread_mutex_init(&s->imu, NULL);
+    pthread_cond_init(&s->icv, NULL);
+    pthread_cond_init(&s->space_cv, NULL);
+    s->jfd = -1;
     return s;
 }
 
@@ -186,8 +193,110 @@ static void store_free(qbc_store_t *s)
     pthread_rwlock_destroy(&s->gate);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->imu);
+    pthread_cond_destroy(&s->icv);
+    pthread_cond_destroy(&s->space_cv);
+    qbc_store__journal_close(s);
+    qbc_store__ingest_free(s);
     free(s->dir);
     free(s);
+}
+
+/*
+ * Applies what the journal holds past LMDB's applied point: webhooks acked before a
+ * crash (or a kill) whose records had not reached LMDB yet. Then sets where the
+ * ingest thread resumes. If a chunk cannot be applied (a map at its maximum), the
+ * rest stays in the journal, untouched, and webhooks are refused until a start
+ * with more room applies it.
+ */
+static int replay_journal(qbc_store_t *s)
+{
+    MDB_txn *txn;
+    uint64_t applied_jseq = 0, applied_pos = 0, end_pos, next_jseq, n;
+    unsigned char *recs;
+    size_t len;
+    int rc;
+
+    if ((rc = qbc_store__read_begin(s, &txn)) != 0)
+        return rc;
+    MDB_val k = {sizeof("journal") - 1, "journal"}, v;
+    uint32_t applied_epoch = 0;
+    if (mdb_get(txn, s->dbi_meta, &k, &v) == 0 && v.mv_size == 20) {
+        applied_jseq = get_u64be(v.mv_data);
+        applied_pos = get_u64be((unsigned char *)v.mv_data + 8);
+        applied_epoch = get_u32be((unsigned char *)v.mv_data + 16);
+    }
+    qbc_store__read_end(s, txn);
+    if ((rc = qbc_store__journal_scan(s, applied_jseq, applied_pos, applied_epoch, &recs, &len, &end_pos, &next_jseq, &n)) != 0) {
+        qbc_log(QBC_LOG_ERROR, "store", "cannot read the journal: %s", qbc_strerror(rc));
+        return rc;
+    }
+    s->j_applied_jseq = applied_jseq;
+    s->j_applied_pos = applied_pos;
+    /* apply in chunks of whole records, each chunk one transaction */
+    size_t off = 0;
+    uint64_t jseq = applied_jseq, pos = applied_pos;
+    while (off < len && rc == 0) {
+        size_t start = off;
+        uint64_t first = jseq;
+        while (off < len && off - start < (4u << 20)) {
+            size_t rlen = qbc_store__jrec_size(get_u32be(recs + off + 24));
+            jseq = get_u64be(recs + off + 8);
+            pos = get_u64be(recs + off + 16) + rlen;
+            off += rlen;
+        }
+        qbc_store_job_t a = {0};
+        a.kind = (qbc_job_kind_t)QBC_JOB_APPLY;
+        a._jbuf = recs + start;
+        a._jlen = off - start;
+        a._jlast = jseq;
+        a._jend = pos;
+        if ((rc = qbc_store__run_now(s, &a)) == 0) {
+            s->j_applied_jseq = jseq;
+            s->j_applied_pos = pos;
+        } else {
+            qbc_log(QBC_LOG_ERROR, "store",
+                    "cannot apply journaled webhooks %llu..: %s; they stay in the journal and webhooks are refused "
+                    "(start with a larger QBCDC_MAP_MAX)",
+                    (unsigned long long)first, qbc_strerror(rc));
+            s->j_stuck = rc;
+        }
+    }
+    free(recs);
+    if (n > 0 && s->j_stuck == 0)
+        qbc_log(QBC_LOG_INFO, "store", "replayed %llu journaled webhook(s) that had not reached LMDB",
+                (unsigned long long)n);
+    s->j_head_pos = end_pos;
+    s->j_next_jseq = next_jseq;
+    /* a new epoch, durable before any record carries it (see journal.c) */
+    uint32_t epoch = 0;
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
+        return lmdb_fail("mdb_txn_begin (journal epoch)", rc);
+    MDB_val ek = {sizeof("journal_epoch") - 1, "journal_epoch"}, ev;
+    if (mdb_get(txn, s->dbi_meta, &ek, &ev) == 0 && ev.mv_size == 4)
+        epoch = get_u32be(ev.mv_data);
+    unsigned char eb[4];
+    put_u32be(eb, epoch + 1);
+    ev.mv_size = 4;
+    ev.mv_data = eb;
+    if ((rc = mdb_put(txn, s->dbi_meta, &ek, &ev, 0)) != 0 || (rc = mdb_txn_commit(txn)) != 0) {
+        if (rc != 0)
+            mdb_txn_abort(txn);
+        return lmdb_fail("writing the journal epoch", rc);
+    }
+    s->j_epoch = epoch + 1;
+    /* the inbox sequence resumes past what the replay stored */
+    if ((rc = qbc_store__read_begin(s, &txn)) != 0)
+        return rc;
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, s->dbi_inbox, &cur) == 0) {
+        MDB_val ck, cv;
+        if (mdb_cursor_get(cur, &ck, &cv, MDB_LAST) == 0 && ck.mv_size == 8 && get_u64be(ck.mv_data) >= s->next_inbox)
+            s->next_inbox = get_u64be(ck.mv_data) + 1;
+        mdb_cursor_close(cur);
+    }
+    qbc_store__read_end(s, txn);
+    return 0;
 }
 
 int qbc_store_open(const qbc_store_config_t *cfg, qbc_store_t **out)
@@ -207,7 +316,9 @@ int qbc_store_open(const qbc_store_config_t *cfg, qbc_store_t **out)
     if (s->map_max < map_size)
         s->map_max = map_size;
     s->batch_max = cfg->batch_max != 0 ? cfg->batch_max : DEFAULT_BATCH_MAX;
-    if (cfg->master_key_file != NULL) {
+    if (cfg->no_master_key) {
+        rc = 0;
+    } else if (cfg->master_key_file != NULL) {
         rc = qbc_store__load_master_key(cfg->master_key_file, s->master_key);
     } else {
         char path[4096];
@@ -216,17 +327,48 @@ int qbc_store_open(const qbc_store_config_t *cfg, qbc_store_t **out)
     }
     if (rc != 0)
         goto Error;
-    s->has_key = 1;
+    s->has_key = !cfg->no_master_key;
     if ((rc = open_env(s, map_size, 0)) != 0)
+        goto Error;
+    if ((rc = qbc_store__journal_open(s, cfg->journal_size != 0 ? cfg->journal_size : QBC_JOURNAL_DEFAULT)) != 0 ||
+        (rc = replay_journal(s)) != 0)
         goto Error;
     if ((rc = qbc_store__writer_start(s)) != 0)
         goto Error;
+    if ((rc = qbc_store__ingest_start(s)) != 0) {
+        qbc_store__writer_stop(s);
+        goto Error;
+    }
     *out = s;
     return 0;
 
 Error:
     store_free(s);
     return rc;
+}
+
+/*
+ * Crash recovery for readers: if no process holds the journal (no service runs on
+ * this directory) and it may hold webhooks acked before a crash, a writable open
+ * replays them first, so what a reader sees includes every acked webhook.
+ */
+static void recover_for_reader(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/journal", dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    int free_lock = flock(fd, LOCK_EX | LOCK_NB) == 0;
+    close(fd); /* releases the lock */
+    if (!free_lock)
+        return; /* a running service applies it within milliseconds */
+    qbc_store_config_t cfg = {.dir = dir, .no_master_key = 1};
+    qbc_store_t *s;
+    if (qbc_store_open(&cfg, &s) == 0)
+        qbc_store_close(s);
+    else
+        qbc_log(QBC_LOG_WARN, "store", "could not replay the journal of %s; showing what LMDB holds", dir);
 }
 
 int qbc_store_open_readonly(const char *dir, qbc_store_t **out)
@@ -237,6 +379,7 @@ int qbc_store_open_readonly(const char *dir, qbc_store_t **out)
 
     if (stat(dir, &st) != 0)
         return -errno;
+    recover_for_reader(dir);
     s = store_new(dir);
     s->readonly = 1;
     if ((rc = open_env(s, 0, MDB_RDONLY)) != 0) {
@@ -251,8 +394,10 @@ void qbc_store_close(qbc_store_t *s)
 {
     if (s == NULL)
         return;
-    if (!s->readonly)
+    if (!s->readonly) {
+        qbc_store__ingest_stop(s); /* first: its last batches hand APPLY jobs to the writer */
         qbc_store__writer_stop(s);
+    }
     store_free(s);
 }
 

@@ -59,6 +59,18 @@ int qbc_store_stats(qbc_store_t *s, qbc_store_stats_t *out)
     out->commit_ns_sum = __atomic_load_n(&s->st_commit_ns, __ATOMIC_RELAXED);
     for (int i = 0; i < 8; i++)
         out->batch_hist[i] = __atomic_load_n(&s->st_batch_hist[i], __ATOMIC_RELAXED);
+    if (!s->readonly) {
+        out->journal_commits = __atomic_load_n(&s->st_jcommits, __ATOMIC_RELAXED);
+        out->journal_commit_ns_sum = __atomic_load_n(&s->st_jcommit_ns, __ATOMIC_RELAXED);
+        out->journal_webhooks = __atomic_load_n(&s->st_jwebhooks, __ATOMIC_RELAXED);
+        for (int i = 0; i < 8; i++)
+            out->journal_batch_hist[i] = __atomic_load_n(&s->st_jbatch_hist[i], __ATOMIC_RELAXED);
+        /* the head belongs to the ingest thread: read it as a relaxed atomic, a figure only */
+        uint64_t head = __atomic_load_n(&s->j_head_pos, __ATOMIC_RELAXED);
+        uint64_t applied = __atomic_load_n(&s->j_applied_pos, __ATOMIC_RELAXED);
+        out->journal_unapplied_bytes = head > applied ? head - applied : 0;
+        out->journal_size = s->jsize;
+    }
     return 0;
 }
 

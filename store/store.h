@@ -187,6 +187,8 @@ typedef struct st_qbc_store_config_t {
     uint64_t map_size;   /**< initial map size in bytes (0: 1 GiB) */
     uint64_t map_max;    /**< the map grows by doubling up to this many bytes (0: 64 GiB) */
     unsigned batch_max;  /**< most jobs in one group commit (0: 4096) */
+    uint64_t journal_size; /**< bytes of the webhook journal, DIR/journal, when it is created (0: 16 MiB) */
+    int no_master_key;   /**< 1: open without the key (no token jobs); for journal recovery */
     const char *master_key_file; /**< 32-byte key for tokens at rest; created 0600 if missing (NULL: dir/master.key) */
 } qbc_store_config_t;
 
@@ -221,10 +223,13 @@ typedef enum {
 typedef struct st_qbc_store_job_t qbc_store_job_t;
 
 /**
- * called exactly once per accepted job, on the writer thread, after the commit that
- * holds it is durable (job->result == 0) or after it failed (job->result < 0, nothing
- * of the job was stored). The callback takes ownership of the job back; it must not
- * block: hand the job to another thread's queue and return.
+ * called exactly once per accepted job, after the commit that holds it is durable
+ * (job->result == 0) or after it failed (job->result < 0, nothing of the job was
+ * stored). Webhook jobs: on the ingest thread, once their journal record is
+ * fsync'd (LMDB holds them moments later, and after any crash: see
+ * qbc_store_flush); other jobs: on the writer thread, after the fsync'd LMDB
+ * commit. The callback takes ownership of the job back; it must not block: hand
+ * the job to another thread's queue and return.
  */
 typedef void (*qbc_store_job_cb)(qbc_store_job_t *job);
 
@@ -240,9 +245,10 @@ struct st_qbc_store_job_t {
     size_t n_events;
     int64_t received_ns;       /**< wall clock at receipt */
     /**
-     * optional: runs on the writer thread just before the transaction that will hold
-     * the job (e.g. parsing the body into events), so the submitter's thread stays
-     * free. It may set any submitter-owned field above. Runs once per job.
+     * optional: runs on the store's thread just before the job is stored (for a
+     * webhook, the ingest thread, before journaling; e.g. parsing the body into
+     * events), so the submitter's thread stays free. It may set any submitter-owned
+     * field above. Runs once per job.
      */
     void (*prepare)(qbc_store_job_t *job);
 
@@ -295,6 +301,9 @@ struct st_qbc_store_job_t {
 
     /* --- private to the store --- */
     qbc_store_job_t *_next;
+    unsigned char *_jbuf;          /* QBC_JOB_APPLY: journal records back to back */
+    size_t _jlen;
+    uint64_t _jlast, _jend;        /* QBC_JOB_APPLY: the last jseq and the position after it */
 };
 
 /**
@@ -302,6 +311,14 @@ struct st_qbc_store_job_t {
  * @return 0 (on_commit will be called exactly once), or QBC_ECLOSED (it will not)
  */
 int qbc_store_submit(qbc_store_t *store, qbc_store_job_t *job);
+
+/**
+ * waits until everything whose on_commit has run is readable in LMDB. A webhook job
+ * is acked once its journal record is fsync'd, and applied to LMDB moments later;
+ * this is for whoever must read it back at once (tests, tools). Not from the
+ * writer's or ingest thread's callbacks.
+ */
+int qbc_store_flush(qbc_store_t *store);
 
 /* ============================== reading ============================= */
 
@@ -325,6 +342,13 @@ typedef struct st_qbc_store_stats_t {
     uint64_t map_growths;
     uint64_t batch_hist[8];     /**< group-commit sizes: <=1, <=2, <=4, <=8, <=16, <=64, <=256, more */
     uint64_t commit_ns_sum;     /**< time spent in mdb_txn_commit (incl. fsync) */
+    /* the webhook journal: each commit is one write + fdatasync that acks a batch */
+    uint64_t journal_commits;
+    uint64_t journal_commit_ns_sum;   /**< time spent writing and syncing the journal */
+    uint64_t journal_webhooks;        /**< webhook jobs answered by journal commits */
+    uint64_t journal_batch_hist[8];   /**< webhooks per journal commit, buckets as batch_hist */
+    uint64_t journal_unapplied_bytes; /**< journaled (acked) but not yet in LMDB */
+    uint64_t journal_size;            /**< bytes of the journal ring (0: read-only open) */
 } qbc_store_stats_t;
 
 int qbc_store_stats(qbc_store_t *store, qbc_store_stats_t *out);

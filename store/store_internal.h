@@ -16,6 +16,17 @@
 #define INBOX_HEADER_SIZE 16
 #define PENDING_VALUE_SIZE 36
 
+/* the webhook journal (journal.c, ingest.c) */
+#define QBC_JREC_HEADER 40
+#define QBC_JREC_WEBHOOK 1
+#define QBC_JREC_WRAP 2
+#define QBC_JOURNAL_MIN (1u << 20)
+#define QBC_JOURNAL_DEFAULT (16u << 20)
+#define QBC_JOB_APPLY 100 /* private job kind: apply journal records to LMDB */
+
+/** one recent CloudEvents id, journaled but perhaps not yet applied (ingest.c) */
+typedef struct st_qbc_recent_id_t qbc_recent_id_t;
+
 struct st_qbc_store_t {
     MDB_env *env;
     MDB_dbi dbi_meta, dbi_inbox, dbi_quarantine, dbi_pending, dbi_event_ids;
@@ -49,8 +60,29 @@ struct st_qbc_store_t {
     qbc_store_job_t *q_head, *q_tail;
     int closing;
 
+    /*
+     * the journal and the ingest thread (journal.c, ingest.c): webhooks are decided,
+     * journaled and acked there, then handed to the writer as QBC_JOB_APPLY jobs.
+     */
+    int jfd;
+    uint64_t jsize;
+    uint64_t j_head_pos, j_next_jseq, next_inbox;    /* owned by the ingest thread */
+    uint32_t j_epoch;                                 /* this open's epoch, durable in meta */
+    uint64_t j_applied_pos, j_applied_jseq;          /* atomics: set by the writer after an apply commits */
+    int j_stuck;                                      /* atomic: an apply failed; webhooks are refused */
+    pthread_t ingest;
+    int ingest_started, iclosing;
+    pthread_mutex_t imu;
+    pthread_cond_t icv;      /* jobs queued, or closing */
+    pthread_cond_t space_cv; /* the writer applied something (journal space freed) */
+    qbc_store_job_t *iq_head, *iq_tail;
+    qbc_recent_id_t **recent;  /* hash buckets of ids journaled but not known applied */
+    qbc_recent_id_t *recent_old, *recent_new; /* the same, oldest first */
+    int64_t ifull_logged_ns;
+    uint64_t st_jcommits, st_jcommit_ns, st_jwebhooks, st_jbatch_hist[8];
+
     /* owned by the writer thread */
-    uint64_t next_seq, next_feed, next_dead;
+    uint64_t next_feed, next_dead;
     int64_t full_logged_ns;
 
     /* counters: written by the writer with relaxed atomics, read by anyone */
@@ -69,7 +101,62 @@ void qbc_store__read_end(qbc_store_t *s, MDB_txn *txn);
 int qbc_store__writer_start(qbc_store_t *s);
 /** stops the writer after it has drained the queue; later submits get QBC_ECLOSED. */
 void qbc_store__writer_stop(qbc_store_t *s);
-#define qbc_store__writer_stop_for_test qbc_store__writer_stop
+#define qbc_store__writer_stop_for_test(s) (qbc_store__ingest_stop(s), qbc_store__writer_stop(s))
+
+/* ---- journal.c ---- */
+uint32_t qbc_store__crc32c(const void *data, size_t len);
+/** bytes a record with this payload takes (header, payload, padding to 8). */
+size_t qbc_store__jrec_size(size_t payload_len);
+/** fills in the header (and padding) of a record whose payload is already at rec + QBC_JREC_HEADER. */
+void qbc_store__jrec_seal(unsigned char *rec, uint64_t jseq, uint64_t pos, uint32_t len, uint8_t kind, uint32_t epoch);
+/**
+ * 0 if buf holds a valid record with this jseq and pos and an epoch >= *epoch (sets
+ * *epoch to its epoch, its padded length and kind), else -1.
+ */
+int qbc_store__jrec_check(const unsigned char *buf, size_t avail, uint64_t jseq, uint64_t pos, uint32_t *epoch,
+                          size_t *rec_len, uint8_t *kind);
+/** a webhook record's payload as decoded (pointers into the payload, except events and dup) */
+typedef struct {
+    uint64_t inbox_seq; /* 0: a pure repeat; never journaled */
+    int64_t received_ns;
+    uint8_t inbox_flags, format;
+    const unsigned char *body;
+    size_t body_len;
+    const char *reason;
+    size_t reason_len;
+    uint32_t n_events;
+    qbc_event_t *events; /* malloc'd */
+    unsigned char *dup;  /* malloc'd: 1 = a CloudEvents id seen before, skipped */
+} qbc_jwebhook_t;
+size_t qbc_store__jwebhook_size(const qbc_store_job_t *job);
+/** job->inbox_seq must be set; dup: per event, 1 = repeat (NULL: none). */
+void qbc_store__jwebhook_encode(const qbc_store_job_t *job, const unsigned char *dup, unsigned char *out);
+int qbc_store__jwebhook_decode(const unsigned char *payload, size_t len, qbc_jwebhook_t *w);
+void qbc_store__jwebhook_free(qbc_jwebhook_t *w);
+/** opens (creating, zero-filled, if missing) and locks DIR/journal. */
+int qbc_store__journal_open(qbc_store_t *s, uint64_t size);
+void qbc_store__journal_close(qbc_store_t *s);
+/** writes len bytes at position pos (splitting at the end of the ring). */
+int qbc_store__journal_write(qbc_store_t *s, const unsigned char *buf, uint64_t pos, size_t len);
+int qbc_store__journal_sync(qbc_store_t *s);
+int qbc_store__journal_scan(qbc_store_t *s, uint64_t applied_jseq, uint64_t applied_pos, uint32_t applied_epoch,
+                            unsigned char **out,
+                            size_t *out_len, uint64_t *end_pos, uint64_t *next_jseq, uint64_t *n_records);
+
+/* ---- ingest.c ---- */
+int qbc_store__ingest_start(qbc_store_t *s);
+int qbc_store__ingest_submit(qbc_store_t *s, qbc_store_job_t *job);
+/** stops the ingest thread after it has journaled (or failed) everything queued. */
+void qbc_store__ingest_stop(qbc_store_t *s);
+void qbc_store__ingest_free(qbc_store_t *s);
+/** writer thread, after an apply commit: frees journal space up to (jseq, pos). */
+void qbc_store__ingest_applied(qbc_store_t *s, uint64_t jseq, uint64_t pos);
+
+/* ---- writer.c ---- */
+/** queues a job for the writer itself (the ingest thread's APPLY jobs). */
+int qbc_store__writer_submit(qbc_store_t *s, qbc_store_job_t *job);
+/** applies a list of jobs in one transaction, growing the map as needed (before the writer runs: replay). */
+int qbc_store__run_now(qbc_store_t *s, qbc_store_job_t *list);
 
 /* ---- crypt.c ---- */
 /** reads the 32-byte key, or creates it (random, 0600) when missing. */

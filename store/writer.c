@@ -21,7 +21,7 @@ const unsigned qbc_store_batch_bounds[7] = {1, 2, 4, 8, 16, 64, 256};
 
 /* what one write transaction assigns and changes; adopted by the store only if it commits */
 typedef struct {
-    uint64_t seq, feed, dead;
+    uint64_t feed, dead;
     qbc_commit_note_t note;
 } txn_ctx_t;
 
@@ -52,83 +52,88 @@ static int put_pending(qbc_store_t *s, MDB_txn *txn, const char *realm, const ch
 }
 
 /*
- * Applies one webhook: CloudEvents ids seen before are skipped; when every event of
- * a well-formed body is such a repeat, the body itself is not stored again (Intuit's
- * retry of a batch we already hold). Everything else is stored: the raw body, its
- * quarantine note, and one pending notice per event. A Merge also leaves a Delete
+ * Applies one journaled webhook, as the ingest thread decided it: the raw body under
+ * its inbox sequence, its quarantine note, the CloudEvents ids it brought, and one
+ * pending notice per event that is not a repeat. A Merge also leaves a Delete
  * notice for the id merged away, so the reconciler retires it.
  */
-static int apply_webhook(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, uint64_t *seq)
+static int apply_webhook(qbc_store_t *s, MDB_txn *txn, const qbc_jwebhook_t *w, txn_ctx_t *t)
 {
-    const uint64_t my_seq = *seq;
-    unsigned char *dup = NULL;
-    size_t n_new = 0;
-    int rc = 0;
-
-    if (job->n_events > 0)
-        dup = qbc_calloc(job->n_events, 1);
-    for (size_t i = 0; i < job->n_events; i++) {
-        const qbc_event_t *e = &job->events[i];
-        if (e->event_id[0] == '\0') {
-            n_new++;
-            continue;
-        }
-        MDB_val k = {strlen(e->event_id), (void *)e->event_id}, v;
-        if ((rc = mdb_get(txn, s->dbi_event_ids, &k, &v)) == 0) {
-            dup[i] = 1;
-            job->n_dup_events++;
-            continue;
-        }
-        if (rc != MDB_NOTFOUND)
-            goto Exit;
-        unsigned char sb[8];
-        put_u64be(sb, my_seq);
-        v.mv_size = 8;
-        v.mv_data = sb;
-        if ((rc = mdb_put(txn, s->dbi_event_ids, &k, &v, 0)) != 0)
-            goto Exit;
-        n_new++;
-    }
-    rc = 0;
-    if (job->n_events > 0 && n_new == 0 && !(job->inbox_flags & QBC_INBOX_QUARANTINED))
-        goto Exit; /* a pure repeat: already held */
-
-    /* the raw body, written straight into the map */
     unsigned char kb[8];
-    put_u64be(kb, my_seq);
-    MDB_val k = {8, kb}, v = {INBOX_HEADER_SIZE + job->body_len, NULL};
+    int rc;
+
+    put_u64be(kb, w->inbox_seq);
+    MDB_val k = {8, kb}, v = {INBOX_HEADER_SIZE + w->body_len, NULL};
     if ((rc = mdb_put(txn, s->dbi_inbox, &k, &v, MDB_APPEND | MDB_RESERVE)) != 0)
-        goto Exit;
-    qbc_store__inbox_header(v.mv_data, job->inbox_flags, job->format, (uint32_t)job->n_events, job->received_ns);
-    if (job->body_len > 0)
-        memcpy((unsigned char *)v.mv_data + INBOX_HEADER_SIZE, job->body, job->body_len);
-
-    if (job->inbox_flags & QBC_INBOX_QUARANTINED) {
-        const char *why = job->quarantine_reason != NULL ? job->quarantine_reason : "unparsable";
-        MDB_val qv = {strlen(why), (void *)why};
+        return rc;
+    qbc_store__inbox_header(v.mv_data, w->inbox_flags, w->format, w->n_events, w->received_ns);
+    if (w->body_len > 0)
+        memcpy((unsigned char *)v.mv_data + INBOX_HEADER_SIZE, w->body, w->body_len);
+    if (w->inbox_flags & QBC_INBOX_QUARANTINED) {
+        MDB_val qv = {w->reason_len, (void *)w->reason};
+        if (w->reason_len == 0)
+            qv.mv_size = strlen(qv.mv_data = "unparsable");
         if ((rc = mdb_put(txn, s->dbi_quarantine, &k, &qv, MDB_APPEND)) != 0)
-            goto Exit;
+            return rc;
     }
-
-    for (size_t i = 0; i < job->n_events; i++) {
-        const qbc_event_t *e = &job->events[i];
-        if (dup[i])
+    for (uint32_t i = 0; i < w->n_events; i++) {
+        const qbc_event_t *e = &w->events[i];
+        if (w->dup[i])
             continue;
-        if ((rc = put_pending(s, txn, e->realm, e->entity, e->id, e->op, e->updated_ns, my_seq)) != 0)
-            goto Exit;
+        if (e->event_id[0] != '\0') {
+            MDB_val ek = {strlen(e->event_id), (void *)e->event_id}, ev = {8, kb};
+            if ((rc = mdb_put(txn, s->dbi_event_ids, &ek, &ev, 0)) != 0)
+                return rc;
+        }
+        if ((rc = put_pending(s, txn, e->realm, e->entity, e->id, e->op, e->updated_ns, w->inbox_seq)) != 0)
+            return rc;
         if (e->op == QBC_OP_MERGE && e->deleted_id[0] != '\0' &&
-            (rc = put_pending(s, txn, e->realm, e->entity, e->deleted_id, QBC_OP_DELETE, e->updated_ns, my_seq)) != 0)
-            goto Exit;
-        job->n_stored_events++;
+            (rc = put_pending(s, txn, e->realm, e->entity, e->deleted_id, QBC_OP_DELETE, e->updated_ns,
+                              w->inbox_seq)) != 0)
+            return rc;
+        t->note.new_pending++;
     }
-    job->inbox_seq = my_seq;
-    *seq = my_seq + 1;
-
-Exit:
-    free(dup);
-    return rc;
+    return 0;
 }
 
+/* applies a QBC_JOB_APPLY job's records and moves the journal's applied point past them */
+static int apply_journal(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_ctx_t *t)
+{
+    const unsigned char *p = job->_jbuf, *end = job->_jbuf + job->_jlen;
+    uint32_t epoch = 0;
+    int rc;
+
+    job->n_retired = 0;
+    if (__atomic_load_n(&s->j_stuck, __ATOMIC_ACQUIRE) != 0)
+        return 0; /* an earlier batch could not be applied: records must go in order, so wait for a restart */
+    while (p < end) {
+        uint32_t len = get_u32be(p + 24);
+        size_t rlen = qbc_store__jrec_size(len);
+        epoch = get_u32be(p + 32);
+        if (p[28] == QBC_JREC_WEBHOOK) {
+            qbc_jwebhook_t w;
+            if (qbc_store__jwebhook_decode(p + QBC_JREC_HEADER, len, &w) != 0)
+                return MDB_CORRUPTED;
+            rc = apply_webhook(s, txn, &w, t);
+            qbc_store__jwebhook_free(&w);
+            if (rc != 0)
+                return rc;
+        } else {
+            rlen = QBC_JREC_HEADER; /* a wrap marker: the next record follows at once in the buffer */
+        }
+        p += rlen;
+    }
+    /* where the journal's valid records resume: after this jseq, at this pos, no older epoch */
+    unsigned char b[20];
+    put_u64be(b, job->_jlast);
+    put_u64be(b + 8, job->_jend);
+    put_u32be(b + 16, epoch);
+    MDB_val k = {sizeof("journal") - 1, "journal"}, v = {20, b};
+    if ((rc = mdb_put(txn, s->dbi_meta, &k, &v, 0)) != 0)
+        return rc;
+    job->n_retired = 1;
+    return 0;
+}
 
 /* one fetched version: kept and appended to the feed only if it is newer than what we hold */
 static int apply_version(qbc_store_t *s, MDB_txn *txn, const qbc_version_t *v, txn_ctx_t *t, qbc_store_job_t *job)
@@ -487,15 +492,14 @@ static int put_high_water(qbc_store_t *s, MDB_txn *txn, const char *name, uint64
 
 static int apply_job(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *j, txn_ctx_t *t)
 {
-    j->inbox_seq = j->last_feed_seq = j->backfill_id = 0;
-    j->n_stored_events = j->n_dup_events = j->n_feed = j->n_retired = 0;
+    if ((int)j->kind == QBC_JOB_APPLY)
+        return apply_journal(s, txn, j, t);
+    j->last_feed_seq = j->backfill_id = 0;
+    j->n_feed = j->n_retired = 0;
     j->backfill_refused = 0;
     switch (j->kind) {
-    case QBC_JOB_WEBHOOK: {
-        int rc = apply_webhook(s, txn, j, &t->seq);
-        t->note.new_pending += j->n_stored_events;
-        return rc;
-    }
+    case QBC_JOB_WEBHOOK:
+        return MDB_INCOMPATIBLE; /* webhooks go through the journal (ingest.c) */
     case QBC_JOB_PING:
         return apply_ping(s, txn);
     case QBC_JOB_RECONCILE:
@@ -518,7 +522,7 @@ static int apply_job(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *j, txn_ctx_t
 static int run_txn(qbc_store_t *s, qbc_store_job_t *list, qbc_commit_note_t *note)
 {
     MDB_txn *txn;
-    txn_ctx_t t = {s->next_seq, s->next_feed, s->next_dead, {0}};
+    txn_ctx_t t = {s->next_feed, s->next_dead, {0}};
     int rc;
 
     if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
@@ -529,10 +533,13 @@ static int run_txn(qbc_store_t *s, qbc_store_job_t *list, qbc_commit_note_t *not
             return rc;
         }
     }
-    /* high-water marks keep sequences unique even after old records are removed */
-    if ((t.seq != s->next_seq && (rc = put_high_water(s, txn, "inbox_seq", t.seq - 1)) != 0) ||
-        (t.feed != s->next_feed && (rc = put_high_water(s, txn, "feed_seq", t.feed - 1)) != 0) ||
-        (t.dead != s->next_dead && (rc = put_high_water(s, txn, "dead_seq", t.dead - 1)) != 0)) {
+    /*
+     * A high-water mark keeps sequences unique after the last record is removed; only
+     * dead letters are ever removed (redrive). The inbox and the feed never remove a
+     * record, so their last key is their mark: rewriting one on every commit would
+     * cost a scattered page write per commit for nothing.
+     */
+    if (t.dead != s->next_dead && (rc = put_high_water(s, txn, "dead_seq", t.dead - 1)) != 0) {
         mdb_txn_abort(txn);
         return rc;
     }
@@ -541,7 +548,6 @@ static int run_txn(qbc_store_t *s, qbc_store_job_t *list, qbc_commit_note_t *not
     __atomic_add_fetch(&s->st_commit_ns, (uint64_t)(qbc_mono_ns() - t0), __ATOMIC_RELAXED);
     if (rc != 0)
         return rc;
-    s->next_seq = t.seq;
     s->next_feed = t.feed;
     s->next_dead = t.dead;
     __atomic_store_n(&s->feed_last, t.feed - 1, __ATOMIC_RELEASE);
@@ -575,10 +581,13 @@ static int to_result(int rc)
     return QBC_ESTORE;
 }
 
+static void flush_done(qbc_store_job_t *j);
+
 static void finish(qbc_store_t *s, qbc_store_job_t *j, int result)
 {
     j->result = result;
-    if (result == 0)
+    /* counted: the submitters' jobs (webhooks are counted by the ingest thread) */
+    if (result == 0 && (int)j->kind != QBC_JOB_APPLY && j->on_commit != flush_done)
         __atomic_add_fetch(&s->st_jobs, 1, __ATOMIC_RELAXED);
     j->on_commit(j); /* the job belongs to its submitter again */
 }
@@ -686,10 +695,26 @@ void qbc_store__writer_stop(qbc_store_t *s)
     s->writer_started = 0;
 }
 
+int qbc_store__run_now(qbc_store_t *s, qbc_store_job_t *list)
+{
+    qbc_commit_note_t note = {0};
+    int rc = run_growing(s, list, &note);
+    if (rc == 0)
+        __atomic_add_fetch(&s->st_commits, 1, __ATOMIC_RELAXED);
+    return to_result(rc);
+}
+
 int qbc_store_submit(qbc_store_t *s, qbc_store_job_t *job)
 {
     if (s->readonly)
         return QBC_EINVAL;
+    if (job->kind == QBC_JOB_WEBHOOK)
+        return qbc_store__ingest_submit(s, job);
+    return qbc_store__writer_submit(s, job);
+}
+
+int qbc_store__writer_submit(qbc_store_t *s, qbc_store_job_t *job)
+{
     job->_next = NULL;
     pthread_mutex_lock(&s->mu);
     if (s->closing) {
@@ -704,4 +729,39 @@ int qbc_store_submit(qbc_store_t *s, qbc_store_job_t *job)
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     return 0;
+}
+
+/* qbc_store_flush: a PING queued behind everything the writer already holds */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+} flush_wait_t;
+
+static void flush_done(qbc_store_job_t *j)
+{
+    flush_wait_t *f = j->data;
+    pthread_mutex_lock(&f->mu);
+    f->done = 1;
+    pthread_cond_signal(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+int qbc_store_flush(qbc_store_t *s)
+{
+    flush_wait_t f = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    qbc_store_job_t job;
+    int rc;
+
+    memset(&job, 0, sizeof(job));
+    job.kind = QBC_JOB_PING;
+    job.on_commit = flush_done;
+    job.data = &f;
+    if ((rc = qbc_store__writer_submit(s, &job)) != 0)
+        return rc;
+    pthread_mutex_lock(&f.mu);
+    while (!f.done)
+        pthread_cond_wait(&f.cv, &f.mu);
+    pthread_mutex_unlock(&f.mu);
+    return job.result;
 }

@@ -171,7 +171,8 @@ text = body.decode()
 ok(hdrs.get("content-type", "").startswith("text/plain"), "metrics are Prometheus text")
 for name in ['qbcdc_webhooks_total{result="stored"}', 'qbcdc_webhooks_total{result="unauthorized"} 4',
              'qbcdc_webhooks_total{result="too_large"}', "qbcdc_webhook_ack_seconds_bucket",
-             "qbcdc_store_group_commit_size_bucket", "qbcdc_inbox_depth 7", "qbcdc_store_used_bytes"]:
+             "qbcdc_store_group_commit_size_bucket", "qbcdc_inbox_depth 7", "qbcdc_store_used_bytes",
+             "qbcdc_journal_group_commit_size_count", "qbcdc_journal_unapplied_bytes"]:
     ok(name in text, "metrics has " + name)
 
 # ---- restart: everything acked is still there ----

@@ -149,6 +149,7 @@ static __attribute__((unused)) int submit_wait(qbc_store_job_t *j)
     while (j->data == NULL)
         pthread_cond_wait(&g_cv, &g_mu);
     pthread_mutex_unlock(&g_mu);
+    qbc_store_flush(g_store); /* a webhook is acked from the journal; read it back from LMDB */
     return j->result;
 }
 

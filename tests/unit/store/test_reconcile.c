@@ -56,6 +56,7 @@ static int run(qbc_store_t *s, qbc_store_job_t *j)
     while (done_count < target)
         pthread_cond_wait(&cv, &mu);
     pthread_mutex_unlock(&mu);
+    qbc_store_flush(s); /* a webhook is acked from the journal; read it back from LMDB */
     return j->result;
 }
 

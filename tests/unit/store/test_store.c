@@ -145,6 +145,7 @@ static void test_basic(void)
     for (int i = 0; i < 3; i++)
         is_int(qbc_store_submit(s, &j[i]), 0, "submit");
     wait_done(3);
+    qbc_store_flush(s);
     for (int i = 0; i < 3; i++)
         is_int(j[i].result, 0, "job committed");
     is_int(j[0].inbox_seq, 1, "first body gets sequence 1");
@@ -194,6 +195,7 @@ static void test_basic(void)
     reset_done();
     qbc_store_submit(s, &j[0]);
     wait_done(1);
+    qbc_store_flush(s);
     is_int(j[0].inbox_seq, 4, "sequence continues after reopen");
     qbc_store_close(s);
 
@@ -228,6 +230,7 @@ static void test_out_of_order_and_merge(void)
     qbc_store_submit(s, &j[0]);
     qbc_store_submit(s, &j[1]);
     wait_done(2);
+    qbc_store_flush(s);
     pending_seen_t pn;
     memset(&pn, 0, sizeof(pn));
     qbc_store_pending_scan(s, "1", pending_cb, &pn);
@@ -265,6 +268,7 @@ static void test_cloudevents_dedupe(void)
     for (int i = 0; i < 3; i++)
         qbc_store_submit(s, &j[i]);
     wait_done(3);
+    qbc_store_flush(s);
     is_int(j[0].inbox_seq, 1, "first delivery stored");
     is_int(j[1].result, 0, "a full repeat still succeeds (so it is acked)");
     is_int(j[1].inbox_seq, 0, "a full repeat is not stored again");
@@ -285,6 +289,7 @@ static void test_cloudevents_dedupe(void)
     reset_done();
     qbc_store_submit(s, &j[0]);
     wait_done(1);
+    qbc_store_flush(s);
     is_int(j[0].n_dup_events, 1, "a repeat within one body is a duplicate");
     qbc_store_close(s);
     rm_rf(dir);
@@ -306,6 +311,7 @@ static void test_quarantine(void)
     reset_done();
     qbc_store_submit(s, &j);
     wait_done(1);
+    qbc_store_flush(s);
     is_int(j.result, 0, "quarantined body committed");
     qbc_store_stats_t st;
     qbc_store_stats(s, &st);
@@ -344,6 +350,7 @@ static void test_group_commit_and_growth(void)
         qbc_store_submit(s, &jobs[i]);
     }
     wait_done(MANY);
+    qbc_store_flush(s);
     int failed = 0;
     for (int i = 0; i < MANY; i++)
         failed += jobs[i].result != 0;
@@ -374,6 +381,7 @@ static void test_full_map(void)
         qbc_store_submit(s, &jobs[i]);
     }
     wait_done(400);
+    qbc_store_flush(s);
     int ok_n = 0, full_n = 0, other = 0;
     for (int i = 0; i < 400; i++) {
         if (jobs[i].result == 0)

@@ -1,0 +1,320 @@
+/*
+ * test_journal.c — store/journal.c and ingest.c: webhooks acked from the journal
+ * reach LMDB, across a ring that wraps, across a "crash" (records journaled and
+ * acked but never applied), past a torn record, and without repeats.
+ *
+ * A crash is simulated by stopping the writer thread alone: the ingest thread still
+ * journals and acks, but its APPLY jobs are refused, exactly as if the process had
+ * died between the journal's fsync and the LMDB commit. The next open must replay.
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "store.h"
+#include "../../tap.h"
+#include "../../../store/store_internal.h"
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static int done_count;
+
+static void on_commit(qbc_store_job_t *job)
+{
+    (void)job;
+    pthread_mutex_lock(&mu);
+    done_count++;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+}
+
+static void wait_done(int n)
+{
+    pthread_mutex_lock(&mu);
+    while (done_count < n)
+        pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+}
+
+typedef struct {
+    qbc_store_job_t job;
+    qbc_event_t ev;
+    char body[1200];
+} wh_t;
+
+/* n webhooks, body i = {"n":first+i} padded to pad bytes; one event each (entity id = i) */
+static wh_t *submit_many(qbc_store_t *s, int first, int n, size_t pad, const char *event_id_prefix)
+{
+    wh_t *w = calloc((size_t)n, sizeof(*w));
+    pthread_mutex_lock(&mu);
+    done_count = 0;
+    pthread_mutex_unlock(&mu);
+    for (int i = 0; i < n; i++) {
+        int len = snprintf(w[i].body, sizeof(w[i].body), "{\"n\":%d}", first + i);
+        while ((size_t)len < pad && (size_t)len < sizeof(w[i].body) - 1)
+            w[i].body[len++] = ' ';
+        w[i].body[len] = '\0';
+        strcpy(w[i].ev.realm, "9");
+        strcpy(w[i].ev.entity, "Invoice");
+        snprintf(w[i].ev.id, sizeof(w[i].ev.id), "%d", first + i);
+        if (event_id_prefix != NULL)
+            snprintf(w[i].ev.event_id, sizeof(w[i].ev.event_id), "%s%d", event_id_prefix, first + i);
+        w[i].ev.op = QBC_OP_UPDATE;
+        w[i].ev.updated_ns = 1000 + first + i;
+        w[i].job.kind = QBC_JOB_WEBHOOK;
+        w[i].job.body = w[i].body;
+        w[i].job.body_len = (size_t)len;
+        w[i].job.events = &w[i].ev;
+        w[i].job.n_events = 1;
+        w[i].job.format = QBC_FORMAT_CLASSIC;
+        w[i].job.received_ns = 1;
+        w[i].job.on_commit = on_commit;
+        if (qbc_store_submit(s, &w[i].job) != 0)
+            abort();
+    }
+    wait_done(n);
+    return w;
+}
+
+typedef struct {
+    int n, in_order;
+    uint64_t last_seq;
+    int next_body; /* the body number expected next */
+} scan_t;
+
+static int inbox_cb(const qbc_inbox_record_t *r, void *ctx)
+{
+    scan_t *sc = ctx;
+    int num = -1;
+    sscanf((const char *)r->body, "{\"n\":%d}", &num);
+    if (num != sc->next_body || r->seq <= sc->last_seq)
+        sc->in_order = 0;
+    sc->next_body = num + 1;
+    sc->last_seq = r->seq;
+    sc->n++;
+    return 0;
+}
+
+static scan_t scan_inbox(qbc_store_t *s)
+{
+    scan_t sc = {0, 1, 0, 0};
+    qbc_store_inbox_scan(s, 0, inbox_cb, &sc);
+    return sc;
+}
+
+static char *make_tmp(void)
+{
+    char *d = strdup("/tmp/qbcdc-journal-test-XXXXXX");
+    if (mkdtemp(d) == NULL)
+        abort();
+    return d;
+}
+
+static void rm_rf(const char *d)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d);
+    if (system(cmd) != 0)
+        diag("cleanup failed");
+}
+
+static void test_wrap(void)
+{
+    char *dir = make_tmp();
+    qbc_store_config_t cfg = {.dir = dir, .journal_size = 1 << 20, .batch_max = 64};
+    qbc_store_t *s;
+
+    is_int(qbc_store_open(&cfg, &s), 0, "open with a 1 MiB journal");
+    /* 6,000 x ~1 KB: the ring goes round about six times */
+    wh_t *w = submit_many(s, 0, 6000, 1000, NULL);
+    int acked = 0;
+    for (int i = 0; i < 6000; i++)
+        acked += w[i].job.result == 0 && w[i].job.inbox_seq == (uint64_t)i + 1;
+    is_int(acked, 6000, "every webhook acked with the next inbox sequence");
+    free(w);
+    qbc_store_flush(s);
+    scan_t sc = scan_inbox(s);
+    is_int(sc.n, 6000, "all 6,000 bodies in LMDB");
+    ok(sc.in_order, "in order, sequences increasing");
+    ok(s->j_head_pos > 5 * (1 << 20), "the journal wrapped (written past five laps)");
+    qbc_store_close(s);
+
+    /* a clean close leaves nothing to replay; the ring resumes where it stopped */
+    is_int(qbc_store_open(&cfg, &s), 0, "reopen");
+    w = submit_many(s, 6000, 10, 1000, NULL);
+    is_int(w[0].job.inbox_seq, 6001, "sequences continue after a reopen");
+    free(w);
+    qbc_store_flush(s);
+    is_int(scan_inbox(s).n, 6010, "no record applied twice");
+    qbc_store_close(s);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* offset of the record with this jseq in the journal file (walks the headers), or -1 */
+static long find_record(const char *dir, uint64_t want)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s/journal", dir);
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return -1;
+    unsigned char h[QBC_JREC_HEADER];
+    long off = 0, found = -1;
+    while (fseek(f, off, SEEK_SET) == 0 && fread(h, 1, sizeof(h), f) == sizeof(h)) {
+        uint64_t jseq = (uint64_t)h[8] << 56 | (uint64_t)h[9] << 48 | (uint64_t)h[10] << 40 | (uint64_t)h[11] << 32 |
+                        (uint64_t)h[12] << 24 | (uint64_t)h[13] << 16 | (uint64_t)h[14] << 8 | h[15];
+        uint32_t len = (uint32_t)h[24] << 24 | (uint32_t)h[25] << 16 | (uint32_t)h[26] << 8 | h[27];
+        if (h[0] != 'Q')
+            break;
+        if (jseq == want) {
+            found = off;
+            break;
+        }
+        off += (long)qbc_store__jrec_size(len);
+    }
+    fclose(f);
+    return found;
+}
+
+static void test_crash_replay(void)
+{
+    char *dir = make_tmp();
+    qbc_store_config_t cfg = {.dir = dir};
+    qbc_store_t *s;
+
+    is_int(qbc_store_open(&cfg, &s), 0, "open");
+    wh_t *w = submit_many(s, 0, 100, 200, NULL);
+    free(w);
+    qbc_store_flush(s);
+
+    /* the "crash": from here on, nothing journaled reaches LMDB */
+    qbc_store__writer_stop(s);
+    w = submit_many(s, 100, 50, 200, NULL);
+    int acked = 0;
+    for (int i = 0; i < 50; i++)
+        acked += w[i].job.result == 0;
+    is_int(acked, 50, "50 more acked from the journal alone");
+    free(w);
+    is_int(scan_inbox(s).n, 100, "LMDB holds only the first 100");
+    qbc_store_close(s);
+
+    /* a torn write: damage the 45th of the 50 unapplied records (jseq 145) */
+    long off = find_record(dir, 145);
+    ok(off >= 0, "found record 145 in the journal");
+    char path[600];
+    snprintf(path, sizeof(path), "%s/journal", dir);
+    int fd = open(path, O_RDWR);
+    unsigned char junk = 0x5a;
+    ok(fd >= 0 && pwrite(fd, &junk, 1, off + QBC_JREC_HEADER + 40) == 1, "flip a byte in its payload");
+    close(fd);
+
+    qbc_store_t *ro;
+    is_int(qbc_store_open_readonly(dir, &ro), 0, "a reader opens the store (and recovers it first)");
+    scan_t sc = scan_inbox(ro);
+    is_int(sc.n, 144, "the 44 acked records before the torn one were replayed");
+    ok(sc.in_order, "in order");
+    qbc_store_stats_t st;
+    qbc_store_stats(ro, &st);
+    is_int(st.pending, 144, "and their notices are pending");
+    qbc_store_close(ro);
+
+    is_int(qbc_store_open(&cfg, &s), 0, "reopen for writing");
+    w = submit_many(s, 144, 5, 200, NULL);
+    is_int(w[0].job.inbox_seq, 145, "the next webhook takes the next sequence");
+    free(w);
+    qbc_store_flush(s);
+    sc = scan_inbox(s);
+    is_int(sc.n, 149, "and is stored after the replayed ones");
+    ok(sc.in_order, "still in order");
+    qbc_store_close(s);
+
+    is_int(qbc_store_open(&cfg, &s), 0, "open once more");
+    is_int(scan_inbox(s).n, 149, "nothing replayed twice, nothing lost");
+    qbc_store_close(s);
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_repeats_before_apply(void)
+{
+    char *dir = make_tmp();
+    qbc_store_config_t cfg = {.dir = dir};
+    qbc_store_t *s;
+
+    is_int(qbc_store_open(&cfg, &s), 0, "open");
+    qbc_store__writer_stop(s); /* nothing reaches LMDB: repeats must be caught from memory */
+    wh_t *a = submit_many(s, 0, 3, 100, "ce-");
+    wh_t *b = submit_many(s, 0, 3, 100, "ce-");
+    is_int(a[0].job.n_stored_events, 1, "first delivery stored");
+    ok(b[0].job.inbox_seq == 0 && b[1].job.inbox_seq == 0 && b[2].job.inbox_seq == 0,
+       "a retry before the first reached LMDB is a repeat");
+    is_int(b[0].job.n_dup_events, 1, "counted as a repeat");
+    free(a);
+    free(b);
+    qbc_store_close(s);
+
+    is_int(qbc_store_open(&cfg, &s), 0, "reopen: replay");
+    b = submit_many(s, 0, 3, 100, "ce-");
+    ok(b[0].job.inbox_seq == 0 && b[2].job.inbox_seq == 0, "after the replay, LMDB knows the ids");
+    free(b);
+    qbc_store_flush(s);
+    is_int(scan_inbox(s).n, 3, "three bodies, each once");
+    qbc_store_close(s);
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_exclusive(void)
+{
+    char *dir = make_tmp();
+    qbc_store_config_t cfg = {.dir = dir};
+    qbc_store_t *s, *s2;
+
+    is_int(qbc_store_open(&cfg, &s), 0, "open");
+    ok(qbc_store_open(&cfg, &s2) != 0, "a second writer on the same directory is refused");
+    qbc_store_t *ro;
+    is_int(qbc_store_open_readonly(dir, &ro), 0, "a reader still opens it");
+    qbc_store_close(ro);
+    qbc_store_close(s);
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_records(void)
+{
+    unsigned char rec[256];
+    size_t rlen;
+    uint8_t kind;
+    uint32_t ep = 3;
+
+    is_int(qbc_store__crc32c("123456789", 9), 0xE3069283u, "CRC-32C check value");
+    memset(rec, 0, sizeof(rec));
+    memcpy(rec + QBC_JREC_HEADER, "payload", 7);
+    qbc_store__jrec_seal(rec, 7, 4096, 7, QBC_JREC_WEBHOOK, 4);
+    is_int(qbc_store__jrec_check(rec, sizeof(rec), 7, 4096, &ep, &rlen, &kind), 0, "a sealed record checks");
+    is_int(rlen, QBC_JREC_HEADER + 8, "padded to 8");
+    is_int(ep, 4, "its epoch");
+    ep = 5;
+    ok(qbc_store__jrec_check(rec, sizeof(rec), 7, 4096, &ep, &rlen, &kind) != 0, "an older epoch after a newer: not ours");
+    ep = 0;
+    ok(qbc_store__jrec_check(rec, sizeof(rec), 8, 4096, &ep, &rlen, &kind) != 0, "wrong jseq: not ours");
+    ok(qbc_store__jrec_check(rec, sizeof(rec), 7, 4096 + (1 << 20), &ep, &rlen, &kind) != 0,
+       "same place, an older lap: not ours");
+    ok(qbc_store__jrec_check(rec, 30, 7, 4096, &ep, &rlen, &kind) != 0, "truncated: not ours");
+    rec[QBC_JREC_HEADER + 3] ^= 1;
+    ok(qbc_store__jrec_check(rec, sizeof(rec), 7, 4096, &ep, &rlen, &kind) != 0, "a flipped bit: not ours");
+}
+
+int main(void)
+{
+    qbc_log_set_level(QBC_LOG_ERROR);
+    subtest("records", test_records);
+    subtest("wrap", test_wrap);
+    subtest("crash replay and a torn record", test_crash_replay);
+    subtest("repeats before apply", test_repeats_before_apply);
+    subtest("one writer per directory", test_exclusive);
+    return done_testing();
+}
