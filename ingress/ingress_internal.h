@@ -70,6 +70,8 @@ struct st_qbc_ingress_t {
     uint64_t feed_wakeups;
     qbc_ingress_hooks_t hooks; /* set by the embedder */
     h2o_multithread_receiver_t exchanges;       /* token-exchange threads -> loop (connect.c) */
+    qbc_store_job_t **held;                     /* webhooks of this loop turn, not yet queued */
+    size_t n_held, cap_held;
 };
 
 /** one webhook (or health probe) in flight between the loop and the store writer. */
@@ -106,6 +108,8 @@ ingress_job_t *ingress_job_new(qbc_ingress_t *ing, h2o_req_t *req, qbc_job_kind_
 void ingress_job_free(ingress_job_t *j);
 /** submits to the store; 0, or QBC_ECLOSED (then the caller frees the job and answers). */
 int ingress_submit(qbc_ingress_t *ing, ingress_job_t *j);
+/** queues the webhooks held during this loop turn (after every h2o_evloop_run). */
+void ingress_flush_webhooks(qbc_ingress_t *ing);
 int valid_realm(const char *s, size_t len);
 /**
  * makes j (a QBC_JOB_REALM job with j->a->realm and j->a->tokens set) store the tokens

@@ -206,6 +206,7 @@ int qbc_ingress_run(qbc_ingress_t *ing, int drain_ms)
             qbc_log(QBC_LOG_ERROR, "ingress", "event loop failed: %s", strerror(errno));
             break;
         }
+        ingress_flush_webhooks(ing);
     }
 
     /* stop accepting; let every request already handed to the store get its answer */
@@ -219,13 +220,17 @@ int qbc_ingress_run(qbc_ingress_t *ing, int drain_ms)
     h2o_context_request_shutdown(&ing->ctx);
     feed_shutdown(ing);
     int64_t deadline = qbc_mono_ns() + (int64_t)drain_ms * 1000000;
-    while (ing->metrics.inflight > 0 && qbc_mono_ns() < deadline)
+    ingress_flush_webhooks(ing);
+    while (ing->metrics.inflight > 0 && qbc_mono_ns() < deadline) {
         h2o_evloop_run(ing->ctx.loop, 10);
+        ingress_flush_webhooks(ing);
+    }
     /* let the last answers reach their sockets and closing connections finish closing */
     deadline = qbc_mono_ns() + 200 * 1000000;
-    do
+    do {
         h2o_evloop_run(ing->ctx.loop, 10);
-    while (!context_idle(&ing->ctx) && qbc_mono_ns() < deadline);
+        ingress_flush_webhooks(ing);
+    } while (!context_idle(&ing->ctx) && qbc_mono_ns() < deadline);
     if (ing->metrics.inflight > 0) {
         qbc_log(QBC_LOG_WARN, "ingress", "%llu webhook(s) still in flight after %d ms",
                 (unsigned long long)ing->metrics.inflight, drain_ms);
@@ -296,6 +301,7 @@ void qbc_ingress_destroy(qbc_ingress_t *ing)
         free(ing->tokens[i]);
     }
     free(ing->tokens);
+    free(ing->held);
     char *secrets[] = {ing->admin_token, ing->feed_token, ing->client_id, ing->client_secret,
                        ing->authorize_url, ing->token_url, ing->redirect_uri, ing->revoke_url};
     for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++) {

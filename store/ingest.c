@@ -375,20 +375,22 @@ static void *ingest_main(void *arg)
     return NULL;
 }
 
-int qbc_store__ingest_submit(qbc_store_t *s, qbc_store_job_t *job)
+int qbc_store__ingest_submit(qbc_store_t *s, qbc_store_job_t **jobs, size_t n)
 {
     pthread_mutex_lock(&s->imu);
     if (s->iclosing) {
         pthread_mutex_unlock(&s->imu);
         return QBC_ECLOSED;
     }
-    job->_next = NULL;
-    if (s->iq_tail != NULL)
-        s->iq_tail->_next = job;
-    else
-        s->iq_head = job;
-    s->iq_tail = job;
-    pthread_cond_signal(&s->icv);
+    for (size_t i = 0; i < n; i++) {
+        jobs[i]->_next = NULL;
+        if (s->iq_tail != NULL)
+            s->iq_tail->_next = jobs[i];
+        else
+            s->iq_head = jobs[i];
+        s->iq_tail = jobs[i];
+    }
+    pthread_cond_signal(&s->icv); /* one wake-up for the lot */
     pthread_mutex_unlock(&s->imu);
     return 0;
 }

@@ -313,6 +313,13 @@ struct st_qbc_store_job_t {
 int qbc_store_submit(qbc_store_t *store, qbc_store_job_t *job);
 
 /**
+ * queues n webhook jobs at once, in order: one lock and one wake-up of the store's
+ * ingest thread instead of n (an event loop gathers what one turn received).
+ * @return 0 (each on_commit will be called), QBC_ECLOSED or QBC_EINVAL (none will)
+ */
+int qbc_store_submit_webhooks(qbc_store_t *store, qbc_store_job_t **jobs, size_t n);
+
+/**
  * waits until everything whose on_commit has run is readable in LMDB. A webhook job
  * is acked once its journal record is fsync'd, and applied to LMDB moments later;
  * this is for whoever must read it back at once (tests, tools). Not from the

@@ -145,7 +145,7 @@ int qbc_store__journal_scan(qbc_store_t *s, uint64_t applied_jseq, uint64_t appl
 
 /* ---- ingest.c ---- */
 int qbc_store__ingest_start(qbc_store_t *s);
-int qbc_store__ingest_submit(qbc_store_t *s, qbc_store_job_t *job);
+int qbc_store__ingest_submit(qbc_store_t *s, qbc_store_job_t **jobs, size_t n);
 /** stops the ingest thread after it has journaled (or failed) everything queued. */
 void qbc_store__ingest_stop(qbc_store_t *s);
 void qbc_store__ingest_free(qbc_store_t *s);

@@ -709,8 +709,18 @@ int qbc_store_submit(qbc_store_t *s, qbc_store_job_t *job)
     if (s->readonly)
         return QBC_EINVAL;
     if (job->kind == QBC_JOB_WEBHOOK)
-        return qbc_store__ingest_submit(s, job);
+        return qbc_store__ingest_submit(s, &job, 1);
     return qbc_store__writer_submit(s, job);
+}
+
+int qbc_store_submit_webhooks(qbc_store_t *s, qbc_store_job_t **jobs, size_t n)
+{
+    if (s->readonly)
+        return QBC_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (jobs[i]->kind != QBC_JOB_WEBHOOK)
+            return QBC_EINVAL;
+    return n == 0 ? 0 : qbc_store__ingest_submit(s, jobs, n);
 }
 
 int qbc_store__writer_submit(qbc_store_t *s, qbc_store_job_t *job)
