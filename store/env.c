@@ -202,6 +202,19 @@ static void store_free(qbc_store_t *s)
     free(s);
 }
 
+/* 1 if LMDB's meta has the "journal" key (written when the journal was first opened), 0 if not */
+static int journal_bound(qbc_store_t *s)
+{
+    MDB_txn *txn;
+    int rc;
+    if ((rc = qbc_store__read_begin(s, &txn)) != 0)
+        return rc;
+    MDB_val k = {sizeof("journal") - 1, "journal"}, v;
+    rc = mdb_get(txn, s->dbi_meta, &k, &v) == 0;
+    qbc_store__read_end(s, txn);
+    return rc;
+}
+
 /*
  * Applies what the journal holds past LMDB's applied point: webhooks acked before a
  * crash (or a kill) whose records had not reached LMDB yet. Then sets where the
@@ -279,6 +292,17 @@ static int replay_journal(qbc_store_t *s)
     put_u32be(eb, epoch + 1);
     ev.mv_size = 4;
     ev.mv_data = eb;
+    /* a new journal is bound to this environment from the start: nothing applied yet */
+    MDB_val jk = {sizeof("journal") - 1, "journal"}, jv;
+    unsigned char jb[20] = {0};
+    if (mdb_get(txn, s->dbi_meta, &jk, &jv) == MDB_NOTFOUND) {
+        jv.mv_size = sizeof(jb);
+        jv.mv_data = jb;
+        if ((rc = mdb_put(txn, s->dbi_meta, &jk, &jv, 0)) != 0) {
+            mdb_txn_abort(txn);
+            return lmdb_fail("binding the journal", rc);
+        }
+    }
     if ((rc = mdb_put(txn, s->dbi_meta, &ek, &ev, 0)) != 0 || (rc = mdb_txn_commit(txn)) != 0) {
         if (rc != 0)
             mdb_txn_abort(txn);
@@ -330,7 +354,8 @@ int qbc_store_open(const qbc_store_config_t *cfg, qbc_store_t **out)
     s->has_key = !cfg->no_master_key;
     if ((rc = open_env(s, map_size, 0)) != 0)
         goto Error;
-    if ((rc = qbc_store__journal_open(s, cfg->journal_size != 0 ? cfg->journal_size : QBC_JOURNAL_DEFAULT)) != 0 ||
+    if ((rc = journal_bound(s)) < 0 ||
+        (rc = qbc_store__journal_open(s, cfg->journal_size != 0 ? cfg->journal_size : QBC_JOURNAL_DEFAULT, rc)) != 0 ||
         (rc = replay_journal(s)) != 0)
         goto Error;
     if ((rc = qbc_store__writer_start(s)) != 0)

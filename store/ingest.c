@@ -108,8 +108,10 @@ static uint64_t map_room(qbc_store_t *s)
 {
     MDB_envinfo info;
     MDB_stat st;
+    pthread_rwlock_rdlock(&s->gate); /* both read the map, which a growth remaps */
     mdb_env_info(s->env, &info);
     mdb_env_stat(s->env, &st);
+    pthread_rwlock_unlock(&s->gate);
     uint64_t psize = st.ms_psize, max_pages = s->map_max / psize, used = (uint64_t)info.me_last_pgno + 1 + 16;
     uint64_t unapplied = s->j_head_pos - __atomic_load_n(&s->j_applied_pos, __ATOMIC_ACQUIRE);
     uint64_t room = used < max_pages ? (max_pages - used) / 2 * psize : 0;

@@ -277,13 +277,22 @@ static int create_file(const char *dir, const char *path, uint64_t size)
     return rc;
 }
 
-int qbc_store__journal_open(qbc_store_t *s, uint64_t size)
+int qbc_store__journal_open(qbc_store_t *s, uint64_t size, int bound)
 {
     char path[4096];
     struct stat st;
     int rc;
 
     snprintf(path, sizeof(path), "%s/journal", s->dir);
+    if (!bound && stat(path, &st) == 0) {
+        /* LMDB never knew this journal (its data.mdb was replaced): its records are not ours to replay */
+        char old[4200];
+        snprintf(old, sizeof(old), "%s.orphan", path);
+        qbc_log(QBC_LOG_WARN, "store", "%s does not belong to this LMDB environment; kept as %s, a new one is made",
+                path, old);
+        if (rename(path, old) != 0)
+            return -errno;
+    }
     if (stat(path, &st) != 0) {
         if (errno != ENOENT)
             return -errno;

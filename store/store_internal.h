@@ -133,8 +133,12 @@ size_t qbc_store__jwebhook_size(const qbc_store_job_t *job);
 void qbc_store__jwebhook_encode(const qbc_store_job_t *job, const unsigned char *dup, unsigned char *out);
 int qbc_store__jwebhook_decode(const unsigned char *payload, size_t len, qbc_jwebhook_t *w);
 void qbc_store__jwebhook_free(qbc_jwebhook_t *w);
-/** opens (creating, zero-filled, if missing) and locks DIR/journal. */
-int qbc_store__journal_open(qbc_store_t *s, uint64_t size);
+/**
+ * opens (creating, zero-filled, if missing) and locks DIR/journal. bound: LMDB's
+ * meta has a "journal" key, i.e. this environment has had a journal; if not, an
+ * existing file is someone else's and is set aside as DIR/journal.orphan.
+ */
+int qbc_store__journal_open(qbc_store_t *s, uint64_t size, int bound);
 void qbc_store__journal_close(qbc_store_t *s);
 /** writes len bytes at position pos (splitting at the end of the ring). */
 int qbc_store__journal_write(qbc_store_t *s, const unsigned char *buf, uint64_t pos, size_t len);

@@ -283,6 +283,35 @@ static void test_exclusive(void)
     free(dir);
 }
 
+static void test_orphan(void)
+{
+    char *dir = make_tmp();
+    qbc_store_config_t cfg = {.dir = dir};
+    qbc_store_t *s;
+    char path[600];
+
+    is_int(qbc_store_open(&cfg, &s), 0, "open");
+    qbc_store__writer_stop(s);
+    free(submit_many(s, 0, 5, 100, NULL)); /* journaled, never applied */
+    qbc_store_close(s);
+    /* the operator replaces the LMDB files but leaves the journal */
+    snprintf(path, sizeof(path), "%s/data.mdb", dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/lock.mdb", dir);
+    unlink(path);
+    is_int(qbc_store_open(&cfg, &s), 0, "open a fresh environment beside the old journal");
+    is_int(scan_inbox(s).n, 0, "the old journal's records are not replayed into it");
+    snprintf(path, sizeof(path), "%s/journal.orphan", dir);
+    ok(access(path, F_OK) == 0, "the old journal is kept aside as journal.orphan");
+    free(submit_many(s, 0, 2, 100, NULL));
+    qbc_store_close(s);
+    is_int(qbc_store_open(&cfg, &s), 0, "reopen");
+    is_int(scan_inbox(s).n, 2, "the new journal is this environment's");
+    qbc_store_close(s);
+    rm_rf(dir);
+    free(dir);
+}
+
 static void test_records(void)
 {
     unsigned char rec[256];
@@ -316,5 +345,6 @@ int main(void)
     subtest("crash replay and a torn record", test_crash_replay);
     subtest("repeats before apply", test_repeats_before_apply);
     subtest("one writer per directory", test_exclusive);
+    subtest("a journal from another environment", test_orphan);
     return done_testing();
 }
