@@ -389,8 +389,8 @@ END {
         clean_cpu, clean_io
     printf " one of the runs used; failed = non-200 + errors + timeouts + unsent over all runs; srv cpu%%: 100 = one core)\n"
     if (sync_us > 0)
-        printf "(disk bound: ~2 synced writes of %d us per commit, so at most ~C / %d us req/s with C connections, e.g. %.0f at 16, %.0f at 64)\n",
-            sync_us, 2 * sync_us, 16e6 / (2 * sync_us), 64e6 / (2 * sync_us)
+        printf "(disk bound: one synced write of ~%d us per journal commit, so at most ~C / %d us req/s with C connections, e.g. %.0f at 16, %.0f at 64, before LMDB applies share the disk)\n",
+            sync_us, sync_us, 16e6 / sync_us, 64e6 / sync_us
     if (disturbed)
         printf "note: some rows had no undisturbed run (other work on this machine); rerun when it is quiet\n"
     if (crashed != "")

@@ -2,7 +2,9 @@
  * store.h — qbcdc's durable state in one LMDB environment.
  *
  * Named databases (schema version QBC_STORE_SCHEMA_VERSION):
- *   meta       "schema_version" -> u32 BE; "heartbeat" -> i64 BE ns (health probe writes)
+ *   meta       "schema_version" -> u32 BE; "heartbeat" -> i64 BE ns (health probe writes);
+ *              "journal" -> last applied journal jseq, position after it, its epoch;
+ *              "journal_epoch" -> u32 BE, one more at every writable open; "dead_seq" high-water mark
  *   inbox      u64 BE sequence -> inbox record (header + the raw webhook body, exactly as received)
  *   quarantine u64 BE inbox sequence -> reason text (signed bodies that did not parse)
  *   pending    "realm\0Entity\0id" -> pending notice (coalesces repeated notices)
@@ -14,11 +16,15 @@
  *   dead       u64 BE dead-letter id -> a notice the reconciler gave up on, with its error
  *   jobs       u64 BE job id -> a backfill job and its checkpoint (JSON: qbc_backfill_t)
  *
- * Threading: one writer thread owns every write transaction and does group commit:
- * qbc_store_submit() queues a job from any thread; the writer drains the queue,
- * applies every queued job in one transaction, commits (fsync) once, then calls each
- * job's on_commit exactly once. Readers use short read-only transactions from any
- * thread through the qbc_store_stats()/qbc_store_*_scan() calls.
+ * Beside it, DIR/journal: a ring file where webhooks are made durable first (journal.c).
+ *
+ * Threading: qbc_store_submit() queues a job from any thread. Webhook jobs go to the
+ * ingest thread, which journals a batch with one fdatasync and then calls each job's
+ * on_commit; it hands the batch to the writer, which applies it to LMDB. Every other
+ * job goes to the writer, which owns every write transaction and does group commit:
+ * it drains its queue, applies every queued job in one transaction, commits (fsync)
+ * once, then calls each job's on_commit exactly once. Readers use short read-only
+ * transactions from any thread through the qbc_store_stats()/qbc_store_*_scan() calls.
  */
 #ifndef QBC_STORE_H
 #define QBC_STORE_H

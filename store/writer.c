@@ -1,7 +1,8 @@
 /*
  * writer.c — the one thread that writes: group commit.
  *
- * Submitters (the ingress loop, later the reconciler) queue jobs. The writer takes
+ * Submitters (the ingress loop, the reconciler, the store's ingest thread with its
+ * journaled webhook batches as QBC_JOB_APPLY jobs) queue jobs. The writer takes
  * everything queued (up to batch_max), applies it in one write transaction, commits
  * once (one fsync pair for the whole batch), and only then calls every job's
  * on_commit. While a commit is in flight new jobs pile up in the queue and form the
