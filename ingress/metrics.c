@@ -58,6 +58,20 @@ static void counter(out_t *o, const char *name, const char *help, double v)
     emit(o, "# HELP %s %s\n# TYPE %s counter\n%s %.17g\n", name, help, name, name, v);
 }
 
+/* a histogram over the store's batch-size buckets (qbc_store_batch_bounds, then +Inf) */
+static void batch_histogram(out_t *o, const char *name, const char *help, const uint64_t hist[8], uint64_t sum)
+{
+    unsigned long long cum = 0;
+    emit(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    for (int i = 0; i < 7; i++) {
+        cum += hist[i];
+        emit(o, "%s_bucket{le=\"%u\"} %llu\n", name, qbc_store_batch_bounds[i], cum);
+    }
+    cum += hist[7];
+    emit(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %llu\n%s_count %llu\n", name, cum, name, (unsigned long long)sum,
+         name, cum);
+}
+
 char *metrics_render(const ingress_metrics_t *m, qbc_store_t *store, size_t *len)
 {
     out_t o = {qbc_alloc(8192), 0, 8192};
@@ -99,30 +113,12 @@ char *metrics_render(const ingress_metrics_t *m, qbc_store_t *store, size_t *len
 
     gauge(&o, "qbcdc_store_up", "1 if the store answered this scrape.", store_ok);
     if (store_ok) {
-        emit(&o, "# HELP qbcdc_store_group_commit_size Jobs per LMDB group commit (webhooks arrive as one apply job per journal batch).\n"
-                 "# TYPE qbcdc_store_group_commit_size histogram\n");
-        cum = 0;
-        for (int i = 0; i < 7; i++) {
-            cum += st.batch_hist[i];
-            emit(&o, "qbcdc_store_group_commit_size_bucket{le=\"%u\"} %llu\n", qbc_store_batch_bounds[i],
-                 (unsigned long long)cum);
-        }
-        cum += st.batch_hist[7];
-        emit(&o, "qbcdc_store_group_commit_size_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
-        emit(&o, "qbcdc_store_group_commit_size_sum %llu\nqbcdc_store_group_commit_size_count %llu\n",
-             (unsigned long long)st.jobs_committed, (unsigned long long)cum);
-        emit(&o, "# HELP qbcdc_journal_group_commit_size Webhooks acked per journal commit (one write + fdatasync).\n"
-                 "# TYPE qbcdc_journal_group_commit_size histogram\n");
-        cum = 0;
-        for (int i = 0; i < 7; i++) {
-            cum += st.journal_batch_hist[i];
-            emit(&o, "qbcdc_journal_group_commit_size_bucket{le=\"%u\"} %llu\n", qbc_store_batch_bounds[i],
-                 (unsigned long long)cum);
-        }
-        cum += st.journal_batch_hist[7];
-        emit(&o, "qbcdc_journal_group_commit_size_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
-        emit(&o, "qbcdc_journal_group_commit_size_sum %llu\nqbcdc_journal_group_commit_size_count %llu\n",
-             (unsigned long long)st.journal_webhooks, (unsigned long long)cum);
+        batch_histogram(&o, "qbcdc_store_group_commit_size",
+                        "Jobs per LMDB group commit (webhooks arrive as one apply job per journal batch).",
+                        st.batch_hist, st.jobs_committed);
+        batch_histogram(&o, "qbcdc_journal_group_commit_size",
+                        "Webhooks acked per journal commit (one write + fdatasync).", st.journal_batch_hist,
+                        st.journal_webhooks);
         counter(&o, "qbcdc_journal_commit_seconds_total", "Time spent writing and fdatasyncing the webhook journal.",
                 (double)st.journal_commit_ns_sum / 1e9);
         gauge(&o, "qbcdc_journal_unapplied_bytes", "Acked webhooks journaled but not yet applied to LMDB, in bytes.",

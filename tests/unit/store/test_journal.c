@@ -13,30 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "store.h"
-#include "../../tap.h"
+#include "store_fixture.h"
 #include "../../../store/store_internal.h"
-
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-static int done_count;
-
-static void on_commit(qbc_store_job_t *job)
-{
-    (void)job;
-    pthread_mutex_lock(&mu);
-    done_count++;
-    pthread_cond_broadcast(&cv);
-    pthread_mutex_unlock(&mu);
-}
-
-static void wait_done(int n)
-{
-    pthread_mutex_lock(&mu);
-    while (done_count < n)
-        pthread_cond_wait(&cv, &mu);
-    pthread_mutex_unlock(&mu);
-}
 
 typedef struct {
     qbc_store_job_t job;
@@ -48,9 +26,7 @@ typedef struct {
 static wh_t *submit_many(qbc_store_t *s, int first, int n, size_t pad, const char *event_id_prefix)
 {
     wh_t *w = calloc((size_t)n, sizeof(*w));
-    pthread_mutex_lock(&mu);
-    done_count = 0;
-    pthread_mutex_unlock(&mu);
+    reset_done();
     for (int i = 0; i < n; i++) {
         int len = snprintf(w[i].body, sizeof(w[i].body), "{\"n\":%d}", first + i);
         while ((size_t)len < pad && (size_t)len < sizeof(w[i].body) - 1)
@@ -102,22 +78,6 @@ static scan_t scan_inbox(qbc_store_t *s)
     scan_t sc = {0, 1, 0, 0};
     qbc_store_inbox_scan(s, 0, inbox_cb, &sc);
     return sc;
-}
-
-static char *make_tmp(void)
-{
-    char *d = strdup("/tmp/qbcdc-journal-test-XXXXXX");
-    if (mkdtemp(d) == NULL)
-        abort();
-    return d;
-}
-
-static void rm_rf(const char *d)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d);
-    if (system(cmd) != 0)
-        diag("cleanup failed");
 }
 
 static void test_wrap(void)

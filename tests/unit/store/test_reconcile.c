@@ -9,23 +9,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "store.h"
-#include "../../tap.h"
+#include "store_fixture.h"
 
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-static int done_count;
 static qbc_commit_note_t last_note;
 static int notes;
-
-static void on_commit(qbc_store_job_t *job)
-{
-    (void)job;
-    pthread_mutex_lock(&mu);
-    done_count++;
-    pthread_cond_broadcast(&cv);
-    pthread_mutex_unlock(&mu);
-}
 
 static void on_note(void *ctx, const qbc_commit_note_t *n)
 {

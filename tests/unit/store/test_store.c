@@ -7,37 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "store.h"
-#include "../../tap.h"
+#include "store_fixture.h"
 #include "../../../store/store_internal.h"
-
-/* ---- a submitter that waits for its callbacks ---- */
-
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-static int done_count;
-
-static void on_commit(qbc_store_job_t *job)
-{
-    (void)job;
-    pthread_mutex_lock(&mu);
-    done_count++;
-    pthread_cond_broadcast(&cv);
-    pthread_mutex_unlock(&mu);
-}
-
-static void wait_done(int n)
-{
-    pthread_mutex_lock(&mu);
-    while (done_count < n)
-        pthread_cond_wait(&cv, &mu);
-    pthread_mutex_unlock(&mu);
-}
-
-static void reset_done(void)
-{
-    done_count = 0;
-}
 
 static qbc_event_t ev(const char *realm, const char *entity, const char *id, qbc_op_t op, int64_t t,
                       const char *event_id)
@@ -64,22 +35,6 @@ static void init_job(qbc_store_job_t *j, const char *body, const qbc_event_t *ev
     j->format = QBC_FORMAT_CLASSIC;
     j->received_ns = qbc_now_ns();
     j->on_commit = on_commit;
-}
-
-static char *make_tmp(void)
-{
-    char *d = strdup("/tmp/qbcdc-store-test-XXXXXX");
-    if (mkdtemp(d) == NULL)
-        abort();
-    return d;
-}
-
-static void rm_rf(const char *d)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d);
-    if (system(cmd) != 0)
-        diag("cleanup failed");
 }
 
 /* ---- scans into arrays ---- */
