@@ -23,7 +23,8 @@
 #   BENCH_RATE         open-loop offered rate, req/s (5000)
 #   BENCH_OPEN_CONNS   open-loop connections (64)
 #   BENCH_OPEN_ROUNDS  rounds that end with the open-loop runs ($BENCH_ROUNDS)
-#   BENCH_SERVERS      which servers to run ("ceiling qbcdc")
+#   BENCH_SERVERS      which servers to run ("ceiling durable qbcdc"; durable = the
+#                      ceiling acking after one pwrite + fdatasync per batch)
 #   BENCH_DATA_PARENT  where the temporary data directory is made ($QBCDC_BUILD);
 #                      it must be a real disk, not tmpfs, or fsync costs nothing
 #   BENCH_CLEAN_CPU    a run is undisturbed if other processes used at most this
@@ -41,7 +42,7 @@ CONNS_LIST=${BENCH_CONNS:-"64 16"}
 RATE=${BENCH_RATE:-5000}
 OPEN_CONNS=${BENCH_OPEN_CONNS:-64}
 OPEN_ROUNDS=${BENCH_OPEN_ROUNDS:-$ROUNDS}
-SERVERS=${BENCH_SERVERS:-"ceiling qbcdc"}
+SERVERS=${BENCH_SERVERS:-"ceiling durable qbcdc"}
 DATA_PARENT=${BENCH_DATA_PARENT:-$BUILD}
 CLEAN_CPU=${BENCH_CLEAN_CPU:-10}
 CLEAN_IO_MB=${BENCH_CLEAN_IO_MB:-20}
@@ -129,6 +130,11 @@ start_server() {
     case $name in
     ceiling)
         "$CEILING" --listen "127.0.0.1:$port" --verifier-token "$TOKEN" >"$WORK/$name.log" 2>&1 &
+        ;;
+    durable)
+        # the durable ceiling: the same, but 200 only after a pwrite + fdatasync per batch
+        "$CEILING" --listen "127.0.0.1:$port" --verifier-token "$TOKEN" --journal "$DATA/durable.ring" \
+            >"$WORK/$name.log" 2>&1 &
         ;;
     qbcdc)
         # QBCDC_SIM=off: no bundled simulator posting its own webhooks during the runs
@@ -372,6 +378,21 @@ END {
         verdict = verdict && ok
         printf "throughput %3s conns: qbcdc/ceiling = %.0f / %.0f = %.2f  (goal >= 0.80%s): %s\n", f[3], med_rps[k], med_rps[c], r,
             bad[k] ? ", and no failed requests" : "", ok ? "MET" : "NOT MET"
+    }
+    for (i = 1; i <= nkeys; i++) {
+        k = order[i]
+        split(k, f, SUBSEP)
+        if (f[1] != "durable" || f[2] != "closed")
+            continue
+        c = "ceiling" SUBSEP "closed" SUBSEP f[3]
+        q = "qbcdc" SUBSEP "closed" SUBSEP f[3]
+        if (!(c in med_rps) || med_rps[c] == 0 || med_rps[k] == 0)
+            continue
+        printf "durable    %3s conns: durable/ceiling = %.0f / %.0f = %.2f  (what one flush per batch costs here)", f[3],
+            med_rps[k], med_rps[c], med_rps[k] / med_rps[c]
+        if (q in med_rps)
+            printf "; qbcdc/durable = %.2f", med_rps[q] / med_rps[k]
+        printf "\n"
     }
     for (i = 1; i <= nkeys; i++) {
         k = order[i]
