@@ -21,6 +21,14 @@
 #define DEFAULT_MAP_SIZE (1ull << 30)
 #define DEFAULT_MAP_MAX (64ull << 30)
 #define DEFAULT_BATCH_MAX 4096
+/*
+ * How long journaled webhooks may gather before the writer applies them to LMDB
+ * (other jobs are never held). Measured on the 2-core VM, 8 s runs: 0 ms gave
+ * 43k/24k req/s at 64/16 connections, 5 ms 50-51k/27-32k with p50 at 5,000 req/s
+ * 473 -> 315 us; 10-20 ms no more throughput and worse p99 (larger commits hold
+ * the disk longer).
+ */
+#define DEFAULT_APPLY_GATHER_MS 5
 
 static int lmdb_fail(const char *what, int rc)
 {
@@ -340,6 +348,7 @@ int qbc_store_open(const qbc_store_config_t *cfg, qbc_store_t **out)
     if (s->map_max < map_size)
         s->map_max = map_size;
     s->batch_max = cfg->batch_max != 0 ? cfg->batch_max : DEFAULT_BATCH_MAX;
+    s->apply_interval_ns = (int64_t)(cfg->apply_gather_ms != 0 ? cfg->apply_gather_ms : DEFAULT_APPLY_GATHER_MS) * 1000000;
     if (cfg->no_master_key) {
         rc = 0;
     } else if (cfg->master_key_file != NULL) {

@@ -194,6 +194,7 @@ typedef struct st_qbc_store_config_t {
     uint64_t map_max;    /**< the map grows by doubling up to this many bytes (0: 64 GiB) */
     unsigned batch_max;  /**< most jobs in one group commit (0: 4096) */
     uint64_t journal_size; /**< bytes of the webhook journal, DIR/journal, when it is created (0: 16 MiB) */
+    int apply_gather_ms;   /**< journaled webhooks gather this long before an LMDB apply (0: 5 ms, <0: none) */
     int no_master_key;   /**< 1: open without the key (no token jobs); for journal recovery */
     const char *master_key_file; /**< 32-byte key for tokens at rest; created 0600 if missing (NULL: dir/master.key) */
 } qbc_store_config_t;

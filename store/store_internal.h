@@ -58,7 +58,9 @@ struct st_qbc_store_t {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     qbc_store_job_t *q_head, *q_tail;
+    int q_urgent; /* queued jobs other than QBC_JOB_APPLY */
     int closing;
+    int64_t last_commit_ns, apply_interval_ns; /* journal batches gather for this long (writer.c) */
 
     /*
      * the journal and the ingest thread (journal.c, ingest.c): webhooks are decided,

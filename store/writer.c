@@ -15,6 +15,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <openssl/crypto.h>
 #include "store_internal.h"
 
@@ -658,10 +659,31 @@ static void *writer_main(void *arg)
             pthread_cond_wait(&s->cv, &s->mu);
         if (s->q_head == NULL)
             break; /* closing, and everything queued has been written */
+        /*
+         * Only journal batches waiting: nobody waits for them (their webhooks are
+         * acked), so gather them for up to apply_interval after the last commit. Fewer,
+         * larger LMDB commits mean fewer flushes (~70 us of CPU each on a VM, and each
+         * one delays the journal's). Any other job ends the wait at once.
+         */
+        int64_t due = s->last_commit_ns + s->apply_interval_ns;
+        while (s->q_urgent == 0 && !s->closing && s->apply_interval_ns > 0 && qbc_mono_ns() < due) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts); /* the condition variable's clock */
+            int64_t left = due - qbc_mono_ns();
+            if (left <= 0)
+                break;
+            ts.tv_sec += left / 1000000000;
+            ts.tv_nsec += left % 1000000000;
+            if (ts.tv_nsec >= 1000000000)
+                ts.tv_sec++, ts.tv_nsec -= 1000000000;
+            pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+        }
         qbc_store_job_t *list = s->q_head, *last = list;
         size_t n = 1;
+        s->q_urgent -= (int)list->kind != QBC_JOB_APPLY;
         while (last->_next != NULL && n < s->batch_max) {
             last = last->_next;
+            s->q_urgent -= (int)last->kind != QBC_JOB_APPLY;
             n++;
         }
         s->q_head = last->_next;
@@ -671,6 +693,7 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&s->mu);
         run_batch(s, list, n);
         pthread_mutex_lock(&s->mu);
+        s->last_commit_ns = qbc_mono_ns();
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
@@ -732,12 +755,15 @@ int qbc_store__writer_submit(qbc_store_t *s, qbc_store_job_t *job)
         pthread_mutex_unlock(&s->mu);
         return QBC_ECLOSED;
     }
+    int was_empty = s->q_head == NULL, urgent = (int)job->kind != QBC_JOB_APPLY;
     if (s->q_tail != NULL)
         s->q_tail->_next = job;
     else
         s->q_head = job;
     s->q_tail = job;
-    pthread_cond_signal(&s->cv);
+    s->q_urgent += urgent;
+    if (urgent || was_empty) /* a journal batch joining others needs no wake-up (see writer_main) */
+        pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     return 0;
 }
