@@ -143,8 +143,7 @@ static int open_dbis(qbc_store_t *s)
         return lmdb_fail("reading schema version", rc);
     }
 
-    /* next sequences: past both the last key and the recorded high-water mark */
-    s->next_inbox = high_water(txn, s->dbi_inbox, s->dbi_meta, "inbox_seq") + 1;
+    /* next sequences: past both the last key and the recorded high-water mark (the inbox's: replay_journal) */
     s->next_feed = high_water(txn, s->dbi_feed, s->dbi_meta, "feed_seq") + 1;
     s->next_dead = high_water(txn, s->dbi_dead, s->dbi_meta, "dead_seq") + 1;
     __atomic_store_n(&s->feed_last, s->next_feed - 1, __ATOMIC_RELEASE);
@@ -210,71 +209,69 @@ static void store_free(qbc_store_t *s)
     free(s);
 }
 
-/* 1 if LMDB's meta has the "journal" key (written when the journal was first opened), 0 if not */
-static int journal_bound(qbc_store_t *s)
+/*
+ * Reads the journal's applied point from meta. *bound = 0 when there is none: this
+ * environment has never had a journal (a new store, or one from before the journal;
+ * a journal file beside it then belongs to someone else).
+ */
+static int read_journal_mark(qbc_store_t *s, qbc_jmark_t *mark, int *bound)
 {
     MDB_txn *txn;
     int rc;
+
+    memset(mark, 0, sizeof(*mark));
     if ((rc = qbc_store__read_begin(s, &txn)) != 0)
         return rc;
-    MDB_val k = {sizeof("journal") - 1, "journal"}, v;
-    rc = mdb_get(txn, s->dbi_meta, &k, &v) == 0;
+    MDB_val k = {sizeof(QBC_JMARK_KEY) - 1, QBC_JMARK_KEY}, v;
+    *bound = mdb_get(txn, s->dbi_meta, &k, &v) == 0;
+    rc = *bound && qbc_store__jmark_decode(v.mv_data, v.mv_size, mark) != 0 ? QBC_ESTORE : 0;
     qbc_store__read_end(s, txn);
+    if (rc != 0)
+        qbc_log(QBC_LOG_ERROR, "store", "the journal's applied point in %s is unreadable", s->dir);
     return rc;
 }
 
 /*
  * Applies what the journal holds past LMDB's applied point: webhooks acked before a
- * crash (or a kill) whose records had not reached LMDB yet. Then sets where the
- * ingest thread resumes. If a chunk cannot be applied (a map at its maximum), the
- * rest stays in the journal, untouched, and webhooks are refused until a start
- * with more room applies it.
+ * crash (or a kill) whose records had not reached LMDB yet. Then starts a new epoch
+ * (binding a new journal to this environment) and sets where the ingest thread
+ * resumes. If a chunk cannot be applied (a map at its maximum), the rest stays in
+ * the journal, untouched, and webhooks are refused until a start with more room
+ * applies it.
  */
-static int replay_journal(qbc_store_t *s)
+static int replay_journal(qbc_store_t *s, const qbc_jmark_t *applied, int bound)
 {
     MDB_txn *txn;
-    uint64_t applied_jseq = 0, applied_pos = 0, end_pos, next_jseq, n;
+    uint64_t end_pos, next_jseq, n;
     unsigned char *recs;
     size_t len;
     int rc;
 
-    if ((rc = qbc_store__read_begin(s, &txn)) != 0)
-        return rc;
-    MDB_val k = {sizeof("journal") - 1, "journal"}, v;
-    uint32_t applied_epoch = 0;
-    if (mdb_get(txn, s->dbi_meta, &k, &v) == 0 && v.mv_size == 20) {
-        applied_jseq = get_u64be(v.mv_data);
-        applied_pos = get_u64be((unsigned char *)v.mv_data + 8);
-        applied_epoch = get_u32be((unsigned char *)v.mv_data + 16);
-    }
-    qbc_store__read_end(s, txn);
-    if ((rc = qbc_store__journal_scan(s, applied_jseq, applied_pos, applied_epoch, &recs, &len, &end_pos, &next_jseq, &n)) != 0) {
+    if ((rc = qbc_store__journal_scan(s, applied, &recs, &len, &end_pos, &next_jseq, &n)) != 0) {
         qbc_log(QBC_LOG_ERROR, "store", "cannot read the journal: %s", qbc_strerror(rc));
         return rc;
     }
-    s->j_applied_jseq = applied_jseq;
-    s->j_applied_pos = applied_pos;
+    s->j_applied_jseq = applied->jseq;
+    s->j_applied_pos = applied->pos;
     /* apply in chunks of whole records, each chunk one transaction */
     size_t off = 0;
-    uint64_t jseq = applied_jseq, pos = applied_pos;
     while (off < len && rc == 0) {
         size_t start = off;
-        uint64_t first = jseq;
+        qbc_jrec_hdr_t h;
+        uint64_t first = s->j_applied_jseq + 1;
         while (off < len && off - start < (4u << 20)) {
-            size_t rlen = qbc_store__jrec_size(get_u32be(recs + off + 24));
-            jseq = get_u64be(recs + off + 8);
-            pos = get_u64be(recs + off + 16) + rlen;
-            off += rlen;
+            qbc_store__jrec_header(recs + off, &h);
+            off += h.size;
         }
         qbc_store_job_t a = {0};
         a.kind = (qbc_job_kind_t)QBC_JOB_APPLY;
         a._jbuf = recs + start;
         a._jlen = off - start;
-        a._jlast = jseq;
-        a._jend = pos;
+        a._jlast = h.jseq;
+        a._jend = h.pos + h.size;
         if ((rc = qbc_store__run_now(s, &a)) == 0) {
-            s->j_applied_jseq = jseq;
-            s->j_applied_pos = pos;
+            s->j_applied_jseq = a._jlast;
+            s->j_applied_pos = a._jend;
         } else {
             qbc_log(QBC_LOG_ERROR, "store",
                     "cannot apply journaled webhooks %llu..: %s; they stay in the journal and webhooks are refused "
@@ -289,6 +286,7 @@ static int replay_journal(qbc_store_t *s)
                 (unsigned long long)n);
     s->j_head_pos = end_pos;
     s->j_next_jseq = next_jseq;
+
     /* a new epoch, durable before any record carries it (see journal.c) */
     uint32_t epoch = 0;
     if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
@@ -296,37 +294,25 @@ static int replay_journal(qbc_store_t *s)
     MDB_val ek = {sizeof("journal_epoch") - 1, "journal_epoch"}, ev;
     if (mdb_get(txn, s->dbi_meta, &ek, &ev) == 0 && ev.mv_size == 4)
         epoch = get_u32be(ev.mv_data);
-    unsigned char eb[4];
+    unsigned char eb[4], jb[QBC_JMARK_SIZE] = {0};
     put_u32be(eb, epoch + 1);
     ev.mv_size = 4;
     ev.mv_data = eb;
     /* a new journal is bound to this environment from the start: nothing applied yet */
-    MDB_val jk = {sizeof("journal") - 1, "journal"}, jv;
-    unsigned char jb[20] = {0};
-    if (mdb_get(txn, s->dbi_meta, &jk, &jv) == MDB_NOTFOUND) {
-        jv.mv_size = sizeof(jb);
-        jv.mv_data = jb;
-        if ((rc = mdb_put(txn, s->dbi_meta, &jk, &jv, 0)) != 0) {
-            mdb_txn_abort(txn);
-            return lmdb_fail("binding the journal", rc);
-        }
-    }
-    if ((rc = mdb_put(txn, s->dbi_meta, &ek, &ev, 0)) != 0 || (rc = mdb_txn_commit(txn)) != 0) {
-        if (rc != 0)
-            mdb_txn_abort(txn);
+    MDB_val jk = {sizeof(QBC_JMARK_KEY) - 1, QBC_JMARK_KEY}, jv = {sizeof(jb), jb};
+    if ((!bound && (rc = mdb_put(txn, s->dbi_meta, &jk, &jv, 0)) != 0) ||
+        (rc = mdb_put(txn, s->dbi_meta, &ek, &ev, 0)) != 0) {
+        mdb_txn_abort(txn);
         return lmdb_fail("writing the journal epoch", rc);
     }
+    if ((rc = mdb_txn_commit(txn)) != 0) /* a failed commit has freed the transaction */
+        return lmdb_fail("committing the journal epoch", rc);
     s->j_epoch = epoch + 1;
+
     /* the inbox sequence resumes past what the replay stored */
     if ((rc = qbc_store__read_begin(s, &txn)) != 0)
         return rc;
-    MDB_cursor *cur;
-    if (mdb_cursor_open(txn, s->dbi_inbox, &cur) == 0) {
-        MDB_val ck, cv;
-        if (mdb_cursor_get(cur, &ck, &cv, MDB_LAST) == 0 && ck.mv_size == 8 && get_u64be(ck.mv_data) >= s->next_inbox)
-            s->next_inbox = get_u64be(ck.mv_data) + 1;
-        mdb_cursor_close(cur);
-    }
+    s->next_inbox = high_water(txn, s->dbi_inbox, s->dbi_meta, "inbox_seq") + 1;
     qbc_store__read_end(s, txn);
     return 0;
 }
@@ -363,9 +349,11 @@ int qbc_store_open(const qbc_store_config_t *cfg, qbc_store_t **out)
     s->has_key = !cfg->no_master_key;
     if ((rc = open_env(s, map_size, 0)) != 0)
         goto Error;
-    if ((rc = journal_bound(s)) < 0 ||
-        (rc = qbc_store__journal_open(s, cfg->journal_size != 0 ? cfg->journal_size : QBC_JOURNAL_DEFAULT, rc)) != 0 ||
-        (rc = replay_journal(s)) != 0)
+    qbc_jmark_t mark;
+    int bound;
+    if ((rc = read_journal_mark(s, &mark, &bound)) != 0 ||
+        (rc = qbc_store__journal_open(s, cfg->journal_size != 0 ? cfg->journal_size : QBC_JOURNAL_DEFAULT, bound)) != 0 ||
+        (rc = replay_journal(s, &mark, bound)) != 0)
         goto Error;
     if ((rc = qbc_store__writer_start(s)) != 0)
         goto Error;

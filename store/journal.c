@@ -218,21 +218,49 @@ void qbc_store__jwebhook_free(qbc_jwebhook_t *w)
 
 /* ---- walking records ---- */
 
+void qbc_store__jrec_header(const unsigned char *rec, qbc_jrec_hdr_t *h)
+{
+    h->jseq = get_u64be(rec + 8);
+    h->pos = get_u64be(rec + 16);
+    h->len = get_u32be(rec + 24);
+    h->kind = rec[28];
+    h->epoch = get_u32be(rec + 32);
+    h->size = qbc_store__jrec_size(h->len);
+}
+
 int qbc_store__jrec_check(const unsigned char *buf, size_t avail, uint64_t jseq, uint64_t pos, uint32_t *epoch,
                           size_t *rec_len, uint8_t *kind)
 {
-    if (avail < QBC_JREC_HEADER || get_u32be(buf) != J_MAGIC || get_u64be(buf + 8) != jseq ||
-        get_u64be(buf + 16) != pos || get_u32be(buf + 32) < *epoch)
+    qbc_jrec_hdr_t h;
+    if (avail < QBC_JREC_HEADER || get_u32be(buf) != J_MAGIC)
         return -1;
-    uint32_t len = get_u32be(buf + 24);
-    size_t total = qbc_store__jrec_size(len);
-    if (len > avail || total > avail || buf[28] < QBC_JREC_WEBHOOK || buf[28] > QBC_JREC_WRAP)
+    qbc_store__jrec_header(buf, &h);
+    if (h.jseq != jseq || h.pos != pos || h.epoch < *epoch || h.len > avail || h.size > avail ||
+        h.kind < QBC_JREC_WEBHOOK || h.kind > QBC_JREC_WRAP)
         return -1;
-    if (qbc_store__crc32c(buf + 8, QBC_JREC_HEADER - 8 + len) != get_u32be(buf + 4))
+    if (qbc_store__crc32c(buf + 8, QBC_JREC_HEADER - 8 + h.len) != get_u32be(buf + 4))
         return -1;
-    *rec_len = total;
-    *kind = buf[28];
-    *epoch = get_u32be(buf + 32);
+    *rec_len = h.size;
+    *kind = h.kind;
+    *epoch = h.epoch;
+    return 0;
+}
+
+void qbc_store__jmark_encode(const qbc_jmark_t *m, unsigned char out[QBC_JMARK_SIZE])
+{
+    put_u64be(out, m->jseq);
+    put_u64be(out + 8, m->pos);
+    put_u32be(out + 16, m->epoch);
+}
+
+int qbc_store__jmark_decode(const void *data, size_t len, qbc_jmark_t *m)
+{
+    const unsigned char *p = data;
+    if (len != QBC_JMARK_SIZE)
+        return -1;
+    m->jseq = get_u64be(p);
+    m->pos = get_u64be(p + 8);
+    m->epoch = get_u32be(p + 16);
     return 0;
 }
 
@@ -356,14 +384,13 @@ int qbc_store__journal_sync(qbc_store_t *s)
  * *out (records laid out back to back, WRAP markers dropped), for replay.
  * Sets the position and jseq where writing resumes.
  */
-int qbc_store__journal_scan(qbc_store_t *s, uint64_t applied_jseq, uint64_t applied_pos, uint32_t applied_epoch,
-                            unsigned char **out,
-                            size_t *out_len, uint64_t *end_pos, uint64_t *next_jseq, uint64_t *n_records)
+int qbc_store__journal_scan(qbc_store_t *s, const qbc_jmark_t *applied, unsigned char **out, size_t *out_len,
+                            uint64_t *end_pos, uint64_t *next_jseq, uint64_t *n_records)
 {
     unsigned char *file = qbc_alloc(s->jsize), *acc = NULL;
     size_t acc_len = 0, acc_cap = 0;
-    uint64_t pos = applied_pos, jseq = applied_jseq + 1, n = 0;
-    uint32_t epoch = applied_epoch;
+    uint64_t pos = applied->pos, jseq = applied->jseq + 1, n = 0;
+    uint32_t epoch = applied->epoch;
 
     for (uint64_t off = 0; off < s->jsize;) {
         ssize_t r = pread(s->jfd, file + off, (size_t)(s->jsize - off), (off_t)off);

@@ -111,6 +111,26 @@ uint32_t qbc_store__crc32c(const void *data, size_t len);
 size_t qbc_store__jrec_size(size_t payload_len);
 /** fills in the header (and padding) of a record whose payload is already at rec + QBC_JREC_HEADER. */
 void qbc_store__jrec_seal(unsigned char *rec, uint64_t jseq, uint64_t pos, uint32_t len, uint8_t kind, uint32_t epoch);
+/** a record's header fields as written (unchecked; size = the padded record length) */
+typedef struct {
+    uint64_t jseq, pos;
+    uint32_t len, epoch;
+    uint8_t kind;
+    size_t size;
+} qbc_jrec_hdr_t;
+void qbc_store__jrec_header(const unsigned char *rec, qbc_jrec_hdr_t *h);
+/**
+ * the applied point, kept in meta under QBC_JMARK_KEY in the transaction that applied
+ * the records: valid records resume after jseq, at pos, with no older epoch.
+ */
+#define QBC_JMARK_KEY "journal"
+#define QBC_JMARK_SIZE 20
+typedef struct {
+    uint64_t jseq, pos;
+    uint32_t epoch;
+} qbc_jmark_t;
+void qbc_store__jmark_encode(const qbc_jmark_t *m, unsigned char out[QBC_JMARK_SIZE]);
+int qbc_store__jmark_decode(const void *data, size_t len, qbc_jmark_t *m);
 /**
  * 0 if buf holds a valid record with this jseq and pos and an epoch >= *epoch (sets
  * *epoch to its epoch, its padded length and kind), else -1.
@@ -145,9 +165,12 @@ void qbc_store__journal_close(qbc_store_t *s);
 /** writes len bytes at position pos (splitting at the end of the ring). */
 int qbc_store__journal_write(qbc_store_t *s, const unsigned char *buf, uint64_t pos, size_t len);
 int qbc_store__journal_sync(qbc_store_t *s);
-int qbc_store__journal_scan(qbc_store_t *s, uint64_t applied_jseq, uint64_t applied_pos, uint32_t applied_epoch,
-                            unsigned char **out,
-                            size_t *out_len, uint64_t *end_pos, uint64_t *next_jseq, uint64_t *n_records);
+/**
+ * reads the journal and gathers every valid record after the applied point into
+ * *out (back to back, WRAP markers dropped), for replay; sets where writing resumes.
+ */
+int qbc_store__journal_scan(qbc_store_t *s, const qbc_jmark_t *applied, unsigned char **out, size_t *out_len,
+                            uint64_t *end_pos, uint64_t *next_jseq, uint64_t *n_records);
 
 /* ---- ingest.c ---- */
 int qbc_store__ingest_start(qbc_store_t *s);

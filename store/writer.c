@@ -102,35 +102,31 @@ static int apply_webhook(qbc_store_t *s, MDB_txn *txn, const qbc_jwebhook_t *w, 
 static int apply_journal(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_ctx_t *t)
 {
     const unsigned char *p = job->_jbuf, *end = job->_jbuf + job->_jlen;
-    uint32_t epoch = 0;
+    qbc_jmark_t mark = {job->_jlast, job->_jend, 0};
+    qbc_jrec_hdr_t h;
     int rc;
 
     job->n_retired = 0;
     if (__atomic_load_n(&s->j_stuck, __ATOMIC_ACQUIRE) != 0)
         return 0; /* an earlier batch could not be applied: records must go in order, so wait for a restart */
-    while (p < end) {
-        uint32_t len = get_u32be(p + 24);
-        size_t rlen = qbc_store__jrec_size(len);
-        epoch = get_u32be(p + 32);
-        if (p[28] == QBC_JREC_WEBHOOK) {
-            qbc_jwebhook_t w;
-            if (qbc_store__jwebhook_decode(p + QBC_JREC_HEADER, len, &w) != 0)
-                return MDB_CORRUPTED;
-            rc = apply_webhook(s, txn, &w, t);
-            qbc_store__jwebhook_free(&w);
-            if (rc != 0)
-                return rc;
-        } else {
-            rlen = QBC_JREC_HEADER; /* a wrap marker: the next record follows at once in the buffer */
-        }
-        p += rlen;
+    /* records back to back; a wrap marker is a bare header, and the next record follows it here */
+    for (; p < end; p += h.size) {
+        qbc_store__jrec_header(p, &h);
+        mark.epoch = h.epoch;
+        if (h.kind != QBC_JREC_WEBHOOK)
+            continue;
+        qbc_jwebhook_t w;
+        if (qbc_store__jwebhook_decode(p + QBC_JREC_HEADER, h.len, &w) != 0)
+            return MDB_CORRUPTED;
+        rc = apply_webhook(s, txn, &w, t);
+        qbc_store__jwebhook_free(&w);
+        if (rc != 0)
+            return rc;
     }
-    /* where the journal's valid records resume: after this jseq, at this pos, no older epoch */
-    unsigned char b[20];
-    put_u64be(b, job->_jlast);
-    put_u64be(b + 8, job->_jend);
-    put_u32be(b + 16, epoch);
-    MDB_val k = {sizeof("journal") - 1, "journal"}, v = {20, b};
+    /* where the journal's valid records resume */
+    unsigned char b[QBC_JMARK_SIZE];
+    qbc_store__jmark_encode(&mark, b);
+    MDB_val k = {sizeof(QBC_JMARK_KEY) - 1, QBC_JMARK_KEY}, v = {sizeof(b), b};
     if ((rc = mdb_put(txn, s->dbi_meta, &k, &v, 0)) != 0)
         return rc;
     job->n_retired = 1;

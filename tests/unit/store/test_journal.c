@@ -121,19 +121,16 @@ static long find_record(const char *dir, uint64_t want)
     FILE *f = fopen(path, "rb");
     if (f == NULL)
         return -1;
-    unsigned char h[QBC_JREC_HEADER];
+    unsigned char buf[QBC_JREC_HEADER];
+    qbc_jrec_hdr_t h;
     long off = 0, found = -1;
-    while (fseek(f, off, SEEK_SET) == 0 && fread(h, 1, sizeof(h), f) == sizeof(h)) {
-        uint64_t jseq = (uint64_t)h[8] << 56 | (uint64_t)h[9] << 48 | (uint64_t)h[10] << 40 | (uint64_t)h[11] << 32 |
-                        (uint64_t)h[12] << 24 | (uint64_t)h[13] << 16 | (uint64_t)h[14] << 8 | h[15];
-        uint32_t len = (uint32_t)h[24] << 24 | (uint32_t)h[25] << 16 | (uint32_t)h[26] << 8 | h[27];
-        if (h[0] != 'Q')
-            break;
-        if (jseq == want) {
+    while (fseek(f, off, SEEK_SET) == 0 && fread(buf, 1, sizeof(buf), f) == sizeof(buf) && buf[0] == 'Q') {
+        qbc_store__jrec_header(buf, &h);
+        if (h.jseq == want) {
             found = off;
             break;
         }
-        off += (long)qbc_store__jrec_size(len);
+        off += (long)h.size;
     }
     fclose(f);
     return found;
