@@ -423,6 +423,17 @@ void qbc_store_close(qbc_store_t *s)
     store_free(s);
 }
 
+/* once per 10 s per caller: a full store refuses every write, and one line says so */
+void qbc_store__log_full(qbc_store_t *s, int64_t *last_logged_ns, const char *what)
+{
+    int64_t now = qbc_mono_ns();
+    if (*last_logged_ns == 0 || now - *last_logged_ns > 10 * (int64_t)1000000000) {
+        qbc_log(QBC_LOG_ERROR, "store", "map is full at its maximum of %llu bytes (QBCDC_MAP_MAX); refusing %s",
+                (unsigned long long)s->map_max, what);
+        *last_logged_ns = now;
+    }
+}
+
 /*
  * Grows the map. Called by the writer between transactions, so no write transaction
  * is open; the gate's write side waits out any reader in this process.
@@ -434,13 +445,7 @@ int qbc_store__grow(qbc_store_t *s)
 
     mdb_env_info(s->env, &info);
     if (info.me_mapsize >= s->map_max) {
-        int64_t now = qbc_mono_ns();
-        if (s->full_logged_ns == 0 || now - s->full_logged_ns > 10 * (int64_t)1000000000) {
-            /* once per 10 s: a full store refuses every write, and one line says so */
-            qbc_log(QBC_LOG_ERROR, "store", "map is full at its maximum of %zu bytes (QBCDC_MAP_MAX); refusing writes",
-                    info.me_mapsize);
-            s->full_logged_ns = now;
-        }
+        qbc_store__log_full(s, &s->full_logged_ns, "writes");
         return QBC_EFULL;
     }
     uint64_t next = (uint64_t)info.me_mapsize * 2;

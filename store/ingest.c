@@ -118,16 +118,6 @@ static uint64_t map_room(qbc_store_t *s)
     return room > unapplied ? room - unapplied : 0;
 }
 
-static void log_full(qbc_store_t *s)
-{
-    int64_t now = qbc_mono_ns();
-    if (s->ifull_logged_ns == 0 || now - s->ifull_logged_ns > 10 * (int64_t)1000000000) {
-        qbc_log(QBC_LOG_ERROR, "store", "map is full at its maximum of %llu bytes (QBCDC_MAP_MAX); refusing webhooks",
-                (unsigned long long)s->map_max);
-        s->ifull_logged_ns = now;
-    }
-}
-
 /* waits until `end` can be written without overwriting unapplied records */
 static int wait_for_space(qbc_store_t *s, uint64_t end)
 {
@@ -186,10 +176,7 @@ static int decide(qbc_store_t *s, MDB_txn **txn, int *txn_rc, qbc_store_job_t *j
 
 static void count_batch(qbc_store_t *s, size_t n, int64_t ns)
 {
-    unsigned b = 0;
-    while (b < 7 && n > qbc_store_batch_bounds[b])
-        b++;
-    __atomic_add_fetch(&s->st_jbatch_hist[b], 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&s->st_jbatch_hist[qbc_store__batch_bucket(n)], 1, __ATOMIC_RELAXED);
     __atomic_add_fetch(&s->st_jcommits, 1, __ATOMIC_RELAXED);
     __atomic_add_fetch(&s->st_jcommit_ns, (uint64_t)ns, __ATOMIC_RELAXED);
     __atomic_add_fetch(&s->st_jwebhooks, n, __ATOMIC_RELAXED);
@@ -217,43 +204,46 @@ static void apply_done(qbc_store_job_t *a)
 static void run_batch(qbc_store_t *s, qbc_store_job_t *list, size_t n)
 {
     int stuck = __atomic_load_n(&s->j_stuck, __ATOMIC_ACQUIRE);
-    size_t max_events = 0, bound = 0, max_rec = 0;
+    size_t max_events = 0, max_rec = 0, k = 0, *plen = qbc_alloc(n * sizeof(*plen));
 
-    for (qbc_store_job_t *j = list; j != NULL; j = j->_next) {
+    /* parse, and size each job's record once (plen: payload bytes, in list order) */
+    for (qbc_store_job_t *j = list; j != NULL; j = j->_next, k++) {
         if (j->prepare != NULL)
             j->prepare(j);
-        size_t r = qbc_store__jrec_size(qbc_store__jwebhook_size(j));
-        bound += r;
-        if (r > max_rec)
-            max_rec = r;
+        plen[k] = qbc_store__jwebhook_size(j);
+        if (qbc_store__jrec_size(plen[k]) > max_rec)
+            max_rec = qbc_store__jrec_size(plen[k]);
         if (j->n_events > max_events)
             max_events = j->n_events;
     }
     if (stuck != 0) {
+        free(plen);
         fail_all(list, stuck);
         return;
     }
     /* what the map can still take: the first jobs that fit go ahead, the rest are refused */
-    uint64_t room = map_room(s), taken = 0;
+    uint64_t room = map_room(s), bound = 0;
     qbc_store_job_t **pp = &list;
-    while (*pp != NULL && taken + qbc_store__jrec_size(qbc_store__jwebhook_size(*pp)) <= room) {
-        taken += qbc_store__jrec_size(qbc_store__jwebhook_size(*pp));
+    for (k = 0; *pp != NULL && bound + qbc_store__jrec_size(plen[k]) <= room; k++) {
+        bound += qbc_store__jrec_size(plen[k]);
         pp = &(*pp)->_next;
     }
     if (*pp != NULL) {
-        log_full(s);
+        qbc_store__log_full(s, &s->ifull_logged_ns, "webhooks");
         qbc_store_job_t *refused = *pp;
         *pp = NULL;
-        for (qbc_store_job_t *j = refused; j != NULL; j = j->_next)
-            n--, bound -= qbc_store__jrec_size(qbc_store__jwebhook_size(j));
+        n = k;
         fail_all(refused, QBC_EFULL);
-        if (list == NULL)
+        if (list == NULL) {
+            free(plen);
             return;
+        }
     }
     /* the most this batch can take: every body stored, plus one wrap */
     bound += max_rec + QBC_JREC_HEADER;
     int rc = wait_for_space(s, s->j_head_pos + bound);
     if (rc != 0) {
+        free(plen);
         fail_all(list, rc);
         return;
     }
@@ -271,10 +261,11 @@ static void run_batch(qbc_store_t *s, qbc_store_job_t *list, size_t n)
     } segs[4];
     int n_segs = 0;
 
-    for (qbc_store_job_t *j = list; j != NULL; j = j->_next) {
+    k = 0;
+    for (qbc_store_job_t *j = list; j != NULL; j = j->_next, k++) {
         if (!decide(s, &txn, &txn_rc, j, dup, jseq))
             continue;
-        size_t plen = qbc_store__jwebhook_size(j), rlen = qbc_store__jrec_size(plen);
+        size_t rlen = qbc_store__jrec_size(plen[k]);
         uint64_t left = s->jsize - pos % s->jsize;
         if (rlen > left) {
             if (n_segs == 2)
@@ -292,7 +283,7 @@ static void run_batch(qbc_store_t *s, qbc_store_job_t *list, size_t n)
         }
         j->inbox_seq = s->next_inbox++;
         qbc_store__jwebhook_encode(j, dup, buf + len + QBC_JREC_HEADER);
-        qbc_store__jrec_seal(buf + len, jseq, pos, (uint32_t)plen, QBC_JREC_WEBHOOK, s->j_epoch);
+        qbc_store__jrec_seal(buf + len, jseq, pos, (uint32_t)plen[k], QBC_JREC_WEBHOOK, s->j_epoch);
         len += rlen;
         pos += rlen;
         jseq++;
@@ -301,6 +292,7 @@ static void run_batch(qbc_store_t *s, qbc_store_job_t *list, size_t n)
     if (txn != NULL)
         qbc_store__read_end(s, txn);
     free(dup);
+    free(plen);
     segs[n_segs].pos = seg_pos, segs[n_segs].off = seg_off, segs[n_segs].len = len - seg_off;
     n_segs++;
 

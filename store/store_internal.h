@@ -93,6 +93,8 @@ struct st_qbc_store_t {
 };
 
 /* ---- env.c ---- */
+/** logs that the map is full at its maximum, at most once per 10 s per *last_logged_ns. */
+void qbc_store__log_full(qbc_store_t *s, int64_t *last_logged_ns, const char *what);
 /** grows the map by doubling (bounded by map_max); writer thread only. 0 or QBC_EFULL/QBC_ESTORE. */
 int qbc_store__grow(qbc_store_t *s);
 /** begins a read-only transaction under the gate; pair with qbc_store__read_end. */
@@ -100,6 +102,8 @@ int qbc_store__read_begin(qbc_store_t *s, MDB_txn **txn);
 void qbc_store__read_end(qbc_store_t *s, MDB_txn *txn);
 
 /* ---- writer.c ---- */
+/** the batch-size histogram bucket (qbc_store_batch_bounds, then +Inf) for a batch of n */
+unsigned qbc_store__batch_bucket(size_t n);
 int qbc_store__writer_start(qbc_store_t *s);
 /** stops the writer after it has drained the queue; later submits get QBC_ECLOSED. */
 void qbc_store__writer_stop(qbc_store_t *s);

@@ -21,6 +21,14 @@
 
 const unsigned qbc_store_batch_bounds[7] = {1, 2, 4, 8, 16, 64, 256};
 
+unsigned qbc_store__batch_bucket(size_t n)
+{
+    unsigned b = 0;
+    while (b < 7 && n > qbc_store_batch_bounds[b])
+        b++;
+    return b;
+}
+
 /* what one write transaction assigns and changes; adopted by the store only if it commits */
 typedef struct {
     uint64_t feed, dead;
@@ -607,10 +615,7 @@ static void notify(qbc_store_t *s, const qbc_commit_note_t *note)
 static void run_batch(qbc_store_t *s, qbc_store_job_t *list, size_t n)
 {
     qbc_commit_note_t note = {0};
-    unsigned b = 0;
-    while (b < 7 && n > qbc_store_batch_bounds[b])
-        b++;
-    __atomic_add_fetch(&s->st_batch_hist[b], 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&s->st_batch_hist[qbc_store__batch_bucket(n)], 1, __ATOMIC_RELAXED);
 
     /* outside the transaction: the write lock is held only for the LMDB work */
     for (qbc_store_job_t *j = list; j != NULL; j = j->_next)
