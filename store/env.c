@@ -369,45 +369,78 @@ Error:
     return rc;
 }
 
-/*
- * Crash recovery for readers: if no process holds the journal (no service runs on
- * this directory) and it may hold webhooks acked before a crash, a writable open
- * replays them first, so what a reader sees includes every acked webhook.
- */
-static void recover_for_reader(const char *dir)
+/* 1 if a process (a running service) holds DIR/journal, 0 if none does, -1 if there is no journal */
+static int journal_in_use(const char *dir)
 {
     char path[4096];
     snprintf(path, sizeof(path), "%s/journal", dir);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
+        return -1;
+    int held = flock(fd, LOCK_EX | LOCK_NB) != 0;
+    close(fd); /* releases the lock if we took it */
+    return held;
+}
+
+/*
+ * A reader beside a running service: webhooks are acked from the journal and reach
+ * LMDB a few milliseconds later, so wait (up to 2 s) until LMDB's applied point has
+ * passed every valid record the journal held when the reader opened. A reader then
+ * sees every webhook acked before it started, as it did when acks waited for LMDB.
+ */
+static void wait_applied_for_reader(qbc_store_t *s)
+{
+    char path[4096];
+    struct stat st;
+    qbc_jmark_t mark;
+    unsigned char *recs = NULL;
+    size_t len;
+    uint64_t end_pos, next_jseq, n = 0;
+    int bound;
+
+    snprintf(path, sizeof(path), "%s/journal", s->dir);
+    if (read_journal_mark(s, &mark, &bound) != 0 || !bound || (s->jfd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
         return;
-    int free_lock = flock(fd, LOCK_EX | LOCK_NB) == 0;
-    close(fd); /* releases the lock */
-    if (!free_lock)
-        return; /* a running service applies it within milliseconds */
-    qbc_store_config_t cfg = {.dir = dir, .no_master_key = 1};
-    qbc_store_t *s;
-    if (qbc_store_open(&cfg, &s) == 0)
-        qbc_store_close(s);
-    else
-        qbc_log(QBC_LOG_WARN, "store", "could not replay the journal of %s; showing what LMDB holds", dir);
+    if (fstat(s->jfd, &st) == 0 && (uint64_t)st.st_size >= QBC_JOURNAL_MIN) {
+        s->jsize = (uint64_t)st.st_size;
+        if (qbc_store__journal_scan(s, &mark, &recs, &len, &end_pos, &next_jseq, &n) == 0)
+            free(recs);
+    }
+    qbc_store__journal_close(s);
+    for (int64_t deadline = qbc_mono_ns() + 2 * (int64_t)1000000000; n > 0 && qbc_mono_ns() < deadline;) {
+        usleep(1000);
+        if (read_journal_mark(s, &mark, &bound) != 0 || mark.jseq >= next_jseq - 1)
+            return;
+    }
+    if (n > 0)
+        qbc_log(QBC_LOG_WARN, "store", "the running service has not applied %llu acked webhook(s) within 2 s; "
+                "showing what LMDB holds", (unsigned long long)n);
 }
 
 int qbc_store_open_readonly(const char *dir, qbc_store_t **out)
 {
     qbc_store_t *s;
-    int rc;
+    int rc, in_use;
     struct stat st;
 
     if (stat(dir, &st) != 0)
         return -errno;
-    recover_for_reader(dir);
+    if ((in_use = journal_in_use(dir)) == 0) {
+        /* crash recovery: no service runs, and the journal may hold webhooks acked before a crash */
+        qbc_store_config_t cfg = {.dir = dir, .no_master_key = 1};
+        if (qbc_store_open(&cfg, &s) == 0)
+            qbc_store_close(s);
+        else
+            qbc_log(QBC_LOG_WARN, "store", "could not replay the journal of %s; showing what LMDB holds", dir);
+    }
     s = store_new(dir);
     s->readonly = 1;
     if ((rc = open_env(s, 0, MDB_RDONLY)) != 0) {
         store_free(s);
         return rc;
     }
+    if (in_use == 1)
+        wait_applied_for_reader(s);
     *out = s;
     return 0;
 }

@@ -240,6 +240,26 @@ static void test_exclusive(void)
     free(dir);
 }
 
+static void test_reader_beside_service(void)
+{
+    char *dir = make_tmp();
+    /* applies gather for 300 ms: long enough that a reader that does not wait sees nothing */
+    qbc_store_config_t cfg = {.dir = dir, .apply_gather_ms = 300};
+    qbc_store_t *s, *ro;
+
+    is_int(qbc_store_open(&cfg, &s), 0, "open");
+    qbc_store_flush(s); /* a commit now: the next apply waits its full 300 ms */
+    free(submit_many(s, 0, 4, 100, NULL));
+    int64_t t0 = qbc_mono_ns();
+    is_int(qbc_store_open_readonly(dir, &ro), 0, "a reader opens beside the running writer");
+    is_int(scan_inbox(ro).n, 4, "and sees every webhook acked before it opened");
+    ok(qbc_mono_ns() - t0 < 2 * (int64_t)1000000000, "having waited less than its 2 s bound");
+    qbc_store_close(ro);
+    qbc_store_close(s);
+    rm_rf(dir);
+    free(dir);
+}
+
 static void test_orphan(void)
 {
     char *dir = make_tmp();
@@ -303,5 +323,6 @@ int main(void)
     subtest("repeats before apply", test_repeats_before_apply);
     subtest("one writer per directory", test_exclusive);
     subtest("a journal from another environment", test_orphan);
+    subtest("a reader beside a running writer", test_reader_beside_service);
     return done_testing();
 }
