@@ -313,6 +313,7 @@ static int replay_journal(qbc_store_t *s, const qbc_jmark_t *applied, int bound)
     if ((rc = qbc_store__read_begin(s, &txn)) != 0)
         return rc;
     s->next_inbox = high_water(txn, s->dbi_inbox, s->dbi_meta, "inbox_seq") + 1;
+    s->acked_inbox = s->next_inbox - 1;
     qbc_store__read_end(s, txn);
     return 0;
 }

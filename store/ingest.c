@@ -313,6 +313,7 @@ static void run_batch(qbc_store_t *s, qbc_store_job_t *list, size_t n)
         }
         count_batch(s, n, qbc_mono_ns() - t0);
         __atomic_store_n(&s->j_head_pos, pos, __ATOMIC_RELAXED); /* stats read it */
+        __atomic_store_n(&s->acked_inbox, s->next_inbox - 1, __ATOMIC_RELEASE);
         s->j_next_jseq = jseq;
 
         qbc_store_job_t *a = qbc_calloc(1, sizeof(*a));

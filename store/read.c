@@ -70,6 +70,15 @@ int qbc_store_stats(qbc_store_t *s, qbc_store_stats_t *out)
         uint64_t applied = __atomic_load_n(&s->j_applied_pos, __ATOMIC_RELAXED);
         out->journal_unapplied_bytes = head > applied ? head - applied : 0;
         out->journal_size = s->jsize;
+        /*
+         * bodies acked from the journal but not yet applied count as held: the
+         * snapshot above is older than this load, and inbox seqs are contiguous
+         */
+        uint64_t acked = __atomic_load_n(&s->acked_inbox, __ATOMIC_ACQUIRE);
+        if (acked > out->last_inbox_seq) {
+            out->inbox_depth += acked - out->last_inbox_seq;
+            out->last_inbox_seq = acked;
+        }
     }
     return 0;
 }

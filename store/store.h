@@ -337,7 +337,7 @@ int qbc_store_flush(qbc_store_t *store);
 /* ============================== reading ============================= */
 
 typedef struct st_qbc_store_stats_t {
-    uint64_t inbox_depth;       /**< raw bodies held */
+    uint64_t inbox_depth;       /**< raw bodies held (a service's count includes acked ones not yet applied) */
     uint64_t quarantined;       /**< bodies held in quarantine */
     uint64_t pending;           /**< coalesced pending notices */
     uint64_t event_ids;         /**< CloudEvents ids remembered */

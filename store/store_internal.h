@@ -71,6 +71,7 @@ struct st_qbc_store_t {
     uint64_t j_head_pos, j_next_jseq, next_inbox;    /* owned by the ingest thread */
     uint32_t j_epoch;                                 /* this open's epoch, durable in meta */
     uint64_t j_applied_pos, j_applied_jseq;          /* atomics: set by the writer after an apply commits */
+    uint64_t acked_inbox;                             /* atomic: the last inbox seq acked (journaled) */
     int j_stuck;                                      /* atomic: an apply failed; webhooks are refused */
     pthread_t ingest;
     int ingest_started, iclosing;

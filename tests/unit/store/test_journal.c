@@ -156,6 +156,10 @@ static void test_crash_replay(void)
     is_int(acked, 50, "50 more acked from the journal alone");
     free(w);
     is_int(scan_inbox(s).n, 100, "LMDB holds only the first 100");
+    qbc_store_stats_t st;
+    qbc_store_stats(s, &st);
+    is_int(st.inbox_depth, 150, "stats count the acked bodies still in the journal");
+    is_int(st.last_inbox_seq, 150, "and their sequences");
     qbc_store_close(s);
 
     /* a torn write: damage the 45th of the 50 unapplied records (jseq 145) */
@@ -173,7 +177,6 @@ static void test_crash_replay(void)
     scan_t sc = scan_inbox(ro);
     is_int(sc.n, 144, "the 44 acked records before the torn one were replayed");
     ok(sc.in_order, "in order");
-    qbc_store_stats_t st;
     qbc_store_stats(ro, &st);
     is_int(st.pending, 144, "and their notices are pending");
     qbc_store_close(ro);
