@@ -49,6 +49,10 @@ static const option_t options[] = {
         "32-byte key encrypting OAuth tokens at rest (default $QBCDC_DATA_DIR/master.key, created 0600)"),
     OPT("map-size", map_size, "1G", "initial LMDB map size (bytes; K, M, G, T suffixes)"),
     OPT("map-max", map_max, "64G", "the map doubles when full up to this size; past it writes get 503"),
+    OPT("inbox-retention", inbox_retention, "604800",
+        "seconds raw webhook bodies (and their CloudEvents ids) are kept; 0: forever. Pending work, "
+        "entity versions and the feed are never pruned"),
+    OPT("prune-interval-ms", prune_interval_ms, "60000", "how often old webhook bodies are pruned (ms)"),
     OPT("log-level", log_level, "info", "error, warn, info or debug"),
     OPT("drain-ms", drain_ms, "10000", "on SIGTERM, how long to wait for in-flight acks (ms)"),
     OPT("rate-limit", rate_limit, "500", "QBO API requests per minute per realm, all kinds together"),
@@ -239,6 +243,8 @@ int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const c
         {cfg->backoff_max_ms, "backoff max ms", 1, 86400000, &cfg->n_backoff_max_ms},
         {cfg->throttle_pause_ms, "throttle pause ms", 1, 3600000, &cfg->n_throttle_pause_ms},
         {cfg->cdc_lookback, "cdc lookback", 1, 86400 * 30, &cfg->n_cdc_lookback_s},
+        {cfg->inbox_retention, "inbox retention", 0, 86400L * 3650, &cfg->n_inbox_retention_s},
+        {cfg->prune_interval_ms, "prune interval ms", 10, 86400000, &cfg->n_prune_interval_ms},
     };
     for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
         if (parse_long(nums[i].text, nums[i].min, nums[i].max, nums[i].out) != 0) {

@@ -92,6 +92,8 @@ static int cmd_serve(int argc, char **argv)
     qbc_store_config_t scfg = {.dir = cfg.data_dir,
                                .map_size = cfg.map_size_bytes,
                                .map_max = cfg.map_max_bytes,
+                               .inbox_retention_s = cfg.n_inbox_retention_s,
+                               .prune_interval_ms = (int)cfg.n_prune_interval_ms,
                                .master_key_file = cfg.master_key_file};
     if ((rc = qbc_store_open(&scfg, &store)) != 0) {
         fprintf(stderr, "qbcdc: cannot open the store in %s: %s\n", cfg.data_dir, qbc_strerror(rc));

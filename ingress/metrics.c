@@ -137,6 +137,12 @@ char *metrics_render(const ingress_metrics_t *m, qbc_store_t *store, size_t *len
               (double)st.pending);
         gauge(&o, "qbcdc_cloudevent_ids", "CloudEvents ids remembered for retry deduplication.",
               (double)st.event_ids);
+        gauge(&o, "qbcdc_inbox_oldest_age_seconds",
+              "Age of the oldest raw webhook body held (retention: QBCDC_INBOX_RETENTION); 0 when none.",
+              st.inbox_oldest_ns > 0 ? (double)(qbc_now_ns() - st.inbox_oldest_ns) / 1e9 : 0.0);
+        counter(&o, "qbcdc_inbox_pruned_total", "Raw webhook bodies removed by retention.", (double)st.pruned_inbox);
+        counter(&o, "qbcdc_cloudevent_ids_pruned_total", "CloudEvents ids removed by retention.",
+                (double)st.pruned_event_ids);
         gauge(&o, "qbcdc_store_used_bytes", "Bytes of the LMDB map in use.", (double)st.used_bytes);
         gauge(&o, "qbcdc_store_map_bytes", "Current LMDB map size in bytes.", (double)st.map_bytes);
     }

@@ -28,6 +28,7 @@
  * 473 -> 315 us; 10-20 ms no more throughput and worse p99 (larger commits hold
  * the disk longer).
  */
+#define DEFAULT_PRUNE_INTERVAL_MS 60000
 #define DEFAULT_APPLY_GATHER_MS 5
 
 static int lmdb_fail(const char *what, int rc)
@@ -336,6 +337,9 @@ int qbc_store_open(const qbc_store_config_t *cfg, qbc_store_t **out)
         s->map_max = map_size;
     s->batch_max = cfg->batch_max != 0 ? cfg->batch_max : DEFAULT_BATCH_MAX;
     s->apply_interval_ns = (int64_t)(cfg->apply_gather_ms != 0 ? cfg->apply_gather_ms : DEFAULT_APPLY_GATHER_MS) * 1000000;
+    s->retention_ns = cfg->inbox_retention_s > 0 ? cfg->inbox_retention_s * 1000000000 : 0;
+    s->prune_interval_ns = (int64_t)(cfg->prune_interval_ms > 0 ? cfg->prune_interval_ms : DEFAULT_PRUNE_INTERVAL_MS) * 1000000;
+    s->prune_due_ns = qbc_mono_ns(); /* the first prune comes right after the open */
     if (cfg->no_master_key) {
         rc = 0;
     } else if (cfg->master_key_file != NULL) {

@@ -42,10 +42,18 @@ int qbc_store_stats(qbc_store_t *s, qbc_store_stats_t *out)
     }
     if (mdb_cursor_open(txn, s->dbi_inbox, &cur) == 0) {
         MDB_val k, v;
+        qbc_inbox_record_t rec;
         if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == 0 && k.mv_size == 8)
             out->last_inbox_seq = get_u64be(k.mv_data);
+        if (mdb_cursor_get(cur, &k, &v, MDB_FIRST) == 0 && k.mv_size == 8 &&
+            qbc_store__inbox_decode(get_u64be(k.mv_data), v.mv_data, v.mv_size, &rec) == 0)
+            out->inbox_oldest_ns = rec.received_ns;
         mdb_cursor_close(cur);
     }
+    /* retention may have removed every body: the high-water mark still knows the last sequence */
+    MDB_val hk = {sizeof("inbox_seq") - 1, "inbox_seq"}, hv;
+    if (mdb_get(txn, s->dbi_meta, &hk, &hv) == 0 && hv.mv_size == 8 && get_u64be(hv.mv_data) > out->last_inbox_seq)
+        out->last_inbox_seq = get_u64be(hv.mv_data);
     mdb_env_info(s->env, &info);
     mdb_env_stat(s->env, &est);
     qbc_store__read_end(s, txn);
@@ -56,6 +64,8 @@ int qbc_store_stats(qbc_store_t *s, qbc_store_stats_t *out)
     out->commit_failures = __atomic_load_n(&s->st_commit_failures, __ATOMIC_RELAXED);
     out->jobs_committed = __atomic_load_n(&s->st_jobs, __ATOMIC_RELAXED);
     out->map_growths = __atomic_load_n(&s->st_growths, __ATOMIC_RELAXED);
+    out->pruned_inbox = __atomic_load_n(&s->st_pruned_inbox, __ATOMIC_RELAXED);
+    out->pruned_event_ids = __atomic_load_n(&s->st_pruned_ids, __ATOMIC_RELAXED);
     out->commit_ns_sum = __atomic_load_n(&s->st_commit_ns, __ATOMIC_RELAXED);
     for (int i = 0; i < 8; i++)
         out->batch_hist[i] = __atomic_load_n(&s->st_batch_hist[i], __ATOMIC_RELAXED);

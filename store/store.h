@@ -195,6 +195,8 @@ typedef struct st_qbc_store_config_t {
     unsigned batch_max;  /**< most jobs in one group commit (0: 4096) */
     uint64_t journal_size; /**< bytes of the webhook journal, DIR/journal, when it is created (0: 16 MiB) */
     int apply_gather_ms;   /**< journaled webhooks gather this long before an LMDB apply (0: 5 ms, <0: none) */
+    int64_t inbox_retention_s; /**< raw bodies (and their CloudEvents ids) older than this are pruned (0: kept) */
+    int prune_interval_ms;     /**< how often the writer prunes, when inbox_retention_s is set (0: 60 s) */
     int no_master_key;   /**< 1: open without the key (no token jobs); for journal recovery */
     const char *master_key_file; /**< 32-byte key for tokens at rest; created 0600 if missing (NULL: dir/master.key) */
 } qbc_store_config_t;
@@ -342,6 +344,7 @@ typedef struct st_qbc_store_stats_t {
     uint64_t pending;           /**< coalesced pending notices */
     uint64_t event_ids;         /**< CloudEvents ids remembered */
     uint64_t last_inbox_seq;
+    int64_t inbox_oldest_ns;    /**< when the oldest body in LMDB was received (0: none there) */
     uint64_t entities;          /**< entity versions and tombstones held */
     uint64_t feed_records;
     uint64_t last_feed_seq;
@@ -354,6 +357,8 @@ typedef struct st_qbc_store_stats_t {
     uint64_t commit_failures;
     uint64_t jobs_committed;
     uint64_t map_growths;
+    uint64_t pruned_inbox;      /**< bodies removed by retention */
+    uint64_t pruned_event_ids;  /**< CloudEvents ids removed by retention */
     uint64_t batch_hist[8];     /**< group-commit sizes: <=1, <=2, <=4, <=8, <=16, <=64, <=256, more */
     uint64_t commit_ns_sum;     /**< time spent in mdb_txn_commit (incl. fsync) */
     /* the webhook journal: each commit is one write + fdatasync that acks a batch */

@@ -23,6 +23,7 @@
 #define QBC_JOURNAL_MIN (1u << 20)
 #define QBC_JOURNAL_DEFAULT (16u << 20)
 #define QBC_JOB_APPLY 100 /* private job kind: apply journal records to LMDB */
+#define QBC_JOB_PRUNE 101 /* private job kind: prune old inbox bodies and CloudEvents ids (retention.c) */
 
 /** one recent CloudEvents id, journaled but perhaps not yet applied (ingest.c) */
 typedef struct st_qbc_recent_id_t qbc_recent_id_t;
@@ -87,6 +88,15 @@ struct st_qbc_store_t {
     /* owned by the writer thread */
     uint64_t next_feed, next_dead;
     int64_t full_logged_ns;
+
+    /* retention (retention.c): settings, then the writer thread's state */
+    int64_t retention_ns, prune_interval_ns; /* retention_ns 0: keep everything */
+    int64_t prune_due_ns;
+    int prune_queued;
+    uint64_t prune_sweep_floor, prune_swept_floor; /* the id sweep under way began at; the last complete one */
+    unsigned char prune_key[QBC_EVENT_ID_MAX];     /* where the id sweep resumes (length 0: at the start) */
+    size_t prune_key_len;
+    uint64_t st_pruned_inbox, st_pruned_ids;       /* relaxed atomics */
 
     /* counters: written by the writer with relaxed atomics, read by anyone */
     uint64_t st_commits, st_commit_failures, st_jobs, st_growths, st_commit_ns;
@@ -191,6 +201,12 @@ void qbc_store__ingest_applied(qbc_store_t *s, uint64_t jseq, uint64_t pos);
 int qbc_store__writer_submit(qbc_store_t *s, qbc_store_job_t *job);
 /** applies a list of jobs in one transaction, growing the map as needed (before the writer runs: replay). */
 int qbc_store__run_now(qbc_store_t *s, qbc_store_job_t *list);
+
+/* ---- retention.c ---- */
+/** a prune job if one is due (writer thread; it frees itself when done), else NULL */
+qbc_store_job_t *qbc_store__prune_job(qbc_store_t *s, int64_t now_mono_ns);
+/** the prune job's transaction: one bounded slice of pruning */
+int qbc_store__prune(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job);
 
 /* ---- crypt.c ---- */
 /** reads the 32-byte key, or creates it (random, 0600) when missing. */

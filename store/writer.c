@@ -500,6 +500,8 @@ static int apply_job(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *j, txn_ctx_t
 {
     if ((int)j->kind == QBC_JOB_APPLY)
         return apply_journal(s, txn, j, t);
+    if ((int)j->kind == QBC_JOB_PRUNE)
+        return qbc_store__prune(s, txn, j);
     j->last_feed_seq = j->backfill_id = 0;
     j->n_feed = j->n_retired = 0;
     j->backfill_refused = 0;
@@ -540,10 +542,11 @@ static int run_txn(qbc_store_t *s, qbc_store_job_t *list, qbc_commit_note_t *not
         }
     }
     /*
-     * A high-water mark keeps sequences unique after the last record is removed; only
-     * dead letters are ever removed (redrive). The inbox and the feed never remove a
-     * record, so their last key is their mark: rewriting one on every commit would
-     * cost a scattered page write per commit for nothing.
+     * A high-water mark keeps sequences unique after the last record is removed. Dead
+     * letters are removed by redrive; inbox bodies only by retention, which writes the
+     * inbox's mark itself (retention.c); the feed never removes a record. So the last
+     * key is the mark, and rewriting one on every commit would cost a scattered page
+     * write per commit for nothing.
      */
     if (t.dead != s->next_dead && (rc = put_high_water(s, txn, "dead_seq", t.dead - 1)) != 0) {
         mdb_txn_abort(txn);
@@ -593,7 +596,7 @@ static void finish(qbc_store_t *s, qbc_store_job_t *j, int result)
 {
     j->result = result;
     /* counted: the submitters' jobs (webhooks are counted by the ingest thread) */
-    if (result == 0 && (int)j->kind != QBC_JOB_APPLY && j->on_commit != flush_done)
+    if (result == 0 && (int)j->kind != QBC_JOB_APPLY && (int)j->kind != QBC_JOB_PRUNE && j->on_commit != flush_done)
         __atomic_add_fetch(&s->st_jobs, 1, __ATOMIC_RELAXED);
     j->on_commit(j); /* the job belongs to its submitter again */
 }
@@ -650,16 +653,54 @@ static void run_batch(qbc_store_t *s, qbc_store_job_t *list, size_t n)
     }
 }
 
+/* waits on the writer's condition variable until woken or until mono_due; mu held */
+static void wait_until(qbc_store_t *s, int64_t mono_due)
+{
+    struct timespec ts;
+    int64_t left = mono_due - qbc_mono_ns();
+    if (left <= 0)
+        return;
+    clock_gettime(CLOCK_REALTIME, &ts); /* the condition variable's clock */
+    ts.tv_sec += left / 1000000000;
+    ts.tv_nsec += left % 1000000000;
+    if (ts.tv_nsec >= 1000000000)
+        ts.tv_sec++, ts.tv_nsec -= 1000000000;
+    pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+}
+
+/* queues a prune job behind whatever is queued, if one is due; mu held */
+static void queue_prune(qbc_store_t *s)
+{
+    qbc_store_job_t *p = qbc_store__prune_job(s, qbc_mono_ns());
+    if (p == NULL)
+        return;
+    p->_next = NULL;
+    if (s->q_tail != NULL)
+        s->q_tail->_next = p;
+    else
+        s->q_head = p;
+    s->q_tail = p;
+    s->q_urgent++;
+}
+
 static void *writer_main(void *arg)
 {
     qbc_store_t *s = arg;
 
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (s->q_head == NULL && !s->closing)
-            pthread_cond_wait(&s->cv, &s->mu);
+        while (s->q_head == NULL && !s->closing) {
+            queue_prune(s);
+            if (s->q_head != NULL)
+                break;
+            if (s->retention_ns > 0 && !s->prune_queued)
+                wait_until(s, s->prune_due_ns);
+            else
+                pthread_cond_wait(&s->cv, &s->mu);
+        }
         if (s->q_head == NULL)
             break; /* closing, and everything queued has been written */
+        queue_prune(s); /* a busy writer prunes too */
         /*
          * Only journal batches waiting: nobody waits for them (their webhooks are
          * acked), so gather them for up to apply_interval after the last commit. Fewer,
@@ -667,18 +708,8 @@ static void *writer_main(void *arg)
          * one delays the journal's). Any other job ends the wait at once.
          */
         int64_t due = s->last_commit_ns + s->apply_interval_ns;
-        while (s->q_urgent == 0 && !s->closing && s->apply_interval_ns > 0 && qbc_mono_ns() < due) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts); /* the condition variable's clock */
-            int64_t left = due - qbc_mono_ns();
-            if (left <= 0)
-                break;
-            ts.tv_sec += left / 1000000000;
-            ts.tv_nsec += left % 1000000000;
-            if (ts.tv_nsec >= 1000000000)
-                ts.tv_sec++, ts.tv_nsec -= 1000000000;
-            pthread_cond_timedwait(&s->cv, &s->mu, &ts);
-        }
+        while (s->q_urgent == 0 && !s->closing && s->apply_interval_ns > 0 && qbc_mono_ns() < due)
+            wait_until(s, due);
         qbc_store_job_t *list = s->q_head, *last = list;
         size_t n = 1;
         s->q_urgent -= (int)list->kind != QBC_JOB_APPLY;

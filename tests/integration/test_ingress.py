@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import *  # noqa: F401,F403
@@ -184,6 +185,22 @@ is_([h["body"] for h in inbox(data)], acked, "after a restart the inbox holds ev
 st, _, body = post(port, CLASSIC.replace('"1"', '"4"'))
 is_(json.loads(body).get("inbox_seq"), 8, "sequence numbers continue after a restart")
 proc.stop()
+
+# ---- retention: old raw bodies are pruned; pending work and sequences are not touched ----
+held_pending = len(pending(data))
+proc, port, data = start_qbcdc(data_dir=data, tokens=TOKEN, args=["--inbox-retention", "1", "--prune-interval-ms", "100"])
+deadline = time.time() + 15
+while time.time() < deadline and (metric(port, "qbcdc_inbox_pruned_total") or 0) < 8:
+    time.sleep(0.1)
+is_(metric(port, "qbcdc_inbox_pruned_total"), 8.0, "retention: all 8 old bodies pruned (counted in /metrics)")
+is_(metric(port, "qbcdc_inbox_depth"), 0.0, "the inbox is empty")
+is_(metric(port, "qbcdc_inbox_oldest_age_seconds"), 0.0, "no oldest body")
+is_(len(pending(data)), held_pending, "pending notices untouched")
+st, _, body = post(port, CLASSIC.replace('"1"', '"5"'))
+is_(json.loads(body).get("inbox_seq"), 9, "a body after pruning takes the next sequence")
+proc.stop()
+rc, _, err = cli("serve", "--inbox-retention", "-1", data_dir=data)
+ok(rc == 2 and "inbox retention" in err, "a bad retention: exit 2 with a message", err)
 
 # ---- no verifier tokens ----
 proc, port, data2 = start_qbcdc(tokens=None)

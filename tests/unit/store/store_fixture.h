@@ -58,4 +58,82 @@ static __attribute__((unused)) void rm_rf(const char *d)
         diag("cleanup failed");
 }
 
+/* ---- webhooks in bulk, and the inbox read back ---- */
+
+typedef struct {
+    qbc_store_job_t job;
+    qbc_event_t ev;
+    char body[1200];
+} wh_t;
+
+/*
+ * n webhooks received at received_ns, body i = {"n":first+i} padded to pad bytes; one
+ * event each (entity id = first+i, CloudEvents id prefix+(first+i) if a prefix is given);
+ * returns once all are acked (free the result).
+ */
+static __attribute__((unused)) wh_t *submit_at(qbc_store_t *s, int first, int n, size_t pad,
+                                               const char *event_id_prefix, int64_t received_ns)
+{
+    wh_t *w = calloc((size_t)n, sizeof(*w));
+    reset_done();
+    for (int i = 0; i < n; i++) {
+        int len = snprintf(w[i].body, sizeof(w[i].body), "{\"n\":%d}", first + i);
+        while ((size_t)len < pad && (size_t)len < sizeof(w[i].body) - 1)
+            w[i].body[len++] = ' ';
+        w[i].body[len] = '\0';
+        strcpy(w[i].ev.realm, "9");
+        strcpy(w[i].ev.entity, "Invoice");
+        snprintf(w[i].ev.id, sizeof(w[i].ev.id), "%d", first + i);
+        if (event_id_prefix != NULL)
+            snprintf(w[i].ev.event_id, sizeof(w[i].ev.event_id), "%s%d", event_id_prefix, first + i);
+        w[i].ev.op = QBC_OP_UPDATE;
+        w[i].ev.updated_ns = 1000 + first + i;
+        w[i].job.kind = QBC_JOB_WEBHOOK;
+        w[i].job.body = w[i].body;
+        w[i].job.body_len = (size_t)len;
+        w[i].job.events = &w[i].ev;
+        w[i].job.n_events = 1;
+        w[i].job.format = QBC_FORMAT_CLASSIC;
+        w[i].job.received_ns = received_ns;
+        w[i].job.on_commit = on_commit;
+        if (qbc_store_submit(s, &w[i].job) != 0)
+            abort();
+    }
+    wait_done(n);
+    return w;
+}
+
+static __attribute__((unused)) wh_t *submit_many(qbc_store_t *s, int first, int n, size_t pad,
+                                                 const char *event_id_prefix)
+{
+    return submit_at(s, first, n, pad, event_id_prefix, 1);
+}
+
+typedef struct {
+    int n, in_order;
+    uint64_t last_seq;
+    int next_body; /* the body number expected next */
+} scan_t;
+
+static __attribute__((unused)) int scan_inbox_cb(const qbc_inbox_record_t *r, void *ctx)
+{
+    scan_t *sc = ctx;
+    int num = -1;
+    sscanf((const char *)r->body, "{\"n\":%d}", &num);
+    if (num != sc->next_body || r->seq <= sc->last_seq)
+        sc->in_order = 0;
+    sc->next_body = num + 1;
+    sc->last_seq = r->seq;
+    sc->n++;
+    return 0;
+}
+
+/* the inbox in order: how many bodies, and whether bodies and sequences rise together */
+static __attribute__((unused)) scan_t scan_inbox(qbc_store_t *s)
+{
+    scan_t sc = {0, 1, 0, 0};
+    qbc_store_inbox_scan(s, 0, scan_inbox_cb, &sc);
+    return sc;
+}
+
 #endif
