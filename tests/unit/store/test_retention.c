@@ -16,30 +16,26 @@ static qbc_store_stats_t stats_of(qbc_store_t *s)
     return st;
 }
 
-/* waits (up to 20 s) until the writer has pruned `want` bodies; returns what it pruned */
-static uint64_t wait_pruned(qbc_store_t *s, uint64_t want)
+static int pruned_at_least(const qbc_store_stats_t *st, uint64_t n)
 {
-    for (int i = 0; i < 2000; i++) {
-        qbc_store_stats_t st = stats_of(s);
-        if (st.pruned_inbox >= want)
-            return st.pruned_inbox;
-        struct timespec ts = {0, 10 * 1000000};
-        nanosleep(&ts, NULL);
-    }
-    return stats_of(s).pruned_inbox;
+    return st->pruned_inbox >= n;
 }
 
-/* waits (up to 20 s) until only `want` CloudEvents ids are left */
-static uint64_t wait_ids(qbc_store_t *s, uint64_t want)
+static int ids_at_most(const qbc_store_stats_t *st, uint64_t n)
 {
-    for (int i = 0; i < 2000; i++) {
-        qbc_store_stats_t st = stats_of(s);
-        if (st.event_ids <= want)
-            return st.event_ids;
+    return st->event_ids <= n;
+}
+
+/* polls the stats (up to 20 s) until done(stats, n) holds; returns the last stats read */
+static qbc_store_stats_t wait_stats(qbc_store_t *s, int (*done)(const qbc_store_stats_t *, uint64_t), uint64_t n)
+{
+    qbc_store_stats_t st = stats_of(s);
+    for (int i = 0; i < 2000 && !done(&st, n); i++) {
         struct timespec ts = {0, 10 * 1000000};
         nanosleep(&ts, NULL);
+        st = stats_of(s);
     }
-    return stats_of(s).event_ids;
+    return st;
 }
 
 /* one quarantined body received at received_ns */
@@ -76,8 +72,8 @@ static void test_prune_old(void)
     free(submit_at(s, 10000, 20, 60, "new-", now));
     qbc_store_flush(s);
 
-    is_int(wait_pruned(s, 6001), 6001, "every body older than the retention was pruned");
-    is_int(wait_ids(s, 20), 20, "and every CloudEvents id they brought");
+    is_int(wait_stats(s, pruned_at_least, 6001).pruned_inbox, 6001, "every body older than the retention was pruned");
+    is_int(wait_stats(s, ids_at_most, 20).event_ids, 20, "and every CloudEvents id they brought");
     qbc_store_stats_t st = stats_of(s);
     is_int(st.pruned_event_ids, 6000, "counted");
     is_int(st.inbox_depth, 21, "the young bodies are kept");
@@ -123,8 +119,8 @@ static void test_prune_everything(void)
     is_int(qbc_store_open(&cfg, &s), 0, "open with a one-minute retention");
     free(submit_at(s, 0, 50, 60, "ce-", old));
     qbc_store_flush(s);
-    is_int(wait_pruned(s, 50), 50, "all 50 bodies pruned");
-    is_int(wait_ids(s, 0), 0, "and all their ids");
+    is_int(wait_stats(s, pruned_at_least, 50).pruned_inbox, 50, "all 50 bodies pruned");
+    is_int(wait_stats(s, ids_at_most, 0).event_ids, 0, "and all their ids");
     qbc_store_stats_t st = stats_of(s);
     is_int(st.inbox_depth, 0, "the inbox is empty");
     is_int(st.last_inbox_seq, 50, "its last sequence is still 50");
