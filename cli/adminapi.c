@@ -14,22 +14,6 @@
 #include "adminapi.h"
 #include "store.h"
 
-typedef struct {
-    char *buf;
-    size_t len;
-} body_t;
-
-static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
-{
-    body_t *b = ud;
-    size_t n = size * nmemb;
-    b->buf = qbc_realloc(b->buf, b->len + n + 1);
-    memcpy(b->buf + b->len, p, n);
-    b->len += n;
-    b->buf[b->len] = '\0';
-    return n;
-}
-
 /* "127.0.0.1:8080" / ":8080" / "[::1]:8080" -> a base URL */
 static void base_url(const char *listen, char *out, size_t size)
 {
@@ -44,7 +28,7 @@ static void base_url(const char *listen, char *out, size_t size)
 static int call(const qbc_config_t *cfg, const char *method, const char *path, const char *body)
 {
     char url[512], auth[600];
-    body_t b = {NULL, 0};
+    qbc_buf_t b = {0};
     long status = 0;
 
     if (cfg->admin_token == NULL) {
@@ -62,7 +46,7 @@ static int call(const qbc_config_t *cfg, const char *method, const char *path, c
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, qbc_buf_write_cb);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
     curl_easy_setopt(e, CURLOPT_TIMEOUT, 30L);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -75,11 +59,11 @@ static int call(const qbc_config_t *cfg, const char *method, const char *path, c
     curl_easy_cleanup(e);
     if (rc != CURLE_OK) {
         fprintf(stderr, "qbcdc: cannot reach the service at %s: %s\n", url, curl_easy_strerror(rc));
-        free(b.buf);
+        qbc_buf_free(&b, 0);
         return 1;
     }
-    printf("%s\n", b.buf != NULL ? b.buf : "");
-    free(b.buf);
+    printf("%s\n", b.data != NULL ? b.data : "");
+    qbc_buf_free(&b, 0);
     return status >= 200 && status < 300 ? 0 : 1;
 }
 

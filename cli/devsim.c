@@ -161,19 +161,6 @@ void qbc_devsim_stop(qbc_devsim_t *sim)
     sim->pid = 0;
 }
 
-/* libcurl write callback: appends to a NUL-terminated malloc'd buffer (char **ud) */
-static size_t collect(char *p, size_t sz, size_t n, void *ud)
-{
-    char **acc = ud;
-    size_t len = sz * n, old = *acc ? strlen(*acc) : 0;
-    if (old + len > 1 << 20)
-        return 0;
-    *acc = qbc_realloc(*acc, old + len + 1);
-    memcpy(*acc + old, p, len);
-    (*acc)[old + len] = '\0';
-    return len;
-}
-
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t reg_cv = PTHREAD_COND_INITIALIZER;
 static int reg_done;
@@ -189,7 +176,8 @@ static void on_registered(qbc_store_job_t *job)
 
 int qbc_devsim_register(const qbc_devsim_t *sim, const char *sim_listen, qbc_store_t *store)
 {
-    char url[200], *answer = NULL;
+    char url[200];
+    qbc_buf_t answer = {.max = 1 << 20};
     long status = 0;
     int registered = 0;
 
@@ -201,10 +189,9 @@ int qbc_devsim_register(const qbc_devsim_t *sim, const char *sim_listen, qbc_sto
         CURL *c = curl_easy_init();
         if (c == NULL)
             break;
-        free(answer);
-        answer = NULL;
+        qbc_buf_free(&answer, 1);
         curl_easy_setopt(c, CURLOPT_URL, url);
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, qbc_buf_write_cb);
         curl_easy_setopt(c, CURLOPT_WRITEDATA, &answer);
         curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 2000L);
         curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -216,7 +203,7 @@ int qbc_devsim_register(const qbc_devsim_t *sim, const char *sim_listen, qbc_sto
             nanosleep(&ts, NULL);
         }
     }
-    json_t *o = status == 200 && answer != NULL ? json_loads(answer, 0, NULL) : NULL;
+    json_t *o = status == 200 && answer.data != NULL ? json_loads(answer.data, 0, NULL) : NULL;
     const char *realm;
     json_t *v;
     json_object_foreach(o, realm, v)
@@ -249,10 +236,7 @@ int qbc_devsim_register(const qbc_devsim_t *sim, const char *sim_listen, qbc_sto
         free(t);
     }
     json_decref(o);
-    if (answer != NULL) {
-        OPENSSL_cleanse(answer, strlen(answer));
-        free(answer);
-    }
+    qbc_buf_free(&answer, 1); /* refresh tokens */
     if (registered > 0)
         qbc_log(QBC_LOG_INFO, "devsim", "registered %d simulated companies; their changes flow to GET /v1/changes",
                 registered);

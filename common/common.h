@@ -74,6 +74,19 @@ void *qbc__calloc(size_t n, size_t sz, const char *file, int line);
 void *qbc__realloc(void *p, size_t sz, const char *file, int line);
 char *qbc__strndup(const char *s, size_t n, const char *file, int line);
 
+/** a growable buffer, NUL-terminated after its len bytes once anything is in it (data NULL before) */
+typedef struct st_qbc_buf_t {
+    char *data;
+    size_t len, cap;
+    size_t max; /**< the most bytes it takes (0: no limit); set before the first append */
+} qbc_buf_t;
+/** appends n bytes; 0, or -1 (nothing appended) if that would pass max. */
+int qbc_buf_append(qbc_buf_t *b, const void *p, size_t n);
+/** libcurl's CURLOPT_WRITEFUNCTION shape, with a qbc_buf_t as its data: appends, failing the transfer past max. */
+size_t qbc_buf_write_cb(char *p, size_t size, size_t nmemb, void *ud);
+/** frees the bytes (wipe: zero them first, for secrets such as token answers) and empties the buffer. */
+void qbc_buf_free(qbc_buf_t *b, int wipe);
+
 /** aborts with file:line and a message; for broken invariants only. */
 #define qbc_fatal(...) qbc__fatal(__FILE__, __LINE__, __VA_ARGS__)
 __attribute__((noreturn, format(printf, 3, 4))) void qbc__fatal(const char *file, int line, const char *fmt, ...);

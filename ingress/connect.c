@@ -52,7 +52,7 @@ typedef struct st_oauth_call_t {
     const char *content_type;
     char *body;   /* wiped and freed after the call */
     long status;  /* HTTP status, 0 if none */
-    char *answer; /* the response body (NUL-terminated), wiped and freed after done() */
+    qbc_buf_t answer; /* the response body (an OAuth answer is small: capped), wiped and freed after done() */
     char error[200];
     void (*done)(struct st_oauth_call_t *call);
 } oauth_call_t;
@@ -131,20 +131,6 @@ int on_connect(h2o_handler_t *_self, h2o_req_t *req)
     return 0;
 }
 
-/* libcurl write callback: appends to a NUL-terminated malloc'd buffer (char **ud) */
-static size_t collect(char *p, size_t sz, size_t n, void *ud)
-{
-    size_t len = sz * n;
-    char **acc = ud;
-    size_t old = *acc ? strlen(*acc) : 0;
-    if (old + len > 1 << 20)
-        return 0; /* an OAuth answer is small; refuse a flood */
-    *acc = qbc_realloc(*acc, old + len + 1);
-    memcpy(*acc + old, p, len);
-    (*acc)[old + len] = '\0';
-    return len;
-}
-
 static void *oauth_call_main(void *arg)
 {
     oauth_call_t *x = arg;
@@ -162,7 +148,7 @@ static void *oauth_call_main(void *arg)
         curl_easy_setopt(c, CURLOPT_USERNAME, ing->client_id);
         curl_easy_setopt(c, CURLOPT_PASSWORD, ing->client_secret != NULL ? ing->client_secret : "");
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, x->body);
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, qbc_buf_write_cb);
         curl_easy_setopt(c, CURLOPT_WRITEDATA, &x->answer);
         curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
         curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -192,10 +178,7 @@ static void on_exchanges(h2o_multithread_receiver_t *receiver, h2o_linklist_t *m
         h2o_linklist_unlink(&msg->link);
         x->ing->metrics.inflight--;
         x->done(x);
-        if (x->answer != NULL) {
-            OPENSSL_cleanse(x->answer, strlen(x->answer));
-            free(x->answer);
-        }
+        qbc_buf_free(&x->answer, 1);
         free(x->body);
         free(x);
     }
@@ -214,6 +197,7 @@ static void oauth_call_start(qbc_ingress_t *ing, ingress_job_t *j, const char *u
     x->url = url;
     x->content_type = content_type;
     x->body = body;
+    x->answer.max = 1 << 20; /* an OAuth answer is small; refuse a flood */
     x->done = done;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -234,7 +218,7 @@ static void oauth_call_start(qbc_ingress_t *ing, ingress_job_t *j, const char *u
 static void exchange_done(oauth_call_t *x)
 {
     ingress_job_t *j = x->job;
-    json_t *o = x->answer != NULL ? json_loads(x->answer, 0, NULL) : NULL;
+    json_t *o = x->answer.data != NULL ? json_loads(x->answer.data, 0, NULL) : NULL;
     const char *rt = o ? json_string_value(json_object_get(o, "refresh_token")) : NULL;
     const char *at = o ? json_string_value(json_object_get(o, "access_token")) : NULL;
 

@@ -38,8 +38,7 @@ struct st_rec_xfer_t {
     CURL *easy;
     struct curl_slist *hdrs;
     char errbuf[CURL_ERROR_SIZE];
-    char *body;
-    size_t len, cap;
+    qbc_buf_t body; /* the answer, up to REC_MAX_BODY */
     uint64_t retry_after_ms;
     rec_api_cb api_cb; /* X_API: who gets the answer */
     void *api_ctx;
@@ -286,25 +285,6 @@ static void version_of(const rec_notice_t *n, const rec_realm_t *realm, const ch
 
 /* ---------------------------------------------------------------- transfers */
 
-static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
-{
-    rec_xfer_t *x = ud;
-    size_t n = size * nmemb;
-    if (x->len + n + 1 > REC_MAX_BODY)
-        return 0;
-    if (x->len + n + 1 > x->cap) {
-        size_t cap = x->cap ? x->cap : 16384;
-        while (cap < x->len + n + 1)
-            cap *= 2;
-        x->body = qbc_realloc(x->body, cap);
-        x->cap = cap;
-    }
-    memcpy(x->body + x->len, p, n);
-    x->len += n;
-    x->body[x->len] = '\0';
-    return n;
-}
-
 static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
 {
     rec_xfer_t *x = ud;
@@ -324,13 +304,14 @@ static rec_xfer_t *xfer_new(qbc_reconciler_t *r, rec_realm_t *realm, int kind, c
     x->r = r;
     x->realm = realm;
     x->kind = kind;
+    x->body.max = REC_MAX_BODY;
     if ((x->easy = curl_easy_init()) == NULL)
         qbc_fatal("curl_easy_init failed");
     CURL *e = x->easy;
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, x);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, qbc_buf_write_cb);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &x->body);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
@@ -381,10 +362,7 @@ static void xfer_free(qbc_reconciler_t *r, rec_xfer_t *x)
     for (struct curl_slist *h = x->hdrs; h; h = h->next) /* the Authorization line holds a token */
         OPENSSL_cleanse(h->data, strlen(h->data));
     curl_slist_free_all(x->hdrs);
-    if (x->body) {
-        OPENSSL_cleanse(x->body, x->len); /* token answers */
-        free(x->body);
-    }
+    qbc_buf_free(&x->body, 1); /* token answers */
     free(x->ns);
     free(x->parts);
     free(x);
@@ -718,7 +696,7 @@ static void api_done(qbc_reconciler_t *r, rec_xfer_t *x, int curl_ok, long statu
     int prc = 0;
     qbc_rec_part_t *parts = NULL;
     if (curl_ok)
-        qbc_rec_parse_fault(x->body, x->len, &fault);
+        qbc_rec_parse_fault(x->body.data, x->body.len, &fault);
     else
         memset(&fault, 0, sizeof(fault));
     qbc_rec_class_t cls = qbc_rec_classify(curl_ok, status, &fault);
@@ -728,11 +706,11 @@ static void api_done(qbc_reconciler_t *r, rec_xfer_t *x, int curl_ok, long statu
             for (size_t i = 0; i < x->n_parts; i++)
                 ents[i] = x->parts[i].entity;
             parts = qbc_calloc(x->n_parts, sizeof(*parts));
-            prc = qbc_rec_parse_batch(x->body, x->len, ents, x->n_parts, parts, &fault);
+            prc = qbc_rec_parse_batch(x->body.data, x->body.len, ents, x->n_parts, parts, &fault);
             free(ents);
         } else if (x->kind == X_QUERY) {
-            prc = qbc_rec_parse_query(x->body, x->len, x->parts[0].entity, &items, &n_items, &fault);
-        } else if ((prc = qbc_rec_parse_read(x->body, x->len, x->parts[0].entity, &one, &fault)) == 0) {
+            prc = qbc_rec_parse_query(x->body.data, x->body.len, x->parts[0].entity, &items, &n_items, &fault);
+        } else if ((prc = qbc_rec_parse_read(x->body.data, x->body.len, x->parts[0].entity, &one, &fault)) == 0) {
             items = qbc_alloc(sizeof(*items));
             items[0] = one;
             n_items = 1;
@@ -801,9 +779,9 @@ static void xfer_done(qbc_reconciler_t *r, rec_xfer_t *x, CURLcode res)
                 g->inflight--;
         }
     if (x->kind == X_TOKEN) {
-        rec_auth_token_done(r, x->realm, curl_ok, status, x->body, x->len, curl_ok ? NULL : x->errbuf);
+        rec_auth_token_done(r, x->realm, curl_ok, status, x->body.data, x->body.len, curl_ok ? NULL : x->errbuf);
     } else if (x->kind == X_API) {
-        rec_api_answer_t a = {curl_ok,     status, x->body, x->len, x->retry_after_ms, curl_ok ? NULL : x->errbuf,
+        rec_api_answer_t a = {curl_ok,     status, x->body.data, x->body.len, x->retry_after_ms, curl_ok ? NULL : x->errbuf,
                               x->token_gen};
         x->api_cb(r, x->realm, x->api_ctx, &a);
     } else {
