@@ -300,6 +300,7 @@ static json_t *job_json(const qbc_backfill_t *b)
     json_object_set_new(o, "start_position", json_integer((json_int_t)b->start_position));
     json_object_set_new(o, "records_seen", json_integer((json_int_t)b->records_seen));
     json_object_set_new(o, "versions_new", json_integer((json_int_t)b->versions_new));
+    json_object_set_new(o, "rereads", json_integer((json_int_t)b->rereads));
     json_object_set_new(o, "created_at", time_or_null(b->created_ns));
     json_object_set_new(o, "started_at", time_or_null(b->started_ns));
     json_object_set_new(o, "finished_at", time_or_null(b->finished_ns));

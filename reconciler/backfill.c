@@ -14,9 +14,14 @@
  * per realm runs at a time, in id order. A job cancelled in the store stops at once:
  * its checkpoints are refused from then on.
  *
- * STARTPOSITION paging over a table that changes meanwhile may skip or repeat rows when
- * rows are deleted before the position; repeats are deduped, and whatever changed
- * during the job is also reported by webhooks and CDC.
+ * STARTPOSITION paging over a table that changes meanwhile shifts rows: a row deleted
+ * before the position moves every later row one place back, and a plain next page
+ * would skip a row that never changed (so no webhook or CDC would ever report it).
+ * So the checkpoint keeps the last QBC_BACKFILL_ANCHORS ids of the page; the next page
+ * starts that many rows early and goes on after the latest anchor it holds (repeats
+ * are deduped). A page holding none of them means more rows went than it kept: the
+ * entity is read again from the start (at most BF_MAX_REREADS times a job, then with
+ * a warning, accepting the risk).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +30,7 @@
 
 #define NS 1000000000LL
 #define BF_MAX_FAILURES 10
+#define BF_MAX_REREADS 10
 
 typedef struct st_rec_backfill_t {
     struct st_rec_backfill_t *next;
@@ -37,6 +43,7 @@ typedef struct st_rec_backfill_t {
     int stop;     /* cancelled, finished or gone: dropped once idle */
     unsigned failures;
     int64_t retry_ns;
+    uint64_t page_pos; /* the STARTPOSITION of the page in flight */
 } rec_backfill_t;
 
 static void bf_free(rec_backfill_t *b)
@@ -188,6 +195,56 @@ static void bf_fail(qbc_reconciler_t *r, rec_backfill_t *b, const char *err)
     submit_checkpoint(r, b, NULL, 0, NULL, 0);
 }
 
+static size_t n_anchors(const char *anchors)
+{
+    size_t n = anchors[0] != '\0';
+    for (const char *p = anchors; *p; p++)
+        n += *p == ',';
+    return n;
+}
+
+static int is_anchor(const char *anchors, const char *id)
+{
+    size_t len = strlen(id);
+    for (const char *p = anchors; *p;) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n == len && memcmp(p, id, n) == 0)
+            return 1;
+        p += n + (end != NULL);
+    }
+    return 0;
+}
+
+long rec_backfill_first_new(const char *anchors, const qbc_rec_item_t *items, size_t n)
+{
+    if (anchors[0] == '\0')
+        return 0;
+    for (size_t i = n; i-- > 0;)
+        if (is_anchor(anchors, items[i].id))
+            return (long)(i + 1);
+    return -1;
+}
+
+void rec_backfill_anchors(const qbc_rec_item_t *items, size_t n, char *out, size_t outsz)
+{
+    size_t k = 0, len = 0;
+    size_t i = n;
+    while (i > 0 && k < QBC_BACKFILL_ANCHORS) /* back to the first of the last valid ids */
+        k += qbc_rec_id_ok(items[--i].id);
+    out[0] = '\0';
+    for (; i < n; i++) {
+        if (!qbc_rec_id_ok(items[i].id))
+            continue;
+        int w = snprintf(out + len, outsz - len, "%s%s", len ? "," : "", items[i].id);
+        if (w < 0 || (size_t)w >= outsz - len) {
+            out[len] = '\0';
+            return;
+        }
+        len += (size_t)w;
+    }
+}
+
 static void on_page(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, const rec_api_answer_t *a)
 {
     rec_backfill_t *b = ctx;
@@ -243,10 +300,34 @@ static void on_page(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, const re
     }
 
     b->failures = 0;
+    b->cp = b->st;
+    b->cp.status = QBC_BACKFILL_RUNNING;
+    if (b->cp.started_ns == 0)
+        b->cp.started_ns = qbc_now_ns();
+    long first = rec_backfill_first_new(b->st.anchors, items, n);
+    if (first < 0 && b->st.rereads < BF_MAX_REREADS) {
+        qbc_log(QBC_LOG_INFO, REC_MOD,
+                "backfill job %llu: %s rows moved under the pages (deleted before position %llu); reading it again "
+                "from the start",
+                (unsigned long long)b->st.id, entity, (unsigned long long)b->page_pos);
+        b->cp.rereads++;
+        b->cp.start_position = 1;
+        b->cp.anchors[0] = '\0';
+        qbc_rec_items_free(items, n);
+        submit_checkpoint(r, b, NULL, 0, NULL, 0);
+        return;
+    }
+    if (first < 0) {
+        qbc_log(QBC_LOG_WARN, REC_MOD,
+                "backfill job %llu: %s rows moved under the pages again (%u rereads): going on; rows deleted "
+                "meanwhile may have made it skip some",
+                (unsigned long long)b->st.id, entity, b->st.rereads);
+        first = 0;
+    }
     qbc_version_t *versions = qbc_calloc(n ? n : 1, sizeof(*versions));
     char **owned = qbc_calloc(n ? n : 1, sizeof(*owned));
     size_t nv = 0, no = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = (size_t)first; i < n; i++) {
         if (!qbc_rec_id_ok(items[i].id))
             continue;
         rec_version_of_item(realm->name, entity, &items[i], QBC_SOURCE_BACKFILL, &versions[nv++]);
@@ -255,19 +336,17 @@ static void on_page(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, const re
             items[i].data = NULL;
         }
     }
-    qbc_rec_items_free(items, n);
-    b->cp = b->st;
-    b->cp.status = QBC_BACKFILL_RUNNING;
-    if (b->cp.started_ns == 0)
-        b->cp.started_ns = qbc_now_ns();
-    b->cp.records_seen += n;
+    b->cp.records_seen += n - (size_t)first;
     if (n < REC_QUERY_PAGE) { /* the last page of this entity */
         b->cp.entity_index++;
         b->cp.entities_done++;
         b->cp.start_position = 1;
+        b->cp.anchors[0] = '\0';
     } else {
-        b->cp.start_position += n;
+        b->cp.start_position = b->page_pos + n;
+        rec_backfill_anchors(items, n, b->cp.anchors, sizeof(b->cp.anchors));
     }
+    qbc_rec_items_free(items, n);
     if (b->cp.entity_index >= b->n_ents) {
         b->cp.status = QBC_BACKFILL_DONE;
         b->cp.finished_ns = qbc_now_ns();
@@ -320,7 +399,10 @@ int64_t rec_backfill_plan(qbc_reconciler_t *r, int64_t now)
                 next = t;
             continue;
         }
-        char *q = qbc_rec_backfill_query(b->ents[b->st.entity_index], b->st.since_ns, b->st.start_position);
+        /* a page after the first starts early enough to hold the last one's anchors */
+        size_t na = n_anchors(b->st.anchors);
+        b->page_pos = b->st.start_position > na ? b->st.start_position - na : 1;
+        char *q = qbc_rec_backfill_query(b->ents[b->st.entity_index], b->st.since_ns, b->page_pos);
         char *url = qbc_rec_query_url(r->api_base, realm->name, r->cfg.minorversion);
         int rc = rec_start_api(r, realm, url, q, on_page, b);
         free(url);

@@ -399,6 +399,14 @@ int rec_backfill_create(qbc_reconciler_t *r, rec_realm_t *realm, int64_t since_n
                         int64_t new_watermark_ns, rec_commit_cb done, void *ctx);
 
 /* backfill.c */
+/**
+ * where a backfill page's new rows begin: just after the latest of `anchors` (the
+ * last ids of the page before, comma-separated) that the page holds; 0 when anchors
+ * is "". -1 when it holds none: rows moved under the pages, so some may be skipped.
+ */
+long rec_backfill_first_new(const char *anchors, const qbc_rec_item_t *items, size_t n);
+/** the last QBC_BACKFILL_ANCHORS valid ids of a page, comma-separated, into out */
+void rec_backfill_anchors(const qbc_rec_item_t *items, size_t n, char *out, size_t outsz);
 /** reads the jobs from the store: new ones start, cancelled ones stop */
 void rec_backfill_scan(qbc_reconciler_t *r);
 int64_t rec_backfill_plan(qbc_reconciler_t *r, int64_t now);

@@ -406,6 +406,10 @@ char *qbc_store__backfill_encode(const qbc_backfill_t *b)
         (json_int_t)b->entities_done, "records_seen", (json_int_t)b->records_seen, "versions_new",
         (json_int_t)b->versions_new, "created_ns", (json_int_t)b->created_ns, "started_ns", (json_int_t)b->started_ns,
         "finished_ns", (json_int_t)b->finished_ns, "reason", b->reason, "error", b->error);
+    if (o != NULL && b->anchors[0] != '\0')
+        json_object_set_new(o, "anchors", json_string(b->anchors));
+    if (o != NULL && b->rereads != 0)
+        json_object_set_new(o, "rereads", json_integer(b->rereads));
     char *s = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (s == NULL)
@@ -416,8 +420,8 @@ char *qbc_store__backfill_encode(const qbc_backfill_t *b)
 int qbc_store__backfill_decode(uint64_t id, const void *data, size_t len, qbc_backfill_t *out)
 {
     json_t *o = json_loadb(data, len, 0, NULL);
-    const char *realm = "", *ents = "", *st = "", *reason = "", *err = "";
-    json_int_t since = 0, ei = 0, sp = 1, ed = 0, rs = 0, vn = 0, c = 0, s0 = 0, f = 0;
+    const char *realm = "", *ents = "", *st = "", *reason = "", *err = "", *anchors = "";
+    json_int_t since = 0, ei = 0, sp = 1, ed = 0, rs = 0, vn = 0, c = 0, s0 = 0, f = 0, rr = 0;
 
     memset(out, 0, sizeof(*out));
     out->id = id;
@@ -427,6 +431,7 @@ int qbc_store__backfill_decode(uint64_t id, const void *data, size_t len, qbc_ba
                 "since_ns", &since, "status", &st, "entity_index", &ei, "start_position", &sp, "entities_done", &ed,
                 "records_seen", &rs, "versions_new", &vn, "created_ns", &c, "started_ns", &s0, "finished_ns", &f,
                 "reason", &reason, "error", &err);
+    json_unpack(o, "{s?s,s?I}", "anchors", &anchors, "rereads", &rr);
     snprintf(out->realm, sizeof(out->realm), "%s", realm);
     snprintf(out->entities, sizeof(out->entities), "%s", ents);
     out->since_ns = since;
@@ -444,6 +449,8 @@ int qbc_store__backfill_decode(uint64_t id, const void *data, size_t len, qbc_ba
     out->finished_ns = f;
     snprintf(out->reason, sizeof(out->reason), "%s", reason);
     snprintf(out->error, sizeof(out->error), "%s", err);
+    snprintf(out->anchors, sizeof(out->anchors), "%s", anchors);
+    out->rereads = (uint32_t)rr;
     json_decref(o);
     return 0;
 }

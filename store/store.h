@@ -158,6 +158,8 @@ const char *qbc_backfill_status_name(qbc_backfill_status_t st);
  * versions of the page that moved it, so a restarted job resumes exactly after the
  * last committed page.
  */
+#define QBC_BACKFILL_ANCHORS 20 /**< ids a backfill checkpoint keeps to find where the next page picks up */
+
 typedef struct st_qbc_backfill_t {
     uint64_t id; /**< assigned by the store when created (1, 2, ...; never reused) */
     char realm[QBC_REALM_MAX];
@@ -165,7 +167,14 @@ typedef struct st_qbc_backfill_t {
     int64_t since_ns;                         /**< MetaData.LastUpdatedTime >= this; 0: everything */
     qbc_backfill_status_t status;
     uint32_t entity_index;   /**< the entity being read (index into entities) */
-    uint64_t start_position; /**< its next STARTPOSITION (1-based) */
+    uint64_t start_position; /**< its next STARTPOSITION (1-based): the position after the last page read */
+    /**
+     * the last ids of the last page read (comma-separated; "" at an entity's start). The
+     * next page starts this many rows early and goes on after the latest of them it
+     * holds, so rows deleted before the position meanwhile cannot make it skip any.
+     */
+    char anchors[QBC_BACKFILL_ANCHORS * QBC_ID_MAX];
+    uint32_t rereads;        /**< entities read again from the start: rows moved under the pages */
     uint32_t entities_done;
     uint64_t records_seen;                       /**< objects the query API returned */
     uint64_t versions_new;                       /**< of which were newer than the store's and entered the feed */
