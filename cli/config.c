@@ -52,6 +52,8 @@ static const option_t options[] = {
     OPT("inbox-retention", inbox_retention, "604800",
         "seconds raw webhook bodies (and their CloudEvents ids) are kept; 0: forever. Pending work, "
         "entity versions and the feed are never pruned"),
+    OPT("feed-retention", feed_retention, "0",
+        "seconds feed records are kept; 0: forever. A reader behind what was pruned gets 410 gone"),
     OPT("prune-interval-ms", prune_interval_ms, "60000", "how often old webhook bodies are pruned (ms)"),
     OPT("log-level", log_level, "info", "error, warn, info or debug"),
     OPT("drain-ms", drain_ms, "10000", "on SIGTERM, how long to wait for in-flight acks (ms)"),
@@ -244,6 +246,7 @@ int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const c
         {cfg->throttle_pause_ms, "throttle pause ms", 1, 3600000, &cfg->n_throttle_pause_ms},
         {cfg->cdc_lookback, "cdc lookback", 1, 86400 * 30, &cfg->n_cdc_lookback_s},
         {cfg->inbox_retention, "inbox retention", 0, 86400L * 3650, &cfg->n_inbox_retention_s},
+        {cfg->feed_retention, "feed retention", 0, 86400L * 3650, &cfg->n_feed_retention_s},
         {cfg->prune_interval_ms, "prune interval ms", 10, 86400000, &cfg->n_prune_interval_ms},
     };
     for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {

@@ -26,7 +26,7 @@ typedef struct st_qbc_config_t {
     const char *sim, *sim_listen; /* dev mode: the bundled simulator */
     const char *rate_limit, *max_inflight, *ids_per_query, *max_attempts, *coalesce_ms, *request_timeout_ms;
     const char *backoff_base_ms, *backoff_max_ms, *throttle_pause_ms;
-    const char *inbox_retention, *prune_interval_ms;
+    const char *inbox_retention, *feed_retention, *prune_interval_ms;
 
     /* derived, validated values */
     uint64_t map_size_bytes, map_max_bytes;
@@ -34,7 +34,7 @@ typedef struct st_qbc_config_t {
     long n_rate_limit, n_max_inflight, n_ids_per_query, n_max_attempts, n_coalesce_ms, n_request_timeout_ms;
     long n_backoff_base_ms, n_backoff_max_ms, n_throttle_pause_ms;
     long n_cdc_lookback_s;
-    long n_inbox_retention_s, n_prune_interval_ms;
+    long n_inbox_retention_s, n_feed_retention_s, n_prune_interval_ms;
     char **tokens; /* split webhook_verifier_tokens */
     size_t n_tokens;
 } qbc_config_t;

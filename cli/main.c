@@ -93,6 +93,7 @@ static int cmd_serve(int argc, char **argv)
                                .map_size = cfg.map_size_bytes,
                                .map_max = cfg.map_max_bytes,
                                .inbox_retention_s = cfg.n_inbox_retention_s,
+                               .feed_retention_s = cfg.n_feed_retention_s,
                                .prune_interval_ms = (int)cfg.n_prune_interval_ms,
                                .master_key_file = cfg.master_key_file};
     if ((rc = qbc_store_open(&scfg, &store)) != 0) {

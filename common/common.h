@@ -30,7 +30,8 @@
 #define QBC_ECLOSED (QBC_ERR_BASE - 7)    /**< component is shutting down */
 #define QBC_ENOTFOUND (QBC_ERR_BASE - 8)  /**< no such record */
 #define QBC_EDUP (QBC_ERR_BASE - 9)       /**< already stored (a duplicate) */
-#define QBC_ERR_LAST QBC_EDUP
+#define QBC_EGONE (QBC_ERR_BASE - 10)     /**< the records asked for were removed by retention */
+#define QBC_ERR_LAST QBC_EGONE
 
 /**
  * returns a static, human-readable description of a code returned by any qbc_

@@ -27,6 +27,8 @@ const char *qbc_strerror(int rc)
         return "not found";
     case QBC_EDUP:
         return "duplicate";
+    case QBC_EGONE:
+        return "removed by retention";
     default:
         break;
     }

@@ -10,6 +10,11 @@
  * h2o's queue, so a long-poll answers as soon as the commit that feeds it returns.
  * An SSE stream reads the store only when h2o asks it for more (the proceed
  * callback): a slow consumer never makes us buffer for it; it only falls behind.
+ *
+ * With a feed retention (QBCDC_FEED_RETENTION), a reader whose `after` is behind what
+ * was pruned cannot be given every change: it gets 410 {"error":"gone", ...,
+ * "pruned_through":N} (an SSE stream: an "event: gone" with the same object, then the
+ * end), never a silent gap. It resyncs, then reads on with after=N.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -89,6 +94,32 @@ static int read_feed(qbc_ingress_t *ing, feed_waiter_t *w, size_t limit, collect
     return rc;
 }
 
+/* the object a reader behind the retention gets: {"error":"gone","message":...,"pruned_through":N} */
+static char *gone_json(qbc_ingress_t *ing, uint64_t after)
+{
+    uint64_t through = qbc_store_feed_pruned(ing->store);
+    char msg[200];
+    snprintf(msg, sizeof(msg),
+             "changes after %llu up to %llu were removed by the feed retention; resync, then read on with after=%llu",
+             (unsigned long long)after, (unsigned long long)through, (unsigned long long)through);
+    json_t *o = json_pack("{s:s,s:s,s:I}", "error", "gone", "message", msg, "pruned_through", (json_int_t)through);
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
+/* answers a failed read: 410 when the reader is behind the retention, else 503 */
+static void answer_read_error(feed_waiter_t *w, int rc)
+{
+    if (rc == QBC_EGONE) {
+        char *body = gone_json(w->ing, w->after);
+        respond_json(w->req, 410, "Gone", body);
+        free(body);
+    } else {
+        respond_error(w->req, 503, "Service Unavailable", "store_unavailable", "cannot read the feed");
+    }
+}
+
 /* {"changes":[...],"next":N,"complete_until":{realm: time}} */
 static void answer_changes(feed_waiter_t *w, collect_t *c)
 {
@@ -137,9 +168,10 @@ static feed_waiter_t *waiter_new(qbc_ingress_t *ing, h2o_req_t *req)
 static void poll_try(feed_waiter_t *w, int timed_out)
 {
     collect_t c = {NULL, 0, 0, 0, 0};
-    if (read_feed(w->ing, w, w->limit, &c) != 0) {
+    int rc = read_feed(w->ing, w, w->limit, &c);
+    if (rc != 0) {
         waiter_unlink(w);
-        respond_error(w->req, 503, "Service Unavailable", "store_unavailable", "cannot read the feed");
+        answer_read_error(w, rc);
     } else if (c.n > 0 || timed_out) {
         waiter_unlink(w);
         answer_changes(w, &c);
@@ -168,7 +200,15 @@ static void sse_send(feed_waiter_t *w, const char *extra)
     collect_t c = {NULL, 0, 0, 0, 1};
     if (extra != NULL)
         put(&c, extra, strlen(extra));
-    if (read_feed(w->ing, w, SSE_BATCH, &c) != 0 || c.len == 0) {
+    int rc = read_feed(w->ing, w, SSE_BATCH, &c);
+    if (rc == QBC_EGONE) { /* behind the retention: say so, then end the stream */
+        char *body = gone_json(w->ing, w->after);
+        put(&c, "event: gone\ndata: ", 18);
+        put(&c, body, strlen(body));
+        put(&c, "\n\n", 2);
+        free(body);
+        w->closing = 1;
+    } else if (rc != 0 || c.len == 0) {
         free(c.buf);
         return; /* nothing to say: wait for the next wake-up or keep-alive */
     }
@@ -310,9 +350,10 @@ static int get_changes(qbc_ingress_t *ing, h2o_req_t *req)
     if (parse_params(req, w, &wait_s) != 0)
         return 0;
     collect_t c = {NULL, 0, 0, 0, 0};
-    if (read_feed(ing, w, w->limit, &c) != 0) {
+    int rc = read_feed(ing, w, w->limit, &c);
+    if (rc != 0) {
         free(c.buf);
-        respond_error(req, 503, "Service Unavailable", "store_unavailable", "cannot read the feed");
+        answer_read_error(w, rc);
         return 0;
     }
     if (c.n > 0 || wait_s == 0 || ing->stop) {

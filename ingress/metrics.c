@@ -143,6 +143,10 @@ char *metrics_render(const ingress_metrics_t *m, qbc_store_t *store, size_t *len
         counter(&o, "qbcdc_inbox_pruned_total", "Raw webhook bodies removed by retention.", (double)st.pruned_inbox);
         counter(&o, "qbcdc_cloudevent_ids_pruned_total", "CloudEvents ids removed by retention.",
                 (double)st.pruned_event_ids);
+        counter(&o, "qbcdc_feed_pruned_total", "Feed records removed by retention (QBCDC_FEED_RETENTION).",
+                (double)st.pruned_feed);
+        gauge(&o, "qbcdc_feed_pruned_through_seq", "The last feed sequence removed by retention; readers behind it get 410.",
+              (double)st.feed_pruned_through);
         gauge(&o, "qbcdc_store_used_bytes", "Bytes of the LMDB map in use.", (double)st.used_bytes);
         gauge(&o, "qbcdc_store_map_bytes", "Current LMDB map size in bytes.", (double)st.map_bytes);
     }

@@ -78,10 +78,8 @@ static uint64_t high_water(MDB_txn *txn, MDB_dbi dbi, MDB_dbi meta, const char *
             last = get_u64be(ck.mv_data);
         mdb_cursor_close(cur);
     }
-    MDB_val hk = {strlen(name), (void *)name}, hv;
-    if (mdb_get(txn, meta, &hk, &hv) == 0 && hv.mv_size == 8 && get_u64be(hv.mv_data) > last)
-        last = get_u64be(hv.mv_data);
-    return last;
+    uint64_t mark = qbc_store__meta_u64(txn, meta, name);
+    return mark > last ? mark : last;
 }
 
 /* opens every named database once, in one write transaction, and checks the schema. */
@@ -110,14 +108,21 @@ static int open_dbis(qbc_store_t *s)
         }
         return lmdb_fail("mdb_dbi_open", rc);
     }
-    /* added after the first release: a read-only open of an older store goes without it */
-    s->has_jobs = 1;
+    /* added after the first release: a read-only open of an older store goes without them */
+    s->has_jobs = s->has_feed_times = 1;
     if ((rc = mdb_dbi_open(txn, "jobs", flags, &s->dbi_jobs)) != 0) {
         if (rc != MDB_NOTFOUND || !s->readonly) {
             mdb_txn_abort(txn);
             return lmdb_fail("mdb_dbi_open", rc);
         }
         s->has_jobs = 0;
+    }
+    if ((rc = mdb_dbi_open(txn, "feed_times", flags, &s->dbi_feed_times)) != 0) {
+        if (rc != MDB_NOTFOUND || !s->readonly) {
+            mdb_txn_abort(txn);
+            return lmdb_fail("mdb_dbi_open", rc);
+        }
+        s->has_feed_times = 0;
     }
 
     MDB_val k = {sizeof("schema_version") - 1, "schema_version"}, v;
@@ -147,6 +152,13 @@ static int open_dbis(qbc_store_t *s)
     /* next sequences: past both the last key and the recorded high-water mark (the inbox's: replay_journal) */
     s->next_feed = high_water(txn, s->dbi_feed, s->dbi_meta, "feed_seq") + 1;
     s->next_dead = high_water(txn, s->dbi_dead, s->dbi_meta, "dead_seq") + 1;
+    MDB_cursor *cur;
+    if (s->has_feed_times && mdb_cursor_open(txn, s->dbi_feed_times, &cur) == 0) {
+        MDB_val tk, tv;
+        if (mdb_cursor_get(cur, &tk, &tv, MDB_LAST) == 0 && tk.mv_size == 8)
+            s->feed_time_last_ns = (int64_t)get_u64be(tk.mv_data);
+        mdb_cursor_close(cur);
+    }
     __atomic_store_n(&s->feed_last, s->next_feed - 1, __ATOMIC_RELEASE);
     if ((rc = mdb_txn_commit(txn)) != 0)
         return lmdb_fail("mdb_txn_commit (open)", rc);
@@ -338,6 +350,11 @@ int qbc_store_open(const qbc_store_config_t *cfg, qbc_store_t **out)
     s->batch_max = cfg->batch_max != 0 ? cfg->batch_max : DEFAULT_BATCH_MAX;
     s->apply_interval_ns = (int64_t)(cfg->apply_gather_ms != 0 ? cfg->apply_gather_ms : DEFAULT_APPLY_GATHER_MS) * 1000000;
     s->retention_ns = cfg->inbox_retention_s > 0 ? cfg->inbox_retention_s * 1000000000 : 0;
+    s->feed_retention_ns = cfg->feed_retention_s > 0 ? cfg->feed_retention_s * 1000000000 : 0;
+    /* the feed's time index: a minute a step, finer when the retention is short */
+    s->feed_time_step_ns = 60 * (int64_t)1000000000;
+    if (s->feed_retention_ns > 0 && s->feed_retention_ns / 4 < s->feed_time_step_ns)
+        s->feed_time_step_ns = s->feed_retention_ns / 4;
     s->prune_interval_ns = (int64_t)(cfg->prune_interval_ms > 0 ? cfg->prune_interval_ms : DEFAULT_PRUNE_INTERVAL_MS) * 1000000;
     s->prune_due_ns = qbc_mono_ns(); /* the first prune comes right after the open */
     if (cfg->no_master_key) {

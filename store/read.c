@@ -15,6 +15,16 @@ static uint64_t entries(MDB_txn *txn, MDB_dbi dbi)
     return mdb_stat(txn, dbi, &st) == 0 ? st.ms_entries : 0;
 }
 
+uint64_t qbc_store_feed_pruned(qbc_store_t *s)
+{
+    MDB_txn *txn;
+    if (qbc_store__read_begin(s, &txn) != 0)
+        return 0;
+    uint64_t p = qbc_store__meta_u64(txn, s->dbi_meta, "feed_pruned");
+    qbc_store__read_end(s, txn);
+    return p;
+}
+
 int qbc_store_stats(qbc_store_t *s, qbc_store_stats_t *out)
 {
     MDB_txn *txn;
@@ -51,9 +61,10 @@ int qbc_store_stats(qbc_store_t *s, qbc_store_stats_t *out)
         mdb_cursor_close(cur);
     }
     /* retention may have removed every body: the high-water mark still knows the last sequence */
-    MDB_val hk = {sizeof("inbox_seq") - 1, "inbox_seq"}, hv;
-    if (mdb_get(txn, s->dbi_meta, &hk, &hv) == 0 && hv.mv_size == 8 && get_u64be(hv.mv_data) > out->last_inbox_seq)
-        out->last_inbox_seq = get_u64be(hv.mv_data);
+    uint64_t mark = qbc_store__meta_u64(txn, s->dbi_meta, "inbox_seq");
+    if (mark > out->last_inbox_seq)
+        out->last_inbox_seq = mark;
+    out->feed_pruned_through = qbc_store__meta_u64(txn, s->dbi_meta, "feed_pruned");
     mdb_env_info(s->env, &info);
     mdb_env_stat(s->env, &est);
     qbc_store__read_end(s, txn);
@@ -66,6 +77,7 @@ int qbc_store_stats(qbc_store_t *s, qbc_store_stats_t *out)
     out->map_growths = __atomic_load_n(&s->st_growths, __ATOMIC_RELAXED);
     out->pruned_inbox = __atomic_load_n(&s->st_pruned_inbox, __ATOMIC_RELAXED);
     out->pruned_event_ids = __atomic_load_n(&s->st_pruned_ids, __ATOMIC_RELAXED);
+    out->pruned_feed = __atomic_load_n(&s->st_pruned_feed, __ATOMIC_RELAXED);
     out->commit_ns_sum = __atomic_load_n(&s->st_commit_ns, __ATOMIC_RELAXED);
     for (int i = 0; i < 8; i++)
         out->batch_hist[i] = __atomic_load_n(&s->st_batch_hist[i], __ATOMIC_RELAXED);
@@ -267,6 +279,11 @@ int qbc_store_feed_scan(qbc_store_t *s, uint64_t after, size_t limit, const char
         return 0;
     if ((rc = qbc_store__read_begin(s, &txn)) != 0)
         return rc;
+    /* in the same snapshot as the records: a prune is either wholly seen or not at all */
+    if (after < qbc_store__meta_u64(txn, s->dbi_meta, "feed_pruned")) {
+        qbc_store__read_end(s, txn);
+        return QBC_EGONE;
+    }
     if (mdb_cursor_open(txn, s->dbi_feed, &cur) != 0) {
         qbc_store__read_end(s, txn);
         return QBC_ESTORE;

@@ -4,13 +4,16 @@
  * Named databases (schema version QBC_STORE_SCHEMA_VERSION):
  *   meta       "schema_version" -> u32 BE; "heartbeat" -> i64 BE ns (health probe writes);
  *              "journal" -> last applied journal jseq, position after it, its epoch;
- *              "journal_epoch" -> u32 BE, one more at every writable open; "dead_seq" high-water mark
+ *              "journal_epoch" -> u32 BE, one more at every writable open; "dead_seq", "inbox_seq"
+ *              high-water marks; "feed_pruned" -> u64 BE, the last feed sequence retention removed
  *   inbox      u64 BE sequence -> inbox record (header + the raw webhook body, exactly as received)
  *   quarantine u64 BE inbox sequence -> reason text (signed bodies that did not parse)
  *   pending    "realm\0Entity\0id" -> pending notice (coalesces repeated notices)
  *   event_ids  CloudEvents event id -> u64 BE inbox sequence (retry dedupe)
  *   entities   "realm\0Entity\0id" -> latest stored version (or a tombstone)
  *   feed       u64 BE feed sequence -> one change, as the JSON object the feed serves
+ *   feed_times i64 BE wall-clock ns -> u64 BE the first feed sequence committed then (one a
+ *              step: a minute, or a quarter of the feed retention); feed retention reads it
  *   realms     realm -> realm state (JSON: status, last error, ...)
  *   tokens     realm -> OAuth tokens, AES-256-GCM encrypted with the master key
  *   dead       u64 BE dead-letter id -> a notice the reconciler gave up on, with its error
@@ -205,7 +208,8 @@ typedef struct st_qbc_store_config_t {
     uint64_t journal_size; /**< bytes of the webhook journal, DIR/journal, when it is created (0: 16 MiB) */
     int apply_gather_ms;   /**< journaled webhooks gather this long before an LMDB apply (0: 5 ms, <0: none) */
     int64_t inbox_retention_s; /**< raw bodies (and their CloudEvents ids) older than this are pruned (0: kept) */
-    int prune_interval_ms;     /**< how often the writer prunes, when inbox_retention_s is set (0: 60 s) */
+    int64_t feed_retention_s;  /**< feed records committed longer ago than this are pruned (0: kept) */
+    int prune_interval_ms;     /**< how often the writer prunes, when a retention is set (0: 60 s) */
     int no_master_key;   /**< 1: open without the key (no token jobs); for journal recovery */
     const char *master_key_file; /**< 32-byte key for tokens at rest; created 0600 if missing (NULL: dir/master.key) */
 } qbc_store_config_t;
@@ -368,6 +372,8 @@ typedef struct st_qbc_store_stats_t {
     uint64_t map_growths;
     uint64_t pruned_inbox;      /**< bodies removed by retention */
     uint64_t pruned_event_ids;  /**< CloudEvents ids removed by retention */
+    uint64_t pruned_feed;       /**< feed records removed by retention */
+    uint64_t feed_pruned_through; /**< the last feed sequence retention removed (0: none) */
     uint64_t batch_hist[8];     /**< group-commit sizes: <=1, <=2, <=4, <=8, <=16, <=64, <=256, more */
     uint64_t commit_ns_sum;     /**< time spent in mdb_txn_commit (incl. fsync) */
     /* the webhook journal: each commit is one write + fdatasync that acks a batch */
@@ -485,12 +491,17 @@ typedef int (*qbc_feed_scan_cb)(const qbc_feed_rec_t *rec, void *ctx);
  * (NULL: any), until cb returns non-zero or limit records matched.
  * @param out_last the last sequence examined (matching or not), so a filtered reader
  *        can advance past records it skipped; may be NULL
+ * @return 0, QBC_ESTORE, or QBC_EGONE when records after `after` were removed by feed
+ *         retention (after < qbc_store_feed_pruned()): the reader cannot be told everything
  */
 int qbc_store_feed_scan(qbc_store_t *store, uint64_t after, size_t limit, const char *realm, const char *entity,
                         qbc_feed_scan_cb cb, void *ctx, uint64_t *out_last);
 
 /** the last feed sequence assigned (0 when the feed is empty). */
 uint64_t qbc_store_feed_last(qbc_store_t *store);
+
+/** the last feed sequence removed by retention (0: none); readers need after >= it. */
+uint64_t qbc_store_feed_pruned(qbc_store_t *store);
 
 /** a realm's state. @return 0 or QBC_ENOTFOUND */
 int qbc_store_realm_get(qbc_store_t *store, const char *realm, qbc_realm_t *out);

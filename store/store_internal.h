@@ -5,6 +5,7 @@
 #define QBC_STORE_INTERNAL_H
 
 #include <pthread.h>
+#include <string.h>
 #include <lmdb.h>
 #include "store.h"
 
@@ -31,8 +32,9 @@ typedef struct st_qbc_recent_id_t qbc_recent_id_t;
 struct st_qbc_store_t {
     MDB_env *env;
     MDB_dbi dbi_meta, dbi_inbox, dbi_quarantine, dbi_pending, dbi_event_ids;
-    MDB_dbi dbi_entities, dbi_feed, dbi_realms, dbi_tokens, dbi_dead, dbi_jobs;
-    int has_jobs; /* 0: a read-only open of a store made before the jobs database existed */
+    MDB_dbi dbi_entities, dbi_feed, dbi_realms, dbi_tokens, dbi_dead, dbi_jobs, dbi_feed_times;
+    int has_jobs;       /* 0: a read-only open of a store made before the jobs database existed */
+    int has_feed_times; /* the same for feed_times */
     unsigned char master_key[QBC_MASTER_KEY_LEN];
     int has_key;
     struct {
@@ -90,13 +92,15 @@ struct st_qbc_store_t {
     int64_t full_logged_ns;
 
     /* retention (retention.c): settings, then the writer thread's state */
-    int64_t retention_ns, prune_interval_ns; /* retention_ns 0: keep everything */
+    int64_t retention_ns, prune_interval_ns; /* retention_ns 0: keep every inbox body */
+    int64_t feed_retention_ns;               /* 0: keep the whole feed */
+    int64_t feed_time_step_ns, feed_time_last_ns; /* feed_times: one entry a step (writer.c) */
     int64_t prune_due_ns;
     int prune_queued;
     uint64_t prune_sweep_floor, prune_swept_floor; /* the id sweep under way began at; the last complete one */
     unsigned char prune_key[QBC_EVENT_ID_MAX];     /* where the id sweep resumes (length 0: at the start) */
     size_t prune_key_len;
-    uint64_t st_pruned_inbox, st_pruned_ids;       /* relaxed atomics */
+    uint64_t st_pruned_inbox, st_pruned_ids, st_pruned_feed; /* relaxed atomics */
 
     /* counters: written by the writer with relaxed atomics, read by anyone */
     uint64_t st_commits, st_commit_failures, st_jobs, st_growths, st_commit_ns;
@@ -203,6 +207,8 @@ int qbc_store__writer_submit(qbc_store_t *s, qbc_store_job_t *job);
 int qbc_store__run_now(qbc_store_t *s, qbc_store_job_t *list);
 
 /* ---- retention.c ---- */
+/** some retention is set: the writer prunes now and then */
+int qbc_store__prune_on(const qbc_store_t *s);
 /** a prune job if one is due (writer thread; it frees itself when done), else NULL */
 qbc_store_job_t *qbc_store__prune_job(qbc_store_t *s, int64_t now_mono_ns);
 /** the prune job's transaction: one bounded slice of pruning */
@@ -236,6 +242,13 @@ static inline void put_u64be(unsigned char *p, uint64_t v)
 static inline uint64_t get_u64be(const unsigned char *p)
 {
     return (uint64_t)get_u32be(p) << 32 | get_u32be(p + 4);
+}
+
+/** a u64 BE value of meta (a high-water mark, "feed_pruned"), 0 when absent */
+static inline uint64_t qbc_store__meta_u64(MDB_txn *txn, MDB_dbi meta, const char *name)
+{
+    MDB_val k = {strlen(name), (void *)name}, v;
+    return mdb_get(txn, meta, &k, &v) == 0 && v.mv_size == 8 ? get_u64be((const unsigned char *)v.mv_data) : 0;
 }
 
 /** the in-memory form of a pending notice's value. */

@@ -552,6 +552,22 @@ static int run_txn(qbc_store_t *s, qbc_store_job_t *list, qbc_commit_note_t *not
         mdb_txn_abort(txn);
         return rc;
     }
+    /* the feed's time index, for retention: when the first of these records was committed */
+    int64_t stamp = 0;
+    if (t.feed != s->next_feed && s->has_feed_times) {
+        int64_t now = qbc_now_ns();
+        if (now - s->feed_time_last_ns >= s->feed_time_step_ns) {
+            unsigned char tb[8], sb[8];
+            put_u64be(tb, (uint64_t)now);
+            put_u64be(sb, s->next_feed);
+            MDB_val tk = {8, tb}, tv = {8, sb};
+            if ((rc = mdb_put(txn, s->dbi_feed_times, &tk, &tv, 0)) != 0) {
+                mdb_txn_abort(txn);
+                return rc;
+            }
+            stamp = now;
+        }
+    }
     int64_t t0 = qbc_mono_ns();
     rc = mdb_txn_commit(txn);
     __atomic_add_fetch(&s->st_commit_ns, (uint64_t)(qbc_mono_ns() - t0), __ATOMIC_RELAXED);
@@ -559,6 +575,8 @@ static int run_txn(qbc_store_t *s, qbc_store_job_t *list, qbc_commit_note_t *not
         return rc;
     s->next_feed = t.feed;
     s->next_dead = t.dead;
+    if (stamp != 0)
+        s->feed_time_last_ns = stamp;
     __atomic_store_n(&s->feed_last, t.feed - 1, __ATOMIC_RELEASE);
     note->new_pending += t.note.new_pending;
     note->feed_appended += t.note.feed_appended;
@@ -693,7 +711,7 @@ static void *writer_main(void *arg)
             queue_prune(s);
             if (s->q_head != NULL)
                 break;
-            if (s->retention_ns > 0 && !s->prune_queued)
+            if (qbc_store__prune_on(s) && !s->prune_queued)
                 wait_until(s, s->prune_due_ns);
             else
                 pthread_cond_wait(&s->cv, &s->mu);

@@ -4,7 +4,8 @@
 GET /v1/changes (pull: after, limit, next, realm and entity filters, errors; long-poll
 woken by a new change long before its timeout), GET /v1/changes/stream (SSE: every
 change once, resume from Last-Event-ID), GET /v1/realms/{realm}/entities/{Entity}/{id}
-(equals qbosim's truth; 404 for one never seen), and the feed token rules.
+(equals qbosim's truth; 404 for one never seen), and the feed token rules. With a
+feed retention, readers behind what was pruned get 410 gone (SSE: an "event: gone").
 """
 import http.client
 import json
@@ -188,5 +189,40 @@ st, b2 = get(qport, "/v1/changes?limit=1")
 ok(set(b2["complete_until"]) >= {realm}, "unfiltered answers list every realm that has one")
 
 is_(q.stop(), 0, "qbcdc stops cleanly with feed readers connected")
+
+# ---- feed retention: a reader behind what was pruned is told so (410), never handed a gap ----
+
+
+def metric(name):
+    _, _, body = request(qport, "GET", "/metrics")
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return None
+
+
+env = serve_env(qport, data_dir, sim)
+env.update({"QBCDC_FEED_RETENTION": "1", "QBCDC_PRUNE_INTERVAL_MS": "100"})
+q = Proc([QBCDC, "serve"], env=env)
+ok(wait_http(qport), "qbcdc restarts with a one-second feed retention")
+st, b = get(qport, "/v1/changes?limit=1000")
+last_before = b["next"]
+sim.json("POST", "/sim/mutate?n=5")
+ok(wait_pending_empty(data_dir), "new changes reconciled")
+deadline = time.time() + 15
+while time.time() < deadline and (metric("qbcdc_feed_pruned_through_seq") or 0) < last_before:
+    time.sleep(0.1)
+ok((metric("qbcdc_feed_pruned_through_seq") or 0) >= last_before,
+   "everything older than the retention was pruned (through %s)" % metric("qbcdc_feed_pruned_through_seq"))
+st, b = get(qport, "/v1/changes")
+ok(st == 410 and b.get("error") == "gone" and b.get("pruned_through", 0) >= last_before,
+   "a reader from the start: 410 gone, with where the feed resumes", b)
+through = b.get("pruned_through", 0)
+st, b = get(qport, "/v1/changes?after=%d" % through)
+ok(st == 200 and len(b["changes"]) >= 1 and all(c["seq"] > through for c in b["changes"]),
+   "reading on from there: the changes kept", b)
+raw, _ = sse_read(after=0, want=1, timeout=5)
+ok(b"event: gone" in raw and b'"pruned_through"' in raw, "an SSE stream from the start: an 'event: gone', then the end")
+is_(q.stop(), 0, "qbcdc stops cleanly")
 sim.stop()
 done_testing()

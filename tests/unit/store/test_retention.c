@@ -2,7 +2,8 @@
  * test_retention.c — store/retention.c: old raw bodies, their quarantine notes and
  * their CloudEvents ids are pruned in slices; young ones, pending notices and
  * sequences are untouched; sequences are never handed out twice, even after every
- * body is gone and the store is reopened.
+ * body is gone and the store is reopened. Feed records older than the feed
+ * retention go, in slices, and a read behind them answers QBC_EGONE.
  */
 #include <time.h>
 #include "store_fixture.h"
@@ -109,6 +110,83 @@ static void test_prune_old(void)
     free(dir);
 }
 
+/* n feed records (one new entity each, ids first..), committed in one job */
+static void add_feed(qbc_store_t *s, int first, int n)
+{
+    qbc_version_t *v = calloc((size_t)n, sizeof(*v));
+    for (int i = 0; i < n; i++) {
+        strcpy(v[i].realm, "9");
+        strcpy(v[i].entity, "Invoice");
+        snprintf(v[i].id, sizeof(v[i].id), "%d", first + i);
+        strcpy(v[i].sync_token, "0");
+        v[i].updated_ns = 1000;
+        v[i].op = QBC_OP_CREATE;
+        v[i].source = QBC_SOURCE_WEBHOOK;
+        v[i].data = "{}";
+        v[i].data_len = 2;
+    }
+    qbc_store_job_t j;
+    memset(&j, 0, sizeof(j));
+    j.kind = QBC_JOB_RECONCILE;
+    j.versions = v;
+    j.n_versions = (size_t)n;
+    j.on_commit = on_commit;
+    reset_done();
+    if (qbc_store_submit(s, &j) != 0)
+        abort();
+    wait_done(1);
+    free(v);
+}
+
+static int count_cb(const qbc_feed_rec_t *r, void *ctx)
+{
+    (void)r;
+    (*(int *)ctx)++;
+    return 0;
+}
+
+static int pruned_feed_at_least(const qbc_store_stats_t *st, uint64_t n)
+{
+    return st->pruned_feed >= n;
+}
+
+static void test_prune_feed(void)
+{
+    char *dir = make_tmp();
+    qbc_store_config_t cfg = {.dir = dir, .feed_retention_s = 1, .prune_interval_ms = 20};
+    qbc_store_t *s;
+    int n = 0;
+
+    is_int(qbc_store_open(&cfg, &s), 0, "open with a one-second feed retention");
+    for (int i = 0; i < 5; i++)
+        add_feed(s, i * 1000, 1000); /* 5,000 records: more than one slice */
+    struct timespec ts = {1, 300 * 1000000};
+    nanosleep(&ts, NULL); /* the first 5,000 are now older than the retention */
+    add_feed(s, 100000, 3);
+    qbc_store_stats_t st = wait_stats(s, pruned_feed_at_least, 5000);
+    is_int(st.pruned_feed, 5000, "every record older than the retention was pruned");
+    is_int(st.feed_records, 3, "the young ones are kept");
+    is_int(st.feed_pruned_through, 5000, "pruned through seq 5000");
+    is_int(st.last_feed_seq, 5003, "the last sequence is unchanged");
+    is_int(qbc_store_feed_scan(s, 0, 100, NULL, NULL, count_cb, &n, NULL), QBC_EGONE,
+           "reading from the start: gone (the reader cannot be told everything)");
+    is_int(qbc_store_feed_scan(s, 4999, 100, NULL, NULL, count_cb, &n, NULL), QBC_EGONE, "from 4999: gone");
+    is_int(qbc_store_feed_scan(s, 5000, 100, NULL, NULL, count_cb, &n, NULL), 0, "from 5000: fine");
+    is_int(n, 3, "and it reads the 3 kept");
+    is_int(qbc_store_feed_pruned(s), 5000, "qbc_store_feed_pruned says where");
+    qbc_store_close(s);
+
+    qbc_store_config_t keep = {.dir = dir};
+    is_int(qbc_store_open(&keep, &s), 0, "reopen without a feed retention");
+    add_feed(s, 200000, 1);
+    st = stats_of(s);
+    is_int(st.last_feed_seq, 5004, "sequences go on");
+    is_int(st.feed_pruned_through, 5000, "what was pruned stays pruned");
+    qbc_store_close(s);
+    rm_rf(dir);
+    free(dir);
+}
+
 static void test_prune_everything(void)
 {
     char *dir = make_tmp();
@@ -150,5 +228,7 @@ int main(void)
     test_prune_old();
     diag("pruning every body");
     test_prune_everything();
+    diag("pruning the feed");
+    test_prune_feed();
     done_testing();
 }
