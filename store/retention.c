@@ -84,13 +84,8 @@ static int prune_inbox(qbc_store_t *s, MDB_txn *txn, int64_t cutoff_ns, prune_jo
     uint64_t mark = qbc_store__meta_u64(txn, s->dbi_meta, "inbox_seq");
     if (rc == MDB_NOTFOUND) /* nothing left: the floor is past everything ever stored */
         p->floor = (last > mark ? last : mark) + 1;
-    if (last > mark) {
-        unsigned char b[8];
-        put_u64be(b, last);
-        MDB_val hk = {sizeof("inbox_seq") - 1, "inbox_seq"}, hv = {8, b};
-        if ((rc = mdb_put(txn, s->dbi_meta, &hk, &hv, 0)) != 0)
-            return rc;
-    }
+    if (last > mark && (rc = qbc_store__meta_put_u64(txn, s->dbi_meta, "inbox_seq", last)) != 0)
+        return rc;
     return 0;
 }
 
@@ -185,13 +180,9 @@ static int prune_feed(qbc_store_t *s, MDB_txn *txn, int64_t cutoff_ns, prune_job
     mdb_cursor_close(cur);
     if (rc != 0 && rc != MDB_NOTFOUND)
         return rc;
-    if (last > qbc_store__meta_u64(txn, s->dbi_meta, "feed_pruned")) {
-        unsigned char b[8];
-        put_u64be(b, last);
-        MDB_val hk = {sizeof("feed_pruned") - 1, "feed_pruned"}, hv = {8, b};
-        if ((rc = mdb_put(txn, s->dbi_meta, &hk, &hv, 0)) != 0)
-            return rc;
-    }
+    if (last > qbc_store__meta_u64(txn, s->dbi_meta, "feed_pruned") &&
+        (rc = qbc_store__meta_put_u64(txn, s->dbi_meta, "feed_pruned", last)) != 0)
+        return rc;
     if (p->more)
         return 0;
     /* everything before the bound is gone: so are the index entries before its own */

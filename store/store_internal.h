@@ -244,6 +244,15 @@ static inline uint64_t get_u64be(const unsigned char *p)
     return (uint64_t)get_u32be(p) << 32 | get_u32be(p + 4);
 }
 
+/** writes a u64 BE value into meta (a high-water mark, the heartbeat, "feed_pruned") */
+static inline int qbc_store__meta_put_u64(MDB_txn *txn, MDB_dbi meta, const char *name, uint64_t value)
+{
+    unsigned char b[8];
+    put_u64be(b, value);
+    MDB_val k = {strlen(name), (void *)name}, v = {8, b};
+    return mdb_put(txn, meta, &k, &v, 0);
+}
+
 /** a u64 BE value of meta (a high-water mark, "feed_pruned"), 0 when absent */
 static inline uint64_t qbc_store__meta_u64(MDB_txn *txn, MDB_dbi meta, const char *name)
 {

@@ -212,12 +212,18 @@ static int realm_read(qbc_store_t *s, MDB_txn *txn, const char *realm, qbc_realm
     return qbc_store__realm_decode(realm, v.mv_data, v.mv_size, out) == 0 ? 0 : MDB_CORRUPTED;
 }
 
-static int realm_write(qbc_store_t *s, MDB_txn *txn, const qbc_realm_t *st, txn_ctx_t *t)
+static int realm_put(qbc_store_t *s, MDB_txn *txn, const char *realm, const qbc_realm_t *st)
 {
     char *json = qbc_store__realm_encode(st);
-    MDB_val k = {strlen(st->realm), (void *)st->realm}, v = {strlen(json), json};
+    MDB_val k = {strlen(realm), (void *)realm}, v = {strlen(json), json};
     int rc = mdb_put(txn, s->dbi_realms, &k, &v, 0);
     free(json);
+    return rc;
+}
+
+static int realm_write(qbc_store_t *s, MDB_txn *txn, const qbc_realm_t *st, txn_ctx_t *t)
+{
+    int rc = realm_put(s, txn, st->realm, st);
     if (rc == 0)
         t->note.realms_changed++;
     return rc;
@@ -450,12 +456,7 @@ static int apply_realm(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_c
             fresh.connected_ns = qbc_now_ns();
             st = &fresh;
         }
-        char *json = qbc_store__realm_encode(st);
-        v.mv_size = strlen(json);
-        v.mv_data = json;
-        rc = mdb_put(txn, s->dbi_realms, &k, &v, 0);
-        free(json);
-        if (rc != 0)
+        if ((rc = realm_put(s, txn, realm, st)) != 0)
             return rc;
     }
     if (job->tokens != NULL) {
@@ -482,18 +483,7 @@ static int apply_realm(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_c
 
 static int apply_ping(qbc_store_t *s, MDB_txn *txn)
 {
-    unsigned char b[8];
-    put_u64be(b, (uint64_t)qbc_now_ns());
-    MDB_val k = {sizeof("heartbeat") - 1, "heartbeat"}, v = {8, b};
-    return mdb_put(txn, s->dbi_meta, &k, &v, 0);
-}
-
-static int put_high_water(qbc_store_t *s, MDB_txn *txn, const char *name, uint64_t last)
-{
-    unsigned char b[8];
-    put_u64be(b, last);
-    MDB_val k = {strlen(name), (void *)name}, v = {8, b};
-    return mdb_put(txn, s->dbi_meta, &k, &v, 0);
+    return qbc_store__meta_put_u64(txn, s->dbi_meta, "heartbeat", (uint64_t)qbc_now_ns());
 }
 
 static int apply_job(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *j, txn_ctx_t *t)
@@ -548,7 +538,7 @@ static int run_txn(qbc_store_t *s, qbc_store_job_t *list, qbc_commit_note_t *not
      * key is the mark, and rewriting one on every commit would cost a scattered page
      * write per commit for nothing.
      */
-    if (t.dead != s->next_dead && (rc = put_high_water(s, txn, "dead_seq", t.dead - 1)) != 0) {
+    if (t.dead != s->next_dead && (rc = qbc_store__meta_put_u64(txn, s->dbi_meta, "dead_seq", t.dead - 1)) != 0) {
         mdb_txn_abort(txn);
         return rc;
     }
