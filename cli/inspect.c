@@ -142,6 +142,7 @@ int qbc_inspect(const char *what, const char *data_dir, const char *realm, long 
             json_object_set_new(o, "pending", json_integer((json_int_t)st.pending));
             json_object_set_new(o, "cloudevent_ids", json_integer((json_int_t)st.event_ids));
             json_object_set_new(o, "last_inbox_seq", json_integer((json_int_t)st.last_inbox_seq));
+            json_object_set_new(o, "feed_pruned_through", json_integer((json_int_t)st.feed_pruned_through));
             json_object_set_new(o, "entities", json_integer((json_int_t)st.entities));
             json_object_set_new(o, "feed_records", json_integer((json_int_t)st.feed_records));
             json_object_set_new(o, "last_feed_seq", json_integer((json_int_t)st.last_feed_seq));
@@ -152,7 +153,13 @@ int qbc_inspect(const char *what, const char *data_dir, const char *realm, long 
             print_json(o);
         }
     }
+    uint64_t pruned = rc == QBC_EGONE ? qbc_store_feed_pruned(s) : 0;
     qbc_store_close(s);
+    if (rc == QBC_EGONE) {
+        fprintf(stderr, "qbcdc: the feed up to seq %llu was removed by the feed retention; read on with --after %llu\n",
+                (unsigned long long)pruned, (unsigned long long)pruned);
+        return 1;
+    }
     if (rc != 0) {
         fprintf(stderr, "qbcdc: reading the store failed: %s\n", qbc_strerror(rc));
         return 1;

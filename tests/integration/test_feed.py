@@ -221,6 +221,10 @@ through = b.get("pruned_through", 0)
 st, b = get(qport, "/v1/changes?after=%d" % through)
 ok(st == 200 and len(b["changes"]) >= 1 and all(c["seq"] > through for c in b["changes"]),
    "reading on from there: the changes kept", b)
+import subprocess  # noqa: E402
+r = subprocess.run([QBCDC, "feed", "--data-dir", data_dir], capture_output=True, timeout=30)
+ok(r.returncode == 1 and b"--after %d" % through in r.stderr, "qbcdc feed from the start says where to read on",
+   r.stderr)
 raw, _ = sse_read(after=0, want=1, timeout=5)
 ok(b"event: gone" in raw and b'"pruned_through"' in raw, "an SSE stream from the start: an 'event: gone', then the end")
 is_(q.stop(), 0, "qbcdc stops cleanly")
