@@ -86,6 +86,9 @@ static char *metrics(void *ctx)
     counter(&t, "qbcdc_dead_letters_total", "Changes given up after max attempts.", st->dead_letters);
     counter(&t, "qbcdc_cdc_requests_total", "CDC API calls (sweeps split at the 1,000-object cap make several).",
             st->cdc_requests);
+    counter(&t, "qbcdc_cdc_crowded_seconds_total",
+            "Seconds with more than 1,000 changes of one entity, read through the query API instead of CDC.",
+            st->cdc_stuck_seconds);
     counter(&t, "qbcdc_cdc_sweeps_total", "Completed CDC sweeps (watermark committed with their versions).",
             st->cdc_sweeps);
     counter(&t, "qbcdc_cdc_versions_new_total", "Versions CDC found that webhooks had not delivered.",

@@ -195,7 +195,7 @@ static void bf_fail(qbc_reconciler_t *r, rec_backfill_t *b, const char *err)
     submit_checkpoint(r, b, NULL, 0, NULL, 0);
 }
 
-static size_t n_anchors(const char *anchors)
+size_t rec_backfill_n_anchors(const char *anchors)
 {
     size_t n = anchors[0] != '\0';
     for (const char *p = anchors; *p; p++)
@@ -400,7 +400,7 @@ int64_t rec_backfill_plan(qbc_reconciler_t *r, int64_t now)
             continue;
         }
         /* a page after the first starts early enough to hold the last one's anchors */
-        size_t na = n_anchors(b->st.anchors);
+        size_t na = rec_backfill_n_anchors(b->st.anchors);
         b->page_pos = b->st.start_position > na ? b->st.start_position - na : 1;
         char *q = qbc_rec_backfill_query(b->ents[b->st.entity_index], b->st.since_ns, b->page_pos);
         char *url = qbc_rec_query_url(r->api_base, realm->name, r->cfg.minorversion);

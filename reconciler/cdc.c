@@ -78,6 +78,7 @@ static void part_push(rec_cdc_t *c, const char *entities, size_t n_entities, int
         c->parts = qbc_realloc(c->parts, c->cap_parts * sizeof(*c->parts));
     }
     rec_cdc_part_t *p = &c->parts[c->n_parts++];
+    memset(p, 0, sizeof(*p));
     snprintf(p->entities, sizeof(p->entities), "%s", entities);
     p->n_entities = n_entities;
     p->since_ns = since_ns;
@@ -239,6 +240,112 @@ static void sweep_commit(qbc_reconciler_t *r, rec_realm_t *realm)
     c->nv = c->cap_v = c->n_owned = c->cap_owned = 0;
 }
 
+/*
+ * what a failed answer (cls not OK) means for the sweep: a pause, a retry, or its end.
+ * prc: the parse result (non-zero: the answer did not parse).
+ */
+static void answer_failed(qbc_reconciler_t *r, rec_realm_t *realm, const rec_api_answer_t *a, qbc_rec_class_t cls,
+                          const qbc_fault_t *fault, int prc, int64_t now)
+{
+    rec_cdc_t *c = &realm->cdc;
+    char err[256] = "";
+    qbc_rec_describe(a->status, fault, a->curl_ok ? NULL : a->curl_err, err, sizeof(err));
+    switch (cls) {
+    case REC_RES_OK:
+        return;
+    case REC_RES_THROTTLED: {
+        rec_realm_throttled(r, realm, now, a->retry_after_ms, err);
+        REC_STAT(r, throttled, 1);
+        return; /* the part is asked again when the pause is over */
+    }
+    case REC_RES_AUTH:
+        rec_auth_rejected(r, realm, a->token_gen);
+        if (++c->failures > CDC_MAX_FAILURES)
+            sweep_end(r, realm, now, err);
+        return;
+    case REC_RES_GONE:
+    case REC_RES_CLIENT:
+        if (qbc_rec_fault_too_old(fault)) {
+            int64_t since = c->parts[0].since_ns;
+            sweep_end(r, realm, now, NULL);
+            start_auto_backfill(r, realm, since, now);
+            return;
+        }
+        sweep_end(r, realm, now, err);
+        return;
+    case REC_RES_RETRY:
+        REC_STAT(r, server_errors, 1);
+        if (++c->failures > CDC_MAX_FAILURES) {
+            sweep_end(r, realm, now, prc != 0 ? "the answer did not parse" : err);
+            return;
+        }
+        c->retry_ns =
+            now +
+            (int64_t)qbc_backoff_ms(c->failures, r->cfg.backoff_base_ms, r->cfg.backoff_max_ms, &r->rng) * 1000000;
+        return;
+    }
+}
+
+/*
+ * A second holding more than a page of one entity's changes: its objects are read
+ * through the query API, in pages (with the backfill's anchors, so rows leaving the
+ * second meanwhile cannot make a page skip any); then CDC goes on after the second.
+ * Deleted objects are not in query answers: any in that second that CDC cut off
+ * are reported by their webhooks only (logged).
+ */
+static void on_window_answer(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, const rec_api_answer_t *a)
+{
+    rec_cdc_t *c = &realm->cdc;
+    int64_t now = qbc_mono_ns();
+    qbc_fault_t fault;
+    qbc_rec_item_t *items = NULL;
+    size_t n = 0;
+    int prc = 0;
+    (void)ctx;
+
+    c->inflight = 0;
+    if (!c->active || c->n_parts == 0)
+        return;
+    rec_cdc_part_t *p = &c->parts[0];
+    if (a->curl_ok)
+        qbc_rec_parse_fault(a->body, a->len, &fault);
+    else
+        memset(&fault, 0, sizeof(fault));
+    qbc_rec_class_t cls = qbc_rec_classify(a->curl_ok, a->status, &fault);
+    if (cls == REC_RES_OK && (prc = qbc_rec_parse_query(a->body, a->len, p->entities, &items, &n, &fault)) != 0)
+        cls = prc == QBC_ENOTFOUND ? qbc_rec_classify(1, a->status, &fault) : REC_RES_RETRY;
+    if (cls != REC_RES_OK) {
+        answer_failed(r, realm, a, cls, &fault, prc, now);
+        return;
+    }
+    c->failures = 0;
+    long first = rec_backfill_first_new(p->anchors, items, n);
+    if (first < 0 && p->rereads < 3) { /* rows left the second under the pages: read it again */
+        p->rereads++;
+        p->position = 1;
+        p->anchors[0] = '\0';
+        qbc_rec_items_free(items, n);
+        return;
+    }
+    qbc_rec_cdc_group_t g;
+    memset(&g, 0, sizeof(g));
+    size_t el = strnlen(p->entities, sizeof(g.entity) - 1); /* one entity: names are short */
+    memcpy(g.entity, p->entities, el);
+    g.entity[el] = '\0';
+    g.items = items + (first > 0 ? first : 0);
+    g.n = n - (size_t)(first > 0 ? first : 0);
+    gather(c, realm->name, &g, 1);
+    if (n < REC_QUERY_PAGE) { /* the second is read: CDC goes on after it */
+        p->since_ns = p->until_ns;
+        p->until_ns = 0;
+        p->anchors[0] = '\0';
+    } else {
+        p->position = p->page_pos + n;
+        rec_backfill_anchors(items, n, p->anchors, sizeof(p->anchors));
+    }
+    qbc_rec_items_free(items, n);
+}
+
 static void on_cdc_answer(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, const rec_api_answer_t *a)
 {
     rec_cdc_t *c = &realm->cdc;
@@ -264,44 +371,11 @@ static void on_cdc_answer(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, co
     if (cls == REC_RES_OK && time_ns == 0)
         time_ns = qbc_now_ns() - 60 * NS; /* no "time": claim no more than a minute ago (clock skew) */
 
-    char err[256] = "";
-    if (cls != REC_RES_OK)
-        qbc_rec_describe(a->status, &fault, a->curl_ok ? NULL : a->curl_err, err, sizeof(err));
-    switch (cls) {
-    case REC_RES_OK:
-        break;
-    case REC_RES_THROTTLED: {
-        rec_realm_throttled(r, realm, now, a->retry_after_ms, err);
-        REC_STAT(r, throttled, 1);
-        return; /* the part is asked again when the pause is over */
-    }
-    case REC_RES_AUTH:
-        rec_auth_rejected(r, realm, a->token_gen);
-        if (++c->failures > CDC_MAX_FAILURES)
-            sweep_end(r, realm, now, err);
-        return;
-    case REC_RES_GONE:
-    case REC_RES_CLIENT:
-        if (qbc_rec_fault_too_old(&fault)) {
-            int64_t since = c->parts[0].since_ns;
-            sweep_end(r, realm, now, NULL);
-            start_auto_backfill(r, realm, since, now);
-            return;
-        }
-        sweep_end(r, realm, now, err);
-        return;
-    case REC_RES_RETRY:
-        REC_STAT(r, server_errors, 1);
-        if (++c->failures > CDC_MAX_FAILURES) {
-            sweep_end(r, realm, now, prc != 0 ? "the CDC answer did not parse" : err);
-            return;
-        }
-        c->retry_ns =
-            now +
-            (int64_t)qbc_backoff_ms(c->failures, r->cfg.backoff_base_ms, r->cfg.backoff_max_ms, &r->rng) * 1000000;
+    if (cls != REC_RES_OK) {
+        qbc_rec_cdc_groups_free(groups, n_groups);
+        answer_failed(r, realm, a, cls, &fault, prc, now);
         return;
     }
-
     c->failures = 0;
     rec_cdc_part_t *p = &c->parts[0];
     int64_t next_since;
@@ -321,6 +395,21 @@ static void on_cdc_answer(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, co
             part_push(c, tok, 1, whole.since_ns);
         qbc_log(QBC_LOG_INFO, REC_MOD, "realm %s: CDC answer at the %d-object cap; asking per entity", realm->name,
                 REC_CDC_CAP);
+        break;
+    }
+    case REC_CDC_STUCK: {
+        gather(c, realm->name, groups, n_groups);
+        char ts[QBC_TIME_BUFSZ];
+        qbc_log(QBC_LOG_INFO, REC_MOD,
+                "realm %s: more than %d %s changes in the second from %s: reading it through the query API (deleted "
+                "objects cut off there are known from webhooks only)",
+                realm->name, REC_CDC_CAP, p->entities, qbc_time_format(next_since, ts));
+        REC_STAT(r, cdc_stuck_seconds, 1);
+        p->since_ns = next_since;
+        p->until_ns = next_since + NS;
+        p->position = 1;
+        p->rereads = 0;
+        p->anchors[0] = '\0';
         break;
     }
     case REC_CDC_ADVANCE:
@@ -419,9 +508,20 @@ int64_t rec_cdc_plan(qbc_reconciler_t *r, int64_t now)
             continue;
         }
         rec_cdc_part_t *p = &c->parts[0];
-        char *url = qbc_rec_cdc_url(r->api_base, realm->name, p->entities, p->since_ns, r->cfg.minorversion);
-        int rc = rec_start_api(r, realm, url, NULL, on_cdc_answer, NULL);
-        free(url);
+        int rc;
+        if (p->until_ns > 0) { /* a crowded second, through the query API */
+            size_t na = rec_backfill_n_anchors(p->anchors);
+            p->page_pos = p->position > na ? p->position - na : 1;
+            char *q = qbc_rec_window_query(p->entities, p->since_ns, p->until_ns, p->page_pos);
+            char *url = qbc_rec_query_url(r->api_base, realm->name, r->cfg.minorversion);
+            rc = rec_start_api(r, realm, url, q, on_window_answer, NULL);
+            free(url);
+            free(q);
+        } else {
+            char *url = qbc_rec_cdc_url(r->api_base, realm->name, p->entities, p->since_ns, r->cfg.minorversion);
+            rc = rec_start_api(r, realm, url, NULL, on_cdc_answer, NULL);
+            free(url);
+        }
         if (rc != 0) {
             c->retry_ns = now + NS;
             continue;

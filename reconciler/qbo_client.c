@@ -126,15 +126,25 @@ char *qbc_rec_cdc_url(const char *api_base, const char *realm, const char *entit
 
 char *qbc_rec_backfill_query(const char *entity, int64_t since_ns, uint64_t start_position)
 {
-    char since[QBC_TIME_BUFSZ + 8], where[160] = "";
+    return qbc_rec_window_query(entity, since_ns, 0, start_position);
+}
+
+char *qbc_rec_window_query(const char *entity, int64_t since_ns, int64_t until_ns, uint64_t start_position)
+{
+    char since[QBC_TIME_BUFSZ + 8], until[QBC_TIME_BUFSZ + 8], where[240] = "";
     int nl = qbc_rec_is_namelist(entity);
+    size_t len = 0;
     if (since_ns > 0) {
         time_with_offset(since_ns - ((since_ns % 1000000) + 1000000) % 1000000, "+00:00", since, sizeof(since));
-        snprintf(where, sizeof(where), " WHERE MetaData.LastUpdatedTime >= '%s'%s", since,
-                 nl ? " AND Active IN (true,false)" : "");
-    } else if (nl) {
-        snprintf(where, sizeof(where), " WHERE Active IN (true,false)");
+        len += (size_t)snprintf(where, sizeof(where), " WHERE MetaData.LastUpdatedTime >= '%s'", since);
     }
+    if (until_ns > 0) { /* an exclusive bound: round up to a millisecond so nothing before it is left out */
+        time_with_offset(until_ns + (1000000 - until_ns % 1000000) % 1000000, "+00:00", until, sizeof(until));
+        len += (size_t)snprintf(where + len, sizeof(where) - len, "%s MetaData.LastUpdatedTime < '%s'",
+                                len ? " AND" : " WHERE", until);
+    }
+    if (nl)
+        snprintf(where + len, sizeof(where) - len, "%s Active IN (true,false)", len ? " AND" : " WHERE");
     char *q = NULL;
     if (asprintf(&q, "SELECT * FROM %s%s ORDERBY Id STARTPOSITION %llu MAXRESULTS %u", entity, where,
                  (unsigned long long)start_position, REC_QUERY_PAGE) < 0)

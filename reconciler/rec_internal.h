@@ -55,6 +55,8 @@ char *qbc_rec_cdc_url(const char *api_base, const char *realm, const char *entit
  * Active IN (true,false)] ORDERBY Id STARTPOSITION n MAXRESULTS 1000" (malloc'd); since_ns 0: everything
  */
 char *qbc_rec_backfill_query(const char *entity, int64_t since_ns, uint64_t start_position);
+/** the same with an exclusive upper bound too ("... AND MetaData.LastUpdatedTime < '<until>'"; until_ns 0: none) */
+char *qbc_rec_window_query(const char *entity, int64_t since_ns, int64_t until_ns, uint64_t start_position);
 
 #define REC_CDC_CAP 1000    /* qbo-facts §2: objects per CDC answer */
 #define REC_QUERY_PAGE 1000 /* qbo-facts §3: MAXRESULTS */
@@ -135,12 +137,16 @@ typedef enum {
     REC_CDC_COMPLETE = 0, /**< under the cap: every change since the part's start is in it */
     REC_CDC_SPLIT,        /**< at the cap, several entities: ask again one entity at a time */
     REC_CDC_ADVANCE,      /**< at the cap, one entity: keep what came, ask again from *next_since */
+    REC_CDC_STUCK,        /**< at the cap, one entity, no later time in it: the second at *next_since
+                               holds more than a page; read that second through the query API */
 } qbc_rec_cdc_step_t;
 
 /**
  * decides how a sweep goes on after an answer of `total` objects for a part asking for n_entities
  * entities since since_ns. For REC_CDC_ADVANCE, *next_since is the LastUpdatedTime of the last object
- * (objects come in LastUpdatedTime order, deleted ones last), always later than since_ns.
+ * (objects come in LastUpdatedTime order, deleted ones last), always later than since_ns. When that
+ * time is not later (QBO's times have whole seconds; more than a page changed in one of them),
+ * REC_CDC_STUCK, and *next_since is the start of that second.
  */
 qbc_rec_cdc_step_t qbc_rec_cdc_decide(size_t n_entities, size_t total, const qbc_rec_cdc_group_t *groups,
                                       size_t n_groups, int64_t since_ns, int64_t *next_since);
@@ -270,6 +276,11 @@ typedef struct st_rec_cdc_part_t {
     char entities[QBC_BACKFILL_ENTITIES_MAX]; /**< comma-separated */
     size_t n_entities;
     int64_t since_ns;
+    /* a crowded second of one entity, read through the query API (until_ns 0: a CDC request) */
+    int64_t until_ns;
+    uint64_t position, page_pos;                   /**< the next STARTPOSITION; that of the page in flight */
+    char anchors[QBC_BACKFILL_ANCHORS * QBC_ID_MAX]; /**< the last page's last ids (backfill.c) */
+    unsigned rereads;
 } rec_cdc_part_t;
 
 /** a realm's CDC state (reconciler thread only) */
@@ -405,6 +416,8 @@ int rec_backfill_create(qbc_reconciler_t *r, rec_realm_t *realm, int64_t since_n
  * is "". -1 when it holds none: rows moved under the pages, so some may be skipped.
  */
 long rec_backfill_first_new(const char *anchors, const qbc_rec_item_t *items, size_t n);
+/** how many ids an anchors list holds */
+size_t rec_backfill_n_anchors(const char *anchors);
 /** the last QBC_BACKFILL_ANCHORS valid ids of a page, comma-separated, into out */
 void rec_backfill_anchors(const qbc_rec_item_t *items, size_t n, char *out, size_t outsz);
 /** reads the jobs from the store: new ones start, cancelled ones stop */

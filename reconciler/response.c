@@ -429,8 +429,10 @@ qbc_rec_cdc_step_t qbc_rec_cdc_decide(size_t n_entities, size_t total, const qbc
     for (size_t g = n_groups; g > 0 && t == 0; g--)
         if (groups[g - 1].n > 0)
             t = groups[g - 1].items[groups[g - 1].n - 1].updated_ns;
-    if (t <= since_ns) /* a thousand changes in one millisecond, or no times: step past it */
-        t = since_ns + 1000000;
+    if (t <= since_ns) { /* a thousand changes in one second (or no times): no later time to go on from */
+        *next_since = since_ns - since_ns % 1000000000;
+        return REC_CDC_STUCK;
+    }
     *next_since = t;
     return REC_CDC_ADVANCE;
 }

@@ -27,6 +27,16 @@ static void test_requests(void)
     is_str(q, "SELECT * FROM Customer WHERE Active IN (true,false) ORDERBY Id STARTPOSITION 2001 MAXRESULTS 1000",
            "name lists include inactive records");
     free(q);
+    q = qbc_rec_window_query("Invoice", 1000 * NS, 1001 * NS, 1001);
+    is_str(q,
+           "SELECT * FROM Invoice WHERE MetaData.LastUpdatedTime >= '1970-01-01T00:16:40.000+00:00' AND "
+           "MetaData.LastUpdatedTime < '1970-01-01T00:16:41.000+00:00' ORDERBY Id STARTPOSITION 1001 MAXRESULTS 1000",
+           "one second of one entity, by the query API");
+    free(q);
+    q = qbc_rec_window_query("Item", 1000 * NS, 1001 * NS, 1);
+    ok(strstr(q, "< '1970-01-01T00:16:41.000+00:00' AND Active IN (true,false) ORDERBY") != NULL,
+       "a name list's second includes inactive records");
+    free(q);
     q = qbc_rec_backfill_query("Vendor", t, 1);
     is_str(q,
            "SELECT * FROM Vendor WHERE MetaData.LastUpdatedTime >= '2015-12-23T20:56:06.196+00:00' AND Active IN "
@@ -118,8 +128,10 @@ static void test_split(void)
     g = fake("Invoice", 1000, 1000, since);
     for (size_t i = 0; i < 1000; i++)
         g->items[i].updated_ns = since;
-    is_int(qbc_rec_cdc_decide(1, 1000, g, 1, since, &next), REC_CDC_ADVANCE, "a full page at one instant");
-    ok(next > since, "still moves forward");
+    is_int(qbc_rec_cdc_decide(1, 1000, g, 1, since, &next), REC_CDC_STUCK, "a full page in one second: stuck");
+    ok(next == since, "the second to read by query starts at since (a whole second)");
+    is_int(qbc_rec_cdc_decide(1, 1000, g, 1, since + 250000000, &next), REC_CDC_STUCK, "since inside that second");
+    ok(next == since, "the second's start, rounded down");
     qbc_rec_cdc_groups_free(g, 1);
 }
 
@@ -182,6 +194,7 @@ static void test_anchors(void)
     p2 = page(1006, 1000);
     is_int(rec_backfill_first_new(a, p2, 1000), -1, "more rows deleted than anchors kept: -1 (read again)");
     is_int(rec_backfill_first_new(a, p2, 0), -1, "an empty page after a full one: -1 too");
+    free(p2);
     /* the table ended at exactly 1000 rows: the next page holds just the anchors */
     p2 = page(981, 20);
     is_int(rec_backfill_first_new(a, p2, 20), 20, "a table ending on a page boundary: the anchors, nothing new");
