@@ -256,11 +256,7 @@ static void on_page(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, const re
     const char *entity = b->ents[b->st.entity_index];
 
     b->inflight = 0;
-    if (a->curl_ok)
-        qbc_rec_parse_fault(a->body, a->len, &fault);
-    else
-        memset(&fault, 0, sizeof(fault));
-    qbc_rec_class_t cls = qbc_rec_classify(a->curl_ok, a->status, &fault);
+    qbc_rec_class_t cls = rec_answer_class(a, &fault);
     if (cls == REC_RES_OK && (prc = qbc_rec_parse_query(a->body, a->len, entity, &items, &n, &fault)) != 0)
         cls = prc == QBC_ENOTFOUND ? qbc_rec_classify(1, a->status, &fault) : REC_RES_RETRY;
     char err[256] = "";

@@ -307,11 +307,7 @@ static void on_window_answer(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx,
     if (!c->active || c->n_parts == 0)
         return;
     rec_cdc_part_t *p = &c->parts[0];
-    if (a->curl_ok)
-        qbc_rec_parse_fault(a->body, a->len, &fault);
-    else
-        memset(&fault, 0, sizeof(fault));
-    qbc_rec_class_t cls = qbc_rec_classify(a->curl_ok, a->status, &fault);
+    qbc_rec_class_t cls = rec_answer_class(a, &fault);
     if (cls == REC_RES_OK && (prc = qbc_rec_parse_query(a->body, a->len, p->entities, &items, &n, &fault)) != 0)
         cls = prc == QBC_ENOTFOUND ? qbc_rec_classify(1, a->status, &fault) : REC_RES_RETRY;
     if (cls != REC_RES_OK) {
@@ -360,11 +356,7 @@ static void on_cdc_answer(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, co
     c->inflight = 0;
     if (!c->active || c->n_parts == 0)
         return;
-    if (a->curl_ok)
-        qbc_rec_parse_fault(a->body, a->len, &fault);
-    else
-        memset(&fault, 0, sizeof(fault));
-    qbc_rec_class_t cls = qbc_rec_classify(a->curl_ok, a->status, &fault);
+    qbc_rec_class_t cls = rec_answer_class(a, &fault);
     if (cls == REC_RES_OK &&
         (prc = qbc_rec_parse_cdc(a->body, a->len, &groups, &n_groups, &time_ns, &total, &fault)) != 0)
         cls = prc == QBC_ENOTFOUND ? qbc_rec_classify(1, a->status, &fault) : REC_RES_RETRY;

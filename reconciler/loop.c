@@ -529,6 +529,15 @@ int rec_start_token(qbc_reconciler_t *r, rec_realm_t *realm, const char *refresh
     return 0;
 }
 
+qbc_rec_class_t rec_answer_class(const rec_api_answer_t *a, qbc_fault_t *fault)
+{
+    if (a->curl_ok)
+        qbc_rec_parse_fault(a->body, a->len, fault);
+    else
+        memset(fault, 0, sizeof(*fault));
+    return qbc_rec_classify(a->curl_ok, a->status, fault);
+}
+
 int rec_start_api(qbc_reconciler_t *r, rec_realm_t *realm, const char *url, const char *post_body, rec_api_cb cb,
                   void *ctx)
 {

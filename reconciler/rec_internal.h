@@ -382,6 +382,8 @@ typedef struct st_rec_api_answer_t {
     uint32_t token_gen;   /**< the access token generation it was sent with */
 } rec_api_answer_t;
 typedef void (*rec_api_cb)(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, const rec_api_answer_t *a);
+/** how an API answer went: its Fault (if any) into *fault, and its class */
+qbc_rec_class_t rec_answer_class(const rec_api_answer_t *a, qbc_fault_t *fault);
 /** a store job's outcome (job->result, n_feed, backfill_refused, ...) */
 typedef void (*rec_commit_cb)(qbc_reconciler_t *r, const qbc_store_job_t *job, void *ctx);
 
