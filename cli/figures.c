@@ -89,6 +89,9 @@ static char *metrics(void *ctx)
     counter(&t, "qbcdc_cdc_crowded_seconds_total",
             "Seconds with more than 1,000 changes of one entity, read through the query API instead of CDC.",
             st->cdc_stuck_seconds);
+    counter(&t, "qbcdc_cdc_audit_notices_total",
+            "Live versions read again because a capped CDC answer may have cut deleted objects off.",
+            st->cdc_audit_notices);
     counter(&t, "qbcdc_cdc_sweeps_total", "Completed CDC sweeps (watermark committed with their versions).",
             st->cdc_sweeps);
     counter(&t, "qbcdc_cdc_versions_new_total", "Versions CDC found that webhooks had not delivered.",

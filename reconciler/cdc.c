@@ -64,11 +64,72 @@ static void sweep_clear(rec_cdc_t *c)
     c->active = 0;
     c->failures = 0;
     c->requests = 0;
+    c->audit[0] = '\0';
 }
 
 void rec_cdc_free(rec_cdc_t *c)
 {
     sweep_clear(c);
+    free(c->audited);
+    c->audited = NULL;
+    c->n_audited = 0;
+}
+
+/*
+ * A capped answer of one entity whose last object is live: CDC puts deleted objects after
+ * live ones, so deletes since the part's start may have been cut off, and no later answer
+ * can bring them back. The entity is audited when the sweep commits (store.h), unless it
+ * was less than REC_AUDIT_GAP_NS ago.
+ */
+static void audit_note(rec_realm_t *realm, const char *entity, const qbc_rec_cdc_group_t *groups, size_t n_groups)
+{
+    rec_cdc_t *c = &realm->cdc;
+    const qbc_rec_item_t *last = NULL;
+    for (size_t g = n_groups; g > 0 && last == NULL; g--)
+        if (groups[g - 1].n > 0)
+            last = &groups[g - 1].items[groups[g - 1].n - 1];
+    if (last == NULL || last->deleted)
+        return; /* the deletes came, in time order: none before the last one is missing */
+    size_t el = strlen(entity), al = strlen(c->audit);
+    for (const char *p = c->audit; (p = strstr(p, entity)) != NULL; p += el)
+        if ((p == c->audit || p[-1] == ',') && (p[el] == ',' || p[el] == '\0'))
+            return; /* already noted */
+    int64_t now = qbc_now_ns();
+    for (size_t i = 0; i < c->n_audited; i++)
+        if (strcmp(c->audited[i].entity, entity) == 0 && now - c->audited[i].at_ns < REC_AUDIT_GAP_NS)
+            return;
+    if (al + el + 2 <= sizeof(c->audit))
+        snprintf(c->audit + al, sizeof(c->audit) - al, "%s%s", al ? "," : "", entity);
+}
+
+/* the sweep committed its audits: remember when, per entity */
+static void audit_done(rec_realm_t *realm, uint32_t n_notices)
+{
+    rec_cdc_t *c = &realm->cdc;
+    int64_t now = qbc_now_ns();
+    char ent[QBC_ENTITY_MAX];
+    if (c->audit[0] == '\0')
+        return;
+    for (const char *p = c->audit; *p;) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n > 0 && n < sizeof(ent)) {
+            memcpy(ent, p, n);
+            ent[n] = '\0';
+            size_t i = 0;
+            while (i < c->n_audited && strcmp(c->audited[i].entity, ent) != 0)
+                i++;
+            if (i == c->n_audited) {
+                c->audited = qbc_realloc(c->audited, (c->n_audited + 1) * sizeof(*c->audited));
+                snprintf(c->audited[c->n_audited++].entity, sizeof(c->audited[0].entity), "%s", ent);
+            }
+            c->audited[i].at_ns = now;
+        }
+        p += n + (end != NULL);
+    }
+    qbc_log(QBC_LOG_INFO, REC_MOD,
+            "realm %s: CDC answers at the cap may have cut deleted %s objects off: %u live versions are read again",
+            realm->name, c->audit, n_notices);
 }
 
 static void part_push(rec_cdc_t *c, const char *entities, size_t n_entities, int64_t since_ns)
@@ -206,7 +267,9 @@ static void on_sweep_committed(qbc_reconciler_t *r, const qbc_store_job_t *job, 
     }
     if (job->cdc_watermark_ns > c->watermark_ns)
         c->watermark_ns = job->cdc_watermark_ns;
+    audit_done(realm, job->n_audited);
     pthread_mutex_lock(&r->stats_mu);
+    r->stats.cdc_audit_notices += job->n_audited;
     r->stats.cdc_sweeps++;
     r->stats.cdc_versions_new += job->n_feed;
     r->stats.versions_offered += job->n_versions;
@@ -228,6 +291,7 @@ static void sweep_commit(qbc_reconciler_t *r, rec_realm_t *realm)
     tmpl.set_cdc = 1;
     tmpl.cdc_watermark_ns = c->complete_ns;
     tmpl.last_cdc_ns = qbc_now_ns();
+    tmpl.audit_entities = c->audit[0] ? c->audit : NULL;
     c->inflight = 1;
     if (rec_submit_versions(r, realm, &tmpl, c->versions, c->nv, c->owned, c->n_owned, on_sweep_committed, realm) !=
         0) {
@@ -390,6 +454,7 @@ static void on_cdc_answer(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, co
         break;
     }
     case REC_CDC_STUCK: {
+        audit_note(realm, p->entities, groups, n_groups);
         gather(c, realm->name, groups, n_groups);
         char ts[QBC_TIME_BUFSZ];
         qbc_log(QBC_LOG_INFO, REC_MOD,
@@ -405,6 +470,7 @@ static void on_cdc_answer(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, co
         break;
     }
     case REC_CDC_ADVANCE:
+        audit_note(realm, p->entities, groups, n_groups);
         gather(c, realm->name, groups, n_groups);
         qbc_log(QBC_LOG_DEBUG, REC_MOD, "realm %s: CDC of %s at the cap; next page from %lld", realm->name, p->entities,
                 (long long)next_since);

@@ -63,6 +63,7 @@ struct st_rec_job_t {
     /* J_GENERIC (CDC, backfill) */
     char **owned; /* entity JSON texts the versions point into */
     size_t n_owned;
+    char *audit; /* the job's audit_entities (owned) */
     qbc_backfill_t checkpoint;
     rec_commit_cb done;
     void *done_ctx;
@@ -139,6 +140,7 @@ static void job_free(rec_job_t *j)
     for (size_t i = 0; i < j->n_owned; i++)
         free(j->owned[i]);
     free(j->owned);
+    free(j->audit);
     if (j->tokens != NULL) {
         OPENSSL_cleanse(j->tokens, sizeof(*j->tokens));
         free(j->tokens);
@@ -239,6 +241,10 @@ int rec_submit_versions(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_store
     j->job.cdc_watermark_ns = tmpl->cdc_watermark_ns;
     j->job.last_cdc_ns = tmpl->last_cdc_ns;
     j->job.backfill_cancel = tmpl->backfill_cancel;
+    if (tmpl->audit_entities != NULL) {
+        j->audit = qbc_strdup(tmpl->audit_entities);
+        j->job.audit_entities = j->audit;
+    }
     if (tmpl->backfill != NULL) {
         j->checkpoint = *tmpl->backfill;
         j->job.backfill = &j->checkpoint;

@@ -84,6 +84,7 @@ typedef struct st_qbc_reconciler_stats_t {
     uint64_t dead_letters;
     uint64_t cdc_requests;      /**< CDC API calls (and query pages of crowded seconds) */
     uint64_t cdc_stuck_seconds; /**< seconds with more than a CDC page of one entity, read by query instead */
+    uint64_t cdc_audit_notices; /**< live versions read again because a capped CDC answer may have cut deletes */
     uint64_t cdc_sweeps;        /**< completed sweeps (watermark committed) */
     uint64_t cdc_versions_new;  /**< versions CDC found that webhooks had not delivered */
     uint64_t backfill_requests; /**< backfill query pages */

@@ -297,6 +297,13 @@ struct st_qbc_store_job_t {
     int set_cdc;
     int64_t cdc_watermark_ns, last_cdc_ns;
     /*
+     * QBC_JOB_RECONCILE with set_cdc, optional: comma-separated entities of `realm` to
+     * audit. Every version of them the store holds live gets a pending notice in the same
+     * transaction, so the reconciler reads each again and learns of those deleted
+     * meanwhile: a CDC answer at its cap cuts deleted objects off (qbo-facts §2).
+     */
+    const char *audit_entities;
+    /*
      * QBC_JOB_RECONCILE, optional: a backfill checkpoint, written with versions_new
      * increased by this job's n_feed, unless the job was cancelled meanwhile
      * (then backfill_refused is set and only the versions are stored).
@@ -316,6 +323,7 @@ struct st_qbc_store_job_t {
     uint32_t n_feed;           /**< RECONCILE: versions that were newer and went into the feed */
     uint32_t n_retired;        /**< RECONCILE/DEAD_LETTER: notices removed (others changed meanwhile) */
     uint64_t last_feed_seq;    /**< RECONCILE: the highest feed sequence assigned (0: none) */
+    uint32_t n_audited;        /**< RECONCILE with audit_entities: pending notices made */
     uint64_t backfill_id;      /**< BACKFILL: the job created or cancelled (0: no such job to cancel) */
     int backfill_refused;      /**< RECONCILE with a checkpoint: the job was cancelled or is gone;
                                     BACKFILL cancel: the job had already finished (its state is unchanged) */

@@ -288,6 +288,55 @@ static int apply_checkpoint(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, 
     return job_put(s, txn, &next, t);
 }
 
+/* a pending notice for every live version of `entity` in `realm` (an audit: see store.h) */
+static int audit_entity(qbc_store_t *s, MDB_txn *txn, const char *realm, const char *entity, txn_ctx_t *t,
+                        uint32_t *n_out)
+{
+    char prefix[KEY_BUF_SIZE], id[QBC_ID_MAX];
+    size_t plen = qbc_store__pending_key(realm, entity, "", prefix);
+    MDB_cursor *cur;
+    MDB_val k = {plen, prefix}, v;
+    int rc;
+
+    if ((rc = mdb_cursor_open(txn, s->dbi_entities, &cur)) != 0)
+        return rc;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        qbc_entity_rec_t rec;
+        if (k.mv_size <= plen || memcmp(k.mv_data, prefix, plen) != 0)
+            break;
+        size_t il = k.mv_size - plen;
+        if (il >= sizeof(id) || qbc_store__entity_decode(v.mv_data, v.mv_size, &rec) != 0 || rec.deleted)
+            continue;
+        if (rec.feed_seq >= s->next_feed) /* stored by this very transaction: just seen live */
+            continue;
+        memcpy(id, (const char *)k.mv_data + plen, il);
+        id[il] = '\0';
+        if ((rc = put_pending(s, txn, realm, entity, id, QBC_OP_UPDATE, rec.updated_ns, 0)) != 0)
+            break;
+        (*n_out)++;
+        t->note.new_pending++;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int apply_audit(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_ctx_t *t)
+{
+    char ent[QBC_ENTITY_MAX];
+    int rc = 0;
+    for (const char *p = job->audit_entities; *p && rc == 0;) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n > 0 && n < sizeof(ent)) {
+            memcpy(ent, p, n);
+            ent[n] = '\0';
+            rc = audit_entity(s, txn, job->realm, ent, t, &job->n_audited);
+        }
+        p += n + (end != NULL);
+    }
+    return rc;
+}
+
 static int apply_reconcile(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_ctx_t *t)
 {
     int rc;
@@ -301,6 +350,8 @@ static int apply_reconcile(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, t
         job->n_retired += (uint32_t)rc;
     }
     if (job->set_cdc && (rc = apply_cdc_mark(s, txn, job, t)) != 0)
+        return rc;
+    if (job->set_cdc && job->audit_entities != NULL && job->realm != NULL && (rc = apply_audit(s, txn, job, t)) != 0)
         return rc;
     if (job->backfill != NULL && (rc = apply_checkpoint(s, txn, job, t)) != 0)
         return rc;
@@ -493,7 +544,7 @@ static int apply_job(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *j, txn_ctx_t
     if ((int)j->kind == QBC_JOB_PRUNE)
         return qbc_store__prune(s, txn, j);
     j->last_feed_seq = j->backfill_id = 0;
-    j->n_feed = j->n_retired = 0;
+    j->n_feed = j->n_retired = j->n_audited = 0;
     j->backfill_refused = 0;
     switch (j->kind) {
     case QBC_JOB_WEBHOOK:

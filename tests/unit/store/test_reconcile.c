@@ -479,6 +479,60 @@ static void test_cdc_and_jobs(void)
     qbc_store_close(s);
 }
 
+static int collect_pending(const qbc_pending_t *p, void *ctx)
+{
+    char *out = ctx;
+    size_t n = strlen(out);
+    snprintf(out + n, 512 - n, "%s%s/%s/%s", n ? " " : "", p->realm, p->entity, p->id);
+    return 0;
+}
+
+/* a CDC commit with audit_entities: a pending notice for each live version held, but not
+ * for deleted ones, other entities, other realms, or versions the same job stored */
+static void test_audit(void)
+{
+    char sub_dir[600];
+    snprintf(sub_dir, sizeof(sub_dir), "%s/audit", dir);
+    qbc_store_config_t cfg = {.dir = sub_dir};
+    qbc_store_t *s;
+    qbc_store_job_t j;
+    qbc_realm_t rs;
+
+    qbc_store_open(&cfg, &s);
+    memset(&rs, 0, sizeof(rs));
+    snprintf(rs.realm, sizeof(rs.realm), "55");
+    memset(&j, 0, sizeof(j));
+    j.kind = QBC_JOB_REALM;
+    j.realm = "55";
+    j.realm_state = &rs;
+    run(s, &j);
+    qbc_version_t held[] = {
+        ver("55", "Invoice", "1", "0", 100, QBC_OP_CREATE, "{}"),
+        ver("55", "Invoice", "2", "0", 100, QBC_OP_CREATE, "{}"),
+        ver("55", "Invoice", "3", "", 100, QBC_OP_DELETE, NULL),
+        ver("55", "Invoicer", "4", "0", 100, QBC_OP_CREATE, "{}"),
+        ver("55", "Bill", "5", "0", 100, QBC_OP_CREATE, "{}"),
+        ver("56", "Invoice", "6", "0", 100, QBC_OP_CREATE, "{}"),
+    };
+    is_int(offer(s, held, 6, NULL, 0, &j), 0, "six versions held");
+    qbc_version_t now = ver("55", "Invoice", "7", "0", 200, QBC_OP_CREATE, "{}");
+    memset(&j, 0, sizeof(j));
+    j.kind = QBC_JOB_RECONCILE;
+    j.versions = &now;
+    j.n_versions = 1;
+    j.realm = "55";
+    j.set_cdc = 1;
+    j.cdc_watermark_ns = 300;
+    j.audit_entities = "Invoice";
+    is_int(run(s, &j), 0, "a CDC commit auditing Invoice");
+    is_int(j.n_audited, 2, "two notices made");
+    char got[512] = "";
+    qbc_store_pending_scan(s, NULL, collect_pending, got);
+    is_str(got, "55/Invoice/1 55/Invoice/2",
+           "for the live Invoices held; not the deleted one, the one just stored, Invoicer, Bill, or realm 56");
+    qbc_store_close(s);
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/qbcdc-reconcile-test-XXXXXX";
@@ -488,6 +542,7 @@ int main(void)
     subtest("retire race and dead letters", test_retire_race);
     subtest("realms and tokens", test_tokens);
     subtest("CDC watermark and backfill jobs", test_cdc_and_jobs);
+    subtest("audits after a capped CDC answer", test_audit);
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)
