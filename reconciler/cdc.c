@@ -8,6 +8,12 @@
  * under the 1,000-object cap is complete for its part. An answer at the cap is not:
  * a part of several entities splits into one part per entity; a part of one entity
  * keeps what came (its oldest changes) and asks again from the last object's time.
+ * If that time is no later than where the part began (LastUpdatedTime has whole
+ * seconds: more than 1,000 changes of the entity in one second), that second is read
+ * through the query API instead, and CDC goes on after it. A capped answer ending with
+ * a live object may have cut deletes off (they come after live objects): the entity is
+ * audited with the commit (store.h audit_entities).
+ *
  * When no part is left, every version gathered is offered (source "cdc", the same
  * dedupe as webhooks) in ONE store job that also moves the realm's watermark to the
  * earliest "time" of the completing answers — so the watermark never passes what was
