@@ -43,6 +43,9 @@ static const option_t options[] = {
         "entity names polled by CDC"),
     OPT("cdc-lookback", cdc_lookback, "2592000",
         "CDC's lookback in seconds (QBO: 30 days); a realm whose watermark is older is backfilled instead"),
+    OPT("cdc-audit-gap", cdc_audit_gap, "600",
+        "seconds between two audits of one entity of a realm (after CDC answers at the cap cut deletes off; an "
+        "audit owed meanwhile waits)"),
     OPT("admin-token", admin_token, NULL, "bearer token for /admin/*; none: /admin/* answers 403"),
     OPT("feed-token", feed_token, NULL, "bearer token for /v1/*; none: /v1/* answers 403"),
     OPT("master-key-file", master_key_file, NULL,
@@ -245,6 +248,7 @@ int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const c
         {cfg->backoff_max_ms, "backoff max ms", 1, 86400000, &cfg->n_backoff_max_ms},
         {cfg->throttle_pause_ms, "throttle pause ms", 1, 3600000, &cfg->n_throttle_pause_ms},
         {cfg->cdc_lookback, "cdc lookback", 1, 86400 * 30, &cfg->n_cdc_lookback_s},
+        {cfg->cdc_audit_gap, "cdc audit gap", 0, 86400 * 30, &cfg->n_cdc_audit_gap_s},
         {cfg->inbox_retention, "inbox retention", 0, 86400L * 3650, &cfg->n_inbox_retention_s},
         {cfg->feed_retention, "feed retention", 0, 86400L * 3650, &cfg->n_feed_retention_s},
         {cfg->prune_interval_ms, "prune interval ms", 10, 86400000, &cfg->n_prune_interval_ms},

@@ -82,56 +82,66 @@ void rec_cdc_free(rec_cdc_t *c)
 }
 
 /*
- * A capped answer of one entity whose last object is live: CDC puts deleted objects after
- * live ones, so deletes since the part's start may have been cut off, and no later answer
- * can bring them back. The entity is audited when the sweep commits (store.h), unless it
- * was less than REC_AUDIT_GAP_NS ago.
+ * A capped answer of one entity can cut deleted objects off (they come after live
+ * ones), and no later answer brings back those before its start. If it ended with a
+ * live object, or the part is stuck in one second, the entity owes an audit.
  */
-static void audit_note(rec_realm_t *realm, const char *entity, const qbc_rec_cdc_group_t *groups, size_t n_groups)
+static void audit_note(rec_realm_t *realm, const char *entity, const qbc_rec_cdc_group_t *groups, size_t n_groups,
+                       int stuck)
 {
     rec_cdc_t *c = &realm->cdc;
     const qbc_rec_item_t *last = NULL;
     for (size_t g = n_groups; g > 0 && last == NULL; g--)
         if (groups[g - 1].n > 0)
             last = &groups[g - 1].items[groups[g - 1].n - 1];
-    if (last == NULL || last->deleted)
-        return; /* the deletes came, in time order: none before the last one is missing */
-    size_t el = strlen(entity), al = strlen(c->audit);
-    for (const char *p = c->audit; (p = strstr(p, entity)) != NULL; p += el)
-        if ((p == c->audit || p[-1] == ',') && (p[el] == ',' || p[el] == '\0'))
-            return; /* already noted */
-    int64_t now = qbc_now_ns();
-    for (size_t i = 0; i < c->n_audited; i++)
-        if (strcmp(c->audited[i].entity, entity) == 0 && now - c->audited[i].at_ns < REC_AUDIT_GAP_NS)
-            return;
-    if (al + el + 2 <= sizeof(c->audit))
-        snprintf(c->audit + al, sizeof(c->audit) - al, "%s%s", al ? "," : "", entity);
+    if (!stuck && (last == NULL || last->deleted))
+        return; /* the deletes came, in time order, and the next part starts at the last one's time */
+    size_t i = 0;
+    while (i < c->n_audited && strcmp(c->audited[i].entity, entity) != 0)
+        i++;
+    if (i == c->n_audited) {
+        c->audited = qbc_realloc(c->audited, (c->n_audited + 1) * sizeof(*c->audited));
+        memset(&c->audited[i], 0, sizeof(c->audited[i]));
+        snprintf(c->audited[i].entity, sizeof(c->audited[i].entity), "%s", entity);
+        c->n_audited++;
+    }
+    c->audited[i].owed = 1;
 }
 
-/* the sweep committed its audits: remember when, per entity */
+/* the audits a commit now carries: every owed one whose gap has passed */
+static void audit_list(qbc_reconciler_t *r, rec_cdc_t *c)
+{
+    int64_t now = qbc_now_ns(), gap = (int64_t)r->cfg.cdc_audit_gap_s * NS;
+    size_t len = 0;
+    c->audit[0] = '\0';
+    for (size_t i = 0; i < c->n_audited; i++) {
+        if (!c->audited[i].owed || (c->audited[i].at_ns != 0 && now - c->audited[i].at_ns < gap))
+            continue;
+        int n = snprintf(c->audit + len, sizeof(c->audit) - len, "%s%s", len ? "," : "", c->audited[i].entity);
+        if (n < 0 || (size_t)n >= sizeof(c->audit) - len) {
+            c->audit[len] = '\0';
+            break;
+        }
+        len += (size_t)n;
+    }
+}
+
+/* the sweep committed with its audits: they are no longer owed */
 static void audit_done(rec_realm_t *realm, uint32_t n_notices)
 {
     rec_cdc_t *c = &realm->cdc;
-    int64_t now = qbc_now_ns();
-    char ent[QBC_ENTITY_MAX];
     if (c->audit[0] == '\0')
         return;
-    for (const char *p = c->audit; *p;) {
-        const char *end = strchr(p, ',');
-        size_t n = end ? (size_t)(end - p) : strlen(p);
-        if (n > 0 && n < sizeof(ent)) {
-            memcpy(ent, p, n);
-            ent[n] = '\0';
-            size_t i = 0;
-            while (i < c->n_audited && strcmp(c->audited[i].entity, ent) != 0)
-                i++;
-            if (i == c->n_audited) {
-                c->audited = qbc_realloc(c->audited, (c->n_audited + 1) * sizeof(*c->audited));
-                snprintf(c->audited[c->n_audited++].entity, sizeof(c->audited[0].entity), "%s", ent);
-            }
+    int64_t now = qbc_now_ns();
+    for (size_t i = 0; i < c->n_audited; i++) {
+        const char *e = c->audited[i].entity, *p = strstr(c->audit, e);
+        size_t el = strlen(e);
+        while (p != NULL && !((p == c->audit || p[-1] == ',') && (p[el] == ',' || p[el] == '\0')))
+            p = strstr(p + 1, e);
+        if (p != NULL) {
+            c->audited[i].owed = 0;
             c->audited[i].at_ns = now;
         }
-        p += n + (end != NULL);
     }
     qbc_log(QBC_LOG_INFO, REC_MOD,
             "realm %s: CDC answers at the cap may have cut deleted %s objects off: %u live versions are read again",
@@ -297,6 +307,7 @@ static void sweep_commit(qbc_reconciler_t *r, rec_realm_t *realm)
     tmpl.set_cdc = 1;
     tmpl.cdc_watermark_ns = c->complete_ns;
     tmpl.last_cdc_ns = qbc_now_ns();
+    audit_list(r, c);
     tmpl.audit_entities = c->audit[0] ? c->audit : NULL;
     c->inflight = 1;
     if (rec_submit_versions(r, realm, &tmpl, c->versions, c->nv, c->owned, c->n_owned, on_sweep_committed, realm) !=
@@ -460,7 +471,7 @@ static void on_cdc_answer(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, co
         break;
     }
     case REC_CDC_STUCK: {
-        audit_note(realm, p->entities, groups, n_groups);
+        audit_note(realm, p->entities, groups, n_groups, 1);
         gather(c, realm->name, groups, n_groups);
         char ts[QBC_TIME_BUFSZ];
         qbc_log(QBC_LOG_INFO, REC_MOD,
@@ -476,7 +487,7 @@ static void on_cdc_answer(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, co
         break;
     }
     case REC_CDC_ADVANCE:
-        audit_note(realm, p->entities, groups, n_groups);
+        audit_note(realm, p->entities, groups, n_groups, 0);
         gather(c, realm->name, groups, n_groups);
         qbc_log(QBC_LOG_DEBUG, REC_MOD, "realm %s: CDC of %s at the cap; next page from %lld", realm->name, p->entities,
                 (long long)next_since);

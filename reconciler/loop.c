@@ -1150,6 +1150,8 @@ int qbc_reconciler_start(const qbc_reconciler_config_t *cfg, qbc_store_t *store,
         c->cdc_interval_s = 300;
     if (c->cdc_lookback_s == 0)
         c->cdc_lookback_s = 30 * 86400;
+    if (c->cdc_audit_gap_s < 0)
+        c->cdc_audit_gap_s = 600;
     {
         const char *list = c->cdc_entities != NULL && c->cdc_entities[0] != '\0'
                                ? c->cdc_entities

@@ -304,19 +304,18 @@ typedef struct st_rec_cdc_t {
     size_t n_owned, cap_owned;
     uint64_t requests; /**< in this sweep */
     /*
-     * entities whose deletes a capped answer may have cut off in this sweep: audited
-     * with its commit (comma-separated; store.h audit_entities), each at most once
-     * every REC_AUDIT_GAP_NS per realm
+     * audits (store.h audit_entities): per entity whose deletes a capped answer may have
+     * cut off, owed until a sweep commits one, at most one every cdc_audit_gap_s; `audit`
+     * is the list the commit in flight carries (comma-separated)
      */
-    char audit[QBC_BACKFILL_ENTITIES_MAX];
     struct rec_audited_t {
         char entity[QBC_ENTITY_MAX];
-        int64_t at_ns; /**< wall */
+        int64_t at_ns; /**< wall: the last audit committed (0: none) */
+        int owed;
     } * audited;
     size_t n_audited;
+    char audit[QBC_BACKFILL_ENTITIES_MAX];
 } rec_cdc_t;
-
-#define REC_AUDIT_GAP_NS (6 * 3600 * 1000000000LL)
 
 struct st_rec_realm_t {
     char name[QBC_REALM_MAX];

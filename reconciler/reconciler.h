@@ -40,6 +40,7 @@ typedef struct st_qbc_reconciler_config_t {
     unsigned cdc_interval_s;     /**< seconds between CDC sweeps of each realm (0: 300) */
     const char *cdc_entities;    /**< comma-separated entity names for CDC and default backfills (NULL: a default) */
     unsigned cdc_lookback_s;     /**< CDC's lookback; a watermark older than this backfills instead (0: 30 days) */
+    int cdc_audit_gap_s;         /**< an entity is audited at most this often per realm (<0: 600; 0: no gap) */
 } qbc_reconciler_config_t;
 
 typedef struct st_qbc_reconciler_t qbc_reconciler_t;

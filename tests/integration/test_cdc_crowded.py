@@ -25,7 +25,9 @@ sim = Sim(args=["--webhook-url", "http://127.0.0.1:%d/webhooks/intuit" % qport, 
           entities=1500)
 data_dir = tmpdir("qbcdc-crowded-")
 env = serve_env(qport, data_dir, sim)
-env.update({"QBCDC_CDC_INTERVAL": "300", "QBCDC_CDC_ENTITIES": SIM_ENTITIES, "QBCDC_RATE_LIMIT": "100000"})
+# audits of one entity may follow each other at once here (QBCDC_CDC_AUDIT_GAP; 600 s by default)
+env.update({"QBCDC_CDC_INTERVAL": "300", "QBCDC_CDC_ENTITIES": SIM_ENTITIES, "QBCDC_RATE_LIMIT": "100000",
+            "QBCDC_CDC_AUDIT_GAP": "0"})
 q = Proc([QBCDC, "serve"], env=env)
 ok(wait_http(qport), "qbcdc serve is up", q.output())
 realm = sorted(sim.realms())[0]
@@ -74,6 +76,33 @@ unseen = [k for k in missing if truth.get(k) is None]
 diag("converged in %.1f s: %d CDC + %d query requests; %d held entities deleted; %d entities created and "
      "deleted inside the window, never held (nothing reports them with every webhook lost)"
      % (elapsed, cdc, query, len(held_deleted), len(unseen)))
+# ---- the same volume spread over seconds: CDC pages by time (no crowded second), and audits
+truth1 = truth
+held = {k for k, v in truth1.items() if v is not None}
+crowded0 = float(crowded[0].split()[-1])
+calls0 = sim_calls(sim)[1]["realms"][realm]["requests"]
+for i in range(4):
+    st, j = sim.json("POST", "/sim/mutate?n=3000&realm=%s&loss=1" % realm)
+    time.sleep(1.1)  # each burst in a second of its own: under 1,000 changes of one entity per second
+st, _ = admin(qport, "POST", "/admin/realms/%s/cdc" % realm)
+deadline = time.time() + 40
+while time.time() < deadline:
+    truth = flat_truth(sim.json("GET", "/sim/truth")[1])
+    wrong, missing, dups, feed, changed = compare_to_truth(truth, truth1, data_dir)
+    live_missing = [k for k in missing if truth.get(k) is not None]
+    if not wrong and not live_missing and not qbcdc_lines("pending", "--data-dir", data_dir, "--limit", "1"):
+        break
+    time.sleep(0.5)
+held_deleted = [k for k in held if truth.get(k) is None]
+is_(wrong[:5], [], "12,000 changes over 4 s: every stored entity equals the truth (%d held ones deleted)"
+    % len(held_deleted))
+is_(live_missing[:5], [], "every changed entity still live is stored")
+is_(dups[:5], [], "the feed holds each version once (%d records)" % len(feed))
+calls = sim_calls(sim)[1]["realms"][realm]["requests"]
+_, _, m = request(qport, "GET", "/metrics")
+crowded = [l for l in m.decode().splitlines() if l.startswith("qbcdc_cdc_crowded_seconds_total ")]
+cdc = calls.get("cdc", 0) - calls0.get("cdc", 0)
+ok(cdc > 8, "paged by time: %d CDC calls (crowded seconds: %s)" % (cdc, float(crowded[0].split()[-1]) - crowded0))
 is_(q.stop(), 0, "qbcdc stops cleanly")
 sim.stop()
 done_testing()
