@@ -20,6 +20,21 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import *  # noqa: F401,F403
 from simlib import admin, Sim, compare_to_truth, flat_truth, qbcdc_lines, register_realms, serve_env, sim_calls, SIM_ENTITIES
 
+
+
+def converge(truth_before, timeout=40):
+    """waits until qbcdc holds the truth (deletes of what it held included) and nothing is pending"""
+    deadline = time.time() + timeout
+    while True:
+        truth = flat_truth(sim.json("GET", "/sim/truth")[1])
+        wrong, missing, dups, feed, changed = compare_to_truth(truth, truth_before, data_dir)
+        live_missing = [k for k in missing if truth.get(k) is not None]
+        done = not wrong and not live_missing and not qbcdc_lines("pending", "--data-dir", data_dir, "--limit", "1")
+        if done or time.time() > deadline:
+            return truth, wrong, missing, live_missing, dups, feed, changed
+        time.sleep(0.5)
+
+
 qport = free_port()
 sim = Sim(args=["--webhook-url", "http://127.0.0.1:%d/webhooks/intuit" % qport, "--rate-limit", "100000"], realms=1,
           entities=1500)
@@ -50,14 +65,7 @@ calls0 = sim_calls(sim)[1]["realms"][realm]["requests"]
 t0 = time.time()
 st, _ = admin(qport, "POST", "/admin/realms/%s/cdc" % realm)
 is_(st, 202, "a CDC sweep asked for")
-deadline = time.time() + 40
-while time.time() < deadline:
-    truth = flat_truth(sim.json("GET", "/sim/truth")[1])
-    wrong, missing, dups, feed, changed = compare_to_truth(truth, truth0, data_dir)
-    live_missing = [k for k in missing if truth.get(k) is not None]
-    if not wrong and not live_missing and not qbcdc_lines("pending", "--data-dir", data_dir, "--limit", "1"):
-        break
-    time.sleep(0.5)
+truth, wrong, missing, live_missing, dups, feed, changed = converge(truth0)
 elapsed = time.time() - t0
 held_deleted = [k for k in held if truth.get(k) is None]
 ok(len(held_deleted) > 100, "many entities qbcdc held were deleted (%d)" % len(held_deleted))
@@ -85,14 +93,7 @@ for i in range(4):
     st, j = sim.json("POST", "/sim/mutate?n=3000&realm=%s&loss=1" % realm)
     time.sleep(1.1)  # each burst in a second of its own: under 1,000 changes of one entity per second
 st, _ = admin(qport, "POST", "/admin/realms/%s/cdc" % realm)
-deadline = time.time() + 40
-while time.time() < deadline:
-    truth = flat_truth(sim.json("GET", "/sim/truth")[1])
-    wrong, missing, dups, feed, changed = compare_to_truth(truth, truth1, data_dir)
-    live_missing = [k for k in missing if truth.get(k) is not None]
-    if not wrong and not live_missing and not qbcdc_lines("pending", "--data-dir", data_dir, "--limit", "1"):
-        break
-    time.sleep(0.5)
+truth, wrong, missing, live_missing, dups, feed, changed = converge(truth1)
 held_deleted = [k for k in held if truth.get(k) is None]
 is_(wrong[:5], [], "12,000 changes over 4 s: every stored entity equals the truth (%d held ones deleted)"
     % len(held_deleted))

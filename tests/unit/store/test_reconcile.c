@@ -361,6 +361,18 @@ static void test_tokens(void)
 }
 
 /* issue 5: the CDC watermark rides in the same transaction as the versions; backfill jobs */
+/* a CDC sweep's commit: one version, and the realm's watermark */
+static void cdc_commit(qbc_store_job_t *j, const qbc_version_t *v, const char *realm, int64_t watermark_ns)
+{
+    memset(j, 0, sizeof(*j));
+    j->kind = QBC_JOB_RECONCILE;
+    j->versions = v;
+    j->n_versions = 1;
+    j->realm = realm;
+    j->set_cdc = 1;
+    j->cdc_watermark_ns = watermark_ns;
+}
+
 static void test_cdc_and_jobs(void)
 {
     qbc_store_config_t cfg = {.dir = dir};
@@ -382,13 +394,7 @@ static void test_cdc_and_jobs(void)
 
     qbc_version_t v = ver("777", "Invoice", "1", "3", 100, QBC_OP_UPDATE, "{\"Id\":\"1\"}");
     v.source = QBC_SOURCE_CDC;
-    memset(&j, 0, sizeof(j));
-    j.kind = QBC_JOB_RECONCILE;
-    j.versions = &v;
-    j.n_versions = 1;
-    j.realm = "777";
-    j.set_cdc = 1;
-    j.cdc_watermark_ns = 2000;
+    cdc_commit(&j, &v, "777", 2000);
     j.last_cdc_ns = 3000;
     is_int(run(s, &j), 0, "versions + watermark committed");
     is_int(j.n_feed, 1, "the version entered the feed");
@@ -516,13 +522,7 @@ static void test_audit(void)
     };
     is_int(offer(s, held, 6, NULL, 0, &j), 0, "six versions held");
     qbc_version_t now = ver("55", "Invoice", "7", "0", 200, QBC_OP_CREATE, "{}");
-    memset(&j, 0, sizeof(j));
-    j.kind = QBC_JOB_RECONCILE;
-    j.versions = &now;
-    j.n_versions = 1;
-    j.realm = "55";
-    j.set_cdc = 1;
-    j.cdc_watermark_ns = 300;
+    cdc_commit(&j, &now, "55", 300);
     j.audit_entities = "Invoice";
     is_int(run(s, &j), 0, "a CDC commit auditing Invoice");
     is_int(j.n_audited, 2, "two notices made");
