@@ -22,14 +22,16 @@ from simlib import admin, Sim, compare_to_truth, flat_truth, qbcdc_lines, regist
 
 
 
-def converge(truth_before, timeout=40):
-    """waits until qbcdc holds the truth (deletes of what it held included) and nothing is pending"""
+def converge(truth_before, timeout=40, deletes_too=True):
+    """waits until qbcdc holds the truth (with deletes_too, the deletes of what it held too) and
+    nothing is pending"""
     deadline = time.time() + timeout
     while True:
         truth = flat_truth(sim.json("GET", "/sim/truth")[1])
         wrong, missing, dups, feed, changed = compare_to_truth(truth, truth_before, data_dir)
         live_missing = [k for k in missing if truth.get(k) is not None]
-        done = not wrong and not live_missing and not qbcdc_lines("pending", "--data-dir", data_dir, "--limit", "1")
+        stale = [w for w in wrong if deletes_too or w[2] is not None]
+        done = not stale and not live_missing and not qbcdc_lines("pending", "--data-dir", data_dir, "--limit", "1")
         if done or time.time() > deadline:
             return truth, wrong, missing, live_missing, dups, feed, changed
         time.sleep(0.5)
@@ -104,6 +106,35 @@ _, _, m = request(qport, "GET", "/metrics")
 crowded = [l for l in m.decode().splitlines() if l.startswith("qbcdc_cdc_crowded_seconds_total ")]
 cdc = calls.get("cdc", 0) - calls0.get("cdc", 0)
 ok(cdc > 8, "paged by time: %d CDC calls (crowded seconds: %s)" % (cdc, float(crowded[0].split()[-1]) - crowded0))
+is_(q.stop(), 0, "qbcdc stops cleanly")
+
+# ---- an audit within the gap is owed, and carried by the first sweep after it
+GAP = 20  # long enough for the second window to come within it, even under sanitizers
+env["QBCDC_CDC_AUDIT_GAP"] = str(GAP)
+q = Proc([QBCDC, "serve"], env=env)
+ok(wait_http(qport), "qbcdc restarts with a %d s audit gap" % GAP)
+
+
+def crowd_and_sweep():
+    before = flat_truth(sim.json("GET", "/sim/truth")[1])
+    sim.json("POST", "/sim/mutate?n=16000&realm=%s&loss=1" % realm)
+    admin(qport, "POST", "/admin/realms/%s/cdc" % realm)
+    return before
+
+
+truth2 = crowd_and_sweep()  # the first audit since the start: done at once
+truth, wrong, missing, live_missing, dups, feed, changed = converge(truth2)
+is_(wrong[:5], [], "a crowded window: audited at once, every held delete found")
+first_audit_by = time.time()
+truth3 = crowd_and_sweep()  # within the gap: owed
+truth, wrong, missing, live_missing, dups, feed, changed = converge(truth3, deletes_too=False)
+ok(not live_missing and wrong and all(w[2] is None for w in wrong),
+   "another one within the gap: swept, but its held deletes wait (%d)" % len(wrong))
+ok(time.time() - first_audit_by < GAP, "(that was within the gap)")
+time.sleep(max(0.0, GAP + 0.5 - (time.time() - first_audit_by)))
+admin(qport, "POST", "/admin/realms/%s/cdc" % realm)  # a sweep after the gap, itself not capped
+truth, wrong, missing, live_missing, dups, feed, changed = converge(truth3)
+is_(wrong[:5], [], "the next sweep after the gap carries the owed audit: every held delete found")
 is_(q.stop(), 0, "qbcdc stops cleanly")
 sim.stop()
 done_testing()
