@@ -119,7 +119,12 @@ static __attribute__((unused)) int scan_inbox_cb(const qbc_inbox_record_t *r, vo
 {
     scan_t *sc = ctx;
     int num = -1;
-    sscanf((const char *)r->body, "{\"n\":%d}", &num);
+    /* the body points into the map and is not NUL-terminated: scan a terminated copy */
+    char head[32];
+    size_t n = r->body_len < sizeof(head) - 1 ? r->body_len : sizeof(head) - 1;
+    memcpy(head, r->body, n);
+    head[n] = '\0';
+    sscanf(head, "{\"n\":%d}", &num);
     if (num != sc->next_body || r->seq <= sc->last_seq)
         sc->in_order = 0;
     sc->next_body = num + 1;
