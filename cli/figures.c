@@ -40,38 +40,16 @@ static void realm_stats(void *ctx, void *json_array)
     free(st);
 }
 
-typedef struct {
-    char *buf;
-    size_t len, cap;
-} text_t;
-
-static void add(text_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void add(text_t *t, const char *fmt, ...)
+static void counter(qbc_buf_t *t, const char *name, const char *help, uint64_t v)
 {
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
-        va_end(ap);
-        if (n >= 0 && (size_t)n < t->cap - t->len) {
-            t->len += (size_t)n;
-            return;
-        }
-        t->cap = t->cap * 2 + (size_t)(n > 0 ? n : 0);
-        t->buf = qbc_realloc(t->buf, t->cap);
-    }
-}
-
-static void counter(text_t *t, const char *name, const char *help, uint64_t v)
-{
-    add(t, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name, (unsigned long long)v);
+    qbc_buf_printf(t, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name, (unsigned long long)v);
 }
 
 static char *metrics(void *ctx)
 {
     qbc_reconciler_t *r = ctx;
     qbc_reconciler_stats_t *st = qbc_alloc(sizeof(*st));
-    text_t t = {qbc_alloc(4096), 0, 4096};
+    qbc_buf_t t = {qbc_alloc(4096), 0, 4096, 0};
 
     qbc_reconciler_snapshot(r, st);
     counter(&t, "qbcdc_qbo_requests_total", "HTTP requests made to QBO (API and OAuth).", st->requests);
@@ -99,24 +77,24 @@ static char *metrics(void *ctx)
     counter(&t, "qbcdc_backfill_requests_total", "Backfill query pages requested.", st->backfill_requests);
     counter(&t, "qbcdc_backfill_versions_new_total", "Versions backfills found that were new to the feed.",
             st->backfill_versions_new);
-    add(&t, "# HELP qbcdc_reconcile_seconds From a change's first sighting to the commit of its version.\n"
+    qbc_buf_printf(&t, "# HELP qbcdc_reconcile_seconds From a change's first sighting to the commit of its version.\n"
             "# TYPE qbcdc_reconcile_seconds histogram\n");
     uint64_t cum = 0;
     for (int i = 0; i < 11; i++) {
         cum += st->fetch_latency_hist[i];
-        add(&t, "qbcdc_reconcile_seconds_bucket{le=\"%g\"} %llu\n", qbc_reconciler_latency_bounds_ms[i] / 1000.0,
+        qbc_buf_printf(&t, "qbcdc_reconcile_seconds_bucket{le=\"%g\"} %llu\n", qbc_reconciler_latency_bounds_ms[i] / 1000.0,
             (unsigned long long)cum);
     }
     cum += st->fetch_latency_hist[11];
-    add(&t, "qbcdc_reconcile_seconds_bucket{le=\"+Inf\"} %llu\nqbcdc_reconcile_seconds_count %llu\n",
+    qbc_buf_printf(&t, "qbcdc_reconcile_seconds_bucket{le=\"+Inf\"} %llu\nqbcdc_reconcile_seconds_count %llu\n",
         (unsigned long long)cum, (unsigned long long)cum);
-    add(&t, "# HELP qbcdc_realm_api_calls_last_minute QBO API calls per realm in the last minute.\n"
+    qbc_buf_printf(&t, "# HELP qbcdc_realm_api_calls_last_minute QBO API calls per realm in the last minute.\n"
             "# TYPE qbcdc_realm_api_calls_last_minute gauge\n");
     for (size_t k = 0; k < st->n_realms; k++)
-        add(&t, "qbcdc_realm_api_calls_last_minute{realm=\"%s\"} %u\n", st->realms[k].realm,
+        qbc_buf_printf(&t, "qbcdc_realm_api_calls_last_minute{realm=\"%s\"} %u\n", st->realms[k].realm,
             st->realms[k].calls_last_minute);
     free(st);
-    return t.buf;
+    return t.data;
 }
 
 void qbc_figures_install(qbc_ingress_t *ing, qbc_reconciler_t *r)

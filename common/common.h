@@ -83,6 +83,8 @@ typedef struct st_qbc_buf_t {
 } qbc_buf_t;
 /** appends n bytes; 0, or -1 (nothing appended) if that would pass max. */
 int qbc_buf_append(qbc_buf_t *b, const void *p, size_t n);
+/** appends printf-formatted text; 0, or -1 (nothing appended) if that would pass max. */
+int qbc_buf_printf(qbc_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /** libcurl's CURLOPT_WRITEFUNCTION shape, with a qbc_buf_t as its data: appends, failing the transfer past max. */
 size_t qbc_buf_write_cb(char *p, size_t size, size_t nmemb, void *ud);
 /** frees the bytes (wipe: zero them first, for secrets such as token answers) and empties the buffer. */

@@ -48,21 +48,14 @@ typedef struct st_feed_waiter_t {
 /* ------------------------------------------------------------------ reading */
 
 typedef struct {
-    char *buf;
-    size_t len, cap;
-    size_t n;
+    qbc_buf_t b; /* what is said so far (NUL-terminated) */
+    size_t n;    /* changes in it */
     int sse;
 } collect_t;
 
 static void put(collect_t *c, const char *p, size_t n)
 {
-    if (c->len + n + 1 > c->cap) {
-        c->cap = (c->len + n + 1) * 2;
-        c->buf = qbc_realloc(c->buf, c->cap);
-    }
-    memcpy(c->buf + c->len, p, n);
-    c->len += n;
-    c->buf[c->len] = '\0';
+    qbc_buf_append(&c->b, p, n);
 }
 
 static int collect_cb(const qbc_feed_rec_t *r, void *ctx)
@@ -123,19 +116,19 @@ static void answer_read_error(feed_waiter_t *w, int rc)
 /* {"changes":[...],"next":N,"complete_until":{realm: time}} */
 static void answer_changes(feed_waiter_t *w, collect_t *c)
 {
-    collect_t out = {NULL, 0, 0, 0, 0};
+    collect_t out = {{0}, 0, 0};
     char tail[64];
     put(&out, "{\"changes\":[", 12);
-    if (c->len > 0)
-        put(&out, c->buf, c->len);
+    if (c->b.len > 0)
+        put(&out, c->b.data, c->b.len);
     int n = snprintf(tail, sizeof(tail), "],\"next\":%llu,\"complete_until\":", (unsigned long long)w->after);
     put(&out, tail, (size_t)n);
     char *complete = feed_completeness(w->ing, w->realm[0] ? w->realm : NULL);
     put(&out, complete != NULL ? complete : "{}", complete != NULL ? strlen(complete) : 2);
     free(complete);
     put(&out, "}", 1);
-    respond_json(w->req, 200, "OK", out.buf);
-    free(out.buf);
+    respond_json(w->req, 200, "OK", out.b.data);
+    free(out.b.data);
 }
 
 /* ------------------------------------------------------------------ waiters */
@@ -167,7 +160,7 @@ static feed_waiter_t *waiter_new(qbc_ingress_t *ing, h2o_req_t *req)
 /* a long-poll with something to say (or out of time) answers and leaves the list */
 static void poll_try(feed_waiter_t *w, int timed_out)
 {
-    collect_t c = {NULL, 0, 0, 0, 0};
+    collect_t c = {{0}, 0, 0};
     int rc = read_feed(w->ing, w, w->limit, &c);
     if (rc != 0) {
         waiter_unlink(w);
@@ -176,7 +169,7 @@ static void poll_try(feed_waiter_t *w, int timed_out)
         waiter_unlink(w);
         answer_changes(w, &c);
     }
-    free(c.buf);
+    free(c.b.data);
 }
 
 static void sse_send(feed_waiter_t *w, const char *extra);
@@ -197,7 +190,7 @@ static void sse_pump(feed_waiter_t *w)
 
 static void sse_send(feed_waiter_t *w, const char *extra)
 {
-    collect_t c = {NULL, 0, 0, 0, 1};
+    collect_t c = {{0}, 0, 1};
     if (extra != NULL)
         put(&c, extra, strlen(extra));
     int rc = read_feed(w->ing, w, SSE_BATCH, &c);
@@ -208,15 +201,15 @@ static void sse_send(feed_waiter_t *w, const char *extra)
         put(&c, "\n\n", 2);
         free(body);
         w->closing = 1;
-    } else if (rc != 0 || c.len == 0) {
-        free(c.buf);
+    } else if (rc != 0 || c.b.len == 0) {
+        free(c.b.data);
         return; /* nothing to say: wait for the next wake-up or keep-alive */
     }
     free(w->chunk);
-    w->chunk = c.buf;
+    w->chunk = c.b.data;
     w->sending = 1;
     w->last_write_ns = qbc_mono_ns();
-    h2o_iovec_t v = h2o_iovec_init(c.buf, c.len);
+    h2o_iovec_t v = h2o_iovec_init(c.b.data, c.b.len);
     h2o_send(w->req, &v, 1, H2O_SEND_STATE_IN_PROGRESS);
 }
 
@@ -349,19 +342,19 @@ static int get_changes(qbc_ingress_t *ing, h2o_req_t *req)
 
     if (parse_params(req, w, &wait_s) != 0)
         return 0;
-    collect_t c = {NULL, 0, 0, 0, 0};
+    collect_t c = {{0}, 0, 0};
     int rc = read_feed(ing, w, w->limit, &c);
     if (rc != 0) {
-        free(c.buf);
+        free(c.b.data);
         answer_read_error(w, rc);
         return 0;
     }
     if (c.n > 0 || wait_s == 0 || ing->stop) {
         answer_changes(w, &c);
-        free(c.buf);
+        free(c.b.data);
         return 0;
     }
-    free(c.buf);
+    free(c.b.data);
     w->deadline_ns = qbc_mono_ns() + wait_s * (int64_t)1000000000;
     h2o_linklist_insert(&ing->feed_waiters, &w->link);
     return 0;
@@ -429,15 +422,15 @@ static int get_entity(qbc_ingress_t *ing, h2o_req_t *req, h2o_iovec_t realm, h2o
     char *text = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     /* splice the stored entity JSON in as is: it was compact JSON when it was stored */
-    collect_t c = {NULL, 0, 0, 0, 0};
+    collect_t c = {{0}, 0, 0};
     put(&c, text, strlen(text) - 1);
     if (!rec.deleted && rec.data != NULL) {
         put(&c, ",\"data\":", 8);
         put(&c, rec.data, rec.data_len);
     }
     put(&c, "}", 1);
-    respond_json(req, 200, "OK", c.buf);
-    free(c.buf);
+    respond_json(req, 200, "OK", c.b.data);
+    free(c.b.data);
     free(text);
     qbc_entity_rec_clear(&rec);
     return 0;

@@ -26,67 +26,45 @@ void metrics_observe_ack(ingress_metrics_t *m, int64_t ns)
     m->ack_sum_s += s;
 }
 
-typedef struct {
-    char *buf;
-    size_t len, cap;
-} out_t;
-
-static void emit(out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void emit(out_t *o, const char *fmt, ...)
+static void gauge(qbc_buf_t *o, const char *name, const char *help, double v)
 {
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
-        va_end(ap);
-        if (n >= 0 && (size_t)n < o->cap - o->len) {
-            o->len += (size_t)n;
-            return;
-        }
-        o->cap = o->cap * 2 + (n > 0 ? (size_t)n : 0);
-        o->buf = qbc_realloc(o->buf, o->cap);
-    }
+    qbc_buf_printf(o, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name, v);
 }
 
-static void gauge(out_t *o, const char *name, const char *help, double v)
+static void counter(qbc_buf_t *o, const char *name, const char *help, double v)
 {
-    emit(o, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name, v);
-}
-
-static void counter(out_t *o, const char *name, const char *help, double v)
-{
-    emit(o, "# HELP %s %s\n# TYPE %s counter\n%s %.17g\n", name, help, name, name, v);
+    qbc_buf_printf(o, "# HELP %s %s\n# TYPE %s counter\n%s %.17g\n", name, help, name, name, v);
 }
 
 /* a histogram over the store's batch-size buckets (qbc_store_batch_bounds, then +Inf) */
-static void batch_histogram(out_t *o, const char *name, const char *help, const uint64_t hist[8], uint64_t sum)
+static void batch_histogram(qbc_buf_t *o, const char *name, const char *help, const uint64_t hist[8], uint64_t sum)
 {
     unsigned long long cum = 0;
-    emit(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    qbc_buf_printf(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     for (int i = 0; i < 7; i++) {
         cum += hist[i];
-        emit(o, "%s_bucket{le=\"%u\"} %llu\n", name, qbc_store_batch_bounds[i], cum);
+        qbc_buf_printf(o, "%s_bucket{le=\"%u\"} %llu\n", name, qbc_store_batch_bounds[i], cum);
     }
     cum += hist[7];
-    emit(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %llu\n%s_count %llu\n", name, cum, name, (unsigned long long)sum,
+    qbc_buf_printf(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %llu\n%s_count %llu\n", name, cum, name, (unsigned long long)sum,
          name, cum);
 }
 
 char *metrics_render(const ingress_metrics_t *m, qbc_store_t *store, size_t *len)
 {
-    out_t o = {qbc_alloc(8192), 0, 8192};
+    qbc_buf_t o = {qbc_alloc(8192), 0, 8192, 0};
     qbc_store_stats_t st;
     int store_ok = qbc_store_stats(store, &st) == 0;
 
-    emit(&o, "# HELP qbcdc_build_info Build information.\n# TYPE qbcdc_build_info gauge\n"
+    qbc_buf_printf(&o, "# HELP qbcdc_build_info Build information.\n# TYPE qbcdc_build_info gauge\n"
              "qbcdc_build_info{version=\"%s\"} 1\n",
          QBCDC_VERSION);
     gauge(&o, "qbcdc_start_time_seconds", "Unix time the service started.", (double)m->started_ns / 1e9);
 
-    emit(&o, "# HELP qbcdc_webhooks_total Webhook POSTs by result.\n# TYPE qbcdc_webhooks_total counter\n");
+    qbc_buf_printf(&o, "# HELP qbcdc_webhooks_total Webhook POSTs by result.\n# TYPE qbcdc_webhooks_total counter\n");
     for (int i = 0; i < WH__COUNT; i++)
-        emit(&o, "qbcdc_webhooks_total{result=\"%s\"} %llu\n", result_names[i], (unsigned long long)m->webhooks[i]);
-    emit(&o, "# HELP qbcdc_webhook_events_total Change notices in webhooks by result.\n"
+        qbc_buf_printf(&o, "qbcdc_webhooks_total{result=\"%s\"} %llu\n", result_names[i], (unsigned long long)m->webhooks[i]);
+    qbc_buf_printf(&o, "# HELP qbcdc_webhook_events_total Change notices in webhooks by result.\n"
              "# TYPE qbcdc_webhook_events_total counter\n"
              "qbcdc_webhook_events_total{result=\"stored\"} %llu\n"
              "qbcdc_webhook_events_total{result=\"duplicate\"} %llu\n"
@@ -99,16 +77,16 @@ char *metrics_render(const ingress_metrics_t *m, qbc_store_t *store, size_t *len
             (double)m->unexpected_content_type);
     gauge(&o, "qbcdc_webhooks_inflight", "Webhooks waiting for their commit.", (double)m->inflight);
 
-    emit(&o, "# HELP qbcdc_webhook_ack_seconds Time from a verified webhook to its answer (includes the fsync'd "
+    qbc_buf_printf(&o, "# HELP qbcdc_webhook_ack_seconds Time from a verified webhook to its answer (includes the fsync'd "
              "commit).\n# TYPE qbcdc_webhook_ack_seconds histogram\n");
     uint64_t cum = 0;
     for (int i = 0; i < ACK_BUCKETS; i++) {
         cum += m->ack_buckets[i];
-        emit(&o, "qbcdc_webhook_ack_seconds_bucket{le=\"%g\"} %llu\n", ack_bounds[i], (unsigned long long)cum);
+        qbc_buf_printf(&o, "qbcdc_webhook_ack_seconds_bucket{le=\"%g\"} %llu\n", ack_bounds[i], (unsigned long long)cum);
     }
     cum += m->ack_buckets[ACK_BUCKETS];
-    emit(&o, "qbcdc_webhook_ack_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
-    emit(&o, "qbcdc_webhook_ack_seconds_sum %.9f\nqbcdc_webhook_ack_seconds_count %llu\n", m->ack_sum_s,
+    qbc_buf_printf(&o, "qbcdc_webhook_ack_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+    qbc_buf_printf(&o, "qbcdc_webhook_ack_seconds_sum %.9f\nqbcdc_webhook_ack_seconds_count %llu\n", m->ack_sum_s,
          (unsigned long long)m->ack_count);
 
     gauge(&o, "qbcdc_store_up", "1 if the store answered this scrape.", store_ok);
@@ -151,5 +129,5 @@ char *metrics_render(const ingress_metrics_t *m, qbc_store_t *store, size_t *len
         gauge(&o, "qbcdc_store_map_bytes", "Current LMDB map size in bytes.", (double)st.map_bytes);
     }
     *len = o.len;
-    return o.buf;
+    return o.data;
 }

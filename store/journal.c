@@ -387,8 +387,8 @@ int qbc_store__journal_sync(qbc_store_t *s)
 int qbc_store__journal_scan(qbc_store_t *s, const qbc_jmark_t *applied, unsigned char **out, size_t *out_len,
                             uint64_t *end_pos, uint64_t *next_jseq, uint64_t *n_records)
 {
-    unsigned char *file = qbc_alloc(s->jsize), *acc = NULL;
-    size_t acc_len = 0, acc_cap = 0;
+    unsigned char *file = qbc_alloc(s->jsize);
+    qbc_buf_t acc = {0};
     uint64_t pos = applied->pos, jseq = applied->jseq + 1, n = 0;
     uint32_t epoch = applied->epoch;
 
@@ -417,19 +417,14 @@ int qbc_store__journal_scan(qbc_store_t *s, const qbc_jmark_t *applied, unsigned
             pos += left;
             continue;
         }
-        if (acc_len + rlen > acc_cap) {
-            acc_cap = (acc_len + rlen) * 2;
-            acc = qbc_realloc(acc, acc_cap);
-        }
-        memcpy(acc + acc_len, file + off, rlen);
-        acc_len += rlen;
+        qbc_buf_append(&acc, file + off, rlen);
         pos += rlen;
         jseq++;
         n++;
     }
     free(file);
-    *out = acc;
-    *out_len = acc_len;
+    *out = (unsigned char *)acc.data;
+    *out_len = acc.len;
     *end_pos = pos;
     *next_jseq = jseq;
     *n_records = n;

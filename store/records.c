@@ -253,56 +253,41 @@ int qbc_store__version_newer(const qbc_entity_rec_t *stored, const qbc_version_t
 
 /* ======================================= feed ===================================== */
 
-typedef struct {
-    unsigned char *buf;
-    size_t len, cap;
-} buf_t;
-
-static void buf_put(buf_t *b, const void *p, size_t n)
+static void buf_str(qbc_buf_t *b, const char *s)
 {
-    if (b->len + n > b->cap) {
-        b->cap = (b->len + n) * 2;
-        b->buf = qbc_realloc(b->buf, b->cap);
-    }
-    memcpy(b->buf + b->len, p, n);
-    b->len += n;
-}
-
-static void buf_str(buf_t *b, const char *s)
-{
-    buf_put(b, s, strlen(s));
+    qbc_buf_append(b, s, strlen(s));
 }
 
 /* a JSON string literal; our strings are validated ids, but escape anyway */
-static void buf_json_string(buf_t *b, const char *s)
+static void buf_json_string(qbc_buf_t *b, const char *s)
 {
-    buf_put(b, "\"", 1);
+    qbc_buf_append(b, "\"", 1);
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         if (c == '"' || c == '\\') {
             char e[2] = {'\\', (char)c};
-            buf_put(b, e, 2);
+            qbc_buf_append(b, e, 2);
         } else if (c < 0x20) {
             char e[8];
             snprintf(e, sizeof(e), "\\u%04x", c);
-            buf_put(b, e, 6);
+            qbc_buf_append(b, e, 6);
         } else {
-            buf_put(b, &c, 1);
+            qbc_buf_append(b, &c, 1);
         }
     }
-    buf_put(b, "\"", 1);
+    qbc_buf_append(b, "\"", 1);
 }
 
 unsigned char *qbc_store__feed_render(const qbc_version_t *v, uint64_t seq, size_t *len)
 {
     size_t rl = strnlen(v->realm, QBC_REALM_MAX - 1), el = strnlen(v->entity, QBC_ENTITY_MAX - 1);
-    buf_t b = {qbc_alloc(256 + v->data_len), 0, 256 + v->data_len};
+    qbc_buf_t b = {qbc_alloc(256 + v->data_len), 0, 256 + v->data_len, 0};
     unsigned char hdr[4] = {1, (unsigned char)rl, (unsigned char)el, 0};
     char num[32], ts[QBC_TIME_BUFSZ];
 
-    buf_put(&b, hdr, 4);
-    buf_put(&b, v->realm, rl);
-    buf_put(&b, v->entity, el);
+    qbc_buf_append(&b, hdr, 4);
+    qbc_buf_append(&b, v->realm, rl);
+    qbc_buf_append(&b, v->entity, el);
     snprintf(num, sizeof(num), "{\"seq\":%llu,\"realm\":", (unsigned long long)seq);
     buf_str(&b, num);
     buf_json_string(&b, v->realm);
@@ -323,11 +308,11 @@ unsigned char *qbc_store__feed_render(const qbc_version_t *v, uint64_t seq, size
     buf_json_string(&b, qbc_source_name((qbc_source_t)v->source));
     if (v->op != QBC_OP_DELETE && v->data != NULL && v->data_len > 0) {
         buf_str(&b, ",\"data\":");
-        buf_put(&b, v->data, v->data_len);
+        qbc_buf_append(&b, v->data, v->data_len);
     }
     buf_str(&b, "}");
     *len = b.len;
-    return b.buf;
+    return (unsigned char *)b.data;
 }
 
 int qbc_store__feed_decode(uint64_t seq, const void *data, size_t len, char *realm_buf, char *entity_buf,

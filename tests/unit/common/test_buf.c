@@ -1,7 +1,7 @@
 /*
  * test_buf.c — common/buf.c: appends that grow and stay NUL-terminated, the cap
  * (nothing appended past it; the write callback then answers short, which fails
- * a libcurl transfer), and freeing.
+ * a libcurl transfer), printf appends, and freeing.
  */
 #include <string.h>
 #include "common.h"
@@ -28,5 +28,17 @@ int main(void)
     is_str(c.data, "1234567890", "nothing past the cap was appended");
     ok(qbc_buf_append(&c, "x", (size_t)-1) == -1, "an absurd length is refused");
     qbc_buf_free(&c, 0);
+
+    qbc_buf_t d = {0};
+    for (int i = 0; i < 500; i++)
+        qbc_buf_printf(&d, "%s %d\n", "line", i);
+    ok(d.len > 4000 && strncmp(d.data, "line 0\nline 1\n", 14) == 0, "printf appends, growing as needed");
+    ok(strcmp(d.data + d.len - 9, "line 499\n") == 0 && d.data[d.len] == '\0', "up to the last, terminated");
+    qbc_buf_free(&d, 0);
+    qbc_buf_t e = {.max = 8};
+    is_int(qbc_buf_printf(&e, "%d", 1234567), 0, "printf within the cap");
+    is_int(qbc_buf_printf(&e, "%d", 89), -1, "printf past the cap: refused");
+    is_str(e.data, "1234567", "and nothing of it appended");
+    qbc_buf_free(&e, 0);
     return done_testing();
 }
