@@ -21,6 +21,7 @@
 #define DEFAULT_MAP_SIZE (1ull << 30)
 #define DEFAULT_MAP_MAX (64ull << 30)
 #define DEFAULT_BATCH_MAX 4096
+#define DEFAULT_PRUNE_INTERVAL_MS 60000
 /*
  * How long journaled webhooks may gather before the writer applies them to LMDB
  * (other jobs are never held). Measured on the 2-core VM, 8 s runs: 0 ms gave
@@ -28,7 +29,6 @@
  * 473 -> 315 us; 10-20 ms no more throughput and worse p99 (larger commits hold
  * the disk longer).
  */
-#define DEFAULT_PRUNE_INTERVAL_MS 60000
 #define DEFAULT_APPLY_GATHER_MS 5
 
 static int lmdb_fail(const char *what, int rc)

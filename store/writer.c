@@ -727,19 +727,24 @@ static void wait_until(qbc_store_t *s, int64_t mono_due)
     pthread_cond_timedwait(&s->cv, &s->mu, &ts);
 }
 
+/* appends a job to the writer's queue, counting the urgent ones (all but APPLY); mu held */
+static void enqueue(qbc_store_t *s, qbc_store_job_t *job)
+{
+    job->_next = NULL;
+    if (s->q_tail != NULL)
+        s->q_tail->_next = job;
+    else
+        s->q_head = job;
+    s->q_tail = job;
+    s->q_urgent += (int)job->kind != QBC_JOB_APPLY;
+}
+
 /* queues a prune job behind whatever is queued, if one is due; mu held */
 static void queue_prune(qbc_store_t *s)
 {
     qbc_store_job_t *p = qbc_store__prune_job(s, qbc_mono_ns());
-    if (p == NULL)
-        return;
-    p->_next = NULL;
-    if (s->q_tail != NULL)
-        s->q_tail->_next = p;
-    else
-        s->q_head = p;
-    s->q_tail = p;
-    s->q_urgent++;
+    if (p != NULL)
+        enqueue(s, p);
 }
 
 static void *writer_main(void *arg)
@@ -840,19 +845,13 @@ int qbc_store_submit_webhooks(qbc_store_t *s, qbc_store_job_t **jobs, size_t n)
 
 int qbc_store__writer_submit(qbc_store_t *s, qbc_store_job_t *job)
 {
-    job->_next = NULL;
     pthread_mutex_lock(&s->mu);
     if (s->closing) {
         pthread_mutex_unlock(&s->mu);
         return QBC_ECLOSED;
     }
     int was_empty = s->q_head == NULL, urgent = (int)job->kind != QBC_JOB_APPLY;
-    if (s->q_tail != NULL)
-        s->q_tail->_next = job;
-    else
-        s->q_head = job;
-    s->q_tail = job;
-    s->q_urgent += urgent;
+    enqueue(s, job);
     if (urgent || was_empty) /* a journal batch joining others needs no wake-up (see writer_main) */
         pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
