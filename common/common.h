@@ -90,6 +90,19 @@ size_t qbc_buf_write_cb(char *p, size_t size, size_t nmemb, void *ud);
 /** frees the bytes (wipe: zero them first, for secrets such as token answers) and empties the buffer. */
 void qbc_buf_free(qbc_buf_t *b, int wipe);
 
+/* ======================= comma-separated lists ====================== */
+
+/**
+ * the entry at p of a comma-separated list: *item and *len (an entry may be empty);
+ * returns where the next one starts, or NULL when p is at the end. Walk a list with
+ *   for (const char *p = list; (p = qbc_list_next(p, &e, &n)) != NULL;) ...
+ */
+const char *qbc_list_next(const char *p, const char **item, size_t *len);
+/** 1 if item is one of the list's entries */
+int qbc_list_has(const char *list, const char *item);
+/** appends item (after a comma if buf is not empty); -1, buf unchanged, if it does not fit in bufsz */
+int qbc_list_add(char *buf, size_t bufsz, const char *item);
+
 /** aborts with file:line and a message; for broken invariants only. */
 #define qbc_fatal(...) qbc__fatal(__FILE__, __LINE__, __VA_ARGS__)
 __attribute__((noreturn, format(printf, 3, 4))) void qbc__fatal(const char *file, int line, const char *fmt, ...);

@@ -273,19 +273,18 @@ static json_t *job_json(const qbc_backfill_t *b)
     size_t n = 0;
     const char *current = NULL;
     char cur[QBC_ENTITY_MAX] = "";
-    for (const char *p = b->entities; *p != '\0';) {
-        const char *c = strchr(p, ',');
-        size_t len = c ? (size_t)(c - p) : strlen(p);
+    const char *e;
+    size_t len;
+    for (const char *p = b->entities; (p = qbc_list_next(p, &e, &len)) != NULL;) {
         if (len > 0 && len < QBC_ENTITY_MAX) {
-            json_array_append_new(ents, json_stringn(p, len));
+            json_array_append_new(ents, json_stringn(e, len));
             if (n == b->entity_index) {
-                memcpy(cur, p, len);
+                memcpy(cur, e, len);
                 cur[len] = '\0';
                 current = cur;
             }
             n++;
         }
-        p += len + (c != NULL);
     }
     snprintf(id, sizeof(id), "%llu", (unsigned long long)b->id);
     int live = b->status == QBC_BACKFILL_QUEUED || b->status == QBC_BACKFILL_RUNNING;

@@ -74,16 +74,8 @@ static rec_backfill_t *bf_find(qbc_reconciler_t *r, uint64_t id)
 /* the entity list: the job's own, or the configured CDC list (then written into the job) */
 static void bf_entities(qbc_reconciler_t *r, rec_backfill_t *b)
 {
-    if (b->st.entities[0] == '\0') {
-        size_t len = 0;
-        for (size_t i = 0; i < r->n_cdc_entities; i++) {
-            int n =
-                snprintf(b->st.entities + len, sizeof(b->st.entities) - len, "%s%s", i ? "," : "", r->cdc_entities[i]);
-            if (n < 0 || (size_t)n >= sizeof(b->st.entities) - len)
-                break;
-            len += (size_t)n;
-        }
-    }
+    if (b->st.entities[0] == '\0')
+        rec_cdc_entity_list(r, b->st.entities, sizeof(b->st.entities));
     char *copy = qbc_strdup(b->st.entities), *save = NULL;
     for (char *tok = strtok_r(copy, ", ", &save); tok != NULL; tok = strtok_r(NULL, ", ", &save)) {
         if (!qbc_rec_entity_ok(tok))
@@ -203,46 +195,25 @@ size_t rec_backfill_n_anchors(const char *anchors)
     return n;
 }
 
-static int is_anchor(const char *anchors, const char *id)
-{
-    size_t len = strlen(id);
-    for (const char *p = anchors; *p;) {
-        const char *end = strchr(p, ',');
-        size_t n = end ? (size_t)(end - p) : strlen(p);
-        if (n == len && memcmp(p, id, n) == 0)
-            return 1;
-        p += n + (end != NULL);
-    }
-    return 0;
-}
-
 long rec_backfill_first_new(const char *anchors, const qbc_rec_item_t *items, size_t n)
 {
     if (anchors[0] == '\0')
         return 0;
     for (size_t i = n; i-- > 0;)
-        if (is_anchor(anchors, items[i].id))
+        if (qbc_list_has(anchors, items[i].id))
             return (long)(i + 1);
     return -1;
 }
 
 void rec_backfill_anchors(const qbc_rec_item_t *items, size_t n, char *out, size_t outsz)
 {
-    size_t k = 0, len = 0;
-    size_t i = n;
+    size_t k = 0, i = n;
     while (i > 0 && k < QBC_BACKFILL_ANCHORS) /* back to the first of the last valid ids */
         k += qbc_rec_id_ok(items[--i].id);
     out[0] = '\0';
-    for (; i < n; i++) {
-        if (!qbc_rec_id_ok(items[i].id))
-            continue;
-        int w = snprintf(out + len, outsz - len, "%s%s", len ? "," : "", items[i].id);
-        if (w < 0 || (size_t)w >= outsz - len) {
-            out[len] = '\0';
+    for (; i < n; i++)
+        if (qbc_rec_id_ok(items[i].id) && qbc_list_add(out, outsz, items[i].id) != 0)
             return;
-        }
-        len += (size_t)w;
-    }
 }
 
 static void on_page(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, const rec_api_answer_t *a)

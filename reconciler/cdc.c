@@ -112,18 +112,21 @@ static void audit_note(rec_realm_t *realm, const char *entity, const qbc_rec_cdc
 static void audit_list(qbc_reconciler_t *r, rec_cdc_t *c)
 {
     int64_t now = qbc_now_ns(), gap = (int64_t)r->cfg.cdc_audit_gap_s * NS;
-    size_t len = 0;
     c->audit[0] = '\0';
     for (size_t i = 0; i < c->n_audited; i++) {
         if (!c->audited[i].owed || (c->audited[i].at_ns != 0 && now - c->audited[i].at_ns < gap))
             continue;
-        int n = snprintf(c->audit + len, sizeof(c->audit) - len, "%s%s", len ? "," : "", c->audited[i].entity);
-        if (n < 0 || (size_t)n >= sizeof(c->audit) - len) {
-            c->audit[len] = '\0';
+        if (qbc_list_add(c->audit, sizeof(c->audit), c->audited[i].entity) != 0)
             break;
-        }
-        len += (size_t)n;
     }
+}
+
+void rec_cdc_entity_list(const qbc_reconciler_t *r, char *out, size_t outsz)
+{
+    out[0] = '\0';
+    for (size_t i = 0; i < r->n_cdc_entities; i++)
+        if (qbc_list_add(out, outsz, r->cdc_entities[i]) != 0)
+            break;
 }
 
 /* the sweep committed with its audits: they are no longer owed */
@@ -134,11 +137,7 @@ static void audit_done(rec_realm_t *realm, uint32_t n_notices)
         return;
     int64_t now = qbc_now_ns();
     for (size_t i = 0; i < c->n_audited; i++) {
-        const char *e = c->audited[i].entity, *p = strstr(c->audit, e);
-        size_t el = strlen(e);
-        while (p != NULL && !((p == c->audit || p[-1] == ',') && (p[el] == ',' || p[el] == '\0')))
-            p = strstr(p + 1, e);
-        if (p != NULL) {
+        if (qbc_list_has(c->audit, c->audited[i].entity)) {
             c->audited[i].owed = 0;
             c->audited[i].at_ns = now;
         }
@@ -514,15 +513,9 @@ static void sweep_start(qbc_reconciler_t *r, rec_realm_t *realm, int64_t now)
         return;
     }
     sweep_clear(c);
-    char list[QBC_BACKFILL_ENTITIES_MAX] = "";
-    size_t len = 0;
-    for (size_t i = 0; i < r->n_cdc_entities; i++) {
-        int n = snprintf(list + len, sizeof(list) - len, "%s%s", i ? "," : "", r->cdc_entities[i]);
-        if (n < 0 || (size_t)n >= sizeof(list) - len)
-            break;
-        len += (size_t)n;
-    }
-    if (len == 0) {
+    char list[QBC_BACKFILL_ENTITIES_MAX];
+    rec_cdc_entity_list(r, list, sizeof(list));
+    if (list[0] == '\0') {
         c->due_ns = now + (int64_t)r->cfg.cdc_interval_s * NS;
         return;
     }

@@ -430,6 +430,8 @@ int rec_backfill_create(qbc_reconciler_t *r, rec_realm_t *realm, int64_t since_n
  * is "". -1 when it holds none: rows moved under the pages, so some may be skipped.
  */
 long rec_backfill_first_new(const char *anchors, const qbc_rec_item_t *items, size_t n);
+/** the configured CDC entities as one comma-separated list (as many as fit in out) */
+void rec_cdc_entity_list(const qbc_reconciler_t *r, char *out, size_t outsz);
 /** how many ids an anchors list holds */
 size_t rec_backfill_n_anchors(const char *anchors);
 /** the last QBC_BACKFILL_ANCHORS valid ids of a page, comma-separated, into out */

@@ -323,16 +323,15 @@ static int audit_entity(qbc_store_t *s, MDB_txn *txn, const char *realm, const c
 static int apply_audit(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_ctx_t *t)
 {
     char ent[QBC_ENTITY_MAX];
+    const char *e;
+    size_t n;
     int rc = 0;
-    for (const char *p = job->audit_entities; *p && rc == 0;) {
-        const char *end = strchr(p, ',');
-        size_t n = end ? (size_t)(end - p) : strlen(p);
+    for (const char *p = job->audit_entities; rc == 0 && (p = qbc_list_next(p, &e, &n)) != NULL;) {
         if (n > 0 && n < sizeof(ent)) {
-            memcpy(ent, p, n);
+            memcpy(ent, e, n);
             ent[n] = '\0';
             rc = audit_entity(s, txn, job->realm, ent, t, &job->n_audited);
         }
-        p += n + (end != NULL);
     }
     return rc;
 }
