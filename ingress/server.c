@@ -4,7 +4,8 @@
  *
  * One loop thread serves every connection; the only other threads it talks to are
  * the store's (its ingest thread for webhooks, its writer for the rest), through
- * h2o's multithread queue (store -> loop) and qbc_store_submit (loop -> store). h2o 2.2 specifics are in STYLE.md part 3.1.
+ * h2o's multithread queue (store -> loop) and qbc_store_submit (loop -> store).
+ * h2o 2.2 specifics are in STYLE.md part 3.1.
  */
 #include <errno.h>
 #include <netdb.h>
