@@ -36,23 +36,10 @@ char *qbc_oauth_basic_header(const char *client_id, const char *client_secret)
 char *qbc_oauth_refresh_body(const char *refresh_token)
 {
     static const char prefix[] = "grant_type=refresh_token&refresh_token=";
-    static const char hex[] = "0123456789ABCDEF";
-    size_t tl = strlen(refresh_token);
-    char *b = qbc_alloc(sizeof(prefix) + tl * 3);
-    size_t n = sizeof(prefix) - 1;
+    size_t n = sizeof(prefix) - 1, room = strlen(refresh_token) * 3 + 2; /* qbc_url_encode's worst case */
+    char *b = qbc_alloc(n + room);
     memcpy(b, prefix, n);
-    for (size_t i = 0; i < tl; i++) {
-        unsigned char c = (unsigned char)refresh_token[i];
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-            c == '.' || c == '~') {
-            b[n++] = (char)c;
-        } else {
-            b[n++] = '%';
-            b[n++] = hex[c >> 4];
-            b[n++] = hex[c & 15];
-        }
-    }
-    b[n] = '\0';
+    qbc_url_encode(refresh_token, b + n, room);
     return b;
 }
 

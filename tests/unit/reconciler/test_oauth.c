@@ -12,6 +12,9 @@ static void test_requests(void)
     char *b = qbc_oauth_refresh_body("AB12+/=x~-._");
     is_str(b, "grant_type=refresh_token&refresh_token=AB12%2B%2F%3Dx~-._", "form body is url-encoded");
     free(b);
+    b = qbc_oauth_refresh_body("+/=");
+    is_str(b, "grant_type=refresh_token&refresh_token=%2B%2F%3D", "every byte escaped: none cut off");
+    free(b);
 }
 
 static void test_answers(void)
