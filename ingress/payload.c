@@ -174,7 +174,7 @@ qbc_op_t qbc_op_parse(const char *word, size_t len)
 /* ============================ parse state ============================ */
 
 /* what get() returns for a missing member, as json_object_get() returns NULL */
-#define NO_VALUE SIZE_MAX
+#define NO_VALUE QBC_JSON_NONE
 
 /* tokens kept on the stack: enough for bodies of about 1 KiB */
 #define INLINE_TOKENS 128
@@ -184,7 +184,8 @@ struct st_parse_t {
     size_t cap;    /* allocated slots in out->events */
     int malformed; /* some problem was found: the body as a whole answers QBC_EMALFORMED */
     const char *body;
-    const qbc_json_tok_t *tok; /* the body's tape */
+    const qbc_json_doc_t *doc; /* the body's tape */
+    const qbc_json_tok_t *tok; /* doc->tok */
     char *text;                /* where escaped strings are decoded: text_small, or malloc'd */
     size_t text_cap;
     char text_small[256];
@@ -257,7 +258,7 @@ static const char *text_of(struct st_parse_t *ps, size_t v, size_t *len)
         ps->text = text;
         ps->text_cap = t->len;
     }
-    *len = qbc_json__unescape(ps->body + t->start, t->len, ps->text);
+    *len = qbc_json_unescape(ps->body + t->start, t->len, ps->text);
     return ps->text;
 }
 
@@ -278,7 +279,7 @@ static const char *key_of(const struct st_parse_t *ps, size_t k, char buf[KEY_RA
     }
     if (t->len > KEY_RAW_MAX)
         return NULL;
-    *len = qbc_json__unescape(ps->body + t->start, t->len, buf);
+    *len = qbc_json_unescape(ps->body + t->start, t->len, buf);
     return buf;
 }
 
@@ -289,19 +290,7 @@ static const char *key_of(const struct st_parse_t *ps, size_t k, char buf[KEY_RA
  */
 static size_t get(const struct st_parse_t *ps, size_t obj, const char *key, size_t key_len)
 {
-    size_t k, end, found = NO_VALUE;
-
-    if (!is_type(ps, obj, QBC_JSON_OBJECT))
-        return NO_VALUE;
-    /* an object's tokens are key, value, key, value...; a value's next is the following key */
-    for (k = obj + 1, end = ps->tok[obj].next; k < end; k = ps->tok[k + 1].next) {
-        char buf[KEY_RAW_MAX];
-        size_t n;
-        const char *s = key_of(ps, k, buf, &n);
-        if (s != NULL && n == key_len && memcmp(s, key, key_len) == 0)
-            found = k + 1;
-    }
-    return found;
+    return qbc_json_get(ps->doc, ps->body, obj, key, key_len);
 }
 
 #define GET(ps, obj, literal) get((ps), (obj), (literal), sizeof(literal) - 1)
@@ -707,12 +696,13 @@ int qbc_payload_parse(const char *body, size_t len, qbc_payload_t *out)
         return QBC_EMALFORMED;
     }
     /* no "\u0000" either (jansson without JSON_ALLOW_NUL): it could never be stored in our NUL-terminated fields */
-    qbc_json__init(&doc, inline_tok, INLINE_TOKENS);
-    if (qbc_json__scan(&doc, body, len, &jerr) != 0) {
+    qbc_json_init(&doc, inline_tok, INLINE_TOKENS);
+    if (qbc_json_scan(&doc, body, len, 0, &jerr) != 0) {
         problem(&ps, "not JSON: %s (at byte %zu)", jerr.what, jerr.pos);
         goto Exit;
     }
     ps.body = body;
+    ps.doc = &doc;
     ps.tok = doc.tok;
     ps.text = ps.text_small;
     ps.text_cap = sizeof(ps.text_small);
@@ -728,7 +718,7 @@ int qbc_payload_parse(const char *body, size_t len, qbc_payload_t *out)
         free(ps.text);
 
 Exit:
-    qbc_json__dispose(&doc);
+    qbc_json_dispose(&doc);
     sanitize_error(out->error);
     return ps.malformed ? QBC_EMALFORMED : 0;
 }

@@ -1,13 +1,39 @@
 /*
  * response.c — parsing QBO answers: QueryResponse.<Entity>[] (qbo-facts §3), entity reads
- * (§9), the two Fault shapes (§6: Fault/Error and the gateway's fault/error) and the XML
- * IntuitResponse throttle body (§5). HTTP 200 may still carry a Fault.
+ * (§9), batch answers (§4), CDC (§2), the two Fault shapes (§6: Fault/Error and the
+ * gateway's fault/error) and the XML IntuitResponse throttle body (§5). HTTP 200 may
+ * still carry a Fault.
+ *
+ * Answers are read with common/'s JSON scanner under RFC 8259's rules, never through a
+ * DOM: an entity's JSON is handed on as the bytes QBO sent (less the whitespace between
+ * tokens), so an amount such as 2932.92, 1e-7 or 12345678901234567890 and an escape such
+ * as \u00e9 or \/ reach the store and the feed exactly as QBO wrote them. Only the few
+ * fields qbcdc needs (Id, SyncToken, status, MetaData.LastUpdatedTime, a Fault's texts)
+ * are decoded.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <jansson.h>
+#include "json_scan.h"
 #include "rec_internal.h"
+
+#define GET(doc, text, obj, literal) qbc_json_get((doc), (text), (obj), (literal), sizeof(literal) - 1)
+
+static int is_a(const qbc_json_doc_t *doc, size_t i, int type)
+{
+    return i != QBC_JSON_NONE && doc->tok[i].type == type;
+}
+
+/* a string (or integer) field as one line of text for logs and dead letters; "" when absent */
+static void copy_field(const qbc_json_doc_t *doc, const char *text, size_t v, char *dst, size_t size)
+{
+    if (qbc_json_str_copy(doc, text, v, dst, size) != 0)
+        return;
+    for (char *c = dst; *c != '\0'; c++)
+        if (*c == '\n' || *c == '\r' || *c == '\t')
+            *c = ' ';
+}
 
 static void copy_str(char *dst, size_t size, const char *src, size_t len)
 {
@@ -20,47 +46,43 @@ static void copy_str(char *dst, size_t size, const char *src, size_t len)
             dst[i] = ' ';
 }
 
-static void copy_json_str(char *dst, size_t size, json_t *v)
-{
-    if (json_is_string(v))
-        copy_str(dst, size, json_string_value(v), json_string_length(v));
-    else if (json_is_integer(v))
-        snprintf(dst, size, "%lld", (long long)json_integer_value(v));
-}
-
 /* ---------------------------------------------------------------- faults */
 
-static int fault_from_json(json_t *root, qbc_fault_t *out)
+/* a Fault (Fault/Error) or the gateway's fault/error in the object at token obj */
+static int fault_from_tape(const qbc_json_doc_t *doc, const char *text, size_t obj, qbc_fault_t *out)
 {
-    json_t *f = json_object_get(root, "Fault"), *errs;
-    const char *k_msg = "Message", *k_detail = "Detail";
-    if (json_is_object(f)) {
-        errs = json_object_get(f, "Error");
-    } else if (json_is_object(f = json_object_get(root, "fault"))) {
-        errs = json_object_get(f, "error");
-        k_msg = "message";
-        k_detail = "detail";
+    size_t f = GET(doc, text, obj, "Fault"), errs, e = QBC_JSON_NONE;
+    int lower = 0;
+
+    if (is_a(doc, f, QBC_JSON_OBJECT)) {
+        errs = GET(doc, text, f, "Error");
+    } else if (is_a(doc, f = GET(doc, text, obj, "fault"), QBC_JSON_OBJECT)) {
+        errs = GET(doc, text, f, "error");
+        lower = 1;
     } else {
         return 0;
     }
     memset(out, 0, sizeof(*out));
     out->present = 1;
-    copy_json_str(out->type, sizeof(out->type), json_object_get(f, "type"));
-    json_t *e = json_is_array(errs) ? json_array_get(errs, 0) : json_is_object(errs) ? errs : NULL;
-    if (e != NULL) {
+    copy_field(doc, text, GET(doc, text, f, "type"), out->type, sizeof(out->type));
+    if (is_a(doc, errs, QBC_JSON_OBJECT)) {
+        e = errs;
+    } else if (is_a(doc, errs, QBC_JSON_ARRAY) && doc->tok[errs].len > 0) {
         /* several errors: prefer a 610 so deletes are recognised whatever the order */
-        size_t i;
-        json_t *x;
-        if (json_is_array(errs))
-            json_array_foreach(errs, i, x) {
-                char c[16] = "";
-                copy_json_str(c, sizeof(c), json_object_get(x, "code"));
-                if (strcmp(c, "610") == 0)
-                    e = x;
-            }
-        copy_json_str(out->code, sizeof(out->code), json_object_get(e, "code"));
-        copy_json_str(out->message, sizeof(out->message), json_object_get(e, k_msg));
-        copy_json_str(out->detail, sizeof(out->detail), json_object_get(e, k_detail));
+        e = errs + 1;
+        for (size_t i = 0, x = errs + 1; i < doc->tok[errs].len; i++, x = doc->tok[x].next) {
+            char c[16];
+            copy_field(doc, text, GET(doc, text, x, "code"), c, sizeof(c));
+            if (strcmp(c, "610") == 0)
+                e = x;
+        }
+    }
+    if (is_a(doc, e, QBC_JSON_OBJECT)) {
+        copy_field(doc, text, GET(doc, text, e, "code"), out->code, sizeof(out->code));
+        copy_field(doc, text, lower ? GET(doc, text, e, "message") : GET(doc, text, e, "Message"), out->message,
+                   sizeof(out->message));
+        copy_field(doc, text, lower ? GET(doc, text, e, "detail") : GET(doc, text, e, "Detail"), out->detail,
+                   sizeof(out->detail));
     }
     return 1;
 }
@@ -103,20 +125,43 @@ static int fault_from_xml(const char *body, size_t len, qbc_fault_t *out)
     return 1;
 }
 
-int qbc_rec_parse_fault(const char *body, size_t len, qbc_fault_t *out)
+static int is_xml(const char *body, size_t len)
 {
-    memset(out, 0, sizeof(*out));
-    if (body == NULL || len == 0)
-        return 0;
     size_t i = 0;
     while (i < len && (body[i] == ' ' || body[i] == '\n' || body[i] == '\r' || body[i] == '\t'))
         i++;
-    if (i < len && body[i] == '<')
-        return fault_from_xml(body, len, out);
-    json_t *root = json_loadb(body, len, 0, NULL);
-    int found = json_is_object(root) ? fault_from_json(root, out) : 0;
-    json_decref(root);
-    return found;
+    return i < len && body[i] == '<';
+}
+
+/*
+ * scans an answer into doc (disposed by the caller in every case).
+ * @return 0 with an object at token 0; QBC_ENOTFOUND when it is a Fault (JSON or XML:
+ *         *fault is filled); QBC_EMALFORMED when it is empty, not JSON or not an object
+ */
+static int answer_scan(const char *body, size_t len, qbc_json_doc_t *doc, qbc_fault_t *fault)
+{
+    qbc_json_error_t jerr;
+
+    memset(fault, 0, sizeof(*fault));
+    qbc_json_init(doc, NULL, 0);
+    if (body == NULL || len == 0)
+        return QBC_EMALFORMED;
+    if (is_xml(body, len))
+        return fault_from_xml(body, len, fault) ? QBC_ENOTFOUND : QBC_EMALFORMED;
+    int rc = qbc_json_scan(doc, body, len, QBC_JSON_RFC8259, &jerr);
+    if (rc == -ENOMEM)
+        qbc_fatal("out of memory scanning a QBO answer");
+    if (rc != 0 || doc->tok[0].type != QBC_JSON_OBJECT)
+        return QBC_EMALFORMED;
+    return fault_from_tape(doc, body, 0, fault) ? QBC_ENOTFOUND : 0;
+}
+
+int qbc_rec_parse_fault(const char *body, size_t len, qbc_fault_t *out)
+{
+    qbc_json_doc_t doc;
+    int rc = answer_scan(body, len, &doc, out);
+    qbc_json_dispose(&doc);
+    return rc == QBC_ENOTFOUND;
 }
 
 /* ---------------------------------------------------------------- entities */
@@ -130,170 +175,137 @@ void qbc_rec_items_free(qbc_rec_item_t *items, size_t n)
     free(items);
 }
 
-static int item_from_json(json_t *o, qbc_rec_item_t *it)
+/* copies string token v into dst (size bytes) only if it fits whole. @return 0 or QBC_EMALFORMED */
+static int take_string(const qbc_json_doc_t *doc, const char *text, size_t v, char *dst, size_t size)
+{
+    char buf[256];
+    if (!is_a(doc, v, QBC_JSON_STRING) || size > sizeof(buf) - 1 ||
+        qbc_json_str_copy(doc, text, v, buf, size + 1) != 0 || strlen(buf) >= size)
+        return QBC_EMALFORMED;
+    memcpy(dst, buf, strlen(buf) + 1);
+    return 0;
+}
+
+/* one entity object (token o): the fields qbcdc keys on, and its bytes as QBO sent them */
+static int item_from_tape(const qbc_json_doc_t *doc, const char *text, size_t o, qbc_rec_item_t *it)
 {
     memset(it, 0, sizeof(*it));
-    json_t *id = json_object_get(o, "Id");
-    if (!json_is_string(id) || json_string_length(id) == 0 || json_string_length(id) >= sizeof(it->id))
+    if (!is_a(doc, o, QBC_JSON_OBJECT))
         return QBC_EMALFORMED;
-    memcpy(it->id, json_string_value(id), json_string_length(id) + 1);
-    json_t *st = json_object_get(o, "status");
-    if (json_is_string(st) && strcmp(json_string_value(st), "Deleted") == 0)
-        it->deleted = 1;
-    json_t *tok = json_object_get(o, "SyncToken");
-    if (json_is_string(tok) && json_string_length(tok) < sizeof(it->sync_token))
-        memcpy(it->sync_token, json_string_value(tok), json_string_length(tok) + 1);
-    else if (!it->deleted)
+    if (take_string(doc, text, GET(doc, text, o, "Id"), it->id, sizeof(it->id)) != 0 || it->id[0] == '\0')
         return QBC_EMALFORMED;
-    json_t *lu = json_object_get(json_object_get(o, "MetaData"), "LastUpdatedTime");
-    if (json_is_string(lu)) {
-        if (qbc_time_parse(json_string_value(lu), json_string_length(lu), &it->updated_ns) != 0)
+    it->deleted = qbc_json_str_eq(doc, text, GET(doc, text, o, "status"), "Deleted", 7);
+    if (take_string(doc, text, GET(doc, text, o, "SyncToken"), it->sync_token, sizeof(it->sync_token)) != 0) {
+        it->sync_token[0] = '\0';
+        if (!it->deleted)
+            return QBC_EMALFORMED;
+    }
+    size_t lu = GET(doc, text, GET(doc, text, o, "MetaData"), "LastUpdatedTime");
+    char ts[64];
+    if (is_a(doc, lu, QBC_JSON_STRING)) {
+        if (take_string(doc, text, lu, ts, sizeof(ts)) != 0 || qbc_time_parse(ts, strlen(ts), &it->updated_ns) != 0)
             return QBC_EMALFORMED;
     } else if (!it->deleted) {
         return QBC_EMALFORMED;
     }
-    if (!it->deleted) {
-        it->data = json_dumps(o, JSON_COMPACT);
-        if (it->data == NULL)
-            qbc_fatal("out of memory");
-        it->data_len = strlen(it->data);
-    }
+    if (!it->deleted)
+        it->data = qbc_json_copy_compact(doc, text, o, &it->data_len);
     return 0;
 }
 
-static json_t *load_or_fault(const char *body, size_t len, qbc_fault_t *fault, int *rc)
+/* the items of the array at token arr (QBC_JSON_NONE: none). @return 0 or QBC_EMALFORMED */
+static int items_from_array(const qbc_json_doc_t *doc, const char *text, size_t arr, qbc_rec_item_t **items, size_t *n)
 {
-    memset(fault, 0, sizeof(*fault));
-    *rc = 0;
-    if (body == NULL || len == 0) {
-        *rc = QBC_EMALFORMED;
-        return NULL;
+    *items = NULL;
+    *n = 0;
+    if (arr == QBC_JSON_NONE)
+        return 0;
+    if (!is_a(doc, arr, QBC_JSON_ARRAY))
+        return QBC_EMALFORMED;
+    size_t cnt = doc->tok[arr].len;
+    qbc_rec_item_t *out = qbc_calloc(cnt ? cnt : 1, sizeof(*out));
+    for (size_t i = 0, el = arr + 1; i < cnt; i++, el = doc->tok[el].next) {
+        if (item_from_tape(doc, text, el, &out[i]) != 0) {
+            qbc_rec_items_free(out, i + 1);
+            return QBC_EMALFORMED;
+        }
     }
-    if (qbc_rec_parse_fault(body, len, fault)) {
-        *rc = QBC_ENOTFOUND;
-        return NULL;
-    }
-    json_t *root = json_loadb(body, len, 0, NULL);
-    if (!json_is_object(root)) {
-        json_decref(root);
-        *rc = QBC_EMALFORMED;
-        return NULL;
-    }
-    return root;
+    *items = out;
+    *n = cnt;
+    return 0;
 }
 
 int qbc_rec_parse_query(const char *body, size_t len, const char *entity, qbc_rec_item_t **items, size_t *n,
                         qbc_fault_t *fault)
 {
+    qbc_json_doc_t doc;
     int rc;
+
     *items = NULL;
     *n = 0;
-    json_t *root = load_or_fault(body, len, fault, &rc);
-    if (root == NULL)
-        return rc;
-    json_t *qr = json_object_get(root, "QueryResponse");
-    if (!json_is_object(qr)) {
-        json_decref(root);
-        return QBC_EMALFORMED;
+    if ((rc = answer_scan(body, len, &doc, fault)) == 0) {
+        size_t qr = GET(&doc, body, 0, "QueryResponse");
+        /* past the end / nothing matched: {} */
+        rc = is_a(&doc, qr, QBC_JSON_OBJECT)
+                 ? items_from_array(&doc, body, qbc_json_get(&doc, body, qr, entity, strlen(entity)), items, n)
+                 : QBC_EMALFORMED;
     }
-    json_t *arr = json_object_get(qr, entity);
-    if (arr == NULL) { /* past the end / nothing matched: {} */
-        json_decref(root);
-        return 0;
-    }
-    if (!json_is_array(arr)) {
-        json_decref(root);
-        return QBC_EMALFORMED;
-    }
-    size_t cnt = json_array_size(arr);
-    qbc_rec_item_t *out = qbc_calloc(cnt ? cnt : 1, sizeof(*out));
-    for (size_t i = 0; i < cnt; i++) {
-        json_t *o = json_array_get(arr, i);
-        if (!json_is_object(o) || (rc = item_from_json(o, &out[i])) != 0) {
-            qbc_rec_items_free(out, i + 1);
-            json_decref(root);
-            return QBC_EMALFORMED;
-        }
-    }
-    json_decref(root);
-    *items = out;
-    *n = cnt;
-    return 0;
+    qbc_json_dispose(&doc);
+    return rc;
 }
 
 int qbc_rec_parse_read(const char *body, size_t len, const char *entity, qbc_rec_item_t *item, qbc_fault_t *fault)
 {
+    qbc_json_doc_t doc;
     int rc;
+
     memset(item, 0, sizeof(*item));
-    json_t *root = load_or_fault(body, len, fault, &rc);
-    if (root == NULL)
-        return rc;
-    json_t *o = json_object_get(root, entity);
-    rc = json_is_object(o) ? item_from_json(o, item) : QBC_EMALFORMED;
-    if (rc != 0) {
+    if ((rc = answer_scan(body, len, &doc, fault)) == 0 &&
+        (rc = item_from_tape(&doc, body, qbc_json_get(&doc, body, 0, entity, strlen(entity)), item)) != 0) {
         free(item->data);
         memset(item, 0, sizeof(*item));
     }
-    json_decref(root);
+    qbc_json_dispose(&doc);
     return rc;
-}
-
-static int items_from_array(json_t *arr, qbc_rec_item_t **items, size_t *n)
-{
-    *items = NULL;
-    *n = 0;
-    if (arr == NULL)
-        return 0;
-    if (!json_is_array(arr))
-        return QBC_EMALFORMED;
-    size_t cnt = json_array_size(arr);
-    qbc_rec_item_t *out = qbc_calloc(cnt ? cnt : 1, sizeof(*out));
-    for (size_t i = 0; i < cnt; i++) {
-        json_t *o = json_array_get(arr, i);
-        if (!json_is_object(o) || item_from_json(o, &out[i]) != 0) {
-            qbc_rec_items_free(out, i + 1);
-            return QBC_EMALFORMED;
-        }
-    }
-    *items = out;
-    *n = cnt;
-    return 0;
 }
 
 int qbc_rec_parse_batch(const char *body, size_t len, const char *const *entities, size_t n_parts,
                         qbc_rec_part_t *parts, qbc_fault_t *fault)
 {
+    qbc_json_doc_t doc;
     int rc;
+
     for (size_t i = 0; i < n_parts; i++) {
         memset(&parts[i], 0, sizeof(parts[i]));
         parts[i].state = -1;
     }
-    json_t *root = load_or_fault(body, len, fault, &rc);
-    if (root == NULL)
-        return rc;
-    json_t *arr = json_object_get(root, "BatchItemResponse"), *el;
-    if (!json_is_array(arr)) {
-        json_decref(root);
-        return QBC_EMALFORMED;
+    if ((rc = answer_scan(body, len, &doc, fault)) != 0)
+        goto Exit;
+    size_t arr = GET(&doc, body, 0, "BatchItemResponse");
+    if (!is_a(&doc, arr, QBC_JSON_ARRAY)) {
+        rc = QBC_EMALFORMED;
+        goto Exit;
     }
-    size_t i;
-    json_array_foreach(arr, i, el) {
-        const char *bid = json_string_value(json_object_get(el, "bId"));
-        char *end;
-        unsigned long k = bid ? strtoul(bid, &end, 10) : 0;
-        if (bid == NULL || *bid == '\0' || *end != '\0' || k >= n_parts || parts[k].state != -1)
+    for (size_t i = 0, el = arr + 1; i < doc.tok[arr].len; i++, el = doc.tok[el].next) {
+        char bid[24], *end;
+        if (take_string(&doc, body, GET(&doc, body, el, "bId"), bid, sizeof(bid)) != 0 || bid[0] == '\0')
+            continue;
+        unsigned long k = strtoul(bid, &end, 10);
+        if (*end != '\0' || k >= n_parts || parts[k].state != -1)
             continue;
         qbc_rec_part_t *p = &parts[k];
-        if (fault_from_json(el, &p->fault)) {
+        size_t qr;
+        if (fault_from_tape(&doc, body, el, &p->fault)) {
             p->state = 1;
-        } else if (json_is_object(json_object_get(el, "QueryResponse")) &&
-                   items_from_array(json_object_get(json_object_get(el, "QueryResponse"), entities[k]), &p->items,
-                                    &p->n) == 0) {
+        } else if (is_a(&doc, qr = GET(&doc, body, el, "QueryResponse"), QBC_JSON_OBJECT) &&
+                   items_from_array(&doc, body, qbc_json_get(&doc, body, qr, entities[k], strlen(entities[k])),
+                                    &p->items, &p->n) == 0) {
             p->state = 0;
         }
     }
-    json_decref(root);
-    return 0;
+Exit:
+    qbc_json_dispose(&doc);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- classification */
@@ -305,8 +317,7 @@ qbc_rec_class_t qbc_rec_classify(int curl_ok, long status, const qbc_fault_t *f)
     int has = f != NULL && f->present;
     if (status == 429 || (has && (strcmp(f->code, "3001") == 0 || strstr(f->message, "ThrottleExceeded") != NULL)))
         return REC_RES_THROTTLED;
-    if (status == 401 ||
-        (has && (strcmp(f->code, "3200") == 0 || strstr(f->message, "AuthenticationFailed") != NULL)))
+    if (status == 401 || (has && (strcmp(f->code, "3200") == 0 || strstr(f->message, "AuthenticationFailed") != NULL)))
         return REC_RES_AUTH;
     if (has && strcmp(f->code, "610") == 0)
         return REC_RES_GONE;
@@ -347,40 +358,37 @@ void qbc_rec_cdc_groups_free(qbc_rec_cdc_group_t *g, size_t n)
 int qbc_rec_parse_cdc(const char *body, size_t len, qbc_rec_cdc_group_t **groups, size_t *n_groups, int64_t *time_ns,
                       size_t *total, qbc_fault_t *fault)
 {
+    qbc_json_doc_t doc;
+    qbc_rec_cdc_group_t *out = NULL;
+    size_t cap = 0;
     int rc;
+
     *groups = NULL;
     *n_groups = 0;
     *time_ns = 0;
     *total = 0;
-    json_t *root = load_or_fault(body, len, fault, &rc);
-    if (root == NULL)
-        return rc;
-    json_t *cdc = json_object_get(root, "CDCResponse"), *tm = json_object_get(root, "time");
-    json_t *qrs = json_object_get(json_array_get(cdc, 0), "QueryResponse");
-    if (!json_is_array(cdc) || !json_is_array(qrs) ||
-        (tm != NULL &&
-         (!json_is_string(tm) || qbc_time_parse(json_string_value(tm), json_string_length(tm), time_ns) != 0))) {
-        json_decref(root);
-        return QBC_EMALFORMED;
+    if ((rc = answer_scan(body, len, &doc, fault)) != 0)
+        goto Exit;
+    size_t cdc = GET(&doc, body, 0, "CDCResponse"), tm = GET(&doc, body, 0, "time"), qrs = QBC_JSON_NONE;
+    char ts[64];
+    if (is_a(&doc, cdc, QBC_JSON_ARRAY) && doc.tok[cdc].len > 0)
+        qrs = GET(&doc, body, cdc + 1, "QueryResponse");
+    if (!is_a(&doc, qrs, QBC_JSON_ARRAY) || (tm != QBC_JSON_NONE && (take_string(&doc, body, tm, ts, sizeof(ts)) != 0 ||
+                                                                     qbc_time_parse(ts, strlen(ts), time_ns) != 0))) {
+        rc = QBC_EMALFORMED;
+        goto Exit;
     }
     /* one element per entity; an entity without changes is {} (or absent) */
-    size_t cap = 0, i;
-    json_t *el;
-    qbc_rec_cdc_group_t *out = NULL;
-    rc = 0;
-    json_array_foreach(qrs, i, el)
-    {
-        if (!json_is_object(el)) {
+    for (size_t i = 0, el = qrs + 1; i < doc.tok[qrs].len && rc == 0; i++, el = doc.tok[el].next) {
+        if (!is_a(&doc, el, QBC_JSON_OBJECT)) {
             rc = QBC_EMALFORMED;
             break;
         }
-        const char *key;
-        json_t *val;
-        json_object_foreach(el, key, val)
-        {
-            if (!json_is_array(val))
+        for (size_t k = el + 1; k < doc.tok[el].next; k = doc.tok[k + 1].next) {
+            if (!is_a(&doc, k + 1, QBC_JSON_ARRAY))
                 continue; /* startPosition, maxResults, totalCount */
-            if (!qbc_rec_entity_ok(key)) {
+            char key[QBC_ENTITY_MAX];
+            if (take_string(&doc, body, k, key, sizeof(key)) != 0 || !qbc_rec_entity_ok(key)) {
                 rc = QBC_EMALFORMED;
                 break;
             }
@@ -391,25 +399,24 @@ int qbc_rec_parse_cdc(const char *body, size_t len, qbc_rec_cdc_group_t **groups
             qbc_rec_cdc_group_t *g = &out[*n_groups];
             memset(g, 0, sizeof(*g));
             snprintf(g->entity, sizeof(g->entity), "%s", key);
-            if (items_from_array(val, &g->items, &g->n) != 0) {
+            if (items_from_array(&doc, body, k + 1, &g->items, &g->n) != 0) {
                 rc = QBC_EMALFORMED;
                 break;
             }
             (*n_groups)++;
             *total += g->n;
         }
-        if (rc != 0)
-            break;
     }
-    json_decref(root);
     if (rc != 0) {
         qbc_rec_cdc_groups_free(out, *n_groups);
         *n_groups = 0;
         *total = 0;
-        return rc;
+        goto Exit;
     }
     *groups = out;
-    return 0;
+Exit:
+    qbc_json_dispose(&doc);
+    return rc;
 }
 
 qbc_rec_cdc_step_t qbc_rec_cdc_decide(size_t n_entities, size_t total, const qbc_rec_cdc_group_t *groups,

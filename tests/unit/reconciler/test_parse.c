@@ -138,10 +138,12 @@ static void test_faults(void)
 
 static void test_batch(void)
 {
-    const char *qs[] = {"SELECT * FROM Invoice WHERE Id IN ('1') MAXRESULTS 1000", "SELECT * FROM Bill WHERE Id IN ('9')"};
+    const char *qs[] = {"SELECT * FROM Invoice WHERE Id IN ('1') MAXRESULTS 1000",
+                        "SELECT * FROM Bill WHERE Id IN ('9')"};
     char *b = qbc_rec_build_batch(qs, 2);
-    is_str(b, "{\"BatchItemRequest\":[{\"bId\":\"0\",\"Query\":\"SELECT * FROM Invoice WHERE Id IN ('1') "
-              "MAXRESULTS 1000\"},{\"bId\":\"1\",\"Query\":\"SELECT * FROM Bill WHERE Id IN ('9')\"}]}",
+    is_str(b,
+           "{\"BatchItemRequest\":[{\"bId\":\"0\",\"Query\":\"SELECT * FROM Invoice WHERE Id IN ('1') "
+           "MAXRESULTS 1000\"},{\"bId\":\"1\",\"Query\":\"SELECT * FROM Bill WHERE Id IN ('9')\"}]}",
            "batch body (qbo-facts §4)");
     free(b);
     char *u = qbc_rec_batch_url("http://h", "77", 75);
@@ -170,11 +172,80 @@ static void test_batch(void)
     is_int(qbc_rec_parse_batch(whole, strlen(whole), ents, 3, parts, &f), QBC_ENOTFOUND, "a whole-body fault");
 }
 
+/*
+ * issue 9: an entity reaches the store exactly as QBO wrote it. Every one of these was
+ * changed by the jansson round trip this parser replaced (2932.92 became
+ * 2932.9200000000001, \u00e9 became raw UTF-8, \/ lost its backslash, the big integer
+ * made the whole answer unreadable).
+ */
+#define EXOTIC                                                                                                         \
+    "{\"Line\":[{\"Amount\":2932.92},{\"Amount\":73.69},{\"Amount\":0.1},{\"Amount\":1e-7},"                           \
+    "{\"Amount\":12345678901234567890},{\"Amount\":-0.0},{\"Amount\":0.30000000000000004}],"                           \
+    "\"CustomField\":[{\"Name\":\"caf\\u00e9 \\/ \xc3\xa9 \xf0\x9f\x98\x80 \\ud83d\\ude00 \\\"q\\\" \\\\\"}],"         \
+    "\"NotKnownToQbcdc\":{\"x\":[true,null]},\"TotalAmt\":2932.92,\"SyncToken\":\"1\","                                \
+    "\"MetaData\":{\"LastUpdatedTime\":\"2014-09-19T13:16:17-07:00\"},\"Id\":\"130\"}"
+
+static void test_exact_bytes(void)
+{
+    qbc_fault_t f;
+    qbc_rec_item_t *items, it;
+    size_t n;
+
+    const char *q = "{\"QueryResponse\":{\"Invoice\":[" EXOTIC "]},\"time\":\"2015-07-24T10:48:27.082-07:00\"}";
+    is_int(qbc_rec_parse_query(q, strlen(q), "Invoice", &items, &n, &f), 0, "query answer with exotic values parses");
+    ok(n == 1 && items[0].data_len == strlen(EXOTIC) && memcmp(items[0].data, EXOTIC, strlen(EXOTIC)) == 0,
+       "query: the entity's bytes, exactly");
+    qbc_rec_items_free(items, n);
+
+    /* pretty-printed: only the whitespace between tokens goes */
+    const char *pretty = "{\n  \"Invoice\" : {\n    \"TotalAmt\" : 2932.92 ,\n    \"SyncToken\" : \"0\",\n"
+                         "    \"MetaData\" : { \"LastUpdatedTime\" : \"2014-09-19T13:16:17-07:00\" },\n"
+                         "    \"Id\" : \"1\", \"Memo\" : \"a  b\"\n  },\n  \"time\" : \"x\"\n}\n";
+    is_int(qbc_rec_parse_read(pretty, strlen(pretty), "Invoice", &it, &f), 0, "a pretty-printed read parses");
+    is_str(it.data,
+           "{\"TotalAmt\":2932.92,\"SyncToken\":\"0\",\"MetaData\":{\"LastUpdatedTime\":\"2014-09-19T13:16:17-07:00\"},"
+           "\"Id\":\"1\",\"Memo\":\"a  b\"}",
+           "read: one line, every token as sent");
+    free(it.data);
+
+    const char *c = "{\"CDCResponse\":[{\"QueryResponse\":[{\"Invoice\":[" EXOTIC "],\"startPosition\":1}]}],"
+                    "\"time\":\"2015-12-23T12:56:06.196-08:00\"}";
+    qbc_rec_cdc_group_t *g;
+    size_t ng, total;
+    int64_t tm;
+    is_int(qbc_rec_parse_cdc(c, strlen(c), &g, &ng, &tm, &total, &f), 0, "CDC answer with exotic values parses");
+    ok(ng == 1 && g[0].n == 1 && g[0].items[0].data_len == strlen(EXOTIC) &&
+           memcmp(g[0].items[0].data, EXOTIC, strlen(EXOTIC)) == 0,
+       "CDC: the entity's bytes, exactly");
+    qbc_rec_cdc_groups_free(g, ng);
+
+    const char *b =
+        "{\"BatchItemResponse\":[{\"QueryResponse\":{\"Invoice\":[" EXOTIC "]},\"bId\":\"0\"}],\"time\":\"x\"}";
+    const char *ents[] = {"Invoice"};
+    qbc_rec_part_t parts[1];
+    is_int(qbc_rec_parse_batch(b, strlen(b), ents, 1, parts, &f), 0, "batch answer parses");
+    ok(parts[0].state == 0 && parts[0].n == 1 && parts[0].items[0].data_len == strlen(EXOTIC) &&
+           memcmp(parts[0].items[0].data, EXOTIC, strlen(EXOTIC)) == 0,
+       "batch: the entity's bytes, exactly");
+    qbc_rec_items_free(parts[0].items, parts[0].n);
+
+    const char *esc = "{\"Invoice\":{\"\\u0049d\":\"7\",\"SyncToken\":\"\\u0031\",\"MetaData\":{\"LastUpdatedTime\":"
+                      "\"2014-09-19T13:16:17\\u002d07:00\"}},\"time\":\"x\"}";
+    is_int(qbc_rec_parse_read(esc, strlen(esc), "Invoice", &it, &f), 0, "escaped keys and values are decoded");
+    ok(strcmp(it.id, "7") == 0 && strcmp(it.sync_token, "1") == 0 && it.updated_ns != 0, "to the fields qbcdc keys on");
+    free(it.data);
+    const char *longid = "{\"Invoice\":{\"Id\":\"" /* 64 bytes: one more than QBC_ID_MAX holds */
+                         "0123456789012345678901234567890123456789012345678901234567890123"
+                         "\",\"SyncToken\":\"1\",\"MetaData\":{\"LastUpdatedTime\":\"2014-09-19T13:16:17-07:00\"}}}";
+    is_int(qbc_rec_parse_read(longid, strlen(longid), "Invoice", &it, &f), QBC_EMALFORMED, "an id too long is refused");
+}
+
 int main(void)
 {
     subtest("batch", test_batch);
     subtest("query building", test_query_building);
     subtest("query answers", test_query_answer);
     subtest("faults", test_faults);
+    subtest("exact bytes", test_exact_bytes);
     return done_testing();
 }

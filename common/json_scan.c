@@ -3,10 +3,14 @@
  *
  * It replaces jansson's json_loadb() on the webhook path: building a DOM with a hash
  * table per object was the largest per-webhook cost of the service, while payload.c
- * reads a dozen fields. The acceptance rules are jansson 2.14's (json_scan.h lists
- * them), because a body that jansson accepted and this scanner refuses, or the other
- * way round, would change which webhooks the service keeps; tests/unit/ingress/
+ * reads a dozen fields. The default acceptance rules are jansson 2.14's (json_scan.h
+ * lists them), because a body that jansson accepted and this scanner refuses, or the
+ * other way round, would change which webhooks the service keeps; tests/unit/ingress/
  * test_payload_diff.c compares the two on mutated bodies.
+ *
+ * It also reads QBO's API answers (QBC_JSON_RFC8259), where a DOM was worse than slow:
+ * jansson turns every real into a double, and dumping the entity again wrote 2932.92 as
+ * 2932.9200000000001. Here a value's bytes are only ever copied.
  *
  * Assumptions, and why:
  *   - The scanner is an explicit state machine: the open containers form a linked list
@@ -106,7 +110,8 @@ struct st_scan_t {
     qbc_json_doc_t *doc;
     const unsigned char *text;
     qbc_json_error_t *err;
-    int rc; /* QBC_EMALFORMED or -ENOMEM once failed */
+    int rc;    /* QBC_EMALFORMED or -ENOMEM once failed */
+    int flags; /* QBC_JSON_RFC8259 */
 };
 
 /* Records the first failure; returns NULL so that callers can `return fail(...)`. */
@@ -323,7 +328,7 @@ static inline const unsigned char *scan_string(struct st_scan_t *sc, const unsig
     return scan_string_slow(sc, begin, p, end, t);
 }
 
-size_t qbc_json__unescape(const char *raw, size_t len, char *dst)
+size_t qbc_json_unescape(const char *raw, size_t len, char *dst)
 {
     const char *p = raw, *end = raw + len;
     char *d = dst;
@@ -494,6 +499,12 @@ static const unsigned char *scan_number(struct st_scan_t *sc, const unsigned cha
             p++;
     }
     t->len = (size_t)(p - begin);
+    t->end = (size_t)(p - sc->text);
+    if (sc->flags & QBC_JSON_RFC8259) {
+        /* any magnitude: the number is passed on as text, never converted */
+        t->type = real ? QBC_JSON_REAL : QBC_JSON_INTEGER;
+        return p;
+    }
     if (real) {
         int no_memory = 0;
         t->type = QBC_JSON_REAL;
@@ -518,14 +529,14 @@ static const unsigned char *scan_number(struct st_scan_t *sc, const unsigned cha
 
 #define NO_PARENT SIZE_MAX
 
-void qbc_json__init(qbc_json_doc_t *doc, qbc_json_tok_t *buf, size_t n)
+void qbc_json_init(qbc_json_doc_t *doc, qbc_json_tok_t *buf, size_t n)
 {
     doc->tok = doc->_inline = buf;
     doc->n_tok = 0;
     doc->_cap = doc->_inline_cap = buf != NULL ? n : 0;
 }
 
-void qbc_json__dispose(qbc_json_doc_t *doc)
+void qbc_json_dispose(qbc_json_doc_t *doc)
 {
     if (doc->tok != doc->_inline)
         free(doc->tok);
@@ -551,15 +562,17 @@ static inline __attribute__((always_inline)) const unsigned char *scan_key(struc
     t->next = sc->doc->n_tok;
     if ((p = scan_string(sc, p + 1, end, t)) == NULL)
         return NULL;
+    t->end = (size_t)(p - sc->text);
     p = skip_ws(p, end);
     if (p == end || *p != ':')
         return fail(sc, p, "':' expected");
     return skip_ws(p + 1, end);
 }
 
-int qbc_json__scan(qbc_json_doc_t *doc, const char *text, size_t len, qbc_json_error_t *err)
+int qbc_json_scan(qbc_json_doc_t *doc, const char *text, size_t len, int flags, qbc_json_error_t *err)
 {
-    struct st_scan_t sc = {doc, (const unsigned char *)text, err, 0};
+    struct st_scan_t sc = {doc, (const unsigned char *)text, err, 0, flags};
+    const int nul_quirk = !(flags & QBC_JSON_RFC8259);
     const unsigned char *p = sc.text, *end = sc.text + len;
     size_t cur = NO_PARENT, depth = 0; /* the innermost open container, and how many are open */
     qbc_json_tok_t *t, *c;
@@ -598,6 +611,7 @@ int qbc_json__scan(qbc_json_doc_t *doc, const char *text, size_t len, qbc_json_e
             if (p < end && *p == (t->type == QBC_JSON_OBJECT ? '}' : ']')) {
                 /* empty: it ends right here */
                 p++;
+                t->end = (size_t)(p - sc.text);
                 cur = t->next;
                 t->next = doc->n_tok;
                 depth--;
@@ -613,6 +627,7 @@ int qbc_json__scan(qbc_json_doc_t *doc, const char *text, size_t len, qbc_json_e
             t->next = doc->n_tok;
             if ((p = scan_string(&sc, p + 1, end, t)) == NULL)
                 goto Exit;
+            t->end = (size_t)(p - sc.text);
             break;
         case 't':
         case 'f':
@@ -629,7 +644,10 @@ int qbc_json__scan(qbc_json_doc_t *doc, const char *text, size_t len, qbc_json_e
             t->type = lit[i].type;
             t->len = lit[i].len;
             t->next = doc->n_tok;
-            p = skip_nul(p + lit[i].len, end);
+            p += lit[i].len;
+            t->end = (size_t)(p - sc.text);
+            if (nul_quirk)
+                p = skip_nul(p, end);
             break;
         }
         default:
@@ -640,7 +658,8 @@ int qbc_json__scan(qbc_json_doc_t *doc, const char *text, size_t len, qbc_json_e
             t->next = doc->n_tok;
             if ((p = scan_number(&sc, p, end, t)) == NULL)
                 goto Exit;
-            p = skip_nul(p, end);
+            if (nul_quirk)
+                p = skip_nul(p, end);
             break;
         }
 
@@ -671,6 +690,7 @@ int qbc_json__scan(qbc_json_doc_t *doc, const char *text, size_t len, qbc_json_e
                 goto Exit;
             }
             p++;
+            c->end = (size_t)(p - sc.text);
             cur = c->next;
             c->next = doc->n_tok;
             depth--;
@@ -679,4 +699,98 @@ int qbc_json__scan(qbc_json_doc_t *doc, const char *text, size_t len, qbc_json_e
 
 Exit:
     return sc.rc;
+}
+
+/* =============================== reading ============================= */
+
+/* longest escaped key worth decoding: each byte of an ASCII key takes at most 6 ("\u0041") */
+#define KEY_RAW_MAX (6 * 32)
+
+int qbc_json_str_eq(const qbc_json_doc_t *doc, const char *text, size_t i, const char *s, size_t len)
+{
+    const qbc_json_tok_t *t;
+    char buf[KEY_RAW_MAX];
+
+    if (i == QBC_JSON_NONE || i >= doc->n_tok || (t = &doc->tok[i])->type != QBC_JSON_STRING)
+        return 0;
+    if (!(t->flags & QBC_JSON_ESCAPED))
+        return t->len == len && memcmp(text + t->start, s, len) == 0;
+    /* decoding never lengthens, and never shortens below a sixth */
+    if (t->len < len || t->len > KEY_RAW_MAX)
+        return 0;
+    return qbc_json_unescape(text + t->start, t->len, buf) == len && memcmp(buf, s, len) == 0;
+}
+
+size_t qbc_json_get(const qbc_json_doc_t *doc, const char *text, size_t obj, const char *key, size_t len)
+{
+    size_t k, end, found = QBC_JSON_NONE;
+
+    if (obj == QBC_JSON_NONE || obj >= doc->n_tok || doc->tok[obj].type != QBC_JSON_OBJECT)
+        return QBC_JSON_NONE;
+    /* an object's tokens are key, value, key, value...; a value's next is the following key */
+    for (k = obj + 1, end = doc->tok[obj].next; k < end; k = doc->tok[k + 1].next)
+        if (qbc_json_str_eq(doc, text, k, key, len))
+            found = k + 1;
+    return found;
+}
+
+int qbc_json_str_copy(const qbc_json_doc_t *doc, const char *text, size_t i, char *dst, size_t size)
+{
+    const qbc_json_tok_t *t;
+    size_t n;
+
+    dst[0] = '\0';
+    if (i == QBC_JSON_NONE || i >= doc->n_tok)
+        return QBC_EINVAL;
+    t = &doc->tok[i];
+    if (t->type == QBC_JSON_INTEGER) {
+        n = t->len < size ? t->len : size - 1;
+        memcpy(dst, text + t->start, n);
+    } else if (t->type == QBC_JSON_STRING && !(t->flags & QBC_JSON_ESCAPED)) {
+        n = t->len < size ? t->len : size - 1;
+        memcpy(dst, text + t->start, n);
+    } else if (t->type == QBC_JSON_STRING) {
+        char *tmp = qbc_alloc(t->len ? t->len : 1);
+        n = qbc_json_unescape(text + t->start, t->len, tmp);
+        if (n >= size)
+            n = size - 1; /* may cut a UTF-8 sequence: callers keep ids and messages, not text to pass on */
+        memcpy(dst, tmp, n);
+        free(tmp);
+    } else {
+        return QBC_EINVAL;
+    }
+    dst[n] = '\0';
+    return 0;
+}
+
+char *qbc_json_copy_compact(const qbc_json_doc_t *doc, const char *text, size_t i, size_t *out_len)
+{
+    const qbc_json_tok_t *t = &doc->tok[i];
+    size_t from = t->type == QBC_JSON_STRING ? t->start - 1 : t->start, pos = from, end = t->end, n = 0;
+    char *out = qbc_alloc(end - from + 1);
+
+    /*
+     * Between the tokens of the value there is only punctuation and whitespace: copy the
+     * punctuation, drop the whitespace, and copy every token's own bytes as they are.
+     */
+    for (size_t j = i, last = t->next; j < last; j++) {
+        const qbc_json_tok_t *u = &doc->tok[j];
+        size_t at = u->type == QBC_JSON_STRING ? u->start - 1 : u->start;
+        for (; pos < at; pos++)
+            if (!is_ws((unsigned char)text[pos]) && text[pos] != '\0')
+                out[n++] = text[pos];
+        if (u->type == QBC_JSON_OBJECT || u->type == QBC_JSON_ARRAY) {
+            out[n++] = text[pos++]; /* the opening bracket; the rest is tokens and punctuation */
+            continue;
+        }
+        memcpy(out + n, text + at, u->end - at);
+        n += u->end - at;
+        pos = u->end;
+    }
+    for (; pos < end; pos++) /* the closing brackets of the last containers */
+        if (!is_ws((unsigned char)text[pos]) && text[pos] != '\0')
+            out[n++] = text[pos];
+    out[n] = '\0';
+    *out_len = n;
+    return out;
 }
