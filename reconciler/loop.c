@@ -267,6 +267,10 @@ static void version_of(const rec_notice_t *n, const rec_realm_t *realm, const ch
     snprintf(v->realm, sizeof(v->realm), "%s", realm->name);
     snprintf(v->entity, sizeof(v->entity), "%s", entity);
     v->source = QBC_SOURCE_WEBHOOK;
+    if (n != NULL) { /* a merge's two sides, as the webhook reported them */
+        snprintf(v->merged_from, sizeof(v->merged_from), "%s", n->merged_from);
+        snprintf(v->merged_into, sizeof(v->merged_into), "%s", n->merged_into);
+    }
     if (item == NULL || item->deleted) {
         snprintf(v->id, sizeof(v->id), "%s", item ? item->id : n->id);
         v->op = QBC_OP_DELETE;

@@ -170,6 +170,8 @@ static int on_pending(const qbc_pending_t *p, void *arg)
     n->last_seq = p->last_seq;
     n->last_op = p->last_op;
     n->updated_ns = p->updated_ns;
+    snprintf(n->merged_from, sizeof(n->merged_from), "%s", p->merged_from);
+    snprintf(n->merged_into, sizeof(n->merged_into), "%s", p->merged_into);
     n->scan_gen = c->r->scan_gen;
     realm->pending_scan++;
     return 0;

@@ -247,6 +247,8 @@ struct st_rec_notice_t {
     uint64_t last_seq;       /**< as last seen in a scan */
     qbc_op_t last_op;
     int64_t updated_ns;
+    char merged_from[QBC_ID_MAX]; /**< the pending notice's merge link (store.h qbc_pending_t) */
+    char merged_into[QBC_ID_MAX];
     uint64_t fetch_seq;      /**< the last_seq the fetch in progress retires */
     qbc_op_t fetch_op;
     int64_t fetch_updated_ns;

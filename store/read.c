@@ -178,6 +178,8 @@ int qbc_store_pending_scan(qbc_store_t *s, const char *realm, qbc_pending_scan_c
         p.first_seq = rec.first_seq;
         p.last_seq = rec.last_seq;
         p.updated_ns = rec.updated_ns;
+        p.merged_from = rec.merge_role == PENDING_MERGED_FROM ? rec.merge_peer : "";
+        p.merged_into = rec.merge_role == PENDING_MERGED_INTO ? rec.merge_peer : "";
         if (cb(&p, ctx) != 0)
             break;
     }

@@ -74,12 +74,36 @@ void qbc_store__pending_encode(const qbc_pending_rec_t *r, unsigned char out[PEN
     put_u64be(out + 28, (uint64_t)r->updated_ns);
 }
 
+size_t qbc_store__pending_encode_full(const qbc_pending_rec_t *r, unsigned char out[PENDING_VALUE_MAX])
+{
+    size_t n = strnlen(r->merge_peer, QBC_ID_MAX - 1);
+
+    qbc_store__pending_encode(r, out);
+    if (r->merge_role == 0 || n == 0)
+        return PENDING_VALUE_SIZE;
+    out[PENDING_VALUE_SIZE] = r->merge_role;
+    out[PENDING_VALUE_SIZE + 1] = (unsigned char)n;
+    memcpy(out + PENDING_VALUE_SIZE + 2, r->merge_peer, n);
+    return PENDING_VALUE_SIZE + 2 + n;
+}
+
 int qbc_store__pending_decode(const void *data, size_t len, qbc_pending_rec_t *r)
 {
     const unsigned char *p = data;
 
     if (len < PENDING_VALUE_SIZE || p[0] != 1)
         return QBC_EMALFORMED;
+    r->merge_role = 0;
+    r->merge_peer[0] = '\0';
+    if (len >= PENDING_VALUE_SIZE + 2 &&
+        (p[PENDING_VALUE_SIZE] == PENDING_MERGED_FROM || p[PENDING_VALUE_SIZE] == PENDING_MERGED_INTO)) {
+        size_t n = p[PENDING_VALUE_SIZE + 1];
+        if (n == 0 || n >= QBC_ID_MAX || len < PENDING_VALUE_SIZE + 2 + n)
+            return QBC_EMALFORMED;
+        r->merge_role = p[PENDING_VALUE_SIZE];
+        memcpy(r->merge_peer, p + PENDING_VALUE_SIZE + 2, n);
+        r->merge_peer[n] = '\0';
+    }
     r->last_op = p[1];
     r->op_mask = get_u32be(p + 4);
     r->count = get_u32be(p + 8);
@@ -298,7 +322,10 @@ unsigned char *qbc_store__feed_render(const qbc_version_t *v, uint64_t seq, size
     buf_str(&b, ",\"op\":");
     buf_json_string(&b, qbc_op_name(v->op));
     buf_str(&b, ",\"version\":");
-    buf_json_string(&b, v->sync_token);
+    if (v->sync_token[0] != '\0')
+        buf_json_string(&b, v->sync_token);
+    else
+        buf_str(&b, "null"); /* a delete of an entity never held: no version known, and never "" */
     buf_str(&b, ",\"last_updated\":");
     if (v->updated_ns != 0)
         buf_json_string(&b, qbc_time_format(v->updated_ns, ts));
@@ -306,6 +333,14 @@ unsigned char *qbc_store__feed_render(const qbc_version_t *v, uint64_t seq, size
         buf_str(&b, "null");
     buf_str(&b, ",\"source\":");
     buf_json_string(&b, qbc_source_name((qbc_source_t)v->source));
+    if (v->merged_from[0] != '\0') {
+        buf_str(&b, ",\"merged_from\":");
+        buf_json_string(&b, v->merged_from);
+    }
+    if (v->merged_into[0] != '\0') {
+        buf_str(&b, ",\"merged_into\":");
+        buf_json_string(&b, v->merged_into);
+    }
     if (v->op != QBC_OP_DELETE && v->data != NULL && v->data_len > 0) {
         buf_str(&b, ",\"data\":");
         qbc_buf_append(&b, v->data, v->data_len);

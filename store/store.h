@@ -102,12 +102,18 @@ typedef struct st_qbc_version_t {
     char realm[QBC_REALM_MAX];
     char entity[QBC_ENTITY_MAX];
     char id[QBC_ID_MAX];
-    char sync_token[QBC_SYNC_TOKEN_MAX]; /**< QBO SyncToken (decimal string); "" if unknown (deletes) */
+    /**
+     * QBO SyncToken (decimal string); "" if unknown (deletes: the store then records the
+     * last version it held, and the feed says null when it held none)
+     */
+    char sync_token[QBC_SYNC_TOKEN_MAX];
     int64_t updated_ns;                  /**< MetaData.LastUpdatedTime in ns since epoch; 0 if unknown */
     qbc_op_t op;                         /**< what the feed reports: CREATE, UPDATE, DELETE, MERGE or VOID */
     uint8_t source;                      /**< qbc_source_t */
     const char *data;                    /**< the entity's JSON object (compact text); NULL for DELETE */
     size_t data_len;
+    char merged_from[QBC_ID_MAX];        /**< a merge's survivor: the id merged into it ("" otherwise) */
+    char merged_into[QBC_ID_MAX];        /**< a merge's deleted side: the survivor's id ("" otherwise) */
 } qbc_version_t;
 
 /** a pending notice the caller handled; removed only if nothing was folded into it since it was read. */
@@ -424,6 +430,8 @@ typedef struct st_qbc_pending_t {
     uint32_t count;       /**< notices coalesced into this one */
     uint64_t first_seq, last_seq; /**< inbox sequences of the first and latest notices */
     int64_t updated_ns;   /**< latest updated_ns seen */
+    const char *merged_from; /**< a Merge reported this entity as the survivor of that id ("" otherwise) */
+    const char *merged_into; /**< a Merge reported this entity merged away into that id ("" otherwise) */
 } qbc_pending_t;
 
 typedef int (*qbc_pending_scan_cb)(const qbc_pending_t *p, void *ctx);

@@ -267,9 +267,20 @@ typedef struct st_qbc_pending_rec_t {
     uint32_t count;
     uint64_t first_seq, last_seq;
     int64_t updated_ns;
+    uint8_t merge_role;          /**< 0, PENDING_MERGED_FROM or PENDING_MERGED_INTO */
+    char merge_peer[QBC_ID_MAX]; /**< the other side of the latest merge reported ("" without one) */
 } qbc_pending_rec_t;
 
+#define PENDING_MERGED_FROM 1 /**< this entity survived a merge: merge_peer was merged into it */
+#define PENDING_MERGED_INTO 2 /**< this entity was merged away into merge_peer */
+/** a pending value's most bytes: the fixed part, then [role u8][peer length u8][peer] after a merge */
+#define PENDING_VALUE_MAX (PENDING_VALUE_SIZE + 2 + QBC_ID_MAX)
+
+/** writes the fixed part of a pending value (all a dead letter keeps). */
 void qbc_store__pending_encode(const qbc_pending_rec_t *r, unsigned char out[PENDING_VALUE_SIZE]);
+/** writes a whole pending value, merge link included; returns its length. */
+size_t qbc_store__pending_encode_full(const qbc_pending_rec_t *r, unsigned char out[PENDING_VALUE_MAX]);
+/** reads a pending value; one without a merge link (or written before there were any) has merge_role 0. */
 int qbc_store__pending_decode(const void *data, size_t len, qbc_pending_rec_t *r);
 /** folds one more notice into r (r zeroed = first notice). */
 void qbc_store__pending_fold(qbc_pending_rec_t *r, qbc_op_t op, int64_t updated_ns, uint64_t seq);

@@ -35,11 +35,16 @@ typedef struct {
     qbc_commit_note_t note;
 } txn_ctx_t;
 
+/*
+ * folds a notice into the entity's pending record. merge_role and peer (NULL: none) link
+ * a merge's two sides; a later notice without one keeps the link until the fetch retires
+ * the record, so the feed record that answers it still says what was merged.
+ */
 static int put_pending(qbc_store_t *s, MDB_txn *txn, const char *realm, const char *entity, const char *id,
-                       qbc_op_t op, int64_t updated_ns, uint64_t seq)
+                       qbc_op_t op, int64_t updated_ns, uint64_t seq, uint8_t merge_role, const char *peer)
 {
     char kbuf[QBC_REALM_MAX + QBC_ENTITY_MAX + QBC_ID_MAX];
-    unsigned char vbuf[PENDING_VALUE_SIZE];
+    unsigned char vbuf[PENDING_VALUE_MAX];
     qbc_pending_rec_t rec;
     MDB_val k, v;
     int rc;
@@ -55,8 +60,11 @@ static int put_pending(qbc_store_t *s, MDB_txn *txn, const char *realm, const ch
         return rc;
     }
     qbc_store__pending_fold(&rec, op, updated_ns, seq);
-    qbc_store__pending_encode(&rec, vbuf);
-    v.mv_size = sizeof(vbuf);
+    if (merge_role != 0 && peer != NULL && peer[0] != '\0') {
+        rec.merge_role = merge_role;
+        snprintf(rec.merge_peer, sizeof(rec.merge_peer), "%s", peer);
+    }
+    v.mv_size = qbc_store__pending_encode_full(&rec, vbuf);
     v.mv_data = vbuf;
     return mdb_put(txn, s->dbi_pending, &k, &v, 0);
 }
@@ -95,11 +103,12 @@ static int apply_webhook(qbc_store_t *s, MDB_txn *txn, const qbc_jwebhook_t *w, 
             if ((rc = mdb_put(txn, s->dbi_event_ids, &ek, &ev, 0)) != 0)
                 return rc;
         }
-        if ((rc = put_pending(s, txn, e->realm, e->entity, e->id, e->op, e->updated_ns, w->inbox_seq)) != 0)
+        int merge = e->op == QBC_OP_MERGE && e->deleted_id[0] != '\0';
+        if ((rc = put_pending(s, txn, e->realm, e->entity, e->id, e->op, e->updated_ns, w->inbox_seq,
+                              merge ? PENDING_MERGED_FROM : 0, e->deleted_id)) != 0)
             return rc;
-        if (e->op == QBC_OP_MERGE && e->deleted_id[0] != '\0' &&
-            (rc = put_pending(s, txn, e->realm, e->entity, e->deleted_id, QBC_OP_DELETE, e->updated_ns,
-                              w->inbox_seq)) != 0)
+        if (merge && (rc = put_pending(s, txn, e->realm, e->entity, e->deleted_id, QBC_OP_DELETE, e->updated_ns,
+                                       w->inbox_seq, PENDING_MERGED_INTO, e->id)) != 0)
             return rc;
         t->note.new_pending++;
     }
@@ -155,6 +164,13 @@ static int apply_version(qbc_store_t *s, MDB_txn *txn, const qbc_version_t *v, t
         return rc;
     if (!qbc_store__version_newer(have ? &stored : NULL, v))
         return 0; /* a duplicate or an older version: the feed already has it, or better */
+    qbc_version_t del;
+    if (v->op == QBC_OP_DELETE && have && v->sync_token[0] == '\0' && stored.sync_token[0] != '\0') {
+        /* QBO's delete stub has no SyncToken: the record and tombstone carry the last version held */
+        del = *v;
+        snprintf(del.sync_token, sizeof(del.sync_token), "%s", stored.sync_token);
+        v = &del;
+    }
 
     uint64_t seq = t->feed++;
     size_t flen;
@@ -311,7 +327,7 @@ static int audit_entity(qbc_store_t *s, MDB_txn *txn, const char *realm, const c
             continue;
         memcpy(id, (const char *)k.mv_data + plen, il);
         id[il] = '\0';
-        if ((rc = put_pending(s, txn, realm, entity, id, QBC_OP_UPDATE, rec.updated_ns, 0)) != 0)
+        if ((rc = put_pending(s, txn, realm, entity, id, QBC_OP_UPDATE, rec.updated_ns, 0, 0, NULL)) != 0)
             break;
         (*n_out)++;
         t->note.new_pending++;

@@ -171,7 +171,8 @@ static void test_feed(void)
     qbc_version_t v10 = ver("1", "Invoice", "7", "10", 4000, QBC_OP_UPDATE, "{\"Id\":\"7\",\"SyncToken\":\"10\"}");
     offer(s, &v10, 1, NULL, 0, &j);
     is_int(j.n_feed, 1, "SyncToken 10 is newer than 2 (numeric, not text, order)");
-    qbc_version_t vt = ver("1", "Invoice", "7", "10", 5000, QBC_OP_UPDATE, "{\"Id\":\"7\",\"SyncToken\":\"10\",\"x\":1}");
+    qbc_version_t vt =
+        ver("1", "Invoice", "7", "10", 5000, QBC_OP_UPDATE, "{\"Id\":\"7\",\"SyncToken\":\"10\",\"x\":1}");
     offer(s, &vt, 1, NULL, 0, &j);
     is_int(j.n_feed, 1, "same SyncToken, later LastUpdatedTime: newer");
 
@@ -533,6 +534,75 @@ static void test_audit(void)
     qbc_store_close(s);
 }
 
+static int collect_merges(const qbc_pending_t *p, void *ctx)
+{
+    char *out = ctx;
+    size_t n = strlen(out);
+    snprintf(out + n, 512 - n, "%s%s:%s>%s", n ? " " : "", p->id, p->merged_from, p->merged_into);
+    return 0;
+}
+
+/*
+ * issue 9: a Merge webhook links its two sides through their pending notices to the feed
+ * records; a delete carries the last version held, or null, never "".
+ */
+static void test_merge_and_delete(void)
+{
+    char sub_dir[600];
+    snprintf(sub_dir, sizeof(sub_dir), "%s/merge", dir);
+    qbc_store_config_t cfg = {.dir = sub_dir};
+    qbc_store_t *s;
+    qbc_store_job_t j;
+    qbc_event_t e;
+    feed_seen_t f;
+
+    qbc_store_open(&cfg, &s);
+    qbc_version_t held[] = {ver("9", "Customer", "27", "4", 100, QBC_OP_UPDATE, "{\"Id\":\"27\"}"),
+                            ver("9", "Customer", "5", "2", 100, QBC_OP_UPDATE, "{\"Id\":\"5\"}")};
+    is_int(offer(s, held, 2, NULL, 0, &j), 0, "two customers held");
+
+    memset(&e, 0, sizeof(e));
+    snprintf(e.realm, sizeof(e.realm), "9");
+    snprintf(e.entity, sizeof(e.entity), "Customer");
+    snprintf(e.id, sizeof(e.id), "5");
+    snprintf(e.deleted_id, sizeof(e.deleted_id), "27");
+    e.op = QBC_OP_MERGE;
+    e.updated_ns = 200;
+    memset(&j, 0, sizeof(j));
+    j.kind = QBC_JOB_WEBHOOK;
+    j.body = "{}";
+    j.body_len = 2;
+    j.events = &e;
+    j.n_events = 1;
+    is_int(run(s, &j), 0, "a Merge webhook: 27 merged into 5");
+    is_int(webhook(s, "9", "Customer", "5", QBC_OP_UPDATE), 0, "and a later update of the survivor");
+    char got[512] = "";
+    qbc_store_pending_scan(s, NULL, collect_merges, got);
+    is_str(got, "27:>5 5:27>", "each side's notice knows the other, the later update did not erase it");
+
+    qbc_version_t v[] = {ver("9", "Customer", "5", "3", 200, QBC_OP_MERGE, "{\"Id\":\"5\"}"),
+                         ver("9", "Customer", "27", "", 200, QBC_OP_DELETE, NULL),
+                         ver("9", "Customer", "99", "", 200, QBC_OP_DELETE, NULL)};
+    snprintf(v[0].merged_from, sizeof(v[0].merged_from), "27");
+    snprintf(v[1].merged_into, sizeof(v[1].merged_into), "5");
+    is_int(offer(s, v, 3, NULL, 0, &j), 0, "the merge's versions and a delete of an entity never held");
+    memset(&f, 0, sizeof(f));
+    qbc_store_feed_scan(s, 2, 10, NULL, NULL, feed_cb, &f, NULL);
+    is_int(f.n, 3, "three records");
+    ok(strstr(f.json[0], "\"op\":\"merge\"") && strstr(f.json[0], "\"merged_from\":\"27\"") &&
+           !strstr(f.json[0], "merged_into"),
+       "the survivor's record says what was merged into it");
+    ok(strstr(f.json[1], "\"op\":\"delete\"") && strstr(f.json[1], "\"merged_into\":\"5\"") &&
+           strstr(f.json[1], "\"version\":\"4\"") && !strstr(f.json[1], "\"data\""),
+       "the merged-away entity's delete: its survivor, the last version held, no data");
+    ok(strstr(f.json[2], "\"version\":null") != NULL, "a delete of an entity never held: version null, not \"\"");
+    qbc_entity_rec_t rec;
+    is_int(qbc_store_entity_get(s, "9", "Customer", "27", &rec), 0, "the tombstone");
+    ok(rec.deleted && strcmp(rec.sync_token, "4") == 0, "keeps the last version held");
+    qbc_entity_rec_clear(&rec);
+    qbc_store_close(s);
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/qbcdc-reconcile-test-XXXXXX";
@@ -543,6 +613,7 @@ int main(void)
     subtest("realms and tokens", test_tokens);
     subtest("CDC watermark and backfill jobs", test_cdc_and_jobs);
     subtest("audits after a capped CDC answer", test_audit);
+    subtest("merge links and delete versions", test_merge_and_delete);
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)
