@@ -1103,10 +1103,41 @@ static void handle_sim_faults(h2o_req_t *req)
     send_json(req, 200, faults_json());
 }
 
+/*
+ * GET /sim/entity?realm=R&entity=Invoice&id=N: the entity's bytes alone, exactly as
+ * every /v3 answer splices them (the deleted stub for a deleted one), for tests that
+ * compare them with what qbcdc serves. Not metered and needs no token.
+ */
+static void handle_sim_entity(h2o_req_t *req)
+{
+    char r[32], ent[32], id[16];
+    if (qparam(req, "realm", r, sizeof(r)) <= 0 || qparam(req, "entity", ent, sizeof(ent)) <= 0 ||
+        qparam(req, "id", id, sizeof(id)) <= 0) {
+        sim_error(req, 400, "bad_request", "realm, entity and id are required");
+        return;
+    }
+    int realm = sim_model_find_realm(&S.model, r, strlen(r));
+    int et = sim_etype_lookup(ent, strlen(ent), 0);
+    char *end;
+    unsigned long idn = strtoul(id, &end, 10);
+    const sim_entity_t *e = realm >= 0 && et >= 0 && *end == '\0' && idn <= UINT32_MAX
+                                ? sim_model_get(&S.model, realm, et, (uint32_t)idn)
+                                : NULL;
+    if (!e) {
+        sim_error(req, 404, "not_found", "no such realm, entity type or id");
+        return;
+    }
+    qbc_buf_t b = {0};
+    sim_entity_write(et, e, &b);
+    send_now(req, 200, b.data, "application/json;charset=UTF-8");
+}
+
 static void handle_sim(h2o_req_t *req, const char *what, size_t len)
 {
     if (h2o_memis(what, len, H2O_STRLIT("realms")) && is_method(req, "GET"))
         handle_sim_realms(req);
+    else if (h2o_memis(what, len, H2O_STRLIT("entity")) && is_method(req, "GET"))
+        handle_sim_entity(req);
     else if (h2o_memis(what, len, H2O_STRLIT("truth")) && is_method(req, "GET"))
         send_json(req, 200, sim_model_truth(&S.model));
     else if (h2o_memis(what, len, H2O_STRLIT("stats")) && is_method(req, "GET"))
