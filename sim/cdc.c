@@ -9,6 +9,9 @@
  * status "Deleted". At most 1,000 objects per response in total, shared across the
  * groups in request order: later groups are cut first. A client that gets exactly
  * the cap back must narrow its window or ask per entity (singer does, §2).
+ *
+ * The answer is written as text around sim_entity_write's bytes, so an entity
+ * reads here exactly as in its GET or a query (sim/README.md, "Exact values").
  */
 #include <stdlib.h>
 #include "common.h"
