@@ -9,6 +9,9 @@
  * status "Deleted". At most 1,000 objects per response in total, shared across the
  * groups in request order: later groups are cut first. A client that gets exactly
  * the cap back must narrow its window or ask per entity (singer does, §2).
+ *
+ * The answer is written as text around sim_entity_write's bytes, so an entity
+ * reads here exactly as in its GET or a query (sim/README.md, "Exact values").
  */
 #include <stdlib.h>
 #include "common.h"
@@ -22,11 +25,11 @@ static int cmp_updated(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
-json_t *sim_cdc_run(sim_model_t *m, int realm, const int *etypes, size_t n, int64_t since_ns, size_t max_objects,
-                    size_t *out_total)
+void sim_cdc_run(sim_model_t *m, int realm, const int *etypes, size_t n, int64_t since_ns, size_t max_objects,
+                 size_t *out_total, qbc_buf_t *out)
 {
-    json_t *groups = json_array();
     size_t total = 0;
+    (void)qbc_buf_printf(out, "[{\"QueryResponse\":[");
     for (size_t g = 0; g < n; g++) {
         int et = etypes[g];
         sim_table_t *t = &m->realms[realm].t[et];
@@ -44,30 +47,27 @@ json_t *sim_cdc_run(sim_model_t *m, int realm, const int *etypes, size_t n, int6
         }
         qsort(act, na, sizeof(*act), cmp_updated);
         qsort(del, nd, sizeof(*del), cmp_updated);
-        json_t *grp = json_object();
-        json_t *arr = json_array();
-        size_t taken = 0;
-        for (size_t i = 0; i < na + nd && total < max_objects; i++, total++, taken++)
-            json_array_append_new(arr, sim_entity_json(et, i < na ? act[i] : del[i - na]));
-        if (taken) {
-            json_object_set_new(grp, sim_etype_names[et], arr);
-            json_object_set_new(grp, "startPosition", json_integer(1));
-            json_object_set_new(grp, "maxResults", json_integer((json_int_t)taken));
-            json_object_set_new(grp, "totalCount", json_integer((json_int_t)taken));
+        size_t take = na + nd < max_objects - total ? na + nd : max_objects - total;
+        if (g > 0)
+            (void)qbc_buf_append(out, ",", 1);
+        if (take == 0) {
+            (void)qbc_buf_append(out, "{}", 2);
         } else {
-            json_decref(arr);
+            (void)qbc_buf_printf(out, "{\"%s\":[", sim_etype_names[et]);
+            for (size_t i = 0; i < take; i++) {
+                if (i > 0)
+                    (void)qbc_buf_append(out, ",", 1);
+                sim_entity_write(et, i < na ? act[i] : del[i - na], out);
+            }
+            (void)qbc_buf_printf(out, "],\"startPosition\":1,\"maxResults\":%zu,\"totalCount\":%zu}", take, take);
         }
-        json_array_append_new(groups, grp);
+        total += take;
         free(act);
         free(del);
     }
     if (n == 0)
-        json_array_append_new(groups, json_object());
-    json_t *qr = json_object();
-    json_object_set_new(qr, "QueryResponse", groups);
-    json_t *cdc = json_array();
-    json_array_append_new(cdc, qr);
+        (void)qbc_buf_append(out, "{}", 2);
+    (void)qbc_buf_append(out, "]}]", 3);
     if (out_total)
         *out_total = total;
-    return cdc;
 }

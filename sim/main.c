@@ -60,7 +60,7 @@ static const char usage[] =
     "  --log-level L             error | warn | info | debug (default info)\n"
     "  --help, --version\n"
     "\n"
-    "Control endpoints: GET /sim/realms, GET /sim/truth, GET /sim/stats,\n"
+    "Control endpoints: GET /sim/realms, GET /sim/truth, GET /sim/stats, GET /sim/entity?realm=R&entity=E&id=N,\n"
     "POST /sim/mutate?n=N[&realm=R][&per_hook=K][&loss=P][&format=F], GET|POST /sim/faults,\n"
     "POST /sim/expire-tokens, POST /sim/revoke?realm=R. See sim/README.md.\n";
 

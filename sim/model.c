@@ -42,6 +42,20 @@ int sim_etype_is_voidable(int t)
     return t == SIM_INVOICE || t == SIM_PAYMENT;
 }
 
+/*
+ * a transaction's new amount in cents: random, except that the first ids of every
+ * SIM_EXACT_CYCLE hold amounts whose double is not what QBO wrote (2932.92, 73.69,
+ * 0.10; sim/README.md, "Exact values"), so a client that re-serialises a double shows.
+ * The random draw is made either way, so the model's sequence of changes stays the same.
+ */
+static int64_t new_amount(sim_rng_t *r, uint32_t id)
+{
+    static const int64_t pinned[] = {293292, 7369, 10};
+    int64_t cents = 100 + (int64_t)sim_rng_below(r, 500000);
+    uint32_t k = (id - 1) % SIM_EXACT_CYCLE;
+    return k < sizeof(pinned) / sizeof(pinned[0]) ? pinned[k] : cents;
+}
+
 static sim_entity_t *table_append(sim_table_t *t)
 {
     if (t->n == t->cap) {
@@ -87,7 +101,7 @@ void sim_model_init(sim_model_t *m, size_t nrealms, size_t per_type, uint64_t se
                         e->update_ns += (int64_t)sim_rng_below(&r, (uint64_t)room);
                 }
                 e->active = sim_etype_is_namelist(t) ? sim_rng_below(&r, 10) != 0 : 1;
-                e->amount_cents = sim_etype_is_namelist(t) ? 0 : 100 + (int64_t)sim_rng_below(&r, 500000);
+                e->amount_cents = sim_etype_is_namelist(t) ? 0 : new_amount(&r, e->id);
                 rl->live_count++;
             }
         }
@@ -202,7 +216,7 @@ void sim_model_mutate(sim_model_t *m, int realm, int64_t now_ns, sim_change_t *o
         e = table_append(t);
         e->create_ns = e->update_ns = at;
         e->active = 1;
-        e->amount_cents = sim_etype_is_namelist(etype) ? 0 : 100 + (int64_t)sim_rng_below(r, 500000);
+        e->amount_cents = sim_etype_is_namelist(etype) ? 0 : new_amount(r, e->id);
         rl->live_count++;
         break;
     case SIM_OP_UPDATE:
@@ -211,7 +225,7 @@ void sim_model_mutate(sim_model_t *m, int realm, int64_t now_ns, sim_change_t *o
             if (sim_rng_below(r, 10) == 0)
                 e->active = !e->active;
         } else if (!e->voided) {
-            e->amount_cents = 100 + (int64_t)sim_rng_below(r, 500000);
+            e->amount_cents = new_amount(r, e->id);
         }
         break;
     case SIM_OP_DELETE:

@@ -500,7 +500,7 @@ static int cmp_entities(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id ? 1 : 0;
 }
 
-json_t *sim_query_run(sim_model_t *m, int realm, const sim_query_t *q)
+void sim_query_run(sim_model_t *m, int realm, const sim_query_t *q, qbc_buf_t *out)
 {
     sim_table_t *t = &m->realms[realm].t[q->etype];
     int mentions_active = 0;
@@ -522,11 +522,10 @@ json_t *sim_query_run(sim_model_t *m, int realm, const sim_query_t *q)
         if (i == q->nconds)
             hits[nh++] = e;
     }
-    json_t *qr = json_object();
     if (q->count) {
-        json_object_set_new(qr, "totalCount", json_integer((json_int_t)nh));
+        (void)qbc_buf_printf(out, "{\"totalCount\":%zu}", nh);
         free(hits);
-        return qr;
+        return;
     }
     sort_field = q->order_field;
     sort_desc = q->order_desc;
@@ -534,16 +533,17 @@ json_t *sim_query_run(sim_model_t *m, int realm, const sim_query_t *q)
     size_t first = (size_t)q->start - 1;
     if (first >= nh || q->max <= 0) {
         free(hits); /* past the end: an empty QueryResponse (§3) */
-        return qr;
+        (void)qbc_buf_append(out, "{}", 2);
+        return;
     }
     size_t n = nh - first < (size_t)q->max ? nh - first : (size_t)q->max;
-    json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, sim_entity_json(q->etype, hits[first + i]));
-    json_object_set_new(qr, "startPosition", json_integer(q->start));
-    json_object_set_new(qr, "totalCount", json_integer((json_int_t)n));
-    json_object_set_new(qr, "maxResults", json_integer((json_int_t)n));
-    json_object_set_new(qr, sim_etype_names[q->etype], arr);
+    (void)qbc_buf_printf(out, "{\"startPosition\":%ld,\"totalCount\":%zu,\"maxResults\":%zu,\"%s\":[", q->start, n, n,
+                         sim_etype_names[q->etype]);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            (void)qbc_buf_append(out, ",", 1);
+        sim_entity_write(q->etype, hits[first + i], out);
+    }
+    (void)qbc_buf_append(out, "]}", 2);
     free(hits);
-    return qr;
 }

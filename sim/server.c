@@ -366,13 +366,22 @@ static void respond_fault(h2o_req_t *req, int realm, int status, const char *typ
     api_respond_json(req, realm, status, sim_fault_json(type, code, msg, detail, qbc_now_ns()));
 }
 
-static json_t *with_time(const char *key, json_t *v)
+/*
+ * Answers that carry entities are written as text, so the entity bytes of
+ * sim_entity_write go out as they are (never re-serialised through jansson):
+ * answer_open starts {"<key>":, the caller appends the value, and answer_send closes
+ * it with QBO's "time" and sends it, taking b's bytes over.
+ */
+static void answer_open(qbc_buf_t *b, const char *key)
+{
+    (void)qbc_buf_printf(b, "{\"%s\":", key);
+}
+
+static void answer_send(h2o_req_t *req, int realm, qbc_buf_t *b, int64_t time_ns)
 {
     char buf[40];
-    json_t *j = json_object();
-    json_object_set_new(j, key, v);
-    json_object_set_new(j, "time", json_string(sim_time_pacific(qbc_now_ns(), 1, 1, buf)));
-    return j;
+    (void)qbc_buf_printf(b, ",\"time\":\"%s\"}", sim_time_pacific(time_ns, 1, 1, buf));
+    api_respond(req, realm, 200, b->data, "application/json;charset=UTF-8");
 }
 
 static void api_read(h2o_req_t *req, int realm, const char *ent, size_t entlen, const char *id, size_t idlen)
@@ -404,7 +413,10 @@ static void api_read(h2o_req_t *req, int realm, const char *ent, size_t entlen, 
         respond_fault(req, realm, 400, "ValidationFault", "610", "Object Not Found", detail);
         return;
     }
-    api_respond_json(req, realm, 200, with_time(sim_etype_names[et], sim_entity_json(et, e)));
+    qbc_buf_t b = {0};
+    answer_open(&b, sim_etype_names[et]);
+    sim_entity_write(et, e, &b);
+    answer_send(req, realm, &b, qbc_now_ns());
 }
 
 static void api_query(h2o_req_t *req, int realm)
@@ -428,9 +440,11 @@ static void api_query(h2o_req_t *req, int realm)
         return;
     }
     free(text);
-    json_t *qr = sim_query_run(&S.model, realm, &q);
+    qbc_buf_t b = {0};
+    answer_open(&b, "QueryResponse");
+    sim_query_run(&S.model, realm, &q, &b);
     sim_query_dispose(&q);
-    api_respond_json(req, realm, 200, with_time("QueryResponse", qr));
+    answer_send(req, realm, &b, qbc_now_ns());
 }
 
 static void api_cdc(h2o_req_t *req, int realm)
@@ -475,56 +489,57 @@ static void api_cdc(h2o_req_t *req, int realm)
         if (nt < sizeof(types) / sizeof(types[0]))
             types[nt++] = et;
     }
-    json_t *cdc = sim_cdc_run(&S.model, realm, types, nt, since_ns, SIM_CDC_MAX_OBJECTS, NULL);
-    char buf[40];
-    json_t *j = json_object();
-    json_object_set_new(j, "CDCResponse", cdc);
+    qbc_buf_t b = {0};
+    answer_open(&b, "CDCResponse");
+    sim_cdc_run(&S.model, realm, types, nt, since_ns, SIM_CDC_MAX_OBJECTS, NULL, &b);
     /* later than every change in this answer, earlier than every change after it */
-    json_object_set_new(j, "time", json_string(sim_time_pacific(sim_model_watermark(&S.model, now), 1, 1, buf)));
-    api_respond_json(req, realm, 200, j);
+    answer_send(req, realm, &b, sim_model_watermark(&S.model, now));
 }
 
 static void api_batch(h2o_req_t *req, int realm, json_t *body)
 {
     json_t *items = json_object_get(body, "BatchItemRequest");
-    json_t *out = json_array();
+    qbc_buf_t b = {0};
     size_t i;
     json_t *item;
+    answer_open(&b, "BatchItemResponse");
+    (void)qbc_buf_append(&b, "[", 1);
     json_array_foreach(items, i, item)
     {
-        json_t *resp = json_object();
         json_t *bid = json_object_get(item, "bId");
-        json_object_set(resp, "bId", bid ? bid : json_null());
+        (void)qbc_buf_printf(&b, "%s{\"bId\":", i > 0 ? "," : "");
+        sim_json_splice(bid ? bid : json_null(), &b);
         const char *qtext = json_string_value(json_object_get(item, "Query"));
-        json_t *fault = NULL;
+        json_t *whole = NULL;
         if (qtext) {
             sim_query_t q;
             char err[256];
             if (sim_query_parse(qtext, strlen(qtext), &q, err, sizeof(err)) == 0) {
-                json_object_set_new(resp, "QueryResponse", sim_query_run(&S.model, realm, &q));
+                (void)qbc_buf_printf(&b, ",\"QueryResponse\":");
+                sim_query_run(&S.model, realm, &q, &b);
                 sim_query_dispose(&q);
             } else {
-                json_t *whole = sim_fault_json("ValidationFault", "4000", "Error parsing query", err, 0);
-                fault = json_incref(json_object_get(whole, "Fault"));
-                json_decref(whole);
+                whole = sim_fault_json("ValidationFault", "4000", "Error parsing query", err, 0);
             }
         } else {
-            json_t *whole = sim_fault_json("ValidationFault", "500", "Unsupported Operation",
-                                           "qbosim's batch endpoint runs Query items only", 0);
-            fault = json_incref(json_object_get(whole, "Fault"));
-            json_decref(whole);
+            whole = sim_fault_json("ValidationFault", "500", "Unsupported Operation",
+                                   "qbosim's batch endpoint runs Query items only", 0);
         }
-        if (fault) {
+        if (whole) {
             /* batch item faults put type before Error (§4 sample) */
+            json_t *fault = json_object_get(whole, "Fault");
             json_t *f = json_object();
             json_object_set(f, "type", json_object_get(fault, "type"));
             json_object_set(f, "Error", json_object_get(fault, "Error"));
-            json_decref(fault);
-            json_object_set_new(resp, "Fault", f);
+            (void)qbc_buf_printf(&b, ",\"Fault\":");
+            sim_json_splice(f, &b);
+            json_decref(f);
+            json_decref(whole);
         }
-        json_array_append_new(out, resp);
+        (void)qbc_buf_append(&b, "}", 1);
     }
-    api_respond_json(req, realm, 200, with_time("BatchItemResponse", out));
+    (void)qbc_buf_append(&b, "]", 1);
+    answer_send(req, realm, &b, qbc_now_ns());
 }
 
 /* ============================== fault injection ============================== */
@@ -1088,10 +1103,41 @@ static void handle_sim_faults(h2o_req_t *req)
     send_json(req, 200, faults_json());
 }
 
+/*
+ * GET /sim/entity?realm=R&entity=Invoice&id=N: the entity's bytes alone, exactly as
+ * every /v3 answer splices them (the deleted stub for a deleted one), for tests that
+ * compare them with what qbcdc serves. Not metered and needs no token.
+ */
+static void handle_sim_entity(h2o_req_t *req)
+{
+    char r[32], ent[32], id[16];
+    if (qparam(req, "realm", r, sizeof(r)) <= 0 || qparam(req, "entity", ent, sizeof(ent)) <= 0 ||
+        qparam(req, "id", id, sizeof(id)) <= 0) {
+        sim_error(req, 400, "bad_request", "realm, entity and id are required");
+        return;
+    }
+    int realm = sim_model_find_realm(&S.model, r, strlen(r));
+    int et = sim_etype_lookup(ent, strlen(ent), 0);
+    char *end;
+    unsigned long idn = strtoul(id, &end, 10);
+    const sim_entity_t *e = realm >= 0 && et >= 0 && *end == '\0' && idn <= UINT32_MAX
+                                ? sim_model_get(&S.model, realm, et, (uint32_t)idn)
+                                : NULL;
+    if (!e) {
+        sim_error(req, 404, "not_found", "no such realm, entity type or id");
+        return;
+    }
+    qbc_buf_t b = {0};
+    sim_entity_write(et, e, &b);
+    send_now(req, 200, b.data, "application/json;charset=UTF-8");
+}
+
 static void handle_sim(h2o_req_t *req, const char *what, size_t len)
 {
     if (h2o_memis(what, len, H2O_STRLIT("realms")) && is_method(req, "GET"))
         handle_sim_realms(req);
+    else if (h2o_memis(what, len, H2O_STRLIT("entity")) && is_method(req, "GET"))
+        handle_sim_entity(req);
     else if (h2o_memis(what, len, H2O_STRLIT("truth")) && is_method(req, "GET"))
         send_json(req, 200, sim_model_truth(&S.model));
     else if (h2o_memis(what, len, H2O_STRLIT("stats")) && is_method(req, "GET"))

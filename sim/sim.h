@@ -17,8 +17,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <jansson.h>
+#include "common.h"
 
 /* ============================== random ============================== */
+
+/**
+ * qbosim's exact-value cases recur every SIM_EXACT_CYCLE ids of a type: the entity with
+ * Id i carries case (i - 1) % SIM_EXACT_CYCLE (sim/README.md, "Exact values").
+ */
+#define SIM_EXACT_CYCLE 16
 
 /** a splitmix64 stream: deterministic for a given seed. */
 typedef struct st_sim_rng_t {
@@ -151,8 +158,24 @@ json_t *sim_model_truth(const sim_model_t *m);
 
 /* ============================ JSON shapes ============================ */
 
-/** the entity body as QBO returns it (qbo-facts §9), or the deleted stub (§2) if deleted. */
-json_t *sim_entity_json(int etype, const sim_entity_t *e);
+/**
+ * appends the entity's JSON text to out: the body as QBO returns it (qbo-facts §9), or the
+ * deleted stub (§2) if deleted. This is the only place an entity is rendered: reads,
+ * queries, CDC, batch and /sim/entity all splice these bytes, so one entity state always
+ * gives the same bytes. Amounts are written from integer cents and the exact-value cases
+ * in the spelling sim/README.md lists, never through a double.
+ */
+void sim_entity_write(int etype, const sim_entity_t *e, qbc_buf_t *out);
+/** appends cents as a JSON number "<units>.<2 digits>": 293292 -> 2932.92, -5 -> -0.05. */
+void sim_json_money(int64_t cents, qbc_buf_t *out);
+/**
+ * appends s as a JSON string. s is qbosim's own text (ids, times, names) and must need no
+ * escaping: a quote, backslash, control or non-ASCII byte is a bug (qbc_fatal). Text that
+ * needs escaping is built with jansson and spliced with sim_json_splice.
+ */
+void sim_json_plain_string(const char *s, qbc_buf_t *out);
+/** appends j (any JSON type) compactly with its key order kept. */
+void sim_json_splice(const json_t *j, qbc_buf_t *out);
 /** {"Fault":{"Error":[{Message,Detail,code,element}],"type":type},"time":...} (§6). */
 json_t *sim_fault_json(const char *type, const char *code, const char *message, const char *detail, int64_t now_ns);
 /** the gateway's lowercase 401 shape (§6). */
@@ -199,8 +222,8 @@ typedef struct st_sim_query_t {
  */
 int sim_query_parse(const char *s, size_t len, sim_query_t *q, char *err, size_t errsz);
 void sim_query_dispose(sim_query_t *q);
-/** runs q against a realm: the QueryResponse object (§3). */
-json_t *sim_query_run(sim_model_t *m, int realm, const sim_query_t *q);
+/** runs q against a realm and appends the QueryResponse object (§3) to out. */
+void sim_query_run(sim_model_t *m, int realm, const sim_query_t *q, qbc_buf_t *out);
 
 /* ================================ CDC =============================== */
 
@@ -208,11 +231,12 @@ json_t *sim_query_run(sim_model_t *m, int realm, const sim_query_t *q);
 #define SIM_CDC_MAX_DAYS 30
 
 /**
- * the CDCResponse array for entities (a list of type indexes) changed at or after since_ns,
- * capped at max_objects in total (§2). Fills *out_total with the number of objects included.
+ * appends to out the CDCResponse array for entities (a list of type indexes) changed at or
+ * after since_ns, capped at max_objects in total (§2). Fills *out_total (if not NULL) with
+ * the number of objects included.
  */
-json_t *sim_cdc_run(sim_model_t *m, int realm, const int *etypes, size_t n, int64_t since_ns, size_t max_objects,
-                    size_t *out_total);
+void sim_cdc_run(sim_model_t *m, int realm, const int *etypes, size_t n, int64_t since_ns, size_t max_objects,
+                 size_t *out_total, qbc_buf_t *out);
 
 /* =============================== OAuth ============================== */
 

@@ -61,8 +61,43 @@ class Sim:
         h.update(headers or {})
         return self.json(method, "/v3/company/%s/%s" % (realm, path), body, h)
 
+    def api_raw(self, method, realm, path, at, body=None, headers=None):
+        """(status, raw body bytes) of a /v3/company/{realm}/{path} call: for byte comparisons"""
+        h = {"Authorization": "Bearer " + at, "Accept": "application/json"}
+        h.update(headers or {})
+        st, _, b = self.req(method, "/v3/company/%s/%s" % (realm, path), body, h)
+        return st, b
+
+    def entity_bytes(self, realm, entity, id):
+        """the exact bytes qbosim splices into every answer that carries this entity (its
+        read, queries, CDC, batch): GET /sim/entity, no token, not metered. None if never created."""
+        st, _, b = self.req("GET", "/sim/entity?" + urllib.parse.urlencode({"realm": realm, "entity": entity,
+                                                                             "id": str(id)}))
+        return b if st == 200 else None
+
     def stop(self):
         return self.proc.stop()
+
+
+def answer_value(body, key):
+    """the raw bytes of the value under key in a qbosim answer {"<key>":<value>,"time":"..."}
+    (an entity read gives the entity's bytes as QBO sent them); None if body has another shape."""
+    head = b'{"%s":' % key.encode()
+    cut = body.rfind(b',"time":')
+    if not body.startswith(head) or cut < len(head):
+        return None
+    return body[len(head):cut]
+
+
+# qbosim's exact-value cases (sim/README.md, "Exact values"): the entity with Id i carries
+# case (i - 1) % EXACT_CYCLE; these are their bytes on the wire.
+EXACT_CYCLE = 16
+EXACT_NUMBERS = [b"2932.92", b"73.69", b"0.1", b"1e-7", b"12345678901234567890", b"-0.0", b"1E+2",
+                 b"0.30000000000000004"]
+EXACT_STRINGS = [rb"Caf\u00e9", "Caf\u00e9".encode(), rb"Parts \/ Labour", "Smile \U0001F600".encode(),
+                 rb"Smile \ud83d\ude00", rb'The \"Best\" Co', rb"C:\\Books\\2026", rb"Line one\nLine two"]
+# transactions (Invoice, Payment, Bill, JournalEntry) with these cases carry this TotalAmt (from cents)
+EXACT_MONEY = [b"2932.92", b"73.69", b"0.10"]
 
 
 class Receiver:

@@ -4,12 +4,14 @@
 Shapes are checked against the sourced samples in /work/shared/qbo-facts.md (§2, §3, §4, §6, §7, §9).
 """
 import datetime
+import json
 import re
 import subprocess
 import urllib.parse
 
 from harness import QBOSIM, diag, done_testing, is_, ok
-from simlib import CLIENT_ID, Sim, basic
+from simlib import (CLIENT_ID, EXACT_CYCLE, EXACT_MONEY, EXACT_NUMBERS, EXACT_STRINGS, Sim, answer_value,
+                    basic)
 
 PACIFIC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d-0[78]:00$")
 PACIFIC_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}-0[78]:00$")
@@ -185,6 +187,82 @@ ok(s["oauth"]["invalid_grant"] >= 2, "/sim/stats counts invalid_grant")
 truth = sim.json("GET", "/sim/truth")[1]
 ok(set(truth) == set(realms) and all(set(v) == {"live", "deleted"} for v in truth.values()), "/sim/truth shape")
 ok(all(re.match(r"^[A-Za-z]+/\d+$", k) for k in truth[R]["live"]), "keys <Entity>/<id>")
+
+# --- exact entity bytes (issue 9) ----------------------------------------------------------------
+# A company whose records all changed within the CDC window, so one CDC answer holds them all.
+# Every answer that carries an entity must carry the same bytes, and those bytes hold values a
+# double round trip or a re-serialisation would change. Compared as raw bytes, not parsed.
+xsim = Sim(realms=1, entities=20, args=["--seed-days", "5"])
+XR = sorted(xsim.realms())[0]
+XAT = xsim.access(XR)
+XENTS = ("Customer", "Vendor", "Invoice", "Payment", "Bill", "JournalEntry")
+XIDS = list(range(1, 9)) + [EXACT_CYCLE + 1, EXACT_CYCLE + 2]
+reads, same_read, parsed_all = {}, True, True
+for ent in XENTS:
+    for i in XIDS:
+        st, body = xsim.api_raw("GET", XR, "%s/%d?minorversion=75" % (ent.lower(), i), XAT)
+        reads[(ent, i)] = answer_value(body, ent) if st == 200 else None
+        same_read = same_read and reads[(ent, i)] is not None and reads[(ent, i)] == xsim.entity_bytes(XR, ent, i)
+        try:
+            json.loads(body)
+        except ValueError:
+            parsed_all = False
+ok(same_read, "entity read carries exactly the /sim/entity bytes")
+ok(parsed_all, "every entity read is valid JSON (python json.loads)")
+idlist = ",".join("'%d'" % i for i in XIDS)
+answers = {}
+for ent in XENTS:
+    act = " AND Active IN (true,false)" if ent in ("Customer", "Vendor") else ""
+    st, answers["query " + ent] = xsim.api_raw("GET", XR, q("SELECT * FROM %s WHERE Id IN (%s)%s" % (ent, idlist, act)),
+                                               XAT)
+batch = {"BatchItemRequest": [{"bId": ent, "Query": "select * from %s where Id in (%s)%s" % (
+    ent, idlist, " and Active in (true,false)" if ent in ("Customer", "Vendor") else "")} for ent in XENTS]}
+st, answers["batch"] = xsim.api_raw("POST", XR, "batch?minorversion=75", XAT, json.dumps(batch),
+                                    {"Content-Type": "application/json"})
+since = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=6)).strftime("%Y-%m-%dT%H:%M:%S%%2B00:00")
+st, answers["cdc"] = xsim.api_raw("GET", XR, "cdc?entities=%s&changedSince=%s&minorversion=75" % (",".join(XENTS), since),
+                                  XAT)
+is_(st, 200, "CDC over the whole company")
+for name, body in sorted(answers.items()):
+    try:
+        json.loads(body)
+        valid = True
+    except ValueError:
+        valid = False
+    ok(valid, "%s answer is valid JSON (python json.loads)" % name)
+for (ent, i), raw in sorted(reads.items()):
+    where = [n for n in ("query " + ent, "batch", "cdc") if raw is None or raw not in answers[n]]
+    ok(not where, "%s %d: the read's bytes appear verbatim in its query, batch and CDC answers" % (ent, i)) or diag(
+        (where, raw))
+allread = b"\n".join(r for r in reads.values() if r)
+for k, num in enumerate(EXACT_NUMBERS):
+    for ent, key in (("Customer", b'"Balance":'), ("Vendor", b'"Balance":'), ("Invoice", b'"Amount":')):
+        ok(key + num + b"," in (reads[(ent, k + 1)] or b""), "%s %d carries %s%s verbatim" % (ent, k + 1, key.decode(),
+                                                                                           num.decode()))
+for k, text in enumerate(EXACT_STRINGS):
+    c, inv = reads[("Customer", k + 1)] or b"", reads[("Invoice", k + 1)] or b""
+    ok(b'"DisplayName":"' + text + b" %d\"" % (k + 1) in c, "Customer %d carries DisplayName %r" % (k + 1, text))
+    ok(b'"Description":"' + text + b'"' in inv and b'"StringValue":"' + text + b'"' in inv,
+       "Invoice %d carries %r as Line Description and CustomField StringValue" % (k + 1, text))
+for k, money in enumerate(EXACT_MONEY):
+    ok(all(b'"TotalAmt":' + money + b"," in (reads[(ent, k + 1)] or b"") for ent in XENTS[2:]),
+       "transactions %d carry TotalAmt %s (from cents)" % (k + 1, money.decode()))
+ok(b'"CustomField":[{"DefinitionId":"1","Name":"Ref","Type":"StringType","StringValue":' in allread,
+   "invoices carry a CustomField qbcdc does not know about")
+# changes keep the entities valid and the answers in agreement; a void zeroes the amounts
+st, j = xsim.json("POST", "/sim/mutate?n=400")
+truth = xsim.json("GET", "/sim/truth")[1][XR]
+st, body = xsim.api_raw("GET", XR, "cdc?entities=%s&changedSince=%s" % (",".join(XENTS), since), XAT)
+objs = [(name, e) for g in json.loads(body)["CDCResponse"][0]["QueryResponse"] for name, arr in g.items()
+        if isinstance(arr, list) for e in arr]
+missing = [(n, e["Id"]) for n, e in objs if xsim.entity_bytes(XR, n, e["Id"]) not in body]
+ok(objs and not missing, "after 400 changes, each of %d CDC objects is its /sim/entity bytes" % len(objs)) or diag(
+    missing[:5])
+voided = [e for n, e in objs if e.get("PrivateNote") == "Voided"]
+ok(voided and all(e["TotalAmt"] == 0 and all(l["Amount"] == 0 for l in e.get("Line", [])) for e in voided),
+   "voided invoices and payments (%d) have TotalAmt and Line Amount 0" % len(voided))
+ok(b'"TotalAmt":0.00,"PrivateNote":"Voided"' in body or not voided, "a void writes 0.00")
+is_(xsim.stop(), 0, "second qbosim exits cleanly")
 
 # --- token faults -----------------------------------------------------------------------------
 st, j = sim.json("POST", "/sim/expire-tokens")

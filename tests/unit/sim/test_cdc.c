@@ -7,6 +7,20 @@
 
 static const int64_t T0 = 1700000000LL * 1000000000LL;
 
+/* runs CDC and parses its text; every number becomes a real, as qbosim sends integers past int64 */
+static json_t *run_cdc(sim_model_t *m, int realm, const int *etypes, size_t n, int64_t since_ns, size_t max_objects,
+                       size_t *out_total)
+{
+    qbc_buf_t b = {0};
+    json_error_t jerr;
+    sim_cdc_run(m, realm, etypes, n, since_ns, max_objects, out_total, &b);
+    json_t *j = json_loadb(b.data, b.len, JSON_DECODE_INT_AS_REAL, &jerr);
+    if (!j)
+        diag(jerr.text);
+    qbc_buf_free(&b, 0);
+    return j;
+}
+
 static void test_shape(void)
 {
     sim_model_t m;
@@ -14,7 +28,7 @@ static void test_shape(void)
     int types[] = {SIM_INVOICE, SIM_CUSTOMER};
     size_t total = 99;
     /* nothing changed after T0 */
-    json_t *c = sim_cdc_run(&m, 0, types, 2, T0 + 1, 1000, &total);
+    json_t *c = run_cdc(&m, 0, types, 2, T0 + 1, 1000, &total);
     is_int(total, 0, "no changes");
     json_t *qr = json_object_get(json_array_get(c, 0), "QueryResponse");
     ok(json_is_array(qr), "CDCResponse[0].QueryResponse is an array");
@@ -28,7 +42,7 @@ static void test_shape(void)
     a->update_ns = T0 + 5000000000LL;
     b->sync_token++;
     b->update_ns = T0 + 6000000000LL;
-    c = sim_cdc_run(&m, 0, types, 2, T0, 1000, &total);
+    c = run_cdc(&m, 0, types, 2, T0, 1000, &total);
     is_int(total, 2, "two objects");
     qr = json_object_get(json_array_get(c, 0), "QueryResponse");
     json_t *inv = json_object_get(json_array_get(qr, 0), "Invoice");
@@ -39,8 +53,8 @@ static void test_shape(void)
     is_str(json_string_value(json_object_get(json_array_get(inv, 1), "Id")), "2", "deleted stub has Id");
     ok(json_is_string(json_object_get(json_object_get(json_array_get(inv, 1), "MetaData"), "LastUpdatedTime")),
        "deleted stub has MetaData.LastUpdatedTime");
-    is_int(json_integer_value(json_object_get(json_array_get(qr, 0), "startPosition")), 1, "startPosition");
-    is_int(json_integer_value(json_object_get(json_array_get(qr, 0), "maxResults")), 2, "maxResults");
+    is_int(json_number_value(json_object_get(json_array_get(qr, 0), "startPosition")), 1, "startPosition");
+    is_int(json_number_value(json_object_get(json_array_get(qr, 0), "maxResults")), 2, "maxResults");
     json_decref(c);
     sim_model_dispose(&m);
 }
@@ -51,7 +65,7 @@ static void test_cap(void)
     sim_model_init(&m, 1, 700, 3, T0, 10);
     int types[] = {SIM_INVOICE, SIM_BILL, SIM_VENDOR};
     size_t total = 0;
-    json_t *c = sim_cdc_run(&m, 0, types, 3, T0 - 20LL * 86400 * 1000000000LL, SIM_CDC_MAX_OBJECTS, &total);
+    json_t *c = run_cdc(&m, 0, types, 3, T0 - 20LL * 86400 * 1000000000LL, SIM_CDC_MAX_OBJECTS, &total);
     is_int(total, 1000, "capped at 1000 in total");
     json_t *qr = json_object_get(json_array_get(c, 0), "QueryResponse");
     size_t sum = json_array_size(json_object_get(json_array_get(qr, 0), "Invoice")) +
