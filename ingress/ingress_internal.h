@@ -163,6 +163,11 @@ void connect_init(qbc_ingress_t *ing);
 void connect_dispose(qbc_ingress_t *ing);
 int on_healthz(h2o_handler_t *self, h2o_req_t *req);
 int on_metrics(h2o_handler_t *self, h2o_req_t *req);
+/** GET /openapi.json: the embedded document (openapi.c). */
+int on_openapi(h2o_handler_t *self, h2o_req_t *req);
+/** docs/openapi.json byte for byte (generated at build time by docs/embed.py); NUL-terminated, not counted in _len. */
+extern const unsigned char qbc_openapi_json[];
+extern const size_t qbc_openapi_json_len;
 extern qbc_ingress_t *qbc_ingress__left_for_exit;
 
 /** answers a committed QBC_JOB_BACKFILL or QBC_JOB_CDC_REQUEST (admin.c); req may be NULL (gone) */

@@ -172,6 +172,7 @@ int qbc_ingress_create(const qbc_ingress_config_t *cfg, qbc_store_t *store, qbc_
     register_route(ing, host, "/webhooks/intuit", on_webhook);
     register_route(ing, host, "/healthz", on_healthz);
     register_route(ing, host, "/metrics", on_metrics);
+    register_route(ing, host, "/openapi.json", on_openapi);
     register_route(ing, host, "/admin", on_admin);
     register_route(ing, host, "/v1", on_feed);
     register_route(ing, host, "/connect", on_connect);
