@@ -258,7 +258,9 @@ class Consumer:
         self.connected = True
         ids = ID_RE.findall(block)
         if ids:
-            if block.count(b"\ndata: ") + block.startswith(b"data: ") != len(ids) and self.error is None:
+            # changes only: the stream opens with an "event: feed" whose data is not a change
+            changes = block.count(b'\ndata: {"seq"') + block.startswith(b'data: {"seq"')
+            if changes != len(ids) and self.error is None:
                 self.error = "an event without exactly one data line"
             self.seqs.extend(int(x) for x in ids)
             self.times.extend([t] * len(ids))

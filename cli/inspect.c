@@ -137,6 +137,8 @@ int qbc_inspect(const char *what, const char *data_dir, const char *realm, long 
         qbc_store_stats_t st;
         if ((rc = qbc_store_stats(s, &st)) == 0) {
             json_t *o = json_object();
+            const char *feed_id = qbc_store_feed_id(s); /* "": a store no writable open has given one yet */
+            json_object_set_new(o, "feed_id", feed_id[0] ? json_string(feed_id) : json_null());
             json_object_set_new(o, "inbox_depth", json_integer((json_int_t)st.inbox_depth));
             json_object_set_new(o, "quarantined", json_integer((json_int_t)st.quarantined));
             json_object_set_new(o, "pending", json_integer((json_int_t)st.pending));

@@ -4,6 +4,14 @@
  *   GET /v1/changes?after=&limit=&realm=&entity=&wait=   pull, or long-poll with wait
  *   GET /v1/changes/stream?after=&realm=&entity=         Server-Sent Events (Last-Event-ID)
  *   GET /v1/realms/{realm}/entities/{Entity}/{id}        the latest stored version
+ *   GET /v1/realms/{realm}/entities/{Entity}?after_id=&limit=   pages through the latest versions
+ *
+ * Every answer names the feed: "feed_id" in the JSON (an SSE stream starts with an
+ * "event: feed" carrying it and the head) and a qbcdc-feed-id header. The id is made
+ * with the store, so a consumer whose data dir was replaced sees a new one; a reader
+ * whose `after` is beyond the feed's last sequence gets 409 after_beyond_head instead
+ * of waiting for sequence numbers that will mean other changes. Either way it resyncs
+ * by listing the entities, then reads on from the head.
  *
  * Reads never block the ingress or the reconciler: each answer is one short read
  * transaction. Waiting readers are woken by a store listener (writer thread) through
@@ -87,18 +95,45 @@ static int read_feed(qbc_ingress_t *ing, feed_waiter_t *w, size_t limit, collect
     return rc;
 }
 
-/* the object a reader behind the retention gets: {"error":"gone","message":...,"pruned_through":N} */
+/*
+ * the object a reader behind the retention gets:
+ * {"error":"gone","message":...,"pruned_through":N,"feed_id":"..."}
+ */
 static char *gone_json(qbc_ingress_t *ing, uint64_t after)
 {
     uint64_t through = qbc_store_feed_pruned(ing->store);
-    char msg[200];
+    char msg[400];
     snprintf(msg, sizeof(msg),
-             "changes after %llu up to %llu were removed by the feed retention; resync, then read on with after=%llu",
+             "changes after %llu up to %llu were removed by the feed retention; resync: list the latest versions "
+             "with GET /v1/realms/{realm}/entities/{Entity}?after_id=&limit=, then read on with after=%llu",
              (unsigned long long)after, (unsigned long long)through, (unsigned long long)through);
-    json_t *o = json_pack("{s:s,s:s,s:I}", "error", "gone", "message", msg, "pruned_through", (json_int_t)through);
+    json_t *o = json_pack("{s:s,s:s,s:I,s:s}", "error", "gone", "message", msg, "pruned_through", (json_int_t)through,
+                          "feed_id", qbc_store_feed_id(ing->store));
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return s;
+}
+
+/*
+ * 409 for a reader whose `after` is beyond the feed's last sequence: it read another
+ * feed (most likely this data dir replaced its own), and waiting would hand it
+ * sequence numbers it already holds for other changes.
+ * {"error":"after_beyond_head","message":...,"head":N,"feed_id":"..."}
+ */
+static void answer_beyond_head(qbc_ingress_t *ing, h2o_req_t *req, uint64_t after, uint64_t head)
+{
+    char msg[400];
+    snprintf(msg, sizeof(msg),
+             "after=%llu is beyond this feed's last sequence %llu: you read another feed (compare feed_id; its data "
+             "directory was probably replaced); resync: list the latest versions with "
+             "GET /v1/realms/{realm}/entities/{Entity}?after_id=&limit=, then read on with after=%llu",
+             (unsigned long long)after, (unsigned long long)head, (unsigned long long)head);
+    json_t *o = json_pack("{s:s,s:s,s:I,s:s}", "error", "after_beyond_head", "message", msg, "head", (json_int_t)head,
+                          "feed_id", qbc_store_feed_id(ing->store));
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    respond_json(req, 409, "Conflict", text);
+    free(text);
 }
 
 /* answers a failed read: 410 when the reader is behind the retention, else 503 */
@@ -113,7 +148,7 @@ static void answer_read_error(feed_waiter_t *w, int rc)
     }
 }
 
-/* {"changes":[...],"next":N,"complete_until":{realm: time}} */
+/* {"changes":[...],"next":N,"complete_until":{realm: time},"feed_id":"..."} */
 static void answer_changes(feed_waiter_t *w, collect_t *c)
 {
     collect_t out = {{0}, 0, 0};
@@ -126,6 +161,8 @@ static void answer_changes(feed_waiter_t *w, collect_t *c)
     char *complete = feed_completeness(w->ing, w->realm[0] ? w->realm : NULL);
     put(&out, complete != NULL ? complete : "{}", complete != NULL ? strlen(complete) : 2);
     free(complete);
+    put(&out, ",\"feed_id\":", 11);
+    put(&out, w->ing->feed_id_json, strlen(w->ing->feed_id_json));
     put(&out, "}", 1);
     respond_json(w->req, 200, "OK", out.b.data);
     free(out.b.data);
@@ -342,6 +379,11 @@ static int get_changes(qbc_ingress_t *ing, h2o_req_t *req)
 
     if (parse_params(req, w, &wait_s) != 0)
         return 0;
+    uint64_t head = qbc_store_feed_last(ing->store);
+    if (w->after > head) {
+        answer_beyond_head(ing, req, w->after, head);
+        return 0;
+    }
     collect_t c = {{0}, 0, 0};
     int rc = read_feed(ing, w, w->limit, &c);
     if (rc != 0) {
@@ -381,6 +423,11 @@ static int get_stream(qbc_ingress_t *ing, h2o_req_t *req)
                 w->after = a;
         }
     }
+    uint64_t head = qbc_store_feed_last(ing->store);
+    if (w->after > head) {
+        answer_beyond_head(ing, req, w->after, head);
+        return 0;
+    }
     w->sse = 1;
     w->generator.proceed = on_sse_proceed;
     w->generator.stop = on_sse_stop;
@@ -390,8 +437,20 @@ static int get_stream(qbc_ingress_t *ing, h2o_req_t *req)
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-cache"));
     h2o_start_response(req, &w->generator);
     h2o_linklist_insert(&ing->feed_waiters, &w->link);
-    /* the first chunk: the backlog, or at least a comment so the client sees the stream open */
-    sse_send(w, ": connected\n\n");
+    /*
+     * the first chunk: which feed this is and how far it goes (no id: line, so the
+     * client's Last-Event-ID stays a sequence), then the backlog
+     */
+    json_t *o = json_pack("{s:s,s:I}", "feed_id", qbc_store_feed_id(ing->store), "head", (json_int_t)head);
+    char *hello = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    collect_t first = {{0}, 0, 1};
+    put(&first, "event: feed\ndata: ", 18);
+    put(&first, hello, strlen(hello));
+    put(&first, "\n\n", 2);
+    free(hello);
+    sse_send(w, first.b.data);
+    free(first.b.data);
     return 0;
 }
 
@@ -436,6 +495,116 @@ static int get_entity(qbc_ingress_t *ing, h2o_req_t *req, h2o_iovec_t realm, h2o
     return 0;
 }
 
+/* one page of the entity listing, as it is written */
+typedef struct {
+    qbc_buf_t b;
+    size_t n;
+    char last_id[QBC_ID_MAX];
+    int failed;
+} list_ctx_t;
+
+/* {"id","version","last_updated","deleted"[,"data"]}, data spliced in from the stored bytes */
+static int list_cb(const char *realm, const char *entity, const char *id, const qbc_entity_rec_t *rec, void *p)
+{
+    list_ctx_t *c = p;
+    char ts[QBC_TIME_BUFSZ];
+    (void)realm, (void)entity;
+    json_t *o = json_pack("{s:s,s:o,s:o,s:b}", "id", id, "version",
+                          rec->sync_token[0] ? json_string(rec->sync_token) : json_null(), "last_updated",
+                          rec->updated_ns ? json_string(qbc_time_format(rec->updated_ns, ts)) : json_null(), "deleted",
+                          rec->deleted);
+    char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (text == NULL) {
+        c->failed = 1;
+        return 1;
+    }
+    if (c->n++ > 0)
+        qbc_buf_append(&c->b, ",", 1);
+    qbc_buf_append(&c->b, text, strlen(text) - 1); /* without its closing brace */
+    free(text);
+    if (!rec->deleted && rec->data != NULL) {
+        qbc_buf_append(&c->b, ",\"data\":", 8);
+        qbc_buf_append(&c->b, rec->data, rec->data_len);
+    }
+    qbc_buf_append(&c->b, "}", 1);
+    snprintf(c->last_id, sizeof(c->last_id), "%s", id);
+    return 0;
+}
+
+/*
+ * GET /v1/realms/{realm}/entities/{Entity}?after_id=&limit=
+ * {"realm","entity","entities":[...],"next_after_id":"<id>"|null,"feed_id"}: the latest
+ * version of every entity of that type, in id byte order, a page at a time. A consumer
+ * resyncs with it: note the feed's head (an answer of /v1/changes), list every page,
+ * then read the feed on from that head.
+ */
+static int list_entities(qbc_ingress_t *ing, h2o_req_t *req, h2o_iovec_t realm, h2o_iovec_t entity)
+{
+    static const char *const known[] = {"after_id", "limit", NULL};
+    char r[QBC_REALM_MAX], e[QBC_ENTITY_MAX], after_id[QBC_ID_MAX * 3], v[32], bad[64], msg[160], *end;
+    unsigned seen;
+    int repeated, more;
+    long limit = DEFAULT_LIMIT;
+
+    if (query_check(req, known, &seen, bad, sizeof(bad), &repeated) != 0) {
+        snprintf(msg, sizeof(msg),
+                 repeated ? "parameter %s is given twice"
+                          : "unknown parameter \"%s\": this endpoint takes after_id and limit",
+                 bad);
+        respond_error(req, 400, "Bad Request", "bad_parameter", msg);
+        return 0;
+    }
+    if (!valid_realm(realm.base, realm.len)) {
+        respond_error(req, 400, "Bad Request", "bad_realm", "realm ids are 1-63 letters, digits, '-' or '_'");
+        return 0;
+    }
+    if (qbc_entity_canonical(entity.base, entity.len, e) != 0) {
+        respond_error(req, 400, "Bad Request", "bad_entity", "entity must be a QBO entity name");
+        return 0;
+    }
+    snprintf(r, sizeof(r), "%.*s", (int)realm.len, realm.base);
+    after_id[0] = '\0';
+    if ((seen & 1) != 0 &&
+        (query_param(req, "after_id", after_id, sizeof(after_id)) != 0 || strlen(after_id) >= QBC_ID_MAX)) {
+        respond_error(req, 400, "Bad Request", "bad_after_id", "after_id must be an entity id (at most 63 bytes)");
+        return 0;
+    }
+    if ((seen & 2) != 0) {
+        limit = query_param(req, "limit", v, sizeof(v)) == 0 && v[0] != '\0' ? strtol(v, &end, 10) : 0;
+        if (limit < 1 || limit > MAX_LIMIT || *end != '\0') {
+            respond_error(req, 400, "Bad Request", "bad_limit", "limit must be from 1 to 1000");
+            return 0;
+        }
+    }
+    list_ctx_t c = {{0}, 0, {0}, 0};
+    int rc = qbc_store_entity_list(ing->store, r, e, after_id, (size_t)limit, list_cb, &c, &more);
+    if (rc != 0 || c.failed) {
+        free(c.b.data);
+        respond_error(req, 503, "Service Unavailable", "store_unavailable", "cannot read the store");
+        return 0;
+    }
+    json_t *head = json_pack("{s:s,s:s}", "realm", r, "entity", e);
+    json_t *tail = json_pack("{s:o,s:s}", "next_after_id", more ? json_string(c.last_id) : json_null(), "feed_id",
+                             qbc_store_feed_id(ing->store));
+    char *head_text = json_dumps(head, JSON_COMPACT), *tail_text = json_dumps(tail, JSON_COMPACT);
+    json_decref(head);
+    json_decref(tail);
+    qbc_buf_t out = {0};
+    qbc_buf_append(&out, head_text, strlen(head_text) - 1);
+    qbc_buf_append(&out, ",\"entities\":[", 13);
+    if (c.b.len > 0)
+        qbc_buf_append(&out, c.b.data, c.b.len);
+    qbc_buf_append(&out, "],", 2);
+    qbc_buf_append(&out, tail_text + 1, strlen(tail_text + 1)); /* its members and closing brace */
+    respond_json(req, 200, "OK", out.data);
+    free(out.data);
+    free(head_text);
+    free(tail_text);
+    free(c.b.data);
+    return 0;
+}
+
 int on_feed(h2o_handler_t *_self, h2o_req_t *req)
 {
     qbc_ingress_t *ing = ((ingress_handler_t *)_self)->ing;
@@ -448,6 +617,8 @@ int on_feed(h2o_handler_t *_self, h2o_req_t *req)
         respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET");
         return 0;
     }
+    const char *id = qbc_store_feed_id(ing->store);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("qbcdc-feed-id"), 0, NULL, id, strlen(id));
     n = path_segments(req, 1, seg, 5); /* after "v1" */
     if (n == 1 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("changes")))
         return get_changes(ing, req);
@@ -457,6 +628,9 @@ int on_feed(h2o_handler_t *_self, h2o_req_t *req)
     if (n == 5 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("realms")) &&
         h2o_memis(seg[2].base, seg[2].len, H2O_STRLIT("entities")))
         return get_entity(ing, req, seg[1], seg[3], seg[4]);
+    if (n == 4 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("realms")) &&
+        h2o_memis(seg[2].base, seg[2].len, H2O_STRLIT("entities")))
+        return list_entities(ing, req, seg[1], seg[3]);
     respond_error(req, 404, "Not Found", "not_found", "no such feed endpoint");
     return 0;
 }
@@ -469,6 +643,9 @@ void feed_init(qbc_ingress_t *ing)
     ing->feed_tick_entry.cb = on_tick;
     h2o_timeout_link(ing->ctx.loop, &ing->feed_tick, &ing->feed_tick_entry);
     qbc_store_add_listener(ing->store, on_store_note, ing);
+    json_t *id = json_string(qbc_store_feed_id(ing->store));
+    ing->feed_id_json = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(id);
 }
 
 void feed_shutdown(qbc_ingress_t *ing)
@@ -491,4 +668,6 @@ void feed_dispose(qbc_ingress_t *ing)
         h2o_timeout_unlink(&ing->feed_tick_entry);
     h2o_timeout_dispose(ing->ctx.loop, &ing->feed_tick);
     h2o_multithread_unregister_receiver(ing->ctx.queue, &ing->feed_wake);
+    free(ing->feed_id_json);
+    ing->feed_id_json = NULL;
 }

@@ -68,6 +68,7 @@ struct st_qbc_ingress_t {
     h2o_timeout_t feed_tick;       /* deadlines and SSE keep-alives */
     h2o_timeout_entry_t feed_tick_entry;
     uint64_t feed_wakeups;
+    char *feed_id_json;        /* the store's feed id as a JSON string, quotes included (feed_init) */
     qbc_ingress_hooks_t hooks; /* set by the embedder */
     h2o_multithread_receiver_t exchanges;       /* token-exchange threads -> loop (connect.c) */
     qbc_store_job_t **held;                     /* webhooks of this loop turn, not yet queued */
@@ -142,6 +143,17 @@ int path_segments(h2o_req_t *req, size_t skip, h2o_iovec_t *seg, size_t max);
 
 /** copies a query parameter's value (percent-decoded) into out; returns 0 or -1 if absent/too long. */
 int query_param(h2o_req_t *req, const char *name, char *out, size_t outsz);
+
+/**
+ * checks that every parameter of the query string is one of known (a NULL-terminated
+ * list of at most 32 names) and that none is given twice, so that an endpoint never
+ * silently ignores a parameter.
+ * @param[out] seen bit i set when known[i] is present
+ * @param[out] bad on failure, the offending name, percent-decoded (truncated to badsz)
+ * @param[out] repeated on failure, 1 when the name is known but given twice
+ * @return 0, or -1
+ */
+int query_check(h2o_req_t *req, const char *const *known, unsigned *seen, char *bad, size_t badsz, int *repeated);
 
 int on_webhook(h2o_handler_t *self, h2o_req_t *req);
 int on_admin(h2o_handler_t *self, h2o_req_t *req);

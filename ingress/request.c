@@ -48,6 +48,35 @@ int query_param(h2o_req_t *req, const char *name, char *out, size_t outsz)
     return -1;
 }
 
+int query_check(h2o_req_t *req, const char *const *known, unsigned *seen, char *bad, size_t badsz, int *repeated)
+{
+    *seen = 0;
+    *repeated = 0;
+    if (req->query_at == SIZE_MAX)
+        return 0;
+    const char *p = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *pe = amp != NULL ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(pe - p));
+        const char *ke = eq != NULL ? eq : pe;
+        size_t nl = (size_t)(ke - p), i;
+        if (pe > p) { /* "a=1&&b=2" and a trailing '&' name nothing */
+            for (i = 0; known[i] != NULL; i++)
+                if (strlen(known[i]) == nl && memcmp(p, known[i], nl) == 0)
+                    break;
+            if (known[i] == NULL || (*seen & (1u << i)) != 0) {
+                qbc_url_decode(p, nl, bad, badsz, NULL);
+                *repeated = known[i] != NULL;
+                return -1;
+            }
+            *seen |= 1u << i;
+        }
+        p = pe + 1;
+    }
+    return 0;
+}
+
 int path_segments(h2o_req_t *req, size_t skip, h2o_iovec_t *seg, size_t max)
 {
     const char *p = req->path_normalized.base, *end = p + req->path_normalized.len;

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <jansson.h>
 #include <openssl/crypto.h>
 #include "ingress_internal.h"
 
@@ -35,10 +36,14 @@ void respond_json(h2o_req_t *req, int status, const char *reason, const char *bo
 
 void respond_error(h2o_req_t *req, int status, const char *reason, const char *code, const char *message)
 {
-    char buf[512];
-    /* code and message are ours (never client input), so no JSON escaping is needed */
-    snprintf(buf, sizeof(buf), "{\"error\":\"%s\",\"message\":\"%s\"}", code, message);
-    respond_json(req, status, reason, buf);
+    /* through jansson like every other answer: a message may quote the client (a parameter's name) */
+    json_t *o = json_pack("{s:s,s:s}", "error", code, "message", message);
+    if (o == NULL) /* not UTF-8: say what it was about without the quote */
+        o = json_pack("{s:s,s:s}", "error", code, "message", "the request has a problem that cannot be quoted");
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    respond_json(req, status, reason, text);
+    free(text);
 }
 
 static int on_not_found(h2o_handler_t *self, h2o_req_t *req)

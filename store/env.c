@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include "store_internal.h"
 
 #define DEFAULT_MAP_SIZE (1ull << 30)
@@ -80,6 +81,61 @@ static uint64_t high_water(MDB_txn *txn, MDB_dbi dbi, MDB_dbi meta, const char *
     }
     uint64_t mark = qbc_store__meta_u64(txn, meta, name);
     return mark > last ? mark : last;
+}
+
+/* 1 if p[0..len) is a feed id as load_feed_id writes it: QBC_FEED_ID_LEN lowercase hex digits */
+static int valid_feed_id(const void *p, size_t len)
+{
+    const unsigned char *c = p;
+    if (len != QBC_FEED_ID_LEN)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!((c[i] >= '0' && c[i] <= '9') || (c[i] >= 'a' && c[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+/*
+ * Reads the feed identity from meta into s->feed_id, creating it (128 random bits in
+ * hex) in txn when a writable open finds none: a new store, or one made by a build
+ * before feed ids. A read-only open of such a store is left with "". Feed readers
+ * compare it to the id they saw before: another id means another feed (a replaced
+ * data directory), whose sequence numbers say nothing about the old one's.
+ */
+static int load_feed_id(qbc_store_t *s, MDB_txn *txn)
+{
+    MDB_val k = {sizeof(QBC_FEED_ID_KEY) - 1, QBC_FEED_ID_KEY}, v;
+    unsigned char raw[QBC_FEED_ID_LEN / 2];
+    int rc;
+
+    s->feed_id[0] = '\0';
+    if ((rc = mdb_get(txn, s->dbi_meta, &k, &v)) == 0) {
+        if (!valid_feed_id(v.mv_data, v.mv_size)) {
+            qbc_log(QBC_LOG_ERROR, "store", "%s has a malformed feed id in its meta database", s->dir);
+            return QBC_EMALFORMED;
+        }
+        memcpy(s->feed_id, v.mv_data, QBC_FEED_ID_LEN);
+        s->feed_id[QBC_FEED_ID_LEN] = '\0';
+        return 0;
+    }
+    if (rc != MDB_NOTFOUND)
+        return lmdb_fail("reading the feed id", rc);
+    if (s->readonly)
+        return 0;
+    if (RAND_bytes(raw, sizeof(raw)) != 1) {
+        qbc_log(QBC_LOG_ERROR, "store", "no random bytes for a feed id (RAND_bytes failed)");
+        return -EIO;
+    }
+    for (size_t i = 0; i < sizeof(raw); i++)
+        snprintf(s->feed_id + 2 * i, 3, "%02x", raw[i]);
+    v.mv_size = QBC_FEED_ID_LEN;
+    v.mv_data = s->feed_id;
+    if ((rc = mdb_put(txn, s->dbi_meta, &k, &v, 0)) != 0) {
+        s->feed_id[0] = '\0';
+        return lmdb_fail("writing the feed id", rc);
+    }
+    qbc_log(QBC_LOG_INFO, "store", "new feed id %s for %s", s->feed_id, s->dir);
+    return 0;
 }
 
 /* opens every named database once, in one write transaction, and checks the schema. */
@@ -147,6 +203,11 @@ static int open_dbis(qbc_store_t *s)
     } else if (rc != MDB_NOTFOUND) {
         mdb_txn_abort(txn);
         return lmdb_fail("reading schema version", rc);
+    }
+
+    if ((rc = load_feed_id(s, txn)) != 0) {
+        mdb_txn_abort(txn);
+        return rc;
     }
 
     /* next sequences: past both the last key and the recorded high-water mark (the inbox's: replay_journal) */
@@ -563,4 +624,9 @@ uint64_t qbc_store_feed_last(qbc_store_t *s)
         return last;
     }
     return __atomic_load_n(&s->feed_last, __ATOMIC_ACQUIRE);
+}
+
+const char *qbc_store_feed_id(qbc_store_t *s)
+{
+    return s->feed_id;
 }

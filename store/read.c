@@ -263,6 +263,64 @@ int qbc_store_entity_scan(qbc_store_t *s, const char *realm, qbc_entity_scan_cb 
     return rc == 0 || rc == MDB_NOTFOUND ? 0 : QBC_ESTORE;
 }
 
+int qbc_store_entity_list(qbc_store_t *s, const char *realm, const char *entity, const char *after_id, size_t limit,
+                          qbc_entity_scan_cb cb, void *ctx, int *out_more)
+{
+    char start[KEY_BUF_SIZE];
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    size_t rl = strlen(realm), el = strlen(entity), il = after_id != NULL ? strlen(after_id) : 0;
+    size_t plen = rl + el + 2; /* "realm\0entity\0": realm "1" is not realm "12", Bill is not BillPayment */
+    size_t passed = 0;
+    int rc, more = 0;
+
+    if (out_more != NULL)
+        *out_more = 0;
+    if (rl == 0 || rl >= QBC_REALM_MAX || el == 0 || el >= QBC_ENTITY_MAX || il >= QBC_ID_MAX)
+        return QBC_EINVAL;
+    if (limit == 0)
+        return 0;
+    k.mv_size = qbc_store__pending_key(realm, entity, il > 0 ? after_id : "", start);
+    k.mv_data = start;
+    if ((rc = qbc_store__read_begin(s, &txn)) != 0)
+        return rc;
+    if (mdb_cursor_open(txn, s->dbi_entities, &cur) != 0) {
+        qbc_store__read_end(s, txn);
+        return QBC_ESTORE;
+    }
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    /* after_id is exclusive: the first key at or after it is skipped when it is that very key */
+    if (rc == 0 && il > 0 && k.mv_size == plen + il && memcmp(k.mv_data, start, plen + il) == 0)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        char buf[KEY_BUF_SIZE + 1];
+        const char *r, *e, *id;
+        qbc_entity_rec_t rec;
+        if (k.mv_size < plen || memcmp(k.mv_data, start, plen) != 0)
+            break; /* past the prefix: another entity type or realm */
+        if (passed == limit) {
+            more = 1;
+            break;
+        }
+        if (qbc_store__pending_key_split(k.mv_data, k.mv_size, buf, sizeof(buf), &r, &e, &id) != 0 ||
+            qbc_store__entity_decode(v.mv_data, v.mv_size, &rec) != 0)
+            continue;
+        passed++;
+        if (cb(r, e, id, &rec, ctx) != 0) {
+            /* stopped early: is there anything after this one? */
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            more = rc == 0 && k.mv_size >= plen && memcmp(k.mv_data, start, plen) == 0;
+            break;
+        }
+    }
+    mdb_cursor_close(cur);
+    qbc_store__read_end(s, txn);
+    if (out_more != NULL)
+        *out_more = more;
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : QBC_ESTORE;
+}
+
 /* ================================== feed ================================== */
 
 int qbc_store_feed_scan(qbc_store_t *s, uint64_t after, size_t limit, const char *realm, const char *entity,

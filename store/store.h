@@ -2,7 +2,8 @@
  * store.h — qbcdc's durable state in one LMDB environment.
  *
  * Named databases (schema version QBC_STORE_SCHEMA_VERSION):
- *   meta       "schema_version" -> u32 BE; "heartbeat" -> i64 BE ns (health probe writes);
+ *   meta       "schema_version" -> u32 BE; "feed_id" -> 32 lowercase hex digits (the feed's identity,
+ *              created with the store); "heartbeat" -> i64 BE ns (health probe writes);
  *              "journal" -> last applied journal jseq, position after it, its epoch;
  *              "journal_epoch" -> u32 BE, one more at every writable open; "dead_seq", "inbox_seq"
  *              high-water marks; "feed_pruned" -> u64 BE, the last feed sequence retention removed
@@ -223,7 +224,8 @@ typedef struct st_qbc_store_config_t {
 /**
  * opens (creating if needed) the environment, checks or writes the schema version,
  * clears stale reader slots, and starts the writer thread.
- * @return 0, -errno, QBC_ESTORE (LMDB error, logged) or QBC_EINVAL (schema newer than this build)
+ * @return 0, -errno, QBC_ESTORE (LMDB error, logged), QBC_EINVAL (schema newer than this build)
+ *         or QBC_EMALFORMED (meta holds a feed id that is not one: see qbc_store_feed_id)
  */
 int qbc_store_open(const qbc_store_config_t *cfg, qbc_store_t **out);
 
@@ -490,6 +492,29 @@ typedef int (*qbc_entity_scan_cb)(const char *realm, const char *entity, const c
 /** every stored entity of a realm (NULL: all), in key order; rec->data is NOT copied (valid in the callback). */
 int qbc_store_entity_scan(qbc_store_t *store, const char *realm, qbc_entity_scan_cb cb, void *ctx);
 
+/**
+ * pages through the latest stored version of every entity of one type in one realm, in
+ * key order (the id's bytes, as memcmp orders them), in one read transaction: a cursor
+ * range scan of the entities database from just after "realm\0entity\0after_id" to the
+ * end of the "realm\0entity\0" prefix, so no other realm or entity type is ever seen.
+ * Tombstones are included (rec->deleted).
+ * @param[in] realm the realm, NUL-terminated (shorter than QBC_REALM_MAX)
+ * @param[in] entity the canonical entity name (qbc_entity_canonical), shorter than QBC_ENTITY_MAX
+ * @param[in] after_id start after this id (exclusive); NULL or "": from the first
+ * @param[in] limit at most this many calls of cb (0: none)
+ * @param[in] cb called with each version in order; rec->data is NOT copied and, like
+ *        the strings, is valid only during the call. Return non-zero to stop early.
+ * @param[out] out_more set to 1 when a version of this realm and entity follows the
+ *        last one passed to cb (the page did not reach the end), else 0; may be NULL
+ * @return 0 on success. Some possible errors are:
+ *   <ul>
+ *   <li>QBC_EINVAL - realm, entity or after_id too long, or realm or entity empty.
+ *   <li>QBC_ESTORE - LMDB failed (logged).
+ *   </ul>
+ */
+int qbc_store_entity_list(qbc_store_t *store, const char *realm, const char *entity, const char *after_id, size_t limit,
+                          qbc_entity_scan_cb cb, void *ctx, int *out_more);
+
 /** one feed record: the change object as JSON text (with its "seq"), valid in the callback. */
 typedef struct st_qbc_feed_rec_t {
     uint64_t seq;
@@ -512,6 +537,21 @@ typedef int (*qbc_feed_scan_cb)(const qbc_feed_rec_t *rec, void *ctx);
  */
 int qbc_store_feed_scan(qbc_store_t *store, uint64_t after, size_t limit, const char *realm, const char *entity,
                         qbc_feed_scan_cb cb, void *ctx, uint64_t *out_last);
+
+#define QBC_FEED_ID_LEN 32 /**< characters of a feed id (128 random bits, lowercase hex), without the NUL */
+
+/**
+ * the identity of this store's feed: QBC_FEED_ID_LEN lowercase hex digits, made from
+ * 128 random bits (OpenSSL RAND_bytes) and kept in meta under "feed_id" when the
+ * environment is created, or at the first writable open of a store made by a build
+ * before feed ids. It never changes afterwards, so a reader that finds another id
+ * knows it is reading another feed (a replaced data directory) whose sequence numbers
+ * say nothing about the ones it holds.
+ * @return the id, NUL-terminated, owned by the store and valid until qbc_store_close();
+ *         "" only for a read-only open of a store that no writable open has given one.
+ *         It is read (or created) by the open call, so this call cannot fail.
+ */
+const char *qbc_store_feed_id(qbc_store_t *store);
 
 /** the last feed sequence assigned (0 when the feed is empty). */
 uint64_t qbc_store_feed_last(qbc_store_t *store);

@@ -29,6 +29,8 @@
 /** one recent CloudEvents id, journaled but perhaps not yet applied (ingest.c) */
 typedef struct st_qbc_recent_id_t qbc_recent_id_t;
 
+#define QBC_FEED_ID_KEY "feed_id" /* meta: the feed identity, QBC_FEED_ID_LEN hex digits (env.c) */
+
 struct st_qbc_store_t {
     MDB_env *env;
     MDB_dbi dbi_meta, dbi_inbox, dbi_quarantine, dbi_pending, dbi_event_ids;
@@ -43,6 +45,7 @@ struct st_qbc_store_t {
     } listeners[QBC_STORE_MAX_LISTENERS];
     size_t n_listeners;
     uint64_t feed_last; /* last committed feed sequence; read by anyone (atomic) */
+    char feed_id[QBC_FEED_ID_LEN + 1]; /* set at open, never changed: "" only read-only, before feed ids */
     int readonly;
     char *dir;
     uint64_t map_max;

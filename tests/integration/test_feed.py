@@ -6,11 +6,17 @@ woken by a new change long before its timeout), GET /v1/changes/stream (SSE: eve
 change once, resume from Last-Event-ID), GET /v1/realms/{realm}/entities/{Entity}/{id}
 (equals qbosim's truth; 404 for one never seen), and the feed token rules. With a
 feed retention, readers behind what was pruned get 410 gone (SSE: an "event: gone").
+Feed identity and resync: every answer carries the store's feed_id (stable across a
+restart, another for another data dir; SSE starts with an "event: feed"), a reader
+beyond the head gets 409 after_beyond_head, and GET /v1/realms/{realm}/entities/{Entity}
+pages through the latest versions.
 """
 import http.client
 import json
 import os
+import re
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -56,6 +62,20 @@ for bad in ["after=-1", "after=x", "limit=0", "limit=1001", "wait=301", "entity=
 # ---- long-poll wakes on a new change ----
 st, b = get(qport, "/v1/changes")
 ok(st == 200 and b["changes"] == [] and b["next"] == 0 and b["complete_until"] == {}, "an empty feed", b)
+
+# ---- feed identity; a reader beyond the head is told, not kept waiting ----
+feed_id = b.get("feed_id")
+ok(isinstance(feed_id, str) and re.fullmatch("[0-9a-f]{32}", feed_id), "the answer carries a feed_id", b)
+st, h, _ = request(qport, "GET", "/v1/changes", headers=AUTH)
+is_(h.get("qbcdc-feed-id"), feed_id, "and the qbcdc-feed-id header the same")
+st, b = get(qport, "/v1/changes?after=0&wait=0")
+is_(st, 200, "after == head (0) is fine")
+t0 = time.monotonic()
+for path in ["/v1/changes?after=1", "/v1/changes?after=7&wait=20"]:
+    st, b = get(qport, path)
+    ok(st == 409 and b.get("error") == "after_beyond_head" and b.get("head") == 0 and b.get("feed_id") == feed_id
+       and "resync" in b.get("message", ""), "409 after_beyond_head for " + path, b)
+ok(time.monotonic() - t0 < 5, "the long-poll beyond the head answers at once, it does not wait")
 result, seen = {}, {}
 
 
@@ -150,17 +170,84 @@ def sse_read(after=None, last_event_id=None, want=0, timeout=10):
         buf += chunk
         for line in buf.split(b"\n"):
             pass
-        events = [json.loads(l[6:]) for l in buf.split(b"\n") if l.startswith(b"data: ")]
+        # the changes: not the data of a named event (event: feed, event: gone)
+        events = [json.loads(l[6:]) for l in buf.split(b"\n") if l.startswith(b'data: {"seq"')]
     s.close()
     return buf, events
 
 
 raw, events = sse_read(after=0, want=len(feed))
 ok(b"text/event-stream" in raw.split(b"\r\n\r\n")[0], "SSE content type")
+hdrs, _, body = raw.partition(b"\r\n\r\n")
+ok(b"qbcdc-feed-id: " + feed_id.encode() in hdrs.lower(), "the stream has the qbcdc-feed-id header")
+m = re.search(rb"event: feed\ndata: (\{[^\n]*\})\n\n", body)
+ok(m and json.loads(m.group(1)) == {"feed_id": feed_id, "head": feed[-1]["seq"]},
+   "SSE starts with an 'event: feed' naming the feed and its head", body[:300])
+ok(m and b"id:" not in body[:m.end()] and body.find(b"event: feed") < body.find(b"data: {\"seq\""),
+   "before any change, and without an id: line")
 is_([e["seq"] for e in events], [r["seq"] for r in feed], "SSE delivers every change once, in order")
 ok(b"id: %d\n" % feed[0]["seq"] in raw, "each event carries its seq as id")
 raw, events = sse_read(last_event_id=feed[9]["seq"], want=len(feed) - 10)
 is_([e["seq"] for e in events], [r["seq"] for r in feed[10:]], "Last-Event-ID resumes after that event")
+
+head = feed[-1]["seq"]
+for kw in [{"after": head + 1}, {"last_event_id": head + 5}]:
+    raw, events = sse_read(want=1, timeout=5, **kw)
+    st_line = raw.split(b"\r\n", 1)[0]
+    body = raw.partition(b"\r\n\r\n")[2]
+    ok(b" 409 " in st_line and b'"error":"after_beyond_head"' in body and (b'"head":%d' % head) in body,
+       "SSE beyond the head (%r): 409 after_beyond_head" % kw, raw[:400])
+
+# ---- listing the latest versions: what a reader resyncs from ----
+ents = qbcdc_lines("entities", "--data-dir", data_dir, "--limit", "100000")
+realm0, ent0 = feed[0]["realm"], feed[0]["entity"]
+want = sorted([e for e in ents if e["realm"] == realm0 and e["entity"] == ent0], key=lambda e: e["id"].encode())
+pages, got, after_id = 0, [], None
+while pages < 100:
+    path = "/v1/realms/%s/entities/%s?limit=3" % (realm0, ent0.lower()) + (
+        "&after_id=" + after_id if after_id is not None else "")
+    st, b = get(qport, path)
+    if st != 200:
+        break
+    pages += 1
+    got += b["entities"]
+    after_id = b["next_after_id"]
+    if after_id is None:
+        break
+ok(st == 200 and b["realm"] == realm0 and b["entity"] == ent0 and b["feed_id"] == feed_id,
+   "the listing names realm, canonical entity and feed_id", b)
+is_([e["id"] for e in got], [e["id"] for e in want], "paging by 3 with after_id lists every %s of realm %s, in id byte "
+    "order (%d in %d pages)" % (ent0, realm0, len(want), pages))
+is_([(e["deleted"], e["version"]) for e in got], [(e["deleted"], e["version"] if e["version"] else None) for e in want],
+    "versions and deleted flags as stored")
+ok(all(("data" in e) != e["deleted"] for e in got), "live ones carry data, deleted ones none")
+ok(all(e["data"]["Id"] == e["id"] for e in got if not e["deleted"]), "data is the entity")
+every = []
+for r in sorted({e["realm"] for e in ents}):
+    for en in sorted({e["entity"] for e in ents}):
+        st, b = get(qport, "/v1/realms/%s/entities/%s?limit=1000" % (r, en))
+        every += [(r, en, e["id"], e["deleted"]) for e in b["entities"]]
+is_(sorted(every), sorted((e["realm"], e["entity"], e["id"], e["deleted"]) for e in ents),
+    "listing every realm and type gives every stored entity once, deleted ones flagged (%d, %d deleted)"
+    % (len(ents), sum(e["deleted"] for e in ents)))
+ok(any(e["deleted"] for e in ents), "some of them are deletes")
+if got:
+    live = next((e for e in got if not e["deleted"]), None)
+    if live is not None:
+        _, _, raw1 = request(qport, "GET", "/v1/realms/%s/entities/%s/%s" % (realm0, ent0, live["id"]), headers=AUTH)
+        _, _, rawl = request(qport, "GET", "/v1/realms/%s/entities/%s?after_id=%s&limit=1" % (
+            realm0, ent0, got[got.index(live) - 1]["id"] if got.index(live) > 0 else ""), headers=AUTH)
+        d1 = raw1[raw1.index(b',"data":') + 8:-1]
+        ok(d1 in rawl, "the listing's data is the stored bytes, as the single read gives them")
+for bad in ["limit=0", "limit=1001", "limit=", "foo=1", "after_id=1&after_id=2", "limit=5&Limit=4"]:
+    st, b = get(qport, "/v1/realms/%s/entities/Invoice?%s" % (realm0, bad))
+    ok(st == 400 and b.get("error") and b.get("message"), "listing: 400 for " + bad, b)
+st, b = get(qport, "/v1/realms/%s/entities/Inv-oice" % realm0)
+ok(st == 400 and b.get("error") == "bad_entity", "listing: 400 for a bad entity name", b)
+st, b = get(qport, "/v1/realms/%s/entities/Invoice?fo%%22o=1" % realm0)
+ok(st == 400 and 'fo"o' in b.get("message", ""), "an unknown parameter is named in the message, escaped", b)
+st, b = get(qport, "/v1/realms/%s/entities/Invoice?after_id=zzzz" % realm0)
+ok(st == 200 and b["entities"] == [] and b["next_after_id"] is None, "after the last id: an empty page, the end", b)
 
 # live SSE: a stream open before a change delivers it
 box = {}
@@ -190,6 +277,18 @@ ok(set(b2["complete_until"]) >= {realm}, "unfiltered answers list every realm th
 
 is_(q.stop(), 0, "qbcdc stops cleanly with feed readers connected")
 
+# ---- another data dir is another feed ----
+port2, dir2 = free_port(), tmpdir("qbcdc-feed2-")
+q2 = Proc([QBCDC, "serve"], env=serve_env(port2, dir2, sim))
+ok(wait_http(port2), "a second qbcdc on a new data dir")
+st, b = get(port2, "/v1/changes")
+ok(st == 200 and re.fullmatch("[0-9a-f]{32}", b.get("feed_id", "")) and b["feed_id"] != feed_id,
+   "a new data dir has another feed_id", b)
+st, b = get(port2, "/v1/changes?after=%d&wait=5" % head)
+ok(st == 409 and b.get("head") == 0 and b.get("feed_id") != feed_id,
+   "a consumer of the old feed pointed at it gets 409 after_beyond_head, not a wait", b)
+is_(q2.stop(), 0, "it stops")
+
 # ---- feed retention: a reader behind what was pruned is told so (410), never handed a gap ----
 
 
@@ -206,6 +305,9 @@ env.update({"QBCDC_FEED_RETENTION": "1", "QBCDC_PRUNE_INTERVAL_MS": "100"})
 q = Proc([QBCDC, "serve"], env=env)
 ok(wait_http(qport), "qbcdc restarts with a one-second feed retention")
 st, b = get(qport, "/v1/changes?limit=1000")
+is_(b.get("feed_id"), feed_id, "the feed_id is the same after a restart on the same data dir")
+r = subprocess.run([QBCDC, "stats", "--data-dir", data_dir], capture_output=True, timeout=30)
+is_(json.loads(r.stdout).get("feed_id") if r.returncode == 0 else r.stderr, feed_id, "qbcdc stats shows the feed_id")
 last_before = b["next"]
 sim.json("POST", "/sim/mutate?n=5")
 ok(wait_pending_empty(data_dir), "new changes reconciled")
@@ -217,16 +319,18 @@ ok((metric("qbcdc_feed_pruned_through_seq") or 0) >= last_before,
 st, b = get(qport, "/v1/changes")
 ok(st == 410 and b.get("error") == "gone" and b.get("pruned_through", 0) >= last_before,
    "a reader from the start: 410 gone, with where the feed resumes", b)
+ok(b.get("feed_id") == feed_id and "/v1/realms/{realm}/entities/{Entity}" in b.get("message", ""),
+   "the 410 carries the feed_id and names the listing to resync from", b)
 through = b.get("pruned_through", 0)
 st, b = get(qport, "/v1/changes?after=%d" % through)
 ok(st == 200 and len(b["changes"]) >= 1 and all(c["seq"] > through for c in b["changes"]),
    "reading on from there: the changes kept", b)
-import subprocess  # noqa: E402
 r = subprocess.run([QBCDC, "feed", "--data-dir", data_dir], capture_output=True, timeout=30)
 ok(r.returncode == 1 and b"--after %d" % through in r.stderr, "qbcdc feed from the start says where to read on",
    r.stderr)
 raw, _ = sse_read(after=0, want=1, timeout=5)
 ok(b"event: gone" in raw and b'"pruned_through"' in raw, "an SSE stream from the start: an 'event: gone', then the end")
+ok(re.search(rb"event: gone\ndata: [^\n]*\"feed_id\":\"" + feed_id.encode(), raw), "the 'event: gone' carries the feed_id")
 is_(q.stop(), 0, "qbcdc stops cleanly")
 sim.stop()
 done_testing()
