@@ -454,9 +454,42 @@ static int get_stream(qbc_ingress_t *ing, h2o_req_t *req)
     return 0;
 }
 
+/*
+ * appends one stored version as the entity read and the listing answer it:
+ * {["realm","entity",]"id","version","deleted","last_updated"[,"data"]}. version is null
+ * for a tombstone of an entity never held live; data is spliced in from the stored bytes,
+ * exactly as QBO sent them. @return 0, or -1 when jansson could not build the head
+ */
+static int entity_json(qbc_buf_t *b, const char *realm, const char *entity, const char *id, const qbc_entity_rec_t *rec)
+{
+    char ts[QBC_TIME_BUFSZ];
+    json_t *o = json_object();
+    if (realm != NULL) {
+        json_object_set_new(o, "realm", json_string(realm));
+        json_object_set_new(o, "entity", json_string(entity));
+    }
+    json_object_set_new(o, "id", json_string(id));
+    json_object_set_new(o, "version", rec->sync_token[0] ? json_string(rec->sync_token) : json_null());
+    json_object_set_new(o, "deleted", json_boolean(rec->deleted));
+    json_object_set_new(o, "last_updated",
+                        rec->updated_ns ? json_string(qbc_time_format(rec->updated_ns, ts)) : json_null());
+    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (text == NULL)
+        return -1;
+    qbc_buf_append(b, text, strlen(text) - 1); /* without its closing brace */
+    free(text);
+    if (!rec->deleted && rec->data != NULL) {
+        qbc_buf_append(b, ",\"data\":", 8);
+        qbc_buf_append(b, rec->data, rec->data_len);
+    }
+    qbc_buf_append(b, "}", 1);
+    return 0;
+}
+
 static int get_entity(qbc_ingress_t *ing, h2o_req_t *req, h2o_iovec_t realm, h2o_iovec_t entity, h2o_iovec_t id)
 {
-    char r[QBC_REALM_MAX], e[QBC_ENTITY_MAX], i[QBC_ID_MAX], ts[QBC_TIME_BUFSZ];
+    char r[QBC_REALM_MAX], e[QBC_ENTITY_MAX], i[QBC_ID_MAX];
     qbc_entity_rec_t rec;
 
     if (!valid_realm(realm.base, realm.len) || id.len == 0 || id.len >= sizeof(i) ||
@@ -475,22 +508,15 @@ static int get_entity(qbc_ingress_t *ing, h2o_req_t *req, h2o_iovec_t realm, h2o
         respond_error(req, 503, "Service Unavailable", "store_unavailable", "cannot read the store");
         return 0;
     }
-    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:b}", "realm", r, "entity", e, "id", i, "version", rec.sync_token,
-                          "deleted", rec.deleted);
-    json_object_set_new(o, "last_updated", rec.updated_ns ? json_string(qbc_time_format(rec.updated_ns, ts)) : json_null());
-    char *text = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    /* splice the stored entity JSON in as is: it was compact JSON when it was stored */
-    collect_t c = {{0}, 0, 0};
-    put(&c, text, strlen(text) - 1);
-    if (!rec.deleted && rec.data != NULL) {
-        put(&c, ",\"data\":", 8);
-        put(&c, rec.data, rec.data_len);
+    qbc_buf_t b = {0};
+    if (entity_json(&b, r, e, i, &rec) != 0) {
+        qbc_entity_rec_clear(&rec);
+        qbc_buf_free(&b, 0);
+        respond_error(req, 503, "Service Unavailable", "out_of_memory", "cannot render the entity");
+        return 0;
     }
-    put(&c, "}", 1);
-    respond_json(req, 200, "OK", c.b.data);
-    free(c.b.data);
-    free(text);
+    respond_json(req, 200, "OK", b.data);
+    qbc_buf_free(&b, 0);
     qbc_entity_rec_clear(&rec);
     return 0;
 }
@@ -507,27 +533,13 @@ typedef struct {
 static int list_cb(const char *realm, const char *entity, const char *id, const qbc_entity_rec_t *rec, void *p)
 {
     list_ctx_t *c = p;
-    char ts[QBC_TIME_BUFSZ];
     (void)realm, (void)entity;
-    json_t *o = json_pack("{s:s,s:o,s:o,s:b}", "id", id, "version",
-                          rec->sync_token[0] ? json_string(rec->sync_token) : json_null(), "last_updated",
-                          rec->updated_ns ? json_string(qbc_time_format(rec->updated_ns, ts)) : json_null(), "deleted",
-                          rec->deleted);
-    char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    if (text == NULL) {
+    if (c->n++ > 0)
+        qbc_buf_append(&c->b, ",", 1);
+    if (entity_json(&c->b, NULL, NULL, id, rec) != 0) {
         c->failed = 1;
         return 1;
     }
-    if (c->n++ > 0)
-        qbc_buf_append(&c->b, ",", 1);
-    qbc_buf_append(&c->b, text, strlen(text) - 1); /* without its closing brace */
-    free(text);
-    if (!rec->deleted && rec->data != NULL) {
-        qbc_buf_append(&c->b, ",\"data\":", 8);
-        qbc_buf_append(&c->b, rec->data, rec->data_len);
-    }
-    qbc_buf_append(&c->b, "}", 1);
     snprintf(c->last_id, sizeof(c->last_id), "%s", id);
     return 0;
 }
