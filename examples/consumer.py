@@ -25,6 +25,7 @@ following the feed's delivery rules (docs/openapi.json, "Delivery semantics"):
 batch runs). Exit codes: 0 done, 1 fatal answer (401/403/400), 2 bad usage.
 """
 import argparse
+import decimal
 import json
 import os
 import random
@@ -40,11 +41,28 @@ def log(msg):
     sys.stderr.flush()
 
 
+def loads(text):
+    """JSON with every non-integer number as a Decimal: QBO's amounts (2932.92, 1e-7) stay
+    exact, where a float would make 73.69 into 73.689999999999998 in the next system"""
+    return json.loads(text, parse_float=decimal.Decimal)
+
+
+def dumps(o):
+    """json.dumps that writes a Decimal as the number it is (json.dumps cannot)"""
+    if isinstance(o, dict):
+        return "{" + ",".join(json.dumps(str(k)) + ":" + dumps(v) for k, v in o.items()) + "}"
+    if isinstance(o, list):
+        return "[" + ",".join(dumps(v) for v in o) + "]"
+    if isinstance(o, decimal.Decimal):
+        return str(o)
+    return json.dumps(o)
+
+
 def save_json(path, obj):
     """replaces path atomically and durably"""
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(obj, f, separators=(",", ":"))
+        f.write(dumps(obj))
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -58,7 +76,7 @@ def save_json(path, obj):
 def load_json(path, default):
     try:
         with open(path) as f:
-            return json.load(f)
+            return loads(f.read())
     except FileNotFoundError:
         return default
 
@@ -92,7 +110,7 @@ class Consumer:
         req = urllib.request.Request("%s%s?%s" % (self.url, path, q), headers={"Authorization": "Bearer " + self.token})
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
-                return json.loads(r.read())
+                return loads(r.read())
         except urllib.error.HTTPError as e:
             body = e.read()
             try:
