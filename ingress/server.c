@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <openssl/crypto.h>
+#include <jansson.h>
 #include "ingress_internal.h"
 
 /* h2o buffers whole bodies before a handler runs (2.2 has no streaming), so this is
@@ -35,10 +36,12 @@ void respond_json(h2o_req_t *req, int status, const char *reason, const char *bo
 
 void respond_error(h2o_req_t *req, int status, const char *reason, const char *code, const char *message)
 {
-    char buf[512];
-    /* code and message are ours (never client input), so no JSON escaping is needed */
-    snprintf(buf, sizeof(buf), "{\"error\":\"%s\",\"message\":\"%s\"}", code, message);
-    respond_json(req, status, reason, buf);
+    /* escaped and whole: a message may quote what the client sent (an unknown entity name) */
+    json_t *o = json_pack("{s:s,s:s}", "error", code, "message", message);
+    char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    respond_json(req, status, reason, text != NULL ? text : "{\"error\":\"internal\",\"message\":\"\"}");
+    free(text);
 }
 
 static int on_not_found(h2o_handler_t *self, h2o_req_t *req)
