@@ -67,7 +67,7 @@ static void on_signal(int sig)
 static int cmd_serve(int argc, char **argv)
 {
     qbc_config_t cfg;
-    char err[256];
+    char err[1600]; /* room for the list of known entities */
     qbc_store_t *store = NULL;
     qbc_ingress_t *ing = NULL;
     qbc_reconciler_t *rec = NULL;

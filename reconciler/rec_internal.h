@@ -414,7 +414,8 @@ int rec_start_api(qbc_reconciler_t *r, rec_realm_t *realm, const char *url, cons
                   void *ctx);
 /**
  * submits a store job of tmpl->kind (RECONCILE or BACKFILL) with versions[0..nv) (taken over: freed with the
- * owned texts after done runs), tmpl's set_cdc/watermark/backfill fields, realm = realm->name. On failure
+ * owned texts after done runs), tmpl's set_cdc/watermark/backfill/audit_entities/realm_error fields (copied),
+ * realm = realm->name. On failure
  * (-1 / QBC_ECLOSED) nothing was taken over and done will not run.
  */
 int rec_submit_versions(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_store_job_t *tmpl, qbc_version_t *versions,
