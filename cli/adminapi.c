@@ -12,6 +12,7 @@
 #include "common.h"
 #include "config.h"
 #include "adminapi.h"
+#include "ingress.h"
 #include "store.h"
 
 /* "127.0.0.1:8080" / ":8080" / "[::1]:8080" -> a base URL */
@@ -187,18 +188,23 @@ int qbc_adminapi_main(const char *cmd, int argc, char **argv)
         char body[2048] = "{", *p = body + 1;
         size_t left = sizeof(body) - 1;
         if (entities != NULL) {
+            /* checked here too, so a typo is a usage error (exit 2) before anything is asked */
+            char canon[1024], why[1200];
+            if (qbc_entity_list_check(entities, canon, sizeof(canon), why, sizeof(why)) != 0) {
+                fprintf(stderr, "qbcdc: bad --entities: %s\n", why);
+                qbc_config_free(&cfg);
+                return 2;
+            }
             int n = snprintf(p, left, "\"entities\":[");
             p += n, left -= (size_t)n;
-            char *copy = qbc_strdup(entities), *save = NULL;
+            const char *e;
+            size_t len;
             int first = 1;
-            for (char *t = strtok_r(copy, ", ", &save); t && left > 64; t = strtok_r(NULL, ", ", &save)) {
-                if (!valid_word(t))
-                    continue;
-                n = snprintf(p, left, "%s\"%s\"", first ? "" : ",", t);
+            for (const char *c = canon; (c = qbc_list_next(c, &e, &len)) != NULL && left > 64;) {
+                n = snprintf(p, left, "%s\"%.*s\"", first ? "" : ",", (int)len, e);
                 p += n, left -= (size_t)n;
                 first = 0;
             }
-            free(copy);
             n = snprintf(p, left, "]");
             p += n, left -= (size_t)n;
         }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include "common.h"
 #include "config.h"
+#include "ingress.h"
 
 typedef struct {
     const char *flag; /* kebab-case, also the env name after QBCDC_ */
@@ -40,7 +41,9 @@ static const option_t options[] = {
         "Account,Bill,BillPayment,Budget,Class,CreditMemo,Customer,Department,Deposit,Employee,Estimate,Invoice,Item,"
         "JournalEntry,Payment,PaymentMethod,Purchase,PurchaseOrder,RefundReceipt,SalesReceipt,Term,Transfer,Vendor,"
         "VendorCredit",
-        "entity names polled by CDC"),
+        "entity names polled by CDC, pulled by default backfills and snapshots (QBO's names, any case)"),
+    OPT("snapshot-on-connect", snapshot_on_connect, "1",
+        "1: snapshot every object of a realm (every CDC entity) when it is connected for the first time; 0: never"),
     OPT("cdc-lookback", cdc_lookback, "2592000",
         "CDC's lookback in seconds (QBO: 30 days); a realm whose watermark is older is backfilled instead"),
     OPT("cdc-audit-gap", cdc_audit_gap, "600",
@@ -168,14 +171,6 @@ static int split_tokens(qbc_config_t *cfg)
     return 0;
 }
 
-int qbc_config_is_default(const qbc_config_t *cfg, const char *flag)
-{
-    for (size_t i = 0; i < N_OPTIONS; i++)
-        if (strcmp(options[i].flag, flag) == 0)
-            return *(const char *const *)((const char *)cfg + options[i].offset) == options[i].def;
-    return 0;
-}
-
 int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const char *const *allowed, char *err,
                     size_t errsz)
 {
@@ -271,6 +266,22 @@ int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const c
         snprintf(err, errsz, "bad sim '%s': want auto or off", cfg->sim);
         return QBC_EINVAL;
     }
+    if (strcmp(cfg->snapshot_on_connect, "0") != 0 && strcmp(cfg->snapshot_on_connect, "1") != 0) {
+        snprintf(err, errsz, "bad snapshot on connect '%s' (QBCDC_SNAPSHOT_ON_CONNECT): want 0 or 1",
+                 cfg->snapshot_on_connect);
+        return QBC_EINVAL;
+    }
+    cfg->n_snapshot_on_connect = cfg->snapshot_on_connect[0] == '1';
+    /* names QBO does not know would fail (or be skipped by) every sweep: refuse them at startup */
+    char why[1200];
+    if (allowed_flag(allowed, "cdc-entities") &&
+        qbc_entity_list_check(cfg->cdc_entities, cfg->cdc_entities_canon, sizeof(cfg->cdc_entities_canon), why,
+                              sizeof(why)) != 0) {
+        snprintf(err, errsz, "bad QBCDC_CDC_ENTITIES (--cdc-entities) '%.200s': %s", cfg->cdc_entities, why);
+        return QBC_EINVAL;
+    }
+    if (allowed_flag(allowed, "cdc-entities"))
+        cfg->cdc_entities = cfg->cdc_entities_canon;
     if (cfg->data_dir == NULL || cfg->data_dir[0] == '\0') {
         snprintf(err, errsz, "data dir must not be empty");
         return QBC_EINVAL;

@@ -18,6 +18,7 @@ typedef struct st_qbc_config_t {
     const char *cdc_interval;
     const char *cdc_entities;
     const char *cdc_lookback, *cdc_audit_gap;
+    const char *snapshot_on_connect;
     const char *admin_token, *feed_token;
     const char *master_key_file;
     const char *map_size, *map_max; /* store sizing (bytes, K/M/G/T suffixes) */
@@ -35,6 +36,8 @@ typedef struct st_qbc_config_t {
     long n_backoff_base_ms, n_backoff_max_ms, n_throttle_pause_ms;
     long n_cdc_lookback_s, n_cdc_audit_gap_s;
     long n_inbox_retention_s, n_feed_retention_s, n_prune_interval_ms;
+    int n_snapshot_on_connect;
+    char cdc_entities_canon[1024]; /* cdc_entities checked and canonicalized; cdc_entities points here */
     char **tokens; /* split webhook_verifier_tokens */
     size_t n_tokens;
 } qbc_config_t;
@@ -49,9 +52,6 @@ typedef struct st_qbc_config_t {
 int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const char *const *allowed, char *err,
                     size_t errsz);
 void qbc_config_free(qbc_config_t *cfg);
-
-/** 1 if the option (by flag name) still holds its built-in default (neither environment nor flag set it) */
-int qbc_config_is_default(const qbc_config_t *cfg, const char *flag);
 
 /** prints the option table (flag, variable, default, meaning) for --help. */
 void qbc_config_print_help(const char *const *allowed);

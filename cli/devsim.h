@@ -28,9 +28,11 @@ int qbc_devsim_start(qbc_config_t *cfg, qbc_devsim_t *sim);
 /**
  * registers every simulated company's refresh token in the store (as PUT .../tokens
  * would), so the reconciler syncs them at once. Companies already active are left
- * alone: their stored tokens have rotated past the simulator's first ones.
+ * alone: their stored tokens have rotated past the simulator's first ones. With snapshot
+ * set, a company the store never held gets its snapshot job in the same transaction (as
+ * the admin API's registration does).
  */
-int qbc_devsim_register(const qbc_devsim_t *sim, const char *sim_listen, qbc_store_t *store);
+int qbc_devsim_register(const qbc_devsim_t *sim, const char *sim_listen, qbc_store_t *store, int snapshot);
 
 /** stops the simulator (SIGTERM, then SIGKILL after 3 s) if one was started. */
 void qbc_devsim_stop(qbc_devsim_t *sim);

@@ -67,7 +67,7 @@ static void on_signal(int sig)
 static int cmd_serve(int argc, char **argv)
 {
     qbc_config_t cfg;
-    char err[256];
+    char err[1600]; /* room for the list of known entities */
     qbc_store_t *store = NULL;
     qbc_ingress_t *ing = NULL;
     qbc_reconciler_t *rec = NULL;
@@ -113,13 +113,14 @@ static int cmd_serve(int argc, char **argv)
                                  .authorize_url = cfg.oauth_authorize_url,
                                  .token_url = cfg.oauth_token_url,
                                  .redirect_uri = cfg.oauth_redirect_uri,
-                                 .revoke_url = cfg.oauth_revoke_url};
+                                 .revoke_url = cfg.oauth_revoke_url,
+                                 .snapshot_on_connect = cfg.n_snapshot_on_connect};
     if ((rc = qbc_ingress_create(&icfg, store, &ing)) != 0) {
         fprintf(stderr, "qbcdc: cannot listen on %s: %s\n", cfg.listen, qbc_strerror(rc));
         goto Exit;
     }
 
-    qbc_devsim_register(&sim, cfg.sim_listen, store);
+    qbc_devsim_register(&sim, cfg.sim_listen, store, cfg.n_snapshot_on_connect);
     if (cfg.client_id != NULL) {
         qbc_reconciler_config_t rcfg = {.api_base = cfg.api_base,
                                         .token_url = cfg.oauth_token_url,

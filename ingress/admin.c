@@ -50,6 +50,8 @@ void activate_realm_job(qbc_ingress_t *ing, ingress_job_t *j)
     j->job.realm = a->realm;
     j->job.realm_state = &a->realm_state;
     j->job.tokens = a->tokens;
+    /* whether the realm is new is decided by the store, in the transaction that registers it */
+    j->job.snapshot_if_new = ing->snapshot_on_connect;
 }
 
 static int put_tokens(qbc_ingress_t *ing, h2o_req_t *req, h2o_iovec_t realm)
@@ -108,16 +110,44 @@ typedef struct {
     qbc_store_t *store;
     json_t *catchup; /* realm -> the automatic backfill still filling its gap: {"job","since"} */
     const char *only; /* feed_completeness: just this realm (NULL: all) */
+    json_t *snapshots; /* realm -> its latest snapshot job, as GET /admin/realms shows it */
 } realms_ctx_t;
 
-/* a realm whose CDC watermark jumped ahead over a gap that a backfill is still filling */
+static int job_live(const qbc_backfill_t *b)
+{
+    return b->status == QBC_BACKFILL_QUEUED || b->status == QBC_BACKFILL_RUNNING;
+}
+
+static size_t job_n_entities(const qbc_backfill_t *b)
+{
+    size_t n = 0, len;
+    const char *e;
+    for (const char *p = b->entities; (p = qbc_list_next(p, &e, &len)) != NULL;)
+        n += len > 0 && len < QBC_ENTITY_MAX;
+    return n;
+}
+
+/*
+ * a realm whose CDC watermark jumped ahead over a gap that a backfill is still filling;
+ * and each realm's latest snapshot job
+ */
 static int catchup_cb(const qbc_backfill_t *b, void *p)
 {
     realms_ctx_t *ctx = p;
-    if ((b->status == QBC_BACKFILL_QUEUED || b->status == QBC_BACKFILL_RUNNING) &&
-        strcmp(b->reason, "cdc_too_old") == 0 && json_object_get(ctx->catchup, b->realm) == NULL)
+    int snapshot = strcmp(b->reason, QBC_BACKFILL_REASON_SNAPSHOT) == 0;
+    if (job_live(b) && strcmp(b->reason, "cdc_too_old") == 0 && json_object_get(ctx->catchup, b->realm) == NULL)
         json_object_set_new(ctx->catchup, b->realm,
                             json_pack("{s:I,s:I}", "job", (json_int_t)b->id, "since", (json_int_t)b->since_ns));
+    if (snapshot) { /* the scan goes in id order: the latest wins */
+        char id[24];
+        snprintf(id, sizeof(id), "%llu", (unsigned long long)b->id);
+        json_object_set_new(ctx->snapshots, b->realm,
+                            json_pack("{s:s,s:s,s:i,s:I,s:I}", "job", id, "status", qbc_backfill_status_name(b->status),
+                                      "entities_done", (int)b->entities_done, "entities_total",
+                                      (json_int_t)job_n_entities(b), "records_seen", (json_int_t)b->records_seen));
+        if (b->entities[0] == '\0') /* "" = the CDC list, resolved when the job starts */
+            json_object_set_new(json_object_get(ctx->snapshots, b->realm), "entities_total", json_null());
+    }
     return 0;
 }
 
@@ -132,11 +162,16 @@ static int pending_count_cb(const qbc_pending_t *p, void *ctx)
  * complete_until: the feed holds every change up to here, confirmed by a complete CDC
  * sweep — or, while an automatic backfill fills the gap of a realm idle past CDC's
  * lookback, only up to where that gap starts. (cdc_watermark is where the next sweep
- * starts.) 0 when nothing is confirmed yet.
+ * starts.) 0 when nothing is confirmed yet, and while the realm's snapshot is queued or
+ * running: the objects from before its connection are still coming.
  */
 static int64_t complete_until(realms_ctx_t *ctx, const qbc_realm_t *r)
 {
     json_t *gap = json_object_get(ctx->catchup, r->realm);
+    json_t *snap = json_object_get(ctx->snapshots, r->realm);
+    const char *snap_status = snap != NULL ? json_string_value(json_object_get(snap, "status")) : NULL;
+    if (snap_status != NULL && (strcmp(snap_status, "queued") == 0 || strcmp(snap_status, "running") == 0))
+        return 0;
     return gap ? json_integer_value(json_object_get(gap, "since")) : r->cdc_watermark_ns;
 }
 
@@ -147,8 +182,15 @@ static int realm_cb(const qbc_realm_t *r, int has_tokens, void *p)
     char ts[QBC_TIME_BUFSZ];
 
     qbc_store_pending_scan(ctx->store, r->realm, pending_count_cb, &pending);
-    json_t *o = json_pack("{s:s,s:s,s:b,s:I}", "realm", r->realm, "status", qbc_realm_status_name(r->status),
-                          "has_tokens", has_tokens, "pending", (json_int_t)pending);
+    json_t *snap = json_object_get(ctx->snapshots, r->realm);
+    const char *snap_status = snap != NULL ? json_string_value(json_object_get(snap, "status")) : NULL;
+    /* a derived view: the stored status stays active while the snapshot job is queued or running */
+    int snapshotting = r->status == QBC_REALM_ACTIVE && snap_status != NULL &&
+                       (strcmp(snap_status, "queued") == 0 || strcmp(snap_status, "running") == 0);
+    json_t *o = json_pack("{s:s,s:s,s:b,s:I}", "realm", r->realm, "status",
+                          snapshotting ? "snapshotting" : qbc_realm_status_name(r->status), "has_tokens", has_tokens,
+                          "pending", (json_int_t)pending);
+    json_object_set_new(o, "snapshot", snap != NULL ? json_incref(snap) : json_null());
     json_object_set_new(o, "last_error", r->last_error[0] ? json_string(r->last_error) : json_null());
     json_object_set_new(o, "connected_at", r->connected_ns ? json_string(qbc_time_format(r->connected_ns, ts)) : json_null());
     json_object_set_new(o, "last_cdc", r->last_cdc_ns ? json_string(qbc_time_format(r->last_cdc_ns, ts)) : json_null());
@@ -178,27 +220,30 @@ static int completeness_cb(const qbc_realm_t *r, int has_tokens, void *p)
 
 char *feed_completeness(qbc_ingress_t *ing, const char *realm)
 {
-    realms_ctx_t ctx = {json_object(), ing->store, json_object(), realm};
+    realms_ctx_t ctx = {json_object(), ing->store, json_object(), realm, json_object()};
     char *text = NULL;
     if (qbc_store_backfill_scan(ing->store, catchup_cb, &ctx) == 0 &&
         qbc_store_realm_scan(ing->store, completeness_cb, &ctx) == 0)
         text = json_dumps(ctx.list, JSON_COMPACT);
     json_decref(ctx.list);
     json_decref(ctx.catchup);
+    json_decref(ctx.snapshots);
     return text;
 }
 
 static int get_realms(qbc_ingress_t *ing, h2o_req_t *req)
 {
-    realms_ctx_t ctx = {json_array(), ing->store, json_object(), NULL};
+    realms_ctx_t ctx = {json_array(), ing->store, json_object(), NULL, json_object()};
     if (qbc_store_backfill_scan(ing->store, catchup_cb, &ctx) != 0 ||
         qbc_store_realm_scan(ing->store, realm_cb, &ctx) != 0) {
         json_decref(ctx.list);
         json_decref(ctx.catchup);
+        json_decref(ctx.snapshots);
         respond_error(req, 503, "Service Unavailable", "store_unavailable", "cannot read the store");
         return 0;
     }
     json_decref(ctx.catchup);
+    json_decref(ctx.snapshots);
     if (ing->hooks.realm_stats != NULL)
         ing->hooks.realm_stats(ing->hooks.ctx, ctx.list);
     json_t *o = json_pack("{s:o}", "realms", ctx.list);
@@ -304,6 +349,11 @@ static json_t *job_json(const qbc_backfill_t *b)
     json_object_set_new(o, "started_at", time_or_null(b->started_ns));
     json_object_set_new(o, "finished_at", time_or_null(b->finished_ns));
     json_object_set_new(o, "error", b->error[0] ? json_string(b->error) : json_null());
+    json_t *skipped = json_array();
+    for (uint32_t i = 0; i < b->n_skipped && i < QBC_BACKFILL_SKIPPED_MAX; i++)
+        json_array_append_new(skipped,
+                              json_pack("{s:s,s:s}", "entity", b->skipped[i].entity, "error", b->skipped[i].error));
+    json_object_set_new(o, "skipped", skipped);
     return o;
 }
 
@@ -394,7 +444,8 @@ static int post_backfill(qbc_ingress_t *ing, h2o_req_t *req, h2o_iovec_t seg)
     }
     ingress_job_t *j = ingress_job_new(ing, req, QBC_JOB_BACKFILL);
     qbc_backfill_t *b = &j->a->backfill;
-    const char *problem = NULL;
+    const char *problem = NULL, *code = "bad_backfill";
+    char unknown[1200];
     snprintf(j->a->realm, sizeof(j->a->realm), "%s", realm);
     snprintf(b->realm, sizeof(b->realm), "%s", realm);
     snprintf(b->reason, sizeof(b->reason), "operator");
@@ -406,15 +457,23 @@ static int post_backfill(qbc_ingress_t *ing, h2o_req_t *req, h2o_iovec_t seg)
             problem = "entities must be an array of entity names";
         json_array_foreach(ents, i, e)
         {
-            const char *name = json_string_value(e);
-            size_t n = name ? strlen(name) : 0;
-            int okname = n > 0 && n < QBC_ENTITY_MAX;
-            for (size_t k = 0; okname && k < n; k++)
-                okname = (name[k] >= 'A' && name[k] <= 'Z') || (name[k] >= 'a' && name[k] <= 'z');
-            if (!okname) {
+            const char *given = json_string_value(e);
+            char name[QBC_ENTITY_MAX], all[1024];
+            if (given == NULL) {
                 problem = "entities must be QBO entity names such as \"Invoice\"";
                 break;
             }
+            /* checked up front: a name QBO does not know would only fail the job later */
+            if (qbc_entity_known(given, json_string_length(e), name) != 0) {
+                qbc_entity_known_list(all, sizeof(all));
+                snprintf(unknown, sizeof(unknown), "unknown entity '%.64s' (known: %s)", given, all);
+                problem = unknown;
+                code = "bad_request";
+                break;
+            }
+            size_t n = strlen(name);
+            if (qbc_list_has(b->entities, name))
+                continue; /* named twice: read once */
             if (len + n + 2 >= sizeof(b->entities)) {
                 problem = "too many entities";
                 break;
@@ -431,7 +490,7 @@ static int post_backfill(qbc_ingress_t *ing, h2o_req_t *req, h2o_iovec_t seg)
     json_decref(body);
     if (problem != NULL) {
         ingress_job_free(j);
-        respond_error(req, 400, "Bad Request", "bad_backfill", problem);
+        respond_error(req, 400, "Bad Request", code, problem);
         return 0;
     }
     j->job.backfill = b;

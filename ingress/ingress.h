@@ -89,6 +89,25 @@ void qbc_payload_clear(qbc_payload_t *p);
 int qbc_entity_canonical(const char *name, size_t len, char out[QBC_ENTITY_MAX]);
 
 /**
+ * like qbc_entity_canonical, but only for the names in QBO's entity table: what an
+ * operator may ask qbcdc to read (QBCDC_CDC_ENTITIES, backfill entities). Any case is
+ * accepted and canonicalized ("invoice" -> "Invoice").
+ * @return 0, or QBC_ENOTFOUND (not a name qbcdc knows; out is "")
+ */
+int qbc_entity_known(const char *name, size_t len, char out[QBC_ENTITY_MAX]);
+
+/** every name of QBO's entity table, comma-separated, into out (truncated to outsz) */
+void qbc_entity_known_list(char *out, size_t outsz);
+
+/**
+ * checks a comma-separated list of entity names (spaces around names are ignored) with
+ * qbc_entity_known and writes it canonicalized into out ("invoice, Bill" -> "Invoice,Bill").
+ * @param err on failure, one line: "unknown entity 'Foo' (known: Account, ...)"
+ * @return 0, QBC_ENOTFOUND (an unknown name), or QBC_EINVAL (empty list, or out too small)
+ */
+int qbc_entity_list_check(const char *list, char *out, size_t outsz, char *err, size_t errsz);
+
+/**
  * maps an operation word from either format ("Create", "created", "void", "voided",
  * "Merge", "merged", "emailed", ...; case-insensitive) to qbc_op_t.
  * @return the operation, or QBC_OP_UNKNOWN
@@ -108,6 +127,11 @@ typedef struct st_qbc_ingress_config_t {
     const char *client_id, *client_secret;
     const char *authorize_url, *token_url, *redirect_uri;
     const char *revoke_url; /**< DELETE /admin/realms/{realm} revokes here */
+    /**
+     * 1: a realm registered for the first time (PUT /admin/realms/{realm}/tokens of a realm the
+     * store did not hold, or the OAuth callback) gets a snapshot job in the same transaction
+     */
+    int snapshot_on_connect;
 } qbc_ingress_config_t;
 
 typedef struct st_qbc_ingress_t qbc_ingress_t;

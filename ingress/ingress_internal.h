@@ -59,6 +59,7 @@ struct st_qbc_ingress_t {
     int64_t not_configured_logged_ns;
     char *admin_token, *feed_token;
     char *client_id, *client_secret, *authorize_url, *token_url, *redirect_uri, *revoke_url;
+    int snapshot_on_connect;                    /* a first registration also creates a snapshot job */
     struct st_connect_states_t *connect_states; /* one-use OAuth states (connect.c) */
     /* change feed readers (feed.c) */
     h2o_linklist_t feed_waiters;   /* long-polls and SSE streams */

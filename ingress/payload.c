@@ -150,6 +150,66 @@ int qbc_entity_canonical(const char *name, size_t len, char out[QBC_ENTITY_MAX])
     return 0;
 }
 
+int qbc_entity_known(const char *name, size_t len, char out[QBC_ENTITY_MAX])
+{
+    out[0] = '\0';
+    if (name == NULL || len == 0 || len >= QBC_ENTITY_MAX)
+        return QBC_ENOTFOUND;
+    for (size_t i = 0; i < sizeof(entity_names) / sizeof(entity_names[0]); i++) {
+        if (entity_names[i].len == len && equals_icase(name, len, entity_names[i].name)) {
+            memcpy(out, entity_names[i].name, len + 1);
+            return 0;
+        }
+    }
+    return QBC_ENOTFOUND;
+}
+
+void qbc_entity_known_list(char *out, size_t outsz)
+{
+    size_t n = 0;
+    if (outsz == 0)
+        return;
+    out[0] = '\0';
+    for (size_t i = 0; i < sizeof(entity_names) / sizeof(entity_names[0]) && n < outsz; i++)
+        n += (size_t)snprintf(out + n, outsz - n, "%s%s", i ? ", " : "", entity_names[i].name);
+}
+
+int qbc_entity_list_check(const char *list, char *out, size_t outsz, char *err, size_t errsz)
+{
+    size_t n = 0, len;
+    const char *e;
+    char known[QBC_ENTITY_MAX], all[1024];
+
+    if (outsz == 0)
+        return QBC_EINVAL;
+    out[0] = '\0';
+    for (const char *p = list != NULL ? list : ""; (p = qbc_list_next(p, &e, &len)) != NULL;) {
+        while (len > 0 && (*e == ' ' || *e == '\t'))
+            e++, len--;
+        while (len > 0 && (e[len - 1] == ' ' || e[len - 1] == '\t'))
+            len--;
+        if (len == 0)
+            continue;
+        if (qbc_entity_known(e, len, known) != 0) {
+            qbc_entity_known_list(all, sizeof(all));
+            snprintf(err, errsz, "unknown entity '%.*s' (known: %s)", (int)(len > 64 ? 64 : len), e, all);
+            return QBC_ENOTFOUND;
+        }
+        if (qbc_list_has(out, known))
+            continue; /* named twice: read once */
+        if (qbc_list_add(out, outsz, known) != 0) {
+            snprintf(err, errsz, "too many entities");
+            return QBC_EINVAL;
+        }
+        n++;
+    }
+    if (n == 0) {
+        snprintf(err, errsz, "no entity named");
+        return QBC_EINVAL;
+    }
+    return 0;
+}
+
 qbc_op_t qbc_op_parse(const char *word, size_t len)
 {
     /* classic spells operations "Create"; CloudEvents "created"; void is seen as both "void" and "voided" */

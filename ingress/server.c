@@ -160,6 +160,7 @@ int qbc_ingress_create(const qbc_ingress_config_t *cfg, qbc_store_t *store, qbc_
     ing->metrics.started_ns = qbc_now_ns();
 #define DUP_OR_NULL(x) ((x) != NULL && (x)[0] != '\0' ? qbc_strdup(x) : NULL)
     ing->admin_token = DUP_OR_NULL(cfg->admin_token);
+    ing->snapshot_on_connect = cfg->snapshot_on_connect;
     ing->feed_token = DUP_OR_NULL(cfg->feed_token);
     ing->client_id = DUP_OR_NULL(cfg->client_id);
     ing->client_secret = DUP_OR_NULL(cfg->client_secret);

@@ -310,16 +310,24 @@ void on_job_committed(ingress_job_t *j)
                 respond_json(req, 200, "OK", text);
                 free(text);
             } else if (j->job.result == 0) {
+                json_t *o = json_pack("{s:s,s:s}", "realm", j->a->realm, "status", "active");
                 if (j->a->state_hint[0] != '\0')
-                    snprintf(buf, sizeof(buf), "{\"realm\":\"%s\",\"status\":\"active\",\"state_hint\":\"%s\"}",
-                             j->a->realm, j->a->state_hint);
-                else
-                    snprintf(buf, sizeof(buf), "{\"realm\":\"%s\",\"status\":\"active\"}", j->a->realm);
-                respond_json(req, 200, "OK", buf);
+                    json_object_set_new(o, "state_hint", json_string(j->a->state_hint));
+                if (j->job.backfill_id != 0) { /* the first registration started the realm's snapshot */
+                    snprintf(buf, sizeof(buf), "%llu", (unsigned long long)j->job.backfill_id);
+                    json_object_set_new(o, "snapshot_job", json_string(buf));
+                }
+                char *text = json_dumps(o, JSON_COMPACT);
+                json_decref(o);
+                respond_json(req, 200, "OK", text);
+                free(text);
             } else {
                 respond_error(req, 503, "Service Unavailable", "store_unavailable", "could not store the tokens");
             }
         }
+        if (j->job.result == 0 && j->job.backfill_id != 0)
+            qbc_log(QBC_LOG_INFO, "ingress", "realm %s connected for the first time: snapshot job %llu queued",
+                    j->a->realm, (unsigned long long)j->job.backfill_id);
         if (j->job.result == 0)
             qbc_log(QBC_LOG_INFO, "ingress", j->a->disconnect ? "realm %s disconnected (tokens erased)"
                                                            : "realm %s registered (tokens stored encrypted)",

@@ -22,10 +22,19 @@
  * are deduped). A page holding none of them means more rows went than it kept: the
  * entity is read again from the start (at most BF_MAX_REREADS times a job, then with
  * a warning, accepting the risk).
+ *
+ * An entity QBO refuses for the realm (a 4xx / ValidationFault to its query: a feature
+ * the company's plan lacks, or one qbosim does not simulate) is skipped: recorded in the
+ * job ("skipped") and in the realm's last_error, and the job goes on with the next one.
+ *
+ * A realm's first registration creates a snapshot: a job like any other with reason
+ * "snapshot", whose versions carry source "snapshot"; the store makes those of objects
+ * it never held op "snapshot" (store.h QBC_OP_SNAPSHOT).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "rec_internal.h"
 
 #define NS 1000000000LL
@@ -43,7 +52,8 @@ typedef struct st_rec_backfill_t {
     int stop;     /* cancelled, finished or gone: dropped once idle */
     unsigned failures;
     int64_t retry_ns;
-    uint64_t page_pos; /* the STARTPOSITION of the page in flight */
+    uint64_t page_pos;     /* the STARTPOSITION of the page in flight */
+    char realm_error[256]; /* the realm's last_error the checkpoint in flight sets ("" : none) */
 } rec_backfill_t;
 
 static void bf_free(rec_backfill_t *b)
@@ -133,6 +143,7 @@ static void on_page_committed(qbc_reconciler_t *r, const qbc_store_job_t *job, v
     rec_backfill_t *b = ctx;
     int64_t now = qbc_mono_ns();
     b->inflight = 0;
+    b->realm_error[0] = '\0';
     if (job->result != 0) {
         qbc_log(QBC_LOG_ERROR, REC_MOD, "backfill job %llu: storing a page failed: %s", (unsigned long long)b->st.id,
                 qbc_strerror(job->result));
@@ -166,6 +177,7 @@ static void submit_checkpoint(qbc_reconciler_t *r, rec_backfill_t *b, qbc_versio
     memset(&tmpl, 0, sizeof(tmpl));
     tmpl.kind = QBC_JOB_RECONCILE;
     tmpl.backfill = &b->cp;
+    tmpl.realm_error = b->realm_error[0] ? b->realm_error : NULL;
     b->inflight = 1;
     if (rec_submit_versions(r, b->realm, &tmpl, versions, nv, owned, n_owned, on_page_committed, b) != 0) {
         b->inflight = 0;
@@ -184,6 +196,58 @@ static void bf_fail(qbc_reconciler_t *r, rec_backfill_t *b, const char *err)
     b->cp.finished_ns = qbc_now_ns();
     snprintf(b->cp.error, sizeof(b->cp.error), "%s", err);
     qbc_log(QBC_LOG_WARN, REC_MOD, "backfill job %llu failed: %s", (unsigned long long)b->st.id, err);
+    submit_checkpoint(r, b, NULL, 0, NULL, 0);
+}
+
+int rec_entity_refused(long status, const qbc_fault_t *f)
+{
+    int has = f != NULL && f->present;
+    if (status == 401 || status == 403 || status == 404 || status == 429 || status >= 500)
+        return 0;
+    if (has && (strstr(f->type, "Authentication") != NULL || strstr(f->type, "Authorization") != NULL ||
+                strcasecmp(f->type, "AUTHENTICATION") == 0 || qbc_rec_fault_too_old(f)))
+        return 0;
+    return (status >= 400 && status < 500) || (has && strcmp(f->type, "ValidationFault") == 0);
+}
+
+/*
+ * QBO refused to query this entity for the realm (rec_entity_refused): the job records it
+ * and goes on with the next entity, rather than failing as a whole for a feature the
+ * company does not have. A job that every entity was refused fails: then the fault is
+ * not about one entity.
+ */
+static void bf_skip(qbc_reconciler_t *r, rec_backfill_t *b, const char *entity, const char *err)
+{
+    b->failures = 0;
+    b->cp = b->st;
+    b->cp.status = QBC_BACKFILL_RUNNING;
+    if (b->cp.started_ns == 0)
+        b->cp.started_ns = qbc_now_ns();
+    if (b->cp.n_skipped < QBC_BACKFILL_SKIPPED_MAX) {
+        qbc_backfill_skip_t *k = &b->cp.skipped[b->cp.n_skipped++];
+        snprintf(k->entity, sizeof(k->entity), "%s", entity);
+        snprintf(k->error, sizeof(k->error), "%s", err);
+    }
+    b->cp.entity_index++;
+    b->cp.entities_done++; /* done with it: entities_done reaches entities_total, skipped ones included */
+    b->cp.start_position = 1;
+    b->cp.anchors[0] = '\0';
+    qbc_log(QBC_LOG_WARN, REC_MOD, "backfill job %llu for realm %s: QBO refused %s, skipping it: %s",
+            (unsigned long long)b->st.id, b->realm->name, entity, err);
+    char names[QBC_BACKFILL_ENTITIES_MAX] = "";
+    for (uint32_t i = 0; i < b->cp.n_skipped; i++)
+        qbc_list_add(names, sizeof(names), b->cp.skipped[i].entity);
+    snprintf(b->realm_error, sizeof(b->realm_error), "%s job %llu skipped %u entit%s QBO refused: %s",
+             b->st.reason[0] ? b->st.reason : "backfill", (unsigned long long)b->st.id, b->cp.n_skipped,
+             b->cp.n_skipped == 1 ? "y" : "ies", names);
+    if (b->cp.entity_index >= b->n_ents) {
+        b->cp.finished_ns = qbc_now_ns();
+        b->cp.status = QBC_BACKFILL_DONE;
+        if (b->cp.n_skipped >= b->n_ents) {
+            b->cp.status = QBC_BACKFILL_FAILED;
+            snprintf(b->cp.error, sizeof(b->cp.error), "QBO refused every entity; the last: %s", err);
+        }
+    }
     submit_checkpoint(r, b, NULL, 0, NULL, 0);
 }
 
@@ -260,8 +324,14 @@ static void on_page(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, const re
             now +
             (int64_t)qbc_backoff_ms(b->failures, r->cfg.backoff_base_ms, r->cfg.backoff_max_ms, &r->rng) * 1000000;
         return;
-    case REC_RES_GONE:
     case REC_RES_CLIENT:
+        if (rec_entity_refused(a->status, &fault)) {
+            bf_skip(r, b, entity, err);
+            return;
+        }
+        bf_fail(r, b, err);
+        return;
+    case REC_RES_GONE:
         bf_fail(r, b, err);
         return;
     }
@@ -291,13 +361,16 @@ static void on_page(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, const re
                 (unsigned long long)b->st.id, entity, b->st.rereads);
         first = 0;
     }
+    /* a snapshot's versions say so; the store makes those it never held op "snapshot" */
+    uint8_t source =
+        strcmp(b->st.reason, QBC_BACKFILL_REASON_SNAPSHOT) == 0 ? QBC_SOURCE_SNAPSHOT : QBC_SOURCE_BACKFILL;
     qbc_version_t *versions = qbc_calloc(n ? n : 1, sizeof(*versions));
     char **owned = qbc_calloc(n ? n : 1, sizeof(*owned));
     size_t nv = 0, no = 0;
     for (size_t i = (size_t)first; i < n; i++) {
         if (!qbc_rec_id_ok(items[i].id))
             continue;
-        rec_version_of_item(realm->name, entity, &items[i], QBC_SOURCE_BACKFILL, &versions[nv++]);
+        rec_version_of_item(realm->name, entity, &items[i], source, &versions[nv++]);
         if (items[i].data != NULL) {
             owned[no++] = items[i].data;
             items[i].data = NULL;

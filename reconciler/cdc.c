@@ -19,6 +19,11 @@
  * earliest "time" of the completing answers — so the watermark never passes what was
  * read, and a crash before that commit only repeats the sweep.
  *
+ * An entity QBO refuses for the realm (a 4xx / ValidationFault: "Invalid entity") does not
+ * end the sweep: a refused part of several entities is asked again per entity, a refused
+ * entity is dropped, and the rest commit with the watermark. The realm's later sweeps
+ * leave it out (remembered in memory; a restart tries again), and its last_error says so.
+ *
  * A watermark older than the lookback (30 days) cannot be answered by CDC: the realm
  * gets a backfill job instead (reason "cdc_too_old"), created in one transaction with
  * a fresh watermark, and CDC carries on from there.
@@ -71,6 +76,8 @@ static void sweep_clear(rec_cdc_t *c)
     c->failures = 0;
     c->requests = 0;
     c->audit[0] = '\0';
+    c->sweep_refused[0] = '\0';
+    c->sweep_refused_why[0] = '\0';
 }
 
 void rec_cdc_free(rec_cdc_t *c)
@@ -283,6 +290,17 @@ static void on_sweep_committed(qbc_reconciler_t *r, const qbc_store_job_t *job, 
     if (job->cdc_watermark_ns > c->watermark_ns)
         c->watermark_ns = job->cdc_watermark_ns;
     audit_done(realm, job->n_audited);
+    const char *e;
+    size_t len;
+    char ent[QBC_ENTITY_MAX];
+    for (const char *p = c->sweep_refused; (p = qbc_list_next(p, &e, &len)) != NULL;) {
+        if (len == 0 || len >= sizeof(ent))
+            continue;
+        memcpy(ent, e, len);
+        ent[len] = '\0';
+        if (!qbc_list_has(c->refused, ent))
+            qbc_list_add(c->refused, sizeof(c->refused), ent);
+    }
     pthread_mutex_lock(&r->stats_mu);
     r->stats.cdc_audit_notices += job->n_audited;
     r->stats.cdc_sweeps++;
@@ -301,7 +319,20 @@ static void sweep_commit(qbc_reconciler_t *r, rec_realm_t *realm)
 {
     rec_cdc_t *c = &realm->cdc;
     qbc_store_job_t tmpl;
+    if (c->complete_ns == INT64_MAX) {
+        /* no part answered: every entity was refused, so the fault is not about entities */
+        char why[300];
+        snprintf(why, sizeof(why), "QBO refused every entity; the first: %s", c->sweep_refused_why);
+        sweep_end(r, realm, qbc_mono_ns(), why);
+        return;
+    }
     memset(&tmpl, 0, sizeof(tmpl));
+    if (c->sweep_refused[0] != '\0') {
+        snprintf(c->refused_error, sizeof(c->refused_error),
+                 "CDC skips entities QBO refused for this realm: %.150s (%.90s)", c->sweep_refused,
+                 c->sweep_refused_why);
+        tmpl.realm_error = c->refused_error;
+    }
     tmpl.kind = QBC_JOB_RECONCILE;
     tmpl.set_cdc = 1;
     tmpl.cdc_watermark_ns = c->complete_ns;
@@ -318,6 +349,33 @@ static void sweep_commit(qbc_reconciler_t *r, rec_realm_t *realm)
     c->versions = NULL; /* the job owns them now */
     c->owned = NULL;
     c->nv = c->cap_v = c->n_owned = c->cap_owned = 0;
+}
+
+/*
+ * QBO refused a CDC request (rec_entity_refused). A part of several entities asks again
+ * one entity at a time, to find which; a part of one entity is dropped from this sweep
+ * and, once the sweep commits what the others read, from the realm's later sweeps.
+ */
+static void part_refused(qbc_reconciler_t *r, rec_realm_t *realm, const char *err)
+{
+    rec_cdc_t *c = &realm->cdc;
+    rec_cdc_part_t whole = c->parts[0];
+    part_pop(c);
+    if (whole.n_entities > 1) {
+        qbc_log(QBC_LOG_INFO, REC_MOD, "realm %s: QBO refused CDC of %zu entities (%s); asking per entity", realm->name,
+                whole.n_entities, err);
+        char *save = NULL;
+        for (char *tok = strtok_r(whole.entities, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save))
+            part_push(c, tok, 1, whole.since_ns);
+        return;
+    }
+    qbc_log(QBC_LOG_WARN, REC_MOD, "realm %s: QBO refused CDC of %s; leaving it out of this realm's sweeps: %s",
+            realm->name, whole.entities, err);
+    qbc_list_add(c->sweep_refused, sizeof(c->sweep_refused), whole.entities);
+    if (c->sweep_refused_why[0] == '\0')
+        snprintf(c->sweep_refused_why, sizeof(c->sweep_refused_why), "%s", err);
+    if (c->n_parts == 0)
+        sweep_commit(r, realm);
 }
 
 /*
@@ -349,6 +407,10 @@ static void answer_failed(qbc_reconciler_t *r, rec_realm_t *realm, const rec_api
             int64_t since = c->parts[0].since_ns;
             sweep_end(r, realm, now, NULL);
             start_auto_backfill(r, realm, since, now);
+            return;
+        }
+        if (cls == REC_RES_CLIENT && c->parts[0].until_ns == 0 && rec_entity_refused(a->status, fault)) {
+            part_refused(r, realm, err);
             return;
         }
         sweep_end(r, realm, now, err);
@@ -513,8 +575,11 @@ static void sweep_start(qbc_reconciler_t *r, rec_realm_t *realm, int64_t now)
         return;
     }
     sweep_clear(c);
-    char list[QBC_BACKFILL_ENTITIES_MAX];
-    rec_cdc_entity_list(r, list, sizeof(list));
+    char list[QBC_BACKFILL_ENTITIES_MAX] = "";
+    size_t n = 0;
+    for (size_t i = 0; i < r->n_cdc_entities; i++) /* less those QBO refused for this realm */
+        if (!qbc_list_has(c->refused, r->cdc_entities[i]) && qbc_list_add(list, sizeof(list), r->cdc_entities[i]) == 0)
+            n++;
     if (list[0] == '\0') {
         c->due_ns = now + (int64_t)r->cfg.cdc_interval_s * NS;
         return;
@@ -522,7 +587,7 @@ static void sweep_start(qbc_reconciler_t *r, rec_realm_t *realm, int64_t now)
     c->active = 1;
     c->sweep_wall_ns = wall;
     c->complete_ns = INT64_MAX;
-    part_push(c, list, r->n_cdc_entities, since);
+    part_push(c, list, n, since);
 }
 
 void rec_cdc_realm_seen(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_realm_t *st, int64_t now)

@@ -64,6 +64,7 @@ struct st_rec_job_t {
     char **owned; /* entity JSON texts the versions point into */
     size_t n_owned;
     char *audit; /* the job's audit_entities (owned) */
+    char *realm_error; /* the job's realm_error (owned) */
     qbc_backfill_t checkpoint;
     rec_commit_cb done;
     void *done_ctx;
@@ -141,6 +142,7 @@ static void job_free(rec_job_t *j)
         free(j->owned[i]);
     free(j->owned);
     free(j->audit);
+    free(j->realm_error);
     if (j->tokens != NULL) {
         OPENSSL_cleanse(j->tokens, sizeof(*j->tokens));
         free(j->tokens);
@@ -244,6 +246,10 @@ int rec_submit_versions(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_store
     if (tmpl->audit_entities != NULL) {
         j->audit = qbc_strdup(tmpl->audit_entities);
         j->job.audit_entities = j->audit;
+    }
+    if (tmpl->realm_error != NULL) {
+        j->realm_error = qbc_strdup(tmpl->realm_error);
+        j->job.realm_error = j->realm_error;
     }
     if (tmpl->backfill != NULL) {
         j->checkpoint = *tmpl->backfill;

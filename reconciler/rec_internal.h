@@ -317,6 +317,16 @@ typedef struct st_rec_cdc_t {
     } * audited;
     size_t n_audited;
     char audit[QBC_BACKFILL_ENTITIES_MAX];
+    /*
+     * entities QBO refused (4xx) for this realm: `refused` are left out of its sweeps from
+     * then on (kept in memory: a restart tries them again); `sweep_refused` are those this
+     * sweep found, remembered once its commit holds what the others read. `refused_error`
+     * is the realm's last_error that commit carries.
+     */
+    char refused[QBC_BACKFILL_ENTITIES_MAX];
+    char sweep_refused[QBC_BACKFILL_ENTITIES_MAX];
+    char sweep_refused_why[200]; /**< QBO's fault for the first entity this sweep found refused */
+    char refused_error[320];     /**< (the store keeps the first 255 bytes) */
 } rec_cdc_t;
 
 struct st_rec_realm_t {
@@ -406,7 +416,8 @@ int rec_start_api(qbc_reconciler_t *r, rec_realm_t *realm, const char *url, cons
                   void *ctx);
 /**
  * submits a store job of tmpl->kind (RECONCILE or BACKFILL) with versions[0..nv) (taken over: freed with the
- * owned texts after done runs), tmpl's set_cdc/watermark/backfill fields, realm = realm->name. On failure
+ * owned texts after done runs), tmpl's set_cdc/watermark/backfill/audit_entities/realm_error fields (copied),
+ * realm = realm->name. On failure
  * (-1 / QBC_ECLOSED) nothing was taken over and done will not run.
  */
 int rec_submit_versions(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_store_job_t *tmpl, qbc_version_t *versions,
@@ -426,6 +437,15 @@ int rec_backfill_create(qbc_reconciler_t *r, rec_realm_t *realm, int64_t since_n
                         int64_t new_watermark_ns, rec_commit_cb done, void *ctx);
 
 /* backfill.c */
+/**
+ * 1 if a failed answer (qbc_rec_classify: REC_RES_CLIENT) to the query or CDC request of
+ * one entity means QBO refuses that entity for the realm (qbo-facts §6: a 4xx or a
+ * ValidationFault, e.g. "Invalid entity", "Error parsing query: X is not supported"),
+ * so a job or sweep goes on without it. Not for 401/403 and authentication or
+ * authorization faults (the realm's access, not the entity), nor CDC's "older than
+ * fixed days" (a backfill replaces CDC then).
+ */
+int rec_entity_refused(long status, const qbc_fault_t *fault);
 /**
  * where a backfill page's new rows begin: just after the latest of `anchors` (the
  * last ids of the page before, comma-separated) that the page holds; 0 when anchors

@@ -27,6 +27,8 @@ const char *qbc_op_name(qbc_op_t op)
         return "merge";
     case QBC_OP_VOID:
         return "void";
+    case QBC_OP_SNAPSHOT:
+        return "snapshot";
     case QBC_OP_EMAILED:
         return "emailed";
     default:
@@ -177,6 +179,8 @@ const char *qbc_source_name(qbc_source_t source)
         return "cdc";
     case QBC_SOURCE_BACKFILL:
         return "backfill";
+    case QBC_SOURCE_SNAPSHOT:
+        return "snapshot";
     default:
         return "unknown";
     }
@@ -430,6 +434,13 @@ char *qbc_store__backfill_encode(const qbc_backfill_t *b)
         json_object_set_new(o, "anchors", json_string(b->anchors));
     if (o != NULL && b->rereads != 0)
         json_object_set_new(o, "rereads", json_integer(b->rereads));
+    if (o != NULL && b->n_skipped != 0) {
+        json_t *sk = json_array();
+        for (uint32_t i = 0; i < b->n_skipped && i < QBC_BACKFILL_SKIPPED_MAX; i++)
+            json_array_append_new(sk,
+                                  json_pack("{s:s,s:s}", "entity", b->skipped[i].entity, "error", b->skipped[i].error));
+        json_object_set_new(o, "skipped", sk);
+    }
     char *s = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (s == NULL)
@@ -471,6 +482,18 @@ int qbc_store__backfill_decode(uint64_t id, const void *data, size_t len, qbc_ba
     snprintf(out->error, sizeof(out->error), "%s", err);
     snprintf(out->anchors, sizeof(out->anchors), "%s", anchors);
     out->rereads = (uint32_t)rr;
+    json_t *sk = json_object_get(o, "skipped"), *e;
+    size_t i;
+    json_array_foreach(sk, i, e)
+    {
+        const char *en = json_string_value(json_object_get(e, "entity"));
+        const char *er = json_string_value(json_object_get(e, "error"));
+        if (en == NULL || out->n_skipped >= QBC_BACKFILL_SKIPPED_MAX)
+            continue;
+        qbc_backfill_skip_t *k = &out->skipped[out->n_skipped++];
+        snprintf(k->entity, sizeof(k->entity), "%s", en);
+        snprintf(k->error, sizeof(k->error), "%s", er != NULL ? er : "");
+    }
     json_decref(o);
     return 0;
 }

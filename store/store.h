@@ -50,9 +50,14 @@ typedef enum {
     QBC_OP_MERGE = 4,
     QBC_OP_VOID = 5,
     QBC_OP_EMAILED = 6,
+    /**
+     * the feed's op for an object first seen through a snapshot (a backfill job with reason
+     * "snapshot"): the store held no version of it. Chosen by the store, not the caller.
+     */
+    QBC_OP_SNAPSHOT = 7,
 } qbc_op_t;
 
-/** lowercase wire name used by the feed ("create", "update", ...); "unknown" for anything else. */
+/** lowercase wire name used by the feed ("create", "update", ..., "snapshot"); "unknown" for anything else. */
 const char *qbc_op_name(qbc_op_t op);
 
 #define QBC_REALM_MAX 64     /**< bytes, including NUL */
@@ -86,9 +91,10 @@ typedef enum {
     QBC_SOURCE_WEBHOOK = 1,
     QBC_SOURCE_CDC = 2,
     QBC_SOURCE_BACKFILL = 3,
+    QBC_SOURCE_SNAPSHOT = 4, /**< a backfill job with reason "snapshot" (a realm's first connection) */
 } qbc_source_t;
 
-/** "webhook", "cdc", "backfill" */
+/** "webhook", "cdc", "backfill", "snapshot" */
 const char *qbc_source_name(qbc_source_t source);
 
 #define QBC_SYNC_TOKEN_MAX 24 /**< bytes, including NUL */
@@ -109,7 +115,9 @@ typedef struct st_qbc_version_t {
      */
     char sync_token[QBC_SYNC_TOKEN_MAX];
     int64_t updated_ns;                  /**< MetaData.LastUpdatedTime in ns since epoch; 0 if unknown */
-    qbc_op_t op;                         /**< what the feed reports: CREATE, UPDATE, DELETE, MERGE or VOID */
+    qbc_op_t op;                         /**< what the feed reports: CREATE, UPDATE, DELETE, MERGE or VOID; with
+                                              source SNAPSHOT the store makes a live version of an object it
+                                              never held QBC_OP_SNAPSHOT (decided in the dedupe's transaction) */
     uint8_t source;                      /**< qbc_source_t */
     const char *data;                    /**< the entity's JSON object (compact text); NULL for DELETE */
     size_t data_len;
@@ -169,6 +177,14 @@ const char *qbc_backfill_status_name(qbc_backfill_status_t st);
  * last committed page.
  */
 #define QBC_BACKFILL_ANCHORS 20 /**< ids a backfill checkpoint keeps to find where the next page picks up */
+#define QBC_BACKFILL_SKIPPED_MAX 48 /**< refused entities one job records (more are skipped, not recorded) */
+#define QBC_BACKFILL_REASON_SNAPSHOT "snapshot" /**< the reason of a realm's initial snapshot job */
+
+/** an entity a job skipped because QBO refused to query it for the realm */
+typedef struct st_qbc_backfill_skip_t {
+    char entity[QBC_ENTITY_MAX];
+    char error[160]; /**< QBO's fault, as described by the reconciler */
+} qbc_backfill_skip_t;
 
 typedef struct st_qbc_backfill_t {
     uint64_t id; /**< assigned by the store when created (1, 2, ...; never reused) */
@@ -189,8 +205,10 @@ typedef struct st_qbc_backfill_t {
     uint64_t records_seen;                       /**< objects the query API returned */
     uint64_t versions_new;                       /**< of which were newer than the store's and entered the feed */
     int64_t created_ns, started_ns, finished_ns; /**< wall clock; 0 when not yet */
-    char reason[24];                             /**< "operator", or "cdc_too_old" (started automatically) */
+    char reason[24];                             /**< "operator", "cdc_too_old" or "snapshot" (both automatic) */
     char error[256];                             /**< why it failed ("" otherwise) */
+    uint32_t n_skipped;                          /**< entities QBO refused (4xx) that the job went past */
+    qbc_backfill_skip_t skipped[QBC_BACKFILL_SKIPPED_MAX];
 } qbc_backfill_t;
 
 #define QBC_TOKEN_MAX 4096 /**< bytes, including NUL, for either token */
@@ -294,6 +312,13 @@ struct st_qbc_store_job_t {
     const qbc_realm_t *realm_state; /**< NULL: leave the state as it is (created active if missing) */
     const qbc_tokens_t *tokens;     /**< NULL: leave the tokens as they are */
     int erase_tokens;               /**< 1: delete the realm's tokens */
+    /**
+     * 1: if the store held no state for the realm before this job (its first registration),
+     * also create a backfill job with reason QBC_BACKFILL_REASON_SNAPSHOT for every CDC entity
+     * (entities "", resolved when it starts), in the same transaction; backfill_id and
+     * backfill_out then tell which. A realm already known gets none.
+     */
+    int snapshot_if_new;
     const char *realm;              /**< the realm for QBC_JOB_REALM, QBC_JOB_CDC_REQUEST, and RECONCILE's set_cdc */
     /* QBC_JOB_REDRIVE */
     uint64_t dead_id;
@@ -311,6 +336,11 @@ struct st_qbc_store_job_t {
      * meanwhile: a CDC answer at its cap cuts deleted objects off (qbo-facts §2).
      */
     const char *audit_entities;
+    /*
+     * QBC_JOB_RECONCILE, optional: sets `realm`'s last_error to this text in the same
+     * transaction (a realm without state is left alone); NULL leaves it as it is.
+     */
+    const char *realm_error;
     /*
      * QBC_JOB_RECONCILE, optional: a backfill checkpoint, written with versions_new
      * increased by this job's n_feed, unless the job was cancelled meanwhile
@@ -332,7 +362,8 @@ struct st_qbc_store_job_t {
     uint32_t n_retired;        /**< RECONCILE/DEAD_LETTER: notices removed (others changed meanwhile) */
     uint64_t last_feed_seq;    /**< RECONCILE: the highest feed sequence assigned (0: none) */
     uint32_t n_audited;        /**< RECONCILE with audit_entities: pending notices made */
-    uint64_t backfill_id;      /**< BACKFILL: the job created or cancelled (0: no such job to cancel) */
+    uint64_t backfill_id;      /**< BACKFILL: the job created or cancelled (0: no such job to cancel);
+                                    REALM with snapshot_if_new: the snapshot job created (0: none) */
     int backfill_refused;      /**< RECONCILE with a checkpoint: the job was cancelled or is gone;
                                     BACKFILL cancel: the job had already finished (its state is unchanged) */
     qbc_backfill_t backfill_out; /**< BACKFILL: the job as stored after this job */

@@ -164,12 +164,18 @@ static int apply_version(qbc_store_t *s, MDB_txn *txn, const qbc_version_t *v, t
         return rc;
     if (!qbc_store__version_newer(have ? &stored : NULL, v))
         return 0; /* a duplicate or an older version: the feed already has it, or better */
-    qbc_version_t del;
+    /* what the feed says can depend on what was held; decided here, in the dedupe's transaction */
+    qbc_version_t adj;
     if (v->op == QBC_OP_DELETE && have && v->sync_token[0] == '\0' && stored.sync_token[0] != '\0') {
         /* QBO's delete stub has no SyncToken: the record and tombstone carry the last version held */
-        del = *v;
-        snprintf(del.sync_token, sizeof(del.sync_token), "%s", stored.sync_token);
-        v = &del;
+        adj = *v;
+        snprintf(adj.sync_token, sizeof(adj.sync_token), "%s", stored.sync_token);
+        v = &adj;
+    } else if (!have && v->source == QBC_SOURCE_SNAPSHOT && v->op != QBC_OP_DELETE) {
+        /* first seen through a snapshot */
+        adj = *v;
+        adj.op = QBC_OP_SNAPSHOT;
+        v = &adj;
     }
 
     uint64_t seq = t->feed++;
@@ -259,6 +265,20 @@ static int apply_cdc_mark(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, tx
         st.cdc_watermark_ns = job->cdc_watermark_ns;
     if (job->last_cdc_ns != 0)
         st.last_cdc_ns = job->last_cdc_ns;
+    return realm_write(s, txn, &st, t);
+}
+
+/* sets a realm's last_error (a realm without state is left alone) */
+static int apply_realm_error(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_ctx_t *t)
+{
+    qbc_realm_t st;
+    int rc;
+
+    if (job->realm == NULL || (rc = realm_read(s, txn, job->realm, &st)) == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    snprintf(st.last_error, sizeof(st.last_error), "%s", job->realm_error);
     return realm_write(s, txn, &st, t);
 }
 
@@ -368,9 +388,36 @@ static int apply_reconcile(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, t
         return rc;
     if (job->set_cdc && job->audit_entities != NULL && job->realm != NULL && (rc = apply_audit(s, txn, job, t)) != 0)
         return rc;
+    if (job->realm_error != NULL && (rc = apply_realm_error(s, txn, job, t)) != 0)
+        return rc;
     if (job->backfill != NULL && (rc = apply_checkpoint(s, txn, job, t)) != 0)
         return rc;
     return 0;
+}
+
+/* stores *in as a new job with the next id (jobs are never removed, so ids are never reused) */
+static int job_create(qbc_store_t *s, MDB_txn *txn, const qbc_backfill_t *in, txn_ctx_t *t, qbc_backfill_t *out)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    uint64_t last = 0;
+    int rc;
+
+    if ((rc = mdb_cursor_open(txn, s->dbi_jobs, &cur)) != 0)
+        return rc;
+    if ((rc = mdb_cursor_get(cur, &k, &v, MDB_LAST)) == 0 && k.mv_size == 8)
+        last = get_u64be(k.mv_data);
+    mdb_cursor_close(cur);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
+    *out = *in;
+    out->id = last + 1;
+    out->status = QBC_BACKFILL_QUEUED;
+    if (out->start_position == 0)
+        out->start_position = 1;
+    if (out->created_ns == 0)
+        out->created_ns = qbc_now_ns();
+    return job_put(s, txn, out, t);
 }
 
 /* creates a backfill job (the next id) or cancels one */
@@ -398,27 +445,9 @@ static int apply_backfill(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, tx
     }
     if (job->backfill == NULL)
         return MDB_INCOMPATIBLE;
-    MDB_cursor *cur;
-    MDB_val k, v;
-    uint64_t last = 0;
-    if ((rc = mdb_cursor_open(txn, s->dbi_jobs, &cur)) != 0)
+    if ((rc = job_create(s, txn, job->backfill, t, &job->backfill_out)) != 0)
         return rc;
-    if ((rc = mdb_cursor_get(cur, &k, &v, MDB_LAST)) == 0 && k.mv_size == 8)
-        last = get_u64be(k.mv_data);
-    mdb_cursor_close(cur);
-    if (rc != 0 && rc != MDB_NOTFOUND)
-        return rc;
-    b = *job->backfill;
-    b.id = last + 1; /* jobs are never removed, so ids are never reused */
-    b.status = QBC_BACKFILL_QUEUED;
-    if (b.start_position == 0)
-        b.start_position = 1;
-    if (b.created_ns == 0)
-        b.created_ns = qbc_now_ns();
-    if ((rc = job_put(s, txn, &b, t)) != 0)
-        return rc;
-    job->backfill_id = b.id;
-    job->backfill_out = b;
+    job->backfill_id = job->backfill_out.id;
     if (job->set_cdc && (rc = apply_cdc_mark(s, txn, job, t)) != 0)
         return rc;
     return 0;
@@ -513,7 +542,10 @@ static int apply_realm(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_c
 
     if (k.mv_size == 0 || k.mv_size >= QBC_REALM_MAX)
         return MDB_BAD_VALSIZE;
-    if (job->realm_state != NULL || (job->tokens != NULL && mdb_get(txn, s->dbi_realms, &k, &v) == MDB_NOTFOUND)) {
+    int known = (rc = mdb_get(txn, s->dbi_realms, &k, &v)) == 0;
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
+    if (job->realm_state != NULL || (job->tokens != NULL && !known)) {
         qbc_realm_t fresh;
         const qbc_realm_t *st = job->realm_state;
         if (st == NULL) {
@@ -544,6 +576,16 @@ static int apply_realm(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_c
             return rc;
     }
     t->note.realms_changed++;
+    if (job->snapshot_if_new && !known) {
+        /* the realm's first registration: its snapshot commits with it, or neither does */
+        qbc_backfill_t b;
+        memset(&b, 0, sizeof(b));
+        snprintf(b.realm, sizeof(b.realm), "%s", realm);
+        snprintf(b.reason, sizeof(b.reason), "%s", QBC_BACKFILL_REASON_SNAPSHOT);
+        if ((rc = job_create(s, txn, &b, t, &job->backfill_out)) != 0)
+            return rc;
+        job->backfill_id = job->backfill_out.id;
+    }
     return 0;
 }
 

@@ -51,15 +51,20 @@ st, _, _ = put_tokens(port, "12%2F3", {"refresh_token": "r"})
 ok(st in (400, 404), "a realm id with a slash is refused")
 
 st, _, body = put_tokens(port, "4620816365", {"refresh_token": SECRET_RT, "access_token": SECRET_AT, "expires_in": 3600})
-ok(st == 200 and json.loads(body) == {"realm": "4620816365", "status": "active"}, "tokens registered", body)
+# a realm the store never held: its snapshot starts with the registration (issue 9)
+ans = json.loads(body) if st == 200 else {}
+ok(st == 200 and {k: v for k, v in ans.items() if k != "snapshot_job"} == {"realm": "4620816365", "status": "active"}
+   and str(ans.get("snapshot_job", "")).isdigit(), "tokens registered, a snapshot job started", body)
 ok(SECRET_RT not in body.decode() and SECRET_AT not in body.decode(), "the answer does not echo tokens")
 st, _, body = put_tokens(port, "4620816365", {"refresh_token": SECRET_RT + "2"})
-is_(st, 200, "tokens replaced")
+ok(st == 200 and "snapshot_job" not in json.loads(body), "tokens replaced, no second snapshot", body)
 
 st, _, body = request(port, "GET", "/admin/realms", headers={"Authorization": "Bearer " + ADMIN})
 realms = {r["realm"]: r for r in json.loads(body)["realms"]}
-ok("4620816365" in realms and realms["4620816365"]["status"] == "active" and realms["4620816365"]["has_tokens"],
-   "GET /admin/realms lists the realm as active with tokens")
+# its snapshot cannot run (qbosim does not know the realm): the realm shows snapshotting meanwhile
+ok("4620816365" in realms and realms["4620816365"]["status"] in ("active", "snapshotting") and
+   realms["4620816365"]["has_tokens"] and realms["4620816365"]["snapshot"]["job"] == ans.get("snapshot_job"),
+   "GET /admin/realms lists the realm as active (snapshotting) with tokens and its snapshot", realms.get("4620816365"))
 ok(SECRET_RT not in body.decode(), "and shows no token")
 
 # ---- the connect flow through qbosim's consent screen ----
@@ -126,7 +131,10 @@ is_(st, 404, "DELETE of an unknown realm: 404")
 st, _, body = put_tokens(port, realm, {"refresh_token": "new-" + SECRET_RT})
 st, _, body = request(port, "GET", "/admin/realms", headers=AUTH)
 r = {x["realm"]: x for x in json.loads(body)["realms"]}[realm]
-ok(r["status"] == "active" and r["has_tokens"] and r["last_error"] is None, "new tokens make it active again")
+# dev mode registered the simulator's companies with a snapshot each; this one may still be reading
+ok(r["status"] in ("active", "snapshotting") and r["has_tokens"] and
+   (r["last_error"] is None or "QBO refused" in r["last_error"]),
+   "new tokens make it active again", r)
 
 # ---- the same operations from the command line ----
 import subprocess

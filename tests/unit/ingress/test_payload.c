@@ -1181,6 +1181,32 @@ static void test_entity_canonical(void)
     is_int(qbc_entity_canonical(name, QBC_ENTITY_MAX, out), QBC_EMALFORMED, "48 characters do not");
 }
 
+/* issue 9: names an operator may ask for are checked against the table, in any case */
+static void test_entity_known(void)
+{
+    char out[QBC_ENTITY_MAX], list[1024], err[1200];
+
+    is_int(qbc_entity_known("invoice", 7, out), 0, "invoice is known");
+    is_str(out, "Invoice", "and canonicalized");
+    is_int(qbc_entity_known("JOURNALENTRY", 12, out), 0, "any case");
+    is_str(out, "JournalEntry", "JOURNALENTRY -> JournalEntry");
+    is_int(qbc_entity_known("Widget", 6, out), QBC_ENOTFOUND, "a name not in the table is unknown");
+    is_str(out, "", "out is emptied");
+    is_int(qbc_entity_known("Invoices", 8, out), QBC_ENOTFOUND, "a near miss is unknown");
+    is_int(qbc_entity_known("", 0, out), QBC_ENOTFOUND, "empty");
+    qbc_entity_known_list(list, sizeof(list));
+    ok(strncmp(list, "Account, Attachable, Bill, ", 27) == 0 && strstr(list, ", VendorCredit") != NULL,
+       "the known list names the table in order");
+
+    is_int(qbc_entity_list_check(" invoice ,Bill,invoice", list, sizeof(list), err, sizeof(err)), 0, "a list");
+    is_str(list, "Invoice,Bill", "canonicalized, trimmed, each once");
+    is_int(qbc_entity_list_check("Invoice,Foo", list, sizeof(list), err, sizeof(err)), QBC_ENOTFOUND,
+           "an unknown name in a list");
+    ok(strncmp(err, "unknown entity 'Foo' (known: Account, ", 38) == 0, "the error names it and the known ones");
+    is_int(qbc_entity_list_check(" , ", list, sizeof(list), err, sizeof(err)), QBC_EINVAL, "an empty list");
+    is_int(qbc_entity_list_check("Invoice,Bill", list, 8, err, sizeof(err)), QBC_EINVAL, "out too small");
+}
+
 static void test_op_parse(void)
 {
     static const struct {
@@ -1246,6 +1272,7 @@ int main(void)
     subtest("wrong types at every level", test_wrong_types);
     subtest("random mutations", test_mutations);
     subtest("entity names", test_entity_canonical);
+    subtest("known entity names", test_entity_known);
     subtest("operations", test_op_parse);
     subtest("clear", test_clear);
     return done_testing();

@@ -603,6 +603,124 @@ static void test_merge_and_delete(void)
     qbc_store_close(s);
 }
 
+typedef struct {
+    uint64_t id, n;
+    qbc_backfill_t last;
+} jobs_seen_t;
+
+static int collect_jobs(const qbc_backfill_t *b, void *ctx)
+{
+    jobs_seen_t *js = ctx;
+    js->n++;
+    js->id = b->id;
+    js->last = *b;
+    return 0;
+}
+
+/* issue 9: a realm's first registration brings its snapshot job; snapshot versions' ops */
+static void test_snapshot(void)
+{
+    qbc_store_config_t cfg = {.dir = dir};
+    qbc_store_t *s;
+    static qbc_store_job_t j;
+    static qbc_tokens_t t;
+    qbc_realm_t rs;
+    jobs_seen_t js;
+
+    qbc_store_open(&cfg, &s);
+    memset(&t, 0, sizeof(t));
+    strcpy(t.refresh_token, "RT-1");
+    memset(&js, 0, sizeof(js));
+    qbc_store_backfill_scan(s, collect_jobs, &js);
+    uint64_t jobs_before = js.n;
+
+    memset(&j, 0, sizeof(j));
+    j.kind = QBC_JOB_REALM;
+    j.realm = "7001";
+    j.tokens = &t;
+    j.snapshot_if_new = 1;
+    is_int(run(s, &j), 0, "a new realm registered with snapshot_if_new");
+    ok(j.backfill_id != 0, "a snapshot job came with it");
+    is_str(j.backfill_out.reason, "snapshot", "reason snapshot");
+    is_str(j.backfill_out.entities, "", "every CDC entity (resolved when it starts)");
+    is_int(j.backfill_out.status, QBC_BACKFILL_QUEUED, "queued");
+    memset(&js, 0, sizeof(js));
+    qbc_store_backfill_scan(s, collect_jobs, &js);
+    is_int(js.n, jobs_before + 1, "stored in the jobs database");
+    is_int(js.id, j.backfill_id, "under its id");
+
+    memset(&j, 0, sizeof(j));
+    j.kind = QBC_JOB_REALM;
+    j.realm = "7001";
+    j.tokens = &t;
+    j.snapshot_if_new = 1;
+    is_int(run(s, &j), 0, "the same realm registered again");
+    is_int(j.backfill_id, 0, "no second snapshot for a known realm");
+    memset(&js, 0, sizeof(js));
+    qbc_store_backfill_scan(s, collect_jobs, &js);
+    is_int(js.n, jobs_before + 1, "still one job");
+
+    memset(&j, 0, sizeof(j));
+    j.kind = QBC_JOB_REALM;
+    j.realm = "7002";
+    j.tokens = &t;
+    is_int(run(s, &j), 0, "a new realm without snapshot_if_new");
+    is_int(j.backfill_id, 0, "no snapshot");
+
+    /* ops: first seen through a snapshot -> snapshot; held and newer -> update/create; deletes stay */
+    qbc_version_t held = ver("7001", "Invoice", "1", "1", 100, QBC_OP_UPDATE, "{\"Id\":\"1\"}");
+    offer(s, &held, 1, NULL, 0, &j);
+    qbc_version_t v[4] = {
+        ver("7001", "Invoice", "1", "2", 200, QBC_OP_UPDATE, "{\"Id\":\"1\"}"),
+        ver("7001", "Invoice", "2", "0", 200, QBC_OP_CREATE, "{\"Id\":\"2\"}"),
+        ver("7001", "Invoice", "3", "5", 200, QBC_OP_UPDATE, "{\"Id\":\"3\"}"),
+        ver("7001", "Invoice", "4", "", 200, QBC_OP_DELETE, NULL),
+    };
+    for (int i = 0; i < 4; i++)
+        v[i].source = QBC_SOURCE_SNAPSHOT;
+    uint64_t last = qbc_store_feed_last(s);
+    is_int(offer(s, v, 4, NULL, 0, &j), 0, "snapshot versions offered");
+    is_int(j.n_feed, 4, "all four are new");
+    feed_seen_t f;
+    memset(&f, 0, sizeof(f));
+    qbc_store_feed_scan(s, last, 10, NULL, NULL, feed_cb, &f, NULL);
+    is_int(f.n, 4, "four feed records");
+    ok(strstr(f.json[0], "\"op\":\"update\"") && strstr(f.json[0], "\"source\":\"snapshot\""),
+       "held and newer: update, source snapshot");
+    ok(strstr(f.json[1], "\"op\":\"snapshot\""), "never held (SyncToken 0): snapshot");
+    ok(strstr(f.json[2], "\"op\":\"snapshot\""), "never held: snapshot");
+    ok(strstr(f.json[3], "\"op\":\"delete\""), "a delete stays a delete");
+    qbc_entity_rec_t er;
+    is_int(qbc_store_entity_get(s, "7001", "Invoice", "3", &er), 0, "the entity is stored");
+    is_int(er.op, QBC_OP_SNAPSHOT, "with op snapshot");
+    is_int(er.source, QBC_SOURCE_SNAPSHOT, "and source snapshot");
+    qbc_entity_rec_clear(&er);
+
+    /* a checkpoint with skipped entities and the realm's last_error, in one transaction */
+    qbc_backfill_t cp = js.last;
+    cp.status = QBC_BACKFILL_RUNNING;
+    cp.n_skipped = 2;
+    strcpy(cp.skipped[0].entity, "Estimate");
+    strcpy(cp.skipped[0].error, "HTTP 400 fault 4000 (ValidationFault): Error parsing query");
+    strcpy(cp.skipped[1].entity, "Class");
+    strcpy(cp.skipped[1].error, "refused");
+    memset(&j, 0, sizeof(j));
+    j.kind = QBC_JOB_RECONCILE;
+    j.realm = "7001";
+    j.backfill = &cp;
+    j.realm_error = "snapshot job skipped 2 entities QBO refused: Estimate,Class";
+    is_int(run(s, &j), 0, "a checkpoint with skipped entities");
+    static qbc_backfill_t back;
+    is_int(qbc_store_backfill_get(s, cp.id, &back), 0, "read the job back");
+    is_int(back.n_skipped, 2, "two skipped entities persisted");
+    is_str(back.skipped[0].entity, "Estimate", "the first");
+    is_str(back.skipped[0].error, "HTTP 400 fault 4000 (ValidationFault): Error parsing query", "with its error");
+    is_str(back.skipped[1].entity, "Class", "the second");
+    qbc_store_realm_get(s, "7001", &rs);
+    is_str(rs.last_error, "snapshot job skipped 2 entities QBO refused: Estimate,Class", "the realm's last_error");
+    qbc_store_close(s);
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/qbcdc-reconcile-test-XXXXXX";
@@ -614,6 +732,7 @@ int main(void)
     subtest("CDC watermark and backfill jobs", test_cdc_and_jobs);
     subtest("audits after a capped CDC answer", test_audit);
     subtest("merge links and delete versions", test_merge_and_delete);
+    subtest("snapshots: first registration, ops, skipped entities", test_snapshot);
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)
