@@ -95,6 +95,16 @@ static int read_feed(qbc_ingress_t *ing, feed_waiter_t *w, size_t limit, collect
     return rc;
 }
 
+/* {"error":code,"message":...,<key>:n,"feed_id":"..."}: the answers that send a reader to resync */
+static char *resync_json(qbc_ingress_t *ing, const char *code, const char *msg, const char *key, uint64_t n)
+{
+    json_t *o = json_pack("{s:s,s:s,s:I,s:s}", "error", code, "message", msg, key, (json_int_t)n, "feed_id",
+                          qbc_store_feed_id(ing->store));
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
 /*
  * the object a reader behind the retention gets:
  * {"error":"gone","message":...,"pruned_through":N,"feed_id":"..."}
@@ -107,11 +117,7 @@ static char *gone_json(qbc_ingress_t *ing, uint64_t after)
              "changes after %llu up to %llu were removed by the feed retention; resync: list the latest versions "
              "with GET /v1/realms/{realm}/entities/{Entity}?after_id=&limit=, then read on with after=%llu",
              (unsigned long long)after, (unsigned long long)through, (unsigned long long)through);
-    json_t *o = json_pack("{s:s,s:s,s:I,s:s}", "error", "gone", "message", msg, "pruned_through", (json_int_t)through,
-                          "feed_id", qbc_store_feed_id(ing->store));
-    char *s = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    return s;
+    return resync_json(ing, "gone", msg, "pruned_through", through);
 }
 
 /*
@@ -128,10 +134,7 @@ static void answer_beyond_head(qbc_ingress_t *ing, h2o_req_t *req, uint64_t afte
              "directory was probably replaced); resync: list the latest versions with "
              "GET /v1/realms/{realm}/entities/{Entity}?after_id=&limit=, then read on with after=%llu",
              (unsigned long long)after, (unsigned long long)head, (unsigned long long)head);
-    json_t *o = json_pack("{s:s,s:s,s:I,s:s}", "error", "after_beyond_head", "message", msg, "head", (json_int_t)head,
-                          "feed_id", qbc_store_feed_id(ing->store));
-    char *text = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
+    char *text = resync_json(ing, "after_beyond_head", msg, "head", head);
     respond_json(req, 409, "Conflict", text);
     free(text);
 }

@@ -177,7 +177,7 @@ const char *qbc_backfill_status_name(qbc_backfill_status_t st);
  * last committed page.
  */
 #define QBC_BACKFILL_ANCHORS 20 /**< ids a backfill checkpoint keeps to find where the next page picks up */
-#define QBC_BACKFILL_SKIPPED_MAX 48 /**< refused entities one job records (more are skipped, not recorded) */
+#define QBC_BACKFILL_SKIPPED_MAX 24 /**< refused entities one job records (more are skipped, not recorded) */
 #define QBC_BACKFILL_REASON_SNAPSHOT "snapshot" /**< the reason of a realm's initial snapshot job */
 
 /** an entity a job skipped because QBO refused to query it for the realm */

@@ -251,16 +251,24 @@ static int realm_write(qbc_store_t *s, MDB_txn *txn, const qbc_realm_t *st, txn_
     return rc;
 }
 
+/* reads the state of the realm a job updates: 0, 1 when it has none (the job leaves it alone), or an LMDB error */
+static int realm_for_update(qbc_store_t *s, MDB_txn *txn, const qbc_store_job_t *job, qbc_realm_t *st)
+{
+    int rc;
+
+    if (job->realm == NULL || (rc = realm_read(s, txn, job->realm, st)) == MDB_NOTFOUND)
+        return 1;
+    return rc;
+}
+
 /* moves a realm's CDC watermark forward (never back); a realm without state is left alone */
 static int apply_cdc_mark(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_ctx_t *t)
 {
     qbc_realm_t st;
     int rc;
 
-    if (job->realm == NULL || (rc = realm_read(s, txn, job->realm, &st)) == MDB_NOTFOUND)
-        return 0;
-    if (rc != 0)
-        return rc;
+    if ((rc = realm_for_update(s, txn, job, &st)) != 0)
+        return rc == 1 ? 0 : rc;
     if (job->cdc_watermark_ns > st.cdc_watermark_ns)
         st.cdc_watermark_ns = job->cdc_watermark_ns;
     if (job->last_cdc_ns != 0)
@@ -274,10 +282,8 @@ static int apply_realm_error(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job,
     qbc_realm_t st;
     int rc;
 
-    if (job->realm == NULL || (rc = realm_read(s, txn, job->realm, &st)) == MDB_NOTFOUND)
-        return 0;
-    if (rc != 0)
-        return rc;
+    if ((rc = realm_for_update(s, txn, job, &st)) != 0)
+        return rc == 1 ? 0 : rc;
     snprintf(st.last_error, sizeof(st.last_error), "%s", job->realm_error);
     return realm_write(s, txn, &st, t);
 }

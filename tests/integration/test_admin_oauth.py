@@ -61,10 +61,11 @@ ok(st == 200 and "snapshot_job" not in json.loads(body), "tokens replaced, no se
 
 st, _, body = request(port, "GET", "/admin/realms", headers={"Authorization": "Bearer " + ADMIN})
 realms = {r["realm"]: r for r in json.loads(body)["realms"]}
-# its snapshot cannot run (qbosim does not know the realm): the realm shows snapshotting meanwhile
-ok("4620816365" in realms and realms["4620816365"]["status"] in ("active", "snapshotting") and
+# its snapshot cannot run: qbosim does not know the realm, so the refresh its first call needs is
+# refused (invalid_grant) and the realm becomes disconnected, at a moment this read may precede
+ok("4620816365" in realms and realms["4620816365"]["status"] in ("active", "snapshotting", "disconnected") and
    realms["4620816365"]["has_tokens"] and realms["4620816365"]["snapshot"]["job"] == ans.get("snapshot_job"),
-   "GET /admin/realms lists the realm as active (snapshotting) with tokens and its snapshot", realms.get("4620816365"))
+   "GET /admin/realms lists the realm with tokens and its snapshot", realms.get("4620816365"))
 ok(SECRET_RT not in body.decode(), "and shows no token")
 
 # ---- the connect flow through qbosim's consent screen ----

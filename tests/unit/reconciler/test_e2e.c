@@ -64,7 +64,8 @@ struct feed_ctx {
 static int on_feed(const qbc_feed_rec_t *rec, void *arg)
 {
     struct feed_ctx *c = arg;
-    json_t *j = json_loadb(rec->json, rec->json_len, 0, NULL);
+    /* as reals: qbosim's entities carry 12345678901234567890, past jansson's integers */
+    json_t *j = json_loadb(rec->json, rec->json_len, JSON_DECODE_INT_AS_REAL, NULL);
     const char *op = json_string_value(json_object_get(j, "op"));
     char k[240];
     snprintf(k, sizeof(k), "%s/%s/%s/%s", json_string_value(json_object_get(j, "realm")),
