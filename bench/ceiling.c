@@ -205,7 +205,8 @@ static int on_webhook(h2o_handler_t *self, h2o_req_t *req)
         sig_len = req->headers.entries[i].value.len;
     }
     /* a POST without a body has entity.base == NULL; verify it as empty */
-    if (qbc_verifier_check(verifier, sig, sig_len, req->entity.base != NULL ? req->entity.base : "", req->entity.len) != 0)
+    if (qbc_verifier_check(verifier, sig, sig_len, req->entity.base != NULL ? req->entity.base : "", req->entity.len) !=
+        0)
         return respond(req, 401, "Unauthorized", unauthorized, sizeof(unauthorized) - 1);
     if (ring_fd < 0)
         return respond(req, 200, "OK", ok, sizeof(ok) - 1);

@@ -80,9 +80,9 @@ struct st_options_t {
     int conns;
     double duration_s;
     double warmup_s;
-    double rate;          /**< requests per second over all connections; 0 = closed loop */
+    double rate; /**< requests per second over all connections; 0 = closed loop */
     int unique;
-    int entities;         /**< entities per webhook body */
+    int entities; /**< entities per webhook body */
     const char *token;
     const char *realm;
     const char *path;
@@ -109,8 +109,8 @@ enum { CONN_DOWN, CONN_CONNECTING, CONN_IDLE, CONN_SENDING, CONN_WAITING };
 struct st_conn_t {
     int fd;
     int state;
-    int64_t retry_at;  /**< CONN_DOWN: when to reconnect */
-    const char *req;   /**< request bytes being sent (own buffer, or the shared one) */
+    int64_t retry_at; /**< CONN_DOWN: when to reconnect */
+    const char *req;  /**< request bytes being sent (own buffer, or the shared one) */
     size_t req_len;
     size_t req_off;
     char *own_req;     /**< this connection's request buffer (--unique) */
@@ -140,9 +140,9 @@ enum { PHASE_WARMUP, PHASE_MEASURE, PHASE_DRAIN };
 static int phase;
 static int64_t t_start, t_measure, t_end, t_hard_end;
 static int64_t t_last_answer; /**< when the last answer to a measured request arrived */
-static uint64_t next_id;       /**< the next entity id when --unique */
-static uint64_t sched_next;    /**< open loop: index of the next request to schedule */
-static uint64_t sched_sent;    /**< open loop: index of the next scheduled request to send */
+static uint64_t next_id;      /**< the next entity id when --unique */
+static uint64_t sched_next;   /**< open loop: index of the next request to schedule */
+static uint64_t sched_sent;   /**< open loop: index of the next scheduled request to send */
 
 /* the request used by every connection when --unique is off */
 static char *shared_req;
@@ -792,7 +792,8 @@ static void report(void)
     printf(", %.1f req/s; latency us p50 %.0f p90 %.0f p99 %.0f p99.9 %.0f max %.0f", rps, pct_us(&lat, 50),
            pct_us(&lat, 90), pct_us(&lat, 99), pct_us(&lat, 99.9), pct_us(&lat, 100));
     if (opts.rate > 0)
-        printf(" (from actual send: p50 %.0f p99 %.0f max %.0f)", pct_us(&svc, 50), pct_us(&svc, 99), pct_us(&svc, 100));
+        printf(" (from actual send: p50 %.0f p99 %.0f max %.0f)", pct_us(&svc, 50), pct_us(&svc, 99),
+               pct_us(&svc, 100));
     printf("\n");
     printf("RESULT label=%s mode=%s conns=%d rate=%.0f duration_s=%.3f unique=%d sent=%" PRIu64 " ok=%" PRIu64
            " non200=%" PRIu64 " first_non200=%d errors=%" PRIu64 " timeouts=%" PRIu64 " unsent=%" PRIu64
@@ -808,20 +809,19 @@ static void report(void)
 
 static void usage(FILE *fp)
 {
-    fprintf(fp,
-            "usage: loadgen --target 127.0.0.1:PORT --token VERIFIER_TOKEN [options]\n"
-            "  -c, --connections N   keep-alive connections, one request in flight each (16)\n"
-            "  -d, --duration S      measured seconds (10)\n"
-            "  -w, --warmup S        unrecorded seconds before measuring (2)\n"
-            "  -r, --rate R          open loop: R requests/s in total, latency from the scheduled\n"
-            "                        send time; 0 = closed loop, as fast as answers come (0)\n"
-            "  -u, --unique          a distinct body (entity id) and signature per request\n"
-            "  -e, --entities N      entities per webhook body (1)\n"
-            "  -t, --timeout-ms MS   per-request timeout (2000)\n"
-            "      --realm ID        realmId in the bodies (9130350712341234)\n"
-            "      --path P          request path (/webhooks/intuit)\n"
-            "      --id-base N       first entity id (default: derived from the clock, so runs differ)\n"
-            "      --label NAME      tag echoed in the output\n");
+    fprintf(fp, "usage: loadgen --target 127.0.0.1:PORT --token VERIFIER_TOKEN [options]\n"
+                "  -c, --connections N   keep-alive connections, one request in flight each (16)\n"
+                "  -d, --duration S      measured seconds (10)\n"
+                "  -w, --warmup S        unrecorded seconds before measuring (2)\n"
+                "  -r, --rate R          open loop: R requests/s in total, latency from the scheduled\n"
+                "                        send time; 0 = closed loop, as fast as answers come (0)\n"
+                "  -u, --unique          a distinct body (entity id) and signature per request\n"
+                "  -e, --entities N      entities per webhook body (1)\n"
+                "  -t, --timeout-ms MS   per-request timeout (2000)\n"
+                "      --realm ID        realmId in the bodies (9130350712341234)\n"
+                "      --path P          request path (/webhooks/intuit)\n"
+                "      --id-base N       first entity id (default: derived from the clock, so runs differ)\n"
+                "      --label NAME      tag echoed in the output\n");
 }
 
 /* Parses a decimal number with bounds; exits with usage on anything else. */
@@ -843,8 +843,8 @@ static void parse_target(const char *s)
 {
     const char *colon = strrchr(s, ':');
 
-    if (colon == NULL || !((colon - s == 9 && strncmp(s, "127.0.0.1", 9) == 0) ||
-                           (colon - s == 9 && strncmp(s, "localhost", 9) == 0))) {
+    if (colon == NULL ||
+        !((colon - s == 9 && strncmp(s, "127.0.0.1", 9) == 0) || (colon - s == 9 && strncmp(s, "localhost", 9) == 0))) {
         fprintf(stderr, "loadgen: --target must be 127.0.0.1:PORT (loopback only): %s\n", s);
         exit(2);
     }
@@ -859,7 +859,8 @@ static void parse_target(const char *s)
 static void init_hmac(void)
 {
     EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    OSSL_PARAM params[2] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0), OSSL_PARAM_construct_end()};
+    OSSL_PARAM params[2] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
+                            OSSL_PARAM_construct_end()};
     static const char probe[] = "{\"eventNotifications\":[]}";
     unsigned char ref[32];
     unsigned int ref_len = 0;
@@ -872,7 +873,8 @@ static void init_hmac(void)
     }
     EVP_MAC_free(mac);
     /* the re-init shortcut in sign() must give what the one-shot API gives */
-    HMAC(EVP_sha256(), opts.token, (int)strlen(opts.token), (const unsigned char *)probe, sizeof(probe) - 1, ref, &ref_len);
+    HMAC(EVP_sha256(), opts.token, (int)strlen(opts.token), (const unsigned char *)probe, sizeof(probe) - 1, ref,
+         &ref_len);
     EVP_EncodeBlock((unsigned char *)ref_b64, ref, 32);
     sign(probe, sizeof(probe) - 1, sig);
     sign(probe, sizeof(probe) - 1, sig);

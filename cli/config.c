@@ -18,7 +18,10 @@ typedef struct {
     const char *help;
 } option_t;
 
-#define OPT(flag, field, def, help) {flag, offsetof(qbc_config_t, field), def, help}
+#define OPT(flag, field, def, help)                                                                                    \
+    {                                                                                                                  \
+        flag, offsetof(qbc_config_t, field), def, help                                                                 \
+    }
 
 static const option_t options[] = {
     OPT("listen", listen, "127.0.0.1:8080", "HTTP listen address (ingress, feed, admin, metrics)"),
@@ -67,13 +70,14 @@ static const option_t options[] = {
     OPT("max-inflight", max_inflight, "10", "QBO API requests in flight per realm"),
     OPT("ids-per-query", ids_per_query, "200", "most entity ids in one Id IN (...) query"),
     OPT("max-attempts", max_attempts, "8", "failed fetches of a change before it becomes a dead letter"),
-    OPT("coalesce-ms", coalesce_ms, "500", "a realm fetched less than this ago gathers new changes before the next fetch"),
+    OPT("coalesce-ms", coalesce_ms, "500",
+        "a realm fetched less than this ago gathers new changes before the next fetch"),
     OPT("request-timeout-ms", request_timeout_ms, "30000", "timeout of one QBO API request"),
-    OPT("backoff-base-ms", backoff_base_ms, "1000", "first retry delay after a 5xx, timeout or reset (doubles, jittered)"),
+    OPT("backoff-base-ms", backoff_base_ms, "1000",
+        "first retry delay after a 5xx, timeout or reset (doubles, jittered)"),
     OPT("backoff-max-ms", backoff_max_ms, "60000", "longest retry delay"),
     OPT("throttle-pause-ms", throttle_pause_ms, "60000", "how long a realm pauses after a 429 without Retry-After"),
-    OPT("sim", sim, "auto",
-        "auto: with no QBCDC_CLIENT_ID, start the bundled qbosim and use it as Intuit; off: never"),
+    OPT("sim", sim, "auto", "auto: with no QBCDC_CLIENT_ID, start the bundled qbosim and use it as Intuit; off: never"),
     OPT("sim-listen", sim_listen, "127.0.0.1:9090", "where the bundled qbosim listens (with --sim auto)"),
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))

@@ -38,7 +38,7 @@ typedef struct st_qbc_config_t {
     long n_inbox_retention_s, n_feed_retention_s, n_prune_interval_ms;
     int n_snapshot_on_connect;
     char cdc_entities_canon[1024]; /* cdc_entities checked and canonicalized; cdc_entities points here */
-    char **tokens; /* split webhook_verifier_tokens */
+    char **tokens;                 /* split webhook_verifier_tokens */
     size_t n_tokens;
 } qbc_config_t;
 

@@ -42,7 +42,8 @@ static void webhook_url(const char *listen, char *out, size_t sz)
 {
     const char *colon = strrchr(listen, ':');
     size_t hlen = (size_t)(colon - listen);
-    if (hlen == 0 || (hlen == 7 && strncmp(listen, "0.0.0.0", 7) == 0) || (hlen == 4 && strncmp(listen, "[::]", 4) == 0))
+    if (hlen == 0 || (hlen == 7 && strncmp(listen, "0.0.0.0", 7) == 0) ||
+        (hlen == 4 && strncmp(listen, "[::]", 4) == 0))
         snprintf(out, sz, "http://127.0.0.1%s/webhooks/intuit", colon);
     else
         snprintf(out, sz, "http://%s/webhooks/intuit", listen);
@@ -102,14 +103,22 @@ int qbc_devsim_start(qbc_config_t *cfg, qbc_devsim_t *sim)
     cfg->oauth_revoke_url = sim->revoke_url;
 
     char *argv[] = {path,
-                    "--listen", (char *)cfg->sim_listen,
-                    "--realms", "3",
-                    "--seed", "1",
-                    "--webhook-url", url,
-                    "--verifier-token", sim->token,
-                    "--client-id", (char *)cfg->client_id,
-                    "--client-secret", (char *)cfg->client_secret,
-                    "--mutate-rate", "0.5",
+                    "--listen",
+                    (char *)cfg->sim_listen,
+                    "--realms",
+                    "3",
+                    "--seed",
+                    "1",
+                    "--webhook-url",
+                    url,
+                    "--verifier-token",
+                    sim->token,
+                    "--client-id",
+                    (char *)cfg->client_id,
+                    "--client-secret",
+                    (char *)cfg->client_secret,
+                    "--mutate-rate",
+                    "0.5",
                     NULL};
     pid_t parent = getpid();
     pid_t pid = fork();

@@ -11,9 +11,9 @@
 #include "store.h"
 
 typedef struct st_qbc_devsim_t {
-    pid_t pid;          /**< 0 when no simulator was started */
-    char token[65];     /**< verifier token shared with the simulator */
-    char *tokens[2];    /**< replaces cfg->tokens when we generated the token */
+    pid_t pid;       /**< 0 when no simulator was started */
+    char token[65];  /**< verifier token shared with the simulator */
+    char *tokens[2]; /**< replaces cfg->tokens when we generated the token */
     char api_base[128], token_url[160], authorize_url[160], redirect_uri[320], revoke_url[160];
 } qbc_devsim_t;
 

@@ -78,21 +78,21 @@ static char *metrics(void *ctx)
     counter(&t, "qbcdc_backfill_versions_new_total", "Versions backfills found that were new to the feed.",
             st->backfill_versions_new);
     qbc_buf_printf(&t, "# HELP qbcdc_reconcile_seconds From a change's first sighting to the commit of its version.\n"
-            "# TYPE qbcdc_reconcile_seconds histogram\n");
+                       "# TYPE qbcdc_reconcile_seconds histogram\n");
     uint64_t cum = 0;
     for (int i = 0; i < 11; i++) {
         cum += st->fetch_latency_hist[i];
-        qbc_buf_printf(&t, "qbcdc_reconcile_seconds_bucket{le=\"%g\"} %llu\n", qbc_reconciler_latency_bounds_ms[i] / 1000.0,
-            (unsigned long long)cum);
+        qbc_buf_printf(&t, "qbcdc_reconcile_seconds_bucket{le=\"%g\"} %llu\n",
+                       qbc_reconciler_latency_bounds_ms[i] / 1000.0, (unsigned long long)cum);
     }
     cum += st->fetch_latency_hist[11];
     qbc_buf_printf(&t, "qbcdc_reconcile_seconds_bucket{le=\"+Inf\"} %llu\nqbcdc_reconcile_seconds_count %llu\n",
-        (unsigned long long)cum, (unsigned long long)cum);
+                   (unsigned long long)cum, (unsigned long long)cum);
     qbc_buf_printf(&t, "# HELP qbcdc_realm_api_calls_last_minute QBO API calls per realm in the last minute.\n"
-            "# TYPE qbcdc_realm_api_calls_last_minute gauge\n");
+                       "# TYPE qbcdc_realm_api_calls_last_minute gauge\n");
     for (size_t k = 0; k < st->n_realms; k++)
         qbc_buf_printf(&t, "qbcdc_realm_api_calls_last_minute{realm=\"%s\"} %u\n", st->realms[k].realm,
-            st->realms[k].calls_last_minute);
+                       st->realms[k].calls_last_minute);
     free(st);
     return t.data;
 }

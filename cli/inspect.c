@@ -76,7 +76,8 @@ static int pending_cb(const qbc_pending_t *p, void *ctxp)
     json_object_set_new(o, "count", json_integer(p->count));
     json_object_set_new(o, "first_seq", json_integer((json_int_t)p->first_seq));
     json_object_set_new(o, "last_seq", json_integer((json_int_t)p->last_seq));
-    json_object_set_new(o, "last_updated", p->updated_ns ? json_string(qbc_time_format(p->updated_ns, ts)) : json_null());
+    json_object_set_new(o, "last_updated",
+                        p->updated_ns ? json_string(qbc_time_format(p->updated_ns, ts)) : json_null());
     print_json(o);
     return ++ctx->printed >= ctx->limit;
 }
@@ -88,7 +89,8 @@ static int entity_cb(const char *realm, const char *entity, const char *id, cons
     json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:b,s:s,s:I}", "realm", realm, "entity", entity, "id", id, "version",
                           e->sync_token, "deleted", e->deleted, "source", qbc_source_name((qbc_source_t)e->source),
                           "feed_seq", (json_int_t)e->feed_seq);
-    json_object_set_new(o, "last_updated", e->updated_ns ? json_string(qbc_time_format(e->updated_ns, ts)) : json_null());
+    json_object_set_new(o, "last_updated",
+                        e->updated_ns ? json_string(qbc_time_format(e->updated_ns, ts)) : json_null());
     print_json(o);
     return ++ctx->printed >= ctx->limit;
 }

@@ -22,30 +22,31 @@ static qbc_ingress_t *running;
 
 static void usage(FILE *f)
 {
-    fprintf(f, "qbcdc %s — change capture for QuickBooks Online\n"
-               "\n"
-               "Usage:\n"
-               "  qbcdc serve [flags]        run the service (webhook ingress) until SIGTERM/SIGINT\n"
-               "  qbcdc inbox [flags]        list stored webhook bodies (JSON lines)\n"
-               "  qbcdc pending [flags]      list pending change notices (JSON lines)\n"
-               "  qbcdc entities [flags]     list the latest stored version of every entity (JSON lines)\n"
-               "  qbcdc feed [flags]         print the change feed (JSON lines)\n"
-               "  qbcdc dead [flags]         list dead letters (JSON lines)\n"
-               "  qbcdc stats [flags]        print store counters (one JSON object)\n"
-               "  qbcdc cdc REALM            ask the running service for a CDC sweep now (admin API)\n"
-               "  qbcdc backfill REALM       start a backfill job (admin API; --entities, --since)\n"
-               "  qbcdc jobs [ID]            list backfill jobs or show one (admin API)\n"
-               "  qbcdc cancel ID            cancel a backfill job (admin API)\n"
-               "  qbcdc realms               realms with status, pending work and API use (admin API)\n"
-               "  qbcdc register REALM       register a refresh token read from stdin (admin API)\n"
-               "  qbcdc disconnect REALM     revoke at Intuit and erase the tokens (admin API)\n"
-               "  qbcdc dead-letters         list dead letters (admin API)\n"
-               "  qbcdc retry ID             put a dead letter back into pending work (admin API)\n"
-               "  qbcdc --help | --version\n"
-               "\n"
-               "Run `qbcdc <command> --help` for a command's flags. Every flag can also be set by\n"
-               "its environment variable (QBCDC_DATA_DIR for --data-dir, ...); flags win.\n"
-               "Prefer the environment for secrets: flags are visible to other local users in ps.\n",
+    fprintf(f,
+            "qbcdc %s — change capture for QuickBooks Online\n"
+            "\n"
+            "Usage:\n"
+            "  qbcdc serve [flags]        run the service (webhook ingress) until SIGTERM/SIGINT\n"
+            "  qbcdc inbox [flags]        list stored webhook bodies (JSON lines)\n"
+            "  qbcdc pending [flags]      list pending change notices (JSON lines)\n"
+            "  qbcdc entities [flags]     list the latest stored version of every entity (JSON lines)\n"
+            "  qbcdc feed [flags]         print the change feed (JSON lines)\n"
+            "  qbcdc dead [flags]         list dead letters (JSON lines)\n"
+            "  qbcdc stats [flags]        print store counters (one JSON object)\n"
+            "  qbcdc cdc REALM            ask the running service for a CDC sweep now (admin API)\n"
+            "  qbcdc backfill REALM       start a backfill job (admin API; --entities, --since)\n"
+            "  qbcdc jobs [ID]            list backfill jobs or show one (admin API)\n"
+            "  qbcdc cancel ID            cancel a backfill job (admin API)\n"
+            "  qbcdc realms               realms with status, pending work and API use (admin API)\n"
+            "  qbcdc register REALM       register a refresh token read from stdin (admin API)\n"
+            "  qbcdc disconnect REALM     revoke at Intuit and erase the tokens (admin API)\n"
+            "  qbcdc dead-letters         list dead letters (admin API)\n"
+            "  qbcdc retry ID             put a dead letter back into pending work (admin API)\n"
+            "  qbcdc --help | --version\n"
+            "\n"
+            "Run `qbcdc <command> --help` for a command's flags. Every flag can also be set by\n"
+            "its environment variable (QBCDC_DATA_DIR for --data-dir, ...); flags win.\n"
+            "Prefer the environment for secrets: flags are visible to other local users in ps.\n",
             QBCDC_VERSION);
 }
 
@@ -147,8 +148,9 @@ static int cmd_serve(int argc, char **argv)
         }
         qbc_figures_install(ing, rec);
     } else {
-        qbc_log(QBC_LOG_WARN, "main",
-                "no QBCDC_CLIENT_ID: webhooks are stored but not reconciled (set Intuit credentials, or QBCDC_SIM=auto)");
+        qbc_log(
+            QBC_LOG_WARN, "main",
+            "no QBCDC_CLIENT_ID: webhooks are stored but not reconciled (set Intuit credentials, or QBCDC_SIM=auto)");
     }
 
     struct sigaction sa;
@@ -194,11 +196,11 @@ static int cmd_inspect(const char *what, int argc, char **argv)
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             printf("Usage: qbcdc %s [--data-dir DIR]%s\n\n", what,
-                   strcmp(what, "inbox") == 0                                       ? " [--after SEQ] [--limit N] [--bodies]"
-                   : strcmp(what, "feed") == 0                                      ? " [--after SEQ] [--realm R] [--limit N]"
+                   strcmp(what, "inbox") == 0  ? " [--after SEQ] [--limit N] [--bodies]"
+                   : strcmp(what, "feed") == 0 ? " [--after SEQ] [--realm R] [--limit N]"
                    : strcmp(what, "pending") == 0 || strcmp(what, "entities") == 0 ? " [--realm R] [--limit N]"
-                   : strcmp(what, "dead") == 0                                      ? " [--limit N]"
-                                                                                    : "");
+                   : strcmp(what, "dead") == 0                                     ? " [--limit N]"
+                                                                                   : "");
             printf("Reads the store read-only (safe beside a running service) and prints JSON lines.\n");
             qbc_config_print_help((const char *const[]){"data-dir", NULL});
             return 0;

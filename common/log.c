@@ -43,7 +43,10 @@ void qbc_log(int level, const char *module, const char *fmt, ...)
     if (!qbc_log_enabled(level))
         return;
     qbc_time_format(qbc_now_ns(), ts);
-    n = (size_t)snprintf(line, sizeof(line), "%s %s %s: ", ts, level_names[level < 0 ? 0 : level > 3 ? 3 : level],
+    n = (size_t)snprintf(line, sizeof(line), "%s %s %s: ", ts,
+                         level_names[level < 0   ? 0
+                                     : level > 3 ? 3
+                                                 : level],
                          module);
     if (n < sizeof(line)) {
         va_start(ap, fmt);

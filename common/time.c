@@ -71,9 +71,9 @@ int qbc_time_parse(const char *s, size_t len, int64_t *out_ns)
     int year, mon, day, hour, min, sec = 0, oh = 0, om = 0, sign = 0;
     int64_t frac_ns = 0;
 
-    if (digits(&p, end, 4, &year) || p == end || *p++ != '-' || digits(&p, end, 2, &mon) || p == end ||
-        *p++ != '-' || digits(&p, end, 2, &day) || p == end || (*p != 'T' && *p != 't') || (++p, 0) ||
-        digits(&p, end, 2, &hour) || p == end || *p++ != ':' || digits(&p, end, 2, &min))
+    if (digits(&p, end, 4, &year) || p == end || *p++ != '-' || digits(&p, end, 2, &mon) || p == end || *p++ != '-' ||
+        digits(&p, end, 2, &day) || p == end || (*p != 'T' && *p != 't') || (++p, 0) || digits(&p, end, 2, &hour) ||
+        p == end || *p++ != ':' || digits(&p, end, 2, &min))
         return QBC_EMALFORMED;
     if (p < end && *p == ':') {
         p++;

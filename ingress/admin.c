@@ -35,7 +35,6 @@ int valid_realm(const char *s, size_t len)
     return 1;
 }
 
-
 void activate_realm_job(qbc_ingress_t *ing, ingress_job_t *j)
 {
     admin_part_t *a = j->a;
@@ -77,8 +76,8 @@ static int put_tokens(qbc_ingress_t *ing, h2o_req_t *req, h2o_iovec_t realm)
         problem = "refresh_token must be a non-empty string";
     else if (at != NULL && !json_is_null(at) && (!json_is_string(at) || json_string_length(at) >= QBC_TOKEN_MAX))
         problem = "access_token must be a string";
-    else if (ex != NULL && !json_is_null(ex) && (!json_is_integer(ex) || json_integer_value(ex) <= 0 ||
-                                                json_integer_value(ex) > 86400 * 365))
+    else if (ex != NULL && !json_is_null(ex) &&
+             (!json_is_integer(ex) || json_integer_value(ex) <= 0 || json_integer_value(ex) > 86400 * 365))
         problem = "expires_in must be a positive number of seconds";
     if (problem != NULL) {
         json_decref(body);
@@ -108,8 +107,8 @@ static int put_tokens(qbc_ingress_t *ing, h2o_req_t *req, h2o_iovec_t realm)
 typedef struct {
     json_t *list;
     qbc_store_t *store;
-    json_t *catchup; /* realm -> the automatic backfill still filling its gap: {"job","since"} */
-    const char *only; /* feed_completeness: just this realm (NULL: all) */
+    json_t *catchup;   /* realm -> the automatic backfill still filling its gap: {"job","since"} */
+    const char *only;  /* feed_completeness: just this realm (NULL: all) */
     json_t *snapshots; /* realm -> its latest snapshot job, as GET /admin/realms shows it */
 } realms_ctx_t;
 
@@ -192,7 +191,8 @@ static int realm_cb(const qbc_realm_t *r, int has_tokens, void *p)
                           "pending", (json_int_t)pending);
     json_object_set_new(o, "snapshot", snap != NULL ? json_incref(snap) : json_null());
     json_object_set_new(o, "last_error", r->last_error[0] ? json_string(r->last_error) : json_null());
-    json_object_set_new(o, "connected_at", r->connected_ns ? json_string(qbc_time_format(r->connected_ns, ts)) : json_null());
+    json_object_set_new(o, "connected_at",
+                        r->connected_ns ? json_string(qbc_time_format(r->connected_ns, ts)) : json_null());
     json_object_set_new(o, "last_cdc", r->last_cdc_ns ? json_string(qbc_time_format(r->last_cdc_ns, ts)) : json_null());
     json_t *gap = json_object_get(ctx->catchup, r->realm);
     int64_t complete = complete_until(ctx, r);

@@ -50,8 +50,8 @@ typedef struct st_oauth_call_t {
     ingress_job_t *job; /* carries the request guard, the realm and what to store */
     const char *url;
     const char *content_type;
-    char *body;   /* wiped and freed after the call */
-    long status;  /* HTTP status, 0 if none */
+    char *body;       /* wiped and freed after the call */
+    long status;      /* HTTP status, 0 if none */
     qbc_buf_t answer; /* the response body (an OAuth answer is small: capped), wiped and freed after done() */
     char error[200];
     void (*done)(struct st_oauth_call_t *call);
@@ -122,7 +122,8 @@ int on_connect(h2o_handler_t *_self, h2o_req_t *req)
 
     qbc_url_encode(ing->redirect_uri, enc_redirect, sizeof(enc_redirect));
     qbc_url_encode(ing->client_id, enc_client, sizeof(enc_client));
-    snprintf(url, sizeof(url), "%s%cclient_id=%s&response_type=code&scope=com.intuit.quickbooks.accounting"
+    snprintf(url, sizeof(url),
+             "%s%cclient_id=%s&response_type=code&scope=com.intuit.quickbooks.accounting"
              "&redirect_uri=%s&state=%s",
              ing->authorize_url, strchr(ing->authorize_url, '?') ? '&' : '?', enc_client, enc_redirect, st->state);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL, h2o_strdup(&req->pool, url, SIZE_MAX).base,
@@ -185,8 +186,8 @@ static void on_exchanges(h2o_multithread_receiver_t *receiver, h2o_linklist_t *m
 }
 
 /* starts a call; on failure to start, answers 503 and frees everything (done is not called) */
-static void oauth_call_start(qbc_ingress_t *ing, ingress_job_t *j, const char *url, const char *content_type, char *body,
-                             void (*done)(oauth_call_t *))
+static void oauth_call_start(qbc_ingress_t *ing, ingress_job_t *j, const char *url, const char *content_type,
+                             char *body, void (*done)(oauth_call_t *))
 {
     oauth_call_t *x = qbc_calloc(1, sizeof(*x));
     pthread_t th;

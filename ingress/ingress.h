@@ -59,10 +59,10 @@ void qbc_verifier_free(qbc_verifier_t *v);
 /** the result of parsing one webhook body. */
 typedef struct st_qbc_payload_t {
     qbc_format_t format;
-    qbc_event_t *events;  /**< malloc'd array, n_events long (NULL when 0) */
+    qbc_event_t *events; /**< malloc'd array, n_events long (NULL when 0) */
     size_t n_events;
-    size_t n_rejected;    /**< events present but unusable (missing realm/id, unknown op, ...) */
-    char error[160];      /**< first problem found, "" when none */
+    size_t n_rejected; /**< events present but unusable (missing realm/id, unknown op, ...) */
+    char error[160];   /**< first problem found, "" when none */
 } qbc_payload_t;
 
 /**
@@ -117,12 +117,12 @@ qbc_op_t qbc_op_parse(const char *word, size_t len);
 /* =============================== server ============================= */
 
 typedef struct st_qbc_ingress_config_t {
-    const char *listen;              /**< "host:port" (IPv4, [IPv6]:port, or :port) */
+    const char *listen;                 /**< "host:port" (IPv4, [IPv6]:port, or :port) */
     const char *const *verifier_tokens; /**< may be empty: webhooks then answer 503 */
     size_t n_verifier_tokens;
-    size_t max_body;                 /**< bytes; bigger bodies get 413 (default 1 MiB) */
-    const char *admin_token;         /**< bearer for /admin/...; NULL: /admin/... answers 403 */
-    const char *feed_token;          /**< bearer for /v1/...; NULL: /v1/... answers 403 */
+    size_t max_body;         /**< bytes; bigger bodies get 413 (default 1 MiB) */
+    const char *admin_token; /**< bearer for /admin/...; NULL: /admin/... answers 403 */
+    const char *feed_token;  /**< bearer for /v1/...; NULL: /v1/... answers 403 */
     /* the OAuth authorization-code flow (GET /connect, GET /oauth/callback) */
     const char *client_id, *client_secret;
     const char *authorize_url, *token_url, *redirect_uri;

@@ -62,17 +62,17 @@ struct st_qbc_ingress_t {
     int snapshot_on_connect;                    /* a first registration also creates a snapshot job */
     struct st_connect_states_t *connect_states; /* one-use OAuth states (connect.c) */
     /* change feed readers (feed.c) */
-    h2o_linklist_t feed_waiters;   /* long-polls and SSE streams */
-    h2o_multithread_receiver_t feed_wake; /* store writer -> loop: the feed grew */
+    h2o_linklist_t feed_waiters;             /* long-polls and SSE streams */
+    h2o_multithread_receiver_t feed_wake;    /* store writer -> loop: the feed grew */
     h2o_multithread_message_t feed_wake_msg; /* the one wake-up message, queued at most once */
     int feed_wake_queued;                    /* atomic: feed_wake_msg is in the queue */
-    h2o_timeout_t feed_tick;       /* deadlines and SSE keep-alives */
+    h2o_timeout_t feed_tick;                 /* deadlines and SSE keep-alives */
     h2o_timeout_entry_t feed_tick_entry;
     uint64_t feed_wakeups;
-    char *feed_id_json;        /* the store's feed id as a JSON string, quotes included (feed_init) */
-    qbc_ingress_hooks_t hooks; /* set by the embedder */
-    h2o_multithread_receiver_t exchanges;       /* token-exchange threads -> loop (connect.c) */
-    qbc_store_job_t **held;                     /* webhooks of this loop turn, not yet queued */
+    char *feed_id_json;                   /* the store's feed id as a JSON string, quotes included (feed_init) */
+    qbc_ingress_hooks_t hooks;            /* set by the embedder */
+    h2o_multithread_receiver_t exchanges; /* token-exchange threads -> loop (connect.c) */
+    qbc_store_job_t **held;               /* webhooks of this loop turn, not yet queued */
     size_t n_held, cap_held;
 };
 
@@ -85,7 +85,7 @@ typedef struct st_ingress_job_t {
     qbc_payload_t payload;
     char *body;
     int64_t start_mono_ns;
-    int result_kind; /* webhook_result_t chosen at parse time (stored/quarantined) */
+    int result_kind;           /* webhook_result_t chosen at parse time (stored/quarantined) */
     struct st_admin_part_t *a; /* operator jobs only (NULL for webhooks and health probes) */
 } ingress_job_t;
 
@@ -99,8 +99,8 @@ typedef struct st_admin_part_t {
     qbc_realm_t realm_state;
     qbc_tokens_t *tokens; /* malloc'd, wiped on free */
     char state_hint[128];
-    int disconnect;        /* DELETE /admin/realms/{realm} */
-    int revoked;           /* the revoke endpoint said 200 */
+    int disconnect; /* DELETE /admin/realms/{realm} */
+    int revoked;    /* the revoke endpoint said 200 */
     char revoke_error[200];
     qbc_backfill_t backfill; /* QBC_JOB_BACKFILL: the job to create */
 } admin_part_t;

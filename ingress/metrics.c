@@ -12,8 +12,8 @@
 
 static const double ack_bounds[ACK_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01,
                                                0.025,  0.05,    0.1,    0.25,  0.5,   1.0,   3.0};
-static const char *result_names[WH__COUNT] = {"stored",      "duplicate",   "quarantined",    "unauthorized",
-                                              "too_large",   "unavailable", "not_configured", "bad_request"};
+static const char *result_names[WH__COUNT] = {"stored",    "duplicate",   "quarantined",    "unauthorized",
+                                              "too_large", "unavailable", "not_configured", "bad_request"};
 
 void metrics_observe_ack(ingress_metrics_t *m, int64_t ns)
 {
@@ -46,8 +46,8 @@ static void batch_histogram(qbc_buf_t *o, const char *name, const char *help, co
         qbc_buf_printf(o, "%s_bucket{le=\"%u\"} %llu\n", name, qbc_store_batch_bounds[i], cum);
     }
     cum += hist[7];
-    qbc_buf_printf(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %llu\n%s_count %llu\n", name, cum, name, (unsigned long long)sum,
-         name, cum);
+    qbc_buf_printf(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %llu\n%s_count %llu\n", name, cum, name,
+                   (unsigned long long)sum, name, cum);
 }
 
 char *metrics_render(const ingress_metrics_t *m, qbc_store_t *store, size_t *len)
@@ -56,38 +56,43 @@ char *metrics_render(const ingress_metrics_t *m, qbc_store_t *store, size_t *len
     qbc_store_stats_t st;
     int store_ok = qbc_store_stats(store, &st) == 0;
 
-    qbc_buf_printf(&o, "# HELP qbcdc_build_info Build information.\n# TYPE qbcdc_build_info gauge\n"
-             "qbcdc_build_info{version=\"%s\"} 1\n",
-         QBCDC_VERSION);
+    qbc_buf_printf(&o,
+                   "# HELP qbcdc_build_info Build information.\n# TYPE qbcdc_build_info gauge\n"
+                   "qbcdc_build_info{version=\"%s\"} 1\n",
+                   QBCDC_VERSION);
     gauge(&o, "qbcdc_start_time_seconds", "Unix time the service started.", (double)m->started_ns / 1e9);
 
     qbc_buf_printf(&o, "# HELP qbcdc_webhooks_total Webhook POSTs by result.\n# TYPE qbcdc_webhooks_total counter\n");
     for (int i = 0; i < WH__COUNT; i++)
-        qbc_buf_printf(&o, "qbcdc_webhooks_total{result=\"%s\"} %llu\n", result_names[i], (unsigned long long)m->webhooks[i]);
-    qbc_buf_printf(&o, "# HELP qbcdc_webhook_events_total Change notices in webhooks by result.\n"
-             "# TYPE qbcdc_webhook_events_total counter\n"
-             "qbcdc_webhook_events_total{result=\"stored\"} %llu\n"
-             "qbcdc_webhook_events_total{result=\"duplicate\"} %llu\n"
-             "qbcdc_webhook_events_total{result=\"rejected\"} %llu\n",
-         (unsigned long long)m->events_stored, (unsigned long long)m->events_duplicate,
-         (unsigned long long)m->events_rejected);
+        qbc_buf_printf(&o, "qbcdc_webhooks_total{result=\"%s\"} %llu\n", result_names[i],
+                       (unsigned long long)m->webhooks[i]);
+    qbc_buf_printf(&o,
+                   "# HELP qbcdc_webhook_events_total Change notices in webhooks by result.\n"
+                   "# TYPE qbcdc_webhook_events_total counter\n"
+                   "qbcdc_webhook_events_total{result=\"stored\"} %llu\n"
+                   "qbcdc_webhook_events_total{result=\"duplicate\"} %llu\n"
+                   "qbcdc_webhook_events_total{result=\"rejected\"} %llu\n",
+                   (unsigned long long)m->events_stored, (unsigned long long)m->events_duplicate,
+                   (unsigned long long)m->events_rejected);
     counter(&o, "qbcdc_webhooks_unexpected_content_type_total",
             "Signed webhooks whose Content-Type was neither application/json nor application/cloudevents+json "
             "(stored all the same).",
             (double)m->unexpected_content_type);
     gauge(&o, "qbcdc_webhooks_inflight", "Webhooks waiting for their commit.", (double)m->inflight);
 
-    qbc_buf_printf(&o, "# HELP qbcdc_webhook_ack_seconds Time from a verified webhook to its answer (includes the fsync'd "
-             "commit).\n# TYPE qbcdc_webhook_ack_seconds histogram\n");
+    qbc_buf_printf(&o,
+                   "# HELP qbcdc_webhook_ack_seconds Time from a verified webhook to its answer (includes the fsync'd "
+                   "commit).\n# TYPE qbcdc_webhook_ack_seconds histogram\n");
     uint64_t cum = 0;
     for (int i = 0; i < ACK_BUCKETS; i++) {
         cum += m->ack_buckets[i];
-        qbc_buf_printf(&o, "qbcdc_webhook_ack_seconds_bucket{le=\"%g\"} %llu\n", ack_bounds[i], (unsigned long long)cum);
+        qbc_buf_printf(&o, "qbcdc_webhook_ack_seconds_bucket{le=\"%g\"} %llu\n", ack_bounds[i],
+                       (unsigned long long)cum);
     }
     cum += m->ack_buckets[ACK_BUCKETS];
     qbc_buf_printf(&o, "qbcdc_webhook_ack_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
     qbc_buf_printf(&o, "qbcdc_webhook_ack_seconds_sum %.9f\nqbcdc_webhook_ack_seconds_count %llu\n", m->ack_sum_s,
-         (unsigned long long)m->ack_count);
+                   (unsigned long long)m->ack_count);
 
     gauge(&o, "qbcdc_store_up", "1 if the store answered this scrape.", store_ok);
     if (store_ok) {
@@ -111,10 +116,8 @@ char *metrics_render(const ingress_metrics_t *m, qbc_store_t *store, size_t *len
         gauge(&o, "qbcdc_inbox_depth", "Raw webhook bodies held in the inbox.", (double)st.inbox_depth);
         gauge(&o, "qbcdc_inbox_quarantined", "Signed webhook bodies held in quarantine (did not parse).",
               (double)st.quarantined);
-        gauge(&o, "qbcdc_pending_notices", "Coalesced change notices waiting for the reconciler.",
-              (double)st.pending);
-        gauge(&o, "qbcdc_cloudevent_ids", "CloudEvents ids remembered for retry deduplication.",
-              (double)st.event_ids);
+        gauge(&o, "qbcdc_pending_notices", "Coalesced change notices waiting for the reconciler.", (double)st.pending);
+        gauge(&o, "qbcdc_cloudevent_ids", "CloudEvents ids remembered for retry deduplication.", (double)st.event_ids);
         gauge(&o, "qbcdc_inbox_oldest_age_seconds",
               "Age of the oldest raw webhook body held (retention: QBCDC_INBOX_RETENTION); 0 when none.",
               st.inbox_oldest_ns > 0 ? (double)(qbc_now_ns() - st.inbox_oldest_ns) / 1e9 : 0.0);
@@ -123,7 +126,8 @@ char *metrics_render(const ingress_metrics_t *m, qbc_store_t *store, size_t *len
                 (double)st.pruned_event_ids);
         counter(&o, "qbcdc_feed_pruned_total", "Feed records removed by retention (QBCDC_FEED_RETENTION).",
                 (double)st.pruned_feed);
-        gauge(&o, "qbcdc_feed_pruned_through_seq", "The last feed sequence removed by retention; readers behind it get 410.",
+        gauge(&o, "qbcdc_feed_pruned_through_seq",
+              "The last feed sequence removed by retention; readers behind it get 410.",
               (double)st.feed_pruned_through);
         gauge(&o, "qbcdc_store_used_bytes", "Bytes of the LMDB map in use.", (double)st.used_bytes);
         gauge(&o, "qbcdc_store_map_bytes", "Current LMDB map size in bytes.", (double)st.map_bytes);

@@ -155,7 +155,8 @@ int qbc_ingress_create(const qbc_ingress_config_t *cfg, qbc_store_t *store, qbc_
     ing->tokens = qbc_calloc(ing->n_tokens + 1, sizeof(char *));
     for (size_t i = 0; i < ing->n_tokens; i++)
         ing->tokens[i] = qbc_strdup(cfg->verifier_tokens[i]);
-    if (ing->n_tokens > 0 && (ing->verifier = qbc_verifier_new((const char *const *)ing->tokens, ing->n_tokens)) == NULL)
+    if (ing->n_tokens > 0 &&
+        (ing->verifier = qbc_verifier_new((const char *const *)ing->tokens, ing->n_tokens)) == NULL)
         qbc_fatal("OpenSSL provides no HMAC-SHA256");
     ing->metrics.started_ns = qbc_now_ns();
 #define DUP_OR_NULL(x) ((x) != NULL && (x)[0] != '\0' ? qbc_strdup(x) : NULL)
@@ -218,8 +219,7 @@ int qbc_ingress_run(qbc_ingress_t *ing, int drain_ms)
     }
 
     /* stop accepting; let every request already handed to the store get its answer */
-    qbc_log(QBC_LOG_INFO, "ingress", "stopping: %llu webhook(s) in flight",
-            (unsigned long long)ing->metrics.inflight);
+    qbc_log(QBC_LOG_INFO, "ingress", "stopping: %llu webhook(s) in flight", (unsigned long long)ing->metrics.inflight);
     if (ing->listener != NULL) {
         h2o_socket_read_stop(ing->listener);
         h2o_socket_close(ing->listener);
@@ -251,9 +251,14 @@ int qbc_ingress_run(qbc_ingress_t *ing, int drain_ms)
 static int context_idle(h2o_context_t *ctx)
 {
     /* the feed's own tick is ours and always linked: it is disposed with the feed */
-    h2o_timeout_t *timeouts[] = {&ctx->zero_timeout,      &ctx->one_sec_timeout,   &ctx->hundred_ms_timeout,
-                                 &ctx->handshake_timeout, &ctx->http1.req_timeout, &ctx->http2.idle_timeout,
-                                 &ctx->http2.graceful_shutdown_timeout, &ctx->proxy.io_timeout};
+    h2o_timeout_t *timeouts[] = {&ctx->zero_timeout,
+                                 &ctx->one_sec_timeout,
+                                 &ctx->hundred_ms_timeout,
+                                 &ctx->handshake_timeout,
+                                 &ctx->http1.req_timeout,
+                                 &ctx->http2.idle_timeout,
+                                 &ctx->http2.graceful_shutdown_timeout,
+                                 &ctx->proxy.io_timeout};
     if (!h2o_linklist_is_empty(&ctx->http1._conns) || !h2o_linklist_is_empty(&ctx->http2._conns))
         return 0;
     for (size_t i = 0; i < sizeof(timeouts) / sizeof(timeouts[0]); i++)
@@ -310,8 +315,8 @@ void qbc_ingress_destroy(qbc_ingress_t *ing)
     }
     free(ing->tokens);
     free(ing->held);
-    char *secrets[] = {ing->admin_token, ing->feed_token, ing->client_id, ing->client_secret,
-                       ing->authorize_url, ing->token_url, ing->redirect_uri, ing->revoke_url};
+    char *secrets[] = {ing->admin_token,   ing->feed_token, ing->client_id,    ing->client_secret,
+                       ing->authorize_url, ing->token_url,  ing->redirect_uri, ing->revoke_url};
     for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++) {
         if (secrets[i] != NULL)
             OPENSSL_cleanse(secrets[i], strlen(secrets[i]));

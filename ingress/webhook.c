@@ -302,7 +302,8 @@ void on_job_committed(ingress_job_t *j)
     if (j->job.kind == QBC_JOB_REALM) {
         if (req != NULL) {
             if (j->job.result == 0 && j->a->disconnect) {
-                json_t *o = json_pack("{s:s,s:s,s:b}", "realm", j->a->realm, "status", "disconnected", "revoked", j->a->revoked);
+                json_t *o = json_pack("{s:s,s:s,s:b}", "realm", j->a->realm, "status", "disconnected", "revoked",
+                                      j->a->revoked);
                 if (!j->a->revoked)
                     json_object_set_new(o, "revoke_error", json_string(j->a->revoke_error));
                 char *text = json_dumps(o, JSON_COMPACT);
@@ -329,8 +330,9 @@ void on_job_committed(ingress_job_t *j)
             qbc_log(QBC_LOG_INFO, "ingress", "realm %s connected for the first time: snapshot job %llu queued",
                     j->a->realm, (unsigned long long)j->job.backfill_id);
         if (j->job.result == 0)
-            qbc_log(QBC_LOG_INFO, "ingress", j->a->disconnect ? "realm %s disconnected (tokens erased)"
-                                                           : "realm %s registered (tokens stored encrypted)",
+            qbc_log(QBC_LOG_INFO, "ingress",
+                    j->a->disconnect ? "realm %s disconnected (tokens erased)"
+                                     : "realm %s registered (tokens stored encrypted)",
                     j->a->realm);
         ingress_job_free(j);
         return;
@@ -357,7 +359,8 @@ void on_job_committed(ingress_job_t *j)
             if (j->job.result == 0)
                 respond_json(req, 200, "OK", "{\"status\":\"ok\"}");
             else
-                respond_json(req, 503, "Service Unavailable", "{\"status\":\"unavailable\",\"error\":\"store_not_writable\"}");
+                respond_json(req, 503, "Service Unavailable",
+                             "{\"status\":\"unavailable\",\"error\":\"store_not_writable\"}");
         }
         ingress_job_free(j);
         return;
@@ -378,14 +381,17 @@ void on_job_committed(ingress_job_t *j)
     m->webhooks[kind]++;
     if (req != NULL) {
         if (j->job.result == 0) {
-            ack_body(buf, kind == WH_QUARANTINED ? "quarantined" : kind == WH_DUPLICATE ? "duplicate" : "stored",
+            ack_body(buf,
+                     kind == WH_QUARANTINED ? "quarantined"
+                     : kind == WH_DUPLICATE ? "duplicate"
+                                            : "stored",
                      j->job.inbox_seq, j->job.n_stored_events, j->job.n_dup_events);
             respond_json(req, 200, "OK", buf);
         } else {
             /* nothing of it was stored: Intuit must retry */
-            respond_error(req, 503, "Service Unavailable",
-                          j->job.result == QBC_EFULL ? "store_full" : "store_unavailable",
-                          j->job.result == QBC_EFULL ? "the store is full; retry later" : "the store failed; retry later");
+            respond_error(
+                req, 503, "Service Unavailable", j->job.result == QBC_EFULL ? "store_full" : "store_unavailable",
+                j->job.result == QBC_EFULL ? "the store is full; retry later" : "the store failed; retry later");
         }
         metrics_observe_ack(m, qbc_mono_ns() - j->start_mono_ns);
     }

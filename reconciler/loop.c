@@ -63,7 +63,7 @@ struct st_rec_job_t {
     /* J_GENERIC (CDC, backfill) */
     char **owned; /* entity JSON texts the versions point into */
     size_t n_owned;
-    char *audit; /* the job's audit_entities (owned) */
+    char *audit;       /* the job's audit_entities (owned) */
     char *realm_error; /* the job's realm_error (owned) */
     qbc_backfill_t checkpoint;
     rec_commit_cb done;
@@ -186,8 +186,8 @@ void rec_dead_letter(qbc_reconciler_t *r, rec_notice_t *n, const char *error)
     j->job.error = j->error;
     j->job.attempts = n->attempts;
     n->inflight = 1;
-    qbc_log(QBC_LOG_WARN, REC_MOD, "realm %s %s %s: giving up after %u attempts: %s", n->realm->name, n->entity,
-            n->id, n->attempts, j->error);
+    qbc_log(QBC_LOG_WARN, REC_MOD, "realm %s %s %s: giving up after %u attempts: %s", n->realm->name, n->entity, n->id,
+            n->attempts, j->error);
     if (job_submit(r, j) != 0) {
         n->inflight = 0;
         n->next_try_ns = qbc_mono_ns() + 1000000000LL;
@@ -215,8 +215,7 @@ int rec_submit_realm(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_realm_t 
     return rc;
 }
 
-void rec_realm_throttled(qbc_reconciler_t *r, rec_realm_t *realm, int64_t now, uint64_t retry_after_ms,
-                         const char *why)
+void rec_realm_throttled(qbc_reconciler_t *r, rec_realm_t *realm, int64_t now, uint64_t retry_after_ms, const char *why)
 {
     uint64_t ms = retry_after_ms ? retry_after_ms : r->cfg.throttle_pause_ms;
     if (realm->budget.paused_until_ns <= now)
@@ -806,8 +805,8 @@ static void xfer_done(qbc_reconciler_t *r, rec_xfer_t *x, CURLcode res)
     if (x->kind == X_TOKEN) {
         rec_auth_token_done(r, x->realm, curl_ok, status, x->body.data, x->body.len, curl_ok ? NULL : x->errbuf);
     } else if (x->kind == X_API) {
-        rec_api_answer_t a = {curl_ok,     status, x->body.data, x->body.len, x->retry_after_ms, curl_ok ? NULL : x->errbuf,
-                              x->token_gen};
+        rec_api_answer_t a = {
+            curl_ok, status, x->body.data, x->body.len, x->retry_after_ms, curl_ok ? NULL : x->errbuf, x->token_gen};
         x->api_cb(r, x->realm, x->api_ctx, &a);
     } else {
         api_done(r, x, curl_ok, status);

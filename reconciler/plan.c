@@ -157,8 +157,8 @@ static int on_pending(const qbc_pending_t *p, void *arg)
     struct scan_ctx *c = arg;
     if (strlen(p->realm) >= QBC_REALM_MAX || strlen(p->entity) >= QBC_ENTITY_MAX || strlen(p->id) >= QBC_ID_MAX)
         return 0; /* the store bounds these; never trust a length blindly */
-    rec_realm_t *realm = c->last != NULL && strcmp(c->last->name, p->realm) == 0 ? c->last
-                                                                                  : rec_realm_get(c->r, p->realm, 1);
+    rec_realm_t *realm =
+        c->last != NULL && strcmp(c->last->name, p->realm) == 0 ? c->last : rec_realm_get(c->r, p->realm, 1);
     c->last = realm;
     rec_notice_t *n = rec_notice_find(c->r, p->realm, p->entity, p->id);
     if (n == NULL) {
@@ -249,8 +249,7 @@ int rec_realm_usable(const rec_realm_t *realm)
 }
 
 /* plans one realm's ready notices ns[0..n) (sorted: reads first, then by entity) */
-static void plan_realm(qbc_reconciler_t *r, rec_realm_t *realm, rec_notice_t **ns, size_t n, int64_t now,
-                       int64_t *next)
+static void plan_realm(qbc_reconciler_t *r, rec_realm_t *realm, rec_notice_t **ns, size_t n, int64_t now, int64_t *next)
 {
     /* names we cannot put into a query or a URL never will be: dead-letter them */
     size_t k = 0;

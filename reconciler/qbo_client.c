@@ -10,8 +10,8 @@
 
 /* name lists: SELECT returns active records only unless the query mentions Active (§3) */
 static const char *const namelist_entities[] = {
-    "Account", "Budget", "Class", "Customer", "Department", "Employee",
-    "Item", "PaymentMethod", "TaxCode", "TaxRate", "Term", "Vendor",
+    "Account", "Budget",        "Class",   "Customer", "Department", "Employee",
+    "Item",    "PaymentMethod", "TaxCode", "TaxRate",  "Term",       "Vendor",
 };
 
 int qbc_rec_entity_ok(const char *s)
@@ -51,7 +51,8 @@ char *qbc_rec_build_query(const char *entity, const char *const *ids, size_t n)
     size_t len = (size_t)snprintf(q, cap, "SELECT * FROM %s WHERE Id IN (", entity);
     for (size_t i = 0; i < n; i++)
         len += (size_t)snprintf(q + len, cap - len, "%s'%s'", i ? "," : "", ids[i]);
-    snprintf(q + len, cap - len, ")%s MAXRESULTS 1000", qbc_rec_is_namelist(entity) ? " AND Active IN (true,false)" : "");
+    snprintf(q + len, cap - len, ")%s MAXRESULTS 1000",
+             qbc_rec_is_namelist(entity) ? " AND Active IN (true,false)" : "");
     return q;
 }
 

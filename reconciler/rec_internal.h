@@ -21,7 +21,7 @@
 #include "reconciler.h"
 
 #define REC_MOD "reconciler"
-#define REC_MAX_BODY (64u << 20) /* largest answer we accept */
+#define REC_MAX_BODY (64u << 20)                   /* largest answer we accept */
 #define REC_EXPIRY_MARGIN_NS (60LL * 1000000000LL) /* refresh this long before expiry */
 
 /* ============================== qbo_client.c ============================== */
@@ -79,8 +79,8 @@ typedef struct st_qbc_rec_item_t {
     char id[QBC_ID_MAX];
     char sync_token[QBC_SYNC_TOKEN_MAX];
     int64_t updated_ns;
-    int deleted;  /**< "status":"Deleted" */
-    char *data;   /**< compact JSON of the object (malloc'd), NULL when deleted */
+    int deleted; /**< "status":"Deleted" */
+    char *data;  /**< compact JSON of the object (malloc'd), NULL when deleted */
     size_t data_len;
 } qbc_rec_item_t;
 
@@ -99,7 +99,7 @@ int qbc_rec_parse_read(const char *body, size_t len, const char *entity, qbc_rec
 
 /** one Query item of a batch answer */
 typedef struct st_qbc_rec_part_t {
-    int state;            /**< 0: QueryResponse parsed; 1: a Fault (fault); -1: missing or malformed */
+    int state; /**< 0: QueryResponse parsed; 1: a Fault (fault); -1: missing or malformed */
     qbc_fault_t fault;
     qbc_rec_item_t *items;
     size_t n;
@@ -164,12 +164,12 @@ int64_t qbc_rec_cdc_since(int64_t watermark_ns, int64_t connected_ns, int64_t no
 int qbc_rec_fault_too_old(const qbc_fault_t *f);
 
 typedef enum {
-    REC_RES_OK = 0,     /**< 2xx, no fault */
-    REC_RES_GONE,       /**< 610 object not found (deleted) */
-    REC_RES_THROTTLED,  /**< 429 / ThrottleExceeded 3001 */
-    REC_RES_AUTH,       /**< 401 / AuthenticationFailed */
-    REC_RES_RETRY,      /**< transport error, 5xx, SystemFault */
-    REC_RES_CLIENT,     /**< other 4xx / faults: retrying the same request will not help */
+    REC_RES_OK = 0,    /**< 2xx, no fault */
+    REC_RES_GONE,      /**< 610 object not found (deleted) */
+    REC_RES_THROTTLED, /**< 429 / ThrottleExceeded 3001 */
+    REC_RES_AUTH,      /**< 401 / AuthenticationFailed */
+    REC_RES_RETRY,     /**< transport error, 5xx, SystemFault */
+    REC_RES_CLIENT,    /**< other 4xx / faults: retrying the same request will not help */
 } qbc_rec_class_t;
 
 /** classifies an answer. curl_ok: 0 when the transfer failed (timeout, reset, refused). */
@@ -183,8 +183,8 @@ void qbc_rec_describe(long status, const qbc_fault_t *fault, const char *curl_er
 enum { REC_PRIO_LIVE = 0, REC_PRIO_CDC = 1, REC_PRIO_BACKFILL = 2 };
 
 typedef struct st_qbc_budget_t {
-    int64_t *ts;        /**< ring of start times (mono ns) within the window */
-    unsigned cap;       /**< = rate */
+    int64_t *ts;  /**< ring of start times (mono ns) within the window */
+    unsigned cap; /**< = rate */
     unsigned head, n;
     unsigned inflight;
     unsigned max_inflight;
@@ -244,22 +244,22 @@ struct st_rec_notice_t {
     rec_realm_t *realm;
     char entity[QBC_ENTITY_MAX];
     char id[QBC_ID_MAX];
-    uint64_t last_seq;       /**< as last seen in a scan */
+    uint64_t last_seq; /**< as last seen in a scan */
     qbc_op_t last_op;
     int64_t updated_ns;
     char merged_from[QBC_ID_MAX]; /**< the pending notice's merge link (store.h qbc_pending_t) */
     char merged_into[QBC_ID_MAX];
-    uint64_t fetch_seq;      /**< the last_seq the fetch in progress retires */
+    uint64_t fetch_seq; /**< the last_seq the fetch in progress retires */
     qbc_op_t fetch_op;
     int64_t fetch_updated_ns;
-    int64_t fetched_ns;      /**< LastUpdatedTime of the version the fetch found (INT64_MAX: a delete; 0: none) */
-    int64_t first_seen_ns;   /**< mono: first scan that saw it (latency start) */
-    int64_t bump_seen_ns;    /**< mono: a scan saw a newer change while it was in flight (0: none) */
-    int64_t next_try_ns;     /**< mono: backoff */
+    int64_t fetched_ns;    /**< LastUpdatedTime of the version the fetch found (INT64_MAX: a delete; 0: none) */
+    int64_t first_seen_ns; /**< mono: first scan that saw it (latency start) */
+    int64_t bump_seen_ns;  /**< mono: a scan saw a newer change while it was in flight (0: none) */
+    int64_t next_try_ns;   /**< mono: backoff */
     uint32_t attempts;
     uint32_t scan_gen;
-    uint8_t inflight;        /**< in a transfer or in a store job */
-    uint8_t need_read;       /**< fetch it alone (query missed it or was refused) */
+    uint8_t inflight;  /**< in a transfer or in a store job */
+    uint8_t need_read; /**< fetch it alone (query missed it or was refused) */
     uint8_t auth_retried;
     char last_error[256];
 };
@@ -280,7 +280,7 @@ typedef struct st_rec_cdc_part_t {
     int64_t since_ns;
     /* a crowded second of one entity, read through the query API (until_ns 0: a CDC request) */
     int64_t until_ns;
-    uint64_t position, page_pos;                   /**< the next STARTPOSITION; that of the page in flight */
+    uint64_t position, page_pos;                     /**< the next STARTPOSITION; that of the page in flight */
     char anchors[QBC_BACKFILL_ANCHORS * QBC_ID_MAX]; /**< the last page's last ids (backfill.c) */
     unsigned rereads;
 } rec_cdc_part_t;
@@ -331,28 +331,28 @@ typedef struct st_rec_cdc_t {
 
 struct st_rec_realm_t {
     char name[QBC_REALM_MAX];
-    int in_store;                 /**< seen in the last realm scan */
+    int in_store; /**< seen in the last realm scan */
     qbc_realm_status_t status;
     int has_tokens;
     int64_t connected_ns;
-    int64_t disc_connected_ns;    /**< connected_ns when we disconnected it */
-    int auth;                     /**< REC_AUTH_* */
+    int64_t disc_connected_ns; /**< connected_ns when we disconnected it */
+    int auth;                  /**< REC_AUTH_* */
     char access_token[QBC_TOKEN_MAX];
-    int64_t access_expires_ns;    /**< wall */
-    int64_t access_margin_ns;     /**< refresh this long before access_expires_ns */
-    uint32_t token_gen;           /**< bumped whenever access_token changes */
+    int64_t access_expires_ns; /**< wall */
+    int64_t access_margin_ns;  /**< refresh this long before access_expires_ns */
+    uint32_t token_gen;        /**< bumped whenever access_token changes */
     unsigned auth_failures;
     int force_refresh;            /**< the access token was refused: do not reuse the stored one */
     int64_t refresh_connected_ns; /**< connected_ns when the refresh in flight started */
     int64_t auth_retry_ns;        /**< mono */
     qbc_budget_t budget;
-    qbc_budget_t batch_budget;    /**< batch requests per minute */
-    int64_t last_fetch_ns;        /**< mono: start of the last query or batch */
-    unsigned batch_cap;           /**< most queries per batch now: halved by a throttled batch, regrows */
+    qbc_budget_t batch_budget; /**< batch requests per minute */
+    int64_t last_fetch_ns;     /**< mono: start of the last query or batch */
+    unsigned batch_cap;        /**< most queries per batch now: halved by a throttled batch, regrows */
     rec_group_t *groups;
     size_t n_groups, cap_groups;
-    uint64_t pending;             /**< notices tracked for it */
-    uint64_t pending_scan;        /**< counting during a scan */
+    uint64_t pending;      /**< notices tracked for it */
+    uint64_t pending_scan; /**< counting during a scan */
     rec_cdc_t cdc;
 };
 
@@ -370,7 +370,7 @@ struct st_qbc_reconciler_t {
 
     /* cross-thread */
     pthread_mutex_t mu;
-    rec_job_t *done_jobs;          /**< committed store jobs, handed back by the writer */
+    rec_job_t *done_jobs; /**< committed store jobs, handed back by the writer */
     atomic_int dirty_pending, dirty_realms, stopping;
     int drain_ms;
 
@@ -383,9 +383,9 @@ struct st_qbc_reconciler_t {
     rec_notice_t **buckets;
     size_t n_buckets, n_notices;
     uint32_t scan_gen;
-    rec_xfer_t *xfers;             /**< transfers in flight */
+    rec_xfer_t *xfers; /**< transfers in flight */
     size_t n_xfers;
-    size_t outstanding_jobs;       /**< store jobs submitted, not yet handed back */
+    size_t outstanding_jobs; /**< store jobs submitted, not yet handed back */
     uint64_t rng;
     int64_t next_scan_ns;
     int listener_slot;

@@ -21,9 +21,9 @@
 #include "store.h"
 
 typedef struct st_qbc_reconciler_config_t {
-    const char *api_base;        /**< e.g. https://quickbooks.api.intuit.com (no trailing slash) */
-    const char *token_url;       /**< OAuth token endpoint */
-    const char *revoke_url;      /**< OAuth revoke endpoint (NULL: derived from token_url's host for qbosim) */
+    const char *api_base;   /**< e.g. https://quickbooks.api.intuit.com (no trailing slash) */
+    const char *token_url;  /**< OAuth token endpoint */
+    const char *revoke_url; /**< OAuth revoke endpoint (NULL: derived from token_url's host for qbosim) */
     const char *client_id;
     const char *client_secret;
     long minorversion;           /**< sent on every API call (75) */
@@ -73,10 +73,10 @@ typedef struct st_qbc_realm_stats_t {
 } qbc_realm_stats_t;
 
 typedef struct st_qbc_reconciler_stats_t {
-    uint64_t requests;         /**< HTTP requests made to QBO (API + OAuth) */
-    uint64_t queries;          /**< of which: Id IN queries */
-    uint64_t reads;            /**< of which: single entity reads */
-    uint64_t batches;          /**< of which: batch requests (each carries several queries, counted in queries) */
+    uint64_t requests; /**< HTTP requests made to QBO (API + OAuth) */
+    uint64_t queries;  /**< of which: Id IN queries */
+    uint64_t reads;    /**< of which: single entity reads */
+    uint64_t batches;  /**< of which: batch requests (each carries several queries, counted in queries) */
     uint64_t token_refreshes;
     uint64_t throttled;        /**< 429s received */
     uint64_t server_errors;    /**< 5xx, timeouts, resets */

@@ -409,14 +409,16 @@ int qbc_store_open(const qbc_store_config_t *cfg, qbc_store_t **out)
     if (s->map_max < map_size)
         s->map_max = map_size;
     s->batch_max = cfg->batch_max != 0 ? cfg->batch_max : DEFAULT_BATCH_MAX;
-    s->apply_interval_ns = (int64_t)(cfg->apply_gather_ms != 0 ? cfg->apply_gather_ms : DEFAULT_APPLY_GATHER_MS) * 1000000;
+    s->apply_interval_ns =
+        (int64_t)(cfg->apply_gather_ms != 0 ? cfg->apply_gather_ms : DEFAULT_APPLY_GATHER_MS) * 1000000;
     s->retention_ns = cfg->inbox_retention_s > 0 ? cfg->inbox_retention_s * 1000000000 : 0;
     s->feed_retention_ns = cfg->feed_retention_s > 0 ? cfg->feed_retention_s * 1000000000 : 0;
     /* the feed's time index: a minute a step, finer when the retention is short */
     s->feed_time_step_ns = 60 * (int64_t)1000000000;
     if (s->feed_retention_ns > 0 && s->feed_retention_ns / 4 < s->feed_time_step_ns)
         s->feed_time_step_ns = s->feed_retention_ns / 4;
-    s->prune_interval_ns = (int64_t)(cfg->prune_interval_ms > 0 ? cfg->prune_interval_ms : DEFAULT_PRUNE_INTERVAL_MS) * 1000000;
+    s->prune_interval_ns =
+        (int64_t)(cfg->prune_interval_ms > 0 ? cfg->prune_interval_ms : DEFAULT_PRUNE_INTERVAL_MS) * 1000000;
     s->prune_due_ns = qbc_mono_ns(); /* the first prune comes right after the open */
     if (cfg->no_master_key) {
         rc = 0;
@@ -435,7 +437,8 @@ int qbc_store_open(const qbc_store_config_t *cfg, qbc_store_t **out)
     qbc_jmark_t mark;
     int bound;
     if ((rc = read_journal_mark(s, &mark, &bound)) != 0 ||
-        (rc = qbc_store__journal_open(s, cfg->journal_size != 0 ? cfg->journal_size : QBC_JOURNAL_DEFAULT, bound)) != 0 ||
+        (rc = qbc_store__journal_open(s, cfg->journal_size != 0 ? cfg->journal_size : QBC_JOURNAL_DEFAULT, bound)) !=
+            0 ||
         (rc = replay_journal(s, &mark, bound)) != 0)
         goto Error;
     if ((rc = qbc_store__writer_start(s)) != 0)
@@ -496,8 +499,10 @@ static void wait_applied_for_reader(qbc_store_t *s)
             return;
     }
     if (n > 0)
-        qbc_log(QBC_LOG_WARN, "store", "the running service has not applied %llu acked webhook(s) within 2 s; "
-                "showing what LMDB holds", (unsigned long long)n);
+        qbc_log(QBC_LOG_WARN, "store",
+                "the running service has not applied %llu acked webhook(s) within 2 s; "
+                "showing what LMDB holds",
+                (unsigned long long)n);
 }
 
 int qbc_store_open_readonly(const char *dir, qbc_store_t **out)

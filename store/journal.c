@@ -197,8 +197,9 @@ int qbc_store__jwebhook_decode(const unsigned char *pl, size_t len, qbc_jwebhook
         size_t l[5] = {p[2], p[3], p[4], p[5], p[6]};
         e->updated_ns = (int64_t)get_u64be(p + 8);
         p += EV_FIXED;
-        if (get_str(&p, end, l[0], e->realm, QBC_REALM_MAX) != 0 || get_str(&p, end, l[1], e->entity, QBC_ENTITY_MAX) != 0 ||
-            get_str(&p, end, l[2], e->id, QBC_ID_MAX) != 0 || get_str(&p, end, l[3], e->deleted_id, QBC_ID_MAX) != 0 ||
+        if (get_str(&p, end, l[0], e->realm, QBC_REALM_MAX) != 0 ||
+            get_str(&p, end, l[1], e->entity, QBC_ENTITY_MAX) != 0 || get_str(&p, end, l[2], e->id, QBC_ID_MAX) != 0 ||
+            get_str(&p, end, l[3], e->deleted_id, QBC_ID_MAX) != 0 ||
             get_str(&p, end, l[4], e->event_id, QBC_EVENT_ID_MAX) != 0)
             goto Bad;
     }

@@ -230,7 +230,8 @@ int qbc_store__entity_decode(const void *data, size_t len, qbc_entity_rec_t *rec
 {
     const unsigned char *p = data;
 
-    if (len < ENTITY_HEADER_SIZE || p[0] != 1 || p[20] >= QBC_SYNC_TOKEN_MAX || len < (size_t)ENTITY_HEADER_SIZE + p[20])
+    if (len < ENTITY_HEADER_SIZE || p[0] != 1 || p[20] >= QBC_SYNC_TOKEN_MAX ||
+        len < (size_t)ENTITY_HEADER_SIZE + p[20])
         return QBC_EMALFORMED;
     memset(rec, 0, sizeof(*rec));
     rec->deleted = p[1] & 1;

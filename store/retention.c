@@ -38,8 +38,8 @@ typedef struct {
     /* what the transaction did; adopted by the store only if it commits */
     uint64_t inbox_removed, ids_removed, floor;
     uint64_t feed_removed;
-    int more;                              /* a limit was hit: run again soon */
-    int swept, sweep_started, sweep_done;  /* a slice of the id sweep ran; it began the sweep; it ended it */
+    int more;                                 /* a limit was hit: run again soon */
+    int swept, sweep_started, sweep_done;     /* a slice of the id sweep ran; it began the sweep; it ended it */
     unsigned char next_key[QBC_EVENT_ID_MAX]; /* where the id sweep resumes */
     size_t next_len;
 } prune_job_t;
@@ -140,7 +140,7 @@ static int feed_bound(qbc_store_t *s, MDB_txn *txn, int64_t cutoff_ns, uint64_t 
     if ((rc = mdb_cursor_open(txn, s->dbi_feed_times, &cur)) != 0)
         return rc;
     put_u64be(kb, (uint64_t)cutoff_ns + 1);
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); /* the first entry after the cutoff ... */
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);                 /* the first entry after the cutoff ... */
     rc = mdb_cursor_get(cur, &k, &v, rc == 0 ? MDB_PREV : MDB_LAST); /* ... and the one before it */
     if (rc == 0 && (k.mv_size != 8 || v.mv_size != 8))
         rc = MDB_CORRUPTED;

@@ -71,12 +71,12 @@ const char *qbc_op_name(qbc_op_t op);
  */
 typedef struct st_qbc_event_t {
     char realm[QBC_REALM_MAX];
-    char entity[QBC_ENTITY_MAX];          /**< canonical QBO name, e.g. "Invoice", "JournalEntry" */
+    char entity[QBC_ENTITY_MAX]; /**< canonical QBO name, e.g. "Invoice", "JournalEntry" */
     char id[QBC_ID_MAX];
-    char deleted_id[QBC_ID_MAX];          /**< Merge: the id merged away ("" otherwise) */
-    char event_id[QBC_EVENT_ID_MAX];      /**< CloudEvents "id" ("" for classic payloads) */
+    char deleted_id[QBC_ID_MAX];     /**< Merge: the id merged away ("" otherwise) */
+    char event_id[QBC_EVENT_ID_MAX]; /**< CloudEvents "id" ("" for classic payloads) */
     qbc_op_t op;
-    int64_t updated_ns;                   /**< lastUpdated / time, ns since epoch; 0 if absent */
+    int64_t updated_ns; /**< lastUpdated / time, ns since epoch; 0 if absent */
 } qbc_event_t;
 
 /** payload formats an inbox record can hold. */
@@ -114,15 +114,15 @@ typedef struct st_qbc_version_t {
      * last version it held, and the feed says null when it held none)
      */
     char sync_token[QBC_SYNC_TOKEN_MAX];
-    int64_t updated_ns;                  /**< MetaData.LastUpdatedTime in ns since epoch; 0 if unknown */
-    qbc_op_t op;                         /**< what the feed reports: CREATE, UPDATE, DELETE, MERGE or VOID; with
-                                              source SNAPSHOT the store makes a live version of an object it
-                                              never held QBC_OP_SNAPSHOT (decided in the dedupe's transaction) */
-    uint8_t source;                      /**< qbc_source_t */
-    const char *data;                    /**< the entity's JSON object (compact text); NULL for DELETE */
+    int64_t updated_ns; /**< MetaData.LastUpdatedTime in ns since epoch; 0 if unknown */
+    qbc_op_t op;        /**< what the feed reports: CREATE, UPDATE, DELETE, MERGE or VOID; with
+                             source SNAPSHOT the store makes a live version of an object it
+                             never held QBC_OP_SNAPSHOT (decided in the dedupe's transaction) */
+    uint8_t source;     /**< qbc_source_t */
+    const char *data;   /**< the entity's JSON object (compact text); NULL for DELETE */
     size_t data_len;
-    char merged_from[QBC_ID_MAX];        /**< a merge's survivor: the id merged into it ("" otherwise) */
-    char merged_into[QBC_ID_MAX];        /**< a merge's deleted side: the survivor's id ("" otherwise) */
+    char merged_from[QBC_ID_MAX]; /**< a merge's survivor: the id merged into it ("" otherwise) */
+    char merged_into[QBC_ID_MAX]; /**< a merge's deleted side: the survivor's id ("" otherwise) */
 } qbc_version_t;
 
 /** a pending notice the caller handled; removed only if nothing was folded into it since it was read. */
@@ -176,7 +176,7 @@ const char *qbc_backfill_status_name(qbc_backfill_status_t st);
  * versions of the page that moved it, so a restarted job resumes exactly after the
  * last committed page.
  */
-#define QBC_BACKFILL_ANCHORS 20 /**< ids a backfill checkpoint keeps to find where the next page picks up */
+#define QBC_BACKFILL_ANCHORS 20     /**< ids a backfill checkpoint keeps to find where the next page picks up */
 #define QBC_BACKFILL_SKIPPED_MAX 24 /**< refused entities one job records (more are skipped, not recorded) */
 #define QBC_BACKFILL_REASON_SNAPSHOT "snapshot" /**< the reason of a realm's initial snapshot job */
 
@@ -200,7 +200,7 @@ typedef struct st_qbc_backfill_t {
      * holds, so rows deleted before the position meanwhile cannot make it skip any.
      */
     char anchors[QBC_BACKFILL_ANCHORS * QBC_ID_MAX];
-    uint32_t rereads;        /**< entities read again from the start: rows moved under the pages */
+    uint32_t rereads; /**< entities read again from the start: rows moved under the pages */
     uint32_t entities_done;
     uint64_t records_seen;                       /**< objects the query API returned */
     uint64_t versions_new;                       /**< of which were newer than the store's and entered the feed */
@@ -226,16 +226,16 @@ typedef struct st_qbc_tokens_t {
 typedef struct st_qbc_store_t qbc_store_t;
 
 typedef struct st_qbc_store_config_t {
-    const char *dir;     /**< environment directory; created (0700) if missing */
-    uint64_t map_size;   /**< initial map size in bytes (0: 1 GiB) */
-    uint64_t map_max;    /**< the map grows by doubling up to this many bytes (0: 64 GiB) */
-    unsigned batch_max;  /**< most jobs in one group commit (0: 4096) */
-    uint64_t journal_size; /**< bytes of the webhook journal, DIR/journal, when it is created (0: 16 MiB) */
-    int apply_gather_ms;   /**< journaled webhooks gather this long before an LMDB apply (0: 5 ms, <0: none) */
-    int64_t inbox_retention_s; /**< raw bodies (and their CloudEvents ids) older than this are pruned (0: kept) */
-    int64_t feed_retention_s;  /**< feed records committed longer ago than this are pruned (0: kept) */
-    int prune_interval_ms;     /**< how often the writer prunes, when a retention is set (0: 60 s) */
-    int no_master_key;   /**< 1: open without the key (no token jobs); for journal recovery */
+    const char *dir;             /**< environment directory; created (0700) if missing */
+    uint64_t map_size;           /**< initial map size in bytes (0: 1 GiB) */
+    uint64_t map_max;            /**< the map grows by doubling up to this many bytes (0: 64 GiB) */
+    unsigned batch_max;          /**< most jobs in one group commit (0: 4096) */
+    uint64_t journal_size;       /**< bytes of the webhook journal, DIR/journal, when it is created (0: 16 MiB) */
+    int apply_gather_ms;         /**< journaled webhooks gather this long before an LMDB apply (0: 5 ms, <0: none) */
+    int64_t inbox_retention_s;   /**< raw bodies (and their CloudEvents ids) older than this are pruned (0: kept) */
+    int64_t feed_retention_s;    /**< feed records committed longer ago than this are pruned (0: kept) */
+    int prune_interval_ms;       /**< how often the writer prunes, when a retention is set (0: 60 s) */
+    int no_master_key;           /**< 1: open without the key (no token jobs); for journal recovery */
     const char *master_key_file; /**< 32-byte key for tokens at rest; created 0600 if missing (NULL: dir/master.key) */
 } qbc_store_config_t;
 
@@ -284,14 +284,14 @@ typedef void (*qbc_store_job_cb)(qbc_store_job_t *job);
 struct st_qbc_store_job_t {
     /* --- filled by the submitter; owned by it, untouched by the store --- */
     qbc_job_kind_t kind;
-    const void *body;          /**< raw webhook bytes (QBC_JOB_WEBHOOK) */
+    const void *body; /**< raw webhook bytes (QBC_JOB_WEBHOOK) */
     size_t body_len;
-    uint8_t inbox_flags;       /**< QBC_INBOX_* */
-    uint8_t format;            /**< qbc_format_t */
+    uint8_t inbox_flags;           /**< QBC_INBOX_* */
+    uint8_t format;                /**< qbc_format_t */
     const char *quarantine_reason; /**< with QBC_INBOX_QUARANTINED: why (NUL-terminated) */
-    const qbc_event_t *events; /**< parsed events (may be empty) */
+    const qbc_event_t *events;     /**< parsed events (may be empty) */
     size_t n_events;
-    int64_t received_ns;       /**< wall clock at receipt */
+    int64_t received_ns; /**< wall clock at receipt */
     /**
      * optional: runs on the store's thread just before the job is stored (for a
      * webhook, the ingest thread, before journaling; e.g. parsing the body into
@@ -306,7 +306,7 @@ struct st_qbc_store_job_t {
     const qbc_notice_ref_t *retire; /**< also QBC_JOB_DEAD_LETTER (exactly one) */
     size_t n_retire;
     /* QBC_JOB_DEAD_LETTER */
-    const char *error;         /**< why it was given up (no tokens in it) */
+    const char *error; /**< why it was given up (no tokens in it) */
     uint32_t attempts;
     /* QBC_JOB_REALM */
     const qbc_realm_t *realm_state; /**< NULL: leave the state as it is (created active if missing) */
@@ -319,7 +319,7 @@ struct st_qbc_store_job_t {
      * backfill_out then tell which. A realm already known gets none.
      */
     int snapshot_if_new;
-    const char *realm;              /**< the realm for QBC_JOB_REALM, QBC_JOB_CDC_REQUEST, and RECONCILE's set_cdc */
+    const char *realm; /**< the realm for QBC_JOB_REALM, QBC_JOB_CDC_REQUEST, and RECONCILE's set_cdc */
     /* QBC_JOB_REDRIVE */
     uint64_t dead_id;
     /*
@@ -351,28 +351,28 @@ struct st_qbc_store_job_t {
     uint64_t backfill_cancel; /**< QBC_JOB_BACKFILL: the id of a job to cancel (0: create) */
 
     qbc_store_job_cb on_commit;
-    void *data;                /**< for the submitter */
+    void *data; /**< for the submitter */
 
     /* --- results, valid in on_commit --- */
-    int result;                /**< 0, QBC_EFULL, QBC_ESTORE, QBC_ECLOSED */
-    uint64_t inbox_seq;        /**< sequence of the stored body; 0 when not stored (all events duplicates) */
-    uint32_t n_stored_events;  /**< events that became or refreshed pending notices */
-    uint32_t n_dup_events;     /**< CloudEvents ids seen before (skipped) */
-    uint32_t n_feed;           /**< RECONCILE: versions that were newer and went into the feed */
-    uint32_t n_retired;        /**< RECONCILE/DEAD_LETTER: notices removed (others changed meanwhile) */
-    uint64_t last_feed_seq;    /**< RECONCILE: the highest feed sequence assigned (0: none) */
-    uint32_t n_audited;        /**< RECONCILE with audit_entities: pending notices made */
-    uint64_t backfill_id;      /**< BACKFILL: the job created or cancelled (0: no such job to cancel);
-                                    REALM with snapshot_if_new: the snapshot job created (0: none) */
-    int backfill_refused;      /**< RECONCILE with a checkpoint: the job was cancelled or is gone;
-                                    BACKFILL cancel: the job had already finished (its state is unchanged) */
+    int result;                  /**< 0, QBC_EFULL, QBC_ESTORE, QBC_ECLOSED */
+    uint64_t inbox_seq;          /**< sequence of the stored body; 0 when not stored (all events duplicates) */
+    uint32_t n_stored_events;    /**< events that became or refreshed pending notices */
+    uint32_t n_dup_events;       /**< CloudEvents ids seen before (skipped) */
+    uint32_t n_feed;             /**< RECONCILE: versions that were newer and went into the feed */
+    uint32_t n_retired;          /**< RECONCILE/DEAD_LETTER: notices removed (others changed meanwhile) */
+    uint64_t last_feed_seq;      /**< RECONCILE: the highest feed sequence assigned (0: none) */
+    uint32_t n_audited;          /**< RECONCILE with audit_entities: pending notices made */
+    uint64_t backfill_id;        /**< BACKFILL: the job created or cancelled (0: no such job to cancel);
+                                      REALM with snapshot_if_new: the snapshot job created (0: none) */
+    int backfill_refused;        /**< RECONCILE with a checkpoint: the job was cancelled or is gone;
+                                      BACKFILL cancel: the job had already finished (its state is unchanged) */
     qbc_backfill_t backfill_out; /**< BACKFILL: the job as stored after this job */
 
     /* --- private to the store --- */
     qbc_store_job_t *_next;
-    unsigned char *_jbuf;          /* QBC_JOB_APPLY: journal records back to back */
+    unsigned char *_jbuf; /* QBC_JOB_APPLY: journal records back to back */
     size_t _jlen;
-    uint64_t _jlast, _jend;        /* QBC_JOB_APPLY: the last jseq and the position after it */
+    uint64_t _jlast, _jend; /* QBC_JOB_APPLY: the last jseq and the position after it */
 };
 
 /**
@@ -399,30 +399,30 @@ int qbc_store_flush(qbc_store_t *store);
 /* ============================== reading ============================= */
 
 typedef struct st_qbc_store_stats_t {
-    uint64_t inbox_depth;       /**< raw bodies held (a service's count includes acked ones not yet applied) */
-    uint64_t quarantined;       /**< bodies held in quarantine */
-    uint64_t pending;           /**< coalesced pending notices */
-    uint64_t event_ids;         /**< CloudEvents ids remembered */
+    uint64_t inbox_depth; /**< raw bodies held (a service's count includes acked ones not yet applied) */
+    uint64_t quarantined; /**< bodies held in quarantine */
+    uint64_t pending;     /**< coalesced pending notices */
+    uint64_t event_ids;   /**< CloudEvents ids remembered */
     uint64_t last_inbox_seq;
-    int64_t inbox_oldest_ns;    /**< when the oldest body in LMDB was received (0: none there) */
-    uint64_t entities;          /**< entity versions and tombstones held */
+    int64_t inbox_oldest_ns; /**< when the oldest body in LMDB was received (0: none there) */
+    uint64_t entities;       /**< entity versions and tombstones held */
     uint64_t feed_records;
     uint64_t last_feed_seq;
     uint64_t dead_letters;
     uint64_t realms;
-    uint64_t used_bytes;        /**< pages in use x page size */
-    uint64_t map_bytes;         /**< current map size */
+    uint64_t used_bytes; /**< pages in use x page size */
+    uint64_t map_bytes;  /**< current map size */
     /* writer counters since open (read without locking; may lag by one batch) */
     uint64_t commits;
     uint64_t commit_failures;
     uint64_t jobs_committed;
     uint64_t map_growths;
-    uint64_t pruned_inbox;      /**< bodies removed by retention */
-    uint64_t pruned_event_ids;  /**< CloudEvents ids removed by retention */
-    uint64_t pruned_feed;       /**< feed records removed by retention */
+    uint64_t pruned_inbox;        /**< bodies removed by retention */
+    uint64_t pruned_event_ids;    /**< CloudEvents ids removed by retention */
+    uint64_t pruned_feed;         /**< feed records removed by retention */
     uint64_t feed_pruned_through; /**< the last feed sequence retention removed (0: none) */
-    uint64_t batch_hist[8];     /**< group-commit sizes: <=1, <=2, <=4, <=8, <=16, <=64, <=256, more */
-    uint64_t commit_ns_sum;     /**< time spent in mdb_txn_commit (incl. fsync) */
+    uint64_t batch_hist[8];       /**< group-commit sizes: <=1, <=2, <=4, <=8, <=16, <=64, <=256, more */
+    uint64_t commit_ns_sum;       /**< time spent in mdb_txn_commit (incl. fsync) */
     /* the webhook journal: each commit is one write + fdatasync that acks a batch */
     uint64_t journal_commits;
     uint64_t journal_commit_ns_sum;   /**< time spent writing and syncing the journal */
@@ -458,13 +458,13 @@ int qbc_store_inbox_scan(qbc_store_t *store, uint64_t after, qbc_inbox_scan_cb c
 /** a coalesced pending notice as read back; strings valid only during the callback. */
 typedef struct st_qbc_pending_t {
     const char *realm, *entity, *id;
-    uint32_t op_mask;     /**< bit (1 << qbc_op_t) for every operation reported */
-    qbc_op_t last_op;     /**< the operation of the notice with the latest updated_ns */
-    uint32_t count;       /**< notices coalesced into this one */
+    uint32_t op_mask;             /**< bit (1 << qbc_op_t) for every operation reported */
+    qbc_op_t last_op;             /**< the operation of the notice with the latest updated_ns */
+    uint32_t count;               /**< notices coalesced into this one */
     uint64_t first_seq, last_seq; /**< inbox sequences of the first and latest notices */
-    int64_t updated_ns;   /**< latest updated_ns seen */
-    const char *merged_from; /**< a Merge reported this entity as the survivor of that id ("" otherwise) */
-    const char *merged_into; /**< a Merge reported this entity merged away into that id ("" otherwise) */
+    int64_t updated_ns;           /**< latest updated_ns seen */
+    const char *merged_from;      /**< a Merge reported this entity as the survivor of that id ("" otherwise) */
+    const char *merged_into;      /**< a Merge reported this entity merged away into that id ("" otherwise) */
 } qbc_pending_t;
 
 typedef int (*qbc_pending_scan_cb)(const qbc_pending_t *p, void *ctx);
@@ -482,9 +482,9 @@ int qbc_store_open_readonly(const char *dir, qbc_store_t **out);
 
 /** what a commit changed, for wake-ups (feed readers, the reconciler). */
 typedef struct st_qbc_commit_note_t {
-    uint32_t new_pending;   /**< notices created or refreshed */
-    uint32_t feed_appended; /**< feed records added */
-    uint64_t last_feed_seq; /**< the feed's last sequence after the commit */
+    uint32_t new_pending;    /**< notices created or refreshed */
+    uint32_t feed_appended;  /**< feed records added */
+    uint64_t last_feed_seq;  /**< the feed's last sequence after the commit */
     uint32_t realms_changed; /**< realm state or tokens written */
     uint32_t jobs_changed;   /**< backfill jobs created or cancelled */
 } qbc_commit_note_t;
@@ -506,7 +506,7 @@ typedef struct st_qbc_entity_rec_t {
     char sync_token[QBC_SYNC_TOKEN_MAX];
     int64_t updated_ns;
     int deleted;
-    qbc_op_t op;          /**< the op of the feed record that stored it */
+    qbc_op_t op; /**< the op of the feed record that stored it */
     uint8_t source;
     uint64_t feed_seq;
     char *data;

@@ -44,7 +44,7 @@ struct st_qbc_store_t {
         void *ctx;
     } listeners[QBC_STORE_MAX_LISTENERS];
     size_t n_listeners;
-    uint64_t feed_last; /* last committed feed sequence; read by anyone (atomic) */
+    uint64_t feed_last;                /* last committed feed sequence; read by anyone (atomic) */
     char feed_id[QBC_FEED_ID_LEN + 1]; /* set at open, never changed: "" only read-only, before feed ids */
     int readonly;
     char *dir;
@@ -74,18 +74,18 @@ struct st_qbc_store_t {
      */
     int jfd;
     uint64_t jsize;
-    uint64_t j_head_pos, j_next_jseq, next_inbox;    /* owned by the ingest thread */
-    uint32_t j_epoch;                                 /* this open's epoch, durable in meta */
-    uint64_t j_applied_pos, j_applied_jseq;          /* atomics: set by the writer after an apply commits */
-    uint64_t acked_inbox;                             /* atomic: the last inbox seq acked (journaled) */
-    int j_stuck;                                      /* atomic: an apply failed; webhooks are refused */
+    uint64_t j_head_pos, j_next_jseq, next_inbox; /* owned by the ingest thread */
+    uint32_t j_epoch;                             /* this open's epoch, durable in meta */
+    uint64_t j_applied_pos, j_applied_jseq;       /* atomics: set by the writer after an apply commits */
+    uint64_t acked_inbox;                         /* atomic: the last inbox seq acked (journaled) */
+    int j_stuck;                                  /* atomic: an apply failed; webhooks are refused */
     pthread_t ingest;
     int ingest_started, iclosing;
     pthread_mutex_t imu;
     pthread_cond_t icv;      /* jobs queued, or closing */
     pthread_cond_t space_cv; /* the writer applied something (journal space freed) */
     qbc_store_job_t *iq_head, *iq_tail;
-    qbc_recent_id_t **recent;  /* hash buckets of ids journaled but not known applied */
+    qbc_recent_id_t **recent;                 /* hash buckets of ids journaled but not known applied */
     qbc_recent_id_t *recent_old, *recent_new; /* the same, oldest first */
     int64_t ifull_logged_ns;
     uint64_t st_jcommits, st_jcommit_ns, st_jwebhooks, st_jbatch_hist[8];
@@ -95,8 +95,8 @@ struct st_qbc_store_t {
     int64_t full_logged_ns;
 
     /* retention (retention.c): settings, then the writer thread's state */
-    int64_t retention_ns, prune_interval_ns; /* retention_ns 0: keep every inbox body */
-    int64_t feed_retention_ns;               /* 0: keep the whole feed */
+    int64_t retention_ns, prune_interval_ns;      /* retention_ns 0: keep every inbox body */
+    int64_t feed_retention_ns;                    /* 0: keep the whole feed */
     int64_t feed_time_step_ns, feed_time_last_ns; /* feed_times: one entry a step (writer.c) */
     int64_t prune_due_ns;
     int prune_queued;

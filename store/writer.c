@@ -40,8 +40,8 @@ typedef struct {
  * a merge's two sides; a later notice without one keeps the link until the fetch retires
  * the record, so the feed record that answers it still says what was merged.
  */
-static int put_pending(qbc_store_t *s, MDB_txn *txn, const char *realm, const char *entity, const char *id,
-                       qbc_op_t op, int64_t updated_ns, uint64_t seq, uint8_t merge_role, const char *peer)
+static int put_pending(qbc_store_t *s, MDB_txn *txn, const char *realm, const char *entity, const char *id, qbc_op_t op,
+                       int64_t updated_ns, uint64_t seq, uint8_t merge_role, const char *peer)
 {
     char kbuf[QBC_REALM_MAX + QBC_ENTITY_MAX + QBC_ID_MAX];
     unsigned char vbuf[PENDING_VALUE_MAX];
@@ -564,7 +564,8 @@ static int apply_realm(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_c
             return rc;
     }
     if (job->tokens != NULL) {
-        unsigned char *plain = qbc_alloc(QBC_TOKENS_PLAIN_MAX), *sealed = qbc_alloc(QBC_TOKENS_PLAIN_MAX + QBC_SEAL_OVERHEAD);
+        unsigned char *plain = qbc_alloc(QBC_TOKENS_PLAIN_MAX),
+                      *sealed = qbc_alloc(QBC_TOKENS_PLAIN_MAX + QBC_SEAL_OVERHEAD);
         size_t plen = qbc_store__tokens_encode(job->tokens, plain), slen = 0;
         rc = qbc_store__seal(s->master_key, realm, plain, plen, sealed, &slen) == 0 ? 0 : MDB_PANIC;
         OPENSSL_cleanse(plain, QBC_TOKENS_PLAIN_MAX);
@@ -826,7 +827,7 @@ static void *writer_main(void *arg)
                 pthread_cond_wait(&s->cv, &s->mu);
         }
         if (s->q_head == NULL)
-            break; /* closing, and everything queued has been written */
+            break;      /* closing, and everything queued has been written */
         queue_prune(s); /* a busy writer prunes too */
         /*
          * Only journal batches waiting: nobody waits for them (their webhooks are

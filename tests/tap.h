@@ -45,7 +45,7 @@ static inline int tap__ok(int cond, const char *file, int line, const char *name
         const char *tap__g = (got), *tap__w = (want);                                                                  \
         int tap__c = (tap__g == NULL && tap__w == NULL) || (tap__g && tap__w && strcmp(tap__g, tap__w) == 0);          \
         if (!tap__ok(tap__c, __FILE__, __LINE__, (name)))                                                              \
-            printf("#   got \"%s\", want \"%s\"\n", tap__g ? tap__g : "(null)", tap__w ? tap__w : "(null)");         \
+            printf("#   got \"%s\", want \"%s\"\n", tap__g ? tap__g : "(null)", tap__w ? tap__w : "(null)");           \
     } while (0)
 
 static inline void diag(const char *msg)

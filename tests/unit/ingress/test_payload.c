@@ -19,7 +19,6 @@
 
 /* ============================== helpers ============================== */
 
-
 static int parse(const char *s, qbc_payload_t *p)
 {
     return qbc_payload_parse(s, strlen(s), p);

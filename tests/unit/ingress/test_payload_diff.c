@@ -34,7 +34,6 @@ static const char *const fixtures[] = {
 };
 #define N_FIXTURES (sizeof(fixtures) / sizeof(fixtures[0]))
 
-
 /*
  * xorshift64*: fixed seeds, so a failure reproduces. QBC_DIFF_SEED (a number) varies
  * them and QBC_DIFF_SCALE multiplies the random rounds, for longer runs by hand.

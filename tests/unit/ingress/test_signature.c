@@ -269,7 +269,8 @@ static void test_roundtrip(void)
 /* the prepared verifier must say exactly what qbc_signature_verify says */
 static void test_prepared_verifier(void)
 {
-    const char *tokens[] = {"12345", "", "b5771f19b12ddb4bcdb9f08bdc50bc63878a", "00faeec4-08d0-4996-bb37-698ae19f0149"};
+    const char *tokens[] = {"12345", "", "b5771f19b12ddb4bcdb9f08bdc50bc63878a",
+                            "00faeec4-08d0-4996-bb37-698ae19f0149"};
     const char *bodies[] = {"abcd", "", "{\"eventNotifications\":[]}", "abcd\n", "x"};
     char sig[QBC_SIGNATURE_B64_SIZE], bad[QBC_SIGNATURE_B64_SIZE + 4];
     int agree = 0, cases = 0, accepted = 0;
@@ -284,8 +285,8 @@ static void test_prepared_verifier(void)
             bad[3] = bad[3] == 'A' ? 'B' : 'A';
             for (size_t h = 0; h < 4; h++) {
                 for (size_t b2 = 0; b2 < 5; b2++) {
-                    int want = qbc_signature_verify(headers[h], strlen(headers[h]), bodies[b2], strlen(bodies[b2]),
-                                                    tokens, 4);
+                    int want =
+                        qbc_signature_verify(headers[h], strlen(headers[h]), bodies[b2], strlen(bodies[b2]), tokens, 4);
                     int got = qbc_verifier_check(v, headers[h], strlen(headers[h]), bodies[b2], strlen(bodies[b2]));
                     agree += want == got;
                     accepted += got == 0;
@@ -301,7 +302,8 @@ static void test_prepared_verifier(void)
 
     qbc_verifier_t *none = qbc_verifier_new(tokens + 1, 1);
     qbc_signature_compute("", 0, "abcd", 4, sig);
-    is_int(qbc_verifier_check(none, sig, strlen(sig), "abcd", 4), QBC_EAUTH, "a verifier of only empty tokens accepts nothing");
+    is_int(qbc_verifier_check(none, sig, strlen(sig), "abcd", 4), QBC_EAUTH,
+           "a verifier of only empty tokens accepts nothing");
     qbc_verifier_free(none);
 }
 

@@ -41,8 +41,8 @@ static __attribute__((unused)) size_t on_data(char *p, size_t s, size_t m, void 
     return s * m;
 }
 
-static json_t *http_json_at(const char *base, const char *method, const char *path, const char *body,
-                            const char *auth, long *status)
+static json_t *http_json_at(const char *base, const char *method, const char *path, const char *body, const char *auth,
+                            long *status)
 {
     char url[512];
     snprintf(url, sizeof(url), "%s%s", base, path);
@@ -95,8 +95,9 @@ static __attribute__((unused)) int sim_start(const char *const *extra)
     snprintf(g_base, sizeof(g_base), "http://127.0.0.1:%d", g_port);
     char listen[64];
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", g_port);
-    const char *argv[40] = {QBOSIM_PATH, "--listen", listen, "--realms", "3", "--seed", "7", "--entities", "40",
-                            "--client-id", "cid", "--client-secret", "csecret", "--log-level", "warn"};
+    const char *argv[40] = {QBOSIM_PATH, "--listen",    listen, "--realms",    "3",   "--seed",
+                            "7",         "--entities",  "40",   "--client-id", "cid", "--client-secret",
+                            "csecret",   "--log-level", "warn"};
     size_t n = 15;
     for (; extra && *extra && n < 38; extra++)
         argv[n++] = *extra;
@@ -160,11 +161,13 @@ static __attribute__((unused)) int register_tokens(const char *only)
     const char *realm;
     json_t *v;
     int n = 0;
-    json_object_foreach(realms, realm, v) {
+    json_object_foreach(realms, realm, v)
+    {
         if (only && strcmp(only, realm) != 0)
             continue;
         qbc_tokens_t *t = calloc(1, sizeof(*t));
-        snprintf(t->refresh_token, sizeof(t->refresh_token), "%s", json_string_value(json_object_get(v, "refresh_token")));
+        snprintf(t->refresh_token, sizeof(t->refresh_token), "%s",
+                 json_string_value(json_object_get(v, "refresh_token")));
         qbc_realm_t st;
         memset(&st, 0, sizeof(st));
         snprintf(st.realm, sizeof(st.realm), "%s", realm);
@@ -195,12 +198,14 @@ static __attribute__((unused)) size_t notify_some(const char *only_realm, size_t
     const char *realm;
     json_t *rv;
     int64_t now = qbc_now_ns();
-    json_object_foreach(truth, realm, rv) {
+    json_object_foreach(truth, realm, rv)
+    {
         if (only_realm && strcmp(realm, only_realm) != 0)
             continue;
         const char *key;
         json_t *tok;
-        json_object_foreach(json_object_get(rv, "live"), key, tok) {
+        json_object_foreach(json_object_get(rv, "live"), key, tok)
+        {
             if (n == cap || n == max)
                 break;
             qbc_event_t *e = &evs[n++];
@@ -211,7 +216,8 @@ static __attribute__((unused)) size_t notify_some(const char *only_realm, size_t
         }
         size_t i;
         json_t *d;
-        json_array_foreach(json_object_get(rv, "deleted"), i, d) {
+        json_array_foreach(json_object_get(rv, "deleted"), i, d)
+        {
             if (n == cap || n == max)
                 break;
             qbc_event_t *e = &evs[n++];
@@ -262,7 +268,8 @@ struct cmp_ctx {
     size_t checked, wrong;
 };
 
-static __attribute__((unused)) int on_entity(const char *realm, const char *entity, const char *id, const qbc_entity_rec_t *rec, void *arg)
+static __attribute__((unused)) int on_entity(const char *realm, const char *entity, const char *id,
+                                             const qbc_entity_rec_t *rec, void *arg)
 {
     struct cmp_ctx *c = arg;
     char key[160];
@@ -273,8 +280,8 @@ static __attribute__((unused)) int on_entity(const char *realm, const char *enti
     if (tok != NULL) {
         if (rec->deleted || strcmp(rec->sync_token, json_string_value(tok)) != 0) {
             if (c->wrong++ < 5)
-                printf("# %s %s: stored %s%s, truth %s\n", realm, key, rec->sync_token, rec->deleted ? " (deleted)" : "",
-                       json_string_value(tok));
+                printf("# %s %s: stored %s%s, truth %s\n", realm, key, rec->sync_token,
+                       rec->deleted ? " (deleted)" : "", json_string_value(tok));
         }
     } else if (!rec->deleted) {
         if (c->wrong++ < 5)
@@ -299,7 +306,8 @@ static __attribute__((unused)) long sim_total_requests(void)
     long total = 0;
     const char *k;
     json_t *v;
-    json_object_foreach(json_object_get(s, "realms"), k, v) total += (long)json_integer_value(json_object_get(v, "total"));
+    json_object_foreach(json_object_get(s, "realms"), k, v) total +=
+        (long)json_integer_value(json_object_get(v, "total"));
     json_decref(s);
     return total;
 }
@@ -310,7 +318,8 @@ static __attribute__((unused)) const char *first_realm(char *buf, size_t n)
     const char *k;
     json_t *v;
     buf[0] = '\0';
-    json_object_foreach(realms, k, v) {
+    json_object_foreach(realms, k, v)
+    {
         snprintf(buf, n, "%s", k);
         break;
     }

@@ -30,14 +30,17 @@ static json_t *flat_truth(void)
     json_t *t = http_json("GET", "/sim/truth", NULL, NULL), *out = json_object();
     const char *realm, *key;
     json_t *rv, *tok;
-    json_object_foreach(t, realm, rv) {
+    json_object_foreach(t, realm, rv)
+    {
         char k[200];
-        json_object_foreach(json_object_get(rv, "live"), key, tok) {
+        json_object_foreach(json_object_get(rv, "live"), key, tok)
+        {
             snprintf(k, sizeof(k), "%s/%s", realm, key);
             json_object_set(out, k, tok);
         }
         size_t i;
-        json_array_foreach(json_object_get(rv, "deleted"), i, tok) {
+        json_array_foreach(json_object_get(rv, "deleted"), i, tok)
+        {
             snprintf(k, sizeof(k), "%s/%s", realm, json_string_value(tok));
             json_object_set_new(out, k, json_string("deleted"));
         }
@@ -99,8 +102,8 @@ int main(void)
     snprintf(hook, sizeof(hook), "http://127.0.0.1:%d/webhooks/intuit", iport);
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", iport);
     snprintf(ibase, sizeof(ibase), "http://127.0.0.1:%d", iport);
-    const char *extra[] = {"--webhook-url", hook, "--verifier-token", "vtok", "--access-ttl", "5", "--dup", "0.2",
-                           "--reorder", "0.2", "--retry-scale", "0.001", "--realms", "4", NULL};
+    const char *extra[] = {"--webhook-url", hook,  "--verifier-token", "vtok",  "--access-ttl", "5", "--dup", "0.2",
+                           "--reorder",     "0.2", "--retry-scale",    "0.001", "--realms",     "4", NULL};
     if (sim_start(extra) != 0) {
         ok(0, "qbosim started");
         return done_testing();
@@ -111,16 +114,20 @@ int main(void)
     const char *vt[] = {"vtok"};
     char token_url[128];
     snprintf(token_url, sizeof(token_url), "%s/oauth2/v1/tokens/bearer", g_base);
-    qbc_ingress_config_t icfg = {.listen = listen, .verifier_tokens = vt, .n_verifier_tokens = 1,
-                                 .admin_token = "adm", .client_id = "cid", .client_secret = "csecret",
+    qbc_ingress_config_t icfg = {.listen = listen,
+                                 .verifier_tokens = vt,
+                                 .n_verifier_tokens = 1,
+                                 .admin_token = "adm",
+                                 .client_id = "cid",
+                                 .client_secret = "csecret",
                                  .token_url = token_url};
     qbc_ingress_t *ing;
     is_int(qbc_ingress_create(&icfg, g_store, &ing), 0, "ingress listening");
     pthread_t it;
     pthread_create(&it, NULL, run_ingress, ing);
 
-    qbc_reconciler_config_t cfg = {.api_base = g_base, .token_url = token_url, .client_id = "cid",
-                                   .client_secret = "csecret"};
+    qbc_reconciler_config_t cfg = {
+        .api_base = g_base, .token_url = token_url, .client_id = "cid", .client_secret = "csecret"};
     qbc_reconciler_t *r;
     is_int(qbc_reconciler_start(&cfg, g_store, &r), 0, "reconciler started");
 
@@ -130,7 +137,8 @@ int main(void)
     json_t *v;
     int regs = 0;
     char first[64] = "";
-    json_object_foreach(realms, realm, v) {
+    json_object_foreach(realms, realm, v)
+    {
         if (!first[0])
             snprintf(first, sizeof(first), "%s", realm);
         json_t *b = json_pack("{s:O}", "refresh_token", json_object_get(v, "refresh_token"));
@@ -179,13 +187,15 @@ int main(void)
     size_t wrong = 0, missing = 0, changed = 0;
     const char *k;
     json_t *tv;
-    json_object_foreach(stored, k, tv) {
+    json_object_foreach(stored, k, tv)
+    {
         json_t *want = json_object_get(truth, k);
         if (!want || strcmp(json_string_value(want), json_string_value(tv)) != 0)
             if (wrong++ < 5)
                 printf("# %s: stored %s, truth %s\n", k, json_string_value(tv), want ? json_string_value(want) : "-");
     }
-    json_object_foreach(truth, k, tv) {
+    json_object_foreach(truth, k, tv)
+    {
         json_t *before = json_object_get(truth0, k);
         if (before && strcmp(json_string_value(before), json_string_value(tv)) == 0)
             continue;
@@ -200,10 +210,13 @@ int main(void)
     is_int(fc.dups, 0, "the feed holds each version once");
     ok(fc.ordered, "feed sequences strictly increase");
     char msg[256];
-    snprintf(msg, sizeof(msg), "bursts: %zu changed entities, %ld API calls (%.3f per changed entity), %zu feed "
-             "records, %.1f s", changed, calls, (double)calls / (double)(changed ? changed : 1), fc.n, secs);
+    snprintf(msg, sizeof(msg),
+             "bursts: %zu changed entities, %ld API calls (%.3f per changed entity), %zu feed "
+             "records, %.1f s",
+             changed, calls, (double)calls / (double)(changed ? changed : 1), fc.n, secs);
     diag(msg);
-    ok((double)calls / (double)(changed ? changed : 1) <= 0.05, "bursts cost <= 0.05 upstream calls per changed entity");
+    ok((double)calls / (double)(changed ? changed : 1) <= 0.05,
+       "bursts cost <= 0.05 upstream calls per changed entity");
     json_t *s = http_json("GET", "/sim/stats", NULL, NULL);
     is_int(json_integer_value(json_object_get(s, "throttled")), 0, "no request was throttled");
     json_decref(s);
@@ -235,8 +248,10 @@ int main(void)
                 lat[i] = lat[j];
                 lat[j] = x;
             }
-    snprintf(msg, sizeof(msg), "isolated changes: %.2f calls each; webhook acked -> reconciled p50 %.1f ms, max %.1f ms "
-             "(qbosim latency 100 ms)", (double)iso_calls / 30, (double)lat[15] / 1e6, (double)lat[29] / 1e6);
+    snprintf(msg, sizeof(msg),
+             "isolated changes: %.2f calls each; webhook acked -> reconciled p50 %.1f ms, max %.1f ms "
+             "(qbosim latency 100 ms)",
+             (double)iso_calls / 30, (double)lat[15] / 1e6, (double)lat[29] / 1e6);
     diag(msg);
     ok(lat[15] < 400000000LL, "isolated changes are fetched at once");
 

@@ -24,7 +24,8 @@ static void storm(void)
     char a[64] = "", b[64] = "";
     const char *k;
     json_t *v;
-    json_object_foreach(realms, k, v) {
+    json_object_foreach(realms, k, v)
+    {
         if (!a[0])
             snprintf(a, sizeof(a), "%s", k);
         else if (!b[0])
@@ -35,9 +36,15 @@ static void storm(void)
     ok(na == 80, "80 notices for realm A");
     char token_url[128];
     snprintf(token_url, sizeof(token_url), "%s/oauth2/v1/tokens/bearer", g_base);
-    qbc_reconciler_config_t cfg = {.api_base = g_base, .token_url = token_url, .client_id = "cid",
-                                   .client_secret = "csecret", .ids_per_query = 1, .coalesce_ms = 1,
-                                   .backoff_base_ms = 50, .backoff_max_ms = 400, .throttle_pause_ms = 1500};
+    qbc_reconciler_config_t cfg = {.api_base = g_base,
+                                   .token_url = token_url,
+                                   .client_id = "cid",
+                                   .client_secret = "csecret",
+                                   .ids_per_query = 1,
+                                   .coalesce_ms = 1,
+                                   .backoff_base_ms = 50,
+                                   .backoff_max_ms = 400,
+                                   .throttle_pause_ms = 1500};
     qbc_reconciler_t *r;
     is_int(qbc_reconciler_start(&cfg, g_store, &r), 0, "reconciler started");
     qbc_reconciler_stats_t st;
@@ -61,8 +68,8 @@ static void storm(void)
             usleep(5000);
     }
     char msg[160];
-    snprintf(msg, sizeof(msg), "realm B (%zu notices) done %.0f ms after A was throttled; A still has %llu pending",
-             nb, (double)(qbc_mono_ns() - t) / 1e6, (unsigned long long)pending());
+    snprintf(msg, sizeof(msg), "realm B (%zu notices) done %.0f ms after A was throttled; A still has %llu pending", nb,
+             (double)(qbc_mono_ns() - t) / 1e6, (unsigned long long)pending());
     diag(msg);
     ok(b_done && qbc_mono_ns() - t < 1000000000LL, "the other realm is served within 1 s");
     ok(wait_pending(0, 90000), "the throttled realm catches up");
@@ -102,9 +109,15 @@ int main(void)
 
     char token_url[128];
     snprintf(token_url, sizeof(token_url), "%s/oauth2/v1/tokens/bearer", g_base);
-    qbc_reconciler_config_t cfg = {.api_base = g_base, .token_url = token_url, .client_id = "cid",
-                                   .client_secret = "csecret", .minorversion = 75, .backoff_base_ms = 50,
-                                   .backoff_max_ms = 400, .throttle_pause_ms = 1000, .max_attempts = 20,
+    qbc_reconciler_config_t cfg = {.api_base = g_base,
+                                   .token_url = token_url,
+                                   .client_id = "cid",
+                                   .client_secret = "csecret",
+                                   .minorversion = 75,
+                                   .backoff_base_ms = 50,
+                                   .backoff_max_ms = 400,
+                                   .throttle_pause_ms = 1000,
+                                   .max_attempts = 20,
                                    .coalesce_ms = 100};
     qbc_reconciler_t *r;
     int64_t start = qbc_mono_ns();
@@ -133,8 +146,8 @@ int main(void)
         int64_t t = qbc_mono_ns();
         notify_all(NULL); /* mostly duplicates: the store dedupes, one is new */
         ok(wait_pending(0, 10000), "re-notified all converge");
-        snprintf(msg, sizeof(msg), "re-notify of %zu entities: %ld calls, %.0f ms", notified, sim_total_requests() - before,
-                 (double)(qbc_mono_ns() - t) / 1e6);
+        snprintf(msg, sizeof(msg), "re-notify of %zu entities: %ld calls, %.0f ms", notified,
+                 sim_total_requests() - before, (double)(qbc_mono_ns() - t) / 1e6);
         diag(msg);
         checked = compare_truth(&wrong);
         is_int(wrong, 0, "still equal to the truth");

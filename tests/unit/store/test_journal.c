@@ -243,7 +243,8 @@ static void test_records(void)
     is_int(rlen, QBC_JREC_HEADER + 8, "padded to 8");
     is_int(ep, 4, "its epoch");
     ep = 5;
-    ok(qbc_store__jrec_check(rec, sizeof(rec), 7, 4096, &ep, &rlen, &kind) != 0, "an older epoch after a newer: not ours");
+    ok(qbc_store__jrec_check(rec, sizeof(rec), 7, 4096, &ep, &rlen, &kind) != 0,
+       "an older epoch after a newer: not ours");
     ep = 0;
     ok(qbc_store__jrec_check(rec, sizeof(rec), 8, 4096, &ep, &rlen, &kind) != 0, "wrong jseq: not ours");
     ok(qbc_store__jrec_check(rec, sizeof(rec), 7, 4096 + (1 << 20), &ep, &rlen, &kind) != 0,
