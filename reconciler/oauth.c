@@ -43,6 +43,21 @@ char *qbc_oauth_refresh_body(const char *refresh_token)
     return b;
 }
 
+/*
+ * the longest token lifetime believed, in seconds: ten years, twice Intuit's hard maximum
+ * for refresh tokens (qbo-facts §7). A larger value is capped, because seconds * 10^9
+ * past int64_t would wrap into an expiry in the past.
+ */
+#define MAX_LIFETIME_S (10LL * 366 * 86400)
+
+/* a positive integer lifetime in seconds, capped; 0 when v is none */
+static int64_t lifetime_s(json_t *v)
+{
+    if (!json_is_integer(v) || json_integer_value(v) <= 0)
+        return 0;
+    return json_integer_value(v) < MAX_LIFETIME_S ? json_integer_value(v) : MAX_LIFETIME_S;
+}
+
 static int copy_token(char *dst, json_t *v)
 {
     if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) >= QBC_TOKEN_MAX)
@@ -70,10 +85,10 @@ qbc_oauth_class_t qbc_oauth_parse(int curl_ok, long status, const char *body, si
             snprintf(err, errsize, "token endpoint: HTTP 200 without access_token/refresh_token");
             cls = REC_OAUTH_RETRY;
         } else {
-            int64_t exp = json_is_integer(ei) && json_integer_value(ei) > 0 ? json_integer_value(ei) : 3600;
+            int64_t exp = lifetime_s(ei) > 0 ? lifetime_s(ei) : 3600, rexp = lifetime_s(ri);
             out->access_expires_ns = now_wall + exp * 1000000000LL;
-            if (json_is_integer(ri) && json_integer_value(ri) > 0)
-                out->refresh_expires_ns = now_wall + json_integer_value(ri) * 1000000000LL;
+            if (rexp > 0)
+                out->refresh_expires_ns = now_wall + rexp * 1000000000LL;
             cls = REC_OAUTH_OK;
         }
     } else {

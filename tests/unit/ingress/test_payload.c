@@ -621,8 +621,8 @@ static void test_not_a_webhook(void)
         "[{}]",
         "[[{\"specversion\":\"1.0\"}]]",
         "[{\"type\":\"qbo.invoice.created.v1\"}]",
-        "{\"specversion\":\"1.0\",\"type\":\"qbo.invoice.created.v1\",\"intuitentityid\":\"1\",\"intuitaccountid\":"
-        "\"2\"}",
+        ("{\"specversion\":\"1.0\",\"type\":\"qbo.invoice.created.v1\",\"intuitentityid\":\"1\",\"intuitaccountid\":"
+         "\"2\"}"), /* one string: clang's -Wstring-concatenation wants the parentheses */
         "{\"EventNotifications\":[]}",
         "{\"eventNotifications\":[]",
         "[{\"specversion\":\"1.0\"}",

@@ -43,6 +43,16 @@ static void test_answers(void)
            "200 without a refresh token is not accepted");
     ok(t.access_token[0] == '\0', "and leaves no token behind");
     ok(strstr(err, "A3") == NULL, "no token in the error");
+
+    /* found by fuzz/fuzz_oauth.c: seconds * 10^9 overflowed int64_t (undefined; in practice an
+     * expiry in the past, so every use would refresh again) */
+    const char *huge = "{\"refresh_token\":\"R4\",\"access_token\":\"A4\",\"expires_in\":9223372036854775807,"
+                       "\"x_refresh_token_expires_in\":9223372036}";
+    is_int(qbc_oauth_parse(1, 200, huge, strlen(huge), now, &t, err, sizeof(err)), REC_OAUTH_OK, "huge lifetimes");
+    ok(t.access_expires_ns > now && t.access_expires_ns <= now + 10LL * 366 * 86400 * 1000000000LL,
+       "an absurd expires_in is capped at ten years, not wrapped");
+    ok(t.refresh_expires_ns > now && t.refresh_expires_ns <= now + 10LL * 366 * 86400 * 1000000000LL,
+       "so is x_refresh_token_expires_in");
 }
 
 int main(void)
