@@ -251,3 +251,16 @@ def admin(port, method, path, body=None):
         return st, json.loads(b) if b else None
     except ValueError:
         return st, b
+
+
+def wait_job(port, job, want=("done", "failed"), timeout=60):
+    """polls GET /admin/jobs/{job} until its status is one of want (or timeout s); returns the
+    last job object read"""
+    deadline = time.time() + timeout
+    j = None
+    while time.time() < deadline:
+        st, j = admin(port, "GET", "/admin/jobs/%s" % job)
+        if st == 200 and j.get("status") in want:
+            return j
+        time.sleep(0.2)
+    return j

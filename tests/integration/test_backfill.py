@@ -17,20 +17,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import *  # noqa: F401,F403
-from simlib import ADMIN, admin, Sim, compare_to_truth, flat_truth, qbcdc_lines, register_realms, serve_env, sim_calls, SIM_ENTITIES as ENTITIES
+from simlib import ADMIN, admin, Sim, compare_to_truth, flat_truth, qbcdc_lines, register_realms, serve_env, sim_calls, wait_job, SIM_ENTITIES as ENTITIES
 
 PER_TYPE = 12500  # 8 entity types: 100,000 entities, the size issue 5 names
-
-
-def wait_job(port, job, want, timeout):
-    deadline = time.time() + timeout
-    j = None
-    while time.time() < deadline:
-        st, j = admin(port, "GET", "/admin/jobs/%s" % job)
-        if st == 200 and j.get("status") in want:
-            return j
-        time.sleep(0.2)
-    return j
 
 
 sim = Sim(realms=2, entities=PER_TYPE)

@@ -18,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import *  # noqa: F401,F403
-from simlib import admin, Sim, compare_to_truth, flat_truth, qbcdc_lines, register_realms, serve_env, sim_calls, SIM_ENTITIES
+from simlib import admin, Sim, compare_to_truth, flat_truth, qbcdc_lines, register_realms, serve_env, sim_calls, wait_job, SIM_ENTITIES
 
 
 
@@ -51,12 +51,7 @@ realm = sorted(sim.realms())[0]
 is_(register_realms(qport, sim), 1, "the realm registered")
 st, j = admin(qport, "POST", "/admin/realms/%s/backfill" % realm, "")
 is_(st, 202, "a backfill of the whole company")
-deadline = time.time() + 60
-while time.time() < deadline:
-    st, b = admin(qport, "GET", "/admin/jobs/%s" % j["job"])
-    if b.get("status") in ("done", "failed"):
-        break
-    time.sleep(0.2)
+b = wait_job(qport, j["job"]) or {}
 is_(b.get("status"), "done", "it finished (%s records)" % b.get("records_seen"))
 truth0 = flat_truth(sim.json("GET", "/sim/truth")[1])
 held = {k for k, v in truth0.items() if v is not None}

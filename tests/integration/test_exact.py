@@ -21,7 +21,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import *  # noqa: F401,F403
 from simlib import (EXACT_CYCLE, EXACT_NUMBERS, EXACT_STRINGS, SIM_ENTITIES, Sim, admin, register_realms,
-                    serve_env, wait_drained)
+                    serve_env, wait_drained, wait_job)
 
 FEED = {"Authorization": "Bearer test-feed-token"}
 ENTITIES = SIM_ENTITIES.split(",")
@@ -181,12 +181,7 @@ is_(register_realms(qport, sim), 1, "realm registered")
 # 1. the query API (a backfill of every entity qbosim holds)
 st, j = admin(qport, "POST", "/admin/realms/%s/backfill" % realm, json.dumps({"entities": ENTITIES}))
 is_(st, 202, "backfill accepted")
-deadline = time.time() + 60
-while time.time() < deadline:
-    st, jj = admin(qport, "GET", "/admin/jobs/%s" % j["job"])
-    if jj.get("status") in ("done", "failed"):
-        break
-    time.sleep(0.2)
+jj = wait_job(qport, j["job"]) or {}
 is_(jj.get("status"), "done", "backfill done")
 check_all("backfill", qport, sim, realm)
 
