@@ -170,10 +170,9 @@ def sse_read(after=None, last_event_id=None, want=0, timeout=10):
         if not chunk:
             break
         buf += chunk
-        for line in buf.split(b"\n"):
-            pass
-        # the changes: not the data of a named event (event: feed, event: gone)
-        events = [json.loads(l[6:]) for l in buf.split(b"\n") if l.startswith(b'data: {"seq"')]
+        # the changes: not the data of a named event (event: feed, event: gone); complete
+        # lines only (the last one may still be on its way)
+        events = [json.loads(l[6:]) for l in buf.split(b"\n")[:-1] if l.startswith(b'data: {"seq"')]
     s.close()
     return buf, events
 

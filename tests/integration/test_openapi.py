@@ -227,7 +227,17 @@ check("GET", "/v1/realms/%s/entities/Customer?limit=0" % realms[0], headers=FEED
 s = socket.create_connection(("127.0.0.1", qport), timeout=5)
 s.sendall(("GET /v1/changes/stream?after=0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" % FEED).encode())
 buf, deadline = b"", time.time() + 10
-while time.time() < deadline and buf.count(b"\ndata: ") < len(changes) + (1 if b"event: feed" in buf else 0):
+
+
+def sse_complete_events(raw):
+    """the events whose blank line has arrived, in the complete chunks received so far"""
+    body = raw.partition(b"\r\n\r\n")[2]
+    return oc.dechunk(body).count(b"\n\n")
+
+
+# until the hello and every change are complete: counting "data:" lines would stop with
+# the last event's chunk still on the way, and dechunk would drop it whole
+while time.time() < deadline and sse_complete_events(buf) < len(changes) + 1:
     try:
         chunk = s.recv(65536)
     except socket.timeout:
