@@ -1,5 +1,5 @@
 /*
- * figures.c — the reconciler's live figures, shown by the ingress: per-realm API use
+ * figures.c — the reconciler's live figures, shown by the HTTP API: per-realm API use
  * in GET /admin/realms, and counters in /metrics. The CLI owns both components, so
  * the bridge lives here and neither has to know the other.
  */
@@ -97,8 +97,8 @@ static char *metrics(void *ctx)
     return t.data;
 }
 
-void qbc_figures_install(qbc_ingress_t *ing, qbc_reconciler_t *r)
+void qbc_figures_install(qbc_api_t *ing, qbc_reconciler_t *r)
 {
-    qbc_ingress_hooks_t hooks = {realm_stats, metrics, r};
-    qbc_ingress_set_hooks(ing, &hooks);
+    qbc_api_hooks_t hooks = {realm_stats, metrics, r};
+    qbc_api_set_hooks(ing, &hooks);
 }

@@ -14,11 +14,11 @@
 #include "devsim.h"
 #include "figures.h"
 #include "reconciler.h"
-#include "ingress.h"
+#include "api.h"
 #include "inspect.h"
 #include "store.h"
 
-static qbc_ingress_t *running;
+static qbc_api_t *running;
 
 static void usage(FILE *f)
 {
@@ -26,7 +26,7 @@ static void usage(FILE *f)
             "qbcdc %s — change capture for QuickBooks Online\n"
             "\n"
             "Usage:\n"
-            "  qbcdc serve [flags]        run the service (webhook ingress) until SIGTERM/SIGINT\n"
+            "  qbcdc serve [flags]        run the service (webhooks, feed, admin API) until SIGTERM/SIGINT\n"
             "  qbcdc inbox [flags]        list stored webhook bodies (JSON lines)\n"
             "  qbcdc pending [flags]      list pending change notices (JSON lines)\n"
             "  qbcdc entities [flags]     list the latest stored version of every entity (JSON lines)\n"
@@ -62,7 +62,7 @@ static void on_signal(int sig)
 {
     (void)sig;
     if (running != NULL)
-        qbc_ingress_stop(running);
+        qbc_api_stop(running);
 }
 
 static int cmd_serve(int argc, char **argv)
@@ -70,7 +70,7 @@ static int cmd_serve(int argc, char **argv)
     qbc_config_t cfg;
     char err[1600]; /* room for the list of known entities */
     qbc_store_t *store = NULL;
-    qbc_ingress_t *ing = NULL;
+    qbc_api_t *api = NULL;
     qbc_reconciler_t *rec = NULL;
     qbc_devsim_t sim;
     int rc, exit_code = 1;
@@ -101,22 +101,22 @@ static int cmd_serve(int argc, char **argv)
         fprintf(stderr, "qbcdc: cannot open the store in %s: %s\n", cfg.data_dir, qbc_strerror(rc));
         goto Exit;
     }
-    /* may supply the verifier token, so it comes before the ingress is configured */
+    /* may supply the verifier token, so it comes before the server is configured */
     qbc_devsim_start(&cfg, &sim);
-    qbc_ingress_config_t icfg = {.listen = cfg.listen,
-                                 .verifier_tokens = (const char *const *)cfg.tokens,
-                                 .n_verifier_tokens = cfg.n_tokens,
-                                 .max_body = 1024 * 1024,
-                                 .admin_token = cfg.admin_token,
-                                 .feed_token = cfg.feed_token,
-                                 .client_id = cfg.client_id,
-                                 .client_secret = cfg.client_secret,
-                                 .authorize_url = cfg.oauth_authorize_url,
-                                 .token_url = cfg.oauth_token_url,
-                                 .redirect_uri = cfg.oauth_redirect_uri,
-                                 .revoke_url = cfg.oauth_revoke_url,
-                                 .snapshot_on_connect = cfg.n_snapshot_on_connect};
-    if ((rc = qbc_ingress_create(&icfg, store, &ing)) != 0) {
+    qbc_api_config_t acfg = {.listen = cfg.listen,
+                             .verifier_tokens = (const char *const *)cfg.tokens,
+                             .n_verifier_tokens = cfg.n_tokens,
+                             .max_body = 1024 * 1024,
+                             .admin_token = cfg.admin_token,
+                             .feed_token = cfg.feed_token,
+                             .client_id = cfg.client_id,
+                             .client_secret = cfg.client_secret,
+                             .authorize_url = cfg.oauth_authorize_url,
+                             .token_url = cfg.oauth_token_url,
+                             .redirect_uri = cfg.oauth_redirect_uri,
+                             .revoke_url = cfg.oauth_revoke_url,
+                             .snapshot_on_connect = cfg.n_snapshot_on_connect};
+    if ((rc = qbc_api_create(&acfg, store, &api)) != 0) {
         fprintf(stderr, "qbcdc: cannot listen on %s: %s\n", cfg.listen, qbc_strerror(rc));
         goto Exit;
     }
@@ -146,7 +146,7 @@ static int cmd_serve(int argc, char **argv)
             fprintf(stderr, "qbcdc: cannot start the reconciler: %s\n", qbc_strerror(rc));
             goto Exit;
         }
-        qbc_figures_install(ing, rec);
+        qbc_figures_install(api, rec);
     } else {
         qbc_log(
             QBC_LOG_WARN, "main",
@@ -160,9 +160,9 @@ static int cmd_serve(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    running = ing;
+    running = api;
     qbc_log(QBC_LOG_INFO, "main", "qbcdc %s serving; data in %s", QBCDC_VERSION, cfg.data_dir);
-    rc = qbc_ingress_run(ing, (int)cfg.drain_ms_n);
+    rc = qbc_api_run(api, (int)cfg.drain_ms_n);
     running = NULL;
     exit_code = rc == 0 ? 0 : 1;
     qbc_log(QBC_LOG_INFO, "main", "stopped");
@@ -172,7 +172,7 @@ Exit:
     if (rec != NULL)
         qbc_reconciler_stop(rec, (int)cfg.drain_ms_n);
     qbc_devsim_stop(&sim);
-    qbc_ingress_destroy(ing);
+    qbc_api_destroy(api);
     qbc_store_close(store); /* drains anything still queued, then closes LMDB */
     qbc_config_free(&cfg);
     return exit_code;

@@ -1,11 +1,15 @@
 /*
- * ingress.h — the HTTP face of qbcdc: Intuit's webhooks in, health and metrics out.
+ * ingress.h — Intuit's webhooks coming in.
  *
  * Three layers, each usable on its own (and unit-tested on its own):
  *   signature  intuit-signature = base64(HMAC-SHA256(verifier token, raw body))
  *   payload    both webhook formats (classic eventNotifications, CloudEvents array)
- *              parsed into qbc_event_t (store.h)
- *   server     the h2o evloop HTTP/1.1 server that ties them to the store writer
+ *              parsed into qbc_event_t (store.h), and the entity and operation names
+ *   webhook    the POST /webhooks/intuit handler: verifies, hands the body to the
+ *              store's journal, answers 200 once it is durable (qbc_ingress_t)
+ *
+ * The HTTP server that routes requests to the handler is api/ (api.h); the handler only
+ * needs an h2o context whose loop it runs on.
  */
 #ifndef QBC_INGRESS_H
 #define QBC_INGRESS_H
@@ -114,56 +118,54 @@ int qbc_entity_list_check(const char *list, char *out, size_t outsz, char *err, 
  */
 qbc_op_t qbc_op_parse(const char *word, size_t len);
 
-/* =============================== server ============================= */
+/* =============================== webhook ============================ */
+
+struct st_h2o_context_t;
+struct st_h2o_req_t;
 
 typedef struct st_qbc_ingress_config_t {
-    const char *listen;                 /**< "host:port" (IPv4, [IPv6]:port, or :port) */
-    const char *const *verifier_tokens; /**< may be empty: webhooks then answer 503 */
+    const char *const *verifier_tokens; /**< copied; may be empty: webhooks then answer 503 */
     size_t n_verifier_tokens;
-    size_t max_body;         /**< bytes; bigger bodies get 413 (default 1 MiB) */
-    const char *admin_token; /**< bearer for /admin/...; NULL: /admin/... answers 403 */
-    const char *feed_token;  /**< bearer for /v1/...; NULL: /v1/... answers 403 */
-    /* the OAuth authorization-code flow (GET /connect, GET /oauth/callback) */
-    const char *client_id, *client_secret;
-    const char *authorize_url, *token_url, *redirect_uri;
-    const char *revoke_url; /**< DELETE /admin/realms/{realm} revokes here */
-    /**
-     * 1: a realm registered for the first time (PUT /admin/realms/{realm}/tokens of a realm the
-     * store did not hold, or the OAuth callback) gets a snapshot job in the same transaction
-     */
-    int snapshot_on_connect;
+    size_t max_body; /**< bytes; bigger bodies get 413 (default 1 MiB) */
 } qbc_ingress_config_t;
 
+/** the webhook endpoint: its verifier, the webhooks of the current loop turn, its counters. */
 typedef struct st_qbc_ingress_t qbc_ingress_t;
 
-/** figures from other components, called on the loop thread while answering. */
-typedef struct st_qbc_ingress_hooks_t {
-    /** adds live per-realm figures to GET /admin/realms entries (a jansson array of objects) */
-    void (*realm_stats)(void *ctx, void *json_array);
-    /** more Prometheus text for /metrics (malloc'd, or NULL) */
-    char *(*metrics)(void *ctx);
-    void *ctx;
-} qbc_ingress_hooks_t;
-
-/** installs hooks (copied); call before qbc_ingress_run. */
-void qbc_ingress_set_hooks(qbc_ingress_t *ing, const qbc_ingress_hooks_t *hooks);
+/**
+ * creates the webhook endpoint for the event loop of ctx. Every function below runs on
+ * that loop's thread. Store commits come back through ctx's multithread queue.
+ * @return 0 (it fails only for memory, which aborts)
+ */
+int qbc_ingress_create(const qbc_ingress_config_t *cfg, qbc_store_t *store, struct st_h2o_context_t *ctx,
+                       qbc_ingress_t **out);
 
 /**
- * binds the listener and prepares the h2o context. Does not run the loop.
- * @return 0, -errno (bind/listen failures), or QBC_EINVAL (bad listen address)
+ * handles one request routed to /webhooks/intuit: answers refusals at once (401, 404, 405,
+ * 413, 503), or takes the body and answers once the store holds it durably (or could not).
+ * @return 0 (the request is answered now or later)
  */
-int qbc_ingress_create(const qbc_ingress_config_t *cfg, qbc_store_t *store, qbc_ingress_t **out);
+int qbc_ingress_on_req(qbc_ingress_t *ing, struct st_h2o_req_t *req);
 
 /**
- * runs the event loop on the calling thread until qbc_ingress_stop() is called
- * (or SIGTERM/SIGINT when install_signals was set via qbc_ingress_run_until_signal),
- * then stops accepting, waits for in-flight acks (bounded by drain_ms), and returns 0.
+ * hands the webhooks taken during this loop turn to the store in one go; call after every
+ * turn of the loop (h2o_evloop_run), and while draining.
  */
-int qbc_ingress_run(qbc_ingress_t *ing, int drain_ms);
+void qbc_ingress_flush(qbc_ingress_t *ing);
 
-/** asks a running loop to stop; async-signal-safe. */
-void qbc_ingress_stop(qbc_ingress_t *ing);
+/** webhooks taken and not answered yet (held, or waiting for their commit). */
+uint64_t qbc_ingress_inflight(const qbc_ingress_t *ing);
 
+/**
+ * appends the webhook metrics (qbcdc_webhooks_total, qbcdc_webhook_events_total,
+ * qbcdc_webhook_ack_seconds, ...) in Prometheus text format to out.
+ */
+void qbc_ingress_metrics(const qbc_ingress_t *ing, qbc_buf_t *out);
+
+/**
+ * frees the endpoint. Call with nothing in flight (qbc_ingress_inflight() == 0) and
+ * before ctx is disposed: it unregisters its receiver from ctx's queue. NULL is a no-op.
+ */
 void qbc_ingress_destroy(qbc_ingress_t *ing);
 
 #endif

@@ -1,33 +1,64 @@
 /*
- * webhook.c — POST /webhooks/intuit and GET /healthz.
+ * webhook.c — POST /webhooks/intuit.
  *
  * The promise: a 200 goes out only after the commit holding the raw body and its
  * parsed events is fsync'd (the store's journal record; store/ingest.c). So the
  * handler verifies, queues a job for the store and returns without answering; the
  * store parses it on its own thread, and the answer is written when the job comes
- * back (on_job_committed), on this same loop thread.
+ * back (on_committed), on this same loop thread.
  *
  * A signed body that does not parse is still stored (quarantined) and acked: it is
  * authentic, and a non-200 would make Intuit retry it forever while holding back the
  * realm's later events (qbo-facts §1.5).
+ *
+ * Every answer body here is constant text or digits (ack_body), so none needs escaping.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <jansson.h>
 #include <openssl/crypto.h>
 #include "ingress_internal.h"
 
-static int path_is(h2o_req_t *req, const char *path)
+/** one webhook between the loop and the store. */
+typedef struct st_webhook_job_t {
+    qbc_store_job_t job;
+    h2o_multithread_message_t msg;
+    qbc_ingress_t *ing;
+    h2o_req_t *req;                    /* NULL once the request is gone (on_req_dispose) */
+    struct st_webhook_job_t **backref; /* in the request's pool: points here while both live */
+    qbc_payload_t payload;
+    char *body;
+    int64_t start_mono_ns;
+    int result_kind; /* webhook_result_t chosen at parse time (stored/quarantined) */
+} webhook_job_t;
+
+static void answer(h2o_req_t *req, int status, const char *reason, const char *json)
 {
-    return h2o_memis(req->path_normalized.base, req->path_normalized.len, path, strlen(path));
+    size_t len = strlen(json);
+    req->res.status = status;
+    req->res.reason = reason;
+    req->res.content_length = len;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    h2o_send_inline(req, json, len);
 }
 
-static void on_guard_dispose(void *p)
+#define REFUSAL(code, message) "{\"error\":\"" code "\",\"message\":\"" message "\"}"
+
+/* the request's pool is being freed (the client went away): the answer goes to nobody */
+static void on_req_dispose(void *p)
 {
-    req_guard_t *g = p;
-    if (g->job != NULL)
-        g->job->guard = NULL; /* the connection went away: answer nobody */
+    webhook_job_t *j = *(webhook_job_t **)p;
+    if (j != NULL)
+        j->req = NULL;
+}
+
+static void job_free(webhook_job_t *j)
+{
+    if (j->req != NULL)
+        *j->backref = NULL;
+    qbc_payload_clear(&j->payload);
+    free(j->body);
+    free(j);
 }
 
 /*
@@ -37,7 +68,7 @@ static void on_guard_dispose(void *p)
  */
 static void parse_in_store(qbc_store_job_t *job)
 {
-    ingress_job_t *j = H2O_STRUCT_FROM_MEMBER(ingress_job_t, job, job);
+    webhook_job_t *j = H2O_STRUCT_FROM_MEMBER(webhook_job_t, job, job);
     j->result_kind = WH_STORED;
     if (qbc_payload_parse(j->body != NULL ? j->body : "", j->job.body_len, &j->payload) != 0) {
         j->job.inbox_flags |= QBC_INBOX_QUARANTINED;
@@ -52,48 +83,8 @@ static void parse_in_store(qbc_store_job_t *job)
 /* store thread (ingest or writer): hand the finished job back to the loop (must not block) */
 static void job_done_in_store(qbc_store_job_t *job)
 {
-    ingress_job_t *j = H2O_STRUCT_FROM_MEMBER(ingress_job_t, job, job);
+    webhook_job_t *j = H2O_STRUCT_FROM_MEMBER(webhook_job_t, job, job);
     h2o_multithread_send_message(&j->ing->commits, &j->msg);
-}
-
-ingress_job_t *ingress_job_new(qbc_ingress_t *ing, h2o_req_t *req, qbc_job_kind_t kind)
-{
-    ingress_job_t *j = qbc_calloc(1, sizeof(*j));
-    if (kind != QBC_JOB_WEBHOOK && kind != QBC_JOB_PING)
-        j->a = qbc_calloc(1, sizeof(*j->a));
-    j->ing = ing;
-    j->job.kind = kind;
-    j->job.on_commit = job_done_in_store;
-    j->job.received_ns = qbc_now_ns();
-    j->start_mono_ns = qbc_mono_ns();
-    j->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*j->guard), on_guard_dispose);
-    j->guard->req = req;
-    j->guard->job = j;
-    return j;
-}
-
-void ingress_job_free(ingress_job_t *j)
-{
-    if (j->guard != NULL)
-        j->guard->job = NULL;
-    if (j->a != NULL) {
-        if (j->a->tokens != NULL) {
-            OPENSSL_cleanse(j->a->tokens, sizeof(*j->a->tokens));
-            free(j->a->tokens);
-        }
-        free(j->a);
-    }
-    qbc_payload_clear(&j->payload);
-    free(j->body);
-    free(j);
-}
-
-int ingress_submit(qbc_ingress_t *ing, ingress_job_t *j)
-{
-    int rc = qbc_store_submit(ing->store, &j->job);
-    if (rc == 0)
-        ing->metrics.inflight++;
-    return rc;
 }
 
 /* is the media type one Intuit uses for webhooks? (parameters like charset ignored) */
@@ -111,19 +102,18 @@ static int content_type_expected(h2o_req_t *req)
            h2o_lcstris(v.base, n, H2O_STRLIT("application/cloudevents-batch+json"));
 }
 
-int on_webhook(h2o_handler_t *_self, h2o_req_t *req)
+int qbc_ingress_on_req(qbc_ingress_t *ing, h2o_req_t *req)
 {
-    qbc_ingress_t *ing = ((ingress_handler_t *)_self)->ing;
-    ingress_metrics_t *m = &ing->metrics;
+    webhook_metrics_t *m = &ing->metrics;
 
-    if (!path_is(req, "/webhooks/intuit")) {
-        respond_error(req, 404, "Not Found", "not_found", "no such endpoint");
+    if (!h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/webhooks/intuit"))) {
+        answer(req, 404, "Not Found", REFUSAL("not_found", "no such endpoint"));
         return 0;
     }
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
         m->webhooks[WH_BAD_REQUEST]++;
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("POST"));
-        respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use POST");
+        answer(req, 405, "Method Not Allowed", REFUSAL("method_not_allowed", "use POST"));
         return 0;
     }
     if (ing->n_tokens == 0) {
@@ -134,13 +124,13 @@ int on_webhook(h2o_handler_t *_self, h2o_req_t *req)
                     "refusing a webhook with 503: no verifier token is configured (QBCDC_WEBHOOK_VERIFIER_TOKENS)");
             ing->not_configured_logged_ns = now;
         }
-        respond_error(req, 503, "Service Unavailable", "not_configured",
-                      "no webhook verifier token is configured (QBCDC_WEBHOOK_VERIFIER_TOKENS)");
+        answer(req, 503, "Service Unavailable",
+               REFUSAL("not_configured", "no webhook verifier token is configured (QBCDC_WEBHOOK_VERIFIER_TOKENS)"));
         return 0;
     }
     if (req->entity.len > ing->max_body) {
         m->webhooks[WH_TOO_LARGE]++;
-        respond_error(req, 413, "Payload Too Large", "too_large", "webhook bodies are limited to 1 MiB");
+        answer(req, 413, "Payload Too Large", REFUSAL("too_large", "webhook bodies are limited to 1 MiB"));
         return 0;
     }
 
@@ -151,29 +141,38 @@ int on_webhook(h2o_handler_t *_self, h2o_req_t *req)
         m->webhooks[WH_UNAUTHORIZED]++;
         qbc_log(QBC_LOG_WARN, "ingress", "webhook refused: %s intuit-signature (%zu-byte body)",
                 si < 0 ? "missing" : "wrong", req->entity.len);
-        respond_error(req, 401, "Unauthorized", "bad_signature",
-                      si < 0 ? "intuit-signature header missing" : "intuit-signature does not match");
+        answer(req, 401, "Unauthorized",
+               si < 0 ? REFUSAL("bad_signature", "intuit-signature header missing")
+                      : REFUSAL("bad_signature", "intuit-signature does not match"));
         return 0;
     }
     if (!content_type_expected(req))
         m->unexpected_content_type++; /* authentic all the same: keep it */
 
-    ingress_job_t *j = ingress_job_new(ing, req, QBC_JOB_WEBHOOK);
+    webhook_job_t *j = qbc_calloc(1, sizeof(*j));
     if (req->entity.len > 0) {
         j->body = malloc(req->entity.len); /* client-sized: may fail, and that is a 503, not a crash */
         if (j->body == NULL) {
-            ingress_job_free(j);
+            free(j);
             m->webhooks[WH_UNAVAILABLE]++;
-            respond_error(req, 503, "Service Unavailable", "no_memory", "cannot buffer the body; retry later");
+            answer(req, 503, "Service Unavailable", REFUSAL("no_memory", "cannot buffer the body; retry later"));
             return 0;
         }
         memcpy(j->body, req->entity.base, req->entity.len);
     }
+    j->ing = ing;
+    j->req = req;
+    j->backref = h2o_mem_alloc_shared(&req->pool, sizeof(*j->backref), on_req_dispose);
+    *j->backref = j;
+    j->start_mono_ns = qbc_mono_ns();
+    j->job.kind = QBC_JOB_WEBHOOK;
+    j->job.on_commit = job_done_in_store;
+    j->job.received_ns = qbc_now_ns();
     j->job.body = j->body;
     j->job.body_len = req->entity.len;
     j->job.prepare = parse_in_store; /* the loop thread only verifies, copies and queues */
 
-    /* held until this loop turn ends, then queued with the turn's others (ingress_flush_webhooks) */
+    /* held until this loop turn ends, then queued with the turn's others (qbc_ingress_flush) */
     if (ing->n_held == ing->cap_held) {
         ing->cap_held = ing->cap_held != 0 ? ing->cap_held * 2 : 64;
         ing->held = qbc_realloc(ing->held, ing->cap_held * sizeof(*ing->held));
@@ -188,7 +187,7 @@ int on_webhook(h2o_handler_t *_self, h2o_req_t *req)
  * to the store in one go, so the store's ingest thread is woken once per turn, not
  * once per webhook (a cross-thread wake-up costs several µs on a VM).
  */
-void ingress_flush_webhooks(qbc_ingress_t *ing)
+void qbc_ingress_flush(qbc_ingress_t *ing)
 {
     if (ing->n_held == 0)
         return;
@@ -197,60 +196,15 @@ void ingress_flush_webhooks(qbc_ingress_t *ing)
     if (qbc_store_submit_webhooks(ing->store, ing->held, n) == 0)
         return;
     for (size_t i = 0; i < n; i++) {
-        ingress_job_t *j = H2O_STRUCT_FROM_MEMBER(ingress_job_t, job, ing->held[i]);
-        h2o_req_t *req = j->guard != NULL ? j->guard->req : NULL;
+        webhook_job_t *j = H2O_STRUCT_FROM_MEMBER(webhook_job_t, job, ing->held[i]);
+        h2o_req_t *req = j->req;
         ing->metrics.inflight--;
-        ingress_job_free(j);
+        job_free(j);
         if (req != NULL) {
             ing->metrics.webhooks[WH_UNAVAILABLE]++;
-            respond_error(req, 503, "Service Unavailable", "shutting_down", "the service is stopping; retry later");
+            answer(req, 503, "Service Unavailable", REFUSAL("shutting_down", "the service is stopping; retry later"));
         }
     }
-}
-
-int on_healthz(h2o_handler_t *_self, h2o_req_t *req)
-{
-    qbc_ingress_t *ing = ((ingress_handler_t *)_self)->ing;
-
-    if (!path_is(req, "/healthz")) {
-        respond_error(req, 404, "Not Found", "not_found", "no such endpoint");
-        return 0;
-    }
-    /* "writable" is proven the only honest way: a tiny fsync'd write through the writer */
-    ingress_job_t *j = ingress_job_new(ing, req, QBC_JOB_PING);
-    if (ingress_submit(ing, j) != 0) {
-        ingress_job_free(j);
-        respond_json(req, 503, "Service Unavailable", "{\"status\":\"stopping\"}");
-    }
-    return 0;
-}
-
-int on_metrics(h2o_handler_t *_self, h2o_req_t *req)
-{
-    qbc_ingress_t *ing = ((ingress_handler_t *)_self)->ing;
-    size_t len;
-
-    if (!path_is(req, "/metrics")) {
-        respond_error(req, 404, "Not Found", "not_found", "no such endpoint");
-        return 0;
-    }
-    char *text = metrics_render(&ing->metrics, ing->store, &len);
-    char *more = ing->hooks.metrics != NULL ? ing->hooks.metrics(ing->hooks.ctx) : NULL;
-    if (more != NULL) {
-        size_t ml = strlen(more);
-        text = qbc_realloc(text, len + ml + 1);
-        memcpy(text + len, more, ml + 1);
-        len += ml;
-        free(more);
-    }
-    req->res.status = 200;
-    req->res.reason = "OK";
-    req->res.content_length = len;
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
-                   H2O_STRLIT("text/plain; version=0.0.4; charset=utf-8"));
-    h2o_send_inline(req, text, len);
-    free(text);
-    return 0;
 }
 
 static char *put_str(char *p, const char *s)
@@ -291,82 +245,16 @@ static void ack_body(char *buf, const char *status, uint64_t seq, uint32_t event
     *p = '\0';
 }
 
-void on_job_committed(ingress_job_t *j)
+/* loop thread: a webhook's commit is done (or failed): count it and answer */
+static void on_committed(webhook_job_t *j)
 {
     qbc_ingress_t *ing = j->ing;
-    ingress_metrics_t *m = &ing->metrics;
-    h2o_req_t *req = j->guard != NULL ? j->guard->req : NULL;
+    webhook_metrics_t *m = &ing->metrics;
+    h2o_req_t *req = j->req;
     char buf[256];
+    int kind;
 
     m->inflight--;
-    if (j->job.kind == QBC_JOB_REALM) {
-        if (req != NULL) {
-            if (j->job.result == 0 && j->a->disconnect) {
-                json_t *o = json_pack("{s:s,s:s,s:b}", "realm", j->a->realm, "status", "disconnected", "revoked",
-                                      j->a->revoked);
-                if (!j->a->revoked)
-                    json_object_set_new(o, "revoke_error", json_string(j->a->revoke_error));
-                char *text = json_dumps(o, JSON_COMPACT);
-                json_decref(o);
-                respond_json(req, 200, "OK", text);
-                free(text);
-            } else if (j->job.result == 0) {
-                json_t *o = json_pack("{s:s,s:s}", "realm", j->a->realm, "status", "active");
-                if (j->a->state_hint[0] != '\0')
-                    json_object_set_new(o, "state_hint", json_string(j->a->state_hint));
-                if (j->job.backfill_id != 0) { /* the first registration started the realm's snapshot */
-                    snprintf(buf, sizeof(buf), "%llu", (unsigned long long)j->job.backfill_id);
-                    json_object_set_new(o, "snapshot_job", json_string(buf));
-                }
-                char *text = json_dumps(o, JSON_COMPACT);
-                json_decref(o);
-                respond_json(req, 200, "OK", text);
-                free(text);
-            } else {
-                respond_error(req, 503, "Service Unavailable", "store_unavailable", "could not store the tokens");
-            }
-        }
-        if (j->job.result == 0 && j->job.backfill_id != 0)
-            qbc_log(QBC_LOG_INFO, "ingress", "realm %s connected for the first time: snapshot job %llu queued",
-                    j->a->realm, (unsigned long long)j->job.backfill_id);
-        if (j->job.result == 0)
-            qbc_log(QBC_LOG_INFO, "ingress",
-                    j->a->disconnect ? "realm %s disconnected (tokens erased)"
-                                     : "realm %s registered (tokens stored encrypted)",
-                    j->a->realm);
-        ingress_job_free(j);
-        return;
-    }
-    if (j->job.kind == QBC_JOB_REDRIVE) {
-        if (req != NULL) {
-            if (j->job.result != 0)
-                respond_error(req, 503, "Service Unavailable", "store_unavailable", "retry later");
-            else if (j->job.n_retired == 0)
-                respond_error(req, 404, "Not Found", "not_found", "no such dead letter");
-            else
-                respond_json(req, 200, "OK", "{\"status\":\"pending\"}");
-        }
-        ingress_job_free(j);
-        return;
-    }
-    if (j->job.kind == QBC_JOB_BACKFILL || j->job.kind == QBC_JOB_CDC_REQUEST) {
-        admin_job_answer(j, req);
-        ingress_job_free(j);
-        return;
-    }
-    if (j->job.kind == QBC_JOB_PING) {
-        if (req != NULL) {
-            if (j->job.result == 0)
-                respond_json(req, 200, "OK", "{\"status\":\"ok\"}");
-            else
-                respond_json(req, 503, "Service Unavailable",
-                             "{\"status\":\"unavailable\",\"error\":\"store_not_writable\"}");
-        }
-        ingress_job_free(j);
-        return;
-    }
-
-    int kind;
     m->events_rejected += j->payload.n_rejected;
     if (j->result_kind == WH_QUARANTINED && j->job.result == 0)
         qbc_log(QBC_LOG_WARN, "ingress", "signed webhook quarantined as inbox #%llu: %s (%zu usable event(s))",
@@ -386,14 +274,59 @@ void on_job_committed(ingress_job_t *j)
                      : kind == WH_DUPLICATE ? "duplicate"
                                             : "stored",
                      j->job.inbox_seq, j->job.n_stored_events, j->job.n_dup_events);
-            respond_json(req, 200, "OK", buf);
+            answer(req, 200, "OK", buf);
+        } else if (j->job.result == QBC_EFULL) { /* nothing of it was stored: Intuit must retry */
+            answer(req, 503, "Service Unavailable", REFUSAL("store_full", "the store is full; retry later"));
         } else {
-            /* nothing of it was stored: Intuit must retry */
-            respond_error(
-                req, 503, "Service Unavailable", j->job.result == QBC_EFULL ? "store_full" : "store_unavailable",
-                j->job.result == QBC_EFULL ? "the store is full; retry later" : "the store failed; retry later");
+            answer(req, 503, "Service Unavailable", REFUSAL("store_unavailable", "the store failed; retry later"));
         }
-        metrics_observe_ack(m, qbc_mono_ns() - j->start_mono_ns);
+        qbc_ingress__observe_ack(m, qbc_mono_ns() - j->start_mono_ns);
     }
-    ingress_job_free(j);
+    job_free(j);
+}
+
+static void on_commit_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    (void)receiver;
+    while (!h2o_linklist_is_empty(messages)) {
+        h2o_multithread_message_t *msg = H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
+        h2o_linklist_unlink(&msg->link);
+        on_committed(H2O_STRUCT_FROM_MEMBER(webhook_job_t, msg, msg));
+    }
+}
+
+int qbc_ingress_create(const qbc_ingress_config_t *cfg, qbc_store_t *store, h2o_context_t *ctx, qbc_ingress_t **out)
+{
+    qbc_ingress_t *ing = qbc_calloc(1, sizeof(*ing));
+    ing->ctx = ctx;
+    ing->store = store;
+    ing->max_body = cfg->max_body != 0 ? cfg->max_body : 1024 * 1024;
+    ing->n_tokens = cfg->n_verifier_tokens;
+    ing->tokens = qbc_calloc(ing->n_tokens + 1, sizeof(char *));
+    for (size_t i = 0; i < ing->n_tokens; i++)
+        ing->tokens[i] = qbc_strdup(cfg->verifier_tokens[i]);
+    if (ing->n_tokens > 0 &&
+        (ing->verifier = qbc_verifier_new((const char *const *)ing->tokens, ing->n_tokens)) == NULL)
+        qbc_fatal("OpenSSL provides no HMAC-SHA256");
+    h2o_multithread_register_receiver(ctx->queue, &ing->commits, on_commit_messages);
+    if (ing->n_tokens == 0)
+        qbc_log(QBC_LOG_WARN, "ingress",
+                "QBCDC_WEBHOOK_VERIFIER_TOKENS is not set: webhooks will be refused with 503 until it is");
+    *out = ing;
+    return 0;
+}
+
+void qbc_ingress_destroy(qbc_ingress_t *ing)
+{
+    if (ing == NULL)
+        return;
+    h2o_multithread_unregister_receiver(ing->ctx->queue, &ing->commits);
+    qbc_verifier_free(ing->verifier);
+    for (size_t i = 0; i < ing->n_tokens; i++) {
+        OPENSSL_cleanse(ing->tokens[i], strlen(ing->tokens[i]));
+        free(ing->tokens[i]);
+    }
+    free(ing->tokens);
+    free(ing->held);
+    free(ing);
 }

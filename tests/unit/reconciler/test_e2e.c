@@ -8,11 +8,11 @@
  */
 #include <pthread.h>
 #include "live_common.h"
-#include "ingress.h"
+#include "api.h"
 
 static void *run_ingress(void *arg)
 {
-    qbc_ingress_run(arg, 1000);
+    qbc_api_run(arg, 1000);
     return NULL;
 }
 
@@ -114,15 +114,15 @@ int main(void)
     const char *vt[] = {"vtok"};
     char token_url[128];
     snprintf(token_url, sizeof(token_url), "%s/oauth2/v1/tokens/bearer", g_base);
-    qbc_ingress_config_t icfg = {.listen = listen,
-                                 .verifier_tokens = vt,
-                                 .n_verifier_tokens = 1,
-                                 .admin_token = "adm",
-                                 .client_id = "cid",
-                                 .client_secret = "csecret",
-                                 .token_url = token_url};
-    qbc_ingress_t *ing;
-    is_int(qbc_ingress_create(&icfg, g_store, &ing), 0, "ingress listening");
+    qbc_api_config_t icfg = {.listen = listen,
+                             .verifier_tokens = vt,
+                             .n_verifier_tokens = 1,
+                             .admin_token = "adm",
+                             .client_id = "cid",
+                             .client_secret = "csecret",
+                             .token_url = token_url};
+    qbc_api_t *ing;
+    is_int(qbc_api_create(&icfg, g_store, &ing), 0, "ingress listening");
     pthread_t it;
     pthread_create(&it, NULL, run_ingress, ing);
 
@@ -256,9 +256,9 @@ int main(void)
     ok(lat[15] < 400000000LL, "isolated changes are fetched at once");
 
     qbc_reconciler_stop(r, 2000);
-    qbc_ingress_stop(ing);
+    qbc_api_stop(ing);
     pthread_join(it, NULL);
-    qbc_ingress_destroy(ing);
+    qbc_api_destroy(ing);
     qbc_store_close(g_store);
     sim_stop();
     rm_tmp(dir);

@@ -23,7 +23,7 @@
 #include <string.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
-#include "ingress_internal.h"
+#include "api_internal.h"
 
 #define STATE_TTL_NS (600 * (int64_t)1000000000)
 #define MAX_STATES 4096
@@ -46,8 +46,8 @@ struct st_connect_states_t {
  */
 typedef struct st_oauth_call_t {
     h2o_multithread_message_t msg;
-    qbc_ingress_t *ing;
-    ingress_job_t *job; /* carries the request guard, the realm and what to store */
+    qbc_api_t *api;
+    api_job_t *job; /* carries the request guard, the realm and what to store */
     const char *url;
     const char *content_type;
     char *body;       /* wiped and freed after the call */
@@ -87,26 +87,27 @@ static state_t *take_state(struct st_connect_states_t *cs, const char *state)
     return NULL;
 }
 
-int on_connect(h2o_handler_t *_self, h2o_req_t *req)
+int qbc_api__on_connect(h2o_handler_t *_self, h2o_req_t *req)
 {
-    qbc_ingress_t *ing = ((ingress_handler_t *)_self)->ing;
-    struct st_connect_states_t *cs = ing->connect_states;
+    qbc_api_t *api = ((api_handler_t *)_self)->api;
+    struct st_connect_states_t *cs = api->connect_states;
     unsigned char rnd[24];
     char hint[128] = "", enc_redirect[1024], enc_client[512], url[2048];
 
     if (!h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/connect"))) {
-        respond_error(req, 404, "Not Found", "not_found", "no such endpoint");
+        qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such endpoint");
         return 0;
     }
-    if (ing->client_id == NULL || ing->redirect_uri == NULL || ing->authorize_url == NULL) {
-        respond_error(req, 503, "Service Unavailable", "not_configured",
-                      "set QBCDC_CLIENT_ID, QBCDC_CLIENT_SECRET and QBCDC_OAUTH_REDIRECT_URI to connect companies");
+    if (api->client_id == NULL || api->redirect_uri == NULL || api->authorize_url == NULL) {
+        qbc_api__respond_error(
+            req, 503, "Service Unavailable", "not_configured",
+            "set QBCDC_CLIENT_ID, QBCDC_CLIENT_SECRET and QBCDC_OAUTH_REDIRECT_URI to connect companies");
         return 0;
     }
-    query_param(req, "state_hint", hint, sizeof(hint));
+    qbc_api__query_param(req, "state_hint", hint, sizeof(hint));
     prune(cs, qbc_now_ns());
     if (cs->n >= MAX_STATES) {
-        respond_error(req, 503, "Service Unavailable", "too_many_connects", "too many connects in progress");
+        qbc_api__respond_error(req, 503, "Service Unavailable", "too_many_connects", "too many connects in progress");
         return 0;
     }
     state_t *st = qbc_calloc(1, sizeof(*st));
@@ -120,22 +121,22 @@ int on_connect(h2o_handler_t *_self, h2o_req_t *req)
     cs->head = st;
     cs->n++;
 
-    qbc_url_encode(ing->redirect_uri, enc_redirect, sizeof(enc_redirect));
-    qbc_url_encode(ing->client_id, enc_client, sizeof(enc_client));
+    qbc_url_encode(api->redirect_uri, enc_redirect, sizeof(enc_redirect));
+    qbc_url_encode(api->client_id, enc_client, sizeof(enc_client));
     snprintf(url, sizeof(url),
              "%s%cclient_id=%s&response_type=code&scope=com.intuit.quickbooks.accounting"
              "&redirect_uri=%s&state=%s",
-             ing->authorize_url, strchr(ing->authorize_url, '?') ? '&' : '?', enc_client, enc_redirect, st->state);
+             api->authorize_url, strchr(api->authorize_url, '?') ? '&' : '?', enc_client, enc_redirect, st->state);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL, h2o_strdup(&req->pool, url, SIZE_MAX).base,
                    strlen(url));
-    respond_json(req, 302, "Found", "{\"status\":\"redirecting to Intuit\"}");
+    qbc_api__respond_json(req, 302, "Found", "{\"status\":\"redirecting to Intuit\"}");
     return 0;
 }
 
 static void *oauth_call_main(void *arg)
 {
     oauth_call_t *x = arg;
-    qbc_ingress_t *ing = x->ing;
+    qbc_api_t *api = x->api;
     char errbuf[CURL_ERROR_SIZE] = "", ctype[96];
     CURL *c = curl_easy_init();
 
@@ -146,8 +147,8 @@ static void *oauth_call_main(void *arg)
         curl_easy_setopt(c, CURLOPT_URL, x->url);
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
         curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-        curl_easy_setopt(c, CURLOPT_USERNAME, ing->client_id);
-        curl_easy_setopt(c, CURLOPT_PASSWORD, ing->client_secret != NULL ? ing->client_secret : "");
+        curl_easy_setopt(c, CURLOPT_USERNAME, api->client_id);
+        curl_easy_setopt(c, CURLOPT_PASSWORD, api->client_secret != NULL ? api->client_secret : "");
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, x->body);
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, qbc_buf_write_cb);
         curl_easy_setopt(c, CURLOPT_WRITEDATA, &x->answer);
@@ -165,7 +166,7 @@ static void *oauth_call_main(void *arg)
         snprintf(x->error, sizeof(x->error), "cannot start an HTTP client");
     }
     OPENSSL_cleanse(x->body, strlen(x->body));
-    h2o_multithread_send_message(&ing->exchanges, &x->msg);
+    h2o_multithread_send_message(&api->exchanges, &x->msg);
     return NULL;
 }
 
@@ -177,7 +178,7 @@ static void on_exchanges(h2o_multithread_receiver_t *receiver, h2o_linklist_t *m
         h2o_multithread_message_t *msg = H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
         oauth_call_t *x = H2O_STRUCT_FROM_MEMBER(oauth_call_t, msg, msg);
         h2o_linklist_unlink(&msg->link);
-        x->ing->metrics.inflight--;
+        x->api->inflight--;
         x->done(x);
         qbc_buf_free(&x->answer, 1);
         free(x->body);
@@ -186,14 +187,14 @@ static void on_exchanges(h2o_multithread_receiver_t *receiver, h2o_linklist_t *m
 }
 
 /* starts a call; on failure to start, answers 503 and frees everything (done is not called) */
-static void oauth_call_start(qbc_ingress_t *ing, ingress_job_t *j, const char *url, const char *content_type,
-                             char *body, void (*done)(oauth_call_t *))
+static void oauth_call_start(qbc_api_t *api, api_job_t *j, const char *url, const char *content_type, char *body,
+                             void (*done)(oauth_call_t *))
 {
     oauth_call_t *x = qbc_calloc(1, sizeof(*x));
     pthread_t th;
     pthread_attr_t attr;
 
-    x->ing = ing;
+    x->api = api;
     x->job = j;
     x->url = url;
     x->content_type = content_type;
@@ -202,15 +203,15 @@ static void oauth_call_start(qbc_ingress_t *ing, ingress_job_t *j, const char *u
     x->done = done;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    ing->metrics.inflight++; /* shutdown waits for it like for any in-flight answer */
+    api->inflight++; /* shutdown waits for it like for any in-flight answer */
     if (pthread_create(&th, &attr, oauth_call_main, x) != 0) {
-        ing->metrics.inflight--;
+        api->inflight--;
         if (j->guard != NULL)
-            respond_error(j->guard->req, 503, "Service Unavailable", "no_thread", "retry later");
+            qbc_api__respond_error(j->guard->req, 503, "Service Unavailable", "no_thread", "retry later");
         OPENSSL_cleanse(body, strlen(body));
         free(body);
         free(x);
-        ingress_job_free(j);
+        qbc_api__job_free(j);
     }
     pthread_attr_destroy(&attr);
 }
@@ -218,7 +219,7 @@ static void oauth_call_start(qbc_ingress_t *ing, ingress_job_t *j, const char *u
 /* the code exchange answered: keep the tokens, or say why not */
 static void exchange_done(oauth_call_t *x)
 {
-    ingress_job_t *j = x->job;
+    api_job_t *j = x->job;
     json_t *o = x->answer.data != NULL ? json_loads(x->answer.data, 0, NULL) : NULL;
     const char *rt = o ? json_string_value(json_object_get(o, "refresh_token")) : NULL;
     const char *at = o ? json_string_value(json_object_get(o, "access_token")) : NULL;
@@ -235,10 +236,10 @@ static void exchange_done(oauth_call_t *x)
         if (rttl > 0)
             t->refresh_expires_ns = qbc_now_ns() + (int64_t)rttl * 1000000000;
         json_decref(o);
-        if (ingress_submit(x->ing, j) != 0) {
+        if (qbc_api__submit(x->api, j) != 0) {
             if (j->guard != NULL)
-                respond_error(j->guard->req, 503, "Service Unavailable", "shutting_down", "retry later");
-            ingress_job_free(j);
+                qbc_api__respond_error(j->guard->req, 503, "Service Unavailable", "shutting_down", "retry later");
+            qbc_api__job_free(j);
         }
         return;
     }
@@ -251,14 +252,14 @@ static void exchange_done(oauth_call_t *x)
     json_decref(o);
     qbc_log(QBC_LOG_WARN, "ingress", "connecting realm %s failed: %s", j->a->realm, x->error);
     if (j->guard != NULL)
-        respond_error(j->guard->req, 502, "Bad Gateway", "token_exchange_failed", x->error);
-    ingress_job_free(j);
+        qbc_api__respond_error(j->guard->req, 502, "Bad Gateway", "token_exchange_failed", x->error);
+    qbc_api__job_free(j);
 }
 
 /* the revoke answered (or not): erase the tokens locally either way */
 static void revoke_done(oauth_call_t *x)
 {
-    ingress_job_t *j = x->job;
+    api_job_t *j = x->job;
     j->a->revoked = x->status == 200;
     if (!j->a->revoked) {
         if (x->error[0] == '\0')
@@ -267,10 +268,10 @@ static void revoke_done(oauth_call_t *x)
         qbc_log(QBC_LOG_WARN, "ingress", "revoking realm %s at Intuit failed (%s); erasing its tokens here anyway",
                 j->a->realm, x->error);
     }
-    if (ingress_submit(x->ing, j) != 0) {
+    if (qbc_api__submit(x->api, j) != 0) {
         if (j->guard != NULL)
-            respond_error(j->guard->req, 503, "Service Unavailable", "shutting_down", "retry later");
-        ingress_job_free(j);
+            qbc_api__respond_error(j->guard->req, 503, "Service Unavailable", "shutting_down", "retry later");
+        qbc_api__job_free(j);
     }
 }
 
@@ -279,19 +280,19 @@ static void revoke_done(oauth_call_t *x)
  * whole connection), then erase the tokens here and mark the realm disconnected. Its
  * pending work and feed history stay: reconnecting resumes where it stopped.
  */
-int disconnect_realm(qbc_ingress_t *ing, h2o_req_t *req, const char *realm)
+int qbc_api__disconnect_realm(qbc_api_t *api, h2o_req_t *req, const char *realm)
 {
     qbc_tokens_t *t = qbc_calloc(1, sizeof(*t));
-    int rc = qbc_store_tokens_get(ing->store, realm, t);
+    int rc = qbc_store_tokens_get(api->store, realm, t);
     qbc_realm_t rs;
 
-    if (qbc_store_realm_get(ing->store, realm, &rs) != 0) {
+    if (qbc_store_realm_get(api->store, realm, &rs) != 0) {
         OPENSSL_cleanse(t, sizeof(*t));
         free(t);
-        respond_error(req, 404, "Not Found", "not_found", "no such realm");
+        qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such realm");
         return 0;
     }
-    ingress_job_t *j = ingress_job_new(ing, req, QBC_JOB_REALM);
+    api_job_t *j = qbc_api__job_new(api, req, QBC_JOB_REALM);
     snprintf(j->a->realm, sizeof(j->a->realm), "%s", realm);
     j->a->realm_state = rs;
     j->a->realm_state.status = QBC_REALM_DISCONNECTED;
@@ -300,15 +301,15 @@ int disconnect_realm(qbc_ingress_t *ing, h2o_req_t *req, const char *realm)
     j->job.realm = j->a->realm;
     j->job.realm_state = &j->a->realm_state;
     j->job.erase_tokens = 1;
-    if (rc != 0 || ing->revoke_url == NULL || ing->client_id == NULL) {
+    if (rc != 0 || api->revoke_url == NULL || api->client_id == NULL) {
         /* nothing to revoke (or nowhere to): just erase */
         snprintf(j->a->revoke_error, sizeof(j->a->revoke_error), "%s",
                  rc != 0 ? "no tokens were held" : "no revoke endpoint or client configured");
         OPENSSL_cleanse(t, sizeof(*t));
         free(t);
-        if (ingress_submit(ing, j) != 0) {
-            ingress_job_free(j);
-            respond_error(req, 503, "Service Unavailable", "shutting_down", "retry later");
+        if (qbc_api__submit(api, j) != 0) {
+            qbc_api__job_free(j);
+            qbc_api__respond_error(req, 503, "Service Unavailable", "shutting_down", "retry later");
         }
         return 0;
     }
@@ -317,53 +318,55 @@ int disconnect_realm(qbc_ingress_t *ing, h2o_req_t *req, const char *realm)
     json_decref(o);
     OPENSSL_cleanse(t, sizeof(*t));
     free(t);
-    oauth_call_start(ing, j, ing->revoke_url, "application/json", body, revoke_done);
+    oauth_call_start(api, j, api->revoke_url, "application/json", body, revoke_done);
     return 0;
 }
 
-int on_oauth_callback(h2o_handler_t *_self, h2o_req_t *req)
+int qbc_api__on_oauth_callback(h2o_handler_t *_self, h2o_req_t *req)
 {
-    qbc_ingress_t *ing = ((ingress_handler_t *)_self)->ing;
+    qbc_api_t *api = ((api_handler_t *)_self)->api;
     char code[2048], realm[QBC_REALM_MAX], state[80], error[64];
 
     if (!h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/oauth/callback"))) {
-        respond_error(req, 404, "Not Found", "not_found", "no such endpoint");
+        qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such endpoint");
         return 0;
     }
-    if (query_param(req, "state", state, sizeof(state)) != 0) {
-        respond_error(req, 400, "Bad Request", "bad_state", "state is missing");
+    if (qbc_api__query_param(req, "state", state, sizeof(state)) != 0) {
+        qbc_api__respond_error(req, 400, "Bad Request", "bad_state", "state is missing");
         return 0;
     }
-    state_t *st = take_state(ing->connect_states, state);
+    state_t *st = take_state(api->connect_states, state);
     if (st == NULL) {
-        respond_error(req, 400, "Bad Request", "bad_state", "unknown, used or expired state; connect again");
+        qbc_api__respond_error(req, 400, "Bad Request", "bad_state", "unknown, used or expired state; connect again");
         return 0;
     }
-    if (query_param(req, "error", error, sizeof(error)) == 0) {
+    if (qbc_api__query_param(req, "error", error, sizeof(error)) == 0) {
         free(st);
-        respond_error(req, 400, "Bad Request", "consent_refused", "the company was not connected (consent refused)");
+        qbc_api__respond_error(req, 400, "Bad Request", "consent_refused",
+                               "the company was not connected (consent refused)");
         return 0;
     }
-    if (query_param(req, "code", code, sizeof(code)) != 0 || code[0] == '\0' ||
-        query_param(req, "realmId", realm, sizeof(realm)) != 0 || !valid_realm(realm, strlen(realm))) {
+    if (qbc_api__query_param(req, "code", code, sizeof(code)) != 0 || code[0] == '\0' ||
+        qbc_api__query_param(req, "realmId", realm, sizeof(realm)) != 0 ||
+        !qbc_api__valid_realm(realm, strlen(realm))) {
         free(st);
-        respond_error(req, 400, "Bad Request", "bad_callback", "code and realmId are required");
+        qbc_api__respond_error(req, 400, "Bad Request", "bad_callback", "code and realmId are required");
         return 0;
     }
-    if (ing->token_url == NULL || ing->client_id == NULL || ing->redirect_uri == NULL) {
+    if (api->token_url == NULL || api->client_id == NULL || api->redirect_uri == NULL) {
         free(st);
-        respond_error(req, 503, "Service Unavailable", "not_configured", "OAuth client is not configured");
+        qbc_api__respond_error(req, 503, "Service Unavailable", "not_configured", "OAuth client is not configured");
         return 0;
     }
 
-    ingress_job_t *j = ingress_job_new(ing, req, QBC_JOB_REALM);
+    api_job_t *j = qbc_api__job_new(api, req, QBC_JOB_REALM);
     snprintf(j->a->realm, sizeof(j->a->realm), "%s", realm);
     snprintf(j->a->state_hint, sizeof(j->a->state_hint), "%s", st->hint);
     free(st);
     j->a->tokens = qbc_calloc(1, sizeof(*j->a->tokens));
-    activate_realm_job(ing, j);
+    qbc_api__activate_realm_job(api, j);
 
-    char *ecode = curl_easy_escape(NULL, code, 0), *eredir = curl_easy_escape(NULL, ing->redirect_uri, 0);
+    char *ecode = curl_easy_escape(NULL, code, 0), *eredir = curl_easy_escape(NULL, api->redirect_uri, 0);
     if (ecode == NULL || eredir == NULL)
         qbc_fatal("out of memory escaping the OAuth callback");
     size_t flen = strlen(ecode) + strlen(eredir) + 80;
@@ -373,19 +376,19 @@ int on_oauth_callback(h2o_handler_t *_self, h2o_req_t *req)
     OPENSSL_cleanse(code, sizeof(code));
     curl_free(ecode);
     curl_free(eredir);
-    oauth_call_start(ing, j, ing->token_url, "application/x-www-form-urlencoded", form, exchange_done);
+    oauth_call_start(api, j, api->token_url, "application/x-www-form-urlencoded", form, exchange_done);
     return 0;
 }
 
-void connect_init(qbc_ingress_t *ing)
+void qbc_api__connect_init(qbc_api_t *api)
 {
-    ing->connect_states = qbc_calloc(1, sizeof(*ing->connect_states));
-    h2o_multithread_register_receiver(ing->ctx.queue, &ing->exchanges, on_exchanges);
+    api->connect_states = qbc_calloc(1, sizeof(*api->connect_states));
+    h2o_multithread_register_receiver(api->ctx.queue, &api->exchanges, on_exchanges);
 }
 
-void connect_dispose(qbc_ingress_t *ing)
+void qbc_api__connect_dispose(qbc_api_t *api)
 {
-    prune(ing->connect_states, INT64_MAX);
-    free(ing->connect_states);
-    h2o_multithread_unregister_receiver(ing->ctx.queue, &ing->exchanges);
+    prune(api->connect_states, INT64_MAX);
+    free(api->connect_states);
+    h2o_multithread_unregister_receiver(api->ctx.queue, &api->exchanges);
 }

@@ -7,20 +7,20 @@
  * (docs/embed.py), so what is served is exactly what the repository holds.
  */
 #include <string.h>
-#include "ingress_internal.h"
+#include "api_internal.h"
 
-int on_openapi(h2o_handler_t *self, h2o_req_t *req)
+int qbc_api__on_openapi(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
     /* h2o routes by prefix: /openapi.json/x arrives here too */
     if (!h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/openapi.json"))) {
-        respond_error(req, 404, "Not Found", "not_found", "no such endpoint");
+        qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such endpoint");
         return 0;
     }
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
         !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET, HEAD"));
-        respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET");
+        qbc_api__respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET");
         return 0;
     }
     req->res.status = 200;

@@ -1,18 +1,44 @@
 /*
- * request.c — small helpers for reading requests: bearer authorisation and query
- * parameters.
+ * request.c — small helpers for answering and reading requests: JSON answers (every
+ * JSON answer of api/ that holds text from outside goes through jansson, here or in
+ * the endpoint files, so it is escaped), bearer authorisation, query parameters, path
+ * segments.
  */
+#include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
 #include <openssl/crypto.h>
-#include "ingress_internal.h"
+#include "api_internal.h"
 
-int require_bearer(h2o_req_t *req, const char *want, const char *what)
+void qbc_api__respond_json(h2o_req_t *req, int status, const char *reason, const char *body)
+{
+    size_t len = strlen(body);
+    req->res.status = status;
+    req->res.reason = reason;
+    req->res.content_length = len; /* otherwise h2o answers HTTP/1.1 chunked */
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    h2o_send_inline(req, body, len);
+}
+
+void qbc_api__respond_error(h2o_req_t *req, int status, const char *reason, const char *code, const char *message)
+{
+    /* through jansson like every other answer: a message may quote the client (a parameter's name) */
+    json_t *o = json_pack("{s:s,s:s}", "error", code, "message", message);
+    if (o == NULL) /* not UTF-8: say what it was about without the quote */
+        o = json_pack("{s:s,s:s}", "error", code, "message", "the request has a problem that cannot be quoted");
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    qbc_api__respond_json(req, status, reason, text);
+    free(text);
+}
+
+int qbc_api__require_bearer(h2o_req_t *req, const char *want, const char *what)
 {
     char msg[128];
 
     if (want == NULL || want[0] == '\0') {
         snprintf(msg, sizeof(msg), "%s is disabled: no bearer token is configured for it", what);
-        respond_error(req, 403, "Forbidden", "disabled", msg);
+        qbc_api__respond_error(req, 403, "Forbidden", "disabled", msg);
         return -1;
     }
     ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
@@ -24,11 +50,12 @@ int require_bearer(h2o_req_t *req, const char *want, const char *what)
             return 0;
     }
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Bearer"));
-    respond_error(req, 401, "Unauthorized", "unauthorized", i >= 0 ? "wrong bearer token" : "bearer token required");
+    qbc_api__respond_error(req, 401, "Unauthorized", "unauthorized",
+                           i >= 0 ? "wrong bearer token" : "bearer token required");
     return -1;
 }
 
-int query_param(h2o_req_t *req, const char *name, char *out, size_t outsz)
+int qbc_api__query_param(h2o_req_t *req, const char *name, char *out, size_t outsz)
 {
     if (req->query_at == SIZE_MAX)
         return -1;
@@ -48,7 +75,8 @@ int query_param(h2o_req_t *req, const char *name, char *out, size_t outsz)
     return -1;
 }
 
-int query_check(h2o_req_t *req, const char *const *known, unsigned *seen, char *bad, size_t badsz, int *repeated)
+int qbc_api__query_check(h2o_req_t *req, const char *const *known, unsigned *seen, char *bad, size_t badsz,
+                         int *repeated)
 {
     *seen = 0;
     *repeated = 0;
@@ -77,7 +105,7 @@ int query_check(h2o_req_t *req, const char *const *known, unsigned *seen, char *
     return 0;
 }
 
-int path_segments(h2o_req_t *req, size_t skip, h2o_iovec_t *seg, size_t max)
+int qbc_api__path_segments(h2o_req_t *req, size_t skip, h2o_iovec_t *seg, size_t max)
 {
     const char *p = req->path_normalized.base, *end = p + req->path_normalized.len;
     size_t n = 0, seen = 0;
@@ -97,4 +125,12 @@ int path_segments(h2o_req_t *req, size_t skip, h2o_iovec_t *seg, size_t max)
         seg[n++] = h2o_iovec_init(s, (size_t)(p - s));
     }
     return (int)n;
+}
+
+void qbc_api__respond_obj(h2o_req_t *req, int status, const char *reason, json_t *o)
+{
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    qbc_api__respond_json(req, status, reason, text);
+    free(text);
 }

@@ -1,10 +1,9 @@
 /*
- * feed.c — the change feed for downstream apps (bearer QBCDC_FEED_TOKEN).
+ * feed.c — the change feed for downstream apps, and the /v1 router (bearer QBCDC_FEED_TOKEN).
  *
  *   GET /v1/changes?after=&limit=&realm=&entity=&wait=   pull, or long-poll with wait
  *   GET /v1/changes/stream?after=&realm=&entity=         Server-Sent Events (Last-Event-ID)
- *   GET /v1/realms/{realm}/entities/{Entity}/{id}        the latest stored version
- *   GET /v1/realms/{realm}/entities/{Entity}?after_id=&limit=   pages through the latest versions
+ *   (and routes the entity reads under /v1/realms/ to entities.c)
  *
  * Every answer names the feed: "feed_id" in the JSON (an SSE stream starts with an
  * "event: feed" carrying it and the head) and a qbcdc-feed-id header. The id is made
@@ -28,7 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "ingress_internal.h"
+#include "api_internal.h"
 
 #define DEFAULT_LIMIT 100
 #define MAX_LIMIT 1000
@@ -40,7 +39,7 @@
 typedef struct st_feed_waiter_t {
     h2o_generator_t generator; /* first: SSE's proceed/stop recover the waiter from it */
     h2o_linklist_t link;
-    qbc_ingress_t *ing;
+    qbc_api_t *api;
     h2o_req_t *req; /* NULL once the request is gone */
     int sse;
     int sending; /* SSE: a chunk is in flight; wait for proceed */
@@ -85,10 +84,10 @@ static int collect_cb(const qbc_feed_rec_t *r, void *ctx)
 }
 
 /* reads up to limit matching records after w->after; advances w->after past what it examined */
-static int read_feed(qbc_ingress_t *ing, feed_waiter_t *w, size_t limit, collect_t *c)
+static int read_feed(qbc_api_t *api, feed_waiter_t *w, size_t limit, collect_t *c)
 {
     uint64_t last = w->after;
-    int rc = qbc_store_feed_scan(ing->store, w->after, limit, w->realm[0] ? w->realm : NULL,
+    int rc = qbc_store_feed_scan(api->store, w->after, limit, w->realm[0] ? w->realm : NULL,
                                  w->entity[0] ? w->entity : NULL, collect_cb, c, &last);
     if (rc == 0)
         w->after = last;
@@ -96,10 +95,10 @@ static int read_feed(qbc_ingress_t *ing, feed_waiter_t *w, size_t limit, collect
 }
 
 /* {"error":code,"message":...,<key>:n,"feed_id":"..."}: the answers that send a reader to resync */
-static char *resync_json(qbc_ingress_t *ing, const char *code, const char *msg, const char *key, uint64_t n)
+static char *resync_json(qbc_api_t *api, const char *code, const char *msg, const char *key, uint64_t n)
 {
     json_t *o = json_pack("{s:s,s:s,s:I,s:s}", "error", code, "message", msg, key, (json_int_t)n, "feed_id",
-                          qbc_store_feed_id(ing->store));
+                          qbc_store_feed_id(api->store));
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return s;
@@ -109,15 +108,15 @@ static char *resync_json(qbc_ingress_t *ing, const char *code, const char *msg, 
  * the object a reader behind the retention gets:
  * {"error":"gone","message":...,"pruned_through":N,"feed_id":"..."}
  */
-static char *gone_json(qbc_ingress_t *ing, uint64_t after)
+static char *gone_json(qbc_api_t *api, uint64_t after)
 {
-    uint64_t through = qbc_store_feed_pruned(ing->store);
+    uint64_t through = qbc_store_feed_pruned(api->store);
     char msg[400];
     snprintf(msg, sizeof(msg),
              "changes after %llu up to %llu were removed by the feed retention; resync: list the latest versions "
              "with GET /v1/realms/{realm}/entities/{Entity}?after_id=&limit=, then read on with after=%llu",
              (unsigned long long)after, (unsigned long long)through, (unsigned long long)through);
-    return resync_json(ing, "gone", msg, "pruned_through", through);
+    return resync_json(api, "gone", msg, "pruned_through", through);
 }
 
 /*
@@ -126,7 +125,7 @@ static char *gone_json(qbc_ingress_t *ing, uint64_t after)
  * sequence numbers it already holds for other changes.
  * {"error":"after_beyond_head","message":...,"head":N,"feed_id":"..."}
  */
-static void answer_beyond_head(qbc_ingress_t *ing, h2o_req_t *req, uint64_t after, uint64_t head)
+static void answer_beyond_head(qbc_api_t *api, h2o_req_t *req, uint64_t after, uint64_t head)
 {
     char msg[400];
     snprintf(msg, sizeof(msg),
@@ -134,8 +133,8 @@ static void answer_beyond_head(qbc_ingress_t *ing, h2o_req_t *req, uint64_t afte
              "directory was probably replaced); resync: list the latest versions with "
              "GET /v1/realms/{realm}/entities/{Entity}?after_id=&limit=, then read on with after=%llu",
              (unsigned long long)after, (unsigned long long)head, (unsigned long long)head);
-    char *text = resync_json(ing, "after_beyond_head", msg, "head", head);
-    respond_json(req, 409, "Conflict", text);
+    char *text = resync_json(api, "after_beyond_head", msg, "head", head);
+    qbc_api__respond_json(req, 409, "Conflict", text);
     free(text);
 }
 
@@ -143,11 +142,11 @@ static void answer_beyond_head(qbc_ingress_t *ing, h2o_req_t *req, uint64_t afte
 static void answer_read_error(feed_waiter_t *w, int rc)
 {
     if (rc == QBC_EGONE) {
-        char *body = gone_json(w->ing, w->after);
-        respond_json(w->req, 410, "Gone", body);
+        char *body = gone_json(w->api, w->after);
+        qbc_api__respond_json(w->req, 410, "Gone", body);
         free(body);
     } else {
-        respond_error(w->req, 503, "Service Unavailable", "store_unavailable", "cannot read the feed");
+        qbc_api__respond_error(w->req, 503, "Service Unavailable", "store_unavailable", "cannot read the feed");
     }
 }
 
@@ -161,13 +160,13 @@ static void answer_changes(feed_waiter_t *w, collect_t *c)
         put(&out, c->b.data, c->b.len);
     int n = snprintf(tail, sizeof(tail), "],\"next\":%llu,\"complete_until\":", (unsigned long long)w->after);
     put(&out, tail, (size_t)n);
-    char *complete = feed_completeness(w->ing, w->realm[0] ? w->realm : NULL);
+    char *complete = qbc_api__feed_completeness(w->api, w->realm[0] ? w->realm : NULL);
     put(&out, complete != NULL ? complete : "{}", complete != NULL ? strlen(complete) : 2);
     free(complete);
     put(&out, ",\"feed_id\":", 11);
-    put(&out, w->ing->feed_id_json, strlen(w->ing->feed_id_json));
+    put(&out, w->api->feed_id_json, strlen(w->api->feed_id_json));
     put(&out, "}", 1);
-    respond_json(w->req, 200, "OK", out.b.data);
+    qbc_api__respond_json(w->req, 200, "OK", out.b.data);
     free(out.b.data);
 }
 
@@ -188,11 +187,11 @@ static void on_waiter_dispose(void *p)
     w->chunk = NULL;
 }
 
-static feed_waiter_t *waiter_new(qbc_ingress_t *ing, h2o_req_t *req)
+static feed_waiter_t *waiter_new(qbc_api_t *api, h2o_req_t *req)
 {
     feed_waiter_t *w = h2o_mem_alloc_shared(&req->pool, sizeof(*w), on_waiter_dispose);
     memset(w, 0, sizeof(*w));
-    w->ing = ing;
+    w->api = api;
     w->req = req;
     return w;
 }
@@ -201,7 +200,7 @@ static feed_waiter_t *waiter_new(qbc_ingress_t *ing, h2o_req_t *req)
 static void poll_try(feed_waiter_t *w, int timed_out)
 {
     collect_t c = {{0}, 0, 0};
-    int rc = read_feed(w->ing, w, w->limit, &c);
+    int rc = read_feed(w->api, w, w->limit, &c);
     if (rc != 0) {
         waiter_unlink(w);
         answer_read_error(w, rc);
@@ -233,9 +232,9 @@ static void sse_send(feed_waiter_t *w, const char *extra)
     collect_t c = {{0}, 0, 1};
     if (extra != NULL)
         put(&c, extra, strlen(extra));
-    int rc = read_feed(w->ing, w, SSE_BATCH, &c);
+    int rc = read_feed(w->api, w, SSE_BATCH, &c);
     if (rc == QBC_EGONE) { /* behind the retention: say so, then end the stream */
-        char *body = gone_json(w->ing, w->after);
+        char *body = gone_json(w->api, w->after);
         put(&c, "event: gone\ndata: ", 18);
         put(&c, body, strlen(body));
         put(&c, "\n\n", 2);
@@ -273,14 +272,14 @@ static void on_sse_stop(h2o_generator_t *g, h2o_req_t *req)
 /* loop thread: the feed grew */
 static void on_feed_wake(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
-    qbc_ingress_t *ing = H2O_STRUCT_FROM_MEMBER(qbc_ingress_t, feed_wake, receiver);
+    qbc_api_t *api = H2O_STRUCT_FROM_MEMBER(qbc_api_t, feed_wake, receiver);
     while (!h2o_linklist_is_empty(messages))
         h2o_linklist_unlink(messages->next);
     /* cleared before reading the feed: a commit that lands after this point queues a new
      * wake-up, and one that landed before it is seen by the reads below */
-    __atomic_store_n(&ing->feed_wake_queued, 0, __ATOMIC_SEQ_CST);
-    ing->feed_wakeups++;
-    for (h2o_linklist_t *l = ing->feed_waiters.next, *next; l != &ing->feed_waiters; l = next) {
+    __atomic_store_n(&api->feed_wake_queued, 0, __ATOMIC_SEQ_CST);
+    api->feed_wakeups++;
+    for (h2o_linklist_t *l = api->feed_waiters.next, *next; l != &api->feed_waiters; l = next) {
         next = l->next; /* poll_try may unlink l */
         feed_waiter_t *w = H2O_STRUCT_FROM_MEMBER(feed_waiter_t, link, l);
         if (w->sse)
@@ -297,16 +296,16 @@ static void on_feed_wake(h2o_multithread_receiver_t *receiver, h2o_linklist_t *m
  */
 static void on_store_note(void *ctx, const qbc_commit_note_t *note)
 {
-    qbc_ingress_t *ing = ctx;
-    if (note->feed_appended > 0 && !__atomic_exchange_n(&ing->feed_wake_queued, 1, __ATOMIC_SEQ_CST))
-        h2o_multithread_send_message(&ing->feed_wake, &ing->feed_wake_msg);
+    qbc_api_t *api = ctx;
+    if (note->feed_appended > 0 && !__atomic_exchange_n(&api->feed_wake_queued, 1, __ATOMIC_SEQ_CST))
+        h2o_multithread_send_message(&api->feed_wake, &api->feed_wake_msg);
 }
 
 static void on_tick(h2o_timeout_entry_t *entry)
 {
-    qbc_ingress_t *ing = H2O_STRUCT_FROM_MEMBER(qbc_ingress_t, feed_tick_entry, entry);
+    qbc_api_t *api = H2O_STRUCT_FROM_MEMBER(qbc_api_t, feed_tick_entry, entry);
     int64_t now = qbc_mono_ns();
-    for (h2o_linklist_t *l = ing->feed_waiters.next, *next; l != &ing->feed_waiters; l = next) {
+    for (h2o_linklist_t *l = api->feed_waiters.next, *next; l != &api->feed_waiters; l = next) {
         next = l->next;
         feed_waiter_t *w = H2O_STRUCT_FROM_MEMBER(feed_waiter_t, link, l);
         if (!w->sse && now >= w->deadline_ns) {
@@ -322,7 +321,7 @@ static void on_tick(h2o_timeout_entry_t *entry)
             h2o_send(w->req, &v, 1, H2O_SEND_STATE_IN_PROGRESS);
         }
     }
-    h2o_timeout_link(ing->ctx.loop, &ing->feed_tick, &ing->feed_tick_entry);
+    h2o_timeout_link(api->ctx.loop, &api->feed_tick, &api->feed_tick_entry);
 }
 
 /* ------------------------------------------------------------------ requests */
@@ -335,79 +334,79 @@ static int parse_params(h2o_req_t *req, feed_waiter_t *w, long *wait_s)
     w->after = 0;
     w->limit = DEFAULT_LIMIT;
     *wait_s = 0;
-    if (query_param(req, "after", v, sizeof(v)) == 0) {
+    if (qbc_api__query_param(req, "after", v, sizeof(v)) == 0) {
         unsigned long long a = strtoull(v, &end, 10);
         if (v[0] == '\0' || v[0] == '-' || *end != '\0') {
-            respond_error(req, 400, "Bad Request", "bad_after", "after must be a sequence number");
+            qbc_api__respond_error(req, 400, "Bad Request", "bad_after", "after must be a sequence number");
             return -1;
         }
         w->after = a;
     }
-    if (query_param(req, "limit", v, sizeof(v)) == 0) {
+    if (qbc_api__query_param(req, "limit", v, sizeof(v)) == 0) {
         long l = strtol(v, &end, 10);
         if (v[0] == '\0' || *end != '\0' || l < 1 || l > MAX_LIMIT) {
-            respond_error(req, 400, "Bad Request", "bad_limit", "limit must be from 1 to 1000");
+            qbc_api__respond_error(req, 400, "Bad Request", "bad_limit", "limit must be from 1 to 1000");
             return -1;
         }
         w->limit = (size_t)l;
     }
-    if (query_param(req, "wait", v, sizeof(v)) == 0) {
+    if (qbc_api__query_param(req, "wait", v, sizeof(v)) == 0) {
         long s = strtol(v, &end, 10);
         if (v[0] == '\0' || *end != '\0' || s < 0 || s > MAX_WAIT_S) {
-            respond_error(req, 400, "Bad Request", "bad_wait", "wait must be from 0 to 300 seconds");
+            qbc_api__respond_error(req, 400, "Bad Request", "bad_wait", "wait must be from 0 to 300 seconds");
             return -1;
         }
         *wait_s = s;
     }
-    if (query_param(req, "realm", v, sizeof(v)) == 0 && v[0] != '\0') {
-        if (!valid_realm(v, strlen(v))) {
-            respond_error(req, 400, "Bad Request", "bad_realm", "no such realm id");
+    if (qbc_api__query_param(req, "realm", v, sizeof(v)) == 0 && v[0] != '\0') {
+        if (!qbc_api__valid_realm(v, strlen(v))) {
+            qbc_api__respond_error(req, 400, "Bad Request", "bad_realm", "no such realm id");
             return -1;
         }
         snprintf(w->realm, sizeof(w->realm), "%s", v);
     }
-    if (query_param(req, "entity", v, sizeof(v)) == 0 && v[0] != '\0') {
+    if (qbc_api__query_param(req, "entity", v, sizeof(v)) == 0 && v[0] != '\0') {
         if (qbc_entity_canonical(v, strlen(v), w->entity) != 0) {
-            respond_error(req, 400, "Bad Request", "bad_entity", "entity must be a QBO entity name");
+            qbc_api__respond_error(req, 400, "Bad Request", "bad_entity", "entity must be a QBO entity name");
             return -1;
         }
     }
     return 0;
 }
 
-static int get_changes(qbc_ingress_t *ing, h2o_req_t *req)
+static int get_changes(qbc_api_t *api, h2o_req_t *req)
 {
-    feed_waiter_t *w = waiter_new(ing, req);
+    feed_waiter_t *w = waiter_new(api, req);
     long wait_s;
 
     if (parse_params(req, w, &wait_s) != 0)
         return 0;
-    uint64_t head = qbc_store_feed_last(ing->store);
+    uint64_t head = qbc_store_feed_last(api->store);
     if (w->after > head) {
-        answer_beyond_head(ing, req, w->after, head);
+        answer_beyond_head(api, req, w->after, head);
         return 0;
     }
     collect_t c = {{0}, 0, 0};
-    int rc = read_feed(ing, w, w->limit, &c);
+    int rc = read_feed(api, w, w->limit, &c);
     if (rc != 0) {
         free(c.b.data);
         answer_read_error(w, rc);
         return 0;
     }
-    if (c.n > 0 || wait_s == 0 || ing->stop) {
+    if (c.n > 0 || wait_s == 0 || api->stop) {
         answer_changes(w, &c);
         free(c.b.data);
         return 0;
     }
     free(c.b.data);
     w->deadline_ns = qbc_mono_ns() + wait_s * (int64_t)1000000000;
-    h2o_linklist_insert(&ing->feed_waiters, &w->link);
+    h2o_linklist_insert(&api->feed_waiters, &w->link);
     return 0;
 }
 
-static int get_stream(qbc_ingress_t *ing, h2o_req_t *req)
+static int get_stream(qbc_api_t *api, h2o_req_t *req)
 {
-    feed_waiter_t *w = waiter_new(ing, req);
+    feed_waiter_t *w = waiter_new(api, req);
     long wait_s;
     char *end;
 
@@ -426,9 +425,9 @@ static int get_stream(qbc_ingress_t *ing, h2o_req_t *req)
                 w->after = a;
         }
     }
-    uint64_t head = qbc_store_feed_last(ing->store);
+    uint64_t head = qbc_store_feed_last(api->store);
     if (w->after > head) {
-        answer_beyond_head(ing, req, w->after, head);
+        answer_beyond_head(api, req, w->after, head);
         return 0;
     }
     w->sse = 1;
@@ -439,12 +438,12 @@ static int get_stream(qbc_ingress_t *ing, h2o_req_t *req)
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/event-stream"));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-cache"));
     h2o_start_response(req, &w->generator);
-    h2o_linklist_insert(&ing->feed_waiters, &w->link);
+    h2o_linklist_insert(&api->feed_waiters, &w->link);
     /*
      * the first chunk: which feed this is and how far it goes (no id: line, so the
      * client's Last-Event-ID stays a sequence), then the backlog
      */
-    json_t *o = json_pack("{s:s,s:I}", "feed_id", qbc_store_feed_id(ing->store), "head", (json_int_t)head);
+    json_t *o = json_pack("{s:s,s:I}", "feed_id", qbc_store_feed_id(api->store), "head", (json_int_t)head);
     char *hello = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     collect_t first = {{0}, 0, 1};
@@ -457,215 +456,52 @@ static int get_stream(qbc_ingress_t *ing, h2o_req_t *req)
     return 0;
 }
 
-/*
- * appends one stored version as the entity read and the listing answer it:
- * {["realm","entity",]"id","version","deleted","last_updated"[,"data"]}. version is null
- * for a tombstone of an entity never held live; data is spliced in from the stored bytes,
- * exactly as QBO sent them. @return 0, or -1 when jansson could not build the head
- */
-static int entity_json(qbc_buf_t *b, const char *realm, const char *entity, const char *id, const qbc_entity_rec_t *rec)
+int qbc_api__on_v1(h2o_handler_t *_self, h2o_req_t *req)
 {
-    char ts[QBC_TIME_BUFSZ];
-    json_t *o = json_object();
-    if (realm != NULL) {
-        json_object_set_new(o, "realm", json_string(realm));
-        json_object_set_new(o, "entity", json_string(entity));
-    }
-    json_object_set_new(o, "id", json_string(id));
-    json_object_set_new(o, "version", rec->sync_token[0] ? json_string(rec->sync_token) : json_null());
-    json_object_set_new(o, "deleted", json_boolean(rec->deleted));
-    json_object_set_new(o, "last_updated",
-                        rec->updated_ns ? json_string(qbc_time_format(rec->updated_ns, ts)) : json_null());
-    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(o);
-    if (text == NULL)
-        return -1;
-    qbc_buf_append(b, text, strlen(text) - 1); /* without its closing brace */
-    free(text);
-    if (!rec->deleted && rec->data != NULL) {
-        qbc_buf_append(b, ",\"data\":", 8);
-        qbc_buf_append(b, rec->data, rec->data_len);
-    }
-    qbc_buf_append(b, "}", 1);
-    return 0;
-}
-
-static int get_entity(qbc_ingress_t *ing, h2o_req_t *req, h2o_iovec_t realm, h2o_iovec_t entity, h2o_iovec_t id)
-{
-    char r[QBC_REALM_MAX], e[QBC_ENTITY_MAX], i[QBC_ID_MAX];
-    qbc_entity_rec_t rec;
-
-    if (!valid_realm(realm.base, realm.len) || id.len == 0 || id.len >= sizeof(i) ||
-        qbc_entity_canonical(entity.base, entity.len, e) != 0) {
-        respond_error(req, 404, "Not Found", "not_found", "no such entity");
-        return 0;
-    }
-    snprintf(r, sizeof(r), "%.*s", (int)realm.len, realm.base);
-    snprintf(i, sizeof(i), "%.*s", (int)id.len, id.base);
-    int rc = qbc_store_entity_get(ing->store, r, e, i, &rec);
-    if (rc == QBC_ENOTFOUND) {
-        respond_error(req, 404, "Not Found", "not_found", "this entity has never been seen");
-        return 0;
-    }
-    if (rc != 0) {
-        respond_error(req, 503, "Service Unavailable", "store_unavailable", "cannot read the store");
-        return 0;
-    }
-    qbc_buf_t b = {0};
-    if (entity_json(&b, r, e, i, &rec) != 0) {
-        qbc_entity_rec_clear(&rec);
-        qbc_buf_free(&b, 0);
-        respond_error(req, 503, "Service Unavailable", "out_of_memory", "cannot render the entity");
-        return 0;
-    }
-    respond_json(req, 200, "OK", b.data);
-    qbc_buf_free(&b, 0);
-    qbc_entity_rec_clear(&rec);
-    return 0;
-}
-
-/* one page of the entity listing, as it is written */
-typedef struct {
-    qbc_buf_t b;
-    size_t n;
-    char last_id[QBC_ID_MAX];
-    int failed;
-} list_ctx_t;
-
-/* {"id","version","last_updated","deleted"[,"data"]}, data spliced in from the stored bytes */
-static int list_cb(const char *realm, const char *entity, const char *id, const qbc_entity_rec_t *rec, void *p)
-{
-    list_ctx_t *c = p;
-    (void)realm, (void)entity;
-    if (c->n++ > 0)
-        qbc_buf_append(&c->b, ",", 1);
-    if (entity_json(&c->b, NULL, NULL, id, rec) != 0) {
-        c->failed = 1;
-        return 1;
-    }
-    snprintf(c->last_id, sizeof(c->last_id), "%s", id);
-    return 0;
-}
-
-/*
- * GET /v1/realms/{realm}/entities/{Entity}?after_id=&limit=
- * {"realm","entity","entities":[...],"next_after_id":"<id>"|null,"feed_id"}: the latest
- * version of every entity of that type, in id byte order, a page at a time. A consumer
- * resyncs with it: note the feed's head (an answer of /v1/changes), list every page,
- * then read the feed on from that head.
- */
-static int list_entities(qbc_ingress_t *ing, h2o_req_t *req, h2o_iovec_t realm, h2o_iovec_t entity)
-{
-    static const char *const known[] = {"after_id", "limit", NULL};
-    char r[QBC_REALM_MAX], e[QBC_ENTITY_MAX], after_id[QBC_ID_MAX * 3], v[32], bad[64], msg[160], *end;
-    unsigned seen;
-    int repeated, more;
-    long limit = DEFAULT_LIMIT;
-
-    if (query_check(req, known, &seen, bad, sizeof(bad), &repeated) != 0) {
-        snprintf(msg, sizeof(msg),
-                 repeated ? "parameter %s is given twice"
-                          : "unknown parameter \"%s\": this endpoint takes after_id and limit",
-                 bad);
-        respond_error(req, 400, "Bad Request", "bad_parameter", msg);
-        return 0;
-    }
-    if (!valid_realm(realm.base, realm.len)) {
-        respond_error(req, 400, "Bad Request", "bad_realm", "realm ids are 1-63 letters, digits, '-' or '_'");
-        return 0;
-    }
-    if (qbc_entity_canonical(entity.base, entity.len, e) != 0) {
-        respond_error(req, 400, "Bad Request", "bad_entity", "entity must be a QBO entity name");
-        return 0;
-    }
-    snprintf(r, sizeof(r), "%.*s", (int)realm.len, realm.base);
-    after_id[0] = '\0';
-    if ((seen & 1) != 0 &&
-        (query_param(req, "after_id", after_id, sizeof(after_id)) != 0 || strlen(after_id) >= QBC_ID_MAX)) {
-        respond_error(req, 400, "Bad Request", "bad_after_id", "after_id must be an entity id (at most 63 bytes)");
-        return 0;
-    }
-    if ((seen & 2) != 0) {
-        limit = query_param(req, "limit", v, sizeof(v)) == 0 && v[0] != '\0' ? strtol(v, &end, 10) : 0;
-        if (limit < 1 || limit > MAX_LIMIT || *end != '\0') {
-            respond_error(req, 400, "Bad Request", "bad_limit", "limit must be from 1 to 1000");
-            return 0;
-        }
-    }
-    list_ctx_t c = {{0}, 0, {0}, 0};
-    int rc = qbc_store_entity_list(ing->store, r, e, after_id, (size_t)limit, list_cb, &c, &more);
-    if (rc != 0 || c.failed) {
-        free(c.b.data);
-        respond_error(req, 503, "Service Unavailable", "store_unavailable", "cannot read the store");
-        return 0;
-    }
-    json_t *head = json_pack("{s:s,s:s}", "realm", r, "entity", e);
-    json_t *tail = json_pack("{s:o,s:s}", "next_after_id", more ? json_string(c.last_id) : json_null(), "feed_id",
-                             qbc_store_feed_id(ing->store));
-    char *head_text = json_dumps(head, JSON_COMPACT), *tail_text = json_dumps(tail, JSON_COMPACT);
-    json_decref(head);
-    json_decref(tail);
-    qbc_buf_t out = {0};
-    qbc_buf_append(&out, head_text, strlen(head_text) - 1);
-    qbc_buf_append(&out, ",\"entities\":[", 13);
-    if (c.b.len > 0)
-        qbc_buf_append(&out, c.b.data, c.b.len);
-    qbc_buf_append(&out, "],", 2);
-    qbc_buf_append(&out, tail_text + 1, strlen(tail_text + 1)); /* its members and closing brace */
-    respond_json(req, 200, "OK", out.data);
-    free(out.data);
-    free(head_text);
-    free(tail_text);
-    free(c.b.data);
-    return 0;
-}
-
-int on_feed(h2o_handler_t *_self, h2o_req_t *req)
-{
-    qbc_ingress_t *ing = ((ingress_handler_t *)_self)->ing;
+    qbc_api_t *api = ((api_handler_t *)_self)->api;
     h2o_iovec_t seg[5];
     int n;
 
-    if (require_bearer(req, ing->feed_token, "/v1") != 0)
+    if (qbc_api__require_bearer(req, api->feed_token, "/v1") != 0)
         return 0;
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) {
-        respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET");
+        qbc_api__respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET");
         return 0;
     }
-    const char *id = qbc_store_feed_id(ing->store);
+    const char *id = qbc_store_feed_id(api->store);
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("qbcdc-feed-id"), 0, NULL, id, strlen(id));
-    n = path_segments(req, 1, seg, 5); /* after "v1" */
+    n = qbc_api__path_segments(req, 1, seg, 5); /* after "v1" */
     if (n == 1 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("changes")))
-        return get_changes(ing, req);
+        return get_changes(api, req);
     if (n == 2 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("changes")) &&
         h2o_memis(seg[1].base, seg[1].len, H2O_STRLIT("stream")))
-        return get_stream(ing, req);
+        return get_stream(api, req);
     if (n == 5 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("realms")) &&
         h2o_memis(seg[2].base, seg[2].len, H2O_STRLIT("entities")))
-        return get_entity(ing, req, seg[1], seg[3], seg[4]);
+        return qbc_api__get_entity(api, req, seg[1], seg[3], seg[4]);
     if (n == 4 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("realms")) &&
         h2o_memis(seg[2].base, seg[2].len, H2O_STRLIT("entities")))
-        return list_entities(ing, req, seg[1], seg[3]);
-    respond_error(req, 404, "Not Found", "not_found", "no such feed endpoint");
+        return qbc_api__list_entities(api, req, seg[1], seg[3]);
+    qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such feed endpoint");
     return 0;
 }
 
-void feed_init(qbc_ingress_t *ing)
+void qbc_api__feed_init(qbc_api_t *api)
 {
-    h2o_linklist_init_anchor(&ing->feed_waiters);
-    h2o_multithread_register_receiver(ing->ctx.queue, &ing->feed_wake, on_feed_wake);
-    h2o_timeout_init(ing->ctx.loop, &ing->feed_tick, TICK_MS);
-    ing->feed_tick_entry.cb = on_tick;
-    h2o_timeout_link(ing->ctx.loop, &ing->feed_tick, &ing->feed_tick_entry);
-    qbc_store_add_listener(ing->store, on_store_note, ing);
-    json_t *id = json_string(qbc_store_feed_id(ing->store));
-    ing->feed_id_json = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY);
+    h2o_linklist_init_anchor(&api->feed_waiters);
+    h2o_multithread_register_receiver(api->ctx.queue, &api->feed_wake, on_feed_wake);
+    h2o_timeout_init(api->ctx.loop, &api->feed_tick, TICK_MS);
+    api->feed_tick_entry.cb = on_tick;
+    h2o_timeout_link(api->ctx.loop, &api->feed_tick, &api->feed_tick_entry);
+    qbc_store_add_listener(api->store, on_store_note, api);
+    json_t *id = json_string(qbc_store_feed_id(api->store));
+    api->feed_id_json = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(id);
 }
 
-void feed_shutdown(qbc_ingress_t *ing)
+void qbc_api__feed_shutdown(qbc_api_t *api)
 {
-    for (h2o_linklist_t *l = ing->feed_waiters.next, *next; l != &ing->feed_waiters; l = next) {
+    for (h2o_linklist_t *l = api->feed_waiters.next, *next; l != &api->feed_waiters; l = next) {
         next = l->next;
         feed_waiter_t *w = H2O_STRUCT_FROM_MEMBER(feed_waiter_t, link, l);
         if (w->sse) {
@@ -677,12 +513,12 @@ void feed_shutdown(qbc_ingress_t *ing)
     }
 }
 
-void feed_dispose(qbc_ingress_t *ing)
+void qbc_api__feed_dispose(qbc_api_t *api)
 {
-    if (h2o_timeout_is_linked(&ing->feed_tick_entry))
-        h2o_timeout_unlink(&ing->feed_tick_entry);
-    h2o_timeout_dispose(ing->ctx.loop, &ing->feed_tick);
-    h2o_multithread_unregister_receiver(ing->ctx.queue, &ing->feed_wake);
-    free(ing->feed_id_json);
-    ing->feed_id_json = NULL;
+    if (h2o_timeout_is_linked(&api->feed_tick_entry))
+        h2o_timeout_unlink(&api->feed_tick_entry);
+    h2o_timeout_dispose(api->ctx.loop, &api->feed_tick);
+    h2o_multithread_unregister_receiver(api->ctx.queue, &api->feed_wake);
+    free(api->feed_id_json);
+    api->feed_id_json = NULL;
 }

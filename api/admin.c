@@ -1,0 +1,374 @@
+/*
+ * admin.c — the operators' endpoints under /admin/ (bearer QBCDC_ADMIN_TOKEN).
+ *
+ *   PUT /admin/realms/{realm}/tokens   register or replace a realm's OAuth tokens
+ *   GET /admin/realms                  every realm with its status and pending work
+ *   DELETE /admin/realms/{realm}       revoke at Intuit, erase the tokens (connect.c)
+ *   GET /admin/dead-letters, POST /admin/dead-letters/{id}/retry   admin_dead_letters.c
+ *   POST /admin/realms/{realm}/cdc, POST /admin/realms/{realm}/backfill,
+ *   GET /admin/jobs, GET /admin/jobs/{id}, DELETE /admin/jobs/{id},
+ *   POST /admin/jobs/{id}/cancel                                    admin_jobs.c
+ *
+ * Tokens never appear in an answer or a log line; the answer to PUT comes only after
+ * the encrypted tokens are committed.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/crypto.h>
+#include "api_internal.h"
+
+/* realm ids are numeric at Intuit (qbo-facts §11 says: don't over-validate); we only
+ * keep them safe as keys, paths and log text */
+int qbc_api__valid_realm(const char *s, size_t len)
+{
+    if (len == 0 || len >= QBC_REALM_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' || c == '_'))
+            return 0;
+    }
+    return 1;
+}
+
+void qbc_api__activate_realm_job(qbc_api_t *api, api_job_t *j)
+{
+    admin_part_t *a = j->a;
+    /* keep what the realm already had (CDC watermark), but make it active again */
+    if (qbc_store_realm_get(api->store, a->realm, &a->realm_state) != 0) {
+        memset(&a->realm_state, 0, sizeof(a->realm_state));
+        snprintf(a->realm_state.realm, sizeof(a->realm_state.realm), "%s", a->realm);
+    }
+    a->realm_state.status = QBC_REALM_ACTIVE;
+    a->realm_state.last_error[0] = '\0';
+    a->realm_state.connected_ns = qbc_now_ns();
+    j->job.realm = a->realm;
+    j->job.realm_state = &a->realm_state;
+    j->job.tokens = a->tokens;
+    /* whether the realm is new is decided by the store, in the transaction that registers it */
+    j->job.snapshot_if_new = api->snapshot_on_connect;
+}
+
+static int put_tokens(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t realm)
+{
+    json_error_t jerr;
+    json_t *body = json_loadb(req->entity.base != NULL ? req->entity.base : "", req->entity.len, 0, &jerr);
+    json_t *rt = body ? json_object_get(body, "refresh_token") : NULL;
+    json_t *at = body ? json_object_get(body, "access_token") : NULL;
+    json_t *ex = body ? json_object_get(body, "expires_in") : NULL;
+
+    if (!qbc_api__valid_realm(realm.base, realm.len)) {
+        json_decref(body);
+        qbc_api__respond_error(req, 400, "Bad Request", "bad_realm", "realm ids are 1-63 letters, digits, '-' or '_'");
+        return 0;
+    }
+    if (body == NULL || !json_is_object(body)) {
+        json_decref(body);
+        qbc_api__respond_error(req, 400, "Bad Request", "bad_json", "body must be a JSON object");
+        return 0;
+    }
+    const char *problem = NULL;
+    if (!json_is_string(rt) || json_string_length(rt) == 0 || json_string_length(rt) >= QBC_TOKEN_MAX)
+        problem = "refresh_token must be a non-empty string";
+    else if (at != NULL && !json_is_null(at) && (!json_is_string(at) || json_string_length(at) >= QBC_TOKEN_MAX))
+        problem = "access_token must be a string";
+    else if (ex != NULL && !json_is_null(ex) &&
+             (!json_is_integer(ex) || json_integer_value(ex) <= 0 || json_integer_value(ex) > 86400 * 365))
+        problem = "expires_in must be a positive number of seconds";
+    if (problem != NULL) {
+        json_decref(body);
+        qbc_api__respond_error(req, 400, "Bad Request", "bad_tokens", problem);
+        return 0;
+    }
+
+    api_job_t *j = qbc_api__job_new(api, req, QBC_JOB_REALM);
+    snprintf(j->a->realm, sizeof(j->a->realm), "%.*s", (int)realm.len, realm.base);
+    j->a->tokens = qbc_calloc(1, sizeof(*j->a->tokens));
+    snprintf(j->a->tokens->refresh_token, QBC_TOKEN_MAX, "%s", json_string_value(rt));
+    if (json_is_string(at) && json_string_length(at) > 0) {
+        snprintf(j->a->tokens->access_token, QBC_TOKEN_MAX, "%s", json_string_value(at));
+        int64_t ttl = json_is_integer(ex) ? json_integer_value(ex) : 3600;
+        j->a->tokens->access_expires_ns = qbc_now_ns() + ttl * 1000000000;
+    }
+    json_decref(body); /* jansson does not wipe: the tokens also linger in the request buffer until it is freed */
+
+    qbc_api__activate_realm_job(api, j);
+    if (qbc_api__submit(api, j) != 0) {
+        qbc_api__job_free(j);
+        qbc_api__respond_error(req, 503, "Service Unavailable", "shutting_down",
+                               "the service is stopping; retry later");
+    }
+    return 0;
+}
+
+typedef struct {
+    json_t *list;
+    qbc_store_t *store;
+    json_t *catchup;   /* realm -> the automatic backfill still filling its gap: {"job","since"} */
+    const char *only;  /* qbc_api__feed_completeness: just this realm (NULL: all) */
+    json_t *snapshots; /* realm -> its latest snapshot job, as GET /admin/realms shows it */
+} realms_ctx_t;
+
+static int job_live(const qbc_backfill_t *b)
+{
+    return b->status == QBC_BACKFILL_QUEUED || b->status == QBC_BACKFILL_RUNNING;
+}
+
+static size_t job_n_entities(const qbc_backfill_t *b)
+{
+    size_t n = 0, len;
+    const char *e;
+    for (const char *p = b->entities; (p = qbc_list_next(p, &e, &len)) != NULL;)
+        n += len > 0 && len < QBC_ENTITY_MAX;
+    return n;
+}
+
+/*
+ * a realm whose CDC watermark jumped ahead over a gap that a backfill is still filling;
+ * and each realm's latest snapshot job
+ */
+static int catchup_cb(const qbc_backfill_t *b, void *p)
+{
+    realms_ctx_t *ctx = p;
+    int snapshot = strcmp(b->reason, QBC_BACKFILL_REASON_SNAPSHOT) == 0;
+    if (job_live(b) && strcmp(b->reason, "cdc_too_old") == 0 && json_object_get(ctx->catchup, b->realm) == NULL)
+        json_object_set_new(ctx->catchup, b->realm,
+                            json_pack("{s:I,s:I}", "job", (json_int_t)b->id, "since", (json_int_t)b->since_ns));
+    if (snapshot) { /* the scan goes in id order: the latest wins */
+        char id[24];
+        snprintf(id, sizeof(id), "%llu", (unsigned long long)b->id);
+        json_object_set_new(ctx->snapshots, b->realm,
+                            json_pack("{s:s,s:s,s:i,s:I,s:I}", "job", id, "status", qbc_backfill_status_name(b->status),
+                                      "entities_done", (int)b->entities_done, "entities_total",
+                                      (json_int_t)job_n_entities(b), "records_seen", (json_int_t)b->records_seen));
+        if (b->entities[0] == '\0') /* "" = the CDC list, resolved when the job starts */
+            json_object_set_new(json_object_get(ctx->snapshots, b->realm), "entities_total", json_null());
+    }
+    return 0;
+}
+
+static int pending_count_cb(const qbc_pending_t *p, void *ctx)
+{
+    (void)p;
+    (*(uint64_t *)ctx)++;
+    return 0;
+}
+
+/*
+ * complete_until: the feed holds every change up to here, confirmed by a complete CDC
+ * sweep — or, while an automatic backfill fills the gap of a realm idle past CDC's
+ * lookback, only up to where that gap starts. (cdc_watermark is where the next sweep
+ * starts.) 0 when nothing is confirmed yet, and while the realm's snapshot is queued or
+ * running: the objects from before its connection are still coming.
+ */
+static int64_t complete_until(realms_ctx_t *ctx, const qbc_realm_t *r)
+{
+    json_t *gap = json_object_get(ctx->catchup, r->realm);
+    json_t *snap = json_object_get(ctx->snapshots, r->realm);
+    const char *snap_status = snap != NULL ? json_string_value(json_object_get(snap, "status")) : NULL;
+    if (snap_status != NULL && (strcmp(snap_status, "queued") == 0 || strcmp(snap_status, "running") == 0))
+        return 0;
+    return gap ? json_integer_value(json_object_get(gap, "since")) : r->cdc_watermark_ns;
+}
+
+static int realm_cb(const qbc_realm_t *r, int has_tokens, void *p)
+{
+    realms_ctx_t *ctx = p;
+    uint64_t pending = 0;
+    char ts[QBC_TIME_BUFSZ];
+
+    qbc_store_pending_scan(ctx->store, r->realm, pending_count_cb, &pending);
+    json_t *snap = json_object_get(ctx->snapshots, r->realm);
+    const char *snap_status = snap != NULL ? json_string_value(json_object_get(snap, "status")) : NULL;
+    /* a derived view: the stored status stays active while the snapshot job is queued or running */
+    int snapshotting = r->status == QBC_REALM_ACTIVE && snap_status != NULL &&
+                       (strcmp(snap_status, "queued") == 0 || strcmp(snap_status, "running") == 0);
+    json_t *o = json_pack("{s:s,s:s,s:b,s:I}", "realm", r->realm, "status",
+                          snapshotting ? "snapshotting" : qbc_realm_status_name(r->status), "has_tokens", has_tokens,
+                          "pending", (json_int_t)pending);
+    json_object_set_new(o, "snapshot", snap != NULL ? json_incref(snap) : json_null());
+    json_object_set_new(o, "last_error", r->last_error[0] ? json_string(r->last_error) : json_null());
+    json_object_set_new(o, "connected_at",
+                        r->connected_ns ? json_string(qbc_time_format(r->connected_ns, ts)) : json_null());
+    json_object_set_new(o, "last_cdc", r->last_cdc_ns ? json_string(qbc_time_format(r->last_cdc_ns, ts)) : json_null());
+    json_t *gap = json_object_get(ctx->catchup, r->realm);
+    int64_t complete = complete_until(ctx, r);
+    json_object_set_new(o, "cdc_watermark",
+                        r->cdc_watermark_ns ? json_string(qbc_time_format(r->cdc_watermark_ns, ts)) : json_null());
+    json_object_set_new(o, "complete_until", complete ? json_string(qbc_time_format(complete, ts)) : json_null());
+    json_object_set_new(o, "catchup_job",
+                        gap ? json_integer(json_integer_value(json_object_get(gap, "job"))) : json_null());
+    json_object_set_new(o, "cdc_requested",
+                        r->cdc_requested_ns ? json_string(qbc_time_format(r->cdc_requested_ns, ts)) : json_null());
+    json_array_append_new(ctx->list, o);
+    return 0;
+}
+
+static int completeness_cb(const qbc_realm_t *r, int has_tokens, void *p)
+{
+    realms_ctx_t *ctx = p;
+    char ts[QBC_TIME_BUFSZ];
+    int64_t complete = complete_until(ctx, r);
+    (void)has_tokens;
+    if (complete != 0 && (ctx->only == NULL || strcmp(ctx->only, r->realm) == 0))
+        json_object_set_new(ctx->list, r->realm, json_string(qbc_time_format(complete, ts)));
+    return 0;
+}
+
+char *qbc_api__feed_completeness(qbc_api_t *api, const char *realm)
+{
+    realms_ctx_t ctx = {json_object(), api->store, json_object(), realm, json_object()};
+    char *text = NULL;
+    if (qbc_store_backfill_scan(api->store, catchup_cb, &ctx) == 0 &&
+        qbc_store_realm_scan(api->store, completeness_cb, &ctx) == 0)
+        text = json_dumps(ctx.list, JSON_COMPACT);
+    json_decref(ctx.list);
+    json_decref(ctx.catchup);
+    json_decref(ctx.snapshots);
+    return text;
+}
+
+static int get_realms(qbc_api_t *api, h2o_req_t *req)
+{
+    realms_ctx_t ctx = {json_array(), api->store, json_object(), NULL, json_object()};
+    if (qbc_store_backfill_scan(api->store, catchup_cb, &ctx) != 0 ||
+        qbc_store_realm_scan(api->store, realm_cb, &ctx) != 0) {
+        json_decref(ctx.list);
+        json_decref(ctx.catchup);
+        json_decref(ctx.snapshots);
+        qbc_api__respond_error(req, 503, "Service Unavailable", "store_unavailable", "cannot read the store");
+        return 0;
+    }
+    json_decref(ctx.catchup);
+    json_decref(ctx.snapshots);
+    if (api->hooks.realm_stats != NULL)
+        api->hooks.realm_stats(api->hooks.ctx, ctx.list);
+    json_t *o = json_pack("{s:o}", "realms", ctx.list);
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    qbc_api__respond_json(req, 200, "OK", text);
+    free(text);
+    return 0;
+}
+
+/* answers a committed realm job: a registration (PUT tokens, the OAuth callback) or a disconnect */
+void qbc_api__realm_answer(api_job_t *j, h2o_req_t *req)
+{
+    char buf[32];
+    if (req != NULL) {
+        if (j->job.result == 0 && j->a->disconnect) {
+            json_t *o =
+                json_pack("{s:s,s:s,s:b}", "realm", j->a->realm, "status", "disconnected", "revoked", j->a->revoked);
+            if (!j->a->revoked)
+                json_object_set_new(o, "revoke_error", json_string(j->a->revoke_error));
+            qbc_api__respond_obj(req, 200, "OK", o);
+        } else if (j->job.result == 0) {
+            json_t *o = json_pack("{s:s,s:s}", "realm", j->a->realm, "status", "active");
+            if (j->a->state_hint[0] != '\0')
+                json_object_set_new(o, "state_hint", json_string(j->a->state_hint));
+            if (j->job.backfill_id != 0) { /* the first registration started the realm's snapshot */
+                snprintf(buf, sizeof(buf), "%llu", (unsigned long long)j->job.backfill_id);
+                json_object_set_new(o, "snapshot_job", json_string(buf));
+            }
+            qbc_api__respond_obj(req, 200, "OK", o);
+        } else {
+            qbc_api__respond_error(req, 503, "Service Unavailable", "store_unavailable", "could not store the tokens");
+        }
+    }
+    if (j->job.result == 0 && j->job.backfill_id != 0)
+        qbc_log(QBC_LOG_INFO, "api", "realm %s connected for the first time: snapshot job %llu queued", j->a->realm,
+                (unsigned long long)j->job.backfill_id);
+    if (j->job.result == 0)
+        qbc_log(QBC_LOG_INFO, "api",
+                j->a->disconnect ? "realm %s disconnected (tokens erased)"
+                                 : "realm %s registered (tokens stored encrypted)",
+                j->a->realm);
+}
+
+int qbc_api__on_admin(h2o_handler_t *_self, h2o_req_t *req)
+{
+    qbc_api_t *api = ((api_handler_t *)_self)->api;
+    h2o_iovec_t seg[4];
+    int n;
+
+    if (qbc_api__require_bearer(req, api->admin_token, "/admin") != 0)
+        return 0;
+    n = qbc_api__path_segments(req, 1, seg, 4); /* after "admin" */
+    int is_get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"));
+    int is_put = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("PUT"));
+    int is_post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
+    int is_delete = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("DELETE"));
+    if (n == 1 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("realms"))) {
+        if (is_get)
+            return get_realms(api, req);
+        qbc_api__respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET");
+        return 0;
+    }
+    if (n == 2 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("realms"))) {
+        char realm[QBC_REALM_MAX];
+        if (!is_delete) {
+            qbc_api__respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use DELETE");
+            return 0;
+        }
+        if (!qbc_api__valid_realm(seg[1].base, seg[1].len)) {
+            qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such realm");
+            return 0;
+        }
+        snprintf(realm, sizeof(realm), "%.*s", (int)seg[1].len, seg[1].base);
+        return qbc_api__disconnect_realm(api, req, realm);
+    }
+    if (n == 1 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("dead-letters"))) {
+        if (is_get)
+            return qbc_api__get_dead_letters(api, req);
+        qbc_api__respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET");
+        return 0;
+    }
+    if (n == 3 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("dead-letters")) &&
+        h2o_memis(seg[2].base, seg[2].len, H2O_STRLIT("retry"))) {
+        if (is_post)
+            return qbc_api__retry_dead_letter(api, req, seg[1]);
+        qbc_api__respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use POST");
+        return 0;
+    }
+    if (n == 3 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("realms")) &&
+        h2o_memis(seg[2].base, seg[2].len, H2O_STRLIT("tokens"))) {
+        if (is_put)
+            return put_tokens(api, req, seg[1]);
+        qbc_api__respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use PUT");
+        return 0;
+    }
+    if (n == 3 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("realms")) &&
+        (h2o_memis(seg[2].base, seg[2].len, H2O_STRLIT("cdc")) ||
+         h2o_memis(seg[2].base, seg[2].len, H2O_STRLIT("backfill")))) {
+        if (!is_post) {
+            qbc_api__respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use POST");
+            return 0;
+        }
+        return seg[2].len == 3 ? qbc_api__post_cdc(api, req, seg[1]) : qbc_api__post_backfill(api, req, seg[1]);
+    }
+    if (n == 1 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("jobs"))) {
+        if (is_get)
+            return qbc_api__get_jobs(api, req);
+        qbc_api__respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET");
+        return 0;
+    }
+    if (n == 2 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("jobs"))) {
+        if (is_get)
+            return qbc_api__get_job(api, req, seg[1]);
+        if (is_delete)
+            return qbc_api__cancel_job(api, req, seg[1]);
+        qbc_api__respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET or DELETE");
+        return 0;
+    }
+    if (n == 3 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("jobs")) &&
+        h2o_memis(seg[2].base, seg[2].len, H2O_STRLIT("cancel"))) {
+        if (is_post)
+            return qbc_api__cancel_job(api, req, seg[1]);
+        qbc_api__respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use POST");
+        return 0;
+    }
+    qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such admin endpoint");
+    return 0;
+}

@@ -1,0 +1,72 @@
+/*
+ * admin_dead_letters.c — notices the reconciler gave up on (admin.c routes here).
+ *
+ *   GET /admin/dead-letters            notices the reconciler gave up on
+ *   POST /admin/dead-letters/{id}/retry  put one back into pending work
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "api_internal.h"
+
+static int dead_cb(const qbc_dead_t *d, void *ctx)
+{
+    char ts[QBC_TIME_BUFSZ];
+    json_array_append_new(ctx, json_pack("{s:I,s:s,s:s,s:s,s:s,s:i,s:s,s:s}", "id", (json_int_t)d->id, "realm",
+                                         d->realm, "entity", d->entity, "entity_id", d->entity_id, "op",
+                                         qbc_op_name(d->last_op), "attempts", (int)d->attempts, "error", d->error,
+                                         "died_at", qbc_time_format(d->died_ns, ts)));
+    return json_array_size(ctx) >= 1000; /* the first 1000; the CLI lists all */
+}
+
+int qbc_api__get_dead_letters(qbc_api_t *api, h2o_req_t *req)
+{
+    json_t *list = json_array();
+    if (qbc_store_dead_scan(api->store, dead_cb, list) != 0) {
+        json_decref(list);
+        qbc_api__respond_error(req, 503, "Service Unavailable", "store_unavailable", "cannot read the store");
+        return 0;
+    }
+    json_t *o = json_pack("{s:o}", "dead_letters", list);
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    qbc_api__respond_json(req, 200, "OK", text);
+    free(text);
+    return 0;
+}
+
+int qbc_api__retry_dead_letter(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id)
+{
+    char buf[24], *end;
+    if (id.len == 0 || id.len >= sizeof(buf)) {
+        qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such dead letter");
+        return 0;
+    }
+    memcpy(buf, id.base, id.len);
+    buf[id.len] = '\0';
+    unsigned long long n = strtoull(buf, &end, 10);
+    if (*end != '\0' || buf[0] == '-') {
+        qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such dead letter");
+        return 0;
+    }
+    api_job_t *j = qbc_api__job_new(api, req, QBC_JOB_REDRIVE);
+    j->job.dead_id = n;
+    if (qbc_api__submit(api, j) != 0) {
+        qbc_api__job_free(j);
+        qbc_api__respond_error(req, 503, "Service Unavailable", "shutting_down", "retry later");
+    }
+    return 0;
+}
+
+void qbc_api__redrive_answer(api_job_t *j, h2o_req_t *req)
+{
+    if (req == NULL)
+        return;
+    if (j->job.result != 0)
+        qbc_api__respond_error(req, 503, "Service Unavailable", "store_unavailable", "retry later");
+    else if (j->job.n_retired == 0)
+        qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such dead letter");
+    else
+        qbc_api__respond_json(req, 200, "OK", "{\"status\":\"pending\"}");
+}

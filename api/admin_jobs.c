@@ -1,0 +1,268 @@
+/*
+ * admin_jobs.c — operators' CDC requests and backfill jobs (admin.c routes here).
+ *
+ *   POST /admin/realms/{realm}/cdc     ask the reconciler for a CDC sweep of the realm now
+ *   POST /admin/realms/{realm}/backfill  start a backfill job
+ *   GET /admin/jobs, GET /admin/jobs/{id}  backfill jobs and their progress
+ *   DELETE /admin/jobs/{id}, POST /admin/jobs/{id}/cancel  cancel a backfill job (both work)
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "api_internal.h"
+
+static json_t *time_or_null(int64_t ns)
+{
+    char ts[QBC_TIME_BUFSZ];
+    return ns ? json_string(qbc_time_format(ns, ts)) : json_null();
+}
+
+static json_t *job_json(const qbc_backfill_t *b)
+{
+    char id[24];
+    json_t *ents = json_array();
+    size_t n = 0;
+    const char *current = NULL;
+    char cur[QBC_ENTITY_MAX] = "";
+    const char *e;
+    size_t len;
+    for (const char *p = b->entities; (p = qbc_list_next(p, &e, &len)) != NULL;) {
+        if (len > 0 && len < QBC_ENTITY_MAX) {
+            json_array_append_new(ents, json_stringn(e, len));
+            if (n == b->entity_index) {
+                memcpy(cur, e, len);
+                cur[len] = '\0';
+                current = cur;
+            }
+            n++;
+        }
+    }
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)b->id);
+    int live = b->status == QBC_BACKFILL_QUEUED || b->status == QBC_BACKFILL_RUNNING;
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "job", id, "realm", b->realm, "status",
+                          qbc_backfill_status_name(b->status), "reason", b->reason);
+    /* "" = the CDC entity list, resolved (and written here) when the job starts */
+    json_object_set_new(o, "entities", b->entities[0] ? ents : (json_decref(ents), json_null()));
+    json_object_set_new(o, "since", time_or_null(b->since_ns));
+    json_object_set_new(o, "entities_done", json_integer(b->entities_done));
+    json_object_set_new(o, "entities_total", b->entities[0] ? json_integer((json_int_t)n) : json_null());
+    json_object_set_new(o, "current_entity", live && current ? json_string(current) : json_null());
+    json_object_set_new(o, "start_position", json_integer((json_int_t)b->start_position));
+    json_object_set_new(o, "records_seen", json_integer((json_int_t)b->records_seen));
+    json_object_set_new(o, "versions_new", json_integer((json_int_t)b->versions_new));
+    json_object_set_new(o, "rereads", json_integer((json_int_t)b->rereads));
+    json_object_set_new(o, "created_at", time_or_null(b->created_ns));
+    json_object_set_new(o, "started_at", time_or_null(b->started_ns));
+    json_object_set_new(o, "finished_at", time_or_null(b->finished_ns));
+    json_object_set_new(o, "error", b->error[0] ? json_string(b->error) : json_null());
+    json_t *skipped = json_array();
+    for (uint32_t i = 0; i < b->n_skipped && i < QBC_BACKFILL_SKIPPED_MAX; i++)
+        json_array_append_new(skipped,
+                              json_pack("{s:s,s:s}", "entity", b->skipped[i].entity, "error", b->skipped[i].error));
+    json_object_set_new(o, "skipped", skipped);
+    return o;
+}
+
+void qbc_api__admin_job_answer(api_job_t *j, h2o_req_t *req)
+{
+    if (req == NULL)
+        return;
+    if (j->job.result != 0) {
+        qbc_api__respond_error(req, 503, "Service Unavailable", "store_unavailable",
+                               "could not store the request; retry later");
+        return;
+    }
+    if (j->job.kind == QBC_JOB_CDC_REQUEST) {
+        if (j->job.n_retired == 0) {
+            qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such realm");
+            return;
+        }
+        qbc_api__respond_obj(req, 202, "Accepted",
+                             json_pack("{s:s,s:s,s:o}", "realm", j->a->realm, "status", "scheduled", "requested_at",
+                                       time_or_null(j->job.received_ns)));
+        return;
+    }
+    if (j->job.backfill_cancel != 0) {
+        if (j->job.backfill_id == 0) {
+            qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such job");
+            return;
+        }
+        qbc_api__respond_obj(req, 200, "OK", job_json(&j->job.backfill_out));
+        return;
+    }
+    char id[24];
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)j->job.backfill_id);
+    qbc_api__respond_obj(req, 202, "Accepted",
+                         json_pack("{s:s,s:s,s:s}", "job", id, "realm", j->a->realm, "status", "queued"));
+}
+
+static int realm_known(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg, char *realm)
+{
+    qbc_realm_t st;
+    if (!qbc_api__valid_realm(seg.base, seg.len)) {
+        qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such realm");
+        return 0;
+    }
+    snprintf(realm, QBC_REALM_MAX, "%.*s", (int)seg.len, seg.base);
+    if (qbc_store_realm_get(api->store, realm, &st) != 0) {
+        qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such realm");
+        return 0;
+    }
+    return 1;
+}
+
+int qbc_api__post_cdc(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg)
+{
+    char realm[QBC_REALM_MAX];
+    if (!realm_known(api, req, seg, realm))
+        return 0;
+    api_job_t *j = qbc_api__job_new(api, req, QBC_JOB_CDC_REQUEST);
+    snprintf(j->a->realm, sizeof(j->a->realm), "%s", realm);
+    j->job.realm = j->a->realm;
+    if (qbc_api__submit(api, j) != 0) {
+        qbc_api__job_free(j);
+        qbc_api__respond_error(req, 503, "Service Unavailable", "shutting_down", "retry later");
+    }
+    return 0;
+}
+
+int qbc_api__post_backfill(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg)
+{
+    char realm[QBC_REALM_MAX];
+    if (!realm_known(api, req, seg, realm))
+        return 0;
+    json_t *body = NULL, *ents = NULL, *since = NULL;
+    if (req->entity.len > 0) {
+        body = json_loadb(req->entity.base, req->entity.len, 0, NULL);
+        if (!json_is_object(body)) {
+            json_decref(body);
+            qbc_api__respond_error(req, 400, "Bad Request", "bad_json", "body must be a JSON object (or empty)");
+            return 0;
+        }
+        ents = json_object_get(body, "entities");
+        since = json_object_get(body, "since");
+    }
+    api_job_t *j = qbc_api__job_new(api, req, QBC_JOB_BACKFILL);
+    qbc_backfill_t *b = &j->a->backfill;
+    const char *problem = NULL, *code = "bad_backfill";
+    char unknown[1200];
+    snprintf(j->a->realm, sizeof(j->a->realm), "%s", realm);
+    snprintf(b->realm, sizeof(b->realm), "%s", realm);
+    snprintf(b->reason, sizeof(b->reason), "operator");
+    b->start_position = 1;
+    if (ents != NULL && !json_is_null(ents)) {
+        size_t i, len = 0;
+        json_t *e;
+        if (!json_is_array(ents))
+            problem = "entities must be an array of entity names";
+        json_array_foreach(ents, i, e)
+        {
+            const char *given = json_string_value(e);
+            char name[QBC_ENTITY_MAX], all[1024];
+            if (given == NULL) {
+                problem = "entities must be QBO entity names such as \"Invoice\"";
+                break;
+            }
+            /* checked up front: a name QBO does not know would only fail the job later */
+            if (qbc_entity_known(given, json_string_length(e), name) != 0) {
+                qbc_entity_known_list(all, sizeof(all));
+                snprintf(unknown, sizeof(unknown), "unknown entity '%.64s' (known: %s)", given, all);
+                problem = unknown;
+                code = "bad_request";
+                break;
+            }
+            size_t n = strlen(name);
+            if (qbc_list_has(b->entities, name))
+                continue; /* named twice: read once */
+            if (len + n + 2 >= sizeof(b->entities)) {
+                problem = "too many entities";
+                break;
+            }
+            len += (size_t)snprintf(b->entities + len, sizeof(b->entities) - len, "%s%s", len ? "," : "", name);
+        }
+        if (problem == NULL && len == 0 && json_is_array(ents))
+            problem = "entities must not be empty (leave it out for the CDC entity list)";
+    }
+    if (problem == NULL && since != NULL && !json_is_null(since) &&
+        (!json_is_string(since) ||
+         qbc_time_parse(json_string_value(since), json_string_length(since), &b->since_ns) != 0 || b->since_ns <= 0))
+        problem = "since must be an ISO-8601 date-time with an offset, e.g. 2026-01-31T00:00:00Z";
+    json_decref(body);
+    if (problem != NULL) {
+        qbc_api__job_free(j);
+        qbc_api__respond_error(req, 400, "Bad Request", code, problem);
+        return 0;
+    }
+    j->job.backfill = b;
+    if (qbc_api__submit(api, j) != 0) {
+        qbc_api__job_free(j);
+        qbc_api__respond_error(req, 503, "Service Unavailable", "shutting_down", "retry later");
+    }
+    return 0;
+}
+
+static int parse_job_id(h2o_iovec_t seg, uint64_t *out)
+{
+    char buf[24], *end;
+    if (seg.len == 0 || seg.len >= sizeof(buf) || seg.base[0] < '0' || seg.base[0] > '9')
+        return -1;
+    memcpy(buf, seg.base, seg.len);
+    buf[seg.len] = '\0';
+    unsigned long long n = strtoull(buf, &end, 10);
+    if (*end != '\0' || n == 0)
+        return -1;
+    *out = n;
+    return 0;
+}
+
+int qbc_api__get_job(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg)
+{
+    uint64_t id;
+    qbc_backfill_t b;
+    int rc;
+    if (parse_job_id(seg, &id) != 0 || (rc = qbc_store_backfill_get(api->store, id, &b)) == QBC_ENOTFOUND) {
+        qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such job");
+        return 0;
+    }
+    if (rc != 0) {
+        qbc_api__respond_error(req, 503, "Service Unavailable", "store_unavailable", "cannot read the store");
+        return 0;
+    }
+    qbc_api__respond_obj(req, 200, "OK", job_json(&b));
+    return 0;
+}
+
+static int job_list_cb(const qbc_backfill_t *b, void *ctx)
+{
+    json_array_append_new(ctx, job_json(b));
+    return 0;
+}
+
+int qbc_api__get_jobs(qbc_api_t *api, h2o_req_t *req)
+{
+    json_t *list = json_array();
+    if (qbc_store_backfill_scan(api->store, job_list_cb, list) != 0) {
+        json_decref(list);
+        qbc_api__respond_error(req, 503, "Service Unavailable", "store_unavailable", "cannot read the store");
+        return 0;
+    }
+    qbc_api__respond_obj(req, 200, "OK", json_pack("{s:o}", "jobs", list));
+    return 0;
+}
+
+int qbc_api__cancel_job(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg)
+{
+    uint64_t id;
+    if (parse_job_id(seg, &id) != 0) {
+        qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such job");
+        return 0;
+    }
+    api_job_t *j = qbc_api__job_new(api, req, QBC_JOB_BACKFILL);
+    j->job.backfill_cancel = id;
+    if (qbc_api__submit(api, j) != 0) {
+        qbc_api__job_free(j);
+        qbc_api__respond_error(req, 503, "Service Unavailable", "shutting_down", "retry later");
+    }
+    return 0;
+}

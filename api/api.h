@@ -1,0 +1,77 @@
+/*
+ * api.h — qbcdc's HTTP server and the API that downstream apps and operators use.
+ *
+ * One h2o evloop HTTP/1.1 server on one thread serves every endpoint:
+ *   /webhooks/intuit            Intuit's webhooks, handled by ingress/ (ingress.h)
+ *   /v1/...                     the feed (pull, long-poll, SSE) and entity reads
+ *                               (bearer QBCDC_FEED_TOKEN)
+ *   /admin/...                  operators (bearer QBCDC_ADMIN_TOKEN)
+ *   /connect, /oauth/callback   the OAuth connect flow
+ *   /healthz, /metrics, /openapi.json
+ * Store work goes to the store's threads as jobs and comes back through h2o's queue, so
+ * the loop never blocks on a commit.
+ */
+#ifndef QBC_API_H
+#define QBC_API_H
+
+#include <stddef.h>
+#include "common.h"
+#include "store.h"
+
+typedef struct st_qbc_api_config_t {
+    const char *listen;                 /**< "host:port" (IPv4, [IPv6]:port, or :port) */
+    const char *const *verifier_tokens; /**< Intuit's webhook verifier tokens; may be empty: webhooks then answer 503 */
+    size_t n_verifier_tokens;
+    size_t max_body;         /**< webhook bytes; bigger bodies get 413 (default 1 MiB) */
+    const char *admin_token; /**< bearer for /admin/...; NULL: /admin/... answers 403 */
+    const char *feed_token;  /**< bearer for /v1/...; NULL: /v1/... answers 403 */
+    /* the OAuth authorization-code flow (GET /connect, GET /oauth/callback) */
+    const char *client_id, *client_secret;
+    const char *authorize_url, *token_url, *redirect_uri;
+    const char *revoke_url; /**< DELETE /admin/realms/{realm} revokes here */
+    /**
+     * 1: a realm registered for the first time (PUT /admin/realms/{realm}/tokens of a realm the
+     * store did not hold, or the OAuth callback) gets a snapshot job in the same transaction
+     */
+    int snapshot_on_connect;
+} qbc_api_config_t;
+
+typedef struct st_qbc_api_t qbc_api_t;
+
+/** figures from other components, called on the loop thread while answering. */
+typedef struct st_qbc_api_hooks_t {
+    /** adds live per-realm figures to GET /admin/realms entries (a jansson array of objects) */
+    void (*realm_stats)(void *ctx, void *json_array);
+    /** more Prometheus text for /metrics (malloc'd, or NULL) */
+    char *(*metrics)(void *ctx);
+    void *ctx;
+} qbc_api_hooks_t;
+
+/** installs hooks (copied); call before qbc_api_run. */
+void qbc_api_set_hooks(qbc_api_t *api, const qbc_api_hooks_t *hooks);
+
+/**
+ * binds the listener and prepares the h2o context. Does not run the loop.
+ * @return 0, -errno (bind/listen failures), or QBC_EINVAL (bad listen address)
+ */
+int qbc_api_create(const qbc_api_config_t *cfg, qbc_store_t *store, qbc_api_t **out);
+
+/**
+ * runs the event loop on the calling thread until qbc_api_stop() is called, then stops
+ * accepting, ends long-polls and SSE streams, and waits (at most drain_ms) for every
+ * webhook ack and operator answer still waiting for the store.
+ * @return 0, or QBC_ECLOSED when answers were still in flight after drain_ms
+ */
+int qbc_api_run(qbc_api_t *api, int drain_ms);
+
+/** asks a running loop to stop; async-signal-safe. */
+void qbc_api_stop(qbc_api_t *api);
+
+/**
+ * frees the server after qbc_api_run returned. If connections are still open (h2o 2.2 cannot
+ * close idle keep-alive connections on request) it leaves the context reachable for the
+ * process's exit instead. NULL is a no-op.
+ */
+void qbc_api_destroy(qbc_api_t *api);
+
+#endif

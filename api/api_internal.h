@@ -1,0 +1,179 @@
+/*
+ * api_internal.h — shared by the files of api/ only (prefix qbc_api__, like curl's Curl_).
+ *
+ * Files: server.c (listener, routes, loop, shutdown), request.c (answers, bearer, query
+ * and path helpers), job.c (store jobs bound to a request), one file per endpoint family:
+ * health.c, metrics.c, openapi.c, feed.c (/v1/changes, SSE), entities.c (/v1 entity reads
+ * and listings), admin.c (/admin router, realms), admin_jobs.c (CDC, backfill jobs),
+ * admin_dead_letters.c, connect.c (the OAuth connect flow and revoke).
+ */
+#ifndef QBC_API_INTERNAL_H
+#define QBC_API_INTERNAL_H
+
+#include <signal.h>
+#include <jansson.h>
+#include "h2o.h"
+#include "api.h"
+#include "ingress.h"
+
+/* ============================== server ============================== */
+
+struct st_qbc_api_t {
+    h2o_globalconf_t config;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    h2o_socket_t *listener;
+    h2o_multithread_receiver_t commits; /* store writer -> loop: finished jobs */
+    qbc_store_t *store;
+    qbc_ingress_t *ingress; /* POST /webhooks/intuit (ingress/) */
+    volatile sig_atomic_t stop;
+    uint64_t inflight; /* jobs and OAuth calls waiting to answer a request */
+    int64_t started_ns;
+    char *admin_token, *feed_token;
+    char *client_id, *client_secret, *authorize_url, *token_url, *redirect_uri, *revoke_url;
+    int snapshot_on_connect;                    /* a first registration also creates a snapshot job */
+    struct st_connect_states_t *connect_states; /* one-use OAuth states (connect.c) */
+    /* change feed readers (feed.c) */
+    h2o_linklist_t feed_waiters;             /* long-polls and SSE streams */
+    h2o_multithread_receiver_t feed_wake;    /* store writer -> loop: the feed grew */
+    h2o_multithread_message_t feed_wake_msg; /* the one wake-up message, queued at most once */
+    int feed_wake_queued;                    /* atomic: feed_wake_msg is in the queue */
+    h2o_timeout_t feed_tick;                 /* deadlines and SSE keep-alives */
+    h2o_timeout_entry_t feed_tick_entry;
+    uint64_t feed_wakeups;
+    char *feed_id_json;    /* the store's feed id as a JSON string, quotes included (qbc_api__feed_init) */
+    qbc_api_hooks_t hooks; /* set by the embedder */
+    h2o_multithread_receiver_t exchanges; /* token-exchange threads -> loop (connect.c) */
+};
+
+/** one operator job or health probe in flight between the loop and the store writer (job.c). */
+typedef struct st_api_job_t {
+    qbc_store_job_t job;
+    h2o_multithread_message_t msg;
+    qbc_api_t *api;
+    struct st_req_guard_t *guard; /* NULL once the request is gone */
+    int64_t start_mono_ns;
+    struct st_admin_part_t *a; /* operator jobs only (NULL for health probes) */
+} api_job_t;
+
+/* what operator jobs carry besides the store job */
+typedef struct st_admin_part_t {
+    /* QBC_JOB_REALM (admin token registration, OAuth callback, disconnect) */
+    char realm[QBC_REALM_MAX];
+    qbc_realm_t realm_state;
+    qbc_tokens_t *tokens; /* malloc'd, wiped on free */
+    char state_hint[128];
+    int disconnect; /* DELETE /admin/realms/{realm} */
+    int revoked;    /* the revoke endpoint said 200 */
+    char revoke_error[200];
+    qbc_backfill_t backfill; /* QBC_JOB_BACKFILL: the job to create */
+} admin_part_t;
+
+/** a job bound to req (guarded: if the request goes away, the answer is dropped). */
+api_job_t *qbc_api__job_new(qbc_api_t *api, h2o_req_t *req, qbc_job_kind_t kind);
+void qbc_api__job_free(api_job_t *j);
+/** submits to the store; 0, or QBC_ECLOSED (then the caller frees the job and answers). */
+int qbc_api__submit(qbc_api_t *api, api_job_t *j);
+/** registers (disposes) the receiver that brings finished jobs back to the loop and hands
+ * each to the answer function of its endpoint file (below) */
+void qbc_api__jobs_init(qbc_api_t *api);
+void qbc_api__jobs_dispose(qbc_api_t *api);
+/* the answers to finished jobs; req is NULL when the client has gone (nothing to answer) */
+void qbc_api__realm_answer(api_job_t *j, h2o_req_t *req);     /* admin.c */
+void qbc_api__redrive_answer(api_job_t *j, h2o_req_t *req);   /* admin_dead_letters.c */
+void qbc_api__admin_job_answer(api_job_t *j, h2o_req_t *req); /* admin_jobs.c: backfill, CDC request */
+void qbc_api__health_answer(api_job_t *j, h2o_req_t *req);    /* health.c */
+int qbc_api__valid_realm(const char *s, size_t len);
+/**
+ * makes j (a QBC_JOB_REALM job with j->a->realm and j->a->tokens set) store the tokens
+ * and mark the realm active again, keeping the rest of its state (CDC watermark).
+ */
+void qbc_api__activate_realm_job(qbc_api_t *api, api_job_t *j);
+
+/** lives in req->pool; its dispose tells the job the request was torn down. */
+typedef struct st_req_guard_t {
+    h2o_req_t *req;
+    api_job_t *job;
+} req_guard_t;
+
+/** answers with body, which is JSON already (and escaped where it quotes anyone) */
+void qbc_api__respond_json(h2o_req_t *req, int status, const char *reason, const char *body);
+/** {"error":code,"message":message}, escaped by jansson (a message may quote the client) */
+void qbc_api__respond_error(h2o_req_t *req, int status, const char *reason, const char *code, const char *message);
+/** answers with o (a jansson object, whose reference it takes) */
+void qbc_api__respond_obj(h2o_req_t *req, int status, const char *reason, json_t *o);
+
+/**
+ * checks "Authorization: Bearer <want>" in constant time. Answers the request itself
+ * (403 when want is NULL: the endpoint is disabled; 401 when missing or wrong) and
+ * returns -1; returns 0 when authorised.
+ */
+int qbc_api__require_bearer(h2o_req_t *req, const char *want, const char *what);
+
+/**
+ * splits the normalised path at '/', drops the first skip segments ("admin", "v1"),
+ * and stores the rest in seg (views into the request). Returns their number, or -1
+ * if there are more than max.
+ */
+int qbc_api__path_segments(h2o_req_t *req, size_t skip, h2o_iovec_t *seg, size_t max);
+
+/** copies a query parameter's value (percent-decoded) into out; returns 0 or -1 if absent/too long. */
+int qbc_api__query_param(h2o_req_t *req, const char *name, char *out, size_t outsz);
+
+/**
+ * checks that every parameter of the query string is one of known (a NULL-terminated
+ * list of at most 32 names) and that none is given twice, so that an endpoint never
+ * silently ignores a parameter.
+ * @param[out] seen bit i set when known[i] is present
+ * @param[out] bad on failure, the offending name, percent-decoded (truncated to badsz)
+ * @param[out] repeated on failure, 1 when the name is known but given twice
+ * @return 0, or -1
+ */
+int qbc_api__query_check(h2o_req_t *req, const char *const *known, unsigned *seen, char *bad, size_t badsz,
+                         int *repeated);
+
+int qbc_api__on_admin(h2o_handler_t *self, h2o_req_t *req);
+int qbc_api__on_connect(h2o_handler_t *self, h2o_req_t *req);
+int qbc_api__on_oauth_callback(h2o_handler_t *self, h2o_req_t *req);
+/** everything under /v1: the feed (feed.c) and entity reads (entities.c) */
+int qbc_api__on_v1(h2o_handler_t *self, h2o_req_t *req);
+/**
+ * {"<realm>":"<ISO time>",...}: per realm (or just realm), the time up to which the feed
+ * is confirmed complete (GET /admin/realms' complete_until). malloc'd; NULL on a store error.
+ */
+char *qbc_api__feed_completeness(qbc_api_t *api, const char *realm);
+void qbc_api__feed_init(qbc_api_t *api);
+/** ends every long-poll (empty answer) and SSE stream (final chunk): the service is stopping. */
+void qbc_api__feed_shutdown(qbc_api_t *api);
+void qbc_api__feed_dispose(qbc_api_t *api);
+/** DELETE /admin/realms/{realm}: revoke at Intuit, erase locally, answer when durable. */
+int qbc_api__disconnect_realm(qbc_api_t *api, h2o_req_t *req, const char *realm);
+void qbc_api__connect_init(qbc_api_t *api);
+void qbc_api__connect_dispose(qbc_api_t *api);
+int qbc_api__on_healthz(h2o_handler_t *self, h2o_req_t *req);
+int qbc_api__on_metrics(h2o_handler_t *self, h2o_req_t *req);
+/** GET /openapi.json: the embedded document (openapi.c). */
+int qbc_api__on_openapi(h2o_handler_t *self, h2o_req_t *req);
+/** docs/openapi.json byte for byte (generated at build time by docs/embed.py); NUL-terminated, not counted in _len. */
+extern const unsigned char qbc_openapi_json[];
+extern const size_t qbc_openapi_json_len;
+extern qbc_api_t *qbc_api__left_for_exit;
+
+/* the endpoint families that admin.c and feed.c route to */
+int qbc_api__get_dead_letters(qbc_api_t *api, h2o_req_t *req);
+int qbc_api__retry_dead_letter(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id);
+int qbc_api__post_cdc(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t realm);
+int qbc_api__post_backfill(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t realm);
+int qbc_api__get_job(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id);
+int qbc_api__get_jobs(qbc_api_t *api, h2o_req_t *req);
+int qbc_api__cancel_job(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id);
+int qbc_api__get_entity(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t realm, h2o_iovec_t entity, h2o_iovec_t id);
+int qbc_api__list_entities(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t realm, h2o_iovec_t entity);
+
+/** the handler subclass that carries our context (h2o's "super first" inheritance). */
+typedef struct st_api_handler_t {
+    h2o_handler_t super;
+    qbc_api_t *api;
+} api_handler_t;
+
+#endif
