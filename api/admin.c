@@ -33,22 +33,45 @@ int qbc_api__valid_realm(const char *s, size_t len)
     return 1;
 }
 
-void qbc_api__activate_realm_job(qbc_api_t *api, api_job_t *j)
+static void realm_op_answer(api_job_t *aj, h2o_req_t *req);
+
+static void realm_op_dispose(api_job_t *aj)
 {
-    admin_part_t *a = j->a;
-    /* keep what the realm already had (CDC watermark), but make it active again */
-    if (qbc_store_realm_get(api->store, a->realm, &a->realm_state) != 0) {
-        memset(&a->realm_state, 0, sizeof(a->realm_state));
-        snprintf(a->realm_state.realm, sizeof(a->realm_state.realm), "%s", a->realm);
+    realm_op_t *op = (realm_op_t *)aj;
+    if (op->tokens != NULL) {
+        OPENSSL_cleanse(op->tokens, sizeof(*op->tokens));
+        free(op->tokens);
     }
-    a->realm_state.status = QBC_REALM_ACTIVE;
-    a->realm_state.last_error[0] = '\0';
-    a->realm_state.connected_ns = qbc_now_ns();
-    j->job.realm = a->realm;
-    j->job.realm_state = &a->realm_state;
-    j->job.tokens = a->tokens;
+    free(op);
+}
+
+realm_op_t *qbc_api__realm_op_new(qbc_api_t *api, h2o_req_t *req, const char *realm)
+{
+    realm_op_t *op = qbc_calloc(1, sizeof(*op));
+    qbc_api__job_init(&op->aj, api, req, &op->rj.job, realm_op_answer, realm_op_dispose);
+    snprintf(op->rj.realm, sizeof(op->rj.realm), "%s", realm);
+    return op;
+}
+
+void qbc_api__realm_op_activate(qbc_api_t *api, realm_op_t *op)
+{
+    /* keep what the realm already had (CDC watermark), but make it active again */
+    if (qbc_store_realm_get(api->store, op->rj.realm, &op->state) != 0) {
+        memset(&op->state, 0, sizeof(op->state));
+        snprintf(op->state.realm, sizeof(op->state.realm), "%s", op->rj.realm);
+    }
+    op->state.status = QBC_REALM_ACTIVE;
+    op->state.last_error[0] = '\0';
+    op->state.connected_ns = qbc_now_ns();
+    op->rj.state = &op->state;
+    op->rj.tokens = op->tokens;
     /* whether the realm is new is decided by the store, in the transaction that registers it */
-    j->job.snapshot_if_new = api->snapshot_on_connect;
+    op->rj.snapshot_if_new = api->snapshot_on_connect;
+}
+
+int qbc_api__realm_op_submit(qbc_api_t *api, realm_op_t *op)
+{
+    return qbc_api__job_submitted(&op->aj, qbc_store_put_realm(api->store, &op->rj));
 }
 
 static int put_tokens(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t realm)
@@ -83,23 +106,20 @@ static int put_tokens(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t realm)
         return 0;
     }
 
-    api_job_t *j = qbc_api__job_new(api, req, QBC_JOB_REALM);
-    snprintf(j->a->realm, sizeof(j->a->realm), "%.*s", (int)realm.len, realm.base);
-    j->a->tokens = qbc_calloc(1, sizeof(*j->a->tokens));
-    snprintf(j->a->tokens->refresh_token, QBC_TOKEN_MAX, "%s", json_string_value(rt));
+    char name[QBC_REALM_MAX];
+    snprintf(name, sizeof(name), "%.*s", (int)realm.len, realm.base);
+    realm_op_t *op = qbc_api__realm_op_new(api, req, name);
+    op->tokens = qbc_calloc(1, sizeof(*op->tokens));
+    snprintf(op->tokens->refresh_token, QBC_TOKEN_MAX, "%s", json_string_value(rt));
     if (json_is_string(at) && json_string_length(at) > 0) {
-        snprintf(j->a->tokens->access_token, QBC_TOKEN_MAX, "%s", json_string_value(at));
+        snprintf(op->tokens->access_token, QBC_TOKEN_MAX, "%s", json_string_value(at));
         int64_t ttl = json_is_integer(ex) ? json_integer_value(ex) : 3600;
-        j->a->tokens->access_expires_ns = qbc_now_ns() + ttl * 1000000000;
+        op->tokens->access_expires_ns = qbc_now_ns() + ttl * 1000000000;
     }
     json_decref(body); /* jansson does not wipe: the tokens also linger in the request buffer until it is freed */
 
-    qbc_api__activate_realm_job(api, j);
-    if (qbc_api__submit(api, j) != 0) {
-        qbc_api__job_free(j);
-        qbc_api__respond_error(req, 503, "Service Unavailable", "shutting_down",
-                               "the service is stopping; retry later");
-    }
+    qbc_api__realm_op_activate(api, op);
+    qbc_api__realm_op_submit(api, op);
     return 0;
 }
 
@@ -253,38 +273,42 @@ static int get_realms(qbc_api_t *api, h2o_req_t *req)
     return 0;
 }
 
-/* answers a committed realm job: a registration (PUT tokens, the OAuth callback) or a disconnect */
-void qbc_api__realm_answer(api_job_t *j, h2o_req_t *req)
+/* answers a committed realm write: a registration (PUT tokens, the OAuth callback) or a disconnect */
+static void realm_op_answer(api_job_t *aj, h2o_req_t *req)
 {
+    realm_op_t *op = (realm_op_t *)aj;
+    int ok = op->rj.job.result == 0;
     char buf[32];
-    if (req != NULL) {
-        if (j->job.result == 0 && j->a->disconnect) {
-            json_t *o =
-                json_pack("{s:s,s:s,s:b}", "realm", j->a->realm, "status", "disconnected", "revoked", j->a->revoked);
-            if (!j->a->revoked)
-                json_object_set_new(o, "revoke_error", json_string(j->a->revoke_error));
-            qbc_api__respond_obj(req, 200, "OK", o);
-        } else if (j->job.result == 0) {
-            json_t *o = json_pack("{s:s,s:s}", "realm", j->a->realm, "status", "active");
-            if (j->a->state_hint[0] != '\0')
-                json_object_set_new(o, "state_hint", json_string(j->a->state_hint));
-            if (j->job.backfill_id != 0) { /* the first registration started the realm's snapshot */
-                snprintf(buf, sizeof(buf), "%llu", (unsigned long long)j->job.backfill_id);
-                json_object_set_new(o, "snapshot_job", json_string(buf));
-            }
-            qbc_api__respond_obj(req, 200, "OK", o);
-        } else {
-            qbc_api__respond_error(req, 503, "Service Unavailable", "store_unavailable", "could not store the tokens");
+
+    if (ok && op->rj.snapshot_id != 0)
+        qbc_log(QBC_LOG_INFO, "api", "realm %s connected for the first time: snapshot job %llu queued", op->rj.realm,
+                (unsigned long long)op->rj.snapshot_id);
+    if (ok)
+        qbc_log(QBC_LOG_INFO, "api",
+                op->disconnect ? "realm %s disconnected (tokens erased)"
+                               : "realm %s registered (tokens stored encrypted)",
+                op->rj.realm);
+    if (req == NULL)
+        return;
+    if (!ok) {
+        qbc_api__respond_error(req, 503, "Service Unavailable", "store_unavailable", "could not store the tokens");
+        return;
+    }
+    json_t *o;
+    if (op->disconnect) {
+        o = json_pack("{s:s,s:s,s:b}", "realm", op->rj.realm, "status", "disconnected", "revoked", op->revoked);
+        if (!op->revoked)
+            json_object_set_new(o, "revoke_error", json_string(op->revoke_error));
+    } else {
+        o = json_pack("{s:s,s:s}", "realm", op->rj.realm, "status", "active");
+        if (op->state_hint[0] != '\0')
+            json_object_set_new(o, "state_hint", json_string(op->state_hint));
+        if (op->rj.snapshot_id != 0) { /* the first registration started the realm's snapshot */
+            snprintf(buf, sizeof(buf), "%llu", (unsigned long long)op->rj.snapshot_id);
+            json_object_set_new(o, "snapshot_job", json_string(buf));
         }
     }
-    if (j->job.result == 0 && j->job.backfill_id != 0)
-        qbc_log(QBC_LOG_INFO, "api", "realm %s connected for the first time: snapshot job %llu queued", j->a->realm,
-                (unsigned long long)j->job.backfill_id);
-    if (j->job.result == 0)
-        qbc_log(QBC_LOG_INFO, "api",
-                j->a->disconnect ? "realm %s disconnected (tokens erased)"
-                                 : "realm %s registered (tokens stored encrypted)",
-                j->a->realm);
+    qbc_api__respond_obj(req, 200, "OK", o);
 }
 
 int qbc_api__on_admin(h2o_handler_t *_self, h2o_req_t *req)

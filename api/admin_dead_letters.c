@@ -36,6 +36,29 @@ int qbc_api__get_dead_letters(qbc_api_t *api, h2o_req_t *req)
     return 0;
 }
 
+typedef struct {
+    api_job_t aj;
+    qbc_redrive_job_t rj;
+} redrive_op_t;
+
+static void redrive_answer(api_job_t *aj, h2o_req_t *req)
+{
+    redrive_op_t *op = (redrive_op_t *)aj;
+    if (req == NULL)
+        return;
+    if (op->rj.job.result != 0)
+        qbc_api__respond_error(req, 503, "Service Unavailable", "store_unavailable", "retry later");
+    else if (!op->rj.found)
+        qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such dead letter");
+    else
+        qbc_api__respond_json(req, 200, "OK", "{\"status\":\"pending\"}");
+}
+
+static void redrive_dispose(api_job_t *aj)
+{
+    free(aj);
+}
+
 int qbc_api__retry_dead_letter(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id)
 {
     char buf[24], *end;
@@ -50,23 +73,9 @@ int qbc_api__retry_dead_letter(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id)
         qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such dead letter");
         return 0;
     }
-    api_job_t *j = qbc_api__job_new(api, req, QBC_JOB_REDRIVE);
-    j->job.dead_id = n;
-    if (qbc_api__submit(api, j) != 0) {
-        qbc_api__job_free(j);
-        qbc_api__respond_error(req, 503, "Service Unavailable", "shutting_down", "retry later");
-    }
+    redrive_op_t *op = qbc_calloc(1, sizeof(*op));
+    qbc_api__job_init(&op->aj, api, req, &op->rj.job, redrive_answer, redrive_dispose);
+    op->rj.dead_id = n;
+    qbc_api__job_submitted(&op->aj, qbc_store_redrive(api->store, &op->rj));
     return 0;
-}
-
-void qbc_api__redrive_answer(api_job_t *j, h2o_req_t *req)
-{
-    if (req == NULL)
-        return;
-    if (j->job.result != 0)
-        qbc_api__respond_error(req, 503, "Service Unavailable", "store_unavailable", "retry later");
-    else if (j->job.n_retired == 0)
-        qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such dead letter");
-    else
-        qbc_api__respond_json(req, 200, "OK", "{\"status\":\"pending\"}");
 }

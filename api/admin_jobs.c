@@ -64,37 +64,72 @@ static json_t *job_json(const qbc_backfill_t *b)
     return o;
 }
 
-void qbc_api__admin_job_answer(api_job_t *j, h2o_req_t *req)
+/* a store job that creates or cancels a backfill job, bound to its request */
+typedef struct {
+    api_job_t aj;
+    qbc_backfill_job_t bj;
+    qbc_backfill_t create;
+} backfill_op_t;
+
+/* a CDC request bound to its request */
+typedef struct {
+    api_job_t aj;
+    qbc_cdc_request_job_t cj;
+} cdc_op_t;
+
+static void op_dispose(api_job_t *aj)
+{
+    free(aj);
+}
+
+static int store_failed(h2o_req_t *req, int result)
 {
     if (req == NULL)
+        return 1;
+    if (result == 0)
+        return 0;
+    qbc_api__respond_error(req, 503, "Service Unavailable", "store_unavailable",
+                           "could not store the request; retry later");
+    return 1;
+}
+
+static void cdc_answer(api_job_t *aj, h2o_req_t *req)
+{
+    cdc_op_t *op = (cdc_op_t *)aj;
+    if (store_failed(req, op->cj.job.result))
         return;
-    if (j->job.result != 0) {
-        qbc_api__respond_error(req, 503, "Service Unavailable", "store_unavailable",
-                               "could not store the request; retry later");
+    if (!op->cj.found) {
+        qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such realm");
         return;
     }
-    if (j->job.kind == QBC_JOB_CDC_REQUEST) {
-        if (j->job.n_retired == 0) {
-            qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such realm");
-            return;
-        }
-        qbc_api__respond_obj(req, 202, "Accepted",
-                             json_pack("{s:s,s:s,s:o}", "realm", j->a->realm, "status", "scheduled", "requested_at",
-                                       time_or_null(j->job.received_ns)));
+    qbc_api__respond_obj(req, 202, "Accepted",
+                         json_pack("{s:s,s:s,s:o}", "realm", op->cj.realm, "status", "scheduled", "requested_at",
+                                   time_or_null(op->cj.requested_ns)));
+}
+
+static void backfill_answer(api_job_t *aj, h2o_req_t *req)
+{
+    backfill_op_t *op = (backfill_op_t *)aj;
+    if (store_failed(req, op->bj.job.result))
         return;
-    }
-    if (j->job.backfill_cancel != 0) {
-        if (j->job.backfill_id == 0) {
+    if (op->bj.cancel_id != 0) {
+        if (op->bj.id == 0)
             qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such job");
-            return;
-        }
-        qbc_api__respond_obj(req, 200, "OK", job_json(&j->job.backfill_out));
+        else
+            qbc_api__respond_obj(req, 200, "OK", job_json(&op->bj.out));
         return;
     }
     char id[24];
-    snprintf(id, sizeof(id), "%llu", (unsigned long long)j->job.backfill_id);
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)op->bj.id);
     qbc_api__respond_obj(req, 202, "Accepted",
-                         json_pack("{s:s,s:s,s:s}", "job", id, "realm", j->a->realm, "status", "queued"));
+                         json_pack("{s:s,s:s,s:s}", "job", id, "realm", op->create.realm, "status", "queued"));
+}
+
+static backfill_op_t *backfill_op_new(qbc_api_t *api, h2o_req_t *req)
+{
+    backfill_op_t *op = qbc_calloc(1, sizeof(*op));
+    qbc_api__job_init(&op->aj, api, req, &op->bj.job, backfill_answer, op_dispose);
+    return op;
 }
 
 static int realm_known(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg, char *realm)
@@ -117,13 +152,10 @@ int qbc_api__post_cdc(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg)
     char realm[QBC_REALM_MAX];
     if (!realm_known(api, req, seg, realm))
         return 0;
-    api_job_t *j = qbc_api__job_new(api, req, QBC_JOB_CDC_REQUEST);
-    snprintf(j->a->realm, sizeof(j->a->realm), "%s", realm);
-    j->job.realm = j->a->realm;
-    if (qbc_api__submit(api, j) != 0) {
-        qbc_api__job_free(j);
-        qbc_api__respond_error(req, 503, "Service Unavailable", "shutting_down", "retry later");
-    }
+    cdc_op_t *op = qbc_calloc(1, sizeof(*op));
+    qbc_api__job_init(&op->aj, api, req, &op->cj.job, cdc_answer, op_dispose);
+    snprintf(op->cj.realm, sizeof(op->cj.realm), "%s", realm);
+    qbc_api__job_submitted(&op->aj, qbc_store_request_cdc(api->store, &op->cj));
     return 0;
 }
 
@@ -143,11 +175,10 @@ int qbc_api__post_backfill(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg)
         ents = json_object_get(body, "entities");
         since = json_object_get(body, "since");
     }
-    api_job_t *j = qbc_api__job_new(api, req, QBC_JOB_BACKFILL);
-    qbc_backfill_t *b = &j->a->backfill;
+    backfill_op_t *op = backfill_op_new(api, req);
+    qbc_backfill_t *b = &op->create;
     const char *problem = NULL, *code = "bad_backfill";
     char unknown[1200];
-    snprintf(j->a->realm, sizeof(j->a->realm), "%s", realm);
     snprintf(b->realm, sizeof(b->realm), "%s", realm);
     snprintf(b->reason, sizeof(b->reason), "operator");
     b->start_position = 1;
@@ -190,15 +221,12 @@ int qbc_api__post_backfill(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg)
         problem = "since must be an ISO-8601 date-time with an offset, e.g. 2026-01-31T00:00:00Z";
     json_decref(body);
     if (problem != NULL) {
-        qbc_api__job_free(j);
+        qbc_api__job_free(&op->aj);
         qbc_api__respond_error(req, 400, "Bad Request", code, problem);
         return 0;
     }
-    j->job.backfill = b;
-    if (qbc_api__submit(api, j) != 0) {
-        qbc_api__job_free(j);
-        qbc_api__respond_error(req, 503, "Service Unavailable", "shutting_down", "retry later");
-    }
+    op->bj.create = b;
+    qbc_api__job_submitted(&op->aj, qbc_store_backfill(api->store, &op->bj));
     return 0;
 }
 
@@ -258,11 +286,8 @@ int qbc_api__cancel_job(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg)
         qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such job");
         return 0;
     }
-    api_job_t *j = qbc_api__job_new(api, req, QBC_JOB_BACKFILL);
-    j->job.backfill_cancel = id;
-    if (qbc_api__submit(api, j) != 0) {
-        qbc_api__job_free(j);
-        qbc_api__respond_error(req, 503, "Service Unavailable", "shutting_down", "retry later");
-    }
+    backfill_op_t *op = backfill_op_new(api, req);
+    op->bj.cancel_id = id;
+    qbc_api__job_submitted(&op->aj, qbc_store_backfill(api->store, &op->bj));
     return 0;
 }

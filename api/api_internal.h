@@ -36,6 +36,7 @@ struct st_qbc_api_t {
     /* change feed readers (feed.c) */
     h2o_linklist_t feed_waiters;             /* long-polls and SSE streams */
     h2o_multithread_receiver_t feed_wake;    /* store writer -> loop: the feed grew */
+    int feed_listener;                       /* the store listener that sends feed_wake_msg */
     h2o_multithread_message_t feed_wake_msg; /* the one wake-up message, queued at most once */
     int feed_wake_queued;                    /* atomic: feed_wake_msg is in the queue */
     h2o_timeout_t feed_tick;                 /* deadlines and SSE keep-alives */
@@ -46,49 +47,58 @@ struct st_qbc_api_t {
     h2o_multithread_receiver_t exchanges; /* token-exchange threads -> loop (connect.c) */
 };
 
-/** one operator job or health probe in flight between the loop and the store writer (job.c). */
+/*
+ * a store job bound to a request (job.c): each endpoint file embeds one in its own
+ * struct beside the typed store job it submits, and says how to answer and free it.
+ */
 typedef struct st_api_job_t {
-    qbc_store_job_t job;
-    h2o_multithread_message_t msg;
+    h2o_multithread_message_t msg; /* store thread -> loop: the job is back */
     qbc_api_t *api;
     struct st_req_guard_t *guard; /* NULL once the request is gone */
-    int64_t start_mono_ns;
-    struct st_admin_part_t *a; /* operator jobs only (NULL for health probes) */
+    /** loop thread, once the store gave the job back; req is NULL when the client has gone */
+    void (*answer)(struct st_api_job_t *j, h2o_req_t *req);
+    /** frees the struct that embeds this one (after answer, or when it never reached the store) */
+    void (*dispose)(struct st_api_job_t *j);
 } api_job_t;
 
-/* what operator jobs carry besides the store job */
-typedef struct st_admin_part_t {
-    /* QBC_JOB_REALM (admin token registration, OAuth callback, disconnect) */
-    char realm[QBC_REALM_MAX];
-    qbc_realm_t realm_state;
+/** binds j to req and sj to j (sj->on_commit and sj->data are set here). */
+void qbc_api__job_init(api_job_t *j, qbc_api_t *api, h2o_req_t *req, qbc_store_job_t *sj,
+                       void (*answer)(api_job_t *, h2o_req_t *), void (*dispose)(api_job_t *));
+/**
+ * takes the result of the store's submit call for j: 0 counts j in flight (its answer
+ * comes later); anything else frees j and answers 503 now. @return rc
+ */
+int qbc_api__job_submitted(api_job_t *j, int rc);
+/** frees j without answering (its request, if any, is answered by the caller). */
+void qbc_api__job_free(api_job_t *j);
+/** registers (disposes) the receiver that brings finished jobs back to the loop */
+void qbc_api__jobs_init(qbc_api_t *api);
+void qbc_api__jobs_dispose(qbc_api_t *api);
+
+/**
+ * a realm write bound to a request: PUT .../tokens, the OAuth callback (connect.c) and
+ * DELETE /admin/realms/{realm}; answered by admin.c
+ */
+typedef struct st_realm_op_t {
+    api_job_t aj;
+    qbc_realm_job_t rj;
+    qbc_realm_t state;
     qbc_tokens_t *tokens; /* malloc'd, wiped on free */
     char state_hint[128];
     int disconnect; /* DELETE /admin/realms/{realm} */
     int revoked;    /* the revoke endpoint said 200 */
     char revoke_error[200];
-    qbc_backfill_t backfill; /* QBC_JOB_BACKFILL: the job to create */
-} admin_part_t;
+} realm_op_t;
 
-/** a job bound to req (guarded: if the request goes away, the answer is dropped). */
-api_job_t *qbc_api__job_new(qbc_api_t *api, h2o_req_t *req, qbc_job_kind_t kind);
-void qbc_api__job_free(api_job_t *j);
-/** submits to the store; 0, or QBC_ECLOSED (then the caller frees the job and answers). */
-int qbc_api__submit(qbc_api_t *api, api_job_t *j);
-/** registers (disposes) the receiver that brings finished jobs back to the loop and hands
- * each to the answer function of its endpoint file (below) */
-void qbc_api__jobs_init(qbc_api_t *api);
-void qbc_api__jobs_dispose(qbc_api_t *api);
-/* the answers to finished jobs; req is NULL when the client has gone (nothing to answer) */
-void qbc_api__realm_answer(api_job_t *j, h2o_req_t *req);     /* admin.c */
-void qbc_api__redrive_answer(api_job_t *j, h2o_req_t *req);   /* admin_dead_letters.c */
-void qbc_api__admin_job_answer(api_job_t *j, h2o_req_t *req); /* admin_jobs.c: backfill, CDC request */
-void qbc_api__health_answer(api_job_t *j, h2o_req_t *req);    /* health.c */
-int qbc_api__valid_realm(const char *s, size_t len);
+realm_op_t *qbc_api__realm_op_new(qbc_api_t *api, h2o_req_t *req, const char *realm);
 /**
- * makes j (a QBC_JOB_REALM job with j->a->realm and j->a->tokens set) store the tokens
- * and mark the realm active again, keeping the rest of its state (CDC watermark).
+ * makes op (with op->tokens set) store the tokens and mark the realm active again,
+ * keeping the rest of its state (CDC watermark); a first registration gets its snapshot
  */
-void qbc_api__activate_realm_job(qbc_api_t *api, api_job_t *j);
+void qbc_api__realm_op_activate(qbc_api_t *api, realm_op_t *op);
+/** submits op to the store (qbc_api__job_submitted's contract) */
+int qbc_api__realm_op_submit(qbc_api_t *api, realm_op_t *op);
+int qbc_api__valid_realm(const char *s, size_t len);
 
 /** lives in req->pool; its dispose tells the job the request was torn down. */
 typedef struct st_req_guard_t {

@@ -47,7 +47,7 @@ struct st_connect_states_t {
 typedef struct st_oauth_call_t {
     h2o_multithread_message_t msg;
     qbc_api_t *api;
-    api_job_t *job; /* carries the request guard, the realm and what to store */
+    realm_op_t *op; /* carries the request guard, the realm and what to store */
     const char *url;
     const char *content_type;
     char *body;       /* wiped and freed after the call */
@@ -187,7 +187,7 @@ static void on_exchanges(h2o_multithread_receiver_t *receiver, h2o_linklist_t *m
 }
 
 /* starts a call; on failure to start, answers 503 and frees everything (done is not called) */
-static void oauth_call_start(qbc_api_t *api, api_job_t *j, const char *url, const char *content_type, char *body,
+static void oauth_call_start(qbc_api_t *api, realm_op_t *op, const char *url, const char *content_type, char *body,
                              void (*done)(oauth_call_t *))
 {
     oauth_call_t *x = qbc_calloc(1, sizeof(*x));
@@ -195,7 +195,7 @@ static void oauth_call_start(qbc_api_t *api, api_job_t *j, const char *url, cons
     pthread_attr_t attr;
 
     x->api = api;
-    x->job = j;
+    x->op = op;
     x->url = url;
     x->content_type = content_type;
     x->body = body;
@@ -206,12 +206,12 @@ static void oauth_call_start(qbc_api_t *api, api_job_t *j, const char *url, cons
     api->inflight++; /* shutdown waits for it like for any in-flight answer */
     if (pthread_create(&th, &attr, oauth_call_main, x) != 0) {
         api->inflight--;
-        if (j->guard != NULL)
-            qbc_api__respond_error(j->guard->req, 503, "Service Unavailable", "no_thread", "retry later");
+        if (op->aj.guard != NULL)
+            qbc_api__respond_error(op->aj.guard->req, 503, "Service Unavailable", "no_thread", "retry later");
         OPENSSL_cleanse(body, strlen(body));
         free(body);
         free(x);
-        qbc_api__job_free(j);
+        qbc_api__job_free(&op->aj);
     }
     pthread_attr_destroy(&attr);
 }
@@ -219,13 +219,13 @@ static void oauth_call_start(qbc_api_t *api, api_job_t *j, const char *url, cons
 /* the code exchange answered: keep the tokens, or say why not */
 static void exchange_done(oauth_call_t *x)
 {
-    api_job_t *j = x->job;
+    realm_op_t *op = x->op;
     json_t *o = x->answer.data != NULL ? json_loads(x->answer.data, 0, NULL) : NULL;
     const char *rt = o ? json_string_value(json_object_get(o, "refresh_token")) : NULL;
     const char *at = o ? json_string_value(json_object_get(o, "access_token")) : NULL;
 
     if (x->status == 200 && rt != NULL && strlen(rt) < QBC_TOKEN_MAX && (at == NULL || strlen(at) < QBC_TOKEN_MAX)) {
-        qbc_tokens_t *t = j->a->tokens;
+        qbc_tokens_t *t = op->tokens;
         snprintf(t->refresh_token, QBC_TOKEN_MAX, "%s", rt);
         if (at != NULL) {
             json_int_t ttl = json_integer_value(json_object_get(o, "expires_in"));
@@ -236,11 +236,7 @@ static void exchange_done(oauth_call_t *x)
         if (rttl > 0)
             t->refresh_expires_ns = qbc_now_ns() + (int64_t)rttl * 1000000000;
         json_decref(o);
-        if (qbc_api__submit(x->api, j) != 0) {
-            if (j->guard != NULL)
-                qbc_api__respond_error(j->guard->req, 503, "Service Unavailable", "shutting_down", "retry later");
-            qbc_api__job_free(j);
-        }
+        qbc_api__realm_op_submit(x->api, op);
         return;
     }
     if (x->error[0] == '\0') {
@@ -250,29 +246,25 @@ static void exchange_done(oauth_call_t *x)
                  err && strlen(err) < 64 ? err : "");
     }
     json_decref(o);
-    qbc_log(QBC_LOG_WARN, "ingress", "connecting realm %s failed: %s", j->a->realm, x->error);
-    if (j->guard != NULL)
-        qbc_api__respond_error(j->guard->req, 502, "Bad Gateway", "token_exchange_failed", x->error);
-    qbc_api__job_free(j);
+    qbc_log(QBC_LOG_WARN, "api", "connecting realm %s failed: %s", op->rj.realm, x->error);
+    if (op->aj.guard != NULL)
+        qbc_api__respond_error(op->aj.guard->req, 502, "Bad Gateway", "token_exchange_failed", x->error);
+    qbc_api__job_free(&op->aj);
 }
 
 /* the revoke answered (or not): erase the tokens locally either way */
 static void revoke_done(oauth_call_t *x)
 {
-    api_job_t *j = x->job;
-    j->a->revoked = x->status == 200;
-    if (!j->a->revoked) {
+    realm_op_t *op = x->op;
+    op->revoked = x->status == 200;
+    if (!op->revoked) {
         if (x->error[0] == '\0')
             snprintf(x->error, sizeof(x->error), "revoke endpoint answered HTTP %ld", x->status);
-        snprintf(j->a->revoke_error, sizeof(j->a->revoke_error), "%s", x->error);
-        qbc_log(QBC_LOG_WARN, "ingress", "revoking realm %s at Intuit failed (%s); erasing its tokens here anyway",
-                j->a->realm, x->error);
+        snprintf(op->revoke_error, sizeof(op->revoke_error), "%s", x->error);
+        qbc_log(QBC_LOG_WARN, "api", "revoking realm %s at Intuit failed (%s); erasing its tokens here anyway",
+                op->rj.realm, x->error);
     }
-    if (qbc_api__submit(x->api, j) != 0) {
-        if (j->guard != NULL)
-            qbc_api__respond_error(j->guard->req, 503, "Service Unavailable", "shutting_down", "retry later");
-        qbc_api__job_free(j);
-    }
+    qbc_api__realm_op_submit(x->api, op);
 }
 
 /*
@@ -292,25 +284,20 @@ int qbc_api__disconnect_realm(qbc_api_t *api, h2o_req_t *req, const char *realm)
         qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such realm");
         return 0;
     }
-    api_job_t *j = qbc_api__job_new(api, req, QBC_JOB_REALM);
-    snprintf(j->a->realm, sizeof(j->a->realm), "%s", realm);
-    j->a->realm_state = rs;
-    j->a->realm_state.status = QBC_REALM_DISCONNECTED;
-    snprintf(j->a->realm_state.last_error, sizeof(j->a->realm_state.last_error), "disconnected by an operator");
-    j->a->disconnect = 1;
-    j->job.realm = j->a->realm;
-    j->job.realm_state = &j->a->realm_state;
-    j->job.erase_tokens = 1;
+    realm_op_t *op = qbc_api__realm_op_new(api, req, realm);
+    op->state = rs;
+    op->state.status = QBC_REALM_DISCONNECTED;
+    snprintf(op->state.last_error, sizeof(op->state.last_error), "disconnected by an operator");
+    op->disconnect = 1;
+    op->rj.state = &op->state;
+    op->rj.erase_tokens = 1;
     if (rc != 0 || api->revoke_url == NULL || api->client_id == NULL) {
         /* nothing to revoke (or nowhere to): just erase */
-        snprintf(j->a->revoke_error, sizeof(j->a->revoke_error), "%s",
+        snprintf(op->revoke_error, sizeof(op->revoke_error), "%s",
                  rc != 0 ? "no tokens were held" : "no revoke endpoint or client configured");
         OPENSSL_cleanse(t, sizeof(*t));
         free(t);
-        if (qbc_api__submit(api, j) != 0) {
-            qbc_api__job_free(j);
-            qbc_api__respond_error(req, 503, "Service Unavailable", "shutting_down", "retry later");
-        }
+        qbc_api__realm_op_submit(api, op);
         return 0;
     }
     json_t *o = json_pack("{s:s}", "token", t->refresh_token);
@@ -318,7 +305,7 @@ int qbc_api__disconnect_realm(qbc_api_t *api, h2o_req_t *req, const char *realm)
     json_decref(o);
     OPENSSL_cleanse(t, sizeof(*t));
     free(t);
-    oauth_call_start(api, j, api->revoke_url, "application/json", body, revoke_done);
+    oauth_call_start(api, op, api->revoke_url, "application/json", body, revoke_done);
     return 0;
 }
 
@@ -359,12 +346,11 @@ int qbc_api__on_oauth_callback(h2o_handler_t *_self, h2o_req_t *req)
         return 0;
     }
 
-    api_job_t *j = qbc_api__job_new(api, req, QBC_JOB_REALM);
-    snprintf(j->a->realm, sizeof(j->a->realm), "%s", realm);
-    snprintf(j->a->state_hint, sizeof(j->a->state_hint), "%s", st->hint);
+    realm_op_t *op = qbc_api__realm_op_new(api, req, realm);
+    snprintf(op->state_hint, sizeof(op->state_hint), "%s", st->hint);
     free(st);
-    j->a->tokens = qbc_calloc(1, sizeof(*j->a->tokens));
-    qbc_api__activate_realm_job(api, j);
+    op->tokens = qbc_calloc(1, sizeof(*op->tokens));
+    qbc_api__realm_op_activate(api, op);
 
     char *ecode = curl_easy_escape(NULL, code, 0), *eredir = curl_easy_escape(NULL, api->redirect_uri, 0);
     if (ecode == NULL || eredir == NULL)
@@ -376,7 +362,7 @@ int qbc_api__on_oauth_callback(h2o_handler_t *_self, h2o_req_t *req)
     OPENSSL_cleanse(code, sizeof(code));
     curl_free(ecode);
     curl_free(eredir);
-    oauth_call_start(api, j, api->token_url, "application/x-www-form-urlencoded", form, exchange_done);
+    oauth_call_start(api, op, api->token_url, "application/x-www-form-urlencoded", form, exchange_done);
     return 0;
 }
 

@@ -493,7 +493,9 @@ void qbc_api__feed_init(qbc_api_t *api)
     h2o_timeout_init(api->ctx.loop, &api->feed_tick, TICK_MS);
     api->feed_tick_entry.cb = on_tick;
     h2o_timeout_link(api->ctx.loop, &api->feed_tick, &api->feed_tick_entry);
-    qbc_store_add_listener(api->store, on_store_note, api);
+    api->feed_listener = qbc_store_add_listener(api->store, on_store_note, api);
+    if (api->feed_listener < 0)
+        qbc_fatal("the store has no room for the feed's listener");
     json_t *id = json_string(qbc_store_feed_id(api->store));
     api->feed_id_json = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(id);

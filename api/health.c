@@ -4,7 +4,30 @@
  *   GET /healthz   200 {"status":"ok"} once a tiny fsync'd write went through the store's
  *                  writer; 503 when the store cannot write or the service is stopping
  */
+#include <stdlib.h>
 #include "api_internal.h"
+
+typedef struct {
+    api_job_t aj;
+    qbc_store_job_t ping;
+} health_job_t;
+
+static void answer(api_job_t *aj, h2o_req_t *req)
+{
+    health_job_t *j = (health_job_t *)aj;
+    if (req == NULL)
+        return;
+    if (j->ping.result == 0)
+        qbc_api__respond_json(req, 200, "OK", "{\"status\":\"ok\"}");
+    else
+        qbc_api__respond_json(req, 503, "Service Unavailable",
+                              "{\"status\":\"unavailable\",\"error\":\"store_not_writable\"}");
+}
+
+static void dispose(api_job_t *aj)
+{
+    free(aj);
+}
 
 int qbc_api__on_healthz(h2o_handler_t *_self, h2o_req_t *req)
 {
@@ -15,21 +38,13 @@ int qbc_api__on_healthz(h2o_handler_t *_self, h2o_req_t *req)
         return 0;
     }
     /* "writable" is proven the only honest way: a tiny fsync'd write through the writer */
-    api_job_t *j = qbc_api__job_new(api, req, QBC_JOB_PING);
-    if (qbc_api__submit(api, j) != 0) {
-        qbc_api__job_free(j);
+    health_job_t *j = qbc_calloc(1, sizeof(*j));
+    qbc_api__job_init(&j->aj, api, req, &j->ping, answer, dispose);
+    if (qbc_store_ping(api->store, &j->ping) != 0) {
+        qbc_api__job_free(&j->aj);
         qbc_api__respond_json(req, 503, "Service Unavailable", "{\"status\":\"stopping\"}");
+        return 0;
     }
+    j->aj.api->inflight++;
     return 0;
-}
-
-void qbc_api__health_answer(api_job_t *j, h2o_req_t *req)
-{
-    if (req == NULL)
-        return;
-    if (j->job.result == 0)
-        qbc_api__respond_json(req, 200, "OK", "{\"status\":\"ok\"}");
-    else
-        qbc_api__respond_json(req, 503, "Service Unavailable",
-                              "{\"status\":\"unavailable\",\"error\":\"store_not_writable\"}");
 }

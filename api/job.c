@@ -3,11 +3,11 @@
  * redrives, backfills, CDC requests) and health probes.
  *
  * A job is queued for the store's writer and answered when it comes back, on the loop
- * thread. The request may be gone by then (the client hung up): the guard, which lives
- * in the request's pool, tells the job, and the answer is dropped.
+ * thread, by the endpoint file that made it (api_job_t.answer). The request may be gone
+ * by then (the client hung up): the guard, which lives in the request's pool, tells the
+ * job, and the answer is dropped.
  */
 #include <stdlib.h>
-#include <openssl/crypto.h>
 #include "api_internal.h"
 
 static void on_guard_dispose(void *p)
@@ -18,75 +18,57 @@ static void on_guard_dispose(void *p)
 }
 
 /* store writer thread: hand the finished job back to the loop (must not block) */
-static void job_done_in_store(qbc_store_job_t *job)
+static void job_done_in_store(qbc_store_job_t *sj)
 {
-    api_job_t *j = H2O_STRUCT_FROM_MEMBER(api_job_t, job, job);
+    api_job_t *j = sj->data;
     h2o_multithread_send_message(&j->api->commits, &j->msg);
 }
 
-api_job_t *qbc_api__job_new(qbc_api_t *api, h2o_req_t *req, qbc_job_kind_t kind)
+void qbc_api__job_init(api_job_t *j, qbc_api_t *api, h2o_req_t *req, qbc_store_job_t *sj,
+                       void (*answer)(api_job_t *, h2o_req_t *), void (*dispose)(api_job_t *))
 {
-    api_job_t *j = qbc_calloc(1, sizeof(*j));
-    if (kind != QBC_JOB_PING)
-        j->a = qbc_calloc(1, sizeof(*j->a));
     j->api = api;
-    j->job.kind = kind;
-    j->job.on_commit = job_done_in_store;
-    j->job.received_ns = qbc_now_ns();
-    j->start_mono_ns = qbc_mono_ns();
+    j->answer = answer;
+    j->dispose = dispose;
+    sj->on_commit = job_done_in_store;
+    sj->data = j;
     j->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*j->guard), on_guard_dispose);
     j->guard->req = req;
     j->guard->job = j;
-    return j;
 }
 
 void qbc_api__job_free(api_job_t *j)
 {
     if (j->guard != NULL)
         j->guard->job = NULL;
-    if (j->a != NULL) {
-        if (j->a->tokens != NULL) {
-            OPENSSL_cleanse(j->a->tokens, sizeof(*j->a->tokens));
-            free(j->a->tokens);
-        }
-        free(j->a);
-    }
-    free(j);
+    j->dispose(j);
 }
 
-int qbc_api__submit(qbc_api_t *api, api_job_t *j)
+int qbc_api__job_submitted(api_job_t *j, int rc)
 {
-    int rc = qbc_store_submit(api->store, &j->job);
-    if (rc == 0)
-        api->inflight++;
+    if (rc == 0) {
+        j->api->inflight++;
+        return 0;
+    }
+    h2o_req_t *req = j->guard != NULL ? j->guard->req : NULL;
+    qbc_api__job_free(j);
+    if (req != NULL)
+        qbc_api__respond_error(req, 503, "Service Unavailable",
+                               rc == QBC_ECLOSED ? "shutting_down" : "store_unavailable",
+                               rc == QBC_ECLOSED ? "the service is stopping; retry later" : "retry later");
     return rc;
 }
 
-/* loop thread: every finished job arrives here and goes to the file that answers its kind */
+/* loop thread: every finished job arrives here and goes to the file that made it */
 static void on_commit_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
     (void)receiver;
     while (!h2o_linklist_is_empty(messages)) {
         h2o_multithread_message_t *msg = H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
         api_job_t *j = H2O_STRUCT_FROM_MEMBER(api_job_t, msg, msg);
-        h2o_req_t *req = j->guard != NULL ? j->guard->req : NULL;
         h2o_linklist_unlink(&msg->link);
         j->api->inflight--;
-        switch (j->job.kind) {
-        case QBC_JOB_REALM:
-            qbc_api__realm_answer(j, req);
-            break;
-        case QBC_JOB_REDRIVE:
-            qbc_api__redrive_answer(j, req);
-            break;
-        case QBC_JOB_BACKFILL:
-        case QBC_JOB_CDC_REQUEST:
-            qbc_api__admin_job_answer(j, req);
-            break;
-        default:
-            qbc_api__health_answer(j, req);
-            break;
-        }
+        j->answer(j, j->guard != NULL ? j->guard->req : NULL);
         qbc_api__job_free(j);
     }
 }

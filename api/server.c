@@ -257,6 +257,8 @@ void qbc_api_destroy(qbc_api_t *api)
 {
     if (api == NULL)
         return;
+    /* first: once it returns, the store's writer never posts to this server again */
+    qbc_store_remove_listener(api->store, api->feed_listener);
     if (api->listener != NULL) {
         h2o_socket_close(api->listener);
         api->listener = NULL;

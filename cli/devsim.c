@@ -226,23 +226,22 @@ int qbc_devsim_register(const qbc_devsim_t *sim, const char *sim_listen, qbc_sto
         if (qbc_store_realm_get(store, realm, &st) == 0 && st.status == QBC_REALM_ACTIVE)
             continue; /* registered in an earlier run; its rotated tokens are the newer ones */
         qbc_tokens_t *t = qbc_calloc(1, sizeof(*t));
-        qbc_store_job_t job;
+        qbc_realm_job_t job;
         memset(&job, 0, sizeof(job));
         snprintf(t->refresh_token, sizeof(t->refresh_token), "%s", rt);
-        job.kind = QBC_JOB_REALM;
-        job.realm = realm;
+        snprintf(job.realm, sizeof(job.realm), "%s", realm);
         job.tokens = t;
         job.snapshot_if_new = snapshot;
-        job.on_commit = on_registered;
+        job.job.on_commit = on_registered;
         pthread_mutex_lock(&reg_mu);
         int target = reg_done + 1;
         pthread_mutex_unlock(&reg_mu);
-        if (qbc_store_submit(store, &job) == 0) {
+        if (qbc_store_put_realm(store, &job) == 0) {
             pthread_mutex_lock(&reg_mu);
             while (reg_done < target)
                 pthread_cond_wait(&reg_cv, &reg_mu);
             pthread_mutex_unlock(&reg_mu);
-            registered += job.result == 0;
+            registered += job.job.result == 0;
         }
         OPENSSL_cleanse(t, sizeof(*t));
         free(t);

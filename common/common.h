@@ -31,7 +31,14 @@
 #define QBC_ENOTFOUND (QBC_ERR_BASE - 8)  /**< no such record */
 #define QBC_EDUP (QBC_ERR_BASE - 9)       /**< already stored (a duplicate) */
 #define QBC_EGONE (QBC_ERR_BASE - 10)     /**< the records asked for were removed by retention */
-#define QBC_ERR_LAST QBC_EGONE
+#define QBC_ECRYPTO (QBC_ERR_BASE - 11)   /**< encryption or decryption failed (OpenSSL) */
+#define QBC_ERR_LAST QBC_ECRYPTO
+
+/** 1 when rc is one of qbcdc's own codes (QBC_E*), 0 for 0, -errno and anything else. */
+static inline int qbc_is_own_error(int rc)
+{
+    return rc < QBC_ERR_BASE && rc >= QBC_ERR_LAST;
+}
 
 /**
  * returns a static, human-readable description of a code returned by any qbc_

@@ -29,6 +29,8 @@ const char *qbc_strerror(int rc)
         return "duplicate";
     case QBC_EGONE:
         return "removed by retention";
+    case QBC_ECRYPTO:
+        return "encryption failed";
     default:
         break;
     }

@@ -43,7 +43,7 @@ struct st_qbc_ingress_t {
     size_t max_body;
     int64_t not_configured_logged_ns;
     webhook_metrics_t metrics;
-    qbc_store_job_t **held; /* webhooks of this loop turn, not yet queued */
+    qbc_webhook_job_t **held; /* webhooks of this loop turn, not yet queued */
     size_t n_held, cap_held;
 };
 

@@ -21,7 +21,7 @@
 
 /** one webhook between the loop and the store. */
 typedef struct st_webhook_job_t {
-    qbc_store_job_t job;
+    qbc_webhook_job_t wj; /* first: the store hands back &wj.job */
     h2o_multithread_message_t msg;
     qbc_ingress_t *ing;
     h2o_req_t *req;                    /* NULL once the request is gone (on_req_dispose) */
@@ -66,24 +66,24 @@ static void job_free(webhook_job_t *j)
  * the largest per-webhook cost; doing it there keeps the event loop free to take the
  * next request while the previous batch is being committed.
  */
-static void parse_in_store(qbc_store_job_t *job)
+static void parse_in_store(qbc_webhook_job_t *job)
 {
-    webhook_job_t *j = H2O_STRUCT_FROM_MEMBER(webhook_job_t, job, job);
+    webhook_job_t *j = H2O_STRUCT_FROM_MEMBER(webhook_job_t, wj, job);
     j->result_kind = WH_STORED;
-    if (qbc_payload_parse(j->body != NULL ? j->body : "", j->job.body_len, &j->payload) != 0) {
-        j->job.inbox_flags |= QBC_INBOX_QUARANTINED;
-        j->job.quarantine_reason = j->payload.error[0] ? j->payload.error : "unparsable";
+    if (qbc_payload_parse(j->body != NULL ? j->body : "", j->wj.body_len, &j->payload) != 0) {
+        j->wj.inbox_flags |= QBC_INBOX_QUARANTINED;
+        j->wj.quarantine_reason = j->payload.error[0] ? j->payload.error : "unparsable";
         j->result_kind = WH_QUARANTINED;
     }
-    j->job.format = (uint8_t)j->payload.format;
-    j->job.events = j->payload.events;
-    j->job.n_events = j->payload.n_events;
+    j->wj.format = (uint8_t)j->payload.format;
+    j->wj.events = j->payload.events;
+    j->wj.n_events = j->payload.n_events;
 }
 
 /* store thread (ingest or writer): hand the finished job back to the loop (must not block) */
 static void job_done_in_store(qbc_store_job_t *job)
 {
-    webhook_job_t *j = H2O_STRUCT_FROM_MEMBER(webhook_job_t, job, job);
+    webhook_job_t *j = H2O_STRUCT_FROM_MEMBER(webhook_job_t, wj.job, job);
     h2o_multithread_send_message(&j->ing->commits, &j->msg);
 }
 
@@ -165,19 +165,18 @@ int qbc_ingress_on_req(qbc_ingress_t *ing, h2o_req_t *req)
     j->backref = h2o_mem_alloc_shared(&req->pool, sizeof(*j->backref), on_req_dispose);
     *j->backref = j;
     j->start_mono_ns = qbc_mono_ns();
-    j->job.kind = QBC_JOB_WEBHOOK;
-    j->job.on_commit = job_done_in_store;
-    j->job.received_ns = qbc_now_ns();
-    j->job.body = j->body;
-    j->job.body_len = req->entity.len;
-    j->job.prepare = parse_in_store; /* the loop thread only verifies, copies and queues */
+    j->wj.job.on_commit = job_done_in_store;
+    j->wj.received_ns = qbc_now_ns();
+    j->wj.body = j->body;
+    j->wj.body_len = req->entity.len;
+    j->wj.prepare = parse_in_store; /* the loop thread only verifies, copies and queues */
 
     /* held until this loop turn ends, then queued with the turn's others (qbc_ingress_flush) */
     if (ing->n_held == ing->cap_held) {
         ing->cap_held = ing->cap_held != 0 ? ing->cap_held * 2 : 64;
         ing->held = qbc_realloc(ing->held, ing->cap_held * sizeof(*ing->held));
     }
-    ing->held[ing->n_held++] = &j->job;
+    ing->held[ing->n_held++] = &j->wj;
     m->inflight++;
     return 0;
 }
@@ -196,7 +195,7 @@ void qbc_ingress_flush(qbc_ingress_t *ing)
     if (qbc_store_submit_webhooks(ing->store, ing->held, n) == 0)
         return;
     for (size_t i = 0; i < n; i++) {
-        webhook_job_t *j = H2O_STRUCT_FROM_MEMBER(webhook_job_t, job, ing->held[i]);
+        webhook_job_t *j = H2O_STRUCT_FROM_MEMBER(webhook_job_t, wj, ing->held[i]);
         h2o_req_t *req = j->req;
         ing->metrics.inflight--;
         job_free(j);
@@ -256,26 +255,26 @@ static void on_committed(webhook_job_t *j)
 
     m->inflight--;
     m->events_rejected += j->payload.n_rejected;
-    if (j->result_kind == WH_QUARANTINED && j->job.result == 0)
+    if (j->result_kind == WH_QUARANTINED && j->wj.job.result == 0)
         qbc_log(QBC_LOG_WARN, "ingress", "signed webhook quarantined as inbox #%llu: %s (%zu usable event(s))",
-                (unsigned long long)j->job.inbox_seq, j->job.quarantine_reason, j->payload.n_events);
-    if (j->job.result == 0) {
-        kind = j->result_kind == WH_QUARANTINED ? WH_QUARANTINED : j->job.inbox_seq == 0 ? WH_DUPLICATE : WH_STORED;
-        m->events_stored += j->job.n_stored_events;
-        m->events_duplicate += j->job.n_dup_events;
+                (unsigned long long)j->wj.inbox_seq, j->wj.quarantine_reason, j->payload.n_events);
+    if (j->wj.job.result == 0) {
+        kind = j->result_kind == WH_QUARANTINED ? WH_QUARANTINED : j->wj.inbox_seq == 0 ? WH_DUPLICATE : WH_STORED;
+        m->events_stored += j->wj.n_stored_events;
+        m->events_duplicate += j->wj.n_dup_events;
     } else {
         kind = WH_UNAVAILABLE;
     }
     m->webhooks[kind]++;
     if (req != NULL) {
-        if (j->job.result == 0) {
+        if (j->wj.job.result == 0) {
             ack_body(buf,
                      kind == WH_QUARANTINED ? "quarantined"
                      : kind == WH_DUPLICATE ? "duplicate"
                                             : "stored",
-                     j->job.inbox_seq, j->job.n_stored_events, j->job.n_dup_events);
+                     j->wj.inbox_seq, j->wj.n_stored_events, j->wj.n_dup_events);
             answer(req, 200, "OK", buf);
-        } else if (j->job.result == QBC_EFULL) { /* nothing of it was stored: Intuit must retry */
+        } else if (j->wj.job.result == QBC_EFULL) { /* nothing of it was stored: Intuit must retry */
             answer(req, 503, "Service Unavailable", REFUSAL("store_full", "the store is full; retry later"));
         } else {
             answer(req, 503, "Service Unavailable", REFUSAL("store_unavailable", "the store failed; retry later"));

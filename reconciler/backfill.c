@@ -138,23 +138,24 @@ void rec_backfill_scan(qbc_reconciler_t *r)
 
 /* ---------------------------------------------------------------- pages */
 
-static void on_page_committed(qbc_reconciler_t *r, const qbc_store_job_t *job, void *ctx)
+static void on_page_committed(qbc_reconciler_t *r, const qbc_store_job_t *sj, void *ctx)
 {
+    const qbc_reconcile_job_t *job = (const qbc_reconcile_job_t *)sj;
     rec_backfill_t *b = ctx;
     int64_t now = qbc_mono_ns();
     b->inflight = 0;
     b->realm_error[0] = '\0';
-    if (job->result != 0) {
+    if (job->job.result != 0) {
         qbc_log(QBC_LOG_ERROR, REC_MOD, "backfill job %llu: storing a page failed: %s", (unsigned long long)b->st.id,
-                qbc_strerror(job->result));
+                qbc_strerror(job->job.result));
         b->retry_ns = now + 5 * NS;
         return;
     }
-    if (job->backfill_refused) { /* cancelled meanwhile: this page's versions are stored, the job stops */
+    if (job->checkpoint_refused) { /* cancelled meanwhile: this page's versions are stored, the job stops */
         b->stop = 1;
         return;
     }
-    b->st = job->backfill_out;
+    b->st = job->checkpoint_out;
     pthread_mutex_lock(&r->stats_mu);
     r->stats.backfill_versions_new += job->n_feed;
     r->stats.versions_offered += job->n_versions;
@@ -173,10 +174,9 @@ static void on_page_committed(qbc_reconciler_t *r, const qbc_store_job_t *job, v
 static void submit_checkpoint(qbc_reconciler_t *r, rec_backfill_t *b, qbc_version_t *versions, size_t nv, char **owned,
                               size_t n_owned)
 {
-    qbc_store_job_t tmpl;
+    qbc_reconcile_job_t tmpl;
     memset(&tmpl, 0, sizeof(tmpl));
-    tmpl.kind = QBC_JOB_RECONCILE;
-    tmpl.backfill = &b->cp;
+    tmpl.checkpoint = &b->cp;
     tmpl.realm_error = b->realm_error[0] ? b->realm_error : NULL;
     b->inflight = 1;
     if (rec_submit_versions(r, b->realm, &tmpl, versions, nv, owned, n_owned, on_page_committed, b) != 0) {

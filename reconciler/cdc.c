@@ -205,20 +205,21 @@ typedef struct {
     int64_t new_watermark_ns;
 } auto_bf_t;
 
-static void on_backfill_created(qbc_reconciler_t *r, const qbc_store_job_t *job, void *ctx)
+static void on_backfill_created(qbc_reconciler_t *r, const qbc_store_job_t *sj, void *ctx)
 {
+    const qbc_backfill_job_t *job = (const qbc_backfill_job_t *)sj;
     auto_bf_t *a = ctx;
     rec_realm_t *realm = a->realm;
     (void)r;
     realm->cdc.backfill_pending = 0;
-    if (job->result == 0) {
+    if (job->job.result == 0) {
         qbc_log(QBC_LOG_INFO, REC_MOD, "realm %s: CDC cannot reach back that far; backfill job %llu started",
-                realm->name, (unsigned long long)job->backfill_id);
+                realm->name, (unsigned long long)job->id);
         if (a->new_watermark_ns > realm->cdc.watermark_ns)
             realm->cdc.watermark_ns = a->new_watermark_ns;
     } else {
         qbc_log(QBC_LOG_ERROR, REC_MOD, "realm %s: could not create a backfill job: %s", realm->name,
-                qbc_strerror(job->result));
+                qbc_strerror(job->job.result));
     }
     free(a);
 }
@@ -227,20 +228,12 @@ int rec_backfill_create(qbc_reconciler_t *r, rec_realm_t *realm, int64_t since_n
                         int64_t new_watermark_ns, rec_commit_cb done, void *ctx)
 {
     qbc_backfill_t b;
-    qbc_store_job_t tmpl;
     memset(&b, 0, sizeof(b));
-    memset(&tmpl, 0, sizeof(tmpl));
     snprintf(b.realm, sizeof(b.realm), "%s", realm->name);
     b.since_ns = since_ns;
     b.start_position = 1;
     snprintf(b.reason, sizeof(b.reason), "%s", reason);
-    tmpl.kind = QBC_JOB_BACKFILL;
-    tmpl.backfill = &b;
-    if (new_watermark_ns > 0) {
-        tmpl.set_cdc = 1;
-        tmpl.cdc_watermark_ns = new_watermark_ns;
-    }
-    return rec_submit_versions(r, realm, &tmpl, NULL, 0, NULL, 0, done, ctx);
+    return rec_submit_backfill(r, realm, &b, new_watermark_ns, done, ctx);
 }
 
 /* CDC cannot serve `since`: a backfill from there, and CDC from (about) now */
@@ -274,14 +267,15 @@ static void sweep_end(qbc_reconciler_t *r, rec_realm_t *realm, int64_t now, cons
     c->due_ns = now + (int64_t)r->cfg.cdc_interval_s * NS;
 }
 
-static void on_sweep_committed(qbc_reconciler_t *r, const qbc_store_job_t *job, void *ctx)
+static void on_sweep_committed(qbc_reconciler_t *r, const qbc_store_job_t *sj, void *ctx)
 {
+    const qbc_reconcile_job_t *job = (const qbc_reconcile_job_t *)sj;
     rec_realm_t *realm = ctx;
     rec_cdc_t *c = &realm->cdc;
     int64_t now = qbc_mono_ns();
-    if (job->result != 0) {
+    if (job->job.result != 0) {
         qbc_log(QBC_LOG_ERROR, REC_MOD, "realm %s: storing the CDC sweep failed: %s", realm->name,
-                qbc_strerror(job->result));
+                qbc_strerror(job->job.result));
         sweep_clear(c);
         c->inflight = 0;
         c->due_ns = now + 5 * NS;
@@ -318,7 +312,7 @@ static void on_sweep_committed(qbc_reconciler_t *r, const qbc_store_job_t *job, 
 static void sweep_commit(qbc_reconciler_t *r, rec_realm_t *realm)
 {
     rec_cdc_t *c = &realm->cdc;
-    qbc_store_job_t tmpl;
+    qbc_reconcile_job_t tmpl;
     if (c->complete_ns == INT64_MAX) {
         /* no part answered: every entity was refused, so the fault is not about entities */
         char why[300];
@@ -333,7 +327,6 @@ static void sweep_commit(qbc_reconciler_t *r, rec_realm_t *realm)
                  c->sweep_refused_why);
         tmpl.realm_error = c->refused_error;
     }
-    tmpl.kind = QBC_JOB_RECONCILE;
     tmpl.set_cdc = 1;
     tmpl.cdc_watermark_ns = c->complete_ns;
     tmpl.last_cdc_ns = qbc_now_ns();

@@ -45,7 +45,13 @@ struct st_rec_xfer_t {
 };
 
 struct st_rec_job_t {
-    qbc_store_job_t job;
+    union { /* first: the store hands back &sj.job */
+        qbc_store_job_t job;
+        qbc_reconcile_job_t reconcile; /* J_RECONCILE, J_GENERIC with versions */
+        qbc_dead_letter_job_t dead;    /* J_DEAD */
+        qbc_realm_job_t realm;         /* J_TOKENS, J_STATE */
+        qbc_backfill_job_t backfill;   /* J_GENERIC creating a backfill job */
+    } sj;
     rec_job_t *next;
     qbc_reconciler_t *r;
     int kind;
@@ -63,9 +69,10 @@ struct st_rec_job_t {
     /* J_GENERIC (CDC, backfill) */
     char **owned; /* entity JSON texts the versions point into */
     size_t n_owned;
-    char *audit;       /* the job's audit_entities (owned) */
-    char *realm_error; /* the job's realm_error (owned) */
-    qbc_backfill_t checkpoint;
+    char *audit;                               /* the job's audit_entities (owned) */
+    char *realm_error;                         /* the job's realm_error (owned) */
+    qbc_backfill_t checkpoint;                 /* or the backfill job to create */
+    int (*submit)(qbc_store_t *, rec_job_t *); /* the store's call for this job's kind */
     rec_commit_cb done;
     void *done_ctx;
 };
@@ -79,32 +86,19 @@ void rec_stat_add(qbc_reconciler_t *r, size_t offset, uint64_t v)
 
 /* ---------------------------------------------------------------- the store listener */
 
-/*
- * The store cannot unregister a listener, and its writer may run a listener after we
- * stopped. So the store gets a pointer to a static slot; stop clears the slot under a lock.
- */
-#define LISTENER_SLOTS 32
-static pthread_mutex_t g_slot_mu = PTHREAD_MUTEX_INITIALIZER;
-static qbc_reconciler_t *g_slot_r[LISTENER_SLOTS];
-static int g_slot_used[LISTENER_SLOTS];
-
+/* the store's writer thread, after a commit: mark what changed and wake the loop */
 static void on_store_commit(void *ctx, const qbc_commit_note_t *note)
 {
+    qbc_reconciler_t *r = ctx;
     if (note->new_pending == 0 && note->realms_changed == 0 && note->jobs_changed == 0)
         return;
-    size_t slot = (size_t)(uintptr_t)ctx;
-    pthread_mutex_lock(&g_slot_mu);
-    qbc_reconciler_t *r = g_slot_r[slot];
-    if (r != NULL) {
-        if (note->new_pending)
-            atomic_store(&r->dirty_pending, 1);
-        if (note->realms_changed)
-            atomic_store(&r->dirty_realms, 1);
-        if (note->jobs_changed)
-            atomic_store(&r->dirty_jobs, 1);
-        curl_multi_wakeup(r->multi);
-    }
-    pthread_mutex_unlock(&g_slot_mu);
+    if (note->new_pending)
+        atomic_store(&r->dirty_pending, 1);
+    if (note->realms_changed)
+        atomic_store(&r->dirty_realms, 1);
+    if (note->jobs_changed)
+        atomic_store(&r->dirty_jobs, 1);
+    curl_multi_wakeup(r->multi);
 }
 
 /* ---------------------------------------------------------------- store jobs */
@@ -121,14 +115,35 @@ static void on_job_commit(qbc_store_job_t *job)
     pthread_mutex_unlock(&r->mu);
 }
 
-static rec_job_t *job_new(qbc_reconciler_t *r, int kind, rec_realm_t *realm)
+static int submit_reconcile(qbc_store_t *s, rec_job_t *j)
+{
+    return qbc_store_reconcile(s, &j->sj.reconcile);
+}
+
+static int submit_dead_letter(qbc_store_t *s, rec_job_t *j)
+{
+    return qbc_store_dead_letter(s, &j->sj.dead);
+}
+
+static int submit_realm(qbc_store_t *s, rec_job_t *j)
+{
+    return qbc_store_put_realm(s, &j->sj.realm);
+}
+
+static int submit_backfill(qbc_store_t *s, rec_job_t *j)
+{
+    return qbc_store_backfill(s, &j->sj.backfill);
+}
+
+static rec_job_t *job_new(qbc_reconciler_t *r, int kind, rec_realm_t *realm, int (*submit)(qbc_store_t *, rec_job_t *))
 {
     rec_job_t *j = qbc_calloc(1, sizeof(*j));
     j->r = r;
     j->kind = kind;
     j->realm = realm;
-    j->job.on_commit = on_job_commit;
-    j->job.data = j;
+    j->submit = submit;
+    j->sj.job.on_commit = on_job_commit;
+    j->sj.job.data = j;
     return j;
 }
 
@@ -152,7 +167,7 @@ static void job_free(rec_job_t *j)
 
 static int job_submit(qbc_reconciler_t *r, rec_job_t *j)
 {
-    int rc = qbc_store_submit(r->store, &j->job);
+    int rc = j->submit(r->store, j);
     if (rc == 0)
         r->outstanding_jobs++;
     return rc;
@@ -173,18 +188,14 @@ void rec_dead_letter(qbc_reconciler_t *r, rec_notice_t *n, const char *error)
         n->fetch_op = n->last_op;
         n->fetch_updated_ns = n->updated_ns;
     }
-    rec_job_t *j = job_new(r, J_DEAD, n->realm);
-    j->refs = qbc_calloc(1, sizeof(*j->refs));
+    rec_job_t *j = job_new(r, J_DEAD, n->realm, submit_dead_letter);
     j->ns = qbc_calloc(1, sizeof(*j->ns));
-    ref_of(n, &j->refs[0]);
+    ref_of(n, &j->sj.dead.notice);
     j->ns[0] = n;
     j->nr = 1;
     snprintf(j->error, sizeof(j->error), "%s", error);
-    j->job.kind = QBC_JOB_DEAD_LETTER;
-    j->job.retire = j->refs;
-    j->job.n_retire = 1;
-    j->job.error = j->error;
-    j->job.attempts = n->attempts;
+    j->sj.dead.error = j->error;
+    j->sj.dead.attempts = n->attempts;
     n->inflight = 1;
     qbc_log(QBC_LOG_WARN, REC_MOD, "realm %s %s %s: giving up after %u attempts: %s", n->realm->name, n->entity, n->id,
             n->attempts, j->error);
@@ -197,17 +208,16 @@ void rec_dead_letter(qbc_reconciler_t *r, rec_notice_t *n, const char *error)
 
 int rec_submit_realm(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_realm_t *state, const qbc_tokens_t *tokens)
 {
-    rec_job_t *j = job_new(r, tokens ? J_TOKENS : J_STATE, realm);
-    j->job.kind = QBC_JOB_REALM;
-    j->job.realm = realm->name;
+    rec_job_t *j = job_new(r, tokens ? J_TOKENS : J_STATE, realm, submit_realm);
+    snprintf(j->sj.realm.realm, sizeof(j->sj.realm.realm), "%s", realm->name);
     if (state != NULL) {
         j->state = *state;
-        j->job.realm_state = &j->state;
+        j->sj.realm.state = &j->state;
     }
     if (tokens != NULL) {
         j->tokens = qbc_alloc(sizeof(*j->tokens));
         memcpy(j->tokens, tokens, sizeof(*tokens));
-        j->job.tokens = j->tokens;
+        j->sj.realm.tokens = j->tokens;
     }
     int rc = job_submit(r, j);
     if (rc != 0)
@@ -224,35 +234,30 @@ void rec_realm_throttled(qbc_reconciler_t *r, rec_realm_t *realm, int64_t now, u
     qbc_budget_throttle(&realm->budget, now, (int64_t)ms * 1000000);
 }
 
-int rec_submit_versions(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_store_job_t *tmpl, qbc_version_t *versions,
-                        size_t nv, char **owned, size_t n_owned, rec_commit_cb done, void *ctx)
+int rec_submit_versions(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_reconcile_job_t *tmpl,
+                        qbc_version_t *versions, size_t nv, char **owned, size_t n_owned, rec_commit_cb done, void *ctx)
 {
-    rec_job_t *j = job_new(r, J_GENERIC, realm);
+    rec_job_t *j = job_new(r, J_GENERIC, realm, submit_reconcile);
+    qbc_reconcile_job_t *rj = &j->sj.reconcile;
     j->versions = versions;
     j->nv = nv;
     j->owned = owned;
     j->n_owned = n_owned;
     j->done = done;
     j->done_ctx = ctx;
-    j->job.kind = tmpl->kind;
-    j->job.versions = versions;
-    j->job.n_versions = nv;
-    j->job.realm = realm->name;
-    j->job.set_cdc = tmpl->set_cdc;
-    j->job.cdc_watermark_ns = tmpl->cdc_watermark_ns;
-    j->job.last_cdc_ns = tmpl->last_cdc_ns;
-    j->job.backfill_cancel = tmpl->backfill_cancel;
-    if (tmpl->audit_entities != NULL) {
-        j->audit = qbc_strdup(tmpl->audit_entities);
-        j->job.audit_entities = j->audit;
-    }
-    if (tmpl->realm_error != NULL) {
-        j->realm_error = qbc_strdup(tmpl->realm_error);
-        j->job.realm_error = j->realm_error;
-    }
-    if (tmpl->backfill != NULL) {
-        j->checkpoint = *tmpl->backfill;
-        j->job.backfill = &j->checkpoint;
+    rj->versions = versions;
+    rj->n_versions = nv;
+    rj->realm = realm->name;
+    rj->set_cdc = tmpl->set_cdc;
+    rj->cdc_watermark_ns = tmpl->cdc_watermark_ns;
+    rj->last_cdc_ns = tmpl->last_cdc_ns;
+    if (tmpl->audit_entities != NULL)
+        rj->audit_entities = j->audit = qbc_strdup(tmpl->audit_entities);
+    if (tmpl->realm_error != NULL)
+        rj->realm_error = j->realm_error = qbc_strdup(tmpl->realm_error);
+    if (tmpl->checkpoint != NULL) {
+        j->checkpoint = *tmpl->checkpoint;
+        rj->checkpoint = &j->checkpoint;
     }
     int rc = job_submit(r, j);
     if (rc != 0) {
@@ -261,6 +266,24 @@ int rec_submit_versions(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_store
         j->n_owned = 0;
         job_free(j);
     }
+    return rc;
+}
+
+int rec_submit_backfill(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_backfill_t *create, int64_t cdc_watermark_ns,
+                        rec_commit_cb done, void *ctx)
+{
+    rec_job_t *j = job_new(r, J_GENERIC, realm, submit_backfill);
+    j->done = done;
+    j->done_ctx = ctx;
+    j->checkpoint = *create;
+    j->sj.backfill.create = &j->checkpoint;
+    if (cdc_watermark_ns > 0) {
+        j->sj.backfill.set_cdc = 1;
+        j->sj.backfill.cdc_watermark_ns = cdc_watermark_ns;
+    }
+    int rc = job_submit(r, j);
+    if (rc != 0)
+        job_free(j);
     return rc;
 }
 
@@ -587,7 +610,7 @@ static void offer(qbc_reconciler_t *r, rec_realm_t *realm, const char *entity, r
 {
     if (n_items > 1)
         qsort(items, n_items, sizeof(*items), cmp_item);
-    rec_job_t *j = job_new(r, J_RECONCILE, realm);
+    rec_job_t *j = job_new(r, J_RECONCILE, realm, submit_reconcile);
     j->versions = qbc_calloc(n_items + n + 1, sizeof(*j->versions));
     j->refs = qbc_calloc(n + 1, sizeof(*j->refs));
     j->ns = qbc_calloc(n + 1, sizeof(*j->ns));
@@ -632,11 +655,10 @@ static void offer(qbc_reconciler_t *r, rec_realm_t *realm, const char *entity, r
         job_free(j);
         return;
     }
-    j->job.kind = QBC_JOB_RECONCILE;
-    j->job.versions = j->versions;
-    j->job.n_versions = j->nv;
-    j->job.retire = j->refs;
-    j->job.n_retire = j->nr;
+    j->sj.reconcile.versions = j->versions;
+    j->sj.reconcile.n_versions = j->nv;
+    j->sj.reconcile.retire = j->refs;
+    j->sj.reconcile.n_retire = j->nr;
     if (job_submit(r, j) != 0) {
         for (size_t i = 0; i < j->nr; i++) {
             j->ns[i]->inflight = 0;
@@ -843,7 +865,7 @@ static int retire_covered(qbc_reconciler_t *r, rec_notice_t *n)
     if (t <= 0 || n->fetched_ns == 0 || t > n->fetched_ns ||
         (n->last_op == QBC_OP_DELETE && n->fetched_ns != INT64_MAX))
         return 0;
-    rec_job_t *j = job_new(r, J_RECONCILE, n->realm);
+    rec_job_t *j = job_new(r, J_RECONCILE, n->realm, submit_reconcile);
     j->refs = qbc_calloc(1, sizeof(*j->refs));
     j->ns = qbc_calloc(1, sizeof(*j->ns));
     n->fetch_seq = n->last_seq;
@@ -853,9 +875,8 @@ static int retire_covered(qbc_reconciler_t *r, rec_notice_t *n)
     ref_of(n, &j->refs[0]);
     j->ns[0] = n;
     j->nr = 1;
-    j->job.kind = QBC_JOB_RECONCILE;
-    j->job.retire = j->refs;
-    j->job.n_retire = 1;
+    j->sj.reconcile.retire = j->refs;
+    j->sj.reconcile.n_retire = 1;
     n->inflight = 1;
     if (job_submit(r, j) != 0) {
         n->inflight = 0;
@@ -899,7 +920,7 @@ static void jobs_done(qbc_reconciler_t *r)
     for (rec_job_t *j = rev, *next; j; j = next) {
         next = j->next;
         r->outstanding_jobs--;
-        int res = j->job.result;
+        int res = j->sj.job.result;
         switch (j->kind) {
         case J_RECONCILE:
         case J_DEAD:
@@ -907,7 +928,7 @@ static void jobs_done(qbc_reconciler_t *r)
                 pthread_mutex_lock(&r->stats_mu);
                 if (j->kind == J_RECONCILE) {
                     r->stats.versions_offered += j->nv;
-                    r->stats.feed_appended += j->job.n_feed;
+                    r->stats.feed_appended += j->sj.reconcile.n_feed;
                     for (size_t i = 0; i < j->nr; i++)
                         latency_add(&r->stats, now - j->ns[i]->first_seen_ns);
                 } else {
@@ -930,7 +951,7 @@ static void jobs_done(qbc_reconciler_t *r)
             rec_auth_committed(r, j->realm, res, j->tokens);
             break;
         case J_GENERIC:
-            j->done(r, &j->job, j->done_ctx);
+            j->done(r, &j->sj.job, j->done_ctx);
             break;
         case J_STATE:
             if (res != 0)
@@ -1085,15 +1106,6 @@ static void *thread_main(void *arg)
 
 /* ---------------------------------------------------------------- public API */
 
-/* gives a store-listener slot back (the listener itself stays registered, pointing at nothing) */
-static void release_slot(int slot)
-{
-    pthread_mutex_lock(&g_slot_mu);
-    g_slot_r[slot] = NULL;
-    g_slot_used[slot] = 0;
-    pthread_mutex_unlock(&g_slot_mu);
-}
-
 /* frees what qbc_reconciler_start allocated and the realms found since; the thread is gone */
 static void reconciler_free(qbc_reconciler_t *r)
 {
@@ -1203,29 +1215,15 @@ int qbc_reconciler_start(const qbc_reconciler_config_t *cfg, qbc_store_t *store,
         qbc_fatal("curl_multi_init failed");
     curl_multi_setopt(r->multi, CURLMOPT_MAXCONNECTS, 256L);
 
-    pthread_mutex_lock(&g_slot_mu);
-    int slot = -1;
-    for (int i = 0; i < LISTENER_SLOTS && slot < 0; i++)
-        if (!g_slot_used[i])
-            slot = i;
-    if (slot >= 0) {
-        g_slot_used[slot] = 1;
-        g_slot_r[slot] = r;
-    }
-    pthread_mutex_unlock(&g_slot_mu);
-    r->listener_slot = slot;
     int rc = 0;
-    if (slot < 0) {
-        qbc_log(QBC_LOG_ERROR, REC_MOD, "too many reconcilers in one process");
-        rc = QBC_EINVAL;
-    } else {
-        qbc_store_add_listener(store, on_store_commit, (void *)(uintptr_t)slot);
-        if ((rc = pthread_create(&r->thread, NULL, thread_main, r)) != 0)
-            rc = -rc;
+    if ((r->listener = qbc_store_add_listener(store, on_store_commit, r)) < 0) {
+        qbc_log(QBC_LOG_ERROR, REC_MOD, "the store has no room for another listener");
+        rc = r->listener;
+    } else if ((rc = pthread_create(&r->thread, NULL, thread_main, r)) != 0) {
+        rc = -rc;
+        qbc_store_remove_listener(store, r->listener);
     }
     if (rc != 0) {
-        if (slot >= 0)
-            release_slot(slot);
         reconciler_free(r);
         return rc;
     }
@@ -1251,8 +1249,8 @@ void qbc_reconciler_stop(qbc_reconciler_t *r, int drain_ms)
     atomic_store(&r->stopping, 1);
     curl_multi_wakeup(r->multi);
     if (r->thread_started)
-        pthread_join(r->thread, NULL);
-    release_slot(r->listener_slot);
+        pthread_join(r->thread, NULL);                /* it waited for every store job it submitted */
+    qbc_store_remove_listener(r->store, r->listener); /* the writer never wakes r again */
     abort_all(r);
     rec_notices_free(r);
     rec_backfill_free_all(r);

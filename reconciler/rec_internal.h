@@ -388,7 +388,7 @@ struct st_qbc_reconciler_t {
     size_t outstanding_jobs; /**< store jobs submitted, not yet handed back */
     uint64_t rng;
     int64_t next_scan_ns;
-    int listener_slot;
+    int listener; /**< the store listener handle */
     atomic_int dirty_jobs;
     struct st_rec_backfill_t *backfills; /**< jobs queued or running, in id order */
     char **cdc_entities;                 /**< the configured list, split */
@@ -408,20 +408,30 @@ typedef struct st_rec_api_answer_t {
 typedef void (*rec_api_cb)(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, const rec_api_answer_t *a);
 /** how an API answer went: its Fault (if any) into *fault, and its class */
 qbc_rec_class_t rec_answer_class(const rec_api_answer_t *a, qbc_fault_t *fault);
-/** a store job's outcome (job->result, n_feed, backfill_refused, ...) */
+/**
+ * a store job's outcome: job is the header of the qbc_reconcile_job_t of rec_submit_versions
+ * or the qbc_backfill_job_t of rec_submit_backfill (cast it back); job->result and its results
+ */
 typedef void (*rec_commit_cb)(qbc_reconciler_t *r, const qbc_store_job_t *job, void *ctx);
 
 /** GET url (post_body NULL) or POST post_body as application/text, with the realm's bearer; cb gets the answer */
 int rec_start_api(qbc_reconciler_t *r, rec_realm_t *realm, const char *url, const char *post_body, rec_api_cb cb,
                   void *ctx);
 /**
- * submits a store job of tmpl->kind (RECONCILE or BACKFILL) with versions[0..nv) (taken over: freed with the
- * owned texts after done runs), tmpl's set_cdc/watermark/backfill/audit_entities/realm_error fields (copied),
- * realm = realm->name. On failure
- * (-1 / QBC_ECLOSED) nothing was taken over and done will not run.
+ * submits a reconcile job with versions[0..nv) (taken over: freed with the owned texts after
+ * done runs), tmpl's set_cdc/watermarks/checkpoint/audit_entities/realm_error (copied), and
+ * realm = realm->name. On failure (QBC_ECLOSED, QBC_EINVAL) nothing was taken over and done
+ * will not run.
  */
-int rec_submit_versions(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_store_job_t *tmpl, qbc_version_t *versions,
-                        size_t nv, char **owned, size_t n_owned, rec_commit_cb done, void *ctx);
+int rec_submit_versions(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_reconcile_job_t *tmpl,
+                        qbc_version_t *versions, size_t nv, char **owned, size_t n_owned, rec_commit_cb done,
+                        void *ctx);
+/**
+ * submits a store job creating the backfill job *create (copied), moving the realm's CDC
+ * watermark to cdc_watermark_ns in the same transaction if it is > 0. Failure as above.
+ */
+int rec_submit_backfill(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_backfill_t *create, int64_t cdc_watermark_ns,
+                        rec_commit_cb done, void *ctx);
 
 /* cdc.c */
 /** starts due sweeps and their requests; returns the next time it has something to do */

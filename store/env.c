@@ -260,6 +260,7 @@ static qbc_store_t *store_new(const char *dir)
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     pthread_mutex_init(&s->imu, NULL);
+    pthread_mutex_init(&s->listen_mu, NULL);
     pthread_cond_init(&s->icv, NULL);
     pthread_cond_init(&s->space_cv, NULL);
     s->jfd = -1;
@@ -275,6 +276,7 @@ static void store_free(qbc_store_t *s)
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->imu);
+    pthread_mutex_destroy(&s->listen_mu);
     pthread_cond_destroy(&s->icv);
     pthread_cond_destroy(&s->space_cv);
     qbc_store__journal_close(s);
@@ -337,15 +339,15 @@ static int replay_journal(qbc_store_t *s, const qbc_jmark_t *applied, int bound)
             qbc_store__jrec_header(recs + off, &h);
             off += h.size;
         }
-        qbc_store_job_t a = {0};
-        a.kind = (qbc_job_kind_t)QBC_JOB_APPLY;
-        a._jbuf = recs + start;
-        a._jlen = off - start;
-        a._jlast = h.jseq;
-        a._jend = h.pos + h.size;
-        if ((rc = qbc_store__run_now(s, &a)) == 0) {
-            s->j_applied_jseq = a._jlast;
-            s->j_applied_pos = a._jend;
+        qbc_apply_job_t a = {0};
+        a.job.kind = (qbc_job_kind_t)QBC_JOB_APPLY;
+        a.buf = recs + start;
+        a.len = off - start;
+        a.last_jseq = h.jseq;
+        a.end_pos = h.pos + h.size;
+        if ((rc = qbc_store__run_now(s, &a.job)) == 0) {
+            s->j_applied_jseq = a.last_jseq;
+            s->j_applied_pos = a.end_pos;
         } else {
             qbc_log(QBC_LOG_ERROR, "store",
                     "cannot apply journaled webhooks %llu..: %s; they stay in the journal and webhooks are refused "
@@ -610,13 +612,30 @@ void qbc_store__read_end(qbc_store_t *s, MDB_txn *txn)
     pthread_rwlock_unlock(&s->gate);
 }
 
-void qbc_store_add_listener(qbc_store_t *s, qbc_store_listener_cb cb, void *ctx)
+int qbc_store_add_listener(qbc_store_t *s, qbc_store_listener_cb cb, void *ctx)
 {
-    if (s->n_listeners >= QBC_STORE_MAX_LISTENERS)
-        qbc_fatal("too many store listeners");
-    s->listeners[s->n_listeners].cb = cb;
-    s->listeners[s->n_listeners].ctx = ctx;
-    __atomic_store_n(&s->n_listeners, s->n_listeners + 1, __ATOMIC_RELEASE);
+    int handle = QBC_EFULL;
+    pthread_mutex_lock(&s->listen_mu);
+    for (int i = 0; i < QBC_STORE_MAX_LISTENERS && handle < 0; i++) {
+        if (s->listeners[i].cb == NULL) {
+            s->listeners[i].cb = cb;
+            s->listeners[i].ctx = ctx;
+            handle = i;
+        }
+    }
+    pthread_mutex_unlock(&s->listen_mu);
+    return handle;
+}
+
+void qbc_store_remove_listener(qbc_store_t *s, int handle)
+{
+    if (handle < 0 || handle >= QBC_STORE_MAX_LISTENERS)
+        return;
+    /* the writer calls listeners under listen_mu: once we hold it, no call is under way */
+    pthread_mutex_lock(&s->listen_mu);
+    s->listeners[handle].cb = NULL;
+    s->listeners[handle].ctx = NULL;
+    pthread_mutex_unlock(&s->listen_mu);
 }
 
 uint64_t qbc_store_feed_last(qbc_store_t *s)

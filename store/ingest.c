@@ -83,16 +83,19 @@ static void recent_evict(qbc_store_t *s, uint64_t applied_jseq)
     }
 }
 
-static void finish(qbc_store_job_t *j, int result)
+/* webhook jobs are linked through their header's _next (the header is their first member) */
+#define NEXT(j) ((qbc_webhook_job_t *)(j)->job._next)
+
+static void finish(qbc_webhook_job_t *j, int result)
 {
-    j->result = result;
-    j->on_commit(j);
+    j->job.result = result;
+    j->job.on_commit(&j->job);
 }
 
-static void fail_all(qbc_store_job_t *list, int result)
+static void fail_all(qbc_webhook_job_t *list, int result)
 {
     while (list != NULL) {
-        qbc_store_job_t *next = list->_next;
+        qbc_webhook_job_t *next = NEXT(list);
         finish(list, result);
         list = next;
     }
@@ -139,7 +142,7 @@ static int wait_for_space(qbc_store_t *s, uint64_t end)
 }
 
 /* decides one job: which events repeat, and whether its body is stored (returns 1) */
-static int decide(qbc_store_t *s, MDB_txn **txn, int *txn_rc, qbc_store_job_t *j, unsigned char *dup, uint64_t jseq)
+static int decide(qbc_store_t *s, MDB_txn **txn, int *txn_rc, qbc_webhook_job_t *j, unsigned char *dup, uint64_t jseq)
 {
     size_t n_new = 0;
 
@@ -182,32 +185,33 @@ static void count_batch(qbc_store_t *s, size_t n, int64_t ns)
     __atomic_add_fetch(&s->st_jwebhooks, n, __ATOMIC_RELAXED);
 }
 
-static void apply_done(qbc_store_job_t *a)
+static void apply_done(qbc_store_job_t *job)
 {
-    qbc_store_t *s = a->data;
-    if (a->result == 0 && a->n_retired == 1) {
-        qbc_store__ingest_applied(s, a->_jlast, a->_jend);
-    } else if (a->result != 0) {
-        __atomic_store_n(&s->j_stuck, a->result, __ATOMIC_RELEASE);
+    qbc_apply_job_t *a = (qbc_apply_job_t *)job;
+    qbc_store_t *s = a->job.data;
+    if (a->job.result == 0 && a->applied) {
+        qbc_store__ingest_applied(s, a->last_jseq, a->end_pos);
+    } else if (a->job.result != 0) {
+        __atomic_store_n(&s->j_stuck, a->job.result, __ATOMIC_RELEASE);
         qbc_log(QBC_LOG_ERROR, "store",
                 "acked webhooks could not be applied to LMDB (%s); they stay in the journal, are applied at the "
                 "next start, and webhooks are refused until then",
-                qbc_strerror(a->result));
+                qbc_strerror(a->job.result));
         pthread_mutex_lock(&s->imu);
         pthread_cond_broadcast(&s->space_cv);
         pthread_mutex_unlock(&s->imu);
     }
-    free(a->_jbuf);
+    free(a->buf);
     free(a);
 }
 
-static void run_batch(qbc_store_t *s, qbc_store_job_t *list, size_t n)
+static void run_batch(qbc_store_t *s, qbc_webhook_job_t *list, size_t n)
 {
     int stuck = __atomic_load_n(&s->j_stuck, __ATOMIC_ACQUIRE);
     size_t max_events = 0, max_rec = 0, k = 0, *plen = qbc_alloc(n * sizeof(*plen));
 
     /* parse, and size each job's record once (plen: payload bytes, in list order) */
-    for (qbc_store_job_t *j = list; j != NULL; j = j->_next, k++) {
+    for (qbc_webhook_job_t *j = list; j != NULL; j = NEXT(j), k++) {
         if (j->prepare != NULL)
             j->prepare(j);
         plen[k] = qbc_store__jwebhook_size(j);
@@ -223,14 +227,14 @@ static void run_batch(qbc_store_t *s, qbc_store_job_t *list, size_t n)
     }
     /* what the map can still take: the first jobs that fit go ahead, the rest are refused */
     uint64_t room = map_room(s), bound = 0;
-    qbc_store_job_t **pp = &list;
+    qbc_store_job_t **pp = (qbc_store_job_t **)&list;
     for (k = 0; *pp != NULL && bound + qbc_store__jrec_size(plen[k]) <= room; k++) {
         bound += qbc_store__jrec_size(plen[k]);
         pp = &(*pp)->_next;
     }
     if (*pp != NULL) {
         qbc_store__log_full(s, &s->ifull_logged_ns, "webhooks");
-        qbc_store_job_t *refused = *pp;
+        qbc_webhook_job_t *refused = (qbc_webhook_job_t *)*pp;
         *pp = NULL;
         n = k;
         fail_all(refused, QBC_EFULL);
@@ -262,7 +266,7 @@ static void run_batch(qbc_store_t *s, qbc_store_job_t *list, size_t n)
     int n_segs = 0;
 
     k = 0;
-    for (qbc_store_job_t *j = list; j != NULL; j = j->_next, k++) {
+    for (qbc_webhook_job_t *j = list; j != NULL; j = NEXT(j), k++) {
         if (!decide(s, &txn, &txn_rc, j, dup, jseq))
             continue;
         size_t rlen = qbc_store__jrec_size(plen[k]);
@@ -316,15 +320,15 @@ static void run_batch(qbc_store_t *s, qbc_store_job_t *list, size_t n)
         __atomic_store_n(&s->acked_inbox, s->next_inbox - 1, __ATOMIC_RELEASE);
         s->j_next_jseq = jseq;
 
-        qbc_store_job_t *a = qbc_calloc(1, sizeof(*a));
-        a->kind = (qbc_job_kind_t)QBC_JOB_APPLY;
-        a->_jbuf = buf;
-        a->_jlen = len;
-        a->_jlast = jseq - 1;
-        a->_jend = pos;
-        a->on_commit = apply_done;
-        a->data = s;
-        if (qbc_store__writer_submit(s, a) != 0) {
+        qbc_apply_job_t *a = qbc_calloc(1, sizeof(*a));
+        a->job.kind = (qbc_job_kind_t)QBC_JOB_APPLY;
+        a->buf = buf;
+        a->len = len;
+        a->last_jseq = jseq - 1;
+        a->end_pos = pos;
+        a->job.on_commit = apply_done;
+        a->job.data = s;
+        if (qbc_store__writer_submit(s, &a->job) != 0) {
             free(buf); /* the writer is gone; the next start replays the journal */
             free(a);
         }
@@ -333,7 +337,7 @@ static void run_batch(qbc_store_t *s, qbc_store_job_t *list, size_t n)
         count_batch(s, n, 0);
     }
     while (list != NULL) {
-        qbc_store_job_t *next = list->_next;
+        qbc_webhook_job_t *next = NEXT(list);
         __atomic_add_fetch(&s->st_jobs, 1, __ATOMIC_RELAXED);
         finish(list, 0);
         list = next;
@@ -351,17 +355,17 @@ static void *ingest_main(void *arg)
         if (s->iq_head == NULL)
             break;
         /* a batch: up to batch_max jobs and about an eighth of the journal */
-        qbc_store_job_t *list = s->iq_head, *last = list;
+        qbc_webhook_job_t *list = s->iq_head, *last = list;
         size_t n = 1, bytes = list->body_len;
-        while (last->_next != NULL && n < s->batch_max && bytes + last->_next->body_len < s->jsize / 8) {
-            last = last->_next;
+        while (NEXT(last) != NULL && n < s->batch_max && bytes + NEXT(last)->body_len < s->jsize / 8) {
+            last = NEXT(last);
             bytes += last->body_len;
             n++;
         }
-        s->iq_head = last->_next;
+        s->iq_head = NEXT(last);
         if (s->iq_head == NULL)
             s->iq_tail = NULL;
-        last->_next = NULL;
+        last->job._next = NULL;
         pthread_mutex_unlock(&s->imu);
         run_batch(s, list, n);
         pthread_mutex_lock(&s->imu);
@@ -370,7 +374,7 @@ static void *ingest_main(void *arg)
     return NULL;
 }
 
-int qbc_store__ingest_submit(qbc_store_t *s, qbc_store_job_t **jobs, size_t n)
+int qbc_store__ingest_submit(qbc_store_t *s, qbc_webhook_job_t **jobs, size_t n)
 {
     pthread_mutex_lock(&s->imu);
     if (s->iclosing) {
@@ -378,9 +382,9 @@ int qbc_store__ingest_submit(qbc_store_t *s, qbc_store_job_t **jobs, size_t n)
         return QBC_ECLOSED;
     }
     for (size_t i = 0; i < n; i++) {
-        jobs[i]->_next = NULL;
+        jobs[i]->job._next = NULL;
         if (s->iq_tail != NULL)
-            s->iq_tail->_next = jobs[i];
+            s->iq_tail->job._next = &jobs[i]->job;
         else
             s->iq_head = jobs[i];
         s->iq_tail = jobs[i];

@@ -99,7 +99,7 @@ static size_t slen(const char *s, size_t max)
     return n < max ? n : max - 1;
 }
 
-size_t qbc_store__jwebhook_size(const qbc_store_job_t *j)
+size_t qbc_store__jwebhook_size(const qbc_webhook_job_t *j)
 {
     size_t n = WH_FIXED + j->body_len;
     if (j->quarantine_reason != NULL)
@@ -118,7 +118,7 @@ static unsigned char *put_str(unsigned char *p, const char *s, size_t n)
     return p + n;
 }
 
-void qbc_store__jwebhook_encode(const qbc_store_job_t *j, const unsigned char *dup, unsigned char *out)
+void qbc_store__jwebhook_encode(const qbc_webhook_job_t *j, const unsigned char *dup, unsigned char *out)
 {
     size_t rlen = j->quarantine_reason != NULL ? slen(j->quarantine_reason, 65535) : 0;
     unsigned char *p = out;

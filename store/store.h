@@ -255,138 +255,203 @@ void qbc_store_close(qbc_store_t *store);
 
 /* ============================ write jobs ============================ */
 
-typedef enum {
-    QBC_JOB_WEBHOOK = 1,     /**< store a raw body and its parsed events */
-    QBC_JOB_PING = 2,        /**< write the heartbeat key: proves the store is writable */
-    QBC_JOB_RECONCILE = 3,   /**< offer fetched versions (dedupe + feed) and retire handled notices, atomically */
-    QBC_JOB_DEAD_LETTER = 4, /**< move one pending notice to the dead letters, with its error */
-    QBC_JOB_REALM = 5,       /**< create/update a realm's state and/or tokens, or erase its tokens */
-    QBC_JOB_REDRIVE = 6,     /**< move a dead letter back to pending */
-    QBC_JOB_BACKFILL = 7,    /**< create (backfill->id 0) or cancel (backfill_cancel) a backfill job */
-    QBC_JOB_CDC_REQUEST = 8, /**< ask for a CDC poll of `realm` now: sets its cdc_requested_ns */
-} qbc_job_kind_t;
+/*
+ * Every write is a job: the submitter fills a typed request (one of the structs below,
+ * whose first member is the common header qbc_store_job_t), submits it with the call of
+ * its kind, and gets it back through its on_commit callback once the commit that holds
+ * it is durable, or once it failed. The store never frees a job; between submission and
+ * on_commit the job and everything it points to belong to the store and must stay valid
+ * and unchanged. Jobs of one submitter are applied in submission order.
+ */
 
-#define QBC_INBOX_QUARANTINED 0x01 /**< the body did not parse (wholly or partly) */
+typedef enum {
+    QBC_JOB_WEBHOOK = 1,     /**< qbc_webhook_job_t: store a raw body and its parsed events */
+    QBC_JOB_PING = 2,        /**< qbc_store_job_t alone: write the heartbeat key (the store is writable) */
+    QBC_JOB_RECONCILE = 3,   /**< qbc_reconcile_job_t: fetched versions (dedupe + feed), notices retired */
+    QBC_JOB_DEAD_LETTER = 4, /**< qbc_dead_letter_job_t: move one pending notice to the dead letters */
+    QBC_JOB_REALM = 5,       /**< qbc_realm_job_t: a realm's state and/or tokens, or erase its tokens */
+    QBC_JOB_REDRIVE = 6,     /**< qbc_redrive_job_t: move a dead letter back to pending */
+    QBC_JOB_BACKFILL = 7,    /**< qbc_backfill_job_t: create or cancel a backfill job */
+    QBC_JOB_CDC_REQUEST = 8, /**< qbc_cdc_request_job_t: ask for a CDC sweep of a realm now */
+} qbc_job_kind_t;
 
 typedef struct st_qbc_store_job_t qbc_store_job_t;
 
 /**
  * called exactly once per accepted job, after the commit that holds it is durable
- * (job->result == 0) or after it failed (job->result < 0, nothing of the job was
- * stored). Webhook jobs: on the ingest thread, once their journal record is
- * fsync'd (LMDB holds them moments later, and after any crash: see
- * qbc_store_flush); other jobs: on the writer thread, after the fsync'd LMDB
- * commit. The callback takes ownership of the job back; it must not block: hand
- * the job to another thread's queue and return.
+ * (job->result == 0) or after it failed (job->result < 0: nothing of the job was
+ * stored). Webhook jobs: on the ingest thread, once their journal record is fsync'd
+ * (LMDB holds them moments later, and after any crash: see qbc_store_flush); other
+ * jobs: on the writer thread, after the fsync'd LMDB commit. The callback takes the
+ * job back; it must not block: hand the job to another thread's queue and return.
  */
 typedef void (*qbc_store_job_cb)(qbc_store_job_t *job);
 
+/** the header every job starts with. */
 struct st_qbc_store_job_t {
-    /* --- filled by the submitter; owned by it, untouched by the store --- */
-    qbc_job_kind_t kind;
-    const void *body; /**< raw webhook bytes (QBC_JOB_WEBHOOK) */
+    qbc_job_kind_t kind;        /**< set by the submit call */
+    qbc_store_job_cb on_commit; /**< set by the submitter: required */
+    void *data;                 /**< for the submitter; untouched by the store */
+    /**
+     * valid in on_commit: 0, or one of
+     *   QBC_EFULL   - the map is full (and cannot grow) or the journal has no room
+     *   QBC_ESTORE  - LMDB or the journal failed (logged)
+     *   QBC_ECRYPTO - the tokens could not be sealed (QBC_JOB_REALM)
+     *   QBC_EINVAL  - the job is malformed (see its kind), or its kind is not enabled
+     *   QBC_ECLOSED - the store closed before the job could be written
+     */
+    int result;
+    qbc_store_job_t *_next; /* private to the store */
+};
+
+#define QBC_INBOX_QUARANTINED 0x01 /**< the body did not parse (wholly or partly) */
+
+/** QBC_JOB_WEBHOOK: one authentic webhook body and the change notices parsed from it. */
+typedef struct st_qbc_webhook_job_t {
+    qbc_store_job_t job;
+    const void *body; /**< raw webhook bytes, as received */
     size_t body_len;
+    int64_t received_ns;           /**< wall clock at receipt */
     uint8_t inbox_flags;           /**< QBC_INBOX_* */
     uint8_t format;                /**< qbc_format_t */
     const char *quarantine_reason; /**< with QBC_INBOX_QUARANTINED: why (NUL-terminated) */
     const qbc_event_t *events;     /**< parsed events (may be empty) */
     size_t n_events;
-    int64_t received_ns; /**< wall clock at receipt */
     /**
-     * optional: runs on the store's thread just before the job is stored (for a
-     * webhook, the ingest thread, before journaling; e.g. parsing the body into
-     * events), so the submitter's thread stays free. It may set any submitter-owned
-     * field above. Runs once per job.
+     * optional: runs on the store's ingest thread just before the job is journaled (e.g.
+     * parsing the body into events), so the submitter's thread stays free. It may set any
+     * field above. Runs once.
      */
-    void (*prepare)(qbc_store_job_t *job);
+    void (*prepare)(struct st_qbc_webhook_job_t *job);
+    /* results, valid in on_commit with result 0 */
+    uint64_t inbox_seq;       /**< the stored body's sequence; 0 when not stored (every event a repeat) */
+    uint32_t n_stored_events; /**< events that became or refreshed pending notices */
+    uint32_t n_dup_events;    /**< events whose CloudEvents id was seen before (skipped) */
+} qbc_webhook_job_t;
 
-    /* QBC_JOB_RECONCILE */
+/**
+ * QBC_JOB_RECONCILE: what a fetch learned, in one transaction: the versions it got (each
+ * kept and appended to the feed only if newer than the stored one), the notices it
+ * answered, and optionally a CDC mark, a realm error and a backfill checkpoint.
+ */
+typedef struct st_qbc_reconcile_job_t {
+    qbc_store_job_t job;
     const qbc_version_t *versions;
     size_t n_versions;
-    const qbc_notice_ref_t *retire; /**< also QBC_JOB_DEAD_LETTER (exactly one) */
+    const qbc_notice_ref_t *retire; /**< notices handled; each removed only if unchanged since it was read */
     size_t n_retire;
-    /* QBC_JOB_DEAD_LETTER */
-    const char *error; /**< why it was given up (no tokens in it) */
+    const char *realm; /**< the realm of set_cdc, audit_entities and realm_error */
+    /** 1: move realm's CDC watermark forward to cdc_watermark_ns (never back) and set last_cdc_ns */
+    int set_cdc;
+    int64_t cdc_watermark_ns, last_cdc_ns;
+    /**
+     * with set_cdc, optional: comma-separated entities of realm to audit. Every version of
+     * them the store holds live gets a pending notice in the same transaction, so the
+     * reconciler reads each again and learns of those deleted meanwhile: a CDC answer at
+     * its cap cuts deleted objects off (qbo-facts §2).
+     */
+    const char *audit_entities;
+    /** optional: realm's last_error becomes this text (a realm without state is left alone); NULL: unchanged */
+    const char *realm_error;
+    /**
+     * optional: a backfill checkpoint, written with versions_new increased by this job's
+     * n_feed, unless that backfill was cancelled or finished meanwhile (then only the
+     * versions are stored and checkpoint_refused is set)
+     */
+    const qbc_backfill_t *checkpoint;
+    /* results, valid in on_commit with result 0 */
+    uint32_t n_feed;               /**< versions that were newer and went into the feed */
+    uint64_t last_feed_seq;        /**< the highest feed sequence assigned (0: none) */
+    uint32_t n_retired;            /**< notices removed (the others changed meanwhile) */
+    uint32_t n_audited;            /**< pending notices made by audit_entities */
+    int checkpoint_refused;        /**< 1: the checkpoint's backfill is cancelled, finished or gone */
+    qbc_backfill_t checkpoint_out; /**< the checkpoint as stored (unless refused) */
+} qbc_reconcile_job_t;
+
+/** QBC_JOB_DEAD_LETTER: give up on one pending notice, recording why. */
+typedef struct st_qbc_dead_letter_job_t {
+    qbc_store_job_t job;
+    qbc_notice_ref_t notice; /**< moved only if unchanged since it was read; else it gets a fresh start */
+    const char *error;       /**< why it was given up (no tokens in it); NULL: "" */
     uint32_t attempts;
-    /* QBC_JOB_REALM */
-    const qbc_realm_t *realm_state; /**< NULL: leave the state as it is (created active if missing) */
-    const qbc_tokens_t *tokens;     /**< NULL: leave the tokens as they are */
-    int erase_tokens;               /**< 1: delete the realm's tokens */
+    /* result, valid in on_commit with result 0 */
+    int moved; /**< 1: it is a dead letter now; 0: it had changed (it stays pending) */
+} qbc_dead_letter_job_t;
+
+/** QBC_JOB_REALM: register or update a realm's state and tokens, or erase its tokens. */
+typedef struct st_qbc_realm_job_t {
+    qbc_store_job_t job;
+    char realm[QBC_REALM_MAX];  /**< 1-63 bytes, NUL-terminated (else QBC_EINVAL) */
+    const qbc_realm_t *state;   /**< NULL: leave the state as it is (created active if missing and tokens are given) */
+    const qbc_tokens_t *tokens; /**< NULL: leave the tokens as they are; else stored sealed (AES-256-GCM) */
+    int erase_tokens;           /**< 1 (with tokens NULL): delete the realm's tokens */
     /**
      * 1: if the store held no state for the realm before this job (its first registration),
      * also create a backfill job with reason QBC_BACKFILL_REASON_SNAPSHOT for every CDC entity
-     * (entities "", resolved when it starts), in the same transaction; backfill_id and
-     * backfill_out then tell which. A realm already known gets none.
+     * (entities "", resolved when it starts), in the same transaction. A known realm gets none.
      */
     int snapshot_if_new;
-    const char *realm; /**< the realm for QBC_JOB_REALM, QBC_JOB_CDC_REQUEST, and RECONCILE's set_cdc */
-    /* QBC_JOB_REDRIVE */
+    /* result, valid in on_commit with result 0 */
+    uint64_t snapshot_id; /**< the snapshot job created (0: none) */
+} qbc_realm_job_t;
+
+/** QBC_JOB_REDRIVE: put a dead letter back into pending work. */
+typedef struct st_qbc_redrive_job_t {
+    qbc_store_job_t job;
     uint64_t dead_id;
-    /*
-     * QBC_JOB_RECONCILE, optional: set_cdc = 1 moves `realm`'s CDC watermark forward to
-     * cdc_watermark_ns (never back) and sets last_cdc_ns, in the same transaction as the
-     * versions. Also for QBC_JOB_BACKFILL creation (a backfill replacing CDC).
+    /* result, valid in on_commit with result 0 */
+    int found; /**< 0: no such dead letter */
+} qbc_redrive_job_t;
+
+/** QBC_JOB_BACKFILL: create a backfill job (create != NULL) or cancel one (cancel_id != 0). */
+typedef struct st_qbc_backfill_job_t {
+    qbc_store_job_t job;
+    const qbc_backfill_t *create; /**< the job to create (its id and status are ignored) */
+    uint64_t cancel_id;           /**< the job to cancel; exactly one of create and cancel_id (else QBC_EINVAL) */
+    /**
+     * with create, optional (a backfill replacing CDC): 1 moves the realm's CDC watermark to
+     * cdc_watermark_ns (never back) and sets last_cdc_ns, in the same transaction
      */
     int set_cdc;
     int64_t cdc_watermark_ns, last_cdc_ns;
-    /*
-     * QBC_JOB_RECONCILE with set_cdc, optional: comma-separated entities of `realm` to
-     * audit. Every version of them the store holds live gets a pending notice in the same
-     * transaction, so the reconciler reads each again and learns of those deleted
-     * meanwhile: a CDC answer at its cap cuts deleted objects off (qbo-facts §2).
-     */
-    const char *audit_entities;
-    /*
-     * QBC_JOB_RECONCILE, optional: sets `realm`'s last_error to this text in the same
-     * transaction (a realm without state is left alone); NULL leaves it as it is.
-     */
-    const char *realm_error;
-    /*
-     * QBC_JOB_RECONCILE, optional: a backfill checkpoint, written with versions_new
-     * increased by this job's n_feed, unless the job was cancelled meanwhile
-     * (then backfill_refused is set and only the versions are stored).
-     * QBC_JOB_BACKFILL: the job to create (its id is ignored), unless backfill_cancel.
-     */
-    const qbc_backfill_t *backfill;
-    uint64_t backfill_cancel; /**< QBC_JOB_BACKFILL: the id of a job to cancel (0: create) */
+    /* results, valid in on_commit with result 0 */
+    uint64_t id;          /**< the job created or cancelled (0: no such job to cancel) */
+    int already_finished; /**< cancel: the job had finished (its state is unchanged) */
+    qbc_backfill_t out;   /**< the job as stored after this one */
+} qbc_backfill_job_t;
 
-    qbc_store_job_cb on_commit;
-    void *data; /**< for the submitter */
+/** QBC_JOB_CDC_REQUEST: ask the reconciler for a CDC sweep of realm now. */
+typedef struct st_qbc_cdc_request_job_t {
+    qbc_store_job_t job;
+    char realm[QBC_REALM_MAX];
+    /* results, valid in on_commit with result 0 */
+    int found;            /**< 0: no such realm (nothing written) */
+    int64_t requested_ns; /**< the realm's cdc_requested_ns as written */
+} qbc_cdc_request_job_t;
 
-    /* --- results, valid in on_commit --- */
-    int result;                  /**< 0, QBC_EFULL, QBC_ESTORE, QBC_ECLOSED */
-    uint64_t inbox_seq;          /**< sequence of the stored body; 0 when not stored (all events duplicates) */
-    uint32_t n_stored_events;    /**< events that became or refreshed pending notices */
-    uint32_t n_dup_events;       /**< CloudEvents ids seen before (skipped) */
-    uint32_t n_feed;             /**< RECONCILE: versions that were newer and went into the feed */
-    uint32_t n_retired;          /**< RECONCILE/DEAD_LETTER: notices removed (others changed meanwhile) */
-    uint64_t last_feed_seq;      /**< RECONCILE: the highest feed sequence assigned (0: none) */
-    uint32_t n_audited;          /**< RECONCILE with audit_entities: pending notices made */
-    uint64_t backfill_id;        /**< BACKFILL: the job created or cancelled (0: no such job to cancel);
-                                      REALM with snapshot_if_new: the snapshot job created (0: none) */
-    int backfill_refused;        /**< RECONCILE with a checkpoint: the job was cancelled or is gone;
-                                      BACKFILL cancel: the job had already finished (its state is unchanged) */
-    qbc_backfill_t backfill_out; /**< BACKFILL: the job as stored after this job */
-
-    /* --- private to the store --- */
-    qbc_store_job_t *_next;
-    unsigned char *_jbuf; /* QBC_JOB_APPLY: journal records back to back */
-    size_t _jlen;
-    uint64_t _jlast, _jend; /* QBC_JOB_APPLY: the last jseq and the position after it */
-};
+/*
+ * The submit calls. Each is thread-safe, sets job->kind and queues the job for the next
+ * group commit.
+ * @return 0: on_commit will be called exactly once; or, and then it will not be called:
+ *   <ul>
+ *   <li>QBC_ECLOSED - the store is closing or closed.
+ *   <li>QBC_EINVAL - a read-only store, or on_commit is NULL.
+ *   </ul>
+ */
+int qbc_store_ping(qbc_store_t *store, qbc_store_job_t *job);
+int qbc_store_reconcile(qbc_store_t *store, qbc_reconcile_job_t *job);
+int qbc_store_dead_letter(qbc_store_t *store, qbc_dead_letter_job_t *job);
+int qbc_store_put_realm(qbc_store_t *store, qbc_realm_job_t *job);
+int qbc_store_redrive(qbc_store_t *store, qbc_redrive_job_t *job);
+int qbc_store_backfill(qbc_store_t *store, qbc_backfill_job_t *job);
+int qbc_store_request_cdc(qbc_store_t *store, qbc_cdc_request_job_t *job);
 
 /**
- * queues a job for the next group commit. Thread-safe.
- * @return 0 (on_commit will be called exactly once), or QBC_ECLOSED (it will not)
+ * queues n webhook jobs at once, in order: one lock and one wake-up of the store's ingest
+ * thread instead of n (an event loop gathers what one turn received). Returns as above,
+ * for all n together.
  */
-int qbc_store_submit(qbc_store_t *store, qbc_store_job_t *job);
-
-/**
- * queues n webhook jobs at once, in order: one lock and one wake-up of the store's
- * ingest thread instead of n (an event loop gathers what one turn received).
- * @return 0 (each on_commit will be called), QBC_ECLOSED or QBC_EINVAL (none will)
- */
-int qbc_store_submit_webhooks(qbc_store_t *store, qbc_store_job_t **jobs, size_t n);
+int qbc_store_submit_webhooks(qbc_store_t *store, qbc_webhook_job_t **jobs, size_t n);
 
 /**
  * waits until everything whose on_commit has run is readable in LMDB. A webhook job
@@ -491,13 +556,22 @@ typedef struct st_qbc_commit_note_t {
 
 typedef void (*qbc_store_listener_cb)(void *ctx, const qbc_commit_note_t *note);
 
+#define QBC_STORE_MAX_LISTENERS 8
+
 /**
  * registers a callback run on the writer thread after every successful commit that
- * changed anything of the above (it must not block: wake someone and return). Up to
- * QBC_STORE_MAX_LISTENERS; register before submitting work.
+ * changed anything of the above (it must not block: wake someone and return).
+ * @return a handle (>= 0) for qbc_store_remove_listener, or QBC_EFULL when
+ *         QBC_STORE_MAX_LISTENERS are registered
  */
-#define QBC_STORE_MAX_LISTENERS 4
-void qbc_store_add_listener(qbc_store_t *store, qbc_store_listener_cb cb, void *ctx);
+int qbc_store_add_listener(qbc_store_t *store, qbc_store_listener_cb cb, void *ctx);
+
+/**
+ * removes a listener. When it returns, the callback is not running and will never run
+ * again (libuv's rule), so its context may be freed. Not from a listener callback.
+ * An unknown or removed handle is a no-op.
+ */
+void qbc_store_remove_listener(qbc_store_t *store, int handle);
 
 /* ============================ reading, continued ==================== */
 

@@ -23,8 +23,17 @@
 #define QBC_JREC_WRAP 2
 #define QBC_JOURNAL_MIN (1u << 20)
 #define QBC_JOURNAL_DEFAULT (16u << 20)
-#define QBC_JOB_APPLY 100 /* private job kind: apply journal records to LMDB */
+#define QBC_JOB_APPLY 100 /* private job kind: apply journal records to LMDB (qbc_apply_job_t) */
 #define QBC_JOB_PRUNE 101 /* private job kind: prune old inbox bodies and CloudEvents ids (retention.c) */
+
+/** QBC_JOB_APPLY: journaled webhook records, applied to LMDB by the writer (ingest.c, env.c's replay) */
+typedef struct st_qbc_apply_job_t {
+    qbc_store_job_t job;
+    unsigned char *buf; /* journal records back to back */
+    size_t len;
+    uint64_t last_jseq, end_pos; /* the last record's jseq and the journal position after it */
+    int applied;                 /* result: 1 when applied (0: held back, an earlier apply failed) */
+} qbc_apply_job_t;
 
 /** one recent CloudEvents id, journaled but perhaps not yet applied (ingest.c) */
 typedef struct st_qbc_recent_id_t qbc_recent_id_t;
@@ -39,11 +48,11 @@ struct st_qbc_store_t {
     int has_feed_times; /* the same for feed_times */
     unsigned char master_key[QBC_MASTER_KEY_LEN];
     int has_key;
+    pthread_mutex_t listen_mu; /* held while listeners are called, added or removed */
     struct {
-        qbc_store_listener_cb cb;
+        qbc_store_listener_cb cb; /* NULL: a free slot */
         void *ctx;
     } listeners[QBC_STORE_MAX_LISTENERS];
-    size_t n_listeners;
     uint64_t feed_last;                /* last committed feed sequence; read by anyone (atomic) */
     char feed_id[QBC_FEED_ID_LEN + 1]; /* set at open, never changed: "" only read-only, before feed ids */
     int readonly;
@@ -82,9 +91,9 @@ struct st_qbc_store_t {
     pthread_t ingest;
     int ingest_started, iclosing;
     pthread_mutex_t imu;
-    pthread_cond_t icv;      /* jobs queued, or closing */
-    pthread_cond_t space_cv; /* the writer applied something (journal space freed) */
-    qbc_store_job_t *iq_head, *iq_tail;
+    pthread_cond_t icv;                       /* jobs queued, or closing */
+    pthread_cond_t space_cv;                  /* the writer applied something (journal space freed) */
+    qbc_webhook_job_t *iq_head, *iq_tail;     /* linked through job._next */
     qbc_recent_id_t **recent;                 /* hash buckets of ids journaled but not known applied */
     qbc_recent_id_t *recent_old, *recent_new; /* the same, oldest first */
     int64_t ifull_logged_ns;
@@ -172,9 +181,9 @@ typedef struct {
     qbc_event_t *events; /* malloc'd */
     unsigned char *dup;  /* malloc'd: 1 = a CloudEvents id seen before, skipped */
 } qbc_jwebhook_t;
-size_t qbc_store__jwebhook_size(const qbc_store_job_t *job);
+size_t qbc_store__jwebhook_size(const qbc_webhook_job_t *job);
 /** job->inbox_seq must be set; dup: per event, 1 = repeat (NULL: none). */
-void qbc_store__jwebhook_encode(const qbc_store_job_t *job, const unsigned char *dup, unsigned char *out);
+void qbc_store__jwebhook_encode(const qbc_webhook_job_t *job, const unsigned char *dup, unsigned char *out);
 int qbc_store__jwebhook_decode(const unsigned char *payload, size_t len, qbc_jwebhook_t *w);
 void qbc_store__jwebhook_free(qbc_jwebhook_t *w);
 /**
@@ -196,7 +205,7 @@ int qbc_store__journal_scan(qbc_store_t *s, const qbc_jmark_t *applied, unsigned
 
 /* ---- ingest.c ---- */
 int qbc_store__ingest_start(qbc_store_t *s);
-int qbc_store__ingest_submit(qbc_store_t *s, qbc_store_job_t **jobs, size_t n);
+int qbc_store__ingest_submit(qbc_store_t *s, qbc_webhook_job_t **jobs, size_t n);
 /** stops the ingest thread after it has journaled (or failed) everything queued. */
 void qbc_store__ingest_stop(qbc_store_t *s);
 void qbc_store__ingest_free(qbc_store_t *s);

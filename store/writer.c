@@ -116,14 +116,14 @@ static int apply_webhook(qbc_store_t *s, MDB_txn *txn, const qbc_jwebhook_t *w, 
 }
 
 /* applies a QBC_JOB_APPLY job's records and moves the journal's applied point past them */
-static int apply_journal(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_ctx_t *t)
+static int apply_journal(qbc_store_t *s, MDB_txn *txn, qbc_apply_job_t *job, txn_ctx_t *t)
 {
-    const unsigned char *p = job->_jbuf, *end = job->_jbuf + job->_jlen;
-    qbc_jmark_t mark = {job->_jlast, job->_jend, 0};
+    const unsigned char *p = job->buf, *end = job->buf + job->len;
+    qbc_jmark_t mark = {job->last_jseq, job->end_pos, 0};
     qbc_jrec_hdr_t h;
     int rc;
 
-    job->n_retired = 0;
+    job->applied = 0;
     if (__atomic_load_n(&s->j_stuck, __ATOMIC_ACQUIRE) != 0)
         return 0; /* an earlier batch could not be applied: records must go in order, so wait for a restart */
     /* records back to back; a wrap marker is a bare header, and the next record follows it here */
@@ -146,12 +146,12 @@ static int apply_journal(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn
     MDB_val k = {sizeof(QBC_JMARK_KEY) - 1, QBC_JMARK_KEY}, v = {sizeof(b), b};
     if ((rc = mdb_put(txn, s->dbi_meta, &k, &v, 0)) != 0)
         return rc;
-    job->n_retired = 1;
+    job->applied = 1;
     return 0;
 }
 
 /* one fetched version: kept and appended to the feed only if it is newer than what we hold */
-static int apply_version(qbc_store_t *s, MDB_txn *txn, const qbc_version_t *v, txn_ctx_t *t, qbc_store_job_t *job)
+static int apply_version(qbc_store_t *s, MDB_txn *txn, const qbc_version_t *v, txn_ctx_t *t, qbc_reconcile_job_t *job)
 {
     char kbuf[KEY_BUF_SIZE];
     MDB_val k = {qbc_store__pending_key(v->realm, v->entity, v->id, kbuf), kbuf}, cur;
@@ -252,37 +252,38 @@ static int realm_write(qbc_store_t *s, MDB_txn *txn, const qbc_realm_t *st, txn_
 }
 
 /* reads the state of the realm a job updates: 0, 1 when it has none (the job leaves it alone), or an LMDB error */
-static int realm_for_update(qbc_store_t *s, MDB_txn *txn, const qbc_store_job_t *job, qbc_realm_t *st)
+static int realm_for_update(qbc_store_t *s, MDB_txn *txn, const char *realm, qbc_realm_t *st)
 {
     int rc;
 
-    if (job->realm == NULL || (rc = realm_read(s, txn, job->realm, st)) == MDB_NOTFOUND)
+    if (realm == NULL || (rc = realm_read(s, txn, realm, st)) == MDB_NOTFOUND)
         return 1;
     return rc;
 }
 
 /* moves a realm's CDC watermark forward (never back); a realm without state is left alone */
-static int apply_cdc_mark(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_ctx_t *t)
+static int apply_cdc_mark(qbc_store_t *s, MDB_txn *txn, const char *realm, int64_t watermark_ns, int64_t last_cdc_ns,
+                          txn_ctx_t *t)
 {
     qbc_realm_t st;
     int rc;
 
-    if ((rc = realm_for_update(s, txn, job, &st)) != 0)
+    if ((rc = realm_for_update(s, txn, realm, &st)) != 0)
         return rc == 1 ? 0 : rc;
-    if (job->cdc_watermark_ns > st.cdc_watermark_ns)
-        st.cdc_watermark_ns = job->cdc_watermark_ns;
-    if (job->last_cdc_ns != 0)
-        st.last_cdc_ns = job->last_cdc_ns;
+    if (watermark_ns > st.cdc_watermark_ns)
+        st.cdc_watermark_ns = watermark_ns;
+    if (last_cdc_ns != 0)
+        st.last_cdc_ns = last_cdc_ns;
     return realm_write(s, txn, &st, t);
 }
 
 /* sets a realm's last_error (a realm without state is left alone) */
-static int apply_realm_error(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_ctx_t *t)
+static int apply_realm_error(qbc_store_t *s, MDB_txn *txn, qbc_reconcile_job_t *job, txn_ctx_t *t)
 {
     qbc_realm_t st;
     int rc;
 
-    if ((rc = realm_for_update(s, txn, job, &st)) != 0)
+    if ((rc = realm_for_update(s, txn, job->realm, &st)) != 0)
         return rc == 1 ? 0 : rc;
     snprintf(st.last_error, sizeof(st.last_error), "%s", job->realm_error);
     return realm_write(s, txn, &st, t);
@@ -313,21 +314,20 @@ static int job_put(qbc_store_t *s, MDB_txn *txn, const qbc_backfill_t *b, txn_ct
 }
 
 /* a checkpoint never revives a job that was cancelled (or finished) meanwhile */
-static int apply_checkpoint(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_ctx_t *t)
+static int apply_checkpoint(qbc_store_t *s, MDB_txn *txn, qbc_reconcile_job_t *job, txn_ctx_t *t)
 {
-    qbc_backfill_t cur, next;
-    int rc = job_get(s, txn, job->backfill->id, &cur);
+    qbc_backfill_t cur;
+    int rc = job_get(s, txn, job->checkpoint->id, &cur);
 
     if (rc == MDB_NOTFOUND || (rc == 0 && cur.status != QBC_BACKFILL_QUEUED && cur.status != QBC_BACKFILL_RUNNING)) {
-        job->backfill_refused = 1;
+        job->checkpoint_refused = 1;
         return 0;
     }
     if (rc != 0)
         return rc;
-    next = *job->backfill;
-    next.versions_new = cur.versions_new + job->n_feed;
-    job->backfill_out = next;
-    return job_put(s, txn, &next, t);
+    job->checkpoint_out = *job->checkpoint;
+    job->checkpoint_out.versions_new = cur.versions_new + job->n_feed;
+    return job_put(s, txn, &job->checkpoint_out, t);
 }
 
 /* a pending notice for every live version of `entity` in `realm` (an audit: see store.h) */
@@ -362,7 +362,7 @@ static int audit_entity(qbc_store_t *s, MDB_txn *txn, const char *realm, const c
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-static int apply_audit(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_ctx_t *t)
+static int apply_audit(qbc_store_t *s, MDB_txn *txn, qbc_reconcile_job_t *job, txn_ctx_t *t)
 {
     char ent[QBC_ENTITY_MAX];
     const char *e;
@@ -378,9 +378,13 @@ static int apply_audit(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_c
     return rc;
 }
 
-static int apply_reconcile(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_ctx_t *t)
+static int apply_reconcile(qbc_store_t *s, MDB_txn *txn, qbc_reconcile_job_t *job, txn_ctx_t *t)
 {
     int rc;
+
+    job->n_feed = job->n_retired = job->n_audited = 0;
+    job->last_feed_seq = 0;
+    job->checkpoint_refused = 0;
 
     for (size_t i = 0; i < job->n_versions; i++)
         if ((rc = apply_version(s, txn, &job->versions[i], t, job)) != 0)
@@ -390,13 +394,13 @@ static int apply_reconcile(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, t
             return rc;
         job->n_retired += (uint32_t)rc;
     }
-    if (job->set_cdc && (rc = apply_cdc_mark(s, txn, job, t)) != 0)
+    if (job->set_cdc && (rc = apply_cdc_mark(s, txn, job->realm, job->cdc_watermark_ns, job->last_cdc_ns, t)) != 0)
         return rc;
     if (job->set_cdc && job->audit_entities != NULL && job->realm != NULL && (rc = apply_audit(s, txn, job, t)) != 0)
         return rc;
     if (job->realm_error != NULL && (rc = apply_realm_error(s, txn, job, t)) != 0)
         return rc;
-    if (job->backfill != NULL && (rc = apply_checkpoint(s, txn, job, t)) != 0)
+    if (job->checkpoint != NULL && (rc = apply_checkpoint(s, txn, job, t)) != 0)
         return rc;
     return 0;
 }
@@ -427,66 +431,66 @@ static int job_create(qbc_store_t *s, MDB_txn *txn, const qbc_backfill_t *in, tx
 }
 
 /* creates a backfill job (the next id) or cancels one */
-static int apply_backfill(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_ctx_t *t)
+static int apply_backfill(qbc_store_t *s, MDB_txn *txn, qbc_backfill_job_t *job, txn_ctx_t *t)
 {
-    qbc_backfill_t b;
     int rc;
 
-    if (job->backfill_cancel != 0) {
-        if ((rc = job_get(s, txn, job->backfill_cancel, &b)) == MDB_NOTFOUND)
-            return 0; /* backfill_id stays 0: no such job */
+    job->id = 0;
+    job->already_finished = 0;
+    if ((job->create != NULL) == (job->cancel_id != 0) || !s->has_jobs)
+        return QBC_EINVAL;
+    if (job->cancel_id != 0) {
+        qbc_backfill_t *b = &job->out;
+        if ((rc = job_get(s, txn, job->cancel_id, b)) == MDB_NOTFOUND)
+            return 0; /* id stays 0: no such job */
         if (rc != 0)
             return rc;
-        job->backfill_id = b.id;
-        if (b.status == QBC_BACKFILL_QUEUED || b.status == QBC_BACKFILL_RUNNING) {
-            b.status = QBC_BACKFILL_CANCELLED;
-            b.finished_ns = qbc_now_ns();
-            if ((rc = job_put(s, txn, &b, t)) != 0)
-                return rc;
-        } else {
-            job->backfill_refused = 1;
+        job->id = b->id;
+        if (b->status != QBC_BACKFILL_QUEUED && b->status != QBC_BACKFILL_RUNNING) {
+            job->already_finished = 1;
+            return 0;
         }
-        job->backfill_out = b;
-        return 0;
+        b->status = QBC_BACKFILL_CANCELLED;
+        b->finished_ns = qbc_now_ns();
+        return job_put(s, txn, b, t);
     }
-    if (job->backfill == NULL)
-        return MDB_INCOMPATIBLE;
-    if ((rc = job_create(s, txn, job->backfill, t, &job->backfill_out)) != 0)
+    if ((rc = job_create(s, txn, job->create, t, &job->out)) != 0)
         return rc;
-    job->backfill_id = job->backfill_out.id;
-    if (job->set_cdc && (rc = apply_cdc_mark(s, txn, job, t)) != 0)
-        return rc;
+    job->id = job->out.id;
+    if (job->set_cdc)
+        return apply_cdc_mark(s, txn, job->create->realm, job->cdc_watermark_ns, job->last_cdc_ns, t);
     return 0;
 }
 
-/* POST /admin/realms/{realm}/cdc: n_retired = 1 if the realm exists */
-static int apply_cdc_request(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_ctx_t *t)
+/* POST /admin/realms/{realm}/cdc: found = 1 if the realm exists */
+static int apply_cdc_request(qbc_store_t *s, MDB_txn *txn, qbc_cdc_request_job_t *job, txn_ctx_t *t)
 {
     qbc_realm_t st;
     int rc;
 
-    if (job->realm == NULL || (rc = realm_read(s, txn, job->realm, &st)) == MDB_NOTFOUND)
+    job->found = 0;
+    job->requested_ns = 0;
+    if ((rc = realm_read(s, txn, job->realm, &st)) == MDB_NOTFOUND)
         return 0;
     if (rc != 0)
         return rc;
-    st.cdc_requested_ns = qbc_now_ns();
-    job->n_retired = 1;
+    st.cdc_requested_ns = job->requested_ns = qbc_now_ns();
+    job->found = 1;
     return realm_write(s, txn, &st, t);
 }
 
 /* dead value: [1][pending value][attempts u32][died_ns i64][key_len u16][key][error] */
-static int apply_dead_letter(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_ctx_t *t)
+static int apply_dead_letter(qbc_store_t *s, MDB_txn *txn, qbc_dead_letter_job_t *job, txn_ctx_t *t)
 {
     qbc_pending_rec_t rec;
     char kbuf[KEY_BUF_SIZE];
     int rc;
 
-    if (job->n_retire != 1)
-        return MDB_INCOMPATIBLE;
-    if ((rc = retire_notice(s, txn, &job->retire[0], &rec)) <= 0 || rc > 1)
+    job->moved = 0;
+    if ((rc = retire_notice(s, txn, &job->notice, &rec)) <= 0 || rc > 1)
         return rc; /* 0: it changed meanwhile, so it gets a fresh start instead */
-    job->n_retired = 1;
-    const qbc_notice_ref_t *r = &job->retire[0];
+    job->moved = 1;
+    const qbc_notice_ref_t *r = &job->notice;
     size_t klen = qbc_store__pending_key(r->realm, r->entity, r->id, kbuf);
     const char *err = job->error != NULL ? job->error : "";
     size_t elen = strlen(err), vlen = 1 + PENDING_VALUE_SIZE + 4 + 8 + 2 + klen + elen;
@@ -508,15 +512,16 @@ static int apply_dead_letter(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job,
     return 0;
 }
 
-static int apply_redrive(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_ctx_t *t)
+static int apply_redrive(qbc_store_t *s, MDB_txn *txn, qbc_redrive_job_t *job, txn_ctx_t *t)
 {
     unsigned char dk[8];
     MDB_val k = {8, dk}, v, pv;
     int rc;
 
+    job->found = 0;
     put_u64be(dk, job->dead_id);
     if ((rc = mdb_get(txn, s->dbi_dead, &k, &v)) != 0)
-        return rc == MDB_NOTFOUND ? 0 : rc; /* n_retired stays 0: nothing to redrive */
+        return rc == MDB_NOTFOUND ? 0 : rc; /* found stays 0: nothing to redrive */
     const unsigned char *p = v.mv_data;
     if (v.mv_size < 15 + PENDING_VALUE_SIZE || p[0] != 1)
         return MDB_CORRUPTED;
@@ -535,25 +540,26 @@ static int apply_redrive(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn
         return rc;
     if ((rc = mdb_del(txn, s->dbi_dead, &k, NULL)) != 0)
         return rc;
-    job->n_retired = 1;
+    job->found = 1;
     t->note.new_pending++;
     return 0;
 }
 
-static int apply_realm(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_ctx_t *t)
+static int apply_realm(qbc_store_t *s, MDB_txn *txn, qbc_realm_job_t *job, txn_ctx_t *t)
 {
     const char *realm = job->realm;
-    MDB_val k = {strlen(realm), (void *)realm}, v;
+    MDB_val k = {strnlen(realm, QBC_REALM_MAX), (void *)realm}, v;
     int rc;
 
+    job->snapshot_id = 0;
     if (k.mv_size == 0 || k.mv_size >= QBC_REALM_MAX)
-        return MDB_BAD_VALSIZE;
+        return QBC_EINVAL;
     int known = (rc = mdb_get(txn, s->dbi_realms, &k, &v)) == 0;
     if (rc != 0 && rc != MDB_NOTFOUND)
         return rc;
-    if (job->realm_state != NULL || (job->tokens != NULL && !known)) {
+    if (job->state != NULL || (job->tokens != NULL && !known)) {
         qbc_realm_t fresh;
-        const qbc_realm_t *st = job->realm_state;
+        const qbc_realm_t *st = job->state;
         if (st == NULL) {
             memset(&fresh, 0, sizeof(fresh));
             fresh.status = QBC_REALM_ACTIVE;
@@ -567,7 +573,7 @@ static int apply_realm(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_c
         unsigned char *plain = qbc_alloc(QBC_TOKENS_PLAIN_MAX),
                       *sealed = qbc_alloc(QBC_TOKENS_PLAIN_MAX + QBC_SEAL_OVERHEAD);
         size_t plen = qbc_store__tokens_encode(job->tokens, plain), slen = 0;
-        rc = qbc_store__seal(s->master_key, realm, plain, plen, sealed, &slen) == 0 ? 0 : MDB_PANIC;
+        rc = qbc_store__seal(s->master_key, realm, plain, plen, sealed, &slen) == 0 ? 0 : QBC_ECRYPTO;
         OPENSSL_cleanse(plain, QBC_TOKENS_PLAIN_MAX);
         free(plain);
         if (rc == 0) {
@@ -589,9 +595,10 @@ static int apply_realm(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job, txn_c
         memset(&b, 0, sizeof(b));
         snprintf(b.realm, sizeof(b.realm), "%s", realm);
         snprintf(b.reason, sizeof(b.reason), "%s", QBC_BACKFILL_REASON_SNAPSHOT);
-        if ((rc = job_create(s, txn, &b, t, &job->backfill_out)) != 0)
+        qbc_backfill_t out;
+        if ((rc = job_create(s, txn, &b, t, &out)) != 0)
             return rc;
-        job->backfill_id = job->backfill_out.id;
+        job->snapshot_id = out.id;
     }
     return 0;
 }
@@ -601,34 +608,33 @@ static int apply_ping(qbc_store_t *s, MDB_txn *txn)
     return qbc_store__meta_put_u64(txn, s->dbi_meta, "heartbeat", (uint64_t)qbc_now_ns());
 }
 
+/*
+ * one job's writes. Returns 0, an LMDB code, or one of our own codes for a job that is
+ * wrong in itself (QBC_EINVAL) or could not be sealed (QBC_ECRYPTO).
+ */
 static int apply_job(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *j, txn_ctx_t *t)
 {
-    if ((int)j->kind == QBC_JOB_APPLY)
-        return apply_journal(s, txn, j, t);
-    if ((int)j->kind == QBC_JOB_PRUNE)
+    switch ((int)j->kind) {
+    case QBC_JOB_APPLY:
+        return apply_journal(s, txn, (qbc_apply_job_t *)j, t);
+    case QBC_JOB_PRUNE:
         return qbc_store__prune(s, txn, j);
-    j->last_feed_seq = j->backfill_id = 0;
-    j->n_feed = j->n_retired = j->n_audited = 0;
-    j->backfill_refused = 0;
-    switch (j->kind) {
-    case QBC_JOB_WEBHOOK:
-        return MDB_INCOMPATIBLE; /* webhooks go through the journal (ingest.c) */
     case QBC_JOB_PING:
         return apply_ping(s, txn);
     case QBC_JOB_RECONCILE:
-        return apply_reconcile(s, txn, j, t);
+        return apply_reconcile(s, txn, (qbc_reconcile_job_t *)j, t);
     case QBC_JOB_DEAD_LETTER:
-        return apply_dead_letter(s, txn, j, t);
+        return apply_dead_letter(s, txn, (qbc_dead_letter_job_t *)j, t);
     case QBC_JOB_REALM:
-        return apply_realm(s, txn, j, t);
+        return apply_realm(s, txn, (qbc_realm_job_t *)j, t);
     case QBC_JOB_REDRIVE:
-        return apply_redrive(s, txn, j, t);
+        return apply_redrive(s, txn, (qbc_redrive_job_t *)j, t);
     case QBC_JOB_BACKFILL:
-        return s->has_jobs ? apply_backfill(s, txn, j, t) : MDB_INCOMPATIBLE;
+        return apply_backfill(s, txn, (qbc_backfill_job_t *)j, t);
     case QBC_JOB_CDC_REQUEST:
-        return apply_cdc_request(s, txn, j, t);
+        return apply_cdc_request(s, txn, (qbc_cdc_request_job_t *)j, t);
     }
-    return MDB_INCOMPATIBLE;
+    return QBC_EINVAL; /* webhooks go through the journal (ingest.c) */
 }
 
 /* one write transaction over a list of jobs; returns an LMDB code (or errno). */
@@ -703,12 +709,17 @@ static int run_growing(qbc_store_t *s, qbc_store_job_t *list, qbc_commit_note_t 
     }
 }
 
+/* an apply's code as a job's result: our own codes pass (the job itself was refused), LMDB's become ours */
 static int to_result(int rc)
 {
     if (rc == 0)
         return 0;
     if (rc == MDB_MAP_FULL)
         return QBC_EFULL;
+    if (qbc_is_own_error(rc)) {
+        qbc_log(QBC_LOG_WARN, "store", "write job refused: %s", qbc_strerror(rc));
+        return rc;
+    }
     qbc_log(QBC_LOG_ERROR, "store", "write transaction failed: %s", mdb_strerror(rc));
     return QBC_ESTORE;
 }
@@ -729,9 +740,12 @@ static void notify(qbc_store_t *s, const qbc_commit_note_t *note)
 {
     if (note->new_pending == 0 && note->feed_appended == 0 && note->realms_changed == 0 && note->jobs_changed == 0)
         return;
-    size_t n = __atomic_load_n(&s->n_listeners, __ATOMIC_ACQUIRE);
-    for (size_t i = 0; i < n; i++)
-        s->listeners[i].cb(s->listeners[i].ctx, note);
+    /* held while calling: qbc_store_remove_listener waits for a call under way to end */
+    pthread_mutex_lock(&s->listen_mu);
+    for (size_t i = 0; i < QBC_STORE_MAX_LISTENERS; i++)
+        if (s->listeners[i].cb != NULL)
+            s->listeners[i].cb(s->listeners[i].ctx, note);
+    pthread_mutex_unlock(&s->listen_mu);
 }
 
 /*
@@ -742,11 +756,6 @@ static void run_batch(qbc_store_t *s, qbc_store_job_t *list, size_t n)
 {
     qbc_commit_note_t note = {0};
     __atomic_add_fetch(&s->st_batch_hist[qbc_store__batch_bucket(n)], 1, __ATOMIC_RELAXED);
-
-    /* outside the transaction: the write lock is held only for the LMDB work */
-    for (qbc_store_job_t *j = list; j != NULL; j = j->_next)
-        if (j->prepare != NULL)
-            j->prepare(j);
 
     int rc = run_growing(s, list, &note);
     if (rc == 0) {
@@ -761,7 +770,8 @@ static void run_batch(qbc_store_t *s, qbc_store_job_t *list, size_t n)
     }
     __atomic_add_fetch(&s->st_commit_failures, 1, __ATOMIC_RELAXED);
     if (n > 1)
-        qbc_log(QBC_LOG_WARN, "store", "batch of %zu failed (%s); retrying its jobs one by one", n, mdb_strerror(rc));
+        qbc_log(QBC_LOG_WARN, "store", "batch of %zu failed (%s); retrying its jobs one by one", n,
+                qbc_is_own_error(rc) ? qbc_strerror(rc) : mdb_strerror(rc));
     while (list != NULL) {
         qbc_store_job_t *next = list->_next;
         qbc_commit_note_t one = {0};
@@ -888,22 +898,59 @@ int qbc_store__run_now(qbc_store_t *s, qbc_store_job_t *list)
     return to_result(rc);
 }
 
-int qbc_store_submit(qbc_store_t *s, qbc_store_job_t *job)
+/* the public submit calls: a writable store, a callback, the kind set here */
+static int submit(qbc_store_t *s, qbc_store_job_t *job, qbc_job_kind_t kind)
 {
-    if (s->readonly)
+    if (s->readonly || job->on_commit == NULL)
         return QBC_EINVAL;
-    if (job->kind == QBC_JOB_WEBHOOK)
-        return qbc_store__ingest_submit(s, &job, 1);
+    job->kind = kind;
     return qbc_store__writer_submit(s, job);
 }
 
-int qbc_store_submit_webhooks(qbc_store_t *s, qbc_store_job_t **jobs, size_t n)
+int qbc_store_ping(qbc_store_t *s, qbc_store_job_t *job)
+{
+    return submit(s, job, QBC_JOB_PING);
+}
+
+int qbc_store_reconcile(qbc_store_t *s, qbc_reconcile_job_t *job)
+{
+    return submit(s, &job->job, QBC_JOB_RECONCILE);
+}
+
+int qbc_store_dead_letter(qbc_store_t *s, qbc_dead_letter_job_t *job)
+{
+    return submit(s, &job->job, QBC_JOB_DEAD_LETTER);
+}
+
+int qbc_store_put_realm(qbc_store_t *s, qbc_realm_job_t *job)
+{
+    return submit(s, &job->job, QBC_JOB_REALM);
+}
+
+int qbc_store_redrive(qbc_store_t *s, qbc_redrive_job_t *job)
+{
+    return submit(s, &job->job, QBC_JOB_REDRIVE);
+}
+
+int qbc_store_backfill(qbc_store_t *s, qbc_backfill_job_t *job)
+{
+    return submit(s, &job->job, QBC_JOB_BACKFILL);
+}
+
+int qbc_store_request_cdc(qbc_store_t *s, qbc_cdc_request_job_t *job)
+{
+    return submit(s, &job->job, QBC_JOB_CDC_REQUEST);
+}
+
+int qbc_store_submit_webhooks(qbc_store_t *s, qbc_webhook_job_t **jobs, size_t n)
 {
     if (s->readonly)
         return QBC_EINVAL;
-    for (size_t i = 0; i < n; i++)
-        if (jobs[i]->kind != QBC_JOB_WEBHOOK)
+    for (size_t i = 0; i < n; i++) {
+        if (jobs[i]->job.on_commit == NULL)
             return QBC_EINVAL;
+        jobs[i]->job.kind = QBC_JOB_WEBHOOK;
+    }
     return n == 0 ? 0 : qbc_store__ingest_submit(s, jobs, n);
 }
 

@@ -140,11 +140,18 @@ static __attribute__((unused)) void on_commit(qbc_store_job_t *j)
     pthread_mutex_unlock(&g_mu);
 }
 
-static __attribute__((unused)) int submit_wait(qbc_store_job_t *j)
+/* readies j for submission: its callback marks it done (see wait_job) */
+static __attribute__((unused)) qbc_store_job_t *prep_job(qbc_store_job_t *j)
 {
     j->on_commit = on_commit;
     j->data = NULL;
-    if (qbc_store_submit(g_store, j) != 0)
+    return j;
+}
+
+/* waits for j, submitted after prep_job (submitted: what the submit call returned) */
+static __attribute__((unused)) int wait_job(qbc_store_job_t *j, int submitted)
+{
+    if (submitted != 0)
         return -1;
     pthread_mutex_lock(&g_mu);
     while (j->data == NULL)
@@ -173,13 +180,13 @@ static __attribute__((unused)) int register_tokens(const char *only)
         snprintf(st.realm, sizeof(st.realm), "%s", realm);
         st.status = QBC_REALM_ACTIVE;
         st.connected_ns = qbc_now_ns();
-        qbc_store_job_t j;
+        qbc_realm_job_t j;
         memset(&j, 0, sizeof(j));
-        j.kind = QBC_JOB_REALM;
-        j.realm = realm;
-        j.realm_state = &st;
+        snprintf(j.realm, sizeof(j.realm), "%s", realm);
+        j.state = &st;
         j.tokens = t;
-        if (submit_wait(&j) == 0)
+        prep_job(&j.job);
+        if (wait_job(&j.job, qbc_store_put_realm(g_store, &j)) == 0)
             n++;
         memset(t, 0, sizeof(*t));
         free(t);
@@ -228,16 +235,16 @@ static __attribute__((unused)) size_t notify_some(const char *only_realm, size_t
         }
     }
     json_decref(truth);
-    qbc_store_job_t j;
+    qbc_webhook_job_t j, *jp = &j;
     memset(&j, 0, sizeof(j));
-    j.kind = QBC_JOB_WEBHOOK;
     j.body = "{\"test\":1}";
     j.body_len = strlen(j.body);
     j.events = evs;
     j.n_events = n;
     j.format = QBC_FORMAT_CLASSIC;
     j.received_ns = now;
-    int rc = submit_wait(&j);
+    prep_job(&j.job);
+    int rc = wait_job(&j.job, qbc_store_submit_webhooks(g_store, &jp, 1));
     free(evs);
     return rc == 0 ? n : 0;
 }

@@ -61,7 +61,7 @@ static __attribute__((unused)) void rm_rf(const char *d)
 /* ---- webhooks in bulk, and the inbox read back ---- */
 
 typedef struct {
-    qbc_store_job_t job;
+    qbc_webhook_job_t job;
     qbc_event_t ev;
     char body[1200];
 } wh_t;
@@ -88,15 +88,15 @@ static __attribute__((unused)) wh_t *submit_at(qbc_store_t *s, int first, int n,
             snprintf(w[i].ev.event_id, sizeof(w[i].ev.event_id), "%s%d", event_id_prefix, first + i);
         w[i].ev.op = QBC_OP_UPDATE;
         w[i].ev.updated_ns = 1000 + first + i;
-        w[i].job.kind = QBC_JOB_WEBHOOK;
         w[i].job.body = w[i].body;
         w[i].job.body_len = (size_t)len;
         w[i].job.events = &w[i].ev;
         w[i].job.n_events = 1;
         w[i].job.format = QBC_FORMAT_CLASSIC;
         w[i].job.received_ns = received_ns;
-        w[i].job.on_commit = on_commit;
-        if (qbc_store_submit(s, &w[i].job) != 0)
+        w[i].job.job.on_commit = on_commit;
+        qbc_webhook_job_t *one = &w[i].job;
+        if (qbc_store_submit_webhooks(s, &one, 1) != 0)
             abort();
     }
     wait_done(n);

@@ -31,7 +31,7 @@ static int submit_until_refused(qbc_store_t *s, int first, int max)
 {
     for (int i = 0; i < max; i++) {
         wh_t *w = submit_many(s, first + i, 1, 80, NULL);
-        int rc = w->job.result;
+        int rc = w->job.job.result;
         free(w);
         if (rc != 0)
             return i;
@@ -53,7 +53,7 @@ static void test_journal_fault(void)
     wh_t *w = submit_many(s, 20, 5, 80, NULL);
     int refused = 0;
     for (int i = 0; i < 5; i++)
-        refused += w[i].job.result == QBC_ESTORE;
+        refused += w[i].job.job.result == QBC_ESTORE;
     is_int(refused, 5, "a batch that could not be journaled is not acked");
     free(w);
     is_int(submit_until_refused(s, 25, 3), 0, "later webhooks are refused, not acked");
@@ -64,7 +64,7 @@ static void test_journal_fault(void)
     is_int(sc.n, 20, "every webhook acked before the fault is held, and none after");
     ok(sc.in_order, "in order");
     w = submit_many(s, 20, 1, 80, NULL);
-    is_int(w->job.result, 0, "webhooks are acked again");
+    is_int(w->job.job.result, 0, "webhooks are acked again");
     is_int(w->job.inbox_seq, 21, "with the next sequence: nothing refused took one");
     free(w);
     qbc_store_close(s);
@@ -101,7 +101,7 @@ static void test_lmdb_fault(void)
     qbc_store_stats(s, &st);
     is_int(st.pending, (uint64_t)(20 + acked), "with its pending notice");
     wh_t *w = submit_many(s, 20 + acked, 1, 80, NULL);
-    is_int(w->job.result, 0, "webhooks are acked again");
+    is_int(w->job.job.result, 0, "webhooks are acked again");
     is_int(w->job.inbox_seq, (uint64_t)(21 + acked), "with the next sequence");
     free(w);
     qbc_store_close(s);

@@ -27,7 +27,7 @@ static void test_wrap(void)
     wh_t *w = submit_many(s, 0, 6000, 1000, NULL);
     int acked = 0;
     for (int i = 0; i < 6000; i++)
-        acked += w[i].job.result == 0 && w[i].job.inbox_seq == (uint64_t)i + 1;
+        acked += w[i].job.job.result == 0 && w[i].job.inbox_seq == (uint64_t)i + 1;
     is_int(acked, 6000, "every webhook acked with the next inbox sequence");
     free(w);
     qbc_store_flush(s);
@@ -88,7 +88,7 @@ static void test_crash_replay(void)
     w = submit_many(s, 100, 50, 200, NULL);
     int acked = 0;
     for (int i = 0; i < 50; i++)
-        acked += w[i].job.result == 0;
+        acked += w[i].job.job.result == 0;
     is_int(acked, 50, "50 more acked from the journal alone");
     free(w);
     is_int(scan_inbox(s).n, 100, "LMDB holds only the first 100");

@@ -155,18 +155,17 @@ static void put_versions(qbc_store_t *s)
     v[n].op = QBC_OP_DELETE;
     v[n].source = QBC_SOURCE_WEBHOOK;
     v[n].updated_ns = 2000;
-    qbc_store_job_t j;
+    qbc_reconcile_job_t j;
     for (size_t i = 0; i <= n; i++) {
         memset(&j, 0, sizeof(j));
-        j.kind = QBC_JOB_RECONCILE;
         j.versions = &v[i];
         j.n_versions = 1;
-        j.on_commit = on_commit;
+        j.job.on_commit = on_commit;
         reset_done();
-        if (qbc_store_submit(s, &j) != 0)
+        if (qbc_store_reconcile(s, &j) != 0)
             abort();
         wait_done(1);
-        if (j.result != 0)
+        if (j.job.result != 0)
             abort();
     }
 }

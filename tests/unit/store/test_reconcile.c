@@ -1,7 +1,7 @@
 /*
  * test_reconcile.c — store/: the reconciler's side of the store: versions and the
  * feed (dedupe, ordering, tombstones), notice retirement, dead letters, realms and
- * encrypted tokens, commit listeners.
+ * encrypted tokens, commit listeners (and their removal), malformed jobs.
  */
 #include <jansson.h>
 #include <pthread.h>
@@ -30,21 +30,58 @@ static int count_jobs(const qbc_backfill_t *b, void *n)
     return 0;
 }
 
+/* every kind of job in one variable: a test reuses it (memset between kinds) */
+typedef union {
+    qbc_store_job_t job;
+    qbc_webhook_job_t wh;
+    qbc_reconcile_job_t rec;
+    qbc_dead_letter_job_t dl;
+    qbc_realm_job_t rj;
+    qbc_redrive_job_t rd;
+    qbc_backfill_job_t bf;
+    qbc_cdc_request_job_t cdc;
+} any_job_t;
+
+/* the store's submit call for j's kind (j->job.kind, set by the test) */
+static int submit_any(qbc_store_t *s, any_job_t *j)
+{
+    qbc_webhook_job_t *wh = &j->wh;
+    switch (j->job.kind) {
+    case QBC_JOB_WEBHOOK:
+        return qbc_store_submit_webhooks(s, &wh, 1);
+    case QBC_JOB_PING:
+        return qbc_store_ping(s, &j->job);
+    case QBC_JOB_RECONCILE:
+        return qbc_store_reconcile(s, &j->rec);
+    case QBC_JOB_DEAD_LETTER:
+        return qbc_store_dead_letter(s, &j->dl);
+    case QBC_JOB_REALM:
+        return qbc_store_put_realm(s, &j->rj);
+    case QBC_JOB_REDRIVE:
+        return qbc_store_redrive(s, &j->rd);
+    case QBC_JOB_BACKFILL:
+        return qbc_store_backfill(s, &j->bf);
+    case QBC_JOB_CDC_REQUEST:
+        return qbc_store_request_cdc(s, &j->cdc);
+    }
+    return -1;
+}
+
 /* submits one job and waits for it */
-static int run(qbc_store_t *s, qbc_store_job_t *j)
+static int run(qbc_store_t *s, any_job_t *j)
 {
     pthread_mutex_lock(&mu);
     int target = done_count + 1;
     pthread_mutex_unlock(&mu);
-    j->on_commit = on_commit;
-    if (qbc_store_submit(s, j) != 0)
+    j->job.on_commit = on_commit;
+    if (submit_any(s, j) != 0)
         return -1;
     pthread_mutex_lock(&mu);
     while (done_count < target)
         pthread_cond_wait(&cv, &mu);
     pthread_mutex_unlock(&mu);
     qbc_store_flush(s); /* a webhook is acked from the journal; read it back from LMDB */
-    return j->result;
+    return j->job.result;
 }
 
 static qbc_version_t ver(const char *realm, const char *entity, const char *id, const char *token, int64_t t,
@@ -64,22 +101,21 @@ static qbc_version_t ver(const char *realm, const char *entity, const char *id, 
     return v;
 }
 
-static int offer(qbc_store_t *s, qbc_version_t *v, size_t n, const qbc_notice_ref_t *retire, size_t nr,
-                 qbc_store_job_t *j)
+static int offer(qbc_store_t *s, qbc_version_t *v, size_t n, const qbc_notice_ref_t *retire, size_t nr, any_job_t *j)
 {
     memset(j, 0, sizeof(*j));
-    j->kind = QBC_JOB_RECONCILE;
-    j->versions = v;
-    j->n_versions = n;
-    j->retire = retire;
-    j->n_retire = nr;
+    j->job.kind = QBC_JOB_RECONCILE;
+    j->rec.versions = v;
+    j->rec.n_versions = n;
+    j->rec.retire = retire;
+    j->rec.n_retire = nr;
     return run(s, j);
 }
 
 static int webhook(qbc_store_t *s, const char *realm, const char *entity, const char *id, qbc_op_t op)
 {
     qbc_event_t e;
-    qbc_store_job_t j;
+    any_job_t j;
     memset(&e, 0, sizeof(e));
     snprintf(e.realm, sizeof(e.realm), "%s", realm);
     snprintf(e.entity, sizeof(e.entity), "%s", entity);
@@ -87,11 +123,11 @@ static int webhook(qbc_store_t *s, const char *realm, const char *entity, const 
     e.op = op;
     e.updated_ns = 1;
     memset(&j, 0, sizeof(j));
-    j.kind = QBC_JOB_WEBHOOK;
-    j.body = "{}";
-    j.body_len = 2;
-    j.events = &e;
-    j.n_events = 1;
+    j.job.kind = QBC_JOB_WEBHOOK;
+    j.wh.body = "{}";
+    j.wh.body_len = 2;
+    j.wh.events = &e;
+    j.wh.n_events = 1;
     return run(s, &j);
 }
 
@@ -134,7 +170,7 @@ static void test_feed(void)
 {
     qbc_store_config_t cfg = {.dir = dir};
     qbc_store_t *s;
-    qbc_store_job_t j;
+    any_job_t j;
     feed_seen_t f;
 
     is_int(qbc_store_open(&cfg, &s), 0, "open");
@@ -152,38 +188,38 @@ static void test_feed(void)
     r.last_seq = pending_last_seq;
     qbc_version_t v0 = ver("1", "Invoice", "7", "0", 1000, QBC_OP_CREATE, "{\"Id\":\"7\",\"SyncToken\":\"0\"}");
     is_int(offer(s, &v0, 1, &r, 1, &j), 0, "offer the created version");
-    is_int(j.n_feed, 1, "it enters the feed");
-    is_int(j.last_feed_seq, 1, "as sequence 1");
-    is_int(j.n_retired, 1, "and the notice is retired");
+    is_int(j.rec.n_feed, 1, "it enters the feed");
+    is_int(j.rec.last_feed_seq, 1, "as sequence 1");
+    is_int(j.rec.n_retired, 1, "and the notice is retired");
     count_pending(s);
     is_int(pending_n, 0, "nothing pending");
     is_int(last_note.feed_appended, 1, "listener told of the feed record");
     is_int(last_note.last_feed_seq, 1, "with the last sequence");
 
     is_int(offer(s, &v0, 1, NULL, 0, &j), 0, "the same version again");
-    is_int(j.n_feed, 0, "adds nothing (duplicate webhook)");
+    is_int(j.rec.n_feed, 0, "adds nothing (duplicate webhook)");
     qbc_version_t v2 = ver("1", "Invoice", "7", "2", 3000, QBC_OP_UPDATE, "{\"Id\":\"7\",\"SyncToken\":\"2\"}");
     qbc_version_t v1 = ver("1", "Invoice", "7", "1", 2000, QBC_OP_UPDATE, "{\"Id\":\"7\",\"SyncToken\":\"1\"}");
     offer(s, &v2, 1, NULL, 0, &j);
-    is_int(j.n_feed, 1, "a newer SyncToken enters the feed");
+    is_int(j.rec.n_feed, 1, "a newer SyncToken enters the feed");
     offer(s, &v1, 1, NULL, 0, &j);
-    is_int(j.n_feed, 0, "an older one arriving late does not (reordered webhook)");
+    is_int(j.rec.n_feed, 0, "an older one arriving late does not (reordered webhook)");
     qbc_version_t v10 = ver("1", "Invoice", "7", "10", 4000, QBC_OP_UPDATE, "{\"Id\":\"7\",\"SyncToken\":\"10\"}");
     offer(s, &v10, 1, NULL, 0, &j);
-    is_int(j.n_feed, 1, "SyncToken 10 is newer than 2 (numeric, not text, order)");
+    is_int(j.rec.n_feed, 1, "SyncToken 10 is newer than 2 (numeric, not text, order)");
     qbc_version_t vt =
         ver("1", "Invoice", "7", "10", 5000, QBC_OP_UPDATE, "{\"Id\":\"7\",\"SyncToken\":\"10\",\"x\":1}");
     offer(s, &vt, 1, NULL, 0, &j);
-    is_int(j.n_feed, 1, "same SyncToken, later LastUpdatedTime: newer");
+    is_int(j.rec.n_feed, 1, "same SyncToken, later LastUpdatedTime: newer");
 
     qbc_version_t del = ver("1", "Invoice", "7", "", 6000, QBC_OP_DELETE, NULL);
     offer(s, &del, 1, NULL, 0, &j);
-    is_int(j.n_feed, 1, "a delete enters the feed");
+    is_int(j.rec.n_feed, 1, "a delete enters the feed");
     offer(s, &del, 1, NULL, 0, &j);
-    is_int(j.n_feed, 0, "once");
+    is_int(j.rec.n_feed, 0, "once");
     qbc_version_t v11 = ver("1", "Invoice", "7", "11", 7000, QBC_OP_UPDATE, "{}");
     offer(s, &v11, 1, NULL, 0, &j);
-    is_int(j.n_feed, 0, "a live version after the delete is stale");
+    is_int(j.rec.n_feed, 0, "a live version after the delete is stale");
 
     qbc_entity_rec_t e;
     is_int(qbc_store_entity_get(s, "1", "Invoice", "7", &e), 0, "entity found");
@@ -196,7 +232,7 @@ static void test_feed(void)
                              ver("2", "Customer", "2", "3", 1, QBC_OP_UPDATE, "{\"Id\":\"2\"}"),
                              ver("1", "Item", "5", "1", 1, QBC_OP_MERGE, "{\"Id\":\"5\"}")};
     offer(s, many, 3, NULL, 0, &j);
-    is_int(j.n_feed, 3, "three versions in one transaction");
+    is_int(j.rec.n_feed, 3, "three versions in one transaction");
     is_int(qbc_store_feed_last(s), 8, "feed last sequence");
 
     memset(&f, 0, sizeof(f));
@@ -236,7 +272,7 @@ static void test_feed(void)
     is_int(qbc_store_open(&cfg, &s), 0, "reopen");
     qbc_version_t v4 = ver("2", "Customer", "1", "4", 1, QBC_OP_UPDATE, "{}");
     offer(s, &v4, 1, NULL, 0, &j);
-    is_int(j.last_feed_seq, 9, "feed sequences continue after reopening");
+    is_int(j.rec.last_feed_seq, 9, "feed sequences continue after reopening");
     qbc_store_close(s);
 }
 
@@ -244,7 +280,7 @@ static void test_retire_race(void)
 {
     qbc_store_config_t cfg = {.dir = dir};
     qbc_store_t *s;
-    qbc_store_job_t j;
+    any_job_t j;
 
     qbc_store_open(&cfg, &s);
     webhook(s, "3", "Bill", "1", QBC_OP_UPDATE);
@@ -259,20 +295,19 @@ static void test_retire_race(void)
     r.last_seq = read_seq;
     qbc_version_t v = ver("3", "Bill", "1", "1", 1, QBC_OP_UPDATE, "{}");
     offer(s, &v, 1, &r, 1, &j);
-    is_int(j.n_retired, 0, "a notice that changed during the fetch is not retired");
+    is_int(j.rec.n_retired, 0, "a notice that changed during the fetch is not retired");
     count_pending(s);
     is_int(pending_n, 1, "it stays pending, to be fetched again");
 
     /* dead letters */
     r.last_seq = pending_last_seq;
     memset(&j, 0, sizeof(j));
-    j.kind = QBC_JOB_DEAD_LETTER;
-    j.retire = &r;
-    j.n_retire = 1;
-    j.error = "HTTP 500 five times";
-    j.attempts = 5;
+    j.job.kind = QBC_JOB_DEAD_LETTER;
+    j.dl.notice = r;
+    j.dl.error = "HTTP 500 five times";
+    j.dl.attempts = 5;
     is_int(run(s, &j), 0, "dead-letter job");
-    is_int(j.n_retired, 1, "the notice moved");
+    is_int(j.dl.moved, 1, "the notice moved");
     count_pending(s);
     is_int(pending_n, 0, "out of pending");
     qbc_store_stats_t st;
@@ -280,10 +315,10 @@ static void test_retire_race(void)
     is_int(st.dead_letters, 1, "into the dead letters");
 
     memset(&j, 0, sizeof(j));
-    j.kind = QBC_JOB_REDRIVE;
-    j.dead_id = 1;
+    j.job.kind = QBC_JOB_REDRIVE;
+    j.rd.dead_id = 1;
     is_int(run(s, &j), 0, "redrive");
-    is_int(j.n_retired, 1, "found it");
+    is_int(j.rd.found, 1, "found it");
     count_pending(s);
     is_int(pending_n, 1, "back in pending");
     qbc_store_stats(s, &st);
@@ -295,7 +330,7 @@ static void test_tokens(void)
 {
     qbc_store_config_t cfg = {.dir = dir};
     qbc_store_t *s;
-    qbc_store_job_t j;
+    any_job_t j;
     static qbc_tokens_t t, back;
     qbc_realm_t rs;
     char path[512];
@@ -311,9 +346,9 @@ static void test_tokens(void)
     strcpy(t.access_token, "AT-very-secret-access-token-456");
     t.access_expires_ns = 42;
     memset(&j, 0, sizeof(j));
-    j.kind = QBC_JOB_REALM;
-    j.realm = "9341";
-    j.tokens = &t;
+    j.job.kind = QBC_JOB_REALM;
+    snprintf(j.rj.realm, sizeof(j.rj.realm), "%s", "9341");
+    j.rj.tokens = &t;
     is_int(run(s, &j), 0, "register tokens");
     is_int(qbc_store_tokens_get(s, "9341", &back), 0, "read them back");
     is_str(back.refresh_token, t.refresh_token, "refresh token round-trips");
@@ -349,10 +384,10 @@ static void test_tokens(void)
     rs.status = QBC_REALM_DISCONNECTED;
     strcpy(rs.last_error, "invalid_grant");
     memset(&j, 0, sizeof(j));
-    j.kind = QBC_JOB_REALM;
-    j.realm = "9341";
-    j.realm_state = &rs;
-    j.erase_tokens = 1;
+    j.job.kind = QBC_JOB_REALM;
+    snprintf(j.rj.realm, sizeof(j.rj.realm), "%s", "9341");
+    j.rj.state = &rs;
+    j.rj.erase_tokens = 1;
     run(s, &j);
     qbc_store_realm_get(s, "9341", &rs);
     is_int(rs.status, QBC_REALM_DISCONNECTED, "status updated");
@@ -363,22 +398,22 @@ static void test_tokens(void)
 
 /* issue 5: the CDC watermark rides in the same transaction as the versions; backfill jobs */
 /* a CDC sweep's commit: one version, and the realm's watermark */
-static void cdc_commit(qbc_store_job_t *j, const qbc_version_t *v, const char *realm, int64_t watermark_ns)
+static void cdc_commit(any_job_t *j, const qbc_version_t *v, const char *realm, int64_t watermark_ns)
 {
     memset(j, 0, sizeof(*j));
-    j->kind = QBC_JOB_RECONCILE;
-    j->versions = v;
-    j->n_versions = 1;
-    j->realm = realm;
-    j->set_cdc = 1;
-    j->cdc_watermark_ns = watermark_ns;
+    j->job.kind = QBC_JOB_RECONCILE;
+    j->rec.versions = v;
+    j->rec.n_versions = 1;
+    j->rec.realm = realm;
+    j->rec.set_cdc = 1;
+    j->rec.cdc_watermark_ns = watermark_ns;
 }
 
 static void test_cdc_and_jobs(void)
 {
     qbc_store_config_t cfg = {.dir = dir};
     qbc_store_t *s;
-    qbc_store_job_t j;
+    any_job_t j;
     qbc_realm_t rs;
     qbc_backfill_t b, back;
 
@@ -388,36 +423,36 @@ static void test_cdc_and_jobs(void)
     snprintf(rs.realm, sizeof(rs.realm), "777");
     rs.connected_ns = 5;
     memset(&j, 0, sizeof(j));
-    j.kind = QBC_JOB_REALM;
-    j.realm = "777";
-    j.realm_state = &rs;
+    j.job.kind = QBC_JOB_REALM;
+    snprintf(j.rj.realm, sizeof(j.rj.realm), "%s", "777");
+    j.rj.state = &rs;
     is_int(run(s, &j), 0, "realm created");
 
     qbc_version_t v = ver("777", "Invoice", "1", "3", 100, QBC_OP_UPDATE, "{\"Id\":\"1\"}");
     v.source = QBC_SOURCE_CDC;
     cdc_commit(&j, &v, "777", 2000);
-    j.last_cdc_ns = 3000;
+    j.rec.last_cdc_ns = 3000;
     is_int(run(s, &j), 0, "versions + watermark committed");
-    is_int(j.n_feed, 1, "the version entered the feed");
+    is_int(j.rec.n_feed, 1, "the version entered the feed");
     qbc_store_realm_get(s, "777", &rs);
     ok(rs.cdc_watermark_ns == 2000 && rs.last_cdc_ns == 3000, "watermark and last poll stored with them");
     is_int(rs.connected_ns, 5, "the rest of the realm state kept");
-    j.cdc_watermark_ns = 1000; /* a stale sweep never moves it back */
-    j.last_cdc_ns = 4000;
+    j.rec.cdc_watermark_ns = 1000; /* a stale sweep never moves it back */
+    j.rec.last_cdc_ns = 4000;
     run(s, &j);
     qbc_store_realm_get(s, "777", &rs);
     ok(rs.cdc_watermark_ns == 2000 && rs.last_cdc_ns == 4000, "the watermark never goes back");
-    is_int(j.n_feed, 0, "the same version again is a duplicate");
+    is_int(j.rec.n_feed, 0, "the same version again is a duplicate");
 
     memset(&j, 0, sizeof(j));
-    j.kind = QBC_JOB_CDC_REQUEST;
-    j.realm = "777";
+    j.job.kind = QBC_JOB_CDC_REQUEST;
+    snprintf(j.cdc.realm, sizeof(j.cdc.realm), "%s", "777");
     run(s, &j);
     qbc_store_realm_get(s, "777", &rs);
-    ok(j.n_retired == 1 && rs.cdc_requested_ns > 0, "a CDC request is recorded on the realm");
-    j.realm = "nope";
+    ok(j.cdc.found == 1 && rs.cdc_requested_ns > 0, "a CDC request is recorded on the realm");
+    snprintf(j.cdc.realm, sizeof(j.cdc.realm), "%s", "nope");
     run(s, &j);
-    is_int(j.n_retired, 0, "an unknown realm is reported");
+    is_int(j.cdc.found, 0, "an unknown realm is reported");
 
     /* jobs: create, checkpoint with versions, cancel, refuse later checkpoints */
     memset(&b, 0, sizeof(b));
@@ -425,13 +460,13 @@ static void test_cdc_and_jobs(void)
     snprintf(b.entities, sizeof(b.entities), "Invoice,Customer");
     snprintf(b.reason, sizeof(b.reason), "operator");
     memset(&j, 0, sizeof(j));
-    j.kind = QBC_JOB_BACKFILL;
-    j.backfill = &b;
+    j.job.kind = QBC_JOB_BACKFILL;
+    j.bf.create = &b;
     is_int(run(s, &j), 0, "job created");
-    is_int(j.backfill_id, 1, "first id is 1");
+    is_int(j.bf.id, 1, "first id is 1");
     ok(last_note.jobs_changed == 1, "listeners hear of job changes");
     run(s, &j);
-    is_int(j.backfill_id, 2, "ids increase");
+    is_int(j.bf.id, 2, "ids increase");
     is_int(qbc_store_backfill_get(s, 1, &back), 0, "read back");
     ok(back.status == QBC_BACKFILL_QUEUED && back.start_position == 1 && strcmp(back.entities, "Invoice,Customer") == 0,
        "queued at position 1 with its entities");
@@ -443,31 +478,30 @@ static void test_cdc_and_jobs(void)
     back.start_position = 1001;
     back.records_seen = 2;
     memset(&j, 0, sizeof(j));
-    j.kind = QBC_JOB_RECONCILE;
-    j.versions = vs;
-    j.n_versions = 2;
-    j.backfill = &back;
+    j.job.kind = QBC_JOB_RECONCILE;
+    j.rec.versions = vs;
+    j.rec.n_versions = 2;
+    j.rec.checkpoint = &back;
     is_int(run(s, &j), 0, "page + checkpoint committed");
-    ok(!j.backfill_refused && j.n_feed == 1, "one new version");
+    ok(!j.rec.checkpoint_refused && j.rec.n_feed == 1, "one new version");
     qbc_store_backfill_get(s, 1, &b);
     ok(b.start_position == 1001 && b.records_seen == 2 && b.versions_new == 1 && b.status == QBC_BACKFILL_RUNNING,
        "checkpoint holds the position and counts new versions in the same transaction");
 
     memset(&j, 0, sizeof(j));
-    j.kind = QBC_JOB_BACKFILL;
-    j.backfill_cancel = 1;
+    j.job.kind = QBC_JOB_BACKFILL;
+    j.bf.cancel_id = 1;
     run(s, &j);
-    ok(j.backfill_id == 1 && j.backfill_out.status == QBC_BACKFILL_CANCELLED && j.backfill_out.finished_ns > 0,
-       "cancelled");
-    j.backfill_cancel = 99;
+    ok(j.bf.id == 1 && j.bf.out.status == QBC_BACKFILL_CANCELLED && j.bf.out.finished_ns > 0, "cancelled");
+    j.bf.cancel_id = 99;
     run(s, &j);
-    is_int(j.backfill_id, 0, "cancelling an unknown job reports it");
+    is_int(j.bf.id, 0, "cancelling an unknown job reports it");
     back.start_position = 2001;
     memset(&j, 0, sizeof(j));
-    j.kind = QBC_JOB_RECONCILE;
-    j.backfill = &back;
+    j.job.kind = QBC_JOB_RECONCILE;
+    j.rec.checkpoint = &back;
     run(s, &j);
-    ok(j.backfill_refused, "a checkpoint does not revive a cancelled job");
+    ok(j.rec.checkpoint_refused, "a checkpoint does not revive a cancelled job");
     qbc_store_backfill_get(s, 1, &b);
     ok(b.status == QBC_BACKFILL_CANCELLED && b.start_position == 1001, "it stays cancelled where it was");
     int count = 0;
@@ -479,10 +513,10 @@ static void test_cdc_and_jobs(void)
     qbc_store_backfill_get(s, 2, &b);
     is_int(b.status, QBC_BACKFILL_QUEUED, "jobs survive reopening");
     memset(&j, 0, sizeof(j));
-    j.kind = QBC_JOB_BACKFILL;
-    j.backfill = &b;
+    j.job.kind = QBC_JOB_BACKFILL;
+    j.bf.create = &b;
     run(s, &j);
-    is_int(j.backfill_id, 3, "ids continue after reopening");
+    is_int(j.bf.id, 3, "ids continue after reopening");
     qbc_store_close(s);
 }
 
@@ -502,16 +536,16 @@ static void test_audit(void)
     snprintf(sub_dir, sizeof(sub_dir), "%s/audit", dir);
     qbc_store_config_t cfg = {.dir = sub_dir};
     qbc_store_t *s;
-    qbc_store_job_t j;
+    any_job_t j;
     qbc_realm_t rs;
 
     qbc_store_open(&cfg, &s);
     memset(&rs, 0, sizeof(rs));
     snprintf(rs.realm, sizeof(rs.realm), "55");
     memset(&j, 0, sizeof(j));
-    j.kind = QBC_JOB_REALM;
-    j.realm = "55";
-    j.realm_state = &rs;
+    j.job.kind = QBC_JOB_REALM;
+    snprintf(j.rj.realm, sizeof(j.rj.realm), "%s", "55");
+    j.rj.state = &rs;
     run(s, &j);
     qbc_version_t held[] = {
         ver("55", "Invoice", "1", "0", 100, QBC_OP_CREATE, "{}"),
@@ -524,9 +558,9 @@ static void test_audit(void)
     is_int(offer(s, held, 6, NULL, 0, &j), 0, "six versions held");
     qbc_version_t now = ver("55", "Invoice", "7", "0", 200, QBC_OP_CREATE, "{}");
     cdc_commit(&j, &now, "55", 300);
-    j.audit_entities = "Invoice";
+    j.rec.audit_entities = "Invoice";
     is_int(run(s, &j), 0, "a CDC commit auditing Invoice");
-    is_int(j.n_audited, 2, "two notices made");
+    is_int(j.rec.n_audited, 2, "two notices made");
     char got[512] = "";
     qbc_store_pending_scan(s, NULL, collect_pending, got);
     is_str(got, "55/Invoice/1 55/Invoice/2",
@@ -552,7 +586,7 @@ static void test_merge_and_delete(void)
     snprintf(sub_dir, sizeof(sub_dir), "%s/merge", dir);
     qbc_store_config_t cfg = {.dir = sub_dir};
     qbc_store_t *s;
-    qbc_store_job_t j;
+    any_job_t j;
     qbc_event_t e;
     feed_seen_t f;
 
@@ -569,11 +603,11 @@ static void test_merge_and_delete(void)
     e.op = QBC_OP_MERGE;
     e.updated_ns = 200;
     memset(&j, 0, sizeof(j));
-    j.kind = QBC_JOB_WEBHOOK;
-    j.body = "{}";
-    j.body_len = 2;
-    j.events = &e;
-    j.n_events = 1;
+    j.job.kind = QBC_JOB_WEBHOOK;
+    j.wh.body = "{}";
+    j.wh.body_len = 2;
+    j.wh.events = &e;
+    j.wh.n_events = 1;
     is_int(run(s, &j), 0, "a Merge webhook: 27 merged into 5");
     is_int(webhook(s, "9", "Customer", "5", QBC_OP_UPDATE), 0, "and a later update of the survivor");
     char got[512] = "";
@@ -622,7 +656,7 @@ static void test_snapshot(void)
 {
     qbc_store_config_t cfg = {.dir = dir};
     qbc_store_t *s;
-    static qbc_store_job_t j;
+    static any_job_t j;
     static qbc_tokens_t t;
     qbc_realm_t rs;
     jobs_seen_t js;
@@ -635,37 +669,39 @@ static void test_snapshot(void)
     uint64_t jobs_before = js.n;
 
     memset(&j, 0, sizeof(j));
-    j.kind = QBC_JOB_REALM;
-    j.realm = "7001";
-    j.tokens = &t;
-    j.snapshot_if_new = 1;
+    j.job.kind = QBC_JOB_REALM;
+    snprintf(j.rj.realm, sizeof(j.rj.realm), "%s", "7001");
+    j.rj.tokens = &t;
+    j.rj.snapshot_if_new = 1;
     is_int(run(s, &j), 0, "a new realm registered with snapshot_if_new");
-    ok(j.backfill_id != 0, "a snapshot job came with it");
-    is_str(j.backfill_out.reason, "snapshot", "reason snapshot");
-    is_str(j.backfill_out.entities, "", "every CDC entity (resolved when it starts)");
-    is_int(j.backfill_out.status, QBC_BACKFILL_QUEUED, "queued");
+    ok(j.rj.snapshot_id != 0, "a snapshot job came with it");
+    static qbc_backfill_t snap;
+    qbc_store_backfill_get(s, j.rj.snapshot_id, &snap);
+    is_str(snap.reason, "snapshot", "reason snapshot");
+    is_str(snap.entities, "", "every CDC entity (resolved when it starts)");
+    is_int(snap.status, QBC_BACKFILL_QUEUED, "queued");
     memset(&js, 0, sizeof(js));
     qbc_store_backfill_scan(s, collect_jobs, &js);
     is_int(js.n, jobs_before + 1, "stored in the jobs database");
-    is_int(js.id, j.backfill_id, "under its id");
+    is_int(js.id, j.rj.snapshot_id, "under its id");
 
     memset(&j, 0, sizeof(j));
-    j.kind = QBC_JOB_REALM;
-    j.realm = "7001";
-    j.tokens = &t;
-    j.snapshot_if_new = 1;
+    j.job.kind = QBC_JOB_REALM;
+    snprintf(j.rj.realm, sizeof(j.rj.realm), "%s", "7001");
+    j.rj.tokens = &t;
+    j.rj.snapshot_if_new = 1;
     is_int(run(s, &j), 0, "the same realm registered again");
-    is_int(j.backfill_id, 0, "no second snapshot for a known realm");
+    is_int(j.rj.snapshot_id, 0, "no second snapshot for a known realm");
     memset(&js, 0, sizeof(js));
     qbc_store_backfill_scan(s, collect_jobs, &js);
     is_int(js.n, jobs_before + 1, "still one job");
 
     memset(&j, 0, sizeof(j));
-    j.kind = QBC_JOB_REALM;
-    j.realm = "7002";
-    j.tokens = &t;
+    j.job.kind = QBC_JOB_REALM;
+    snprintf(j.rj.realm, sizeof(j.rj.realm), "%s", "7002");
+    j.rj.tokens = &t;
     is_int(run(s, &j), 0, "a new realm without snapshot_if_new");
-    is_int(j.backfill_id, 0, "no snapshot");
+    is_int(j.rj.snapshot_id, 0, "no snapshot");
 
     /* ops: first seen through a snapshot -> snapshot; held and newer -> update/create; deletes stay */
     qbc_version_t held = ver("7001", "Invoice", "1", "1", 100, QBC_OP_UPDATE, "{\"Id\":\"1\"}");
@@ -680,7 +716,7 @@ static void test_snapshot(void)
         v[i].source = QBC_SOURCE_SNAPSHOT;
     uint64_t last = qbc_store_feed_last(s);
     is_int(offer(s, v, 4, NULL, 0, &j), 0, "snapshot versions offered");
-    is_int(j.n_feed, 4, "all four are new");
+    is_int(j.rec.n_feed, 4, "all four are new");
     feed_seen_t f;
     memset(&f, 0, sizeof(f));
     qbc_store_feed_scan(s, last, 10, NULL, NULL, feed_cb, &f, NULL);
@@ -705,10 +741,10 @@ static void test_snapshot(void)
     strcpy(cp.skipped[1].entity, "Class");
     strcpy(cp.skipped[1].error, "refused");
     memset(&j, 0, sizeof(j));
-    j.kind = QBC_JOB_RECONCILE;
-    j.realm = "7001";
-    j.backfill = &cp;
-    j.realm_error = "snapshot job skipped 2 entities QBO refused: Estimate,Class";
+    j.job.kind = QBC_JOB_RECONCILE;
+    j.rec.realm = "7001";
+    j.rec.checkpoint = &cp;
+    j.rec.realm_error = "snapshot job skipped 2 entities QBO refused: Estimate,Class";
     is_int(run(s, &j), 0, "a checkpoint with skipped entities");
     static qbc_backfill_t back;
     is_int(qbc_store_backfill_get(s, cp.id, &back), 0, "read the job back");
@@ -718,6 +754,68 @@ static void test_snapshot(void)
     is_str(back.skipped[1].entity, "Class", "the second");
     qbc_store_realm_get(s, "7001", &rs);
     is_str(rs.last_error, "snapshot job skipped 2 entities QBO refused: Estimate,Class", "the realm's last_error");
+    qbc_store_close(s);
+}
+
+static int notes_seen(void)
+{
+    pthread_mutex_lock(&mu);
+    int n = notes;
+    pthread_mutex_unlock(&mu);
+    return n;
+}
+
+/* libuv's rule for listeners, and jobs the store refuses as malformed with its own code */
+static void test_listeners_and_malformed(void)
+{
+    char sub_dir[600];
+    snprintf(sub_dir, sizeof(sub_dir), "%s/listeners", dir);
+    qbc_store_config_t cfg = {.dir = sub_dir};
+    qbc_store_t *s;
+    any_job_t j;
+
+    qbc_store_open(&cfg, &s);
+    int h = qbc_store_add_listener(s, on_note, NULL);
+    ok(h >= 0, "a listener is added");
+    int before = notes_seen();
+    is_int(webhook(s, "4", "Item", "1", QBC_OP_CREATE), 0, "a commit");
+    ok(notes_seen() > before, "the listener heard it");
+    qbc_store_remove_listener(s, h);
+    before = notes_seen();
+    webhook(s, "4", "Item", "2", QBC_OP_CREATE);
+    is_int(notes_seen(), before, "once removed, it never runs again");
+    qbc_store_remove_listener(s, h); /* a second removal is a no-op */
+
+    int hs[QBC_STORE_MAX_LISTENERS], n = 0;
+    while (n < QBC_STORE_MAX_LISTENERS && (hs[n] = qbc_store_add_listener(s, on_note, NULL)) >= 0)
+        n++;
+    is_int(n, QBC_STORE_MAX_LISTENERS, "QBC_STORE_MAX_LISTENERS fit");
+    is_int(qbc_store_add_listener(s, on_note, NULL), QBC_EFULL, "one more is refused with QBC_EFULL");
+    qbc_store_remove_listener(s, hs[3]);
+    int again = qbc_store_add_listener(s, on_note, NULL);
+    is_int(again, hs[3], "a removed slot is used again");
+    for (int i = 0; i < n; i++)
+        qbc_store_remove_listener(s, hs[i]);
+
+    memset(&j, 0, sizeof(j));
+    j.job.kind = QBC_JOB_REALM; /* realm "" */
+    is_int(run(s, &j), QBC_EINVAL, "a realm job without a realm: QBC_EINVAL");
+    memset(&j, 0, sizeof(j));
+    j.job.kind = QBC_JOB_BACKFILL;
+    is_int(run(s, &j), QBC_EINVAL, "a backfill job that neither creates nor cancels: QBC_EINVAL");
+    qbc_backfill_t b;
+    memset(&b, 0, sizeof(b));
+    snprintf(b.realm, sizeof(b.realm), "4");
+    memset(&j, 0, sizeof(j));
+    j.job.kind = QBC_JOB_BACKFILL;
+    j.bf.create = &b;
+    j.bf.cancel_id = 1;
+    is_int(run(s, &j), QBC_EINVAL, "one that does both: QBC_EINVAL");
+    j.bf.cancel_id = 0;
+    is_int(run(s, &j), 0, "the same job, only creating: stored");
+    qbc_store_job_t ping;
+    memset(&ping, 0, sizeof(ping));
+    is_int(qbc_store_ping(s, &ping), QBC_EINVAL, "a job without on_commit is refused at submission");
     qbc_store_close(s);
 }
 
@@ -733,6 +831,7 @@ int main(void)
     subtest("audits after a capped CDC answer", test_audit);
     subtest("merge links and delete versions", test_merge_and_delete);
     subtest("snapshots: first registration, ops, skipped entities", test_snapshot);
+    subtest("listener removal and malformed jobs", test_listeners_and_malformed);
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)

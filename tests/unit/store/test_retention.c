@@ -42,17 +42,16 @@ static qbc_store_stats_t wait_stats(qbc_store_t *s, int (*done)(const qbc_store_
 /* one quarantined body received at received_ns */
 static void submit_quarantined(qbc_store_t *s, int64_t received_ns)
 {
-    qbc_store_job_t job;
+    qbc_webhook_job_t job, *one = &job;
     memset(&job, 0, sizeof(job));
-    job.kind = QBC_JOB_WEBHOOK;
     job.body = "not json";
     job.body_len = 8;
     job.inbox_flags = QBC_INBOX_QUARANTINED;
     job.quarantine_reason = "unparsable";
     job.received_ns = received_ns;
-    job.on_commit = on_commit;
+    job.job.on_commit = on_commit;
     reset_done();
-    if (qbc_store_submit(s, &job) != 0)
+    if (qbc_store_submit_webhooks(s, &one, 1) != 0)
         abort();
     wait_done(1);
 }
@@ -125,14 +124,13 @@ static void add_feed(qbc_store_t *s, int first, int n)
         v[i].data = "{}";
         v[i].data_len = 2;
     }
-    qbc_store_job_t j;
+    qbc_reconcile_job_t j;
     memset(&j, 0, sizeof(j));
-    j.kind = QBC_JOB_RECONCILE;
     j.versions = v;
     j.n_versions = (size_t)n;
-    j.on_commit = on_commit;
+    j.job.on_commit = on_commit;
     reset_done();
-    if (qbc_store_submit(s, &j) != 0)
+    if (qbc_store_reconcile(s, &j) != 0)
         abort();
     wait_done(1);
     free(v);

@@ -24,17 +24,22 @@ static qbc_event_t ev(const char *realm, const char *entity, const char *id, qbc
     return e;
 }
 
-static void init_job(qbc_store_job_t *j, const char *body, const qbc_event_t *evs, size_t n)
+static void init_job(qbc_webhook_job_t *j, const char *body, const qbc_event_t *evs, size_t n)
 {
     memset(j, 0, sizeof(*j));
-    j->kind = QBC_JOB_WEBHOOK;
     j->body = body;
     j->body_len = strlen(body);
     j->events = evs;
     j->n_events = n;
     j->format = QBC_FORMAT_CLASSIC;
     j->received_ns = qbc_now_ns();
-    j->on_commit = on_commit;
+    j->job.on_commit = on_commit;
+}
+
+/* one webhook job (the store takes them in batches) */
+static int submit_wh(qbc_store_t *s, qbc_webhook_job_t *j)
+{
+    return qbc_store_submit_webhooks(s, &j, 1);
 }
 
 /* ---- scans into arrays ---- */
@@ -86,7 +91,7 @@ static void test_basic(void)
     char *dir = make_tmp();
     qbc_store_config_t cfg = {.dir = dir};
     qbc_store_t *s;
-    qbc_store_job_t j[3];
+    qbc_webhook_job_t j[3];
 
     is_int(qbc_store_open(&cfg, &s), 0, "open creates a new store");
     qbc_event_t e1[2] = {ev("111", "Invoice", "7", QBC_OP_CREATE, 100, ""),
@@ -98,11 +103,11 @@ static void test_basic(void)
     init_job(&j[2], "{\"body\":3}", e3, 1);
     reset_done();
     for (int i = 0; i < 3; i++)
-        is_int(qbc_store_submit(s, &j[i]), 0, "submit");
+        is_int(submit_wh(s, &j[i]), 0, "submit");
     wait_done(3);
     qbc_store_flush(s);
     for (int i = 0; i < 3; i++)
-        is_int(j[i].result, 0, "job committed");
+        is_int(j[i].job.result, 0, "job committed");
     is_int(j[0].inbox_seq, 1, "first body gets sequence 1");
     is_int(j[2].inbox_seq, 3, "third body gets sequence 3");
     is_int(j[0].n_stored_events, 2, "both events of job 1 stored");
@@ -148,7 +153,7 @@ static void test_basic(void)
     qbc_event_t e4[1] = {ev("111", "Item", "1", QBC_OP_CREATE, 1, "")};
     init_job(&j[0], "{\"body\":4}", e4, 1);
     reset_done();
-    qbc_store_submit(s, &j[0]);
+    submit_wh(s, &j[0]);
     wait_done(1);
     qbc_store_flush(s);
     is_int(j[0].inbox_seq, 4, "sequence continues after reopen");
@@ -158,9 +163,9 @@ static void test_basic(void)
     is_int(qbc_store_open_readonly(dir, &s), 0, "open read-only");
     qbc_store_stats(s, &st);
     is_int(st.inbox_depth, 4, "read-only view sees four bodies");
-    qbc_store_job_t ro;
+    qbc_webhook_job_t ro;
     init_job(&ro, "x", NULL, 0);
-    ok(qbc_store_submit(s, &ro) != 0, "read-only store refuses writes");
+    ok(submit_wh(s, &ro) != 0, "read-only store refuses writes");
     qbc_store_close(s);
     rm_rf(dir);
     free(dir);
@@ -171,7 +176,7 @@ static void test_out_of_order_and_merge(void)
     char *dir = make_tmp();
     qbc_store_config_t cfg = {.dir = dir};
     qbc_store_t *s;
-    qbc_store_job_t j[2];
+    qbc_webhook_job_t j[2];
 
     qbc_store_open(&cfg, &s);
     /* a Delete at t=300 arrives before an Update at t=200: the delete stays last */
@@ -182,8 +187,8 @@ static void test_out_of_order_and_merge(void)
     init_job(&j[0], "a", a, 1);
     init_job(&j[1], "b", b, 2);
     reset_done();
-    qbc_store_submit(s, &j[0]);
-    qbc_store_submit(s, &j[1]);
+    submit_wh(s, &j[0]);
+    submit_wh(s, &j[1]);
     wait_done(2);
     qbc_store_flush(s);
     pending_seen_t pn;
@@ -206,7 +211,7 @@ static void test_cloudevents_dedupe(void)
     char *dir = make_tmp();
     qbc_store_config_t cfg = {.dir = dir};
     qbc_store_t *s;
-    qbc_store_job_t j[3];
+    qbc_webhook_job_t j[3];
 
     qbc_store_open(&cfg, &s);
     qbc_event_t a[2] = {ev("1", "Invoice", "1", QBC_OP_CREATE, 1, "evt-1"),
@@ -221,11 +226,11 @@ static void test_cloudevents_dedupe(void)
     j[0].format = j[1].format = j[2].format = QBC_FORMAT_CLOUDEVENTS;
     reset_done();
     for (int i = 0; i < 3; i++)
-        qbc_store_submit(s, &j[i]);
+        submit_wh(s, &j[i]);
     wait_done(3);
     qbc_store_flush(s);
     is_int(j[0].inbox_seq, 1, "first delivery stored");
-    is_int(j[1].result, 0, "a full repeat still succeeds (so it is acked)");
+    is_int(j[1].job.result, 0, "a full repeat still succeeds (so it is acked)");
     is_int(j[1].inbox_seq, 0, "a full repeat is not stored again");
     is_int(j[1].n_dup_events, 2, "both events counted as duplicates");
     is_int(j[2].inbox_seq, 2, "a partial repeat is stored");
@@ -242,7 +247,7 @@ static void test_cloudevents_dedupe(void)
                         ev("1", "Bill", "1", QBC_OP_CREATE, 1, "evt-9")};
     init_job(&j[0], "[d]", d, 2);
     reset_done();
-    qbc_store_submit(s, &j[0]);
+    submit_wh(s, &j[0]);
     wait_done(1);
     qbc_store_flush(s);
     is_int(j[0].n_dup_events, 1, "a repeat within one body is a duplicate");
@@ -256,7 +261,7 @@ static void test_quarantine(void)
     char *dir = make_tmp();
     qbc_store_config_t cfg = {.dir = dir};
     qbc_store_t *s;
-    qbc_store_job_t j;
+    qbc_webhook_job_t j;
 
     qbc_store_open(&cfg, &s);
     init_job(&j, "not json", NULL, 0);
@@ -264,10 +269,10 @@ static void test_quarantine(void)
     j.format = QBC_FORMAT_UNKNOWN;
     j.quarantine_reason = "not JSON";
     reset_done();
-    qbc_store_submit(s, &j);
+    submit_wh(s, &j);
     wait_done(1);
     qbc_store_flush(s);
-    is_int(j.result, 0, "quarantined body committed");
+    is_int(j.job.result, 0, "quarantined body committed");
     qbc_store_stats_t st;
     qbc_store_stats(s, &st);
     is_int(st.quarantined, 1, "quarantine counted");
@@ -289,7 +294,7 @@ static void test_group_commit_and_growth(void)
     char *dir = make_tmp();
     qbc_store_config_t cfg = {.dir = dir, .map_size = 256 * 1024, .map_max = 64 << 20};
     qbc_store_t *s;
-    static qbc_store_job_t jobs[MANY];
+    static qbc_webhook_job_t jobs[MANY];
     static qbc_event_t evs[MANY];
     static char bodies[MANY][600];
 
@@ -302,13 +307,13 @@ static void test_group_commit_and_growth(void)
         memset(bodies[i], 'x', sizeof(bodies[i]) - 1);
         bodies[i][sizeof(bodies[i]) - 1] = '\0';
         init_job(&jobs[i], bodies[i], &evs[i], 1);
-        qbc_store_submit(s, &jobs[i]);
+        submit_wh(s, &jobs[i]);
     }
     wait_done(MANY);
     qbc_store_flush(s);
     int failed = 0;
     for (int i = 0; i < MANY; i++)
-        failed += jobs[i].result != 0;
+        failed += jobs[i].job.result != 0;
     is_int(failed, 0, "every job committed although the map started too small");
     qbc_store_stats_t st;
     qbc_store_stats(s, &st);
@@ -325,7 +330,7 @@ static void test_full_map(void)
     char *dir = make_tmp();
     qbc_store_config_t cfg = {.dir = dir, .map_size = 512 * 1024, .map_max = 512 * 1024};
     qbc_store_t *s;
-    static qbc_store_job_t jobs[400];
+    static qbc_webhook_job_t jobs[400];
     static char body[4000];
 
     memset(body, 'y', sizeof(body) - 1);
@@ -333,15 +338,15 @@ static void test_full_map(void)
     reset_done();
     for (int i = 0; i < 400; i++) {
         init_job(&jobs[i], body, NULL, 0);
-        qbc_store_submit(s, &jobs[i]);
+        submit_wh(s, &jobs[i]);
     }
     wait_done(400);
     qbc_store_flush(s);
     int ok_n = 0, full_n = 0, other = 0;
     for (int i = 0; i < 400; i++) {
-        if (jobs[i].result == 0)
+        if (jobs[i].job.result == 0)
             ok_n++;
-        else if (jobs[i].result == QBC_EFULL)
+        else if (jobs[i].job.result == QBC_EFULL)
             full_n++;
         else
             other++;
@@ -395,12 +400,12 @@ static void test_closed(void)
     char *dir = make_tmp();
     qbc_store_config_t cfg = {.dir = dir};
     qbc_store_t *s;
-    qbc_store_job_t j;
+    qbc_webhook_job_t j;
 
     qbc_store_open(&cfg, &s);
     qbc_store__writer_stop_for_test(s);
     init_job(&j, "late", NULL, 0);
-    is_int(qbc_store_submit(s, &j), QBC_ECLOSED, "submit after close is refused");
+    is_int(submit_wh(s, &j), QBC_ECLOSED, "submit after close is refused");
     qbc_store_close(s);
     rm_rf(dir);
     free(dir);
