@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdarg.h>
+#include <pthread.h>
 
 #ifndef QBCDC_VERSION
 #define QBCDC_VERSION "0.0.0"
@@ -120,6 +121,21 @@ __attribute__((noreturn, format(printf, 3, 4))) void qbc__fatal(const char *file
 int64_t qbc_now_ns(void);
 /** monotonic time in nanoseconds (for durations only). */
 int64_t qbc_mono_ns(void);
+
+/**
+ * initialises a condition variable whose timed waits run on CLOCK_MONOTONIC, the clock
+ * of qbc_mono_ns(), so a deadline does not move when the wall clock is set.
+ * @return 0, or an errno value from pthread_condattr_* / pthread_cond_init
+ */
+int qbc_cond_init_mono(pthread_cond_t *cv);
+
+/**
+ * waits on cv (initialised with qbc_cond_init_mono; mu held) until it is signalled or
+ * qbc_mono_ns() reaches deadline_ns. Spurious wake-ups return 0 like signals do: callers
+ * re-check their condition.
+ * @return 0 (woken), or ETIMEDOUT (the deadline passed; also when it already had)
+ */
+int qbc_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline_ns);
 
 /**
  * parses an ISO-8601 date-time as QBO sends it: "YYYY-MM-DDTHH:MM[:SS[.fraction]]"

@@ -6,6 +6,7 @@
  * nanoseconds) and "2015-12-23T09:00-07:00" (CDC examples, no seconds). We keep
  * nanoseconds since the epoch so that ordering by time never loses precision.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <time.h>
 #include "common.h"
@@ -22,6 +23,27 @@ int64_t qbc_mono_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int qbc_cond_init_mono(pthread_cond_t *cv)
+{
+    pthread_condattr_t attr;
+    int rc = pthread_condattr_init(&attr);
+    if (rc != 0)
+        return rc;
+    if ((rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)) == 0)
+        rc = pthread_cond_init(cv, &attr);
+    pthread_condattr_destroy(&attr);
+    return rc;
+}
+
+int qbc_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline_ns)
+{
+    if (deadline_ns <= qbc_mono_ns())
+        return ETIMEDOUT;
+    struct timespec ts = {(time_t)(deadline_ns / 1000000000), (long)(deadline_ns % 1000000000)};
+    int rc = pthread_cond_timedwait(cv, mu, &ts);
+    return rc == ETIMEDOUT ? ETIMEDOUT : 0;
 }
 
 /* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm). */

@@ -258,11 +258,12 @@ static qbc_store_t *store_new(const char *dir)
     s->dir = qbc_strdup(dir);
     pthread_rwlock_init(&s->gate, NULL);
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
+    /* both are waited on with monotonic deadlines (qbc_cond_wait_until) */
+    if (qbc_cond_init_mono(&s->cv) != 0 || qbc_cond_init_mono(&s->space_cv) != 0)
+        qbc_fatal("cannot make a monotonic condition variable");
     pthread_mutex_init(&s->imu, NULL);
     pthread_mutex_init(&s->listen_mu, NULL);
     pthread_cond_init(&s->icv, NULL);
-    pthread_cond_init(&s->space_cv, NULL);
     s->jfd = -1;
     return s;
 }

@@ -126,14 +126,12 @@ static int wait_for_space(qbc_store_t *s, uint64_t end)
 {
     if (end - __atomic_load_n(&s->j_applied_pos, __ATOMIC_ACQUIRE) <= s->jsize)
         return 0;
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += JOURNAL_WAIT_S;
+    int64_t deadline = qbc_mono_ns() + JOURNAL_WAIT_S * (int64_t)1000000000;
     int rc = 0;
     pthread_mutex_lock(&s->imu);
     while (end - __atomic_load_n(&s->j_applied_pos, __ATOMIC_ACQUIRE) > s->jsize && rc == 0 &&
            __atomic_load_n(&s->j_stuck, __ATOMIC_ACQUIRE) == 0)
-        rc = pthread_cond_timedwait(&s->space_cv, &s->imu, &dl);
+        rc = qbc_cond_wait_until(&s->space_cv, &s->imu, deadline);
     pthread_mutex_unlock(&s->imu);
     if (end - __atomic_load_n(&s->j_applied_pos, __ATOMIC_ACQUIRE) <= s->jsize)
         return 0;

@@ -789,16 +789,7 @@ static void run_batch(qbc_store_t *s, qbc_store_job_t *list, size_t n)
 /* waits on the writer's condition variable until woken or until mono_due; mu held */
 static void wait_until(qbc_store_t *s, int64_t mono_due)
 {
-    struct timespec ts;
-    int64_t left = mono_due - qbc_mono_ns();
-    if (left <= 0)
-        return;
-    clock_gettime(CLOCK_REALTIME, &ts); /* the condition variable's clock */
-    ts.tv_sec += left / 1000000000;
-    ts.tv_nsec += left % 1000000000;
-    if (ts.tv_nsec >= 1000000000)
-        ts.tv_sec++, ts.tv_nsec -= 1000000000;
-    pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+    qbc_cond_wait_until(&s->cv, &s->mu, mono_due); /* s->cv runs on the monotonic clock (env.c) */
 }
 
 /* appends a job to the writer's queue, counting the urgent ones (all but APPLY); mu held */

@@ -2,6 +2,8 @@
  * test_time.c — common/time.c: the ISO-8601 forms QBO sends (qbo-facts §1.1, §1.2, §2),
  * the ones it must refuse, and the edges of int64 nanoseconds.
  */
+#include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,6 +200,55 @@ static void test_clocks(void)
     ok(b >= a, "monotonic clock does not go back");
 }
 
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int flag;
+} waiter_t;
+
+static void *signal_soon(void *p)
+{
+    waiter_t *w = p;
+    struct timespec ts = {0, 20 * 1000000};
+    nanosleep(&ts, NULL);
+    pthread_mutex_lock(&w->mu);
+    w->flag = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* timed waits run on the monotonic clock: a deadline is qbc_mono_ns() + a duration */
+static void test_monotonic_waits(void)
+{
+    waiter_t w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    is_int(qbc_cond_init_mono(&w.cv), 0, "a monotonic condition variable");
+    pthread_mutex_lock(&w.mu);
+    int64_t deadline = qbc_mono_ns() + 50 * 1000000;
+    int rc = 0;
+    while (rc == 0)
+        rc = qbc_cond_wait_until(&w.cv, &w.mu, deadline);
+    int64_t after = qbc_mono_ns();
+    is_int(rc, ETIMEDOUT, "an unsignalled wait times out");
+    ok(after >= deadline, "not before the deadline");
+    /* a CLOCK_REALTIME condition variable would read this deadline as 1970 and return at once,
+     * or, the other way round, wait for decades: bound it so a wrong clock fails, not hangs */
+    ok(after - deadline < 5 * (int64_t)1000000000, "and not long after it");
+    is_int(qbc_cond_wait_until(&w.cv, &w.mu, qbc_mono_ns() - 1), ETIMEDOUT, "a deadline already past: at once");
+
+    pthread_t th;
+    pthread_create(&th, NULL, signal_soon, &w);
+    deadline = qbc_mono_ns() + 30 * (int64_t)1000000000;
+    rc = 0;
+    while (!w.flag && rc == 0)
+        rc = qbc_cond_wait_until(&w.cv, &w.mu, deadline);
+    is_int(rc, 0, "a signal before the deadline wakes the waiter");
+    ok(w.flag && qbc_mono_ns() < deadline, "well before its 30 s deadline");
+    pthread_mutex_unlock(&w.mu);
+    pthread_join(th, NULL);
+    pthread_cond_destroy(&w.cv);
+}
+
 int main(void)
 {
     subtest("QBO samples", test_qbo_samples);
@@ -207,5 +258,6 @@ int main(void)
     subtest("int64 range", test_range);
     subtest("format", test_format);
     subtest("clocks", test_clocks);
+    subtest("monotonic timed waits", test_monotonic_waits);
     return done_testing();
 }
