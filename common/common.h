@@ -1,6 +1,8 @@
 /*
  * common.h — the few things every qbcdc module shares: one error convention,
- * logging, allocation that dies on OOM, ISO-8601 time and base64.
+ * logging, allocation that dies on OOM, growable buffers, comma-separated lists, clocks,
+ * monotonic timed waits, ISO-8601 time, URL encoding and base64 (the JSON scanner has its
+ * own header, json_scan.h).
  *
  * Error convention (STYLE.md part 2.3): functions return int, 0 on success or
  * a negative code. System errors are -errno; our own codes live in a reserved

@@ -3,11 +3,12 @@
  *
  * One thread, one libcurl multi handle (STYLE.md 3.2, option A: curl_multi_poll +
  * curl_multi_wakeup). It reads pending notices from the store, fetches the entities
- * from the QBO API (many ids of one entity type in one realm become one query),
- * offers the versions to the store (QBC_JOB_RECONCILE: dedupe, feed append and notice
- * removal in one transaction), refreshes OAuth tokens, and keeps every realm inside
- * its rate budget. Later issues add CDC polls and backfills as lower-priority users
- * of the same fetch path and budget.
+ * from the QBO API (many ids of one entity type in one realm become one query, several
+ * types one batch), offers the versions to the store (qbc_store_reconcile: dedupe, feed
+ * append and notice removal in one transaction), refreshes OAuth tokens, and keeps every
+ * realm inside its rate budget. CDC sweeps (the fallback for lost webhooks, periodic and
+ * on request) and backfill jobs (operators', automatic catch-ups and first-connection
+ * snapshots) are lower-priority users of the same calls, budget and dedupe.
  *
  * Threading: everything here runs on the reconciler thread except qbc_reconciler_wake()
  * and qbc_reconciler_snapshot(), which any thread may call.

@@ -13,9 +13,9 @@
  * need no metadata). Records are addressed by a monotonic byte position `pos`; a
  * record lives at pos % size and never straddles the end: when it does not fit, a
  * WRAP record (or, with less than a header left, nothing) fills the rest and the
- * record goes to the next lap. Record: 32-byte header then payload, padded to 8.
+ * record goes to the next lap. Record: 40-byte header (QBC_JREC_HEADER) then payload, padded to 8.
  *
- *   0 magic "QBJ1"  4 crc32c(bytes 8 .. 40+len)  8 jseq  16 pos  24 len  28 kind  32 epoch
+ *   0 magic "QBJ1"  4 crc32c(bytes 8 .. 40+len)  8 jseq  16 pos  24 len  28 kind  32 epoch  36 zero
  *
  * A record is valid only with the right magic and crc, its own pos, the next jseq,
  * and an epoch no lower than the record before it; so a torn write, or an older
