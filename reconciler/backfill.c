@@ -64,7 +64,7 @@ static void bf_free(rec_backfill_t *b)
     free(b);
 }
 
-void rec_backfill_free_all(qbc_reconciler_t *r)
+void qbc_rec__backfill_free_all(qbc_reconciler_t *r)
 {
     while (r->backfills != NULL) {
         rec_backfill_t *b = r->backfills;
@@ -85,7 +85,7 @@ static rec_backfill_t *bf_find(qbc_reconciler_t *r, uint64_t id)
 static void bf_entities(qbc_reconciler_t *r, rec_backfill_t *b)
 {
     if (b->st.entities[0] == '\0')
-        rec_cdc_entity_list(r, b->st.entities, sizeof(b->st.entities));
+        qbc_rec__cdc_entity_list(r, b->st.entities, sizeof(b->st.entities));
     char *copy = qbc_strdup(b->st.entities), *save = NULL;
     for (char *tok = strtok_r(copy, ", ", &save); tok != NULL; tok = strtok_r(NULL, ", ", &save)) {
         if (!qbc_rec_entity_ok(tok))
@@ -111,7 +111,7 @@ static int on_job(const qbc_backfill_t *job, void *ctx)
     }
     if (!live || !qbc_rec_id_ok(job->realm))
         return 0;
-    rec_realm_t *realm = rec_realm_get(r, job->realm, 1);
+    rec_realm_t *realm = qbc_rec__realm_get(r, job->realm, 1);
     if (realm == NULL)
         return 0;
     b = qbc_calloc(1, sizeof(*b));
@@ -129,7 +129,7 @@ static int on_job(const qbc_backfill_t *job, void *ctx)
     return 0;
 }
 
-void rec_backfill_scan(qbc_reconciler_t *r)
+void qbc_rec__backfill_scan(qbc_reconciler_t *r)
 {
     int rc = qbc_store_backfill_scan(r->store, on_job, r);
     if (rc != 0)
@@ -179,7 +179,7 @@ static void submit_checkpoint(qbc_reconciler_t *r, rec_backfill_t *b, qbc_versio
     tmpl.checkpoint = &b->cp;
     tmpl.realm_error = b->realm_error[0] ? b->realm_error : NULL;
     b->inflight = 1;
-    if (rec_submit_versions(r, b->realm, &tmpl, versions, nv, owned, n_owned, on_page_committed, b) != 0) {
+    if (qbc_rec__submit_versions(r, b->realm, &tmpl, versions, nv, owned, n_owned, on_page_committed, b) != 0) {
         b->inflight = 0;
         b->retry_ns = qbc_mono_ns() + NS;
         free(versions);
@@ -199,19 +199,8 @@ static void bf_fail(qbc_reconciler_t *r, rec_backfill_t *b, const char *err)
     submit_checkpoint(r, b, NULL, 0, NULL, 0);
 }
 
-int rec_entity_refused(long status, const qbc_fault_t *f)
-{
-    int has = f != NULL && f->present;
-    if (status == 401 || status == 403 || status == 404 || status == 429 || status >= 500)
-        return 0;
-    if (has && (strstr(f->type, "Authentication") != NULL || strstr(f->type, "Authorization") != NULL ||
-                strcasecmp(f->type, "AUTHENTICATION") == 0 || qbc_rec_fault_too_old(f)))
-        return 0;
-    return (status >= 400 && status < 500) || (has && strcmp(f->type, "ValidationFault") == 0);
-}
-
 /*
- * QBO refused to query this entity for the realm (rec_entity_refused): the job records it
+ * QBO refused to query this entity for the realm (qbc_rec__entity_refused): the job records it
  * and goes on with the next entity, rather than failing as a whole for a feature the
  * company does not have. A job that every entity was refused fails: then the fault is
  * not about one entity.
@@ -251,7 +240,7 @@ static void bf_skip(qbc_reconciler_t *r, rec_backfill_t *b, const char *entity, 
     submit_checkpoint(r, b, NULL, 0, NULL, 0);
 }
 
-size_t rec_backfill_n_anchors(const char *anchors)
+size_t qbc_rec__backfill_n_anchors(const char *anchors)
 {
     size_t n = anchors[0] != '\0';
     for (const char *p = anchors; *p; p++)
@@ -259,7 +248,7 @@ size_t rec_backfill_n_anchors(const char *anchors)
     return n;
 }
 
-long rec_backfill_first_new(const char *anchors, const qbc_rec_item_t *items, size_t n)
+long qbc_rec__backfill_first_new(const char *anchors, const qbc_rec_item_t *items, size_t n)
 {
     if (anchors[0] == '\0')
         return 0;
@@ -269,7 +258,7 @@ long rec_backfill_first_new(const char *anchors, const qbc_rec_item_t *items, si
     return -1;
 }
 
-void rec_backfill_anchors(const qbc_rec_item_t *items, size_t n, char *out, size_t outsz)
+void qbc_rec__backfill_anchors(const qbc_rec_item_t *items, size_t n, char *out, size_t outsz)
 {
     size_t k = 0, i = n;
     while (i > 0 && k < QBC_BACKFILL_ANCHORS) /* back to the first of the last valid ids */
@@ -291,7 +280,7 @@ static void on_page(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, const re
     const char *entity = b->ents[b->st.entity_index];
 
     b->inflight = 0;
-    qbc_rec_class_t cls = rec_answer_class(a, &fault);
+    qbc_rec_class_t cls = qbc_rec__answer_class(a, &fault);
     if (cls == REC_RES_OK && (prc = qbc_rec_parse_query(a->body, a->len, entity, &items, &n, &fault)) != 0)
         cls = prc == QBC_ENOTFOUND ? qbc_rec_classify(1, a->status, &fault) : REC_RES_RETRY;
     char err[256] = "";
@@ -301,20 +290,19 @@ static void on_page(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, const re
         qbc_rec_items_free(items, n);
         return;
     }
-    switch (cls) {
-    case REC_RES_OK:
+    switch (qbc_rec__action_for(cls, REC_FOR_BACKFILL, a->status, &fault)) {
+    case REC_ACT_USE:
         break;
-    case REC_RES_THROTTLED: {
-        rec_realm_throttled(r, realm, now, a->retry_after_ms, "backfill query");
+    case REC_ACT_PAUSE:
+        qbc_rec__realm_throttled(r, realm, now, a->retry_after_ms, "backfill query");
         REC_STAT(r, throttled, 1);
         return;
-    }
-    case REC_RES_AUTH:
-        rec_auth_rejected(r, realm, a->token_gen);
+    case REC_ACT_REAUTH:
+        qbc_rec__auth_rejected(r, realm, a->token_gen);
         if (++b->failures > BF_MAX_FAILURES)
             bf_fail(r, b, err);
         return;
-    case REC_RES_RETRY:
+    case REC_ACT_RETRY:
         REC_STAT(r, server_errors, 1);
         if (++b->failures > BF_MAX_FAILURES) {
             bf_fail(r, b, prc != 0 ? "the query answer did not parse" : err);
@@ -324,14 +312,13 @@ static void on_page(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, const re
             now +
             (int64_t)qbc_backoff_ms(b->failures, r->cfg.backoff_base_ms, r->cfg.backoff_max_ms, &r->rng) * 1000000;
         return;
-    case REC_RES_CLIENT:
-        if (rec_entity_refused(a->status, &fault)) {
-            bf_skip(r, b, entity, err);
-            return;
-        }
-        bf_fail(r, b, err);
+    case REC_ACT_SKIP_ENTITY:
+        bf_skip(r, b, entity, err);
         return;
-    case REC_RES_GONE:
+    case REC_ACT_READ_ALONE: /* not given to backfills */
+    case REC_ACT_DELETED:
+    case REC_ACT_CATCH_UP:
+    case REC_ACT_GIVE_UP:
         bf_fail(r, b, err);
         return;
     }
@@ -341,7 +328,7 @@ static void on_page(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, const re
     b->cp.status = QBC_BACKFILL_RUNNING;
     if (b->cp.started_ns == 0)
         b->cp.started_ns = qbc_now_ns();
-    long first = rec_backfill_first_new(b->st.anchors, items, n);
+    long first = qbc_rec__backfill_first_new(b->st.anchors, items, n);
     if (first < 0 && b->st.rereads < BF_MAX_REREADS) {
         qbc_log(QBC_LOG_INFO, REC_MOD,
                 "backfill job %llu: %s rows moved under the pages (deleted before position %llu); reading it again "
@@ -370,7 +357,7 @@ static void on_page(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, const re
     for (size_t i = (size_t)first; i < n; i++) {
         if (!qbc_rec_id_ok(items[i].id))
             continue;
-        rec_version_of_item(realm->name, entity, &items[i], source, &versions[nv++]);
+        qbc_rec__version_of_item(realm->name, entity, &items[i], source, &versions[nv++]);
         if (items[i].data != NULL) {
             owned[no++] = items[i].data;
             items[i].data = NULL;
@@ -384,7 +371,7 @@ static void on_page(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, const re
         b->cp.anchors[0] = '\0';
     } else {
         b->cp.start_position = b->page_pos + n;
-        rec_backfill_anchors(items, n, b->cp.anchors, sizeof(b->cp.anchors));
+        qbc_rec__backfill_anchors(items, n, b->cp.anchors, sizeof(b->cp.anchors));
     }
     qbc_rec_items_free(items, n);
     if (b->cp.entity_index >= b->n_ents) {
@@ -402,7 +389,7 @@ static int realm_busy(qbc_reconciler_t *r, rec_backfill_t *upto, rec_realm_t *re
     return 0;
 }
 
-int64_t rec_backfill_plan(qbc_reconciler_t *r, int64_t now)
+int64_t qbc_rec__backfill_plan(qbc_reconciler_t *r, int64_t now)
 {
     int64_t next = now + NS;
     if (atomic_load(&r->stopping))
@@ -415,7 +402,7 @@ int64_t rec_backfill_plan(qbc_reconciler_t *r, int64_t now)
         }
         pp = &b->next;
         rec_realm_t *realm = b->realm;
-        if (b->stop || b->inflight || realm_busy(r, b, realm) || !rec_realm_usable(realm))
+        if (b->stop || b->inflight || realm_busy(r, b, realm) || !qbc_rec__realm_usable(realm))
             continue;
         if (b->retry_ns > now) {
             if (b->retry_ns < next)
@@ -431,7 +418,7 @@ int64_t rec_backfill_plan(qbc_reconciler_t *r, int64_t now)
             submit_checkpoint(r, b, NULL, 0, NULL, 0);
             continue;
         }
-        if (!rec_auth_ready(r, realm, now, &next))
+        if (!qbc_rec__auth_ready(r, realm, now, &next))
             continue;
         if (qbc_budget_available(&realm->budget, now, REC_PRIO_BACKFILL) == 0) {
             int64_t t = qbc_budget_next(&realm->budget, now, REC_PRIO_BACKFILL);
@@ -440,11 +427,11 @@ int64_t rec_backfill_plan(qbc_reconciler_t *r, int64_t now)
             continue;
         }
         /* a page after the first starts early enough to hold the last one's anchors */
-        size_t na = rec_backfill_n_anchors(b->st.anchors);
+        size_t na = qbc_rec__backfill_n_anchors(b->st.anchors);
         b->page_pos = b->st.start_position > na ? b->st.start_position - na : 1;
         char *q = qbc_rec_backfill_query(b->ents[b->st.entity_index], b->st.since_ns, b->page_pos);
         char *url = qbc_rec_query_url(r->api_base, realm->name, r->cfg.minorversion);
-        int rc = rec_start_api(r, realm, url, q, on_page, b);
+        int rc = qbc_rec__start_api(r, realm, url, q, on_page, b);
         free(url);
         free(q);
         if (rc != 0) {

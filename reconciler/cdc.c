@@ -42,8 +42,8 @@ static void min_into(int64_t *next, int64_t t)
         *next = t;
 }
 
-void rec_version_of_item(const char *realm, const char *entity, const qbc_rec_item_t *it, uint8_t source,
-                         qbc_version_t *v)
+void qbc_rec__version_of_item(const char *realm, const char *entity, const qbc_rec_item_t *it, uint8_t source,
+                              qbc_version_t *v)
 {
     memset(v, 0, sizeof(*v));
     snprintf(v->realm, sizeof(v->realm), "%s", realm);
@@ -80,7 +80,7 @@ static void sweep_clear(rec_cdc_t *c)
     c->sweep_refused_why[0] = '\0';
 }
 
-void rec_cdc_free(rec_cdc_t *c)
+void qbc_rec__cdc_free(rec_cdc_t *c)
 {
     sweep_clear(c);
     free(c->audited);
@@ -128,7 +128,7 @@ static void audit_list(qbc_reconciler_t *r, rec_cdc_t *c)
     }
 }
 
-void rec_cdc_entity_list(const qbc_reconciler_t *r, char *out, size_t outsz)
+void qbc_rec__cdc_entity_list(const qbc_reconciler_t *r, char *out, size_t outsz)
 {
     out[0] = '\0';
     for (size_t i = 0; i < r->n_cdc_entities; i++)
@@ -185,7 +185,7 @@ static void gather(rec_cdc_t *c, const char *realm, qbc_rec_cdc_group_t *groups,
                 c->cap_v = c->cap_v ? c->cap_v * 2 : 256;
                 c->versions = qbc_realloc(c->versions, c->cap_v * sizeof(*c->versions));
             }
-            rec_version_of_item(realm, groups[g].entity, it, QBC_SOURCE_CDC, &c->versions[c->nv++]);
+            qbc_rec__version_of_item(realm, groups[g].entity, it, QBC_SOURCE_CDC, &c->versions[c->nv++]);
             if (it->data != NULL) {
                 if (c->n_owned == c->cap_owned) {
                     c->cap_owned = c->cap_owned ? c->cap_owned * 2 : 256;
@@ -224,8 +224,8 @@ static void on_backfill_created(qbc_reconciler_t *r, const qbc_store_job_t *sj, 
     free(a);
 }
 
-int rec_backfill_create(qbc_reconciler_t *r, rec_realm_t *realm, int64_t since_ns, const char *reason,
-                        int64_t new_watermark_ns, rec_commit_cb done, void *ctx)
+int qbc_rec__backfill_create(qbc_reconciler_t *r, rec_realm_t *realm, int64_t since_ns, const char *reason,
+                             int64_t new_watermark_ns, rec_commit_cb done, void *ctx)
 {
     qbc_backfill_t b;
     memset(&b, 0, sizeof(b));
@@ -233,7 +233,7 @@ int rec_backfill_create(qbc_reconciler_t *r, rec_realm_t *realm, int64_t since_n
     b.since_ns = since_ns;
     b.start_position = 1;
     snprintf(b.reason, sizeof(b.reason), "%s", reason);
-    return rec_submit_backfill(r, realm, &b, new_watermark_ns, done, ctx);
+    return qbc_rec__submit_backfill(r, realm, &b, new_watermark_ns, done, ctx);
 }
 
 /* CDC cannot serve `since`: a backfill from there, and CDC from (about) now */
@@ -246,7 +246,7 @@ static void start_auto_backfill(qbc_reconciler_t *r, rec_realm_t *realm, int64_t
     a->realm = realm;
     /* a second back: changes committed at Intuit just before are still asked of CDC, deduped */
     a->new_watermark_ns = qbc_now_ns() - NS;
-    if (rec_backfill_create(r, realm, since_ns, "cdc_too_old", a->new_watermark_ns, on_backfill_created, a) != 0) {
+    if (qbc_rec__backfill_create(r, realm, since_ns, "cdc_too_old", a->new_watermark_ns, on_backfill_created, a) != 0) {
         free(a);
         c->retry_ns = now + 5 * NS;
         return;
@@ -333,8 +333,8 @@ static void sweep_commit(qbc_reconciler_t *r, rec_realm_t *realm)
     audit_list(r, c);
     tmpl.audit_entities = c->audit[0] ? c->audit : NULL;
     c->inflight = 1;
-    if (rec_submit_versions(r, realm, &tmpl, c->versions, c->nv, c->owned, c->n_owned, on_sweep_committed, realm) !=
-        0) {
+    if (qbc_rec__submit_versions(r, realm, &tmpl, c->versions, c->nv, c->owned, c->n_owned, on_sweep_committed,
+                                 realm) != 0) {
         c->inflight = 0;
         sweep_end(r, realm, qbc_mono_ns(), "the store is closing");
         return;
@@ -345,7 +345,7 @@ static void sweep_commit(qbc_reconciler_t *r, rec_realm_t *realm)
 }
 
 /*
- * QBO refused a CDC request (rec_entity_refused). A part of several entities asks again
+ * QBO refused a CDC request (qbc_rec__entity_refused). A part of several entities asks again
  * one entity at a time, to find which; a part of one entity is dropped from this sweep
  * and, once the sweep commits what the others read, from the realm's later sweeps.
  */
@@ -381,34 +381,32 @@ static void answer_failed(qbc_reconciler_t *r, rec_realm_t *realm, const rec_api
     rec_cdc_t *c = &realm->cdc;
     char err[256] = "";
     qbc_rec_describe(a->status, fault, a->curl_ok ? NULL : a->curl_err, err, sizeof(err));
-    switch (cls) {
-    case REC_RES_OK:
+    switch (qbc_rec__action_for(cls, REC_FOR_CDC, a->status, fault)) {
+    case REC_ACT_USE:
         return;
-    case REC_RES_THROTTLED: {
-        rec_realm_throttled(r, realm, now, a->retry_after_ms, err);
+    case REC_ACT_PAUSE:
+        qbc_rec__realm_throttled(r, realm, now, a->retry_after_ms, err);
         REC_STAT(r, throttled, 1);
         return; /* the part is asked again when the pause is over */
-    }
-    case REC_RES_AUTH:
-        rec_auth_rejected(r, realm, a->token_gen);
+    case REC_ACT_REAUTH:
+        qbc_rec__auth_rejected(r, realm, a->token_gen);
         if (++c->failures > CDC_MAX_FAILURES)
             sweep_end(r, realm, now, err);
         return;
-    case REC_RES_GONE:
-    case REC_RES_CLIENT:
-        if (qbc_rec_fault_too_old(fault)) {
-            int64_t since = c->parts[0].since_ns;
-            sweep_end(r, realm, now, NULL);
-            start_auto_backfill(r, realm, since, now);
-            return;
-        }
-        if (cls == REC_RES_CLIENT && c->parts[0].until_ns == 0 && rec_entity_refused(a->status, fault)) {
+    case REC_ACT_CATCH_UP: {
+        int64_t since = c->parts[0].since_ns;
+        sweep_end(r, realm, now, NULL);
+        start_auto_backfill(r, realm, since, now);
+        return;
+    }
+    case REC_ACT_SKIP_ENTITY:
+        if (c->parts[0].until_ns == 0) { /* a window split in time is refused as a whole: it ends the sweep */
             part_refused(r, realm, err);
             return;
         }
         sweep_end(r, realm, now, err);
         return;
-    case REC_RES_RETRY:
+    case REC_ACT_RETRY:
         REC_STAT(r, server_errors, 1);
         if (++c->failures > CDC_MAX_FAILURES) {
             sweep_end(r, realm, now, prc != 0 ? "the answer did not parse" : err);
@@ -417,6 +415,11 @@ static void answer_failed(qbc_reconciler_t *r, rec_realm_t *realm, const rec_api
         c->retry_ns =
             now +
             (int64_t)qbc_backoff_ms(c->failures, r->cfg.backoff_base_ms, r->cfg.backoff_max_ms, &r->rng) * 1000000;
+        return;
+    case REC_ACT_READ_ALONE: /* not given to CDC */
+    case REC_ACT_DELETED:
+    case REC_ACT_GIVE_UP:
+        sweep_end(r, realm, now, err);
         return;
     }
 }
@@ -442,7 +445,7 @@ static void on_window_answer(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx,
     if (!c->active || c->n_parts == 0)
         return;
     rec_cdc_part_t *p = &c->parts[0];
-    qbc_rec_class_t cls = rec_answer_class(a, &fault);
+    qbc_rec_class_t cls = qbc_rec__answer_class(a, &fault);
     if (cls == REC_RES_OK && (prc = qbc_rec_parse_query(a->body, a->len, p->entities, &items, &n, &fault)) != 0)
         cls = prc == QBC_ENOTFOUND ? qbc_rec_classify(1, a->status, &fault) : REC_RES_RETRY;
     if (cls != REC_RES_OK) {
@@ -450,7 +453,7 @@ static void on_window_answer(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx,
         return;
     }
     c->failures = 0;
-    long first = rec_backfill_first_new(p->anchors, items, n);
+    long first = qbc_rec__backfill_first_new(p->anchors, items, n);
     if (first < 0 && p->rereads < 3) { /* rows left the second under the pages: read it again */
         p->rereads++;
         p->position = 1;
@@ -472,7 +475,7 @@ static void on_window_answer(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx,
         p->anchors[0] = '\0';
     } else {
         p->position = p->page_pos + n;
-        rec_backfill_anchors(items, n, p->anchors, sizeof(p->anchors));
+        qbc_rec__backfill_anchors(items, n, p->anchors, sizeof(p->anchors));
     }
     qbc_rec_items_free(items, n);
 }
@@ -491,7 +494,7 @@ static void on_cdc_answer(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, co
     c->inflight = 0;
     if (!c->active || c->n_parts == 0)
         return;
-    qbc_rec_class_t cls = rec_answer_class(a, &fault);
+    qbc_rec_class_t cls = qbc_rec__answer_class(a, &fault);
     if (cls == REC_RES_OK &&
         (prc = qbc_rec_parse_cdc(a->body, a->len, &groups, &n_groups, &time_ns, &total, &fault)) != 0)
         cls = prc == QBC_ENOTFOUND ? qbc_rec_classify(1, a->status, &fault) : REC_RES_RETRY;
@@ -583,7 +586,7 @@ static void sweep_start(qbc_reconciler_t *r, rec_realm_t *realm, int64_t now)
     part_push(c, list, n, since);
 }
 
-void rec_cdc_realm_seen(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_realm_t *st, int64_t now)
+void qbc_rec__cdc_realm_seen(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_realm_t *st, int64_t now)
 {
     rec_cdc_t *c = &realm->cdc;
     if (st->cdc_watermark_ns > c->watermark_ns)
@@ -595,7 +598,7 @@ void rec_cdc_realm_seen(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_realm
     c->requested_ns = st->cdc_requested_ns;
 }
 
-int64_t rec_cdc_plan(qbc_reconciler_t *r, int64_t now)
+int64_t qbc_rec__cdc_plan(qbc_reconciler_t *r, int64_t now)
 {
     int64_t next = now + NS;
     if (atomic_load(&r->stopping))
@@ -603,7 +606,7 @@ int64_t rec_cdc_plan(qbc_reconciler_t *r, int64_t now)
     for (size_t i = 0; i < r->n_realms; i++) {
         rec_realm_t *realm = r->realms[i];
         rec_cdc_t *c = &realm->cdc;
-        if (c->inflight || c->backfill_pending || c->due_ns == 0 || !rec_realm_usable(realm) ||
+        if (c->inflight || c->backfill_pending || c->due_ns == 0 || !qbc_rec__realm_usable(realm) ||
             !qbc_rec_id_ok(realm->name))
             continue;
         if (!c->active) {
@@ -625,7 +628,7 @@ int64_t rec_cdc_plan(qbc_reconciler_t *r, int64_t now)
                 min_into(&next, c->retry_ns);
             continue;
         }
-        if (!rec_auth_ready(r, realm, now, &next))
+        if (!qbc_rec__auth_ready(r, realm, now, &next))
             continue;
         if (qbc_budget_available(&realm->budget, now, REC_PRIO_CDC) == 0) {
             int64_t t = qbc_budget_next(&realm->budget, now, REC_PRIO_CDC);
@@ -636,16 +639,16 @@ int64_t rec_cdc_plan(qbc_reconciler_t *r, int64_t now)
         rec_cdc_part_t *p = &c->parts[0];
         int rc;
         if (p->until_ns > 0) { /* a crowded second, through the query API */
-            size_t na = rec_backfill_n_anchors(p->anchors);
+            size_t na = qbc_rec__backfill_n_anchors(p->anchors);
             p->page_pos = p->position > na ? p->position - na : 1;
             char *q = qbc_rec_window_query(p->entities, p->since_ns, p->until_ns, p->page_pos);
             char *url = qbc_rec_query_url(r->api_base, realm->name, r->cfg.minorversion);
-            rc = rec_start_api(r, realm, url, q, on_window_answer, NULL);
+            rc = qbc_rec__start_api(r, realm, url, q, on_window_answer, NULL);
             free(url);
             free(q);
         } else {
             char *url = qbc_rec_cdc_url(r->api_base, realm->name, p->entities, p->since_ns, r->cfg.minorversion);
-            rc = rec_start_api(r, realm, url, NULL, on_cdc_answer, NULL);
+            rc = qbc_rec__start_api(r, realm, url, NULL, on_cdc_answer, NULL);
             free(url);
         }
         if (rc != 0) {

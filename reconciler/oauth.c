@@ -134,7 +134,7 @@ static void auth_retry_later(qbc_reconciler_t *r, rec_realm_t *realm, uint64_t m
     realm->auth_retry_ns = qbc_mono_ns() + (int64_t)ms * 1000000;
 }
 
-int rec_auth_ready(qbc_reconciler_t *r, rec_realm_t *realm, int64_t now, int64_t *next_ns)
+int qbc_rec__auth_ready(qbc_reconciler_t *r, rec_realm_t *realm, int64_t now, int64_t *next_ns)
 {
     int64_t wall = qbc_now_ns();
     if (realm->auth == REC_AUTH_OK) {
@@ -173,7 +173,7 @@ int rec_auth_ready(qbc_reconciler_t *r, rec_realm_t *realm, int64_t now, int64_t
         if (nx > now && nx < *next_ns)
             *next_ns = nx;
     } else if (qbc_log(QBC_LOG_DEBUG, REC_MOD, "realm %s: refreshing its access token", realm->name),
-               rec_start_token(r, realm, t->refresh_token) == 0) {
+               qbc_rec__start_token(r, realm, t->refresh_token) == 0) {
         realm->auth = REC_AUTH_REFRESHING;
         realm->refresh_connected_ns = realm->connected_ns;
     } else {
@@ -184,8 +184,8 @@ int rec_auth_ready(qbc_reconciler_t *r, rec_realm_t *realm, int64_t now, int64_t
     return ready;
 }
 
-void rec_auth_token_done(qbc_reconciler_t *r, rec_realm_t *realm, int curl_ok, long status, const char *body,
-                         size_t len, const char *curl_err)
+void qbc_rec__auth_token_done(qbc_reconciler_t *r, rec_realm_t *realm, int curl_ok, long status, const char *body,
+                              size_t len, const char *curl_err)
 {
     char err[200];
     qbc_tokens_t *t = qbc_alloc(sizeof(*t));
@@ -196,7 +196,7 @@ void rec_auth_token_done(qbc_reconciler_t *r, rec_realm_t *realm, int curl_ok, l
         REC_STAT(r, token_refreshes, 1);
         if (replaced) {
             realm->auth = REC_AUTH_NONE; /* use the newly registered tokens instead */
-        } else if (rec_submit_realm(r, realm, NULL, t) == 0) {
+        } else if (qbc_rec__submit_realm(r, realm, NULL, t) == 0) {
             realm->auth = REC_AUTH_COMMITTING;
         } else {
             auth_retry_later(r, realm, 1000);
@@ -222,7 +222,7 @@ void rec_auth_token_done(qbc_reconciler_t *r, rec_realm_t *realm, int curl_ok, l
             realm->disc_connected_ns = st.connected_ns;
             auth_clear(realm);
             qbc_log(QBC_LOG_WARN, REC_MOD, "realm %s: %s", realm->name, st.last_error);
-            if (rec_submit_realm(r, realm, &st, NULL) != 0)
+            if (qbc_rec__submit_realm(r, realm, &st, NULL) != 0)
                 qbc_log(QBC_LOG_ERROR, REC_MOD, "realm %s: could not record the disconnection", realm->name);
         }
         break;
@@ -240,7 +240,7 @@ void rec_auth_token_done(qbc_reconciler_t *r, rec_realm_t *realm, int curl_ok, l
     free(t);
 }
 
-void rec_auth_committed(qbc_reconciler_t *r, rec_realm_t *realm, int result, const qbc_tokens_t *tokens)
+void qbc_rec__auth_committed(qbc_reconciler_t *r, rec_realm_t *realm, int result, const qbc_tokens_t *tokens)
 {
     if (realm->auth != REC_AUTH_COMMITTING)
         return;
@@ -262,7 +262,7 @@ void rec_auth_committed(qbc_reconciler_t *r, rec_realm_t *realm, int result, con
     realm->force_refresh = 0;
 }
 
-void rec_auth_rejected(qbc_reconciler_t *r, rec_realm_t *realm, uint32_t gen)
+void qbc_rec__auth_rejected(qbc_reconciler_t *r, rec_realm_t *realm, uint32_t gen)
 {
     (void)r;
     if (realm->auth == REC_AUTH_OK && gen == realm->token_gen) {
@@ -272,7 +272,7 @@ void rec_auth_rejected(qbc_reconciler_t *r, rec_realm_t *realm, uint32_t gen)
     }
 }
 
-void rec_auth_realm_seen(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_realm_t *st, int has_tokens)
+void qbc_rec__auth_realm_seen(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_realm_t *st, int has_tokens)
 {
     (void)r;
     int64_t prev_connected = realm->connected_ns;

@@ -22,7 +22,7 @@
 
 /* ---------------------------------------------------------------- realms and groups */
 
-rec_realm_t *rec_realm_get(qbc_reconciler_t *r, const char *name, int create)
+rec_realm_t *qbc_rec__realm_get(qbc_reconciler_t *r, const char *name, int create)
 {
     for (size_t i = 0; i < r->n_realms; i++)
         if (strcmp(r->realms[i]->name, name) == 0)
@@ -45,7 +45,7 @@ rec_realm_t *rec_realm_get(qbc_reconciler_t *r, const char *name, int create)
     return realm;
 }
 
-rec_group_t *rec_group_get(rec_realm_t *realm, const char *entity)
+rec_group_t *qbc_rec__group_get(rec_realm_t *realm, const char *entity)
 {
     for (size_t i = 0; i < realm->n_groups; i++)
         if (strcmp(realm->groups[i].entity, entity) == 0)
@@ -75,7 +75,7 @@ static uint64_t key_hash(const char *realm, const char *entity, const char *id)
     return h;
 }
 
-rec_notice_t *rec_notice_find(qbc_reconciler_t *r, const char *realm, const char *entity, const char *id)
+rec_notice_t *qbc_rec__notice_find(qbc_reconciler_t *r, const char *realm, const char *entity, const char *id)
 {
     if (r->n_buckets == 0)
         return NULL;
@@ -117,7 +117,7 @@ static rec_notice_t *notice_add(qbc_reconciler_t *r, rec_realm_t *realm, const c
     return n;
 }
 
-void rec_notice_remove(qbc_reconciler_t *r, rec_notice_t *n)
+void qbc_rec__notice_remove(qbc_reconciler_t *r, rec_notice_t *n)
 {
     size_t k = key_hash(n->realm->name, n->entity, n->id) & (r->n_buckets - 1);
     for (rec_notice_t **pp = &r->buckets[k]; *pp; pp = &(*pp)->hnext)
@@ -130,7 +130,7 @@ void rec_notice_remove(qbc_reconciler_t *r, rec_notice_t *n)
     qbc_fatal("notice not in its bucket");
 }
 
-void rec_notices_free(qbc_reconciler_t *r)
+void qbc_rec__notices_free(qbc_reconciler_t *r)
 {
     for (size_t i = 0; i < r->n_buckets; i++) {
         rec_notice_t *n = r->buckets[i], *next;
@@ -158,9 +158,9 @@ static int on_pending(const qbc_pending_t *p, void *arg)
     if (strlen(p->realm) >= QBC_REALM_MAX || strlen(p->entity) >= QBC_ENTITY_MAX || strlen(p->id) >= QBC_ID_MAX)
         return 0; /* the store bounds these; never trust a length blindly */
     rec_realm_t *realm =
-        c->last != NULL && strcmp(c->last->name, p->realm) == 0 ? c->last : rec_realm_get(c->r, p->realm, 1);
+        c->last != NULL && strcmp(c->last->name, p->realm) == 0 ? c->last : qbc_rec__realm_get(c->r, p->realm, 1);
     c->last = realm;
-    rec_notice_t *n = rec_notice_find(c->r, p->realm, p->entity, p->id);
+    rec_notice_t *n = qbc_rec__notice_find(c->r, p->realm, p->entity, p->id);
     if (n == NULL) {
         n = notice_add(c->r, realm, p->entity, p->id);
         n->first_seen_ns = c->now;
@@ -177,7 +177,7 @@ static int on_pending(const qbc_pending_t *p, void *arg)
     return 0;
 }
 
-int rec_scan_pending(qbc_reconciler_t *r, int64_t now)
+int qbc_rec__scan_pending(qbc_reconciler_t *r, int64_t now)
 {
     struct scan_ctx c = {r, NULL, now};
     r->scan_gen++;
@@ -194,7 +194,7 @@ int rec_scan_pending(qbc_reconciler_t *r, int64_t now)
         for (; n; n = next) {
             next = n->hnext;
             if (n->scan_gen != r->scan_gen && !n->inflight)
-                rec_notice_remove(r, n);
+                qbc_rec__notice_remove(r, n);
         }
     }
     for (size_t i = 0; i < r->n_realms; i++)
@@ -204,18 +204,18 @@ int rec_scan_pending(qbc_reconciler_t *r, int64_t now)
 
 /* ---------------------------------------------------------------- failures */
 
-void rec_notice_release(rec_notice_t *n)
+void qbc_rec__notice_release(rec_notice_t *n)
 {
     n->inflight = 0;
 }
 
-void rec_notice_failed(qbc_reconciler_t *r, rec_notice_t *n, int64_t now, const char *error)
+void qbc_rec__notice_failed(qbc_reconciler_t *r, rec_notice_t *n, int64_t now, const char *error)
 {
     n->inflight = 0;
     n->attempts++;
     snprintf(n->last_error, sizeof(n->last_error), "%s", error);
     if (n->attempts >= r->cfg.max_attempts) {
-        rec_dead_letter(r, n, n->last_error);
+        qbc_rec__dead_letter(r, n, n->last_error);
         return;
     }
     uint64_t ms = qbc_backoff_ms(n->attempts, r->cfg.backoff_base_ms, r->cfg.backoff_max_ms, &r->rng);
@@ -243,7 +243,7 @@ static void min_into(int64_t *next, int64_t t)
         *next = t;
 }
 
-int rec_realm_usable(const rec_realm_t *realm)
+int qbc_rec__realm_usable(const rec_realm_t *realm)
 {
     return realm->status == QBC_REALM_ACTIVE && realm->has_tokens && realm->auth != REC_AUTH_DISCONNECTED;
 }
@@ -255,14 +255,14 @@ static void plan_realm(qbc_reconciler_t *r, rec_realm_t *realm, rec_notice_t **n
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (!qbc_rec_entity_ok(ns[i]->entity) || !qbc_rec_id_ok(ns[i]->id) || !qbc_rec_id_ok(realm->name))
-            rec_dead_letter(r, ns[i], "entity, id or realm not valid in a QBO request");
+            qbc_rec__dead_letter(r, ns[i], "entity, id or realm not valid in a QBO request");
         else
             ns[k++] = ns[i];
     }
     n = k;
-    if (n == 0 || !rec_realm_usable(realm))
+    if (n == 0 || !qbc_rec__realm_usable(realm))
         return;
-    if (!rec_auth_ready(r, realm, now, next))
+    if (!qbc_rec__auth_ready(r, realm, now, next))
         return;
     unsigned avail = qbc_budget_available(&realm->budget, now, REC_PRIO_LIVE);
     if (avail == 0) {
@@ -273,7 +273,7 @@ static void plan_realm(qbc_reconciler_t *r, rec_realm_t *realm, rec_notice_t **n
     }
     size_t i = 0;
     for (; i < n && ns[i]->need_read && avail > 0; i++, avail--)
-        if (rec_start_read(r, realm, ns[i]) != 0)
+        if (qbc_rec__start_read(r, realm, ns[i]) != 0)
             return;
     while (i < n && ns[i]->need_read)
         i++;
@@ -289,7 +289,7 @@ static void plan_realm(qbc_reconciler_t *r, rec_realm_t *realm, rec_notice_t **n
         size_t j = i;
         while (j < n && strcmp(ns[j]->entity, ns[i]->entity) == 0)
             j++;
-        rec_group_t *g = rec_group_get(realm, ns[i]->entity);
+        rec_group_t *g = qbc_rec__group_get(realm, ns[i]->entity);
         while (i < j) {
             size_t chunk = j - i < r->cfg.ids_per_query ? j - i : r->cfg.ids_per_query;
             if (chunk < r->cfg.ids_per_query && !(due && g->inflight == 0))
@@ -310,11 +310,11 @@ static void plan_realm(qbc_reconciler_t *r, rec_realm_t *realm, rec_notice_t **n
         if (k > units)
             k = units;
         if (k >= 2 && qbc_budget_available(&realm->batch_budget, now, REC_PRIO_LIVE) > 0) {
-            if (rec_start_batch(r, realm, chunks + c, k) != 0)
+            if (qbc_rec__start_batch(r, realm, chunks + c, k) != 0)
                 break;
             c += k;
         } else {
-            if (rec_start_query(r, realm, chunks[c].entity, chunks[c].ns, chunks[c].n) != 0)
+            if (qbc_rec__start_query(r, realm, chunks[c].entity, chunks[c].ns, chunks[c].n) != 0)
                 break;
             c++;
         }
@@ -327,7 +327,7 @@ static void plan_realm(qbc_reconciler_t *r, rec_realm_t *realm, rec_notice_t **n
     free(chunks);
 }
 
-int64_t rec_plan(qbc_reconciler_t *r, int64_t now)
+int64_t qbc_rec__plan(qbc_reconciler_t *r, int64_t now)
 {
     int64_t next = now + 1000000000LL;
     if (atomic_load(&r->stopping) || r->n_notices == 0)
@@ -336,7 +336,7 @@ int64_t rec_plan(qbc_reconciler_t *r, int64_t now)
     size_t n = 0;
     for (size_t b = 0; b < r->n_buckets; b++)
         for (rec_notice_t *x = r->buckets[b]; x; x = x->hnext) {
-            if (x->inflight || !rec_realm_usable(x->realm)) /* a disconnected realm's backlog costs nothing */
+            if (x->inflight || !qbc_rec__realm_usable(x->realm)) /* a disconnected realm's backlog costs nothing */
                 continue;
             if (x->next_try_ns > now) {
                 min_into(&next, x->next_try_ns);

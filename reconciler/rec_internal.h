@@ -407,46 +407,109 @@ typedef struct st_rec_api_answer_t {
 } rec_api_answer_t;
 typedef void (*rec_api_cb)(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, const rec_api_answer_t *a);
 /** how an API answer went: its Fault (if any) into *fault, and its class */
-qbc_rec_class_t rec_answer_class(const rec_api_answer_t *a, qbc_fault_t *fault);
+qbc_rec_class_t qbc_rec__answer_class(const rec_api_answer_t *a, qbc_fault_t *fault);
 /**
- * a store job's outcome: job is the header of the qbc_reconcile_job_t of rec_submit_versions
- * or the qbc_backfill_job_t of rec_submit_backfill (cast it back); job->result and its results
+ * a store job's outcome: job is the header of the qbc_reconcile_job_t of qbc_rec__submit_versions
+ * or the qbc_backfill_job_t of qbc_rec__submit_backfill (cast it back); job->result and its results
  */
 typedef void (*rec_commit_cb)(qbc_reconciler_t *r, const qbc_store_job_t *job, void *ctx);
 
 /** GET url (post_body NULL) or POST post_body as application/text, with the realm's bearer; cb gets the answer */
-int rec_start_api(qbc_reconciler_t *r, rec_realm_t *realm, const char *url, const char *post_body, rec_api_cb cb,
-                  void *ctx);
+int qbc_rec__start_api(qbc_reconciler_t *r, rec_realm_t *realm, const char *url, const char *post_body, rec_api_cb cb,
+                       void *ctx);
 /**
  * submits a reconcile job with versions[0..nv) (taken over: freed with the owned texts after
  * done runs), tmpl's set_cdc/watermarks/checkpoint/audit_entities/realm_error (copied), and
  * realm = realm->name. On failure (QBC_ECLOSED, QBC_EINVAL) nothing was taken over and done
  * will not run.
  */
-int rec_submit_versions(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_reconcile_job_t *tmpl,
-                        qbc_version_t *versions, size_t nv, char **owned, size_t n_owned, rec_commit_cb done,
-                        void *ctx);
+int qbc_rec__submit_versions(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_reconcile_job_t *tmpl,
+                             qbc_version_t *versions, size_t nv, char **owned, size_t n_owned, rec_commit_cb done,
+                             void *ctx);
 /**
  * submits a store job creating the backfill job *create (copied), moving the realm's CDC
  * watermark to cdc_watermark_ns in the same transaction if it is > 0. Failure as above.
  */
-int rec_submit_backfill(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_backfill_t *create, int64_t cdc_watermark_ns,
-                        rec_commit_cb done, void *ctx);
+int qbc_rec__submit_backfill(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_backfill_t *create,
+                             int64_t cdc_watermark_ns, rec_commit_cb done, void *ctx);
 
-/* cdc.c */
-/** starts due sweeps and their requests; returns the next time it has something to do */
-int64_t rec_cdc_plan(qbc_reconciler_t *r, int64_t now);
-/** the store's view of a realm (watermark, requests) */
-void rec_cdc_realm_seen(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_realm_t *st, int64_t now);
-void rec_cdc_free(rec_cdc_t *c);
-/** a version of a fetched item, source given; data is borrowed from the item */
-void rec_version_of_item(const char *realm, const char *entity, const qbc_rec_item_t *it, uint8_t source,
-                         qbc_version_t *v);
-/** creates a backfill job (done tells how it went); 0 or an error */
-int rec_backfill_create(qbc_reconciler_t *r, rec_realm_t *realm, int64_t since_ns, const char *reason,
-                        int64_t new_watermark_ns, rec_commit_cb done, void *ctx);
+/* ---- transfer.c, fetch.c: one HTTP transfer ---- */
 
-/* backfill.c */
+enum { X_QUERY = 1, X_READ = 2, X_TOKEN = 3, X_BATCH = 4, X_API = 5 };
+
+/** one query of a transfer: an entity and its notices */
+typedef struct st_rec_part_t {
+    char entity[QBC_ENTITY_MAX];
+    size_t off, n; /* its notices: x->ns[off .. off + n) */
+} rec_part_t;
+
+struct st_rec_xfer_t {
+    rec_xfer_t *next, *prev;
+    int kind;
+    qbc_reconciler_t *r;
+    rec_realm_t *realm;
+    char entity[QBC_ENTITY_MAX];
+    rec_notice_t **ns;
+    size_t n;
+    rec_part_t *parts; /* one per query (X_QUERY, X_READ: one) */
+    size_t n_parts;
+    uint32_t token_gen;
+    CURL *easy;
+    struct curl_slist *hdrs;
+    char errbuf[CURL_ERROR_SIZE];
+    qbc_buf_t body; /* the answer, up to REC_MAX_BODY */
+    uint64_t retry_after_ms;
+    rec_api_cb api_cb; /* X_API: who gets the answer */
+    void *api_ctx;
+};
+
+/** runs curl's multi handle; each finished transfer goes to qbc_rec__xfer_done. @return how many finished */
+int qbc_rec__drain_curl(qbc_reconciler_t *r);
+/** stops every transfer (shutdown): their notices stay pending, API callers hear "aborted" */
+void qbc_rec__abort_all(qbc_reconciler_t *r);
+/** fetch.c: what a finished transfer's answer becomes */
+void qbc_rec__xfer_done(qbc_reconciler_t *r, rec_xfer_t *x, CURLcode res);
+
+/* ---- settle.c: store jobs ---- */
+
+/**
+ * versions (and deletes) for notices ns[0..n) of one query's answer, submitted with the
+ * notices they retire; items are taken over. Notices the answer did not hold go back for
+ * single reads (from_read: the answer was such a read).
+ */
+void qbc_rec__offer(qbc_reconciler_t *r, rec_realm_t *realm, const char *entity, rec_notice_t **ns, size_t n,
+                    qbc_rec_item_t *items, size_t n_items, int from_read);
+/** loop thread: settles every store job the writer handed back since the last call */
+void qbc_rec__jobs_done(qbc_reconciler_t *r);
+
+/* ---- action.c: what an answer means ---- */
+
+/** who asked: the action for the same answer differs */
+typedef enum {
+    REC_FOR_QUERY,    /**< a live fetch: a query of many ids, or a batch item */
+    REC_FOR_READ,     /**< a live fetch of one entity by id */
+    REC_FOR_CDC,      /**< a CDC sweep's request */
+    REC_FOR_BACKFILL, /**< a backfill or snapshot page */
+} rec_purpose_t;
+
+/** what to do with an answer */
+typedef enum {
+    REC_ACT_USE = 0,     /**< a good answer: use it */
+    REC_ACT_PAUSE,       /**< throttled: pause the realm (Retry-After), ask again afterwards */
+    REC_ACT_REAUTH,      /**< the access token was refused: refresh it, ask again (a failure counts) */
+    REC_ACT_RETRY,       /**< transient (transport, 5xx, unparsable): back off, ask again (a failure counts) */
+    REC_ACT_READ_ALONE,  /**< a query was refused or missed rows: read each entity by id */
+    REC_ACT_DELETED,     /**< 610 on a read by id: the entity is gone */
+    REC_ACT_SKIP_ENTITY, /**< QBO refuses this entity for the realm: go on without it */
+    REC_ACT_CATCH_UP,    /**< CDC cannot reach back that far: a backfill fills the gap */
+    REC_ACT_GIVE_UP,     /**< permanent: dead-letter the notices, fail the job or end the sweep */
+} rec_action_t;
+
+/**
+ * the action for an answer of class cls (qbc_rec_classify) given to purpose; status and
+ * fault (may be NULL) refine the 4xx cases. The one decision table of the reconciler.
+ */
+rec_action_t qbc_rec__action_for(qbc_rec_class_t cls, rec_purpose_t purpose, long status, const qbc_fault_t *fault);
 /**
  * 1 if a failed answer (qbc_rec_classify: REC_RES_CLIENT) to the query or CDC request of
  * one entity means QBO refuses that entity for the realm (qbo-facts §6: a 4xx or a
@@ -455,44 +518,59 @@ int rec_backfill_create(qbc_reconciler_t *r, rec_realm_t *realm, int64_t since_n
  * authorization faults (the realm's access, not the entity), nor CDC's "older than
  * fixed days" (a backfill replaces CDC then).
  */
-int rec_entity_refused(long status, const qbc_fault_t *fault);
+int qbc_rec__entity_refused(long status, const qbc_fault_t *fault);
+
+/* cdc.c */
+/** starts due sweeps and their requests; returns the next time it has something to do */
+int64_t qbc_rec__cdc_plan(qbc_reconciler_t *r, int64_t now);
+/** the store's view of a realm (watermark, requests) */
+void qbc_rec__cdc_realm_seen(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_realm_t *st, int64_t now);
+void qbc_rec__cdc_free(rec_cdc_t *c);
+/** a version of a fetched item, source given; data is borrowed from the item */
+void qbc_rec__version_of_item(const char *realm, const char *entity, const qbc_rec_item_t *it, uint8_t source,
+                              qbc_version_t *v);
+/** creates a backfill job (done tells how it went); 0 or an error */
+int qbc_rec__backfill_create(qbc_reconciler_t *r, rec_realm_t *realm, int64_t since_ns, const char *reason,
+                             int64_t new_watermark_ns, rec_commit_cb done, void *ctx);
+
+/* backfill.c */
 /**
  * where a backfill page's new rows begin: just after the latest of `anchors` (the
  * last ids of the page before, comma-separated) that the page holds; 0 when anchors
  * is "". -1 when it holds none: rows moved under the pages, so some may be skipped.
  */
-long rec_backfill_first_new(const char *anchors, const qbc_rec_item_t *items, size_t n);
+long qbc_rec__backfill_first_new(const char *anchors, const qbc_rec_item_t *items, size_t n);
 /** the configured CDC entities as one comma-separated list (as many as fit in out) */
-void rec_cdc_entity_list(const qbc_reconciler_t *r, char *out, size_t outsz);
+void qbc_rec__cdc_entity_list(const qbc_reconciler_t *r, char *out, size_t outsz);
 /** how many ids an anchors list holds */
-size_t rec_backfill_n_anchors(const char *anchors);
+size_t qbc_rec__backfill_n_anchors(const char *anchors);
 /** the last QBC_BACKFILL_ANCHORS valid ids of a page, comma-separated, into out */
-void rec_backfill_anchors(const qbc_rec_item_t *items, size_t n, char *out, size_t outsz);
+void qbc_rec__backfill_anchors(const qbc_rec_item_t *items, size_t n, char *out, size_t outsz);
 /** reads the jobs from the store: new ones start, cancelled ones stop */
-void rec_backfill_scan(qbc_reconciler_t *r);
-int64_t rec_backfill_plan(qbc_reconciler_t *r, int64_t now);
-void rec_backfill_free_all(qbc_reconciler_t *r);
+void qbc_rec__backfill_scan(qbc_reconciler_t *r);
+int64_t qbc_rec__backfill_plan(qbc_reconciler_t *r, int64_t now);
+void qbc_rec__backfill_free_all(qbc_reconciler_t *r);
 
 /* plan.c */
 /** active, has tokens, not disconnected */
-int rec_realm_usable(const rec_realm_t *realm);
-rec_realm_t *rec_realm_get(qbc_reconciler_t *r, const char *name, int create);
-rec_notice_t *rec_notice_find(qbc_reconciler_t *r, const char *realm, const char *entity, const char *id);
-void rec_notice_remove(qbc_reconciler_t *r, rec_notice_t *n);
-void rec_notices_free(qbc_reconciler_t *r);
+int qbc_rec__realm_usable(const rec_realm_t *realm);
+rec_realm_t *qbc_rec__realm_get(qbc_reconciler_t *r, const char *name, int create);
+rec_notice_t *qbc_rec__notice_find(qbc_reconciler_t *r, const char *realm, const char *entity, const char *id);
+void qbc_rec__notice_remove(qbc_reconciler_t *r, rec_notice_t *n);
+void qbc_rec__notices_free(qbc_reconciler_t *r);
 /** reads every pending notice into the tracking table. */
-int rec_scan_pending(qbc_reconciler_t *r, int64_t now);
+int qbc_rec__scan_pending(qbc_reconciler_t *r, int64_t now);
 /** starts what may start; returns the next time (mono) planning has something to do */
-int64_t rec_plan(qbc_reconciler_t *r, int64_t now);
+int64_t qbc_rec__plan(qbc_reconciler_t *r, int64_t now);
 /** rec_group_t of (realm, entity), created on demand */
-rec_group_t *rec_group_get(rec_realm_t *realm, const char *entity);
+rec_group_t *qbc_rec__group_get(rec_realm_t *realm, const char *entity);
 /** a notice went back to the pool after a failed fetch: counts an attempt, dead-letters after max */
-void rec_notice_failed(qbc_reconciler_t *r, rec_notice_t *n, int64_t now, const char *error);
+void qbc_rec__notice_failed(qbc_reconciler_t *r, rec_notice_t *n, int64_t now, const char *error);
 /** a notice goes back to the pool with no attempt counted (throttled, token refresh) */
-void rec_notice_release(rec_notice_t *n);
+void qbc_rec__notice_release(rec_notice_t *n);
 
 /* loop.c: what plan.c and oauth.c call */
-int rec_start_query(qbc_reconciler_t *r, rec_realm_t *realm, const char *entity, rec_notice_t **ns, size_t n);
+int qbc_rec__start_query(qbc_reconciler_t *r, rec_realm_t *realm, const char *entity, rec_notice_t **ns, size_t n);
 /** one planned Id IN query */
 typedef struct st_rec_chunk_t {
     const char *entity;
@@ -500,31 +578,32 @@ typedef struct st_rec_chunk_t {
     size_t n;
 } rec_chunk_t;
 /** several queries (2..REC_BATCH_MAX_ITEMS) of one realm in one batch request */
-int rec_start_batch(qbc_reconciler_t *r, rec_realm_t *realm, const rec_chunk_t *chunks, size_t n);
-int rec_start_read(qbc_reconciler_t *r, rec_realm_t *realm, rec_notice_t *n);
-int rec_start_token(qbc_reconciler_t *r, rec_realm_t *realm, const char *refresh_token);
-void rec_dead_letter(qbc_reconciler_t *r, rec_notice_t *n, const char *error);
-int rec_submit_realm(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_realm_t *state, const qbc_tokens_t *tokens);
-void rec_stat_add(qbc_reconciler_t *r, size_t offset, uint64_t v);
-#define REC_STAT(r, field, v) rec_stat_add((r), offsetof(qbc_reconciler_stats_t, field), (v))
+int qbc_rec__start_batch(qbc_reconciler_t *r, rec_realm_t *realm, const rec_chunk_t *chunks, size_t n);
+int qbc_rec__start_read(qbc_reconciler_t *r, rec_realm_t *realm, rec_notice_t *n);
+int qbc_rec__start_token(qbc_reconciler_t *r, rec_realm_t *realm, const char *refresh_token);
+void qbc_rec__dead_letter(qbc_reconciler_t *r, rec_notice_t *n, const char *error);
+int qbc_rec__submit_realm(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_realm_t *state,
+                          const qbc_tokens_t *tokens);
+void qbc_rec__stat_add(qbc_reconciler_t *r, size_t offset, uint64_t v);
+#define REC_STAT(r, field, v) qbc_rec__stat_add((r), offsetof(qbc_reconciler_stats_t, field), (v))
 
 /* oauth.c: the state machine */
 /** 1 if realm has a usable access token now; otherwise starts (or waits for) a refresh and returns 0 */
-int rec_auth_ready(qbc_reconciler_t *r, rec_realm_t *realm, int64_t now, int64_t *next_ns);
+int qbc_rec__auth_ready(qbc_reconciler_t *r, rec_realm_t *realm, int64_t now, int64_t *next_ns);
 /** the token transfer finished */
-void rec_auth_token_done(qbc_reconciler_t *r, rec_realm_t *realm, int curl_ok, long status, const char *body,
-                         size_t len, const char *curl_err);
+void qbc_rec__auth_token_done(qbc_reconciler_t *r, rec_realm_t *realm, int curl_ok, long status, const char *body,
+                              size_t len, const char *curl_err);
 /** the REALM job holding rotated tokens committed (result 0) or failed; tokens is wiped by the caller */
-void rec_auth_committed(qbc_reconciler_t *r, rec_realm_t *realm, int result, const qbc_tokens_t *tokens);
+void qbc_rec__auth_committed(qbc_reconciler_t *r, rec_realm_t *realm, int result, const qbc_tokens_t *tokens);
 /**
  * an API call answered 429: pauses the realm's budget for Retry-After (or the configured
  * pause) and says so once per pause. Counting it is the caller's.
  */
-void rec_realm_throttled(qbc_reconciler_t *r, rec_realm_t *realm, int64_t now, uint64_t retry_after_ms,
-                         const char *why);
+void qbc_rec__realm_throttled(qbc_reconciler_t *r, rec_realm_t *realm, int64_t now, uint64_t retry_after_ms,
+                              const char *why);
 /** an API call answered 401 with the token of generation gen */
-void rec_auth_rejected(qbc_reconciler_t *r, rec_realm_t *realm, uint32_t gen);
+void qbc_rec__auth_rejected(qbc_reconciler_t *r, rec_realm_t *realm, uint32_t gen);
 /** realm state as read from the store changed */
-void rec_auth_realm_seen(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_realm_t *st, int has_tokens);
+void qbc_rec__auth_realm_seen(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_realm_t *st, int has_tokens);
 
 #endif

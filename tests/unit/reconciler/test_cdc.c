@@ -74,11 +74,11 @@ static void test_answers(void)
     ok(g[1].items[1].deleted && strcmp(g[1].items[1].id, "979") == 0 && g[1].items[1].data == NULL,
        "status Deleted: a delete");
     qbc_version_t v;
-    rec_version_of_item("r", "Customer", &g[0].items[0], QBC_SOURCE_CDC, &v);
+    qbc_rec__version_of_item("r", "Customer", &g[0].items[0], QBC_SOURCE_CDC, &v);
     ok(v.op == QBC_OP_CREATE && v.source == QBC_SOURCE_CDC && v.data != NULL, "SyncToken 0: create, source cdc");
-    rec_version_of_item("r", "Customer", &g[0].items[1], QBC_SOURCE_CDC, &v);
+    qbc_rec__version_of_item("r", "Customer", &g[0].items[1], QBC_SOURCE_CDC, &v);
     is_int(v.op, QBC_OP_UPDATE, "later SyncToken: update");
-    rec_version_of_item("r", "Estimate", &g[1].items[1], QBC_SOURCE_CDC, &v);
+    qbc_rec__version_of_item("r", "Estimate", &g[1].items[1], QBC_SOURCE_CDC, &v);
     ok(v.op == QBC_OP_DELETE && v.data == NULL && v.updated_ns > 0, "deleted: delete with its time");
     qbc_rec_cdc_groups_free(g, ng);
 
@@ -164,40 +164,40 @@ static void test_anchors(void)
 {
     char a[QBC_BACKFILL_ANCHORS * QBC_ID_MAX];
     qbc_rec_item_t *p1 = page(1, 1000);
-    rec_backfill_anchors(p1, 1000, a, sizeof(a));
+    qbc_rec__backfill_anchors(p1, 1000, a, sizeof(a));
     is_str(a, "981,982,983,984,985,986,987,988,989,990,991,992,993,994,995,996,997,998,999,1000",
            "a page's anchors: its last 20 ids");
     strcpy(p1[999].id, "bad id");
-    rec_backfill_anchors(p1, 1000, a, sizeof(a));
+    qbc_rec__backfill_anchors(p1, 1000, a, sizeof(a));
     ok(strncmp(a, "980,", 4) == 0 && strstr(a, "bad") == NULL, "ids not valid in a query are passed over");
-    rec_backfill_anchors(p1, 3, a, sizeof(a));
+    qbc_rec__backfill_anchors(p1, 3, a, sizeof(a));
     is_str(a, "1,2,3", "a short page: all its ids");
-    is_int(rec_backfill_first_new("", p1, 1000), 0, "no anchors (an entity's first page): every row is new");
+    is_int(qbc_rec__backfill_first_new("", p1, 1000), 0, "no anchors (an entity's first page): every row is new");
     free(p1);
 
-    rec_backfill_anchors((p1 = page(1, 1000)), 1000, a, sizeof(a));
+    qbc_rec__backfill_anchors((p1 = page(1, 1000)), 1000, a, sizeof(a));
     /* nothing moved: the next page starts 20 early, at id 981 */
     qbc_rec_item_t *p2 = page(981, 1000);
-    is_int(rec_backfill_first_new(a, p2, 1000), 20, "nothing moved: new rows after the 20 anchors");
+    is_int(qbc_rec__backfill_first_new(a, p2, 1000), 20, "nothing moved: new rows after the 20 anchors");
     free(p2);
     /* 7 rows deleted before the position: the page starts 7 rows later, at 988 */
     p2 = page(988, 1000);
-    is_int(rec_backfill_first_new(a, p2, 1000), 13, "7 rows deleted before: new rows after the 13 anchors left");
+    is_int(qbc_rec__backfill_first_new(a, p2, 1000), 13, "7 rows deleted before: new rows after the 13 anchors left");
     free(p2);
     /* the last anchors themselves deleted: the latest one left still aligns */
     p2 = page(981, 1000);
     for (int i = 15; i < 20; i++)
         snprintf(p2[i].id, sizeof(p2[i].id), "%d", 5000 + i);
-    is_int(rec_backfill_first_new(a, p2, 1000), 15, "the last anchors deleted: after the latest one left");
+    is_int(qbc_rec__backfill_first_new(a, p2, 1000), 15, "the last anchors deleted: after the latest one left");
     free(p2);
     /* 25 rows deleted before the position: no anchor in the page, rows may have been skipped */
     p2 = page(1006, 1000);
-    is_int(rec_backfill_first_new(a, p2, 1000), -1, "more rows deleted than anchors kept: -1 (read again)");
-    is_int(rec_backfill_first_new(a, p2, 0), -1, "an empty page after a full one: -1 too");
+    is_int(qbc_rec__backfill_first_new(a, p2, 1000), -1, "more rows deleted than anchors kept: -1 (read again)");
+    is_int(qbc_rec__backfill_first_new(a, p2, 0), -1, "an empty page after a full one: -1 too");
     free(p2);
     /* the table ended at exactly 1000 rows: the next page holds just the anchors */
     p2 = page(981, 20);
-    is_int(rec_backfill_first_new(a, p2, 20), 20, "a table ending on a page boundary: the anchors, nothing new");
+    is_int(qbc_rec__backfill_first_new(a, p2, 20), 20, "a table ending on a page boundary: the anchors, nothing new");
     free(p2);
     free(p1);
 }
