@@ -7,26 +7,24 @@
 #include <stdlib.h>
 #include "api_internal.h"
 
+/* the probe: a ping through the writer, bound to its request */
 typedef struct {
-    api_job_t aj;
     qbc_store_job_t ping;
+    api_job_t aj;
 } health_job_t;
 
 static void answer(api_job_t *aj, h2o_req_t *req)
 {
-    health_job_t *j = (health_job_t *)aj;
-    if (req == NULL)
-        return;
-    if (j->ping.result == 0)
-        qbc_api__respond_json(req, 200, "OK", "{\"status\":\"ok\"}");
-    else
-        qbc_api__respond_json(req, 503, "Service Unavailable",
-                              "{\"status\":\"unavailable\",\"error\":\"store_not_writable\"}");
+    int ok = H2O_STRUCT_FROM_MEMBER(health_job_t, aj, aj)->ping.result == 0;
+    if (req != NULL)
+        qbc_api__respond_json(req, ok ? 200 : 503, ok ? "OK" : "Service Unavailable",
+                              ok ? "{\"status\":\"ok\"}"
+                                 : "{\"status\":\"unavailable\",\"error\":\"store_not_writable\"}");
 }
 
 static void dispose(api_job_t *aj)
 {
-    free(aj);
+    free(H2O_STRUCT_FROM_MEMBER(health_job_t, aj, aj));
 }
 
 int qbc_api__on_healthz(h2o_handler_t *_self, h2o_req_t *req)

@@ -65,6 +65,19 @@ static void add_bearer(rec_xfer_t *x)
     x->token_gen = realm->token_gen;
 }
 
+/* asks for JSON back; with a body (copied), POSTs it as content_type (else GET) */
+static void set_request(rec_xfer_t *x, const char *content_type, const char *body)
+{
+    x->hdrs = curl_slist_append(x->hdrs, "Accept: application/json");
+    if (body == NULL)
+        return;
+    char ct[80];
+    snprintf(ct, sizeof(ct), "Content-Type: %s", content_type);
+    x->hdrs = curl_slist_append(x->hdrs, ct);
+    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    curl_easy_setopt(x->easy, CURLOPT_COPYPOSTFIELDS, body);
+}
+
 static int xfer_go(qbc_reconciler_t *r, rec_xfer_t *x, unsigned units)
 {
     curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->hdrs);
@@ -147,10 +160,7 @@ int qbc_rec__start_query(qbc_reconciler_t *r, rec_realm_t *realm, const char *en
     free(url);
     snprintf(x->entity, sizeof(x->entity), "%s", entity);
     add_bearer(x);
-    x->hdrs = curl_slist_append(x->hdrs, "Accept: application/json");
-    x->hdrs = curl_slist_append(x->hdrs, "Content-Type: application/text");
-    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(q));
-    curl_easy_setopt(x->easy, CURLOPT_COPYPOSTFIELDS, q);
+    set_request(x, "application/text", q);
     free(q);
     if (xfer_go(r, x, 1) != 0) {
         xfer_free(r, x);
@@ -185,10 +195,7 @@ int qbc_rec__start_batch(qbc_reconciler_t *r, rec_realm_t *realm, const rec_chun
     free(url);
     snprintf(x->entity, sizeof(x->entity), "batch");
     add_bearer(x);
-    x->hdrs = curl_slist_append(x->hdrs, "Accept: application/json");
-    x->hdrs = curl_slist_append(x->hdrs, "Content-Type: application/json");
-    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    curl_easy_setopt(x->easy, CURLOPT_COPYPOSTFIELDS, body);
+    set_request(x, "application/json", body);
     free(body);
     if (xfer_go(r, x, (unsigned)n) != 0) { /* each item is metered like a call (qbo-facts §4) */
         xfer_free(r, x);
@@ -226,7 +233,7 @@ int qbc_rec__start_read(qbc_reconciler_t *r, rec_realm_t *realm, rec_notice_t *n
     free(url);
     snprintf(x->entity, sizeof(x->entity), "%s", n->entity);
     add_bearer(x);
-    x->hdrs = curl_slist_append(x->hdrs, "Accept: application/json");
+    set_request(x, NULL, NULL);
     if (xfer_go(r, x, 1) != 0) {
         xfer_free(r, x);
         return -1;
@@ -243,11 +250,8 @@ int qbc_rec__start_token(qbc_reconciler_t *r, rec_realm_t *realm, const char *re
     x->hdrs = curl_slist_append(x->hdrs, basic);
     OPENSSL_cleanse(basic, strlen(basic));
     free(basic);
-    x->hdrs = curl_slist_append(x->hdrs, "Accept: application/json");
-    x->hdrs = curl_slist_append(x->hdrs, "Content-Type: application/x-www-form-urlencoded");
     char *body = qbc_oauth_refresh_body(refresh_token);
-    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    curl_easy_setopt(x->easy, CURLOPT_COPYPOSTFIELDS, body);
+    set_request(x, "application/x-www-form-urlencoded", body);
     OPENSSL_cleanse(body, strlen(body));
     free(body);
     if (xfer_go(r, x, 1) != 0) {
@@ -272,12 +276,7 @@ int qbc_rec__start_api(qbc_reconciler_t *r, rec_realm_t *realm, const char *url,
     rec_xfer_t *x = xfer_new(r, realm, X_API, url);
     snprintf(x->entity, sizeof(x->entity), "api");
     add_bearer(x);
-    x->hdrs = curl_slist_append(x->hdrs, "Accept: application/json");
-    if (post_body != NULL) {
-        x->hdrs = curl_slist_append(x->hdrs, "Content-Type: application/text");
-        curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(post_body));
-        curl_easy_setopt(x->easy, CURLOPT_COPYPOSTFIELDS, post_body);
-    }
+    set_request(x, "application/text", post_body);
     x->api_cb = cb;
     x->api_ctx = ctx;
     if (xfer_go(r, x, 1) != 0) {

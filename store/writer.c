@@ -903,35 +903,19 @@ int qbc_store_ping(qbc_store_t *s, qbc_store_job_t *job)
     return submit(s, job, QBC_JOB_PING);
 }
 
-int qbc_store_reconcile(qbc_store_t *s, qbc_reconcile_job_t *job)
-{
-    return submit(s, &job->job, QBC_JOB_RECONCILE);
-}
-
-int qbc_store_dead_letter(qbc_store_t *s, qbc_dead_letter_job_t *job)
-{
-    return submit(s, &job->job, QBC_JOB_DEAD_LETTER);
-}
-
-int qbc_store_put_realm(qbc_store_t *s, qbc_realm_job_t *job)
-{
-    return submit(s, &job->job, QBC_JOB_REALM);
-}
-
-int qbc_store_redrive(qbc_store_t *s, qbc_redrive_job_t *job)
-{
-    return submit(s, &job->job, QBC_JOB_REDRIVE);
-}
-
-int qbc_store_backfill(qbc_store_t *s, qbc_backfill_job_t *job)
-{
-    return submit(s, &job->job, QBC_JOB_BACKFILL);
-}
-
-int qbc_store_request_cdc(qbc_store_t *s, qbc_cdc_request_job_t *job)
-{
-    return submit(s, &job->job, QBC_JOB_CDC_REQUEST);
-}
+/* the typed submit calls: each hands its request's header to submit() with its kind */
+#define SUBMIT_CALL(name, type, kind)                                                                                  \
+    int name(qbc_store_t *s, type *job)                                                                                \
+    {                                                                                                                  \
+        return submit(s, &job->job, kind);                                                                             \
+    }
+SUBMIT_CALL(qbc_store_reconcile, qbc_reconcile_job_t, QBC_JOB_RECONCILE)
+SUBMIT_CALL(qbc_store_dead_letter, qbc_dead_letter_job_t, QBC_JOB_DEAD_LETTER)
+SUBMIT_CALL(qbc_store_put_realm, qbc_realm_job_t, QBC_JOB_REALM)
+SUBMIT_CALL(qbc_store_redrive, qbc_redrive_job_t, QBC_JOB_REDRIVE)
+SUBMIT_CALL(qbc_store_backfill, qbc_backfill_job_t, QBC_JOB_BACKFILL)
+SUBMIT_CALL(qbc_store_request_cdc, qbc_cdc_request_job_t, QBC_JOB_CDC_REQUEST)
+#undef SUBMIT_CALL
 
 int qbc_store_submit_webhooks(qbc_store_t *s, qbc_webhook_job_t **jobs, size_t n)
 {
