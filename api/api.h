@@ -25,10 +25,11 @@ typedef struct st_qbc_api_config_t {
     size_t max_body;         /**< webhook bytes; bigger bodies get 413 (default 1 MiB) */
     const char *admin_token; /**< bearer for /admin/...; NULL: /admin/... answers 403 */
     const char *feed_token;  /**< bearer for /v1/...; NULL: /v1/... answers 403 */
-    /* the OAuth authorization-code flow (GET /connect, GET /oauth/callback) */
-    const char *client_id, *client_secret;
-    const char *authorize_url, *token_url, *redirect_uri;
-    const char *revoke_url; /**< DELETE /admin/realms/{realm} revokes here */
+    /*
+     * the OAuth authorization-code flow (GET /connect, GET /oauth/callback); the calls to
+     * Intuit's token and revoke endpoints are the reconciler's (qbc_api_set_reconciler)
+     */
+    const char *client_id, *authorize_url, *redirect_uri;
     /**
      * 1: a realm registered for the first time (PUT /admin/realms/{realm}/tokens of a realm the
      * store did not hold, or the OAuth callback) gets a snapshot job in the same transaction
@@ -46,6 +47,15 @@ typedef struct st_qbc_api_hooks_t {
     char *(*metrics)(void *ctx);
     void *ctx;
 } qbc_api_hooks_t;
+
+/**
+ * the reconciler whose thread makes the API's OAuth calls (the connect flow's code exchange,
+ * a disconnect's revoke). Without one, /oauth/callback answers 503 and a disconnect erases
+ * the tokens without revoking them. Call before qbc_api_run; it must outlive the server's run
+ * (qbc_api_run cancels the calls still out before it returns).
+ */
+struct st_qbc_reconciler_t;
+void qbc_api_set_reconciler(qbc_api_t *api, struct st_qbc_reconciler_t *r);
 
 /** installs hooks (copied); call before qbc_api_run. */
 void qbc_api_set_hooks(qbc_api_t *api, const qbc_api_hooks_t *hooks);

@@ -15,6 +15,7 @@
 #include "h2o.h"
 #include "api.h"
 #include "ingress.h"
+#include "reconciler.h"
 
 /* ============================== server ============================== */
 
@@ -30,7 +31,7 @@ struct st_qbc_api_t {
     uint64_t inflight; /* jobs and OAuth calls waiting to answer a request */
     int64_t started_ns;
     char *admin_token, *feed_token;
-    char *client_id, *client_secret, *authorize_url, *token_url, *redirect_uri, *revoke_url;
+    char *client_id, *authorize_url, *redirect_uri;
     int snapshot_on_connect;                    /* a first registration also creates a snapshot job */
     struct st_connect_states_t *connect_states; /* one-use OAuth states (connect.c) */
     /* change feed readers (feed.c) */
@@ -44,7 +45,9 @@ struct st_qbc_api_t {
     uint64_t feed_wakeups;
     char *feed_id_json;    /* the store's feed id as a JSON string, quotes included (qbc_api__feed_init) */
     qbc_api_hooks_t hooks; /* set by the embedder */
-    h2o_multithread_receiver_t exchanges; /* token-exchange threads -> loop (connect.c) */
+    h2o_multithread_receiver_t exchanges; /* the reconciler's OAuth calls -> loop (connect.c) */
+    h2o_linklist_t oauth_calls;           /* OAuth calls out (connect.c) */
+    qbc_reconciler_t *reconciler;         /* Intuit's OAuth client (qbc_api_set_reconciler); NULL: none */
 };
 
 /*
@@ -159,6 +162,8 @@ void qbc_api__feed_dispose(qbc_api_t *api);
 /** DELETE /admin/realms/{realm}: revoke at Intuit, erase locally, answer when durable. */
 int qbc_api__disconnect_realm(qbc_api_t *api, h2o_req_t *req, const char *realm);
 void qbc_api__connect_init(qbc_api_t *api);
+/** cancels the OAuth calls still out and answers their requests 503 (the server is stopping) */
+void qbc_api__connect_shutdown(qbc_api_t *api);
 void qbc_api__connect_dispose(qbc_api_t *api);
 int qbc_api__on_healthz(h2o_handler_t *self, h2o_req_t *req);
 int qbc_api__on_metrics(h2o_handler_t *self, h2o_req_t *req);

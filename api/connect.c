@@ -8,16 +8,16 @@
  *                                     (encrypted) and answers once they are committed
  *
  * States live in memory: a restart in the middle of a consent only means the user
- * clicks "connect" again. The code exchange is one blocking HTTPS call; it runs on a
- * short-lived thread of its own and reports back to the loop through h2o's queue, so
- * the loop never waits on Intuit. Connects are rare, so a thread each is cheap enough.
+ * clicks "connect" again. The code exchange (and a disconnect's revoke) is made by the
+ * reconciler's thread, Intuit's one OAuth client (qbc_reconciler_oauth); its answer comes
+ * back to the loop through h2o's queue, so the loop never waits on Intuit. Calls still out
+ * when the server stops are cancelled (qbc_api__connect_shutdown): no answer can arrive
+ * after the server is gone.
  *
  *   DELETE /admin/realms/{realm}      (admin.c routes it here) revokes at Intuit the same
  *                                     way, then erases the tokens locally
  */
-#include <curl/curl.h>
 #include <jansson.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,20 +40,15 @@ struct st_connect_states_t {
     size_t n;
 };
 
-/*
- * one call to an OAuth endpoint (token exchange, revoke), made on a thread of its own
- * and handed back to the loop, where done() runs
- */
+/* one OAuth call made for a request, from its start until the loop has its answer */
 typedef struct st_oauth_call_t {
-    h2o_multithread_message_t msg;
+    h2o_multithread_message_t msg; /* the reconciler's thread -> loop: the answer */
+    h2o_linklist_t link;           /* api->oauth_calls: out, for shutdown */
     qbc_api_t *api;
     realm_op_t *op; /* carries the request guard, the realm and what to store */
-    const char *url;
-    const char *content_type;
-    char *body;       /* wiped and freed after the call */
-    long status;      /* HTTP status, 0 if none */
-    qbc_buf_t answer; /* the response body (an OAuth answer is small: capped), wiped and freed after done() */
-    char error[200];
+    uint64_t id;    /* the reconciler's call id */
+    int answered;   /* the callback posted msg (set under the reconciler's lock: read after a cancel) */
+    qbc_oauth_result_t res;
     void (*done)(struct st_oauth_call_t *call);
 } oauth_call_t;
 
@@ -133,41 +128,21 @@ int qbc_api__on_connect(h2o_handler_t *_self, h2o_req_t *req)
     return 0;
 }
 
-static void *oauth_call_main(void *arg)
+static void call_free(oauth_call_t *x)
 {
-    oauth_call_t *x = arg;
-    qbc_api_t *api = x->api;
-    char errbuf[CURL_ERROR_SIZE] = "", ctype[96];
-    CURL *c = curl_easy_init();
+    h2o_linklist_unlink(&x->link);
+    x->api->inflight--;
+    OPENSSL_cleanse(&x->res, sizeof(x->res));
+    free(x);
+}
 
-    if (c != NULL) {
-        snprintf(ctype, sizeof(ctype), "Content-Type: %s", x->content_type);
-        struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json");
-        h = curl_slist_append(h, ctype);
-        curl_easy_setopt(c, CURLOPT_URL, x->url);
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-        curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-        curl_easy_setopt(c, CURLOPT_USERNAME, api->client_id);
-        curl_easy_setopt(c, CURLOPT_PASSWORD, api->client_secret != NULL ? api->client_secret : "");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, x->body);
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, qbc_buf_write_cb);
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, &x->answer);
-        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
-        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-        CURLcode rc = curl_easy_perform(c);
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &x->status);
-        curl_slist_free_all(h);
-        curl_easy_cleanup(c);
-        if (rc != CURLE_OK)
-            snprintf(x->error, sizeof(x->error), "OAuth endpoint unreachable: %s",
-                     errbuf[0] ? errbuf : curl_easy_strerror(rc));
-    } else {
-        snprintf(x->error, sizeof(x->error), "cannot start an HTTP client");
-    }
-    OPENSSL_cleanse(x->body, strlen(x->body));
-    h2o_multithread_send_message(&api->exchanges, &x->msg);
-    return NULL;
+/* the reconciler's thread: keep the answer and hand the call to the loop (must not block) */
+static void on_oauth_answer(void *ctx, const qbc_oauth_result_t *res)
+{
+    oauth_call_t *x = ctx;
+    x->res = *res;
+    x->answered = 1;
+    h2o_multithread_send_message(&x->api->exchanges, &x->msg);
 }
 
 /* loop thread: OAuth calls that finished */
@@ -178,77 +153,44 @@ static void on_exchanges(h2o_multithread_receiver_t *receiver, h2o_linklist_t *m
         h2o_multithread_message_t *msg = H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
         oauth_call_t *x = H2O_STRUCT_FROM_MEMBER(oauth_call_t, msg, msg);
         h2o_linklist_unlink(&msg->link);
-        x->api->inflight--;
         x->done(x);
-        qbc_buf_free(&x->answer, 1);
-        free(x->body);
-        free(x);
+        call_free(x);
     }
 }
 
-/* starts a call; on failure to start, answers 503 and frees everything (done is not called) */
-static void oauth_call_start(qbc_api_t *api, realm_op_t *op, const char *url, const char *content_type, char *body,
-                             void (*done)(oauth_call_t *))
+/*
+ * asks the reconciler for the call; done runs on the loop with its answer. If it cannot be
+ * made, nothing is kept and the caller answers: QBC_EINVAL (no OAuth client, or no endpoint
+ * for it) or QBC_ECLOSED (stopping).
+ */
+static int oauth_call_start(qbc_api_t *api, realm_op_t *op, const qbc_oauth_request_t *req,
+                            void (*done)(oauth_call_t *))
 {
     oauth_call_t *x = qbc_calloc(1, sizeof(*x));
-    pthread_t th;
-    pthread_attr_t attr;
-
     x->api = api;
     x->op = op;
-    x->url = url;
-    x->content_type = content_type;
-    x->body = body;
-    x->answer.max = 1 << 20; /* an OAuth answer is small; refuse a flood */
     x->done = done;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    api->inflight++; /* shutdown waits for it like for any in-flight answer */
-    if (pthread_create(&th, &attr, oauth_call_main, x) != 0) {
-        api->inflight--;
-        if (op->aj.guard != NULL)
-            qbc_api__respond_error(op->aj.guard->req, 503, "Service Unavailable", "no_thread", "retry later");
-        OPENSSL_cleanse(body, strlen(body));
-        free(body);
-        free(x);
-        qbc_api__job_free(&op->aj);
-    }
-    pthread_attr_destroy(&attr);
+    h2o_linklist_insert(&api->oauth_calls, &x->link);
+    api->inflight++; /* shutdown waits for it like for any answer in flight */
+    int rc =
+        api->reconciler != NULL ? qbc_reconciler_oauth(api->reconciler, req, on_oauth_answer, x, &x->id) : QBC_EINVAL;
+    if (rc != 0)
+        call_free(x);
+    return rc;
 }
 
 /* the code exchange answered: keep the tokens, or say why not */
 static void exchange_done(oauth_call_t *x)
 {
     realm_op_t *op = x->op;
-    json_t *o = x->answer.data != NULL ? json_loads(x->answer.data, 0, NULL) : NULL;
-    const char *rt = o ? json_string_value(json_object_get(o, "refresh_token")) : NULL;
-    const char *at = o ? json_string_value(json_object_get(o, "access_token")) : NULL;
-
-    if (x->status == 200 && rt != NULL && strlen(rt) < QBC_TOKEN_MAX && (at == NULL || strlen(at) < QBC_TOKEN_MAX)) {
-        qbc_tokens_t *t = op->tokens;
-        snprintf(t->refresh_token, QBC_TOKEN_MAX, "%s", rt);
-        if (at != NULL) {
-            json_int_t ttl = json_integer_value(json_object_get(o, "expires_in"));
-            snprintf(t->access_token, QBC_TOKEN_MAX, "%s", at);
-            t->access_expires_ns = qbc_now_ns() + (int64_t)(ttl > 0 ? ttl : 3600) * 1000000000;
-        }
-        json_int_t rttl = json_integer_value(json_object_get(o, "x_refresh_token_expires_in"));
-        if (rttl > 0)
-            t->refresh_expires_ns = qbc_now_ns() + (int64_t)rttl * 1000000000;
-        json_decref(o);
+    if (x->res.ok) {
+        *op->tokens = x->res.tokens;
         qbc_api__realm_op_submit(x->api, op);
         return;
     }
-    if (x->error[0] == '\0') {
-        /* the OAuth error code is safe to repeat; the rest of the answer is not ours to echo */
-        const char *err = o ? json_string_value(json_object_get(o, "error")) : NULL;
-        snprintf(x->error, sizeof(x->error), "token endpoint answered HTTP %ld%s%s", x->status, err ? ": " : "",
-                 err && strlen(err) < 64 ? err : "");
-    }
-    json_decref(o);
-    qbc_log(QBC_LOG_WARN, "api", "connecting realm %s failed: %s", op->rj.realm, x->error);
+    qbc_log(QBC_LOG_WARN, "api", "connecting realm %s failed: %s", op->rj.realm, x->res.error);
     if (op->aj.guard != NULL)
-        qbc_api__respond_error(op->aj.guard->req, 502, "Bad Gateway", "token_exchange_failed", x->error);
+        qbc_api__respond_error(op->aj.guard->req, 502, "Bad Gateway", "token_exchange_failed", x->res.error);
     qbc_api__job_free(&op->aj);
 }
 
@@ -256,13 +198,11 @@ static void exchange_done(oauth_call_t *x)
 static void revoke_done(oauth_call_t *x)
 {
     realm_op_t *op = x->op;
-    op->revoked = x->status == 200;
+    op->revoked = x->res.ok;
     if (!op->revoked) {
-        if (x->error[0] == '\0')
-            snprintf(x->error, sizeof(x->error), "revoke endpoint answered HTTP %ld", x->status);
-        snprintf(op->revoke_error, sizeof(op->revoke_error), "%s", x->error);
+        snprintf(op->revoke_error, sizeof(op->revoke_error), "%s", x->res.error);
         qbc_log(QBC_LOG_WARN, "api", "revoking realm %s at Intuit failed (%s); erasing its tokens here anyway",
-                op->rj.realm, x->error);
+                op->rj.realm, x->res.error);
     }
     qbc_api__realm_op_submit(x->api, op);
 }
@@ -291,21 +231,17 @@ int qbc_api__disconnect_realm(qbc_api_t *api, h2o_req_t *req, const char *realm)
     op->disconnect = 1;
     op->rj.state = &op->state;
     op->rj.erase_tokens = 1;
-    if (rc != 0 || api->revoke_url == NULL || api->client_id == NULL) {
-        /* nothing to revoke (or nowhere to): just erase */
-        snprintf(op->revoke_error, sizeof(op->revoke_error), "%s",
-                 rc != 0 ? "no tokens were held" : "no revoke endpoint or client configured");
-        OPENSSL_cleanse(t, sizeof(*t));
-        free(t);
-        qbc_api__realm_op_submit(api, op);
-        return 0;
-    }
-    json_t *o = json_pack("{s:s}", "token", t->refresh_token);
-    char *body = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
+    qbc_oauth_request_t rq = {.op = QBC_OAUTH_REVOKE, .token = t->refresh_token};
+    int call = rc == 0 ? oauth_call_start(api, op, &rq, revoke_done) : QBC_ENOTFOUND;
     OPENSSL_cleanse(t, sizeof(*t));
     free(t);
-    oauth_call_start(api, op, api->revoke_url, "application/json", body, revoke_done);
+    if (call != 0) { /* nothing to revoke, or nowhere to: just erase */
+        snprintf(op->revoke_error, sizeof(op->revoke_error), "%s",
+                 call == QBC_ENOTFOUND ? "no tokens were held"
+                 : call == QBC_ECLOSED ? "the service is stopping"
+                                       : "no revoke endpoint or OAuth client configured");
+        qbc_api__realm_op_submit(api, op);
+    }
     return 0;
 }
 
@@ -340,7 +276,7 @@ int qbc_api__on_oauth_callback(h2o_handler_t *_self, h2o_req_t *req)
         qbc_api__respond_error(req, 400, "Bad Request", "bad_callback", "code and realmId are required");
         return 0;
     }
-    if (api->token_url == NULL || api->client_id == NULL || api->redirect_uri == NULL) {
+    if (api->reconciler == NULL || api->client_id == NULL || api->redirect_uri == NULL) {
         free(st);
         qbc_api__respond_error(req, 503, "Service Unavailable", "not_configured", "OAuth client is not configured");
         return 0;
@@ -352,24 +288,39 @@ int qbc_api__on_oauth_callback(h2o_handler_t *_self, h2o_req_t *req)
     op->tokens = qbc_calloc(1, sizeof(*op->tokens));
     qbc_api__realm_op_activate(api, op);
 
-    char *ecode = curl_easy_escape(NULL, code, 0), *eredir = curl_easy_escape(NULL, api->redirect_uri, 0);
-    if (ecode == NULL || eredir == NULL)
-        qbc_fatal("out of memory escaping the OAuth callback");
-    size_t flen = strlen(ecode) + strlen(eredir) + 80;
-    char *form = qbc_alloc(flen);
-    snprintf(form, flen, "grant_type=authorization_code&code=%s&redirect_uri=%s", ecode, eredir);
-    OPENSSL_cleanse(ecode, strlen(ecode));
+    qbc_oauth_request_t rq = {.op = QBC_OAUTH_EXCHANGE, .code = code, .redirect_uri = api->redirect_uri};
+    int rc = oauth_call_start(api, op, &rq, exchange_done);
     OPENSSL_cleanse(code, sizeof(code));
-    curl_free(ecode);
-    curl_free(eredir);
-    oauth_call_start(api, op, api->token_url, "application/x-www-form-urlencoded", form, exchange_done);
+    if (rc != 0) {
+        qbc_api__job_free(&op->aj);
+        qbc_api__respond_error(req, 503, "Service Unavailable", rc == QBC_ECLOSED ? "shutting_down" : "not_configured",
+                               rc == QBC_ECLOSED ? "the service is stopping; retry later"
+                                                 : "OAuth client is not configured");
+    }
     return 0;
 }
 
 void qbc_api__connect_init(qbc_api_t *api)
 {
     api->connect_states = qbc_calloc(1, sizeof(*api->connect_states));
+    h2o_linklist_init_anchor(&api->oauth_calls);
     h2o_multithread_register_receiver(api->ctx.queue, &api->exchanges, on_exchanges);
+}
+
+void qbc_api__connect_shutdown(qbc_api_t *api)
+{
+    for (h2o_linklist_t *l = api->oauth_calls.next, *next; l != &api->oauth_calls; l = next) {
+        next = l->next;
+        oauth_call_t *x = H2O_STRUCT_FROM_MEMBER(oauth_call_t, link, l);
+        qbc_reconciler_oauth_cancel(api->reconciler, x->id); /* its callback never runs after this */
+        if (x->answered)
+            continue; /* its answer is in the queue: on_exchanges finishes it */
+        if (x->op->aj.guard != NULL)
+            qbc_api__respond_error(x->op->aj.guard->req, 503, "Service Unavailable", "shutting_down",
+                                   "the service is stopping; retry later");
+        qbc_api__job_free(&x->op->aj);
+        call_free(x);
+    }
 }
 
 void qbc_api__connect_dispose(qbc_api_t *api)

@@ -127,11 +127,8 @@ int qbc_api_create(const qbc_api_config_t *cfg, qbc_store_t *store, qbc_api_t **
     api->snapshot_on_connect = cfg->snapshot_on_connect;
     api->feed_token = DUP_OR_NULL(cfg->feed_token);
     api->client_id = DUP_OR_NULL(cfg->client_id);
-    api->client_secret = DUP_OR_NULL(cfg->client_secret);
     api->authorize_url = DUP_OR_NULL(cfg->authorize_url);
-    api->token_url = DUP_OR_NULL(cfg->token_url);
     api->redirect_uri = DUP_OR_NULL(cfg->redirect_uri);
-    api->revoke_url = DUP_OR_NULL(cfg->revoke_url);
 #undef DUP_OR_NULL
 
     h2o_config_init(&api->config);
@@ -203,6 +200,8 @@ int qbc_api_run(qbc_api_t *api, int drain_ms)
         h2o_evloop_run(api->ctx.loop, 10);
         qbc_ingress_flush(api->ingress);
     }
+    /* OAuth calls still out are cancelled: none may answer once the server is gone */
+    qbc_api__connect_shutdown(api);
     /* let the last answers reach their sockets and closing connections finish closing */
     deadline = qbc_mono_ns() + 200 * 1000000;
     do {
@@ -235,6 +234,11 @@ static int context_idle(h2o_context_t *ctx)
         if (!h2o_linklist_is_empty(&timeouts[i]->_entries))
             return 0;
     return 1;
+}
+
+void qbc_api_set_reconciler(qbc_api_t *api, qbc_reconciler_t *r)
+{
+    api->reconciler = r;
 }
 
 void qbc_api_set_hooks(qbc_api_t *api, const qbc_api_hooks_t *hooks)
@@ -281,8 +285,7 @@ void qbc_api_destroy(qbc_api_t *api)
     h2o_context_dispose(&api->ctx);
     h2o_evloop_destroy(loop);
     h2o_config_dispose(&api->config);
-    char *secrets[] = {api->admin_token,   api->feed_token, api->client_id,    api->client_secret,
-                       api->authorize_url, api->token_url,  api->redirect_uri, api->revoke_url};
+    char *secrets[] = {api->admin_token, api->feed_token, api->client_id, api->authorize_url, api->redirect_uri};
     for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++) {
         if (secrets[i] != NULL)
             OPENSSL_cleanse(secrets[i], strlen(secrets[i]));

@@ -57,6 +57,8 @@ static char *metrics(void *ctx)
     counter(&t, "qbcdc_qbo_batches_total", "Batch requests.", st->batches);
     counter(&t, "qbcdc_qbo_reads_total", "Single entity reads.", st->reads);
     counter(&t, "qbcdc_qbo_token_refreshes_total", "OAuth access-token refreshes.", st->token_refreshes);
+    counter(&t, "qbcdc_oauth_calls_total", "Code exchanges and revokes made at Intuit's OAuth endpoints for the API.",
+            st->token_calls);
     counter(&t, "qbcdc_qbo_throttled_total", "429 answers received.", st->throttled);
     counter(&t, "qbcdc_qbo_server_errors_total", "5xx answers, timeouts and resets.", st->server_errors);
     counter(&t, "qbcdc_versions_offered_total", "Entity versions offered to the store.", st->versions_offered);

@@ -110,11 +110,8 @@ static int cmd_serve(int argc, char **argv)
                              .admin_token = cfg.admin_token,
                              .feed_token = cfg.feed_token,
                              .client_id = cfg.client_id,
-                             .client_secret = cfg.client_secret,
                              .authorize_url = cfg.oauth_authorize_url,
-                             .token_url = cfg.oauth_token_url,
                              .redirect_uri = cfg.oauth_redirect_uri,
-                             .revoke_url = cfg.oauth_revoke_url,
                              .snapshot_on_connect = cfg.n_snapshot_on_connect};
     if ((rc = qbc_api_create(&acfg, store, &api)) != 0) {
         fprintf(stderr, "qbcdc: cannot listen on %s: %s\n", cfg.listen, qbc_strerror(rc));
@@ -147,6 +144,7 @@ static int cmd_serve(int argc, char **argv)
             goto Exit;
         }
         qbc_figures_install(api, rec);
+        qbc_api_set_reconciler(api, rec);
     } else {
         qbc_log(
             QBC_LOG_WARN, "main",

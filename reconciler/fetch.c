@@ -154,6 +154,11 @@ void qbc_rec__xfer_done(qbc_reconciler_t *r, rec_xfer_t *x, CURLcode res)
     int curl_ok = res == CURLE_OK;
     if (!curl_ok && x->errbuf[0] == '\0')
         snprintf(x->errbuf, sizeof(x->errbuf), "%s", curl_easy_strerror(res));
+    if (x->kind == X_OAUTH) { /* no realm, no budget: someone else's call */
+        qbc_rec__oauth_call_done(r, x->oauth_id, curl_ok, status, x->body.data, x->body.len,
+                                 curl_ok ? NULL : x->errbuf);
+        return;
+    }
     qbc_budget_done(&x->realm->budget);
     if (x->kind == X_QUERY || x->kind == X_BATCH)
         for (size_t i = 0; i < x->n_parts; i++) {

@@ -103,6 +103,7 @@ static void *thread_main(void *arg)
         int64_t now = qbc_mono_ns(), next = now + 1000000000LL;
         qbc_rec__jobs_done(r);
         if (!atomic_load(&r->stopping)) {
+            qbc_rec__oauth_calls_start(r);
             if (atomic_exchange(&r->dirty_realms, 0))
                 scan_realms(r);
             if (now - last_scan >= 2000000 && (atomic_exchange(&r->dirty_pending, 0) || now >= r->next_scan_ns)) {
@@ -175,7 +176,9 @@ static void reconciler_free(qbc_reconciler_t *r)
     free(r->client_id);
     OPENSSL_cleanse(r->client_secret, strlen(r->client_secret));
     free(r->client_secret);
+    free(r->revoke_url);
     pthread_mutex_destroy(&r->mu);
+    pthread_mutex_destroy(&r->oauth_mu);
     pthread_mutex_destroy(&r->stats_mu);
     free(r);
 }
@@ -247,11 +250,13 @@ int qbc_reconciler_start(const qbc_reconciler_config_t *cfg, qbc_store_t *store,
     c->token_url = r->token_url;
     c->client_id = r->client_id;
     c->client_secret = r->client_secret;
-    c->revoke_url = NULL; /* not used here (yet): DELETE /admin/realms revokes */
+    r->revoke_url = cfg->revoke_url != NULL && cfg->revoke_url[0] != '\0' ? qbc_strdup(cfg->revoke_url) : NULL;
+    c->revoke_url = r->revoke_url;
     r->store = store;
     r->rng = (uint64_t)qbc_now_ns() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)r;
     pthread_mutex_init(&r->mu, NULL);
     pthread_mutex_init(&r->stats_mu, NULL);
+    pthread_mutex_init(&r->oauth_mu, NULL);
     atomic_init(&r->dirty_pending, 1);
     atomic_init(&r->dirty_realms, 1);
     atomic_init(&r->stopping, 0);
@@ -298,6 +303,7 @@ void qbc_reconciler_stop(qbc_reconciler_t *r, int drain_ms)
         pthread_join(r->thread, NULL);                /* it waited for every store job it submitted */
     qbc_store_remove_listener(r->store, r->listener); /* the writer never wakes r again */
     qbc_rec__abort_all(r);
+    qbc_rec__oauth_calls_end(r); /* those queued but never started */
     qbc_rec__notices_free(r);
     qbc_rec__backfill_free_all(r);
     reconciler_free(r);

@@ -6,9 +6,14 @@
  *   OK --(within 60 s of expiry, or an API 401)--> NONE
  *   REFRESHING --(invalid_grant)--> DISCONNECTED (realm state written; pending kept)
  *   DISCONNECTED --(new tokens registered: connected_ns changes)--> NONE
- * The rotated refresh token is committed (QBC_JOB_REALM) before the new access token is
+ * The rotated refresh token is committed (a realm job) before the new access token is
  * used; the refresh token sent is always the one read back from the store. One refresh
  * per realm at a time. No token is ever logged or put into an error string.
+ *
+ * The same thread makes the OAuth calls others ask for (qbc_reconciler_oauth: the connect
+ * flow's code exchange, a disconnect's revoke), parsed by the same qbc_oauth_parse. A call
+ * is queued under oauth_mu, started by the loop, and its callback runs under oauth_mu, so
+ * a cancel (which takes it) returns only when the callback is not running and never will.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -196,7 +201,7 @@ void qbc_rec__auth_token_done(qbc_reconciler_t *r, rec_realm_t *realm, int curl_
         REC_STAT(r, token_refreshes, 1);
         if (replaced) {
             realm->auth = REC_AUTH_NONE; /* use the newly registered tokens instead */
-        } else if (qbc_rec__submit_realm(r, realm, NULL, t) == 0) {
+        } else if (qbc_rec__submit_realm(r, realm, NULL, t, realm->refresh_connected_ns) == 0) {
             realm->auth = REC_AUTH_COMMITTING;
         } else {
             auth_retry_later(r, realm, 1000);
@@ -222,7 +227,7 @@ void qbc_rec__auth_token_done(qbc_reconciler_t *r, rec_realm_t *realm, int curl_
             realm->disc_connected_ns = st.connected_ns;
             auth_clear(realm);
             qbc_log(QBC_LOG_WARN, REC_MOD, "realm %s: %s", realm->name, st.last_error);
-            if (qbc_rec__submit_realm(r, realm, &st, NULL) != 0)
+            if (qbc_rec__submit_realm(r, realm, &st, NULL, realm->refresh_connected_ns) != 0)
                 qbc_log(QBC_LOG_ERROR, REC_MOD, "realm %s: could not record the disconnection", realm->name);
         }
         break;
@@ -240,10 +245,20 @@ void qbc_rec__auth_token_done(qbc_reconciler_t *r, rec_realm_t *realm, int curl_
     free(t);
 }
 
-void qbc_rec__auth_committed(qbc_reconciler_t *r, rec_realm_t *realm, int result, const qbc_tokens_t *tokens)
+void qbc_rec__auth_committed(qbc_reconciler_t *r, rec_realm_t *realm, int result, int stale, const qbc_tokens_t *tokens)
 {
     if (realm->auth != REC_AUTH_COMMITTING)
         return;
+    if (result == 0 && stale) {
+        /* disconnected (its tokens erased) or reconnected while we refreshed: that stands */
+        qbc_log(QBC_LOG_INFO, REC_MOD,
+                "realm %s: disconnected or reconnected during a refresh; its rotated tokens are "
+                "dropped",
+                realm->name);
+        realm->auth = REC_AUTH_NONE;
+        atomic_store(&r->dirty_realms, 1);
+        return;
+    }
     if (result != 0) {
         /* the previous refresh token stays valid for a grace period (qbo-facts §7): refresh again later */
         qbc_log(QBC_LOG_ERROR, REC_MOD, "realm %s: could not store rotated tokens: %s", realm->name,
@@ -302,4 +317,177 @@ void qbc_rec__auth_realm_seen(qbc_reconciler_t *r, rec_realm_t *realm, const qbc
         realm->auth_retry_ns = 0;
         realm->force_refresh = 0;
     }
+}
+
+/* ---------------------------------------------------------------- calls for others */
+
+typedef struct st_rec_oauth_call_t {
+    struct st_rec_oauth_call_t *next;
+    uint64_t id;
+    qbc_oauth_op_t op;
+    char *body; /* wiped and freed with the call */
+    int started;
+    qbc_oauth_cb cb;
+    void *ctx;
+} rec_oauth_call_t;
+
+static void call_free(rec_oauth_call_t *c)
+{
+    OPENSSL_cleanse(c->body, strlen(c->body));
+    free(c->body);
+    free(c);
+}
+
+/* the call with this id, unlinked from the list (NULL: none); oauth_mu held */
+static rec_oauth_call_t *call_take(qbc_reconciler_t *r, uint64_t id)
+{
+    for (rec_oauth_call_t **pp = &r->oauth_calls; *pp != NULL; pp = &(*pp)->next) {
+        if ((*pp)->id == id) {
+            rec_oauth_call_t *c = *pp;
+            *pp = c->next;
+            return c;
+        }
+    }
+    return NULL;
+}
+
+/* "grant_type=authorization_code&code=...&redirect_uri=..." or {"token":"..."} (malloc'd) */
+static char *call_body(const qbc_oauth_request_t *req)
+{
+    if (req->op == QBC_OAUTH_REVOKE) {
+        json_t *o = json_pack("{s:s}", "token", req->token);
+        char *s = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        return s;
+    }
+    static const char head[] = "grant_type=authorization_code&code=", mid[] = "&redirect_uri=";
+    size_t cl = strlen(req->code) * 3 + 1, rl = strlen(req->redirect_uri) * 3 + 1; /* qbc_url_encode's worst */
+    char *b = qbc_alloc(sizeof(head) + cl + sizeof(mid) + rl), *p = b;
+    memcpy(p, head, sizeof(head) - 1);
+    p += sizeof(head) - 1;
+    qbc_url_encode(req->code, p, cl);
+    p += strlen(p);
+    memcpy(p, mid, sizeof(mid) - 1);
+    p += sizeof(mid) - 1;
+    qbc_url_encode(req->redirect_uri, p, rl);
+    return b;
+}
+
+int qbc_reconciler_oauth(qbc_reconciler_t *r, const qbc_oauth_request_t *req, qbc_oauth_cb cb, void *ctx,
+                         uint64_t *out_id)
+{
+    int exchange = req->op == QBC_OAUTH_EXCHANGE;
+    if (cb == NULL || (req->op != QBC_OAUTH_EXCHANGE && req->op != QBC_OAUTH_REVOKE) ||
+        (exchange && (req->code == NULL || req->redirect_uri == NULL || r->token_url == NULL)) ||
+        (!exchange && (req->token == NULL || r->revoke_url == NULL)))
+        return QBC_EINVAL;
+    char *body = call_body(req);
+    if (body == NULL)
+        return QBC_EINVAL; /* a token that is not UTF-8 */
+    rec_oauth_call_t *c = qbc_calloc(1, sizeof(*c));
+    c->op = req->op;
+    c->body = body;
+    c->cb = cb;
+    c->ctx = ctx;
+    pthread_mutex_lock(&r->oauth_mu);
+    if (atomic_load(&r->stopping)) {
+        pthread_mutex_unlock(&r->oauth_mu);
+        call_free(c);
+        return QBC_ECLOSED;
+    }
+    c->id = ++r->oauth_next_id;
+    rec_oauth_call_t **pp = &r->oauth_calls;
+    while (*pp != NULL)
+        pp = &(*pp)->next;
+    *pp = c;
+    *out_id = c->id;
+    pthread_mutex_unlock(&r->oauth_mu);
+    atomic_store(&r->dirty_oauth, 1);
+    curl_multi_wakeup(r->multi);
+    return 0;
+}
+
+void qbc_reconciler_oauth_cancel(qbc_reconciler_t *r, uint64_t id)
+{
+    pthread_mutex_lock(&r->oauth_mu);
+    rec_oauth_call_t *c = call_take(r, id); /* a transfer under way finds it gone and drops the answer */
+    pthread_mutex_unlock(&r->oauth_mu);
+    if (c != NULL)
+        call_free(c);
+}
+
+/* runs a call's callback (oauth_mu held, the call unlinked) and frees it */
+static void call_finish(rec_oauth_call_t *c, qbc_oauth_result_t *res)
+{
+    c->cb(c->ctx, res);
+    OPENSSL_cleanse(res, sizeof(*res));
+    call_free(c);
+}
+
+void qbc_rec__oauth_calls_start(qbc_reconciler_t *r)
+{
+    if (!atomic_exchange(&r->dirty_oauth, 0))
+        return;
+    pthread_mutex_lock(&r->oauth_mu);
+    for (rec_oauth_call_t **pp = &r->oauth_calls; *pp != NULL;) {
+        rec_oauth_call_t *c = *pp;
+        if (c->started) {
+            pp = &c->next;
+            continue;
+        }
+        int exchange = c->op == QBC_OAUTH_EXCHANGE;
+        if (qbc_rec__start_oauth(r, exchange ? r->token_url : r->revoke_url,
+                                 exchange ? "application/x-www-form-urlencoded" : "application/json", c->body,
+                                 c->id) == 0) {
+            c->started = 1;
+            REC_STAT(r, token_calls, 1);
+            pp = &c->next;
+            continue;
+        }
+        *pp = c->next;
+        qbc_oauth_result_t *res = qbc_calloc(1, sizeof(*res));
+        snprintf(res->error, sizeof(res->error), "cannot start a request to the OAuth endpoint");
+        call_finish(c, res);
+        free(res);
+    }
+    pthread_mutex_unlock(&r->oauth_mu);
+}
+
+void qbc_rec__oauth_call_done(qbc_reconciler_t *r, uint64_t id, int curl_ok, long status, const char *body, size_t len,
+                              const char *err)
+{
+    qbc_oauth_result_t *res = qbc_calloc(1, sizeof(*res));
+    pthread_mutex_lock(&r->oauth_mu);
+    rec_oauth_call_t *c = call_take(r, id);
+    if (c == NULL) { /* cancelled meanwhile: nobody wants the answer */
+        pthread_mutex_unlock(&r->oauth_mu);
+        free(res);
+        return;
+    }
+    res->status = curl_ok ? status : 0;
+    if (c->op == QBC_OAUTH_EXCHANGE) {
+        res->ok = qbc_oauth_parse(curl_ok, status, body, len, qbc_now_ns(), &res->tokens, res->error,
+                                  sizeof(res->error)) == REC_OAUTH_OK;
+    } else if (!(res->ok = curl_ok && status == 200)) {
+        snprintf(res->error, sizeof(res->error), "revoke endpoint: HTTP %ld", status);
+    }
+    if (!curl_ok)
+        snprintf(res->error, sizeof(res->error), "OAuth endpoint unreachable: %s", err != NULL ? err : "no answer");
+    call_finish(c, res);
+    pthread_mutex_unlock(&r->oauth_mu);
+    free(res);
+}
+
+void qbc_rec__oauth_calls_end(qbc_reconciler_t *r)
+{
+    pthread_mutex_lock(&r->oauth_mu);
+    while (r->oauth_calls != NULL) {
+        rec_oauth_call_t *c = r->oauth_calls;
+        r->oauth_calls = c->next;
+        qbc_oauth_result_t *res = qbc_calloc(1, sizeof(*res));
+        snprintf(res->error, sizeof(res->error), "aborted: the reconciler is stopping");
+        call_finish(c, res);
+        free(res);
+    }
+    pthread_mutex_unlock(&r->oauth_mu);
 }

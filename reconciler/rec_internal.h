@@ -361,7 +361,7 @@ typedef struct st_rec_job_t rec_job_t;
 
 struct st_qbc_reconciler_t {
     qbc_reconciler_config_t cfg;
-    char *api_base, *token_url, *client_id, *client_secret;
+    char *api_base, *token_url, *client_id, *client_secret, *revoke_url;
     qbc_store_t *store;
     CURLM *multi;
     pthread_t thread;
@@ -373,6 +373,11 @@ struct st_qbc_reconciler_t {
     rec_job_t *done_jobs; /**< committed store jobs, handed back by the writer */
     atomic_int dirty_pending, dirty_realms, stopping;
     int drain_ms;
+    /* OAuth calls for others (oauth.c): guarded by oauth_mu, which their callbacks run under */
+    pthread_mutex_t oauth_mu;
+    struct st_rec_oauth_call_t *oauth_calls; /**< queued and in flight, oldest first */
+    uint64_t oauth_next_id;
+    atomic_int dirty_oauth; /**< a call was queued */
 
     pthread_mutex_t stats_mu;
     qbc_reconciler_stats_t stats;
@@ -435,7 +440,8 @@ int qbc_rec__submit_backfill(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_
 
 /* ---- transfer.c, fetch.c: one HTTP transfer ---- */
 
-enum { X_QUERY = 1, X_READ = 2, X_TOKEN = 3, X_BATCH = 4, X_API = 5 };
+/* X_OAUTH: a call to the token or revoke endpoint for someone else (no realm, not budgeted) */
+enum { X_QUERY = 1, X_READ = 2, X_TOKEN = 3, X_BATCH = 4, X_API = 5, X_OAUTH = 6 };
 
 /** one query of a transfer: an entity and its notices */
 typedef struct st_rec_part_t {
@@ -461,8 +467,12 @@ struct st_rec_xfer_t {
     uint64_t retry_after_ms;
     rec_api_cb api_cb; /* X_API: who gets the answer */
     void *api_ctx;
+    uint64_t oauth_id; /* X_OAUTH: the call it makes */
 };
 
+/** X_OAUTH: POSTs body to url with the client's Basic credentials (taken by the transfer). 0 or -1 */
+int qbc_rec__start_oauth(qbc_reconciler_t *r, const char *url, const char *content_type, const char *body,
+                         uint64_t call_id);
 /** runs curl's multi handle; each finished transfer goes to qbc_rec__xfer_done. @return how many finished */
 int qbc_rec__drain_curl(qbc_reconciler_t *r);
 /** stops every transfer (shutdown): their notices stay pending, API callers hear "aborted" */
@@ -481,6 +491,16 @@ void qbc_rec__offer(qbc_reconciler_t *r, rec_realm_t *realm, const char *entity,
                     qbc_rec_item_t *items, size_t n_items, int from_read);
 /** loop thread: settles every store job the writer handed back since the last call */
 void qbc_rec__jobs_done(qbc_reconciler_t *r);
+
+/* ---- oauth.c: calls for others ---- */
+
+/** loop thread: starts the OAuth calls queued since the last time */
+void qbc_rec__oauth_calls_start(qbc_reconciler_t *r);
+/** loop thread: an X_OAUTH transfer finished (curl_ok 0: no answer; err then says why) */
+void qbc_rec__oauth_call_done(qbc_reconciler_t *r, uint64_t id, int curl_ok, long status, const char *body, size_t len,
+                              const char *err);
+/** after the thread has stopped: every call still queued hears "the reconciler is stopping" */
+void qbc_rec__oauth_calls_end(qbc_reconciler_t *r);
 
 /* ---- action.c: what an answer means ---- */
 
@@ -582,8 +602,13 @@ int qbc_rec__start_batch(qbc_reconciler_t *r, rec_realm_t *realm, const rec_chun
 int qbc_rec__start_read(qbc_reconciler_t *r, rec_realm_t *realm, rec_notice_t *n);
 int qbc_rec__start_token(qbc_reconciler_t *r, rec_realm_t *realm, const char *refresh_token);
 void qbc_rec__dead_letter(qbc_reconciler_t *r, rec_notice_t *n, const char *error);
-int qbc_rec__submit_realm(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_realm_t *state,
-                          const qbc_tokens_t *tokens);
+/**
+ * writes a realm's state and/or tokens (either may be NULL). if_connected_ns != 0: only
+ * while the realm is still active under that connection (qbc_realm_job_t.if_current), so a
+ * refresh that ends after a disconnect or reconnect writes nothing.
+ */
+int qbc_rec__submit_realm(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_realm_t *state, const qbc_tokens_t *tokens,
+                          int64_t if_connected_ns);
 void qbc_rec__stat_add(qbc_reconciler_t *r, size_t offset, uint64_t v);
 #define REC_STAT(r, field, v) qbc_rec__stat_add((r), offsetof(qbc_reconciler_stats_t, field), (v))
 
@@ -593,8 +618,12 @@ int qbc_rec__auth_ready(qbc_reconciler_t *r, rec_realm_t *realm, int64_t now, in
 /** the token transfer finished */
 void qbc_rec__auth_token_done(qbc_reconciler_t *r, rec_realm_t *realm, int curl_ok, long status, const char *body,
                               size_t len, const char *curl_err);
-/** the REALM job holding rotated tokens committed (result 0) or failed; tokens is wiped by the caller */
-void qbc_rec__auth_committed(qbc_reconciler_t *r, rec_realm_t *realm, int result, const qbc_tokens_t *tokens);
+/**
+ * the realm job holding rotated tokens committed (result 0), found the realm disconnected or
+ * reconnected meanwhile (stale: nothing written), or failed; tokens is wiped by the caller
+ */
+void qbc_rec__auth_committed(qbc_reconciler_t *r, rec_realm_t *realm, int result, int stale,
+                             const qbc_tokens_t *tokens);
 /**
  * an API call answered 429: pauses the realm's budget for Retry-After (or the configured
  * pause) and says so once per pause. Counting it is the caller's.

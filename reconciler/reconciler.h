@@ -10,8 +10,13 @@
  * on request) and backfill jobs (operators', automatic catch-ups and first-connection
  * snapshots) are lower-priority users of the same calls, budget and dedupe.
  *
- * Threading: everything here runs on the reconciler thread except qbc_reconciler_wake()
- * and qbc_reconciler_snapshot(), which any thread may call.
+ * Every call to Intuit's OAuth endpoints goes through this thread too: its own refreshes,
+ * and the code exchanges and revokes the API asks for (qbc_reconciler_oauth), with one
+ * parser for token answers and transfers that stop with the reconciler.
+ *
+ * Threading: everything here runs on the reconciler thread except qbc_reconciler_wake(),
+ * qbc_reconciler_snapshot(), qbc_reconciler_oauth() and qbc_reconciler_oauth_cancel(),
+ * which any thread may call.
  */
 #ifndef QBC_RECONCILER_H
 #define QBC_RECONCILER_H
@@ -24,7 +29,7 @@
 typedef struct st_qbc_reconciler_config_t {
     const char *api_base;   /**< e.g. https://quickbooks.api.intuit.com (no trailing slash) */
     const char *token_url;  /**< OAuth token endpoint */
-    const char *revoke_url; /**< OAuth revoke endpoint (NULL: derived from token_url's host for qbosim) */
+    const char *revoke_url; /**< OAuth revoke endpoint (NULL: revokes are refused with QBC_EINVAL) */
     const char *client_id;
     const char *client_secret;
     long minorversion;           /**< sent on every API call (75) */
@@ -64,6 +69,57 @@ void qbc_reconciler_wake(qbc_reconciler_t *r);
  */
 void qbc_reconciler_stop(qbc_reconciler_t *r, int drain_ms);
 
+/* ========================== OAuth calls for others ===================== */
+
+typedef enum {
+    QBC_OAUTH_EXCHANGE = 1, /**< trade an authorization code for tokens (the connect flow's callback) */
+    QBC_OAUTH_REVOKE = 2,   /**< revoke a refresh token, which ends the company's connection */
+} qbc_oauth_op_t;
+
+typedef struct st_qbc_oauth_request_t {
+    qbc_oauth_op_t op;
+    const char *code;         /**< EXCHANGE: the authorization code */
+    const char *redirect_uri; /**< EXCHANGE: the redirect URI the code was issued for */
+    const char *token;        /**< REVOKE: the refresh token */
+} qbc_oauth_request_t;
+
+typedef struct st_qbc_oauth_result_t {
+    int ok;              /**< EXCHANGE: tokens hold the new pair; REVOKE: Intuit answered 200 */
+    long status;         /**< HTTP status; 0 when there was no answer */
+    char error[200];     /**< when !ok: why, safe to show (never a token) */
+    qbc_tokens_t tokens; /**< EXCHANGE with ok: the tokens (access token expiry in wall-clock ns) */
+} qbc_oauth_result_t;
+
+/**
+ * the outcome of a call, on the reconciler thread. res (and its tokens) is valid during
+ * the call only and wiped afterwards. It must not block nor call back into the reconciler:
+ * copy what it needs, hand it to another thread, return.
+ */
+typedef void (*qbc_oauth_cb)(void *ctx, const qbc_oauth_result_t *res);
+
+/**
+ * has the reconciler's thread call Intuit's token endpoint (EXCHANGE) or revoke endpoint
+ * (REVOKE), with the client's Basic credentials. The strings are copied (and wiped after
+ * use). cb runs exactly once: with the answer, or with ok 0 and an error when the call
+ * cannot be made or the reconciler stops first; unless qbc_reconciler_oauth_cancel() was
+ * called for it before. Any thread.
+ * @param[out] out_id the call's id (> 0), for qbc_reconciler_oauth_cancel
+ * @return 0; or, and then cb will not run:
+ *   <ul>
+ *   <li>QBC_ECLOSED - the reconciler is stopping.
+ *   <li>QBC_EINVAL - a field the operation needs is missing, or no endpoint is configured.
+ *   </ul>
+ */
+int qbc_reconciler_oauth(qbc_reconciler_t *r, const qbc_oauth_request_t *req, qbc_oauth_cb cb, void *ctx,
+                         uint64_t *out_id);
+
+/**
+ * cancels a call. When it returns, the call's callback is not running and will never run
+ * (libuv's rule), so ctx may be freed. An unknown or finished id is a no-op. Any thread but
+ * the callback's.
+ */
+void qbc_reconciler_oauth_cancel(qbc_reconciler_t *r, uint64_t id);
+
 /** per-realm figures for GET /admin/realms and /metrics. */
 typedef struct st_qbc_realm_stats_t {
     char realm[QBC_REALM_MAX];
@@ -79,6 +135,7 @@ typedef struct st_qbc_reconciler_stats_t {
     uint64_t reads;    /**< of which: single entity reads */
     uint64_t batches;  /**< of which: batch requests (each carries several queries, counted in queries) */
     uint64_t token_refreshes;
+    uint64_t token_calls;      /**< code exchanges and revokes made for the API (qbc_reconciler_oauth) */
     uint64_t throttled;        /**< 429s received */
     uint64_t server_errors;    /**< 5xx, timeouts, resets */
     uint64_t versions_offered; /**< versions submitted to the store */

@@ -151,10 +151,13 @@ void qbc_rec__dead_letter(qbc_reconciler_t *r, rec_notice_t *n, const char *erro
     }
 }
 
-int qbc_rec__submit_realm(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_realm_t *state, const qbc_tokens_t *tokens)
+int qbc_rec__submit_realm(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_realm_t *state, const qbc_tokens_t *tokens,
+                          int64_t if_connected_ns)
 {
     rec_job_t *j = job_new(r, tokens ? J_TOKENS : J_STATE, realm, submit_realm);
     snprintf(j->sj.realm.realm, sizeof(j->sj.realm.realm), "%s", realm->name);
+    j->sj.realm.if_current = if_connected_ns != 0;
+    j->sj.realm.if_connected_ns = if_connected_ns;
     if (state != NULL) {
         j->state = *state;
         j->sj.realm.state = &j->state;
@@ -442,12 +445,15 @@ void qbc_rec__jobs_done(qbc_reconciler_t *r)
             atomic_store(&r->dirty_pending, 1);
             break;
         case J_TOKENS:
-            qbc_rec__auth_committed(r, j->realm, res, j->tokens);
+            qbc_rec__auth_committed(r, j->realm, res, j->sj.realm.stale, j->tokens);
             break;
         case J_GENERIC:
             j->done(r, &j->sj.job, j->done_ctx);
             break;
         case J_STATE:
+            if (res == 0 && j->sj.realm.stale)
+                qbc_log(QBC_LOG_INFO, REC_MOD, "realm %s: reconnected or disconnected meanwhile; state not written",
+                        j->realm->name);
             if (res != 0)
                 qbc_log(QBC_LOG_ERROR, REC_MOD, "realm %s: storing its state failed: %s", j->realm->name,
                         qbc_strerror(res));

@@ -65,6 +65,15 @@ static void add_bearer(rec_xfer_t *x)
     x->token_gen = realm->token_gen;
 }
 
+/* the OAuth client's credentials (the token and revoke endpoints) */
+static void add_basic(qbc_reconciler_t *r, rec_xfer_t *x)
+{
+    char *basic = qbc_oauth_basic_header(r->client_id, r->client_secret);
+    x->hdrs = curl_slist_append(x->hdrs, basic);
+    OPENSSL_cleanse(basic, strlen(basic));
+    free(basic);
+}
+
 /* asks for JSON back; with a body (copied), POSTs it as content_type (else GET) */
 static void set_request(rec_xfer_t *x, const char *content_type, const char *body)
 {
@@ -91,7 +100,8 @@ static int xfer_go(qbc_reconciler_t *r, rec_xfer_t *x, unsigned units)
         r->xfers->prev = x;
     r->xfers = x;
     r->n_xfers++;
-    qbc_budget_take_n(&x->realm->budget, qbc_mono_ns(), units);
+    if (x->realm != NULL) /* X_OAUTH calls have none: not the API's budget */
+        qbc_budget_take_n(&x->realm->budget, qbc_mono_ns(), units);
     REC_STAT(r, requests, 1);
     return 0;
 }
@@ -246,15 +256,27 @@ int qbc_rec__start_read(qbc_reconciler_t *r, rec_realm_t *realm, rec_notice_t *n
 int qbc_rec__start_token(qbc_reconciler_t *r, rec_realm_t *realm, const char *refresh_token)
 {
     rec_xfer_t *x = xfer_new(r, realm, X_TOKEN, r->token_url);
-    char *basic = qbc_oauth_basic_header(r->client_id, r->client_secret);
-    x->hdrs = curl_slist_append(x->hdrs, basic);
-    OPENSSL_cleanse(basic, strlen(basic));
-    free(basic);
+    add_basic(r, x);
     char *body = qbc_oauth_refresh_body(refresh_token);
     set_request(x, "application/x-www-form-urlencoded", body);
     OPENSSL_cleanse(body, strlen(body));
     free(body);
     if (xfer_go(r, x, 1) != 0) {
+        xfer_free(r, x);
+        return -1;
+    }
+    return 0;
+}
+
+int qbc_rec__start_oauth(qbc_reconciler_t *r, const char *url, const char *content_type, const char *body,
+                         uint64_t call_id)
+{
+    rec_xfer_t *x = xfer_new(r, NULL, X_OAUTH, url);
+    snprintf(x->entity, sizeof(x->entity), "oauth");
+    x->oauth_id = call_id;
+    add_basic(r, x);
+    set_request(x, content_type, body);
+    if (xfer_go(r, x, 0) != 0) {
         xfer_free(r, x);
         return -1;
     }
@@ -313,7 +335,8 @@ void qbc_rec__abort_all(qbc_reconciler_t *r)
     while (r->xfers) {
         rec_xfer_t *x = r->xfers;
         xfer_unlink(r, x);
-        qbc_budget_done(&x->realm->budget);
+        if (x->realm != NULL)
+            qbc_budget_done(&x->realm->budget);
         for (size_t i = 0; i < x->n; i++)
             x->ns[i]->inflight = 0; /* still pending in the store: nothing lost */
         if (x->kind == X_TOKEN && x->realm->auth == REC_AUTH_REFRESHING)
@@ -322,6 +345,8 @@ void qbc_rec__abort_all(qbc_reconciler_t *r)
             rec_api_answer_t a = {0, 0, NULL, 0, 0, "aborted: the reconciler is stopping", x->token_gen};
             x->api_cb(r, x->realm, x->api_ctx, &a);
         }
+        if (x->kind == X_OAUTH)
+            qbc_rec__oauth_call_done(r, x->oauth_id, 0, 0, NULL, 0, "aborted: the reconciler is stopping");
         xfer_free(r, x);
     }
 }

@@ -48,6 +48,8 @@ typedef struct st_deferred_t {
     const char *ctype;
     int realm; /* whose in-flight count to release, -1 for none */
     int64_t due_ms;
+    int64_t start_ms; /* when the request came (token answers: due = start + token_latency_ms) */
+    int token;        /* a token endpoint answer: held by token_latency_ms */
 } deferred_t;
 
 struct st_req_guard_t {
@@ -80,6 +82,7 @@ typedef struct {
     char ce_source[80];
     /* runtime-adjustable faults */
     int latency_ms, delay_ms;
+    int token_latency_ms; /* the token endpoint's answers wait this long (decided at once) */
     double error_rate, reset_rate, throttle_xml, loss, dup, reorder;
     /* stats */
     uint64_t oauth_token_calls, oauth_invalid_grant, oauth_revokes, oauth_authorize, changes_made, throttled_total;
@@ -180,11 +183,12 @@ static void on_req_dispose(void *p)
         g->cmd->req = NULL;
 }
 
-/* answers an API request, after the injected latency if any; releases the realm's
- * in-flight slot when the answer goes out. Takes body over. */
-static void api_respond(h2o_req_t *req, int realm, int status, char *body, const char *ctype)
+/* answers after latency_ms (0: now); releases the realm's in-flight slot (realm >= 0) when
+ * the answer goes out. Takes body over. */
+static void respond_after(h2o_req_t *req, int realm, int status, char *body, const char *ctype, int latency_ms,
+                          int token)
 {
-    if (S.latency_ms <= 0) {
+    if (latency_ms <= 0) {
         if (realm >= 0)
             S.rs[realm].inflight--;
         send_now(req, status, body, ctype);
@@ -196,12 +200,20 @@ static void api_respond(h2o_req_t *req, int realm, int status, char *body, const
     d->body = body;
     d->ctype = ctype;
     d->realm = realm;
-    d->due_ms = mono_ms() + S.latency_ms;
+    d->start_ms = mono_ms();
+    d->due_ms = d->start_ms + latency_ms;
+    d->token = token;
     d->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*d->guard), on_req_dispose);
     memset(d->guard, 0, sizeof(*d->guard));
     d->guard->d = d;
     d->next = S.deferred;
     S.deferred = d;
+}
+
+/* answers an API request, after the injected latency if any */
+static void api_respond(h2o_req_t *req, int realm, int status, char *body, const char *ctype)
+{
+    respond_after(req, realm, status, body, ctype, S.latency_ms, 0);
 }
 
 static void api_respond_json(h2o_req_t *req, int realm, int status, json_t *j)
@@ -294,7 +306,10 @@ static void handle_token(h2o_req_t *req)
     if (status == 200 && hi >= 0 &&
         h2o_memis(req->headers.entries[hi].value.base, req->headers.entries[hi].value.len, H2O_STRLIT("true")))
         json_object_set_new(out, "x_refresh_token_hard_expires_in", json_integer(157680000));
-    send_json(req, status, out);
+    /* decided (a refresh rotates the token) now; answered after token_latency_ms */
+    char *text = sim_json_dump(out);
+    json_decref(out);
+    respond_after(req, -1, status, text, "application/json;charset=UTF-8", S.token_latency_ms, 1);
 }
 
 static void handle_revoke(h2o_req_t *req)
@@ -1033,6 +1048,7 @@ static json_t *faults_json(void)
 {
     json_t *j = json_object();
     json_object_set_new(j, "latency_ms", json_integer(S.latency_ms));
+    json_object_set_new(j, "token_latency_ms", json_integer(S.token_latency_ms));
     json_object_set_new(j, "delay_ms", json_integer(S.delay_ms));
     json_object_set_new(j, "error_rate", json_real(S.error_rate));
     json_object_set_new(j, "reset_rate", json_real(S.reset_rate));
@@ -1070,6 +1086,12 @@ static void handle_sim_faults(h2o_req_t *req)
             sim_error(req, 400, "bad_request", "latency_ms must be an integer in 0..600000");
             return;
         }
+        json_t *tl = json_object_get(body, "token_latency_ms");
+        if (tl && (!json_is_integer(tl) || json_integer_value(tl) < 0 || json_integer_value(tl) > 600000)) {
+            json_decref(body);
+            sim_error(req, 400, "bad_request", "token_latency_ms must be an integer in 0..600000");
+            return;
+        }
         json_t *dl = json_object_get(body, "delay_ms");
         if (dl && (!json_is_integer(dl) || json_integer_value(dl) < 0 || json_integer_value(dl) > 3600000)) {
             json_decref(body);
@@ -1087,6 +1109,12 @@ static void handle_sim_faults(h2o_req_t *req)
         }
         if (lat)
             S.latency_ms = (int)json_integer_value(lat);
+        if (tl) { /* token answers already held move to the new latency: 0 lets them out now */
+            S.token_latency_ms = (int)json_integer_value(tl);
+            for (deferred_t *d = S.deferred; d != NULL; d = d->next)
+                if (d->token)
+                    d->due_ms = d->start_ms + S.token_latency_ms;
+        }
         if (json_is_true(json_object_get(body, "expire_tokens")))
             sim_oauth_expire_access(S.oauth);
         const char *rv = json_string_value(json_object_get(body, "revoke_realm"));

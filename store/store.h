@@ -391,8 +391,16 @@ typedef struct st_qbc_realm_job_t {
      * (entities "", resolved when it starts), in the same transaction. A known realm gets none.
      */
     int snapshot_if_new;
-    /* result, valid in on_commit with result 0 */
+    /**
+     * 1: write only while the realm is active and its connected_ns equals if_connected_ns (the
+     * connection under which the caller read what it writes, e.g. a token refresh); else nothing
+     * is written and stale is set. A disconnect or a new connection meanwhile wins.
+     */
+    int if_current;
+    int64_t if_connected_ns;
+    /* results, valid in on_commit with result 0 */
     uint64_t snapshot_id; /**< the snapshot job created (0: none) */
+    int stale;            /**< with if_current: the realm was disconnected or reconnected; nothing written */
 } qbc_realm_job_t;
 
 /** QBC_JOB_REDRIVE: put a dead letter back into pending work. */

@@ -552,11 +552,20 @@ static int apply_realm(qbc_store_t *s, MDB_txn *txn, qbc_realm_job_t *job, txn_c
     int rc;
 
     job->snapshot_id = 0;
+    job->stale = 0;
     if (k.mv_size == 0 || k.mv_size >= QBC_REALM_MAX)
         return QBC_EINVAL;
     int known = (rc = mdb_get(txn, s->dbi_realms, &k, &v)) == 0;
     if (rc != 0 && rc != MDB_NOTFOUND)
         return rc;
+    if (job->if_current) {
+        qbc_realm_t cur;
+        if (!known || qbc_store__realm_decode(realm, v.mv_data, v.mv_size, &cur) != 0 ||
+            cur.status != QBC_REALM_ACTIVE || cur.connected_ns != job->if_connected_ns) {
+            job->stale = 1; /* disconnected or reconnected meanwhile: that decision stands */
+            return 0;
+        }
+    }
     if (job->state != NULL || (job->tokens != NULL && !known)) {
         qbc_realm_t fresh;
         const qbc_realm_t *st = job->state;

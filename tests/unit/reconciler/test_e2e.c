@@ -114,13 +114,8 @@ int main(void)
     const char *vt[] = {"vtok"};
     char token_url[128];
     snprintf(token_url, sizeof(token_url), "%s/oauth2/v1/tokens/bearer", g_base);
-    qbc_api_config_t icfg = {.listen = listen,
-                             .verifier_tokens = vt,
-                             .n_verifier_tokens = 1,
-                             .admin_token = "adm",
-                             .client_id = "cid",
-                             .client_secret = "csecret",
-                             .token_url = token_url};
+    qbc_api_config_t icfg = {
+        .listen = listen, .verifier_tokens = vt, .n_verifier_tokens = 1, .admin_token = "adm", .client_id = "cid"};
     qbc_api_t *ing;
     is_int(qbc_api_create(&icfg, g_store, &ing), 0, "ingress listening");
     pthread_t it;
