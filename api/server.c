@@ -282,8 +282,10 @@ void qbc_api_destroy(qbc_api_t *api)
     qbc_api__connect_dispose(api);
     qbc_api__feed_dispose(api);
     h2o_evloop_t *loop = api->ctx.loop;
+    h2o_multithread_queue_t *queue = api->ctx.queue;
     h2o_context_dispose(&api->ctx);
     h2o_evloop_destroy(loop);
+    free(queue); /* h2o 2.2's evloop build closes the queue's socket but never frees the queue itself */
     h2o_config_dispose(&api->config);
     char *secrets[] = {api->admin_token, api->feed_token, api->client_id, api->authorize_url, api->redirect_uri};
     for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++) {

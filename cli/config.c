@@ -49,6 +49,9 @@ static const option_t options[] = {
         "1: snapshot every object of a realm (every CDC entity) when it is connected for the first time; 0: never"),
     OPT("cdc-lookback", cdc_lookback, "2592000",
         "CDC's lookback in seconds (QBO: 30 days); a realm whose watermark is older is backfilled instead"),
+    OPT("cdc-commit-max", cdc_commit_max, "500",
+        "most entity versions a CDC sweep commits in one store transaction (a long backlog commits in chunks; only "
+        "the last moves the watermark)"),
     OPT("cdc-audit-gap", cdc_audit_gap, "600",
         "seconds between two audits of one entity of a realm (after CDC answers at the cap cut deletes off; an "
         "audit owed meanwhile waits)"),
@@ -248,6 +251,7 @@ int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const c
         {cfg->throttle_pause_ms, "throttle pause ms", 1, 3600000, &cfg->n_throttle_pause_ms},
         {cfg->cdc_lookback, "cdc lookback", 1, 86400 * 30, &cfg->n_cdc_lookback_s},
         {cfg->cdc_audit_gap, "cdc audit gap", 0, 86400 * 30, &cfg->n_cdc_audit_gap_s},
+        {cfg->cdc_commit_max, "cdc commit max", 1, 1000000, &cfg->n_cdc_commit_max},
         {cfg->inbox_retention, "inbox retention", 0, 86400L * 3650, &cfg->n_inbox_retention_s},
         {cfg->feed_retention, "feed retention", 0, 86400L * 3650, &cfg->n_feed_retention_s},
         {cfg->prune_interval_ms, "prune interval ms", 10, 86400000, &cfg->n_prune_interval_ms},

@@ -74,6 +74,9 @@ static char *metrics(void *ctx)
             st->cdc_audit_notices);
     counter(&t, "qbcdc_cdc_sweeps_total", "Completed CDC sweeps (watermark committed with their versions).",
             st->cdc_sweeps);
+    counter(&t, "qbcdc_cdc_commits_total",
+            "Store commits of CDC sweeps (QBCDC_CDC_COMMIT_MAX versions at most each; the last carries the watermark).",
+            st->cdc_commits);
     counter(&t, "qbcdc_cdc_versions_new_total", "Versions CDC found that webhooks had not delivered.",
             st->cdc_versions_new);
     counter(&t, "qbcdc_backfill_requests_total", "Backfill query pages requested.", st->backfill_requests);

@@ -138,7 +138,8 @@ static int cmd_serve(int argc, char **argv)
                                         .cdc_interval_s = (unsigned)cfg.cdc_interval_s,
                                         .cdc_entities = cfg.cdc_entities,
                                         .cdc_lookback_s = (unsigned)cfg.n_cdc_lookback_s,
-                                        .cdc_audit_gap_s = (int)cfg.n_cdc_audit_gap_s};
+                                        .cdc_audit_gap_s = (int)cfg.n_cdc_audit_gap_s,
+                                        .cdc_commit_max = (unsigned)cfg.n_cdc_commit_max};
         if ((rc = qbc_reconciler_start(&rcfg, store, &rec)) != 0) {
             fprintf(stderr, "qbcdc: cannot start the reconciler: %s\n", qbc_strerror(rc));
             goto Exit;

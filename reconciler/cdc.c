@@ -72,6 +72,8 @@ static void sweep_clear(rec_cdc_t *c)
     c->versions = NULL;
     c->parts = NULL;
     c->n_owned = c->cap_owned = c->nv = c->cap_v = c->n_parts = c->cap_parts = 0;
+    c->chunk_failed = c->commit_waiting = 0;
+    c->chunk_versions = c->chunk_new = 0;
     c->active = 0;
     c->failures = 0;
     c->requests = 0;
@@ -173,9 +175,44 @@ static void part_pop(rec_cdc_t *c)
     c->n_parts--;
 }
 
-/* keeps every object of the answer as a version (items' texts are taken over) */
-static void gather(rec_cdc_t *c, const char *realm, qbc_rec_cdc_group_t *groups, size_t n_groups)
+static void on_chunk_committed(qbc_reconciler_t *r, const qbc_store_job_t *sj, void *ctx);
+
+/*
+ * hands versions[0..n) (and the texts they point into) to the store as a commit of their
+ * own, without the watermark. @return 0, or -1 (the store is closing: they stay here)
+ */
+static int submit_chunk(qbc_reconciler_t *r, rec_realm_t *realm, size_t n)
 {
+    rec_cdc_t *c = &realm->cdc;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += c->versions[i].data != NULL; /* gather keeps owned[] in step with them */
+    qbc_version_t *v = qbc_alloc(n * sizeof(*v));
+    char **o = qbc_alloc((k > 0 ? k : 1) * sizeof(*o));
+    memcpy(v, c->versions, n * sizeof(*v));
+    memcpy(o, c->owned, k * sizeof(*o));
+    qbc_reconcile_job_t tmpl;
+    memset(&tmpl, 0, sizeof(tmpl));
+    if (qbc_rec__submit_versions(r, realm, &tmpl, v, n, o, k, on_chunk_committed, realm) != 0) {
+        free(v);
+        free(o);
+        return -1;
+    }
+    memmove(c->versions, c->versions + n, (c->nv - n) * sizeof(*c->versions));
+    c->nv -= n;
+    memmove(c->owned, c->owned + k, (c->n_owned - k) * sizeof(*c->owned));
+    c->n_owned -= k;
+    c->chunks_inflight++;
+    return 0;
+}
+
+/*
+ * keeps every object of the answer as a version (the texts versions point into are taken
+ * over), and commits full chunks of cdc_commit_max ahead of the sweep's end
+ */
+static void gather(qbc_reconciler_t *r, rec_realm_t *realm, qbc_rec_cdc_group_t *groups, size_t n_groups)
+{
+    rec_cdc_t *c = &realm->cdc;
     for (size_t g = 0; g < n_groups; g++) {
         for (size_t i = 0; i < groups[g].n; i++) {
             qbc_rec_item_t *it = &groups[g].items[i];
@@ -185,8 +222,9 @@ static void gather(rec_cdc_t *c, const char *realm, qbc_rec_cdc_group_t *groups,
                 c->cap_v = c->cap_v ? c->cap_v * 2 : 256;
                 c->versions = qbc_realloc(c->versions, c->cap_v * sizeof(*c->versions));
             }
-            qbc_rec__version_of_item(realm, groups[g].entity, it, QBC_SOURCE_CDC, &c->versions[c->nv++]);
-            if (it->data != NULL) {
+            qbc_version_t *v = &c->versions[c->nv++];
+            qbc_rec__version_of_item(realm->name, groups[g].entity, it, QBC_SOURCE_CDC, v);
+            if (it->data != NULL && v->data == it->data) { /* a delete points at none: the group frees it */
                 if (c->n_owned == c->cap_owned) {
                     c->cap_owned = c->cap_owned ? c->cap_owned * 2 : 256;
                     c->owned = qbc_realloc(c->owned, c->cap_owned * sizeof(*c->owned));
@@ -196,6 +234,8 @@ static void gather(rec_cdc_t *c, const char *realm, qbc_rec_cdc_group_t *groups,
             }
         }
     }
+    while (c->nv >= r->cfg.cdc_commit_max && submit_chunk(r, realm, r->cfg.cdc_commit_max) == 0)
+        ;
 }
 
 /* ---------------------------------------------------------------- automatic backfill */
@@ -298,15 +338,47 @@ static void on_sweep_committed(qbc_reconciler_t *r, const qbc_store_job_t *sj, v
     pthread_mutex_lock(&r->stats_mu);
     r->stats.cdc_audit_notices += job->n_audited;
     r->stats.cdc_sweeps++;
+    r->stats.cdc_commits++;
     r->stats.cdc_versions_new += job->n_feed;
     r->stats.versions_offered += job->n_versions;
     r->stats.feed_appended += job->n_feed;
     pthread_mutex_unlock(&r->stats_mu);
     char ts[QBC_TIME_BUFSZ];
-    qbc_log(job->n_feed ? QBC_LOG_INFO : QBC_LOG_DEBUG, REC_MOD,
-            "realm %s: CDC sweep done (%llu requests, %zu objects, %u new); complete until %s", realm->name,
-            (unsigned long long)c->requests, job->n_versions, job->n_feed, qbc_time_format(c->watermark_ns, ts));
+    qbc_log(job->n_feed + c->chunk_new ? QBC_LOG_INFO : QBC_LOG_DEBUG, REC_MOD,
+            "realm %s: CDC sweep done (%llu requests, %llu objects, %llu new); complete until %s", realm->name,
+            (unsigned long long)c->requests, (unsigned long long)(job->n_versions + c->chunk_versions),
+            (unsigned long long)(job->n_feed + c->chunk_new), qbc_time_format(c->watermark_ns, ts));
     sweep_end(r, realm, now, NULL);
+}
+
+static void sweep_commit(qbc_reconciler_t *r, rec_realm_t *realm);
+
+/* a chunk of a sweep's versions is stored (or failed): the sweep's final commit may follow */
+static void on_chunk_committed(qbc_reconciler_t *r, const qbc_store_job_t *sj, void *ctx)
+{
+    const qbc_reconcile_job_t *job = (const qbc_reconcile_job_t *)sj;
+    rec_realm_t *realm = ctx;
+    rec_cdc_t *c = &realm->cdc;
+    c->chunks_inflight--;
+    if (job->job.result != 0) {
+        qbc_log(QBC_LOG_ERROR, REC_MOD, "realm %s: storing a chunk of a CDC sweep failed: %s", realm->name,
+                qbc_strerror(job->job.result));
+        c->chunk_failed = 1;
+    } else {
+        c->chunk_versions += job->n_versions;
+        c->chunk_new += job->n_feed;
+        pthread_mutex_lock(&r->stats_mu);
+        r->stats.cdc_commits++;
+        r->stats.cdc_versions_new += job->n_feed;
+        r->stats.versions_offered += job->n_versions;
+        r->stats.feed_appended += job->n_feed;
+        pthread_mutex_unlock(&r->stats_mu);
+    }
+    if (c->chunks_inflight == 0 && c->commit_waiting) {
+        c->commit_waiting = 0;
+        c->inflight = 0;
+        sweep_commit(r, realm);
+    }
 }
 
 static void sweep_commit(qbc_reconciler_t *r, rec_realm_t *realm)
@@ -318,6 +390,22 @@ static void sweep_commit(qbc_reconciler_t *r, rec_realm_t *realm)
         char why[300];
         snprintf(why, sizeof(why), "QBO refused every entity; the first: %s", c->sweep_refused_why);
         sweep_end(r, realm, qbc_mono_ns(), why);
+        return;
+    }
+    /* all but the last chunk go ahead; the last carries the watermark once they are stored */
+    while (c->nv > r->cfg.cdc_commit_max) {
+        if (submit_chunk(r, realm, r->cfg.cdc_commit_max) != 0) {
+            sweep_end(r, realm, qbc_mono_ns(), "the store is closing");
+            return;
+        }
+    }
+    if (c->chunks_inflight > 0) {
+        c->commit_waiting = 1; /* on_chunk_committed comes back here */
+        c->inflight = 1;
+        return;
+    }
+    if (c->chunk_failed) { /* the watermark must not pass what was not stored */
+        sweep_end(r, realm, qbc_mono_ns(), "a chunk of its versions could not be stored; the window is swept again");
         return;
     }
     memset(&tmpl, 0, sizeof(tmpl));
@@ -468,7 +556,7 @@ static void on_window_answer(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx,
     g.entity[el] = '\0';
     g.items = items + (first > 0 ? first : 0);
     g.n = n - (size_t)(first > 0 ? first : 0);
-    gather(c, realm->name, &g, 1);
+    gather(r, realm, &g, 1);
     if (n < REC_QUERY_PAGE) { /* the second is read: CDC goes on after it */
         p->since_ns = p->until_ns;
         p->until_ns = 0;
@@ -511,7 +599,7 @@ static void on_cdc_answer(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, co
     int64_t next_since;
     switch (qbc_rec_cdc_decide(p->n_entities, total, groups, n_groups, p->since_ns, &next_since)) {
     case REC_CDC_COMPLETE:
-        gather(c, realm->name, groups, n_groups);
+        gather(r, realm, groups, n_groups);
         if (time_ns < c->complete_ns)
             c->complete_ns = time_ns;
         part_pop(c);
@@ -529,7 +617,7 @@ static void on_cdc_answer(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, co
     }
     case REC_CDC_STUCK: {
         audit_note(realm, p->entities, groups, n_groups, 1);
-        gather(c, realm->name, groups, n_groups);
+        gather(r, realm, groups, n_groups);
         char ts[QBC_TIME_BUFSZ];
         qbc_log(QBC_LOG_INFO, REC_MOD,
                 "realm %s: more than %d %s changes in the second from %s: reading it through the query API (deleted "
@@ -545,7 +633,7 @@ static void on_cdc_answer(qbc_reconciler_t *r, rec_realm_t *realm, void *ctx, co
     }
     case REC_CDC_ADVANCE:
         audit_note(realm, p->entities, groups, n_groups, 0);
-        gather(c, realm->name, groups, n_groups);
+        gather(r, realm, groups, n_groups);
         qbc_log(QBC_LOG_DEBUG, REC_MOD, "realm %s: CDC of %s at the cap; next page from %lld", realm->name, p->entities,
                 (long long)next_since);
         p->since_ns = next_since;

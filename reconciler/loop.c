@@ -222,6 +222,8 @@ int qbc_reconciler_start(const qbc_reconciler_config_t *cfg, qbc_store_t *store,
         c->cdc_lookback_s = 30 * 86400;
     if (c->cdc_audit_gap_s < 0)
         c->cdc_audit_gap_s = 600;
+    if (c->cdc_commit_max == 0)
+        c->cdc_commit_max = 500;
     {
         const char *list = c->cdc_entities != NULL && c->cdc_entities[0] != '\0'
                                ? c->cdc_entities

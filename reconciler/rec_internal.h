@@ -300,11 +300,19 @@ typedef struct st_rec_cdc_t {
     size_t n_parts, cap_parts;
     int64_t sweep_wall_ns;   /**< when the sweep started */
     int64_t complete_ns;     /**< min "time" over the parts completed */
-    qbc_version_t *versions; /**< gathered, committed together with the watermark */
+    qbc_version_t *versions; /**< gathered, not yet handed to the store */
     size_t nv, cap_v;
-    char **owned;
+    char **owned; /**< the entity texts versions[] point into, in the same order (deletes have none) */
     size_t n_owned, cap_owned;
-    uint64_t requests; /**< in this sweep */
+    /*
+     * chunks (cdc_commit_max versions) committed ahead of the sweep's end: only the final
+     * commit moves the watermark, and only once every chunk committed
+     */
+    unsigned chunks_inflight;
+    int chunk_failed;
+    int commit_waiting;                 /**< the sweep is read; its final commit waits for the chunks */
+    uint64_t chunk_versions, chunk_new; /**< versions the chunks offered, and those new to the feed */
+    uint64_t requests;                  /**< in this sweep */
     /*
      * audits (store.h audit_entities): per entity whose deletes a capped answer may have
      * cut off, owed until a sweep commits one, at most one every cdc_audit_gap_s; `audit`

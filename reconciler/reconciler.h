@@ -47,6 +47,7 @@ typedef struct st_qbc_reconciler_config_t {
     const char *cdc_entities;    /**< comma-separated entity names for CDC and default backfills (NULL: a default) */
     unsigned cdc_lookback_s;     /**< CDC's lookback; a watermark older than this backfills instead (0: 30 days) */
     int cdc_audit_gap_s;         /**< an entity is audited at most this often per realm (<0: 600; 0: no gap) */
+    unsigned cdc_commit_max;     /**< most versions in one CDC store commit; a sweep commits in chunks (0: 500) */
 } qbc_reconciler_config_t;
 
 typedef struct st_qbc_reconciler_t qbc_reconciler_t;
@@ -145,6 +146,7 @@ typedef struct st_qbc_reconciler_stats_t {
     uint64_t cdc_stuck_seconds; /**< seconds with more than a CDC page of one entity, read by query instead */
     uint64_t cdc_audit_notices; /**< live versions read again because a capped CDC answer may have cut deletes */
     uint64_t cdc_sweeps;        /**< completed sweeps (watermark committed) */
+    uint64_t cdc_commits;       /**< store commits of CDC sweeps: chunks and the final one (with the watermark) */
     uint64_t cdc_versions_new;  /**< versions CDC found that webhooks had not delivered */
     uint64_t backfill_requests; /**< backfill query pages */
     uint64_t backfill_versions_new;
