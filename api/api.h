@@ -79,8 +79,9 @@ void qbc_api_stop(qbc_api_t *api);
 
 /**
  * frees the server after qbc_api_run returned. If connections are still open (h2o 2.2 cannot
- * close idle keep-alive connections on request) it leaves the context reachable for the
- * process's exit instead. NULL is a no-op.
+ * close idle keep-alive connections on request) or store jobs are still out (qbc_api_run's
+ * drain ran out of time), it leaves the server reachable for the process's exit instead, so
+ * a late answer never reaches freed memory. Call before qbc_store_close. NULL is a no-op.
  */
 void qbc_api_destroy(qbc_api_t *api);
 

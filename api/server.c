@@ -267,12 +267,13 @@ void qbc_api_destroy(qbc_api_t *api)
         h2o_socket_close(api->listener);
         api->listener = NULL;
     }
-    if (!context_idle(&api->ctx)) {
+    if (!context_idle(&api->ctx) || inflight(api) > 0) {
         /*
          * h2o 2.2 cannot close idle keep-alive connections on request, and disposing the
-         * context while one is open trips its assertions. Every answer has been sent by
-         * now and the process is about to exit, so leave the context as it is (reachable,
-         * so leak checkers stay quiet) and let exit close the sockets.
+         * context while one is open trips its assertions. And a store job still out (the
+         * drain ran out of time) will post its answer to this server's queue when the store
+         * finishes it at close. The process is about to exit, so leave everything as it is
+         * (reachable, so leak checkers stay quiet) and let exit close the sockets.
          */
         qbc_api__left_for_exit = api;
         return;

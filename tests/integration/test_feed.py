@@ -78,6 +78,11 @@ for path in ["/v1/changes?after=1", "/v1/changes?after=7&wait=20"]:
     ok(st == 409 and b.get("error") == "after_beyond_head" and b.get("head") == 0 and b.get("feed_id") == feed_id
        and "resync" in b.get("message", ""), "409 after_beyond_head for " + path, b)
 ok(time.monotonic() - t0 < 5, "the long-poll beyond the head answers at once, it does not wait")
+t0 = time.monotonic()
+st, b = get(qport, "/v1/changes?after=0&wait=1")
+waited_empty = time.monotonic() - t0
+ok(st == 200 and b["changes"] == [] and b["next"] == 0, "a long-poll with nothing new answers empty", b)
+ok(0.9 <= waited_empty < 10, "after waiting its wait=1 out (%.2f s), not at once" % waited_empty)
 result, seen = {}, {}
 
 

@@ -12,6 +12,8 @@ then held):
    waiting /oauth/callback with 503 and exits 0 without a sanitizer report. Before, the
    exchange ran on a detached thread that could post to the freed server (use after free),
    and the exit code said answers were still in flight.
+Before that, one exchange goes through, and a state_hint holding quotes and backslashes
+comes back escaped: every JSON answer is built through jansson.
 """
 import json
 import os
@@ -107,6 +109,21 @@ is_(proc.stop(), 0, "qbcdc stops cleanly")
 
 # ---- 2. SIGTERM while a code exchange is stalled ----
 proc, port = start({"QBCDC_DRAIN_MS": "1000"})
+
+# (first, an exchange that goes through: the client's state_hint comes back escaped, as JSON)
+hint = 'acme "corp"\\ </script> \u00e9'
+st, hdrs, _ = request(port, "GET", "/connect?state_hint=" + urllib.parse.quote(hint))
+u = urllib.parse.urlparse(hdrs.get("location", ""))
+st, hdrs, _ = request(sim.port, "GET", u.path + "?" + u.query)
+cb = urllib.parse.urlparse(hdrs.get("location", ""))
+st, _, body = request(port, "GET", cb.path + "?" + cb.query)
+try:
+    got = json.loads(body)
+except ValueError:
+    got = {"unparsable": body.decode(errors="replace")}
+ok(st == 200 and got.get("state_hint") == hint and got.get("status") == "active",
+   "an exchange through the reconciler's client; a state_hint with quotes and backslashes comes back as JSON", got)
+
 sim.json("POST", "/sim/faults", json.dumps({"token_latency_ms": 60000}))
 st, hdrs, _ = request(port, "GET", "/connect")
 u = urllib.parse.urlparse(hdrs.get("location", ""))

@@ -217,6 +217,7 @@ int main(void)
     {
         json_decref(http_json("POST", "/sim/faults", "{\"latency_ms\":100}", NULL));
         int64_t lat[20];
+        int multi = 0; /* isolated changes that took more than one call */
         for (int i = 0; i < 20; i++) {
             usleep(150000); /* > coalesce_ms: each one is isolated */
             long before = sim_total_requests();
@@ -225,8 +226,7 @@ int main(void)
             while (pending() > 0 && qbc_mono_ns() - t < 5000000000LL)
                 usleep(500);
             lat[i] = qbc_mono_ns() - t;
-            if (sim_total_requests() - before != 1)
-                diag("an isolated change took more than one call");
+            multi += sim_total_requests() - before != 1;
         }
         json_decref(http_json("POST", "/sim/faults", "{\"latency_ms\":0}", NULL));
         for (int i = 0; i < 20; i++)
@@ -240,6 +240,9 @@ int main(void)
                  (double)lat[10] / 1e6, (double)lat[19] / 1e6);
         diag(msg);
         ok(lat[10] < 400000000LL, "an isolated change is fetched at once (p50 < 400 ms with 100 ms latency)");
+        /* one call each; a sweep or refresh may coincide with one of the 20, not more */
+        snprintf(msg, sizeof(msg), "an isolated change costs one call (%d of 20 took more)", multi);
+        ok(multi <= 1, msg);
     }
 
     /* stop: requests still in flight after drain_ms are aborted; their notices stay pending */
@@ -264,8 +267,9 @@ int main(void)
     ok(wait_pending(0, 10000), "it picks the kept notices up");
     checked = compare_truth(&wrong);
     is_int(wrong, 0, "equal to the truth after the restart");
+    ts = qbc_mono_ns();
     qbc_reconciler_stop(r, 2000);
-    ok(1, "stopped");
+    ok(qbc_mono_ns() - ts < 3000000000LL, "stopped, within its drain time");
     qbc_store_close(g_store);
     sim_stop();
     rm_tmp(dir);
