@@ -143,6 +143,15 @@ def request(port, method, path, body=None, headers=None, timeout=10.0, host="127
     return r.status, hdrs, data
 
 
+def metric(port, name):
+    """the value of an unlabelled sample `name` in qbcdc's GET /metrics, or None"""
+    st, _, body = request(port, "GET", "/metrics")
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
 def start_qbcdc(data_dir=None, tokens="test-verifier-token", extra_env=None, args=None):
     """starts `qbcdc serve` on a free loopback port; returns (Proc, port, data_dir)."""
     port = free_port()

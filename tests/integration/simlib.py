@@ -11,7 +11,7 @@ import threading
 import time
 import urllib.parse
 
-from harness import QBCDC, QBOSIM, Proc, diag, free_port, request, wait_http
+from harness import QBCDC, QBOSIM, Proc, diag, free_port, is_, ok, request, tmpdir, wait_http
 
 CLIENT_ID = "test-client"
 CLIENT_SECRET = "test-secret"
@@ -197,6 +197,19 @@ def serve_env(port, data_dir, sim):
             "QBCDC_OAUTH_TOKEN_URL": "http://127.0.0.1:%d/oauth2/v1/tokens/bearer" % sim.port,
             "QBCDC_ADMIN_TOKEN": ADMIN, "QBCDC_FEED_TOKEN": "test-feed-token", "QBCDC_LOG_LEVEL": "warn",
             "QBCDC_CDC_ENTITIES": SIM_ENTITIES}
+
+
+def serve_with_sim(sim, port, prefix, extra_env=None):
+    """`qbcdc serve` on port with sim as Intuit and every simulated realm registered:
+    (Proc, data_dir, sorted realm ids)"""
+    data_dir = tmpdir(prefix)
+    env = serve_env(port, data_dir, sim)
+    env.update(extra_env or {})
+    q = Proc([QBCDC, "serve"], env=env)
+    ok(wait_http(port), "qbcdc serve is up", q.output())
+    realms = sorted(sim.realms())
+    is_(register_realms(port, sim), len(realms), "every realm registered")
+    return q, data_dir, realms
 
 
 def register_realms(port, sim):

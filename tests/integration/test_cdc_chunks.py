@@ -16,28 +16,15 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import *  # noqa: F401,F403
-from simlib import admin, Sim, compare_to_truth, flat_truth, register_realms, serve_env, SIM_ENTITIES as ENTITIES
-
-
-def metric(port, name):
-    st, _, body = request(port, "GET", "/metrics")
-    for line in body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
+from simlib import admin, Sim, compare_to_truth, flat_truth, serve_env, serve_with_sim, SIM_ENTITIES as ENTITIES
 
 
 qport = free_port()
 sim = Sim(args=["--webhook-url", "http://127.0.0.1:%d/webhooks/intuit" % qport, "--retry-scale", "0.001"],
           realms=1, entities=20)
-data_dir = tmpdir("qbcdc-cdc-chunks-")
-env = serve_env(qport, data_dir, sim)
-env.update({"QBCDC_CDC_INTERVAL": "3600", "QBCDC_CDC_ENTITIES": ENTITIES, "QBCDC_CDC_COMMIT_MAX": "7",
-            "QBCDC_SNAPSHOT_ON_CONNECT": "0"})
-q = Proc([QBCDC, "serve"], env=env)
-ok(wait_http(qport), "qbcdc serve is up", q.output())
-realm = sorted(sim.realms())[0]
-is_(register_realms(qport, sim), 1, "the realm registered")
+extra = {"QBCDC_CDC_INTERVAL": "3600", "QBCDC_CDC_ENTITIES": ENTITIES, "QBCDC_CDC_COMMIT_MAX": "7",
+         "QBCDC_SNAPSHOT_ON_CONNECT": "0"}
+q, data_dir, (realm,) = serve_with_sim(sim, qport, "qbcdc-cdc-chunks-", extra)
 
 # the first sweep sets a watermark; wait for it so the one under test starts from there
 admin(qport, "POST", "/admin/realms/%s/cdc" % realm)
@@ -81,7 +68,8 @@ ok(mark1 is not None and mark0 is not None and mark1 > mark0, "the watermark mov
 is_(q.stop(), 0, "qbcdc stops cleanly")
 
 # a bad value is refused at start, naming the option
-p = Proc([QBCDC, "serve"], env=dict(env, QBCDC_CDC_COMMIT_MAX="0", QBCDC_LISTEN="127.0.0.1:%d" % free_port()))
+env = dict(serve_env(free_port(), tmpdir("qbcdc-cdc-chunks-bad-"), sim), QBCDC_CDC_COMMIT_MAX="0")
+p = Proc([QBCDC, "serve"], env=env)
 code = p.p.wait(timeout=15)
 ok(code != 0 and "cdc commit max" in p.output(), "QBCDC_CDC_COMMIT_MAX=0 is refused, saying which setting",
    p.output()[-300:])

@@ -18,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import *  # noqa: F401,F403
-from simlib import admin, Sim, compare_to_truth, flat_truth, qbcdc_lines, register_realms, serve_env, sim_calls, wait_job, SIM_ENTITIES
+from simlib import admin, Sim, compare_to_truth, flat_truth, qbcdc_lines, serve_env, serve_with_sim, sim_calls, wait_job, SIM_ENTITIES
 
 
 
@@ -40,15 +40,10 @@ def converge(truth_before, timeout=40, deletes_too=True):
 qport = free_port()
 sim = Sim(args=["--webhook-url", "http://127.0.0.1:%d/webhooks/intuit" % qport, "--rate-limit", "100000"], realms=1,
           entities=1500)
-data_dir = tmpdir("qbcdc-crowded-")
-env = serve_env(qport, data_dir, sim)
 # audits of one entity may follow each other at once here (QBCDC_CDC_AUDIT_GAP; 600 s by default)
-env.update({"QBCDC_CDC_INTERVAL": "300", "QBCDC_CDC_ENTITIES": SIM_ENTITIES, "QBCDC_RATE_LIMIT": "100000",
-            "QBCDC_CDC_AUDIT_GAP": "0"})
-q = Proc([QBCDC, "serve"], env=env)
-ok(wait_http(qport), "qbcdc serve is up", q.output())
-realm = sorted(sim.realms())[0]
-is_(register_realms(qport, sim), 1, "the realm registered")
+extra = {"QBCDC_CDC_INTERVAL": "300", "QBCDC_CDC_ENTITIES": SIM_ENTITIES, "QBCDC_RATE_LIMIT": "100000",
+         "QBCDC_CDC_AUDIT_GAP": "0"}
+q, data_dir, (realm,) = serve_with_sim(sim, qport, "qbcdc-crowded-", extra)
 st, j = admin(qport, "POST", "/admin/realms/%s/backfill" % realm, "")
 is_(st, 202, "a backfill of the whole company")
 b = wait_job(qport, j["job"]) or {}
@@ -105,6 +100,7 @@ is_(q.stop(), 0, "qbcdc stops cleanly")
 
 # ---- an audit within the gap is owed, and carried by the first sweep after it
 GAP = 20  # long enough for the second window to come within it, even under sanitizers
+env = dict(serve_env(qport, data_dir, sim), **extra)
 env["QBCDC_CDC_AUDIT_GAP"] = str(GAP)
 q = Proc([QBCDC, "serve"], env=env)
 ok(wait_http(qport), "qbcdc restarts with a %d s audit gap" % GAP)

@@ -60,14 +60,6 @@ def pending(data_dir):
     return [json.loads(l) for l in out.splitlines() if l.strip()]
 
 
-def metric(port, name):
-    _, _, body = request(port, "GET", "/metrics")
-    for line in body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    return None
-
-
 # ---- the CLI surface ----
 rc, out, err = cli("--help")
 ok(rc == 0 and "serve" in out, "qbcdc --help exits 0 and lists serve")

@@ -47,14 +47,6 @@ def realm_row(port, realm):
     return {r["realm"]: r for r in json.loads(body)["realms"]}.get(realm) if st == 200 else None
 
 
-def metric(port, name):
-    st, _, body = request(port, "GET", "/metrics")
-    for line in body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
-
-
 sim = Sim(realms=1, entities=5)
 realm = next(iter(sim.realms()))
 
