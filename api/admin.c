@@ -250,8 +250,9 @@ char *qbc_api__feed_completeness(qbc_api_t *api, const char *realm)
     return text;
 }
 
-static int get_realms(qbc_api_t *api, h2o_req_t *req)
+static int get_realms(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id)
 {
+    (void)id;
     realms_ctx_t ctx = {json_array(), api->store, json_object(), NULL, json_object()};
     if (qbc_store_backfill_scan(api->store, catchup_cb, &ctx) != 0 ||
         qbc_store_realm_scan(api->store, realm_cb, &ctx) != 0) {
@@ -311,88 +312,69 @@ static void realm_op_answer(api_job_t *aj, h2o_req_t *req)
     qbc_api__respond_obj(req, 200, "OK", o);
 }
 
+static int delete_realm(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg)
+{
+    char realm[QBC_REALM_MAX];
+    if (!qbc_api__valid_realm(seg.base, seg.len)) {
+        qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such realm");
+        return 0;
+    }
+    snprintf(realm, sizeof(realm), "%.*s", (int)seg.len, seg.base);
+    return qbc_api__disconnect_realm(api, req, realm);
+}
+
+/*
+ * /admin/<s0>[/<id>[/<s2>]]: the path's shape picks the routes, the method one of them;
+ * id (the second segment, or empty) goes to the handler
+ */
+static const struct {
+    const char *method;
+    int n; /* segments after /admin */
+    const char *s0, *s2;
+    int (*fn)(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id);
+} routes[] = {
+    {"GET", 1, "realms", NULL, get_realms},
+    {"DELETE", 2, "realms", NULL, delete_realm},
+    {"PUT", 3, "realms", "tokens", put_tokens},
+    {"POST", 3, "realms", "cdc", qbc_api__post_cdc},
+    {"POST", 3, "realms", "backfill", qbc_api__post_backfill},
+    {"GET", 1, "dead-letters", NULL, qbc_api__get_dead_letters},
+    {"POST", 3, "dead-letters", "retry", qbc_api__retry_dead_letter},
+    {"GET", 1, "jobs", NULL, qbc_api__get_jobs},
+    {"GET", 2, "jobs", NULL, qbc_api__get_job},
+    {"DELETE", 2, "jobs", NULL, qbc_api__cancel_job},
+    {"POST", 3, "jobs", "cancel", qbc_api__cancel_job},
+};
+
+static int seg_is(h2o_iovec_t seg, const char *want)
+{
+    return want == NULL || h2o_memis(seg.base, seg.len, want, strlen(want));
+}
+
 int qbc_api__on_admin(h2o_handler_t *_self, h2o_req_t *req)
 {
     qbc_api_t *api = ((api_handler_t *)_self)->api;
     h2o_iovec_t seg[4];
-    int n;
+    char allow[64] = "", msg[80];
 
     if (qbc_api__require_bearer(req, api->admin_token, "/admin") != 0)
         return 0;
-    n = qbc_api__path_segments(req, 1, seg, 4); /* after "admin" */
-    int is_get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"));
-    int is_put = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("PUT"));
-    int is_post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
-    int is_delete = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("DELETE"));
-    if (n == 1 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("realms"))) {
-        if (is_get)
-            return get_realms(api, req);
-        qbc_api__respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET");
+    int n = qbc_api__path_segments(req, 1, seg, 4); /* after "admin" */
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        if (routes[i].n != n || !seg_is(seg[0], routes[i].s0) || (n == 3 && !seg_is(seg[2], routes[i].s2)))
+            continue;
+        if (h2o_memis(req->method.base, req->method.len, routes[i].method, strlen(routes[i].method)))
+            return routes[i].fn(api, req, n >= 2 ? seg[1] : h2o_iovec_init("", 0));
+        size_t l = strlen(allow);
+        snprintf(allow + l, sizeof(allow) - l, "%s%s", l ? ", " : "", routes[i].method);
+    }
+    if (allow[0] == '\0') {
+        qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such admin endpoint");
         return 0;
     }
-    if (n == 2 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("realms"))) {
-        char realm[QBC_REALM_MAX];
-        if (!is_delete) {
-            qbc_api__respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use DELETE");
-            return 0;
-        }
-        if (!qbc_api__valid_realm(seg[1].base, seg[1].len)) {
-            qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such realm");
-            return 0;
-        }
-        snprintf(realm, sizeof(realm), "%.*s", (int)seg[1].len, seg[1].base);
-        return qbc_api__disconnect_realm(api, req, realm);
-    }
-    if (n == 1 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("dead-letters"))) {
-        if (is_get)
-            return qbc_api__get_dead_letters(api, req);
-        qbc_api__respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET");
-        return 0;
-    }
-    if (n == 3 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("dead-letters")) &&
-        h2o_memis(seg[2].base, seg[2].len, H2O_STRLIT("retry"))) {
-        if (is_post)
-            return qbc_api__retry_dead_letter(api, req, seg[1]);
-        qbc_api__respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use POST");
-        return 0;
-    }
-    if (n == 3 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("realms")) &&
-        h2o_memis(seg[2].base, seg[2].len, H2O_STRLIT("tokens"))) {
-        if (is_put)
-            return put_tokens(api, req, seg[1]);
-        qbc_api__respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use PUT");
-        return 0;
-    }
-    if (n == 3 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("realms")) &&
-        (h2o_memis(seg[2].base, seg[2].len, H2O_STRLIT("cdc")) ||
-         h2o_memis(seg[2].base, seg[2].len, H2O_STRLIT("backfill")))) {
-        if (!is_post) {
-            qbc_api__respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use POST");
-            return 0;
-        }
-        return seg[2].len == 3 ? qbc_api__post_cdc(api, req, seg[1]) : qbc_api__post_backfill(api, req, seg[1]);
-    }
-    if (n == 1 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("jobs"))) {
-        if (is_get)
-            return qbc_api__get_jobs(api, req);
-        qbc_api__respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET");
-        return 0;
-    }
-    if (n == 2 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("jobs"))) {
-        if (is_get)
-            return qbc_api__get_job(api, req, seg[1]);
-        if (is_delete)
-            return qbc_api__cancel_job(api, req, seg[1]);
-        qbc_api__respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET or DELETE");
-        return 0;
-    }
-    if (n == 3 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("jobs")) &&
-        h2o_memis(seg[2].base, seg[2].len, H2O_STRLIT("cancel"))) {
-        if (is_post)
-            return qbc_api__cancel_job(api, req, seg[1]);
-        qbc_api__respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use POST");
-        return 0;
-    }
-    qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such admin endpoint");
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, h2o_strdup(&req->pool, allow, SIZE_MAX).base,
+                   strlen(allow));
+    snprintf(msg, sizeof(msg), "use %s", allow);
+    qbc_api__respond_error(req, 405, "Method Not Allowed", "method_not_allowed", msg);
     return 0;
 }

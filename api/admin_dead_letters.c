@@ -20,19 +20,11 @@ static int dead_cb(const qbc_dead_t *d, void *ctx)
     return json_array_size(ctx) >= 1000; /* the first 1000; the CLI lists all */
 }
 
-int qbc_api__get_dead_letters(qbc_api_t *api, h2o_req_t *req)
+int qbc_api__get_dead_letters(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id)
 {
+    (void)id;
     json_t *list = json_array();
-    if (qbc_store_dead_scan(api->store, dead_cb, list) != 0) {
-        json_decref(list);
-        qbc_api__respond_error(req, 503, "Service Unavailable", "store_unavailable", "cannot read the store");
-        return 0;
-    }
-    json_t *o = json_pack("{s:o}", "dead_letters", list);
-    char *text = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    qbc_api__respond_json(req, 200, "OK", text);
-    free(text);
+    qbc_api__respond_list(req, "dead_letters", list, qbc_store_dead_scan(api->store, dead_cb, list));
     return 0;
 }
 

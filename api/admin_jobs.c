@@ -267,15 +267,11 @@ static int job_list_cb(const qbc_backfill_t *b, void *ctx)
     return 0;
 }
 
-int qbc_api__get_jobs(qbc_api_t *api, h2o_req_t *req)
+int qbc_api__get_jobs(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id)
 {
+    (void)id;
     json_t *list = json_array();
-    if (qbc_store_backfill_scan(api->store, job_list_cb, list) != 0) {
-        json_decref(list);
-        qbc_api__respond_error(req, 503, "Service Unavailable", "store_unavailable", "cannot read the store");
-        return 0;
-    }
-    qbc_api__respond_obj(req, 200, "OK", json_pack("{s:o}", "jobs", list));
+    qbc_api__respond_list(req, "jobs", list, qbc_store_backfill_scan(api->store, job_list_cb, list));
     return 0;
 }
 

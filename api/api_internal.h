@@ -109,6 +109,22 @@ typedef struct st_req_guard_t {
     api_job_t *job;
 } req_guard_t;
 
+/** takes the first message off a receiver's list (h2o's multithread queue); NULL when none is left */
+static inline h2o_multithread_message_t *qbc_api__take_message(h2o_linklist_t *messages)
+{
+    if (h2o_linklist_is_empty(messages))
+        return NULL;
+    h2o_multithread_message_t *m = H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
+    h2o_linklist_unlink(&m->link);
+    return m;
+}
+
+/**
+ * answers {"<key>":list} (taking list), or 503 store_unavailable when the scan that filled
+ * it failed (scan_rc != 0)
+ */
+void qbc_api__respond_list(h2o_req_t *req, const char *key, json_t *list, int scan_rc);
+
 /** answers with body, which is JSON already (and escaped where it quotes anyone) */
 void qbc_api__respond_json(h2o_req_t *req, int status, const char *reason, const char *body);
 /** {"error":code,"message":message}, escaped by jansson (a message may quote the client) */
@@ -174,13 +190,13 @@ extern const unsigned char qbc_openapi_json[];
 extern const size_t qbc_openapi_json_len;
 extern qbc_api_t *qbc_api__left_for_exit;
 
-/* the endpoint families that admin.c and feed.c route to */
-int qbc_api__get_dead_letters(qbc_api_t *api, h2o_req_t *req);
+/* the endpoint families that admin.c and feed.c route to (admin's take the path's id segment) */
+int qbc_api__get_dead_letters(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t unused);
 int qbc_api__retry_dead_letter(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id);
 int qbc_api__post_cdc(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t realm);
 int qbc_api__post_backfill(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t realm);
 int qbc_api__get_job(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id);
-int qbc_api__get_jobs(qbc_api_t *api, h2o_req_t *req);
+int qbc_api__get_jobs(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t unused);
 int qbc_api__cancel_job(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id);
 int qbc_api__get_entity(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t realm, h2o_iovec_t entity, h2o_iovec_t id);
 int qbc_api__list_entities(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t realm, h2o_iovec_t entity);

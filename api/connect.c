@@ -149,10 +149,8 @@ static void on_oauth_answer(void *ctx, const qbc_oauth_result_t *res)
 static void on_exchanges(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
     (void)receiver;
-    while (!h2o_linklist_is_empty(messages)) {
-        h2o_multithread_message_t *msg = H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
-        oauth_call_t *x = H2O_STRUCT_FROM_MEMBER(oauth_call_t, msg, msg);
-        h2o_linklist_unlink(&msg->link);
+    for (h2o_multithread_message_t *m; (m = qbc_api__take_message(messages)) != NULL;) {
+        oauth_call_t *x = H2O_STRUCT_FROM_MEMBER(oauth_call_t, msg, m);
         x->done(x);
         call_free(x);
     }

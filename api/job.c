@@ -63,10 +63,8 @@ int qbc_api__job_submitted(api_job_t *j, int rc)
 static void on_commit_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
     (void)receiver;
-    while (!h2o_linklist_is_empty(messages)) {
-        h2o_multithread_message_t *msg = H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
-        api_job_t *j = H2O_STRUCT_FROM_MEMBER(api_job_t, msg, msg);
-        h2o_linklist_unlink(&msg->link);
+    for (h2o_multithread_message_t *m; (m = qbc_api__take_message(messages)) != NULL;) {
+        api_job_t *j = H2O_STRUCT_FROM_MEMBER(api_job_t, msg, m);
         j->api->inflight--;
         j->answer(j, j->guard != NULL ? j->guard->req : NULL);
         qbc_api__job_free(j);

@@ -134,3 +134,13 @@ void qbc_api__respond_obj(h2o_req_t *req, int status, const char *reason, json_t
     qbc_api__respond_json(req, status, reason, text);
     free(text);
 }
+
+void qbc_api__respond_list(h2o_req_t *req, const char *key, json_t *list, int scan_rc)
+{
+    if (scan_rc != 0) {
+        json_decref(list);
+        qbc_api__respond_error(req, 503, "Service Unavailable", "store_unavailable", "cannot read the store");
+        return;
+    }
+    qbc_api__respond_obj(req, 200, "OK", json_pack("{s:o}", key, list));
+}
