@@ -816,6 +816,59 @@ static void test_listeners_and_malformed(void)
     qbc_store_job_t ping;
     memset(&ping, 0, sizeof(ping));
     is_int(qbc_store_ping(s, &ping), QBC_EINVAL, "a job without on_commit is refused at submission");
+
+    /* conditional realm writes (if_current): a refresh's tokens never outlive a disconnect */
+    static qbc_tokens_t t, back;
+    qbc_realm_t rs;
+    memset(&t, 0, sizeof(t));
+    strcpy(t.refresh_token, "RT-1");
+    memset(&j, 0, sizeof(j));
+    j.job.kind = QBC_JOB_REALM;
+    snprintf(j.rj.realm, sizeof(j.rj.realm), "77");
+    j.rj.tokens = &t;
+    run(s, &j);
+    qbc_store_realm_get(s, "77", &rs);
+    int64_t gen = rs.connected_ns;
+    strcpy(t.refresh_token, "RT-2");
+    memset(&j, 0, sizeof(j));
+    j.job.kind = QBC_JOB_REALM;
+    snprintf(j.rj.realm, sizeof(j.rj.realm), "77");
+    j.rj.tokens = &t;
+    j.rj.if_current = 1;
+    j.rj.if_connected_ns = gen;
+    ok(run(s, &j) == 0 && !j.rj.stale, "under the same connection the rotated tokens are written");
+    qbc_store_tokens_get(s, "77", &back);
+    is_str(back.refresh_token, "RT-2", "RT-2 stored");
+    rs.status = QBC_REALM_DISCONNECTED; /* a disconnect: tokens erased */
+    memset(&j, 0, sizeof(j));
+    j.job.kind = QBC_JOB_REALM;
+    snprintf(j.rj.realm, sizeof(j.rj.realm), "77");
+    j.rj.state = &rs;
+    j.rj.erase_tokens = 1;
+    run(s, &j);
+    strcpy(t.refresh_token, "RT-3");
+    memset(&j, 0, sizeof(j));
+    j.job.kind = QBC_JOB_REALM;
+    snprintf(j.rj.realm, sizeof(j.rj.realm), "77");
+    j.rj.tokens = &t;
+    j.rj.if_current = 1;
+    j.rj.if_connected_ns = gen;
+    ok(run(s, &j) == 0 && j.rj.stale, "after a disconnect the same write is stale");
+    is_int(qbc_store_tokens_get(s, "77", &back), QBC_ENOTFOUND, "and wrote nothing: the tokens stay erased");
+    rs.status = QBC_REALM_ACTIVE;
+    rs.connected_ns = gen + 1; /* a reconnection */
+    memset(&j, 0, sizeof(j));
+    j.job.kind = QBC_JOB_REALM;
+    snprintf(j.rj.realm, sizeof(j.rj.realm), "77");
+    j.rj.state = &rs;
+    run(s, &j);
+    memset(&j, 0, sizeof(j));
+    j.job.kind = QBC_JOB_REALM;
+    snprintf(j.rj.realm, sizeof(j.rj.realm), "77");
+    j.rj.tokens = &t;
+    j.rj.if_current = 1;
+    j.rj.if_connected_ns = gen;
+    ok(run(s, &j) == 0 && j.rj.stale, "a write from the previous connection is stale after a reconnect");
     qbc_store_close(s);
 }
 
@@ -831,7 +884,7 @@ int main(void)
     subtest("audits after a capped CDC answer", test_audit);
     subtest("merge links and delete versions", test_merge_and_delete);
     subtest("snapshots: first registration, ops, skipped entities", test_snapshot);
-    subtest("listener removal and malformed jobs", test_listeners_and_malformed);
+    subtest("listener removal, malformed jobs, conditional realm writes", test_listeners_and_malformed);
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)
