@@ -146,8 +146,20 @@ int qbc_api__require_bearer(h2o_req_t *req, const char *want, const char *what);
  */
 int qbc_api__path_segments(h2o_req_t *req, size_t skip, h2o_iovec_t *seg, size_t max);
 
-/** copies a query parameter's value (percent-decoded) into out; returns 0 or -1 if absent/too long. */
+/**
+ * copies a query parameter's value (percent-decoded) into out.
+ * @return 0, QBC_ENOTFOUND (absent), or QBC_ETOOBIG (longer than outsz - 1: out holds a prefix)
+ */
 int qbc_api__query_param(h2o_req_t *req, const char *name, char *out, size_t outsz);
+
+/**
+ * qbc_api__query_param for endpoints that must not ignore a parameter: a value that does not
+ * fit is answered 400 here. @return 1 present (in out), 0 absent, -1 answered
+ */
+int qbc_api__param(h2o_req_t *req, const char *name, char *out, size_t outsz);
+
+/** a decimal number that fits 64 bits, digits only (no sign, no space). @return 0 or -1 */
+int qbc_api__parse_u64(const char *s, uint64_t *out);
 
 /**
  * checks that every parameter of the query string is one of known (a NULL-terminated

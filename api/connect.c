@@ -99,7 +99,8 @@ int qbc_api__on_connect(h2o_handler_t *_self, h2o_req_t *req)
             "set QBCDC_CLIENT_ID, QBCDC_CLIENT_SECRET and QBCDC_OAUTH_REDIRECT_URI to connect companies");
         return 0;
     }
-    qbc_api__query_param(req, "state_hint", hint, sizeof(hint));
+    if (qbc_api__param(req, "state_hint", hint, sizeof(hint)) < 0)
+        return 0;
     prune(cs, qbc_now_ns());
     if (cs->n >= MAX_STATES) {
         qbc_api__respond_error(req, 503, "Service Unavailable", "too_many_connects", "too many connects in progress");

@@ -330,19 +330,25 @@ static void on_tick(h2o_timeout_entry_t *entry)
 static int parse_params(h2o_req_t *req, feed_waiter_t *w, long *wait_s)
 {
     char v[128], *end;
+    uint64_t u;
+    int got;
 
     w->after = 0;
     w->limit = DEFAULT_LIMIT;
     *wait_s = 0;
-    if (qbc_api__query_param(req, "after", v, sizeof(v)) == 0) {
-        unsigned long long a = strtoull(v, &end, 10);
-        if (v[0] == '\0' || v[0] == '-' || *end != '\0') {
-            qbc_api__respond_error(req, 400, "Bad Request", "bad_after", "after must be a sequence number");
+    if ((got = qbc_api__param(req, "after", v, sizeof(v))) < 0)
+        return -1;
+    if (got) {
+        if (qbc_api__parse_u64(v, &u) != 0) {
+            qbc_api__respond_error(req, 400, "Bad Request", "bad_after",
+                                   "after must be a sequence number (0 to 18446744073709551615)");
             return -1;
         }
-        w->after = a;
+        w->after = u;
     }
-    if (qbc_api__query_param(req, "limit", v, sizeof(v)) == 0) {
+    if ((got = qbc_api__param(req, "limit", v, sizeof(v))) < 0)
+        return -1;
+    if (got) {
         long l = strtol(v, &end, 10);
         if (v[0] == '\0' || *end != '\0' || l < 1 || l > MAX_LIMIT) {
             qbc_api__respond_error(req, 400, "Bad Request", "bad_limit", "limit must be from 1 to 1000");
@@ -350,7 +356,9 @@ static int parse_params(h2o_req_t *req, feed_waiter_t *w, long *wait_s)
         }
         w->limit = (size_t)l;
     }
-    if (qbc_api__query_param(req, "wait", v, sizeof(v)) == 0) {
+    if ((got = qbc_api__param(req, "wait", v, sizeof(v))) < 0)
+        return -1;
+    if (got) {
         long s = strtol(v, &end, 10);
         if (v[0] == '\0' || *end != '\0' || s < 0 || s > MAX_WAIT_S) {
             qbc_api__respond_error(req, 400, "Bad Request", "bad_wait", "wait must be from 0 to 300 seconds");
@@ -358,14 +366,18 @@ static int parse_params(h2o_req_t *req, feed_waiter_t *w, long *wait_s)
         }
         *wait_s = s;
     }
-    if (qbc_api__query_param(req, "realm", v, sizeof(v)) == 0 && v[0] != '\0') {
+    if ((got = qbc_api__param(req, "realm", v, sizeof(v))) < 0)
+        return -1;
+    if (got && v[0] != '\0') {
         if (!qbc_api__valid_realm(v, strlen(v))) {
             qbc_api__respond_error(req, 400, "Bad Request", "bad_realm", "no such realm id");
             return -1;
         }
         snprintf(w->realm, sizeof(w->realm), "%s", v);
     }
-    if (qbc_api__query_param(req, "entity", v, sizeof(v)) == 0 && v[0] != '\0') {
+    if ((got = qbc_api__param(req, "entity", v, sizeof(v))) < 0)
+        return -1;
+    if (got && v[0] != '\0') {
         if (qbc_entity_canonical(v, strlen(v), w->entity) != 0) {
             qbc_api__respond_error(req, 400, "Bad Request", "bad_entity", "entity must be a QBO entity name");
             return -1;
@@ -408,22 +420,23 @@ static int get_stream(qbc_api_t *api, h2o_req_t *req)
 {
     feed_waiter_t *w = waiter_new(api, req);
     long wait_s;
-    char *end;
 
     if (parse_params(req, w, &wait_s) != 0)
         return 0;
     ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("last-event-id"), -1);
     if (i >= 0) {
         /* a reconnecting EventSource resumes after the last event it saw */
-        char v[32];
+        char v[32] = "";
+        uint64_t a;
         h2o_iovec_t hv = req->headers.entries[i].value;
-        if (hv.len > 0 && hv.len < sizeof(v)) {
-            memcpy(v, hv.base, hv.len);
-            v[hv.len] = '\0';
-            unsigned long long a = strtoull(v, &end, 10);
-            if (*end == '\0' && v[0] != '-')
-                w->after = a;
+        if (hv.len < sizeof(v))
+            memcpy(v, hv.base, hv.len), v[hv.len] = '\0';
+        if (hv.len >= sizeof(v) || qbc_api__parse_u64(v, &a) != 0) {
+            qbc_api__respond_error(req, 400, "Bad Request", "bad_last_event_id",
+                                   "Last-Event-ID must be a feed sequence number");
+            return 0;
         }
+        w->after = a;
     }
     uint64_t head = qbc_store_feed_last(api->store);
     if (w->after > head) {

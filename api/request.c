@@ -4,6 +4,7 @@
  * the endpoint files, so it is escaped), bearer authorisation, query parameters, path
  * segments.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <jansson.h>
@@ -58,7 +59,7 @@ int qbc_api__require_bearer(h2o_req_t *req, const char *want, const char *what)
 int qbc_api__query_param(h2o_req_t *req, const char *name, char *out, size_t outsz)
 {
     if (req->query_at == SIZE_MAX)
-        return -1;
+        return QBC_ENOTFOUND;
     const char *p = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
     size_t nl = strlen(name);
     while (p < end) {
@@ -68,11 +69,38 @@ int qbc_api__query_param(h2o_req_t *req, const char *name, char *out, size_t out
         const char *ke = eq != NULL ? eq : pe;
         if ((size_t)(ke - p) == nl && memcmp(p, name, nl) == 0) {
             const char *v = eq != NULL ? eq + 1 : pe;
-            return qbc_url_decode(v, (size_t)(pe - v), out, outsz, NULL) == 0 ? 0 : -1;
+            return qbc_url_decode(v, (size_t)(pe - v), out, outsz, NULL) == 0 ? 0 : QBC_ETOOBIG;
         }
         p = pe + 1;
     }
+    return QBC_ENOTFOUND;
+}
+
+int qbc_api__param(h2o_req_t *req, const char *name, char *out, size_t outsz)
+{
+    int rc = qbc_api__query_param(req, name, out, outsz);
+    if (rc == QBC_ENOTFOUND)
+        return 0;
+    if (rc == 0)
+        return 1;
+    char msg[160];
+    snprintf(msg, sizeof(msg), "parameter %s is too long (at most %zu bytes)", name, outsz - 1);
+    qbc_api__respond_error(req, 400, "Bad Request", "bad_parameter", msg);
     return -1;
+}
+
+int qbc_api__parse_u64(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (*s == '\0')
+        return -1;
+    for (; *s != '\0'; s++) {
+        if (*s < '0' || *s > '9' || v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
+            return -1;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *out = v;
+    return 0;
 }
 
 int qbc_api__query_check(h2o_req_t *req, const char *const *known, unsigned *seen, char *bad, size_t badsz,

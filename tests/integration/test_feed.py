@@ -57,9 +57,16 @@ st, _ = get(qport, "/v1/changes", headers={})
 is_(st, 401, "no bearer: 401")
 st, _ = get(qport, "/v1/changes", headers={"Authorization": "Bearer nope"})
 is_(st, 401, "wrong bearer: 401")
-for bad in ["after=-1", "after=x", "limit=0", "limit=1001", "wait=301", "entity=no%20such", "realm=a%2Fb"]:
+for bad in ["after=-1", "after=x", "limit=0", "limit=1001", "wait=301", "entity=no%20such", "realm=a%2Fb",
+            # present but unreadable: never ignored, clamped or cut (issue 11)
+            "realm=" + "a" * 200, "after=18446744073709551616", "after=" + "1" * 200, "after=+5", "after=%205",
+            "entity=" + "E" * 200, "wait=" + "1" * 200]:
     st, b = get(qport, "/v1/changes?" + bad)
-    ok(st == 400 and b.get("error"), "400 for " + bad, b)
+    ok(st == 400 and b.get("error"), "400 for " + (bad if len(bad) < 40 else bad[:30] + "..."), b)
+st, b = get(qport, "/v1/changes/stream", headers=dict(AUTH, **{"Last-Event-ID": "12abc"}))
+ok(st == 400 and b.get("error") == "bad_last_event_id", "a Last-Event-ID that is no sequence: 400", b)
+st, b = get(qport, "/v1/changes?after=18446744073709551615")
+ok(st == 409 and b.get("error") == "after_beyond_head", "the largest after is read exactly (409: beyond the head)", b)
 
 # ---- long-poll wakes on a new change ----
 st, b = get(qport, "/v1/changes")
