@@ -35,6 +35,12 @@ int qbc_api__on_healthz(h2o_handler_t *_self, h2o_req_t *req)
         qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such endpoint");
         return 0;
     }
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
+        !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET, HEAD"));
+        qbc_api__respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET");
+        return 0;
+    }
     /* "writable" is proven the only honest way: a tiny fsync'd write through the writer */
     health_job_t *j = qbc_calloc(1, sizeof(*j));
     qbc_api__job_init(&j->aj, api, req, &j->ping, answer, dispose);

@@ -471,8 +471,10 @@ void qbc_rec__oauth_call_done(qbc_reconciler_t *r, uint64_t id, int curl_ok, lon
     } else if (!(res->ok = curl_ok && status == 200)) {
         snprintf(res->error, sizeof(res->error), "revoke endpoint: HTTP %ld", status);
     }
-    if (!curl_ok)
-        snprintf(res->error, sizeof(res->error), "OAuth endpoint unreachable: %s", err != NULL ? err : "no answer");
+    if (!curl_ok) { /* the transport's own words go to the log, not to whoever is answered */
+        qbc_log(QBC_LOG_WARN, REC_MOD, "OAuth call %llu: %s", (unsigned long long)id, err != NULL ? err : "no answer");
+        snprintf(res->error, sizeof(res->error), "the OAuth endpoint could not be reached");
+    }
     call_finish(c, res);
     pthread_mutex_unlock(&r->oauth_mu);
     free(res);

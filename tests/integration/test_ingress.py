@@ -79,6 +79,9 @@ ok(rc == 0 and "QBCDC_WEBHOOK_VERIFIER_TOKENS" in out, "serve --help lists the e
 proc, port, data = start_qbcdc(tokens="%s, %s" % (OLD, TOKEN))
 st, _, body = request(port, "GET", "/healthz")
 ok(st == 200 and json.loads(body) == {"status": "ok"}, "healthz 200 {status: ok}")
+for m in ("POST", "DELETE", "PUT"):
+    st, h, body = request(port, m, "/healthz")
+    ok(st == 405 and "GET" in h.get("allow", ""), "%s /healthz: 405 with Allow (it took any method)" % m, body)
 
 st, hdrs, body = post(port, CLASSIC)
 is_(st, 200, "signed classic webhook: 200")

@@ -148,5 +148,19 @@ out = proc.output()
 ok("AddressSanitizer" not in out and "runtime error" not in out and "LeakSanitizer" not in out,
    "no sanitizer report", out[-2000:])
 sim.json("POST", "/sim/faults", json.dumps({"token_latency_ms": 0}))
+
+# ---- 3. an unreachable token endpoint: 502 that says so, without the HTTP client's own words ----
+proc, port = start({"QBCDC_OAUTH_TOKEN_URL": "http://127.0.0.1:%d/oauth2/v1/tokens/bearer" % free_port()})
+st, hdrs, _ = request(port, "GET", "/connect")
+u = urllib.parse.urlparse(hdrs.get("location", ""))
+st, hdrs, _ = request(sim.port, "GET", u.path + "?" + u.query)
+cb = urllib.parse.urlparse(hdrs.get("location", ""))
+st, _, body = request(port, "GET", cb.path + "?" + cb.query)
+got = json.loads(body) if st == 502 else {}
+ok(st == 502 and got.get("error") == "token_exchange_failed" and "could not be reached" in got.get("message", ""),
+   "an unreachable token endpoint: 502 token_exchange_failed", body)
+ok(not any(w in body.decode().lower() for w in ("curl", "failed to connect", "errno", "port ")),
+   "the answer holds no transport internals", body)
+is_(proc.stop(), 0, "qbcdc stops cleanly")
 sim.stop()
 done_testing()
