@@ -15,6 +15,7 @@
 #include "figures.h"
 #include "reconciler.h"
 #include "api.h"
+#include "harden.h"
 #include "inspect.h"
 #include "store.h"
 
@@ -234,6 +235,7 @@ static int cmd_inspect(const char *what, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    qbc_harden_process();                  /* before any secret is read */
     curl_global_init(CURL_GLOBAL_DEFAULT); /* once, before any thread (STYLE.md 3.2) */
     atexit(curl_global_cleanup);
     if (argc < 2) {

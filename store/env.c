@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <sys/mman.h>
 #include "store_internal.h"
 
 #define DEFAULT_MAP_SIZE (1ull << 30)
@@ -252,10 +253,17 @@ static int open_env(qbc_store_t *s, uint64_t map_size, unsigned env_flags)
     return open_dbis(s);
 }
 
+#define KEY_PAGE 4096
+
 static qbc_store_t *store_new(const char *dir)
 {
     qbc_store_t *s = qbc_calloc(1, sizeof(*s));
     s->dir = qbc_strdup(dir);
+    /* the key gets a page of its own that a core dump leaves out (issue 11: dumps expose secrets) */
+    s->master_key = mmap(NULL, KEY_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (s->master_key == MAP_FAILED)
+        qbc_fatal("cannot map a page for the master key");
+    madvise(s->master_key, KEY_PAGE, MADV_DONTDUMP);
     pthread_rwlock_init(&s->gate, NULL);
     pthread_mutex_init(&s->mu, NULL);
     /* both are waited on with monotonic deadlines (qbc_cond_wait_until) */
@@ -270,7 +278,8 @@ static qbc_store_t *store_new(const char *dir)
 
 static void store_free(qbc_store_t *s)
 {
-    OPENSSL_cleanse(s->master_key, sizeof(s->master_key));
+    OPENSSL_cleanse(s->master_key, QBC_MASTER_KEY_LEN);
+    munmap(s->master_key, KEY_PAGE);
     if (s->env != NULL)
         mdb_env_close(s->env);
     pthread_rwlock_destroy(&s->gate);
