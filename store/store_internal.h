@@ -44,8 +44,8 @@ struct st_qbc_store_t {
     MDB_env *env;
     MDB_dbi dbi_meta, dbi_inbox, dbi_quarantine, dbi_pending, dbi_event_ids;
     MDB_dbi dbi_entities, dbi_feed, dbi_realms, dbi_tokens, dbi_dead, dbi_jobs, dbi_feed_times;
-    int has_jobs;       /* 0: a read-only open of a store made before the jobs database existed */
-    int has_feed_times; /* the same for feed_times */
+    int has_jobs;              /* 0: a read-only open of a store made before the jobs database existed */
+    int has_feed_times;        /* the same for feed_times */
     unsigned char *master_key; /* QBC_MASTER_KEY_LEN bytes on a page of its own, left out of core dumps */
     int has_key;
     pthread_mutex_t listen_mu; /* held while listeners are called, added or removed */
