@@ -7,12 +7,14 @@
  *                                     the code at the token endpoint, stores the tokens
  *                                     (encrypted) and answers once they are committed
  *
- * States live in memory: a restart in the middle of a consent only means the user
- * clicks "connect" again. The code exchange (and a disconnect's revoke) is made by the
- * reconciler's thread, Intuit's one OAuth client (qbc_reconciler_oauth); its answer comes
- * back to the loop through h2o's queue, so the loop never waits on Intuit. Calls still out
- * when the server stops are cancelled (qbc_api__connect_shutdown): no answer can arrive
- * after the server is gone.
+ * States are signed, not stored: the state is hex(expiry | nonce | state_hint | HMAC), the
+ * HMAC keyed with a random key of this process, so starting a connect costs no memory and
+ * unauthenticated traffic cannot fill a table that legitimate connects need. One use is
+ * kept by remembering the MACs of states already taken (until they expire). A restart in
+ * the middle of a consent only means the user clicks "connect" again. The code exchange (and a disconnect's revoke) is
+ * made by the reconciler's thread, Intuit's one OAuth client (qbc_reconciler_oauth); its answer comes back to the loop
+ * through h2o's queue, so the loop never waits on Intuit. Calls still out when the server stops are cancelled
+ * (qbc_api__connect_shutdown): no answer can arrive after the server is gone.
  *
  *   DELETE /admin/realms/{realm}      (admin.c routes it here) revokes at Intuit the same
  *                                     way, then erases the tokens locally
@@ -22,22 +24,30 @@
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include "api_internal.h"
 
 #define STATE_TTL_NS (600 * (int64_t)1000000000)
 #define MAX_STATES 4096
 
-typedef struct st_state_t {
-    char state[65];
-    char hint[128];
+#define NONCE_LEN 12
+#define MAC_LEN 16
+#define HINT_MAX 127
+#define STATE_BYTES_MAX (8 + NONCE_LEN + HINT_MAX + MAC_LEN)
+#define STATE_HEX_MAX (2 * STATE_BYTES_MAX + 1)
+
+/* the states already taken, until they expire (one use) */
+typedef struct st_used_state_t {
+    unsigned char mac[MAC_LEN];
     int64_t expires_ns;
-    struct st_state_t *next;
-} state_t;
+} used_state_t;
 
 struct st_connect_states_t {
-    state_t *head;
-    size_t n;
+    unsigned char key[32];
+    used_state_t used[MAX_STATES];
+    size_t n_used;
 };
 
 /* one OAuth call made for a request, from its start until the loop has its answer */
@@ -52,42 +62,84 @@ typedef struct st_oauth_call_t {
     void (*done)(struct st_oauth_call_t *call);
 } oauth_call_t;
 
-static void prune(struct st_connect_states_t *cs, int64_t now)
+static void state_mac(const struct st_connect_states_t *cs, const unsigned char *msg, size_t len,
+                      unsigned char out[MAC_LEN])
 {
-    state_t **pp = &cs->head;
-    while (*pp != NULL) {
-        if ((*pp)->expires_ns < now) {
-            state_t *dead = *pp;
-            *pp = dead->next;
-            free(dead);
-            cs->n--;
-        } else {
-            pp = &(*pp)->next;
-        }
-    }
+    unsigned char full[EVP_MAX_MD_SIZE];
+    unsigned int fl = 0;
+    if (HMAC(EVP_sha256(), cs->key, sizeof(cs->key), msg, len, full, &fl) == NULL || fl < MAC_LEN)
+        qbc_fatal("HMAC-SHA256 failed");
+    memcpy(out, full, MAC_LEN);
 }
 
-/* removes and returns a state if it exists and has not expired (one use) */
-static state_t *take_state(struct st_connect_states_t *cs, const char *state)
+/* a fresh state carrying hint, as hex into out (STATE_HEX_MAX bytes) */
+static void make_state(const struct st_connect_states_t *cs, const char *hint, char *out)
 {
-    prune(cs, qbc_now_ns());
-    for (state_t **pp = &cs->head; *pp != NULL; pp = &(*pp)->next) {
-        if (strlen((*pp)->state) == strlen(state) && CRYPTO_memcmp((*pp)->state, state, strlen(state)) == 0) {
-            state_t *s = *pp;
-            *pp = s->next;
-            cs->n--;
-            return s;
-        }
+    unsigned char b[STATE_BYTES_MAX];
+    size_t hl = strlen(hint) < HINT_MAX ? strlen(hint) : HINT_MAX, n = 8 + NONCE_LEN + hl;
+    uint64_t exp = (uint64_t)(qbc_now_ns() + STATE_TTL_NS);
+    for (int i = 0; i < 8; i++)
+        b[i] = (unsigned char)(exp >> (56 - 8 * i));
+    if (RAND_bytes(b + 8, NONCE_LEN) != 1)
+        qbc_fatal("RAND_bytes failed");
+    memcpy(b + 8 + NONCE_LEN, hint, hl);
+    state_mac(cs, b, n, b + n);
+    for (size_t i = 0; i < n + MAC_LEN; i++)
+        snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* checks a state (signed by us, not expired, not used) and takes it; its hint into hint (HINT_MAX + 1) */
+static int take_state(struct st_connect_states_t *cs, const char *state, char *hint)
+{
+    unsigned char b[STATE_BYTES_MAX], mac[MAC_LEN];
+    size_t hl = strlen(state), n = hl / 2;
+    int64_t now = qbc_now_ns();
+    if (hl % 2 != 0 || n < 8 + NONCE_LEN + MAC_LEN || n > STATE_BYTES_MAX)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        int h = hexval(state[2 * i]), l = hexval(state[2 * i + 1]);
+        if (h < 0 || l < 0)
+            return -1;
+        b[i] = (unsigned char)(h << 4 | l);
     }
-    return NULL;
+    state_mac(cs, b, n - MAC_LEN, mac);
+    if (CRYPTO_memcmp(mac, b + n - MAC_LEN, MAC_LEN) != 0)
+        return -1;
+    int64_t exp = 0;
+    for (int i = 0; i < 8; i++)
+        exp = (int64_t)((uint64_t)exp << 8 | b[i]);
+    if (exp < now)
+        return -1;
+    size_t keep = 0, oldest = 0; /* forget what expired; the one taken is remembered until it does */
+    for (size_t i = 0; i < cs->n_used; i++) {
+        if (CRYPTO_memcmp(cs->used[i].mac, mac, MAC_LEN) == 0)
+            return -1;
+        if (cs->used[i].expires_ns >= now)
+            cs->used[keep++] = cs->used[i];
+    }
+    cs->n_used = keep;
+    if (cs->n_used == MAX_STATES) { /* full of live ones: the oldest goes (its code is one-use at Intuit anyway) */
+        for (size_t i = 1; i < cs->n_used; i++)
+            if (cs->used[i].expires_ns < cs->used[oldest].expires_ns)
+                oldest = i;
+        cs->used[oldest] = cs->used[--cs->n_used];
+    }
+    memcpy(cs->used[cs->n_used].mac, mac, MAC_LEN);
+    cs->used[cs->n_used++].expires_ns = exp;
+    memcpy(hint, b + 8 + NONCE_LEN, n - MAC_LEN - 8 - NONCE_LEN);
+    hint[n - MAC_LEN - 8 - NONCE_LEN] = '\0';
+    return 0;
 }
 
 int qbc_api__on_connect(h2o_handler_t *_self, h2o_req_t *req)
 {
     qbc_api_t *api = ((api_handler_t *)_self)->api;
-    struct st_connect_states_t *cs = api->connect_states;
-    unsigned char rnd[24];
-    char hint[128] = "", enc_redirect[1024], enc_client[512], url[2048];
+    char hint[HINT_MAX + 1] = "", enc_redirect[1024], enc_client[512], url[4096], state[STATE_HEX_MAX];
 
     if (!h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/connect"))) {
         qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such endpoint");
@@ -101,28 +153,14 @@ int qbc_api__on_connect(h2o_handler_t *_self, h2o_req_t *req)
     }
     if (qbc_api__param(req, "state_hint", hint, sizeof(hint)) < 0)
         return 0;
-    prune(cs, qbc_now_ns());
-    if (cs->n >= MAX_STATES) {
-        qbc_api__respond_error(req, 503, "Service Unavailable", "too_many_connects", "too many connects in progress");
-        return 0;
-    }
-    state_t *st = qbc_calloc(1, sizeof(*st));
-    if (RAND_bytes(rnd, sizeof(rnd)) != 1)
-        qbc_fatal("RAND_bytes failed");
-    for (size_t i = 0; i < sizeof(rnd); i++)
-        snprintf(st->state + 2 * i, 3, "%02x", rnd[i]);
-    snprintf(st->hint, sizeof(st->hint), "%s", hint);
-    st->expires_ns = qbc_now_ns() + STATE_TTL_NS;
-    st->next = cs->head;
-    cs->head = st;
-    cs->n++;
+    make_state(api->connect_states, hint, state);
 
     qbc_url_encode(api->redirect_uri, enc_redirect, sizeof(enc_redirect));
     qbc_url_encode(api->client_id, enc_client, sizeof(enc_client));
     snprintf(url, sizeof(url),
              "%s%cclient_id=%s&response_type=code&scope=com.intuit.quickbooks.accounting"
              "&redirect_uri=%s&state=%s",
-             api->authorize_url, strchr(api->authorize_url, '?') ? '&' : '?', enc_client, enc_redirect, st->state);
+             api->authorize_url, strchr(api->authorize_url, '?') ? '&' : '?', enc_client, enc_redirect, state);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL, h2o_strdup(&req->pool, url, SIZE_MAX).base,
                    strlen(url));
     qbc_api__respond_json(req, 302, "Found", "{\"status\":\"redirecting to Intuit\"}");
@@ -247,7 +285,7 @@ int qbc_api__disconnect_realm(qbc_api_t *api, h2o_req_t *req, const char *realm)
 int qbc_api__on_oauth_callback(h2o_handler_t *_self, h2o_req_t *req)
 {
     qbc_api_t *api = ((api_handler_t *)_self)->api;
-    char code[2048], realm[QBC_REALM_MAX], state[80], error[64];
+    char code[2048], realm[QBC_REALM_MAX], state[STATE_HEX_MAX], error[64], hint[HINT_MAX + 1];
 
     if (!h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/oauth/callback"))) {
         qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such endpoint");
@@ -257,13 +295,11 @@ int qbc_api__on_oauth_callback(h2o_handler_t *_self, h2o_req_t *req)
         qbc_api__respond_error(req, 400, "Bad Request", "bad_state", "state is missing");
         return 0;
     }
-    state_t *st = take_state(api->connect_states, state);
-    if (st == NULL) {
+    if (take_state(api->connect_states, state, hint) != 0) {
         qbc_api__respond_error(req, 400, "Bad Request", "bad_state", "unknown, used or expired state; connect again");
         return 0;
     }
     if (qbc_api__query_param(req, "error", error, sizeof(error)) == 0) {
-        free(st);
         qbc_api__respond_error(req, 400, "Bad Request", "consent_refused",
                                "the company was not connected (consent refused)");
         return 0;
@@ -271,19 +307,16 @@ int qbc_api__on_oauth_callback(h2o_handler_t *_self, h2o_req_t *req)
     if (qbc_api__query_param(req, "code", code, sizeof(code)) != 0 || code[0] == '\0' ||
         qbc_api__query_param(req, "realmId", realm, sizeof(realm)) != 0 ||
         !qbc_api__valid_realm(realm, strlen(realm))) {
-        free(st);
         qbc_api__respond_error(req, 400, "Bad Request", "bad_callback", "code and realmId are required");
         return 0;
     }
     if (api->reconciler == NULL || api->client_id == NULL || api->redirect_uri == NULL) {
-        free(st);
         qbc_api__respond_error(req, 503, "Service Unavailable", "not_configured", "OAuth client is not configured");
         return 0;
     }
 
     realm_op_t *op = qbc_api__realm_op_new(api, req, realm);
-    snprintf(op->state_hint, sizeof(op->state_hint), "%s", st->hint);
-    free(st);
+    snprintf(op->state_hint, sizeof(op->state_hint), "%s", hint);
     op->tokens = qbc_calloc(1, sizeof(*op->tokens));
     qbc_api__realm_op_activate(api, op);
 
@@ -302,6 +335,8 @@ int qbc_api__on_oauth_callback(h2o_handler_t *_self, h2o_req_t *req)
 void qbc_api__connect_init(qbc_api_t *api)
 {
     api->connect_states = qbc_calloc(1, sizeof(*api->connect_states));
+    if (RAND_bytes(api->connect_states->key, sizeof(api->connect_states->key)) != 1)
+        qbc_fatal("RAND_bytes failed");
     h2o_linklist_init_anchor(&api->oauth_calls);
     h2o_multithread_register_receiver(api->ctx.queue, &api->exchanges, on_exchanges);
 }
@@ -324,7 +359,7 @@ void qbc_api__connect_shutdown(qbc_api_t *api)
 
 void qbc_api__connect_dispose(qbc_api_t *api)
 {
-    prune(api->connect_states, INT64_MAX);
+    OPENSSL_cleanse(api->connect_states->key, sizeof(api->connect_states->key));
     free(api->connect_states);
     h2o_multithread_unregister_receiver(api->ctx.queue, &api->exchanges);
 }
