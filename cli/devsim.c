@@ -11,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -47,6 +50,39 @@ static void webhook_url(const char *listen, char *out, size_t sz)
         snprintf(out, sz, "http://127.0.0.1%s/webhooks/intuit", colon);
     else
         snprintf(out, sz, "http://%s/webhooks/intuit", listen);
+}
+
+/*
+ * 1 when the server will listen on a loopback address: spec resolved as the server binds
+ * it (the first address getaddrinfo gives, AI_PASSIVE), not read as a string ("127.x.example"
+ * may resolve anywhere; ":8080" is every interface)
+ */
+static int listen_is_loopback(const char *spec)
+{
+    char host[256];
+    const char *colon = strrchr(spec, ':');
+    size_t hl = colon != NULL ? (size_t)(colon - spec) : 0;
+    if (colon == NULL || hl == 0 || hl >= sizeof(host))
+        return 0;
+    if (spec[0] == '[' && hl >= 2 && spec[hl - 1] == ']')
+        memcpy(host, spec + 1, hl -= 2);
+    else
+        memcpy(host, spec, hl);
+    host[hl] = '\0';
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res = NULL;
+    if (getaddrinfo(host, colon + 1, &hints, &res) != 0 || res == NULL)
+        return 0;
+    int loop = 0;
+    if (res->ai_family == AF_INET) {
+        const struct sockaddr_in *a = (const void *)res->ai_addr;
+        loop = (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+    } else if (res->ai_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const void *)res->ai_addr;
+        loop = IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) ||
+               (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) && a->sin6_addr.s6_addr[12] == 127);
+    }
+    freeaddrinfo(res);
+    return loop;
 }
 
 int qbc_devsim_start(qbc_config_t *cfg, qbc_devsim_t *sim)
@@ -134,8 +170,7 @@ int qbc_devsim_start(qbc_config_t *cfg, qbc_devsim_t *sim)
     sim->pid = pid;
     /* a loopback-only development service gets usable default bearer tokens; anything
      * listening beyond loopback must be given its own */
-    if (strncmp(cfg->listen, "127.", 4) == 0 || strncmp(cfg->listen, "localhost:", 10) == 0 ||
-        strncmp(cfg->listen, "[::1]:", 6) == 0) {
+    if (listen_is_loopback(cfg->listen)) {
         if (cfg->feed_token == NULL) {
             cfg->feed_token = "dev";
             qbc_log(QBC_LOG_INFO, "devsim", "dev mode: QBCDC_FEED_TOKEN defaults to 'dev' (loopback only)");

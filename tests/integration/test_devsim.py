@@ -95,4 +95,18 @@ proc, port, data = start_qbcdc(tokens=None, extra_env={"QBCDC_CLIENT_ID": "real-
                                                      "QBCDC_SIM_LISTEN": "127.0.0.1:%d" % sim_port})
 ok(not wait_http(sim_port, "/sim/realms", timeout=1.0), "with Intuit credentials: no simulator")
 proc.stop()
+
+# the 'dev' bearer tokens follow the address actually bound, not the text of QBCDC_LISTEN
+# (issue 11 #8: a prefix test said "127." means loopback, whatever the name resolves to)
+for listen, loopback in (("0.0.0.0", False), ("[::ffff:127.0.0.1]", True)):
+    p = free_port()
+    proc = Proc([QBCDC, "serve"], env={"QBCDC_LISTEN": "%s:%d" % (listen, p), "QBCDC_DATA_DIR": tmpdir(),
+                                       "QBCDC_SIM": "auto", "QBCDC_SIM_LISTEN": "127.0.0.1:%d" % free_port()})
+    ok(wait_http(p), "qbcdc listens on %s" % listen, proc.output())
+    st, _, _ = request(p, "GET", "/v1/changes", headers={"Authorization": "Bearer dev"})
+    if loopback:
+        is_(st, 200, "%s is loopback (a v4-mapped address): the 'dev' feed token works" % listen)
+    else:
+        is_(st, 403, "%s is every interface: no 'dev' token, /v1 stays disabled" % listen)
+    proc.stop()
 done_testing()
