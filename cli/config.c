@@ -177,6 +177,17 @@ static int split_tokens(qbc_config_t *cfg)
     }
     return 0;
 }
+/* "QBCDC_CDC_INTERVAL (--cdc-interval): 'abc' is not <want>" into err: the variable is named */
+static int bad_value(char *err, size_t errsz, const char *flag, const char *value, const char *want)
+{
+    char env[64];
+    size_t n = (size_t)snprintf(env, sizeof(env), "QBCDC_");
+    for (const char *p = flag; *p != '\0' && n + 1 < sizeof(env); p++)
+        env[n++] = *p == '-' ? '_' : (char)(*p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
+    env[n] = '\0';
+    snprintf(err, errsz, "%s (--%s): '%.200s' is not %s", env, flag, value != NULL ? value : "", want);
+    return QBC_EINVAL;
+}
 
 int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const char *const *allowed, char *err,
                     size_t errsz)
@@ -216,68 +227,59 @@ int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const c
     }
 
     if (parse_size(cfg->map_size, &cfg->map_size_bytes) != 0 || cfg->map_size_bytes < 64 * 1024) {
-        snprintf(err, errsz, "bad map size '%s': want bytes >= 64K, e.g. 1G", cfg->map_size);
-        return QBC_EINVAL;
+        return bad_value(err, errsz, "map-size", cfg->map_size, "a size of at least 64K (e.g. 1G)");
     }
     if (parse_size(cfg->map_max, &cfg->map_max_bytes) != 0 || cfg->map_max_bytes < cfg->map_size_bytes) {
-        snprintf(err, errsz, "bad map max '%s': want bytes >= map size", cfg->map_max);
-        return QBC_EINVAL;
+        return bad_value(err, errsz, "map-max", cfg->map_max, "a size at least the map size");
     }
     if (parse_long(cfg->cdc_interval, 1, 86400 * 30, &cfg->cdc_interval_s) != 0) {
-        snprintf(err, errsz, "bad cdc interval '%s': want seconds from 1 to 2592000", cfg->cdc_interval);
-        return QBC_EINVAL;
+        return bad_value(err, errsz, "cdc-interval", cfg->cdc_interval, "a number of seconds from 1 to 2592000");
     }
     if (parse_long(cfg->minorversion, 1, 100000, &cfg->minorversion_n) != 0) {
-        snprintf(err, errsz, "bad minorversion '%s': want a positive integer", cfg->minorversion);
-        return QBC_EINVAL;
+        return bad_value(err, errsz, "minorversion", cfg->minorversion, "a positive integer");
     }
     if (parse_long(cfg->drain_ms, 0, 600000, &cfg->drain_ms_n) != 0) {
-        snprintf(err, errsz, "bad drain ms '%s': want 0 to 600000", cfg->drain_ms);
-        return QBC_EINVAL;
+        return bad_value(err, errsz, "drain-ms", cfg->drain_ms, "a number from 0 to 600000");
     }
     struct {
         const char *text, *name;
         long min, max;
         long *out;
     } nums[] = {
-        {cfg->rate_limit, "rate limit", 1, 100000, &cfg->n_rate_limit},
-        {cfg->max_inflight, "max inflight", 1, 1000, &cfg->n_max_inflight},
-        {cfg->ids_per_query, "ids per query", 1, 1000, &cfg->n_ids_per_query},
-        {cfg->max_attempts, "max attempts", 1, 1000, &cfg->n_max_attempts},
-        {cfg->coalesce_ms, "coalesce ms", 0, 600000, &cfg->n_coalesce_ms},
-        {cfg->request_timeout_ms, "request timeout ms", 100, 600000, &cfg->n_request_timeout_ms},
-        {cfg->backoff_base_ms, "backoff base ms", 1, 3600000, &cfg->n_backoff_base_ms},
-        {cfg->backoff_max_ms, "backoff max ms", 1, 86400000, &cfg->n_backoff_max_ms},
-        {cfg->throttle_pause_ms, "throttle pause ms", 1, 3600000, &cfg->n_throttle_pause_ms},
-        {cfg->cdc_lookback, "cdc lookback", 1, 86400 * 30, &cfg->n_cdc_lookback_s},
-        {cfg->cdc_audit_gap, "cdc audit gap", 0, 86400 * 30, &cfg->n_cdc_audit_gap_s},
-        {cfg->cdc_commit_max, "cdc commit max", 1, 1000000, &cfg->n_cdc_commit_max},
-        {cfg->inbox_retention, "inbox retention", 0, 86400L * 3650, &cfg->n_inbox_retention_s},
-        {cfg->feed_retention, "feed retention", 0, 86400L * 3650, &cfg->n_feed_retention_s},
-        {cfg->prune_interval_ms, "prune interval ms", 10, 86400000, &cfg->n_prune_interval_ms},
+        {cfg->rate_limit, "rate-limit", 1, 100000, &cfg->n_rate_limit},
+        {cfg->max_inflight, "max-inflight", 1, 1000, &cfg->n_max_inflight},
+        {cfg->ids_per_query, "ids-per-query", 1, 1000, &cfg->n_ids_per_query},
+        {cfg->max_attempts, "max-attempts", 1, 1000, &cfg->n_max_attempts},
+        {cfg->coalesce_ms, "coalesce-ms", 0, 600000, &cfg->n_coalesce_ms},
+        {cfg->request_timeout_ms, "request-timeout-ms", 100, 600000, &cfg->n_request_timeout_ms},
+        {cfg->backoff_base_ms, "backoff-base-ms", 1, 3600000, &cfg->n_backoff_base_ms},
+        {cfg->backoff_max_ms, "backoff-max-ms", 1, 86400000, &cfg->n_backoff_max_ms},
+        {cfg->throttle_pause_ms, "throttle-pause-ms", 1, 3600000, &cfg->n_throttle_pause_ms},
+        {cfg->cdc_lookback, "cdc-lookback", 1, 86400 * 30, &cfg->n_cdc_lookback_s},
+        {cfg->cdc_audit_gap, "cdc-audit-gap", 0, 86400 * 30, &cfg->n_cdc_audit_gap_s},
+        {cfg->cdc_commit_max, "cdc-commit-max", 1, 1000000, &cfg->n_cdc_commit_max},
+        {cfg->inbox_retention, "inbox-retention", 0, 86400L * 3650, &cfg->n_inbox_retention_s},
+        {cfg->feed_retention, "feed-retention", 0, 86400L * 3650, &cfg->n_feed_retention_s},
+        {cfg->prune_interval_ms, "prune-interval-ms", 10, 86400000, &cfg->n_prune_interval_ms},
     };
     for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
         if (parse_long(nums[i].text, nums[i].min, nums[i].max, nums[i].out) != 0) {
-            snprintf(err, errsz, "bad %s '%s': want %ld to %ld", nums[i].name, nums[i].text, nums[i].min, nums[i].max);
-            return QBC_EINVAL;
+            char want[64];
+            snprintf(want, sizeof(want), "a number from %ld to %ld", nums[i].min, nums[i].max);
+            return bad_value(err, errsz, nums[i].name, nums[i].text, want);
         }
     }
     if (qbc_log_set_level_name(cfg->log_level) != 0) {
-        snprintf(err, errsz, "bad log level '%s': want error, warn, info or debug", cfg->log_level);
-        return QBC_EINVAL;
+        return bad_value(err, errsz, "log-level", cfg->log_level, "error, warn, info or debug");
     }
     if (cfg->listen == NULL || strchr(cfg->listen, ':') == NULL) {
-        snprintf(err, errsz, "bad listen address '%s': want host:port", cfg->listen ? cfg->listen : "");
-        return QBC_EINVAL;
+        return bad_value(err, errsz, "listen", cfg->listen, "host:port");
     }
     if (strcmp(cfg->sim, "auto") != 0 && strcmp(cfg->sim, "off") != 0) {
-        snprintf(err, errsz, "bad sim '%s': want auto or off", cfg->sim);
-        return QBC_EINVAL;
+        return bad_value(err, errsz, "sim", cfg->sim, "auto or off");
     }
     if (strcmp(cfg->snapshot_on_connect, "0") != 0 && strcmp(cfg->snapshot_on_connect, "1") != 0) {
-        snprintf(err, errsz, "bad snapshot on connect '%s' (QBCDC_SNAPSHOT_ON_CONNECT): want 0 or 1",
-                 cfg->snapshot_on_connect);
-        return QBC_EINVAL;
+        return bad_value(err, errsz, "snapshot-on-connect", cfg->snapshot_on_connect, "0 or 1");
     }
     cfg->n_snapshot_on_connect = cfg->snapshot_on_connect[0] == '1';
     /* names QBO does not know would fail (or be skipped by) every sweep: refuse them at startup */
@@ -285,11 +287,15 @@ int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const c
     if (allowed_flag(allowed, "cdc-entities") &&
         qbc_entity_list_check(cfg->cdc_entities, cfg->cdc_entities_canon, sizeof(cfg->cdc_entities_canon), why,
                               sizeof(why)) != 0) {
-        snprintf(err, errsz, "bad QBCDC_CDC_ENTITIES (--cdc-entities) '%.200s': %s", cfg->cdc_entities, why);
-        return QBC_EINVAL;
+        char want[1300];
+        snprintf(want, sizeof(want), "a list of QBO entity names (%s)", why);
+        return bad_value(err, errsz, "cdc-entities", cfg->cdc_entities, want);
     }
     if (allowed_flag(allowed, "cdc-entities"))
         cfg->cdc_entities = cfg->cdc_entities_canon;
+    if (allowed_flag(allowed, "client-secret") && cfg->client_id != NULL && cfg->client_id[0] != '\0' &&
+        (cfg->client_secret == NULL || cfg->client_secret[0] == '\0'))
+        return bad_value(err, errsz, "client-secret", "", "set, and QBCDC_CLIENT_ID needs it");
     if (cfg->data_dir == NULL || cfg->data_dir[0] == '\0') {
         snprintf(err, errsz, "data dir must not be empty");
         return QBC_EINVAL;

@@ -66,6 +66,24 @@ static void on_signal(int sig)
         qbc_api_stop(running);
 }
 
+/* a configuration that runs, but not as its user most likely expects: said once at start */
+static void warn_config(const qbc_config_t *cfg)
+{
+    if (cfg->feed_token == NULL || cfg->feed_token[0] == '\0')
+        qbc_log(QBC_LOG_WARN, "main", "QBCDC_FEED_TOKEN is not set: /v1/* (the feed) answers 403 until it is");
+    if (cfg->admin_token == NULL || cfg->admin_token[0] == '\0')
+        qbc_log(QBC_LOG_WARN, "main",
+                "QBCDC_ADMIN_TOKEN is not set: /admin/* and the admin CLI answer 403 until it is");
+    if (cfg->client_id != NULL && (cfg->client_secret == NULL || cfg->client_secret[0] == '\0'))
+        qbc_log(
+            QBC_LOG_WARN, "main",
+            "QBCDC_CLIENT_ID is set without QBCDC_CLIENT_SECRET: every token call will be refused (invalid_client)");
+    if (cfg->client_id != NULL && cfg->oauth_redirect_uri == NULL)
+        qbc_log(QBC_LOG_WARN, "main",
+                "QBCDC_OAUTH_REDIRECT_URI is not set: GET /connect answers 503 (register tokens with PUT "
+                "/admin/realms/{realm}/tokens or qbcdc register instead)");
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     qbc_config_t cfg;
@@ -104,6 +122,7 @@ static int cmd_serve(int argc, char **argv)
     }
     /* may supply the verifier token, so it comes before the server is configured */
     qbc_devsim_start(&cfg, &sim);
+    warn_config(&cfg);
     qbc_api_config_t acfg = {.listen = cfg.listen,
                              .verifier_tokens = (const char *const *)cfg.tokens,
                              .n_verifier_tokens = cfg.n_tokens,

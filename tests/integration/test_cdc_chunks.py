@@ -71,7 +71,7 @@ is_(q.stop(), 0, "qbcdc stops cleanly")
 env = dict(serve_env(free_port(), tmpdir("qbcdc-cdc-chunks-bad-"), sim), QBCDC_CDC_COMMIT_MAX="0")
 p = Proc([QBCDC, "serve"], env=env)
 code = p.p.wait(timeout=15)
-ok(code != 0 and "cdc commit max" in p.output(), "QBCDC_CDC_COMMIT_MAX=0 is refused, saying which setting",
+ok(code != 0 and "QBCDC_CDC_COMMIT_MAX" in p.output(), "QBCDC_CDC_COMMIT_MAX=0 is refused, naming the variable",
    p.output()[-300:])
 sim.stop()
 done_testing()

@@ -91,7 +91,7 @@ proc, port, data = start_qbcdc(tokens=None, extra_env={"QBCDC_SIM": "off",
                                                      "QBCDC_SIM_LISTEN": "127.0.0.1:%d" % sim_port})
 ok(not wait_http(sim_port, "/sim/realms", timeout=1.0), "QBCDC_SIM=off: no simulator")
 proc.stop()
-proc, port, data = start_qbcdc(tokens=None, extra_env={"QBCDC_CLIENT_ID": "real-app", "QBCDC_SIM": "auto",
+proc, port, data = start_qbcdc(tokens=None, extra_env={"QBCDC_CLIENT_ID": "real-app", "QBCDC_CLIENT_SECRET": "s", "QBCDC_SIM": "auto",
                                                      "QBCDC_SIM_LISTEN": "127.0.0.1:%d" % sim_port})
 ok(not wait_http(sim_port, "/sim/realms", timeout=1.0), "with Intuit credentials: no simulator")
 proc.stop()
