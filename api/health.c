@@ -2,7 +2,8 @@
  * health.c — liveness that means something.
  *
  *   GET /healthz   200 {"status":"ok"} once a tiny fsync'd write went through the store's
- *                  writer; 503 when the store cannot write or the service is stopping
+ *                  writer and webhooks can be stored; 503 with the reason when the store
+ *                  cannot write, refuses webhooks (a failed apply), or the service is stopping
  */
 #include <stdlib.h>
 #include "api_internal.h"

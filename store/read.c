@@ -25,6 +25,11 @@ uint64_t qbc_store_feed_pruned(qbc_store_t *s)
     return p;
 }
 
+int qbc_store_webhooks_refused(qbc_store_t *s)
+{
+    return __atomic_load_n(&s->j_stuck, __ATOMIC_ACQUIRE);
+}
+
 int qbc_store_stats(qbc_store_t *s, qbc_store_stats_t *out)
 {
     MDB_txn *txn;

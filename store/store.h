@@ -507,6 +507,16 @@ typedef struct st_qbc_store_stats_t {
 
 int qbc_store_stats(qbc_store_t *store, qbc_store_stats_t *out);
 
+/**
+ * whether webhooks can be stored now. Any thread, no I/O.
+ * @return 0; or the error that makes the store refuse webhooks until it is restarted:
+ *   <ul>
+ *   <li>QBC_EFULL - acked webhooks could not be applied to LMDB for lack of space.
+ *   <li>QBC_ESTORE - the journal or LMDB failed (logged).
+ *   </ul>
+ */
+int qbc_store_webhooks_refused(qbc_store_t *store);
+
 /** upper bounds of batch_hist buckets, for rendering; the last bucket is +Inf. */
 extern const unsigned qbc_store_batch_bounds[7];
 

@@ -60,6 +60,7 @@ static void test_journal_fault(void)
     qbc_store_close(s);
 
     is_int(qbc_store_open(&cfg, &s), 0, "restart on a healthy disk");
+    is_int(qbc_store_webhooks_refused(s), 0, "it takes webhooks again");
     scan_t sc = scan_inbox(s);
     is_int(sc.n, 20, "every webhook acked before the fault is held, and none after");
     ok(sc.in_order, "in order");
@@ -82,11 +83,13 @@ static void test_lmdb_fault(void)
     is_int(qbc_store_open(&cfg, &s), 0, "open");
     free(submit_many(s, 0, 20, 80, NULL));
     qbc_store_flush(s);
+    is_int(qbc_store_webhooks_refused(s), 0, "a healthy store takes webhooks");
     ok(mdb_env_get_fd(s->env, &fd) == 0 && break_fd(fd) == 0, "LMDB's disk now refuses writes");
 
     /* the journal still acks; the apply behind it fails, and then webhooks are refused */
     int acked = submit_until_refused(s, 20, 2000);
     ok(acked < 2000, "once an apply has failed, webhooks are refused");
+    ok(qbc_store_webhooks_refused(s) != 0, "and the store says so (what /healthz reports)");
     char note[96];
     snprintf(note, sizeof(note), "%d webhooks were acked from the journal before the refusal", acked);
     diag(note);
@@ -94,6 +97,7 @@ static void test_lmdb_fault(void)
     qbc_store_close(s);
 
     is_int(qbc_store_open(&cfg, &s), 0, "restart on a healthy disk");
+    is_int(qbc_store_webhooks_refused(s), 0, "it takes webhooks again");
     scan_t sc = scan_inbox(s);
     is_int(sc.n, 20 + acked, "every acked webhook was applied from the journal");
     ok(sc.in_order, "once each, in order");
