@@ -62,6 +62,7 @@ void qbc_api__realm_op_activate(qbc_api_t *api, realm_op_t *op)
     }
     op->state.status = QBC_REALM_ACTIVE;
     op->state.last_error[0] = '\0';
+    op->state.last_error_ns = 0;
     op->state.connected_ns = qbc_now_ns();
     op->rj.state = &op->state;
     op->rj.tokens = op->tokens;
@@ -210,6 +211,9 @@ static int realm_cb(const qbc_realm_t *r, int has_tokens, void *p)
                           "pending", (json_int_t)pending);
     json_object_set_new(o, "snapshot", snap != NULL ? json_incref(snap) : json_null());
     json_object_set_new(o, "last_error", r->last_error[0] ? json_string(r->last_error) : json_null());
+    json_object_set_new(o, "last_error_at",
+                        r->last_error[0] && r->last_error_ns ? json_string(qbc_time_format(r->last_error_ns, ts))
+                                                             : json_null());
     json_object_set_new(o, "connected_at",
                         r->connected_ns ? json_string(qbc_time_format(r->connected_ns, ts)) : json_null());
     json_object_set_new(o, "last_cdc", r->last_cdc_ns ? json_string(qbc_time_format(r->last_cdc_ns, ts)) : json_null());

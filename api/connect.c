@@ -265,6 +265,7 @@ int qbc_api__disconnect_realm(qbc_api_t *api, h2o_req_t *req, const char *realm)
     op->state = rs;
     op->state.status = QBC_REALM_DISCONNECTED;
     snprintf(op->state.last_error, sizeof(op->state.last_error), "disconnected by an operator");
+    op->state.last_error_ns = qbc_now_ns();
     op->disconnect = 1;
     op->rj.state = &op->state;
     op->rj.erase_tokens = 1;

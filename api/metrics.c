@@ -36,6 +36,15 @@ static void batch_histogram(qbc_buf_t *o, const char *name, const char *help, co
                    (unsigned long long)sum, name, cum);
 }
 
+static int count_realm(const qbc_realm_t *r, int has_tokens, void *ctx)
+{
+    (void)has_tokens;
+    uint64_t *by_status = ctx;
+    if ((unsigned)r->status < 3)
+        by_status[r->status]++;
+    return 0;
+}
+
 static char *render(qbc_api_t *api, size_t *len)
 {
     qbc_store_t *store = api->store;
@@ -74,6 +83,15 @@ static char *render(qbc_api_t *api, size_t *len)
         gauge(&o, "qbcdc_inbox_quarantined", "Signed webhook bodies held in quarantine (did not parse).",
               (double)st.quarantined);
         gauge(&o, "qbcdc_pending_notices", "Coalesced change notices waiting for the reconciler.", (double)st.pending);
+        gauge(&o, "qbcdc_dead_letters", "Notices the reconciler gave up on (GET /admin/dead-letters).",
+              (double)st.dead_letters);
+        uint64_t by_status[3] = {0, 0, 0};
+        if (qbc_store_realm_scan(store, count_realm, by_status) == 0) {
+            qbc_buf_printf(&o, "# HELP qbcdc_realms Realms by status.\n# TYPE qbcdc_realms gauge\n");
+            for (int i = 0; i < 3; i++)
+                qbc_buf_printf(&o, "qbcdc_realms{status=\"%s\"} %llu\n", qbc_realm_status_name((qbc_realm_status_t)i),
+                               (unsigned long long)by_status[i]);
+        }
         gauge(&o, "qbcdc_cloudevent_ids", "CloudEvents ids remembered for retry deduplication.", (double)st.event_ids);
         gauge(&o, "qbcdc_inbox_oldest_age_seconds",
               "Age of the oldest raw webhook body held (retention: QBCDC_INBOX_RETENTION); 0 when none.",

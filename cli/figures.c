@@ -57,6 +57,9 @@ static char *metrics(void *ctx)
     counter(&t, "qbcdc_qbo_batches_total", "Batch requests.", st->batches);
     counter(&t, "qbcdc_qbo_reads_total", "Single entity reads.", st->reads);
     counter(&t, "qbcdc_qbo_token_refreshes_total", "OAuth access-token refreshes.", st->token_refreshes);
+    counter(&t, "qbcdc_qbo_token_refresh_failures_total",
+            "Access-token refreshes refused (invalid_client, ...) or left without an answer.",
+            st->token_refresh_failures);
     counter(&t, "qbcdc_oauth_calls_total", "Code exchanges and revokes made at Intuit's OAuth endpoints for the API.",
             st->token_calls);
     counter(&t, "qbcdc_qbo_throttled_total", "429 answers received.", st->throttled);
@@ -74,6 +77,8 @@ static char *metrics(void *ctx)
             st->cdc_audit_notices);
     counter(&t, "qbcdc_cdc_sweeps_total", "Completed CDC sweeps (watermark committed with their versions).",
             st->cdc_sweeps);
+    counter(&t, "qbcdc_cdc_sweeps_failed_total", "CDC sweeps abandoned; the realm's last_error says why.",
+            st->cdc_sweeps_failed);
     counter(&t, "qbcdc_cdc_commits_total",
             "Store commits of CDC sweeps (QBCDC_CDC_COMMIT_MAX versions at most each; the last carries the watermark).",
             st->cdc_commits);

@@ -196,6 +196,9 @@ static void bf_fail(qbc_reconciler_t *r, rec_backfill_t *b, const char *err)
     b->cp.finished_ns = qbc_now_ns();
     snprintf(b->cp.error, sizeof(b->cp.error), "%s", err);
     qbc_log(QBC_LOG_WARN, REC_MOD, "backfill job %llu failed: %s", (unsigned long long)b->st.id, err);
+    snprintf(b->realm_error, sizeof(b->realm_error), "%s job %llu failed: %.180s",
+             strcmp(b->st.reason, QBC_BACKFILL_REASON_SNAPSHOT) == 0 ? "snapshot" : "backfill",
+             (unsigned long long)b->st.id, err); /* the realm shows it too */
     submit_checkpoint(r, b, NULL, 0, NULL, 0);
 }
 

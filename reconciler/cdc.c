@@ -299,9 +299,14 @@ static void start_auto_backfill(qbc_reconciler_t *r, rec_realm_t *realm, int64_t
 static void sweep_end(qbc_reconciler_t *r, rec_realm_t *realm, int64_t now, const char *error)
 {
     rec_cdc_t *c = &realm->cdc;
-    if (error != NULL)
+    if (error != NULL) {
+        char text[256];
         qbc_log(QBC_LOG_WARN, REC_MOD, "realm %s: CDC sweep abandoned after %llu requests: %s", realm->name,
                 (unsigned long long)c->requests, error);
+        snprintf(text, sizeof(text), "CDC sweep failed: %.200s", error);
+        qbc_rec__note_realm_error(r, realm, text);
+        REC_STAT(r, cdc_sweeps_failed, 1);
+    }
     sweep_clear(c);
     c->inflight = 0;
     c->due_ns = now + (int64_t)r->cfg.cdc_interval_s * NS;
@@ -414,6 +419,13 @@ static void sweep_commit(qbc_reconciler_t *r, rec_realm_t *realm)
                  "CDC skips entities QBO refused for this realm: %.150s (%.90s)", c->sweep_refused,
                  c->sweep_refused_why);
         tmpl.realm_error = c->refused_error;
+    }
+    if (tmpl.realm_error != NULL) { /* what the commit writes is what the realm shows */
+        snprintf(realm->noted_error, sizeof(realm->noted_error), "%.255s", tmpl.realm_error);
+        realm->noted_ns = qbc_mono_ns();
+    } else if (strncmp(realm->noted_error, "CDC sweep failed", 16) == 0) {
+        tmpl.realm_error = ""; /* this sweep succeeded: the failure it reported is over */
+        realm->noted_error[0] = '\0';
     }
     tmpl.set_cdc = 1;
     tmpl.cdc_watermark_ns = c->complete_ns;

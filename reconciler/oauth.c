@@ -222,6 +222,7 @@ void qbc_rec__auth_token_done(qbc_reconciler_t *r, rec_realm_t *realm, int curl_
             st.status = QBC_REALM_DISCONNECTED;
             snprintf(st.last_error, sizeof(st.last_error),
                      "refresh token refused (invalid_grant): reconnect the company; pending changes are kept");
+            st.last_error_ns = qbc_now_ns();
             realm->auth = REC_AUTH_DISCONNECTED;
             realm->status = QBC_REALM_DISCONNECTED;
             realm->disc_connected_ns = st.connected_ns;
@@ -231,14 +232,26 @@ void qbc_rec__auth_token_done(qbc_reconciler_t *r, rec_realm_t *realm, int curl_
                 qbc_log(QBC_LOG_ERROR, REC_MOD, "realm %s: could not record the disconnection", realm->name);
         }
         break;
-    case REC_OAUTH_REFUSED:
+    case REC_OAUTH_REFUSED: {
+        char text[256];
         qbc_log(QBC_LOG_ERROR, REC_MOD, "realm %s: %s (check the client id and secret)", realm->name, err);
+        snprintf(text, sizeof(text), "token refresh refused: %.150s (check QBCDC_CLIENT_ID and QBCDC_CLIENT_SECRET)",
+                 err);
+        qbc_rec__note_realm_error(r, realm, text);
+        REC_STAT(r, token_refresh_failures, 1);
         auth_retry_later(r, realm, 30000);
         break;
+    }
     case REC_OAUTH_RETRY:
         qbc_log(QBC_LOG_WARN, REC_MOD, "realm %s: %s%s%s; will retry", realm->name, err, curl_err ? ": " : "",
                 curl_err ? curl_err : "");
+        REC_STAT(r, token_refresh_failures, 1);
         auth_retry_later(r, realm, 0);
+        if (realm->auth_failures >= 3) {
+            char text[256];
+            snprintf(text, sizeof(text), "token refresh keeps failing (%u tries): %.180s", realm->auth_failures, err);
+            qbc_rec__note_realm_error(r, realm, text);
+        }
         break;
     }
     OPENSSL_cleanse(t, sizeof(*t));
@@ -275,6 +288,7 @@ void qbc_rec__auth_committed(qbc_reconciler_t *r, rec_realm_t *realm, int result
     realm->auth = REC_AUTH_OK;
     realm->auth_failures = 0;
     realm->force_refresh = 0;
+    qbc_rec__clear_realm_error(r, realm, "token refresh"); /* a failure it reported is over */
 }
 
 void qbc_rec__auth_rejected(qbc_reconciler_t *r, rec_realm_t *realm, uint32_t gen)

@@ -339,7 +339,9 @@ typedef struct st_rec_cdc_t {
 
 struct st_rec_realm_t {
     char name[QBC_REALM_MAX];
-    int in_store; /**< seen in the last realm scan */
+    char noted_error[256]; /**< the last_error this module last wrote for it ("" : none or cleared) */
+    int64_t noted_ns;      /**< mono: when */
+    int in_store;          /**< seen in the last realm scan */
     qbc_realm_status_t status;
     int has_tokens;
     int64_t connected_ns;
@@ -618,6 +620,15 @@ void qbc_rec__dead_letter(qbc_reconciler_t *r, rec_notice_t *n, const char *erro
 int qbc_rec__submit_realm(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_realm_t *state, const qbc_tokens_t *tokens,
                           int64_t if_connected_ns);
 void qbc_rec__stat_add(qbc_reconciler_t *r, size_t offset, uint64_t v);
+/**
+ * makes text the realm's last_error (stamped in the store; "" clears it), as one field update
+ * in the store's transaction, so nothing else of the realm's state can be overwritten. The same
+ * text again within a minute is not written again. For failures an operator must see in
+ * GET /admin/realms and qbcdc realms, not only in the log.
+ */
+void qbc_rec__note_realm_error(qbc_reconciler_t *r, rec_realm_t *realm, const char *text);
+/** clears the realm's last_error if this module set it and it starts with prefix */
+void qbc_rec__clear_realm_error(qbc_reconciler_t *r, rec_realm_t *realm, const char *prefix);
 #define REC_STAT(r, field, v) qbc_rec__stat_add((r), offsetof(qbc_reconciler_stats_t, field), (v))
 
 /* oauth.c: the state machine */

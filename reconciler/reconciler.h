@@ -136,16 +136,18 @@ typedef struct st_qbc_reconciler_stats_t {
     uint64_t reads;    /**< of which: single entity reads */
     uint64_t batches;  /**< of which: batch requests (each carries several queries, counted in queries) */
     uint64_t token_refreshes;
-    uint64_t token_calls;      /**< code exchanges and revokes made for the API (qbc_reconciler_oauth) */
-    uint64_t throttled;        /**< 429s received */
-    uint64_t server_errors;    /**< 5xx, timeouts, resets */
-    uint64_t versions_offered; /**< versions submitted to the store */
-    uint64_t feed_appended;    /**< of which were new */
+    uint64_t token_refresh_failures; /**< refreshes refused (invalid_client...) or that got no answer */
+    uint64_t token_calls;            /**< code exchanges and revokes made for the API (qbc_reconciler_oauth) */
+    uint64_t throttled;              /**< 429s received */
+    uint64_t server_errors;          /**< 5xx, timeouts, resets */
+    uint64_t versions_offered;       /**< versions submitted to the store */
+    uint64_t feed_appended;          /**< of which were new */
     uint64_t dead_letters;
     uint64_t cdc_requests;      /**< CDC API calls (and query pages of crowded seconds) */
     uint64_t cdc_stuck_seconds; /**< seconds with more than a CDC page of one entity, read by query instead */
     uint64_t cdc_audit_notices; /**< live versions read again because a capped CDC answer may have cut deletes */
     uint64_t cdc_sweeps;        /**< completed sweeps (watermark committed) */
+    uint64_t cdc_sweeps_failed; /**< sweeps abandoned (their realm's last_error says why) */
     uint64_t cdc_commits;       /**< store commits of CDC sweeps: chunks and the final one (with the watermark) */
     uint64_t cdc_versions_new;  /**< versions CDC found that webhooks had not delivered */
     uint64_t backfill_requests; /**< backfill query pages */

@@ -209,6 +209,35 @@ int qbc_rec__submit_versions(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_
     return rc;
 }
 
+static void on_error_noted(qbc_reconciler_t *r, const qbc_store_job_t *job, void *ctx)
+{
+    rec_realm_t *realm = ctx;
+    (void)r;
+    if (job->result != 0)
+        qbc_log(QBC_LOG_ERROR, REC_MOD, "realm %s: could not record its last error: %s", realm->name,
+                qbc_strerror(job->result));
+}
+
+void qbc_rec__note_realm_error(qbc_reconciler_t *r, rec_realm_t *realm, const char *text)
+{
+    int64_t now = qbc_mono_ns();
+    if (strcmp(realm->noted_error, text) == 0 && (text[0] == '\0' || now - realm->noted_ns < 60 * 1000000000LL))
+        return;
+    qbc_reconcile_job_t tmpl;
+    memset(&tmpl, 0, sizeof(tmpl));
+    tmpl.realm_error = text;
+    if (qbc_rec__submit_versions(r, realm, &tmpl, NULL, 0, NULL, 0, on_error_noted, realm) != 0)
+        return; /* the store is closing: the log has it */
+    snprintf(realm->noted_error, sizeof(realm->noted_error), "%s", text);
+    realm->noted_ns = now;
+}
+
+void qbc_rec__clear_realm_error(qbc_reconciler_t *r, rec_realm_t *realm, const char *prefix)
+{
+    if (realm->noted_error[0] != '\0' && strncmp(realm->noted_error, prefix, strlen(prefix)) == 0)
+        qbc_rec__note_realm_error(r, realm, "");
+}
+
 int qbc_rec__submit_backfill(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_backfill_t *create,
                              int64_t cdc_watermark_ns, rec_commit_cb done, void *ctx)
 {

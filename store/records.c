@@ -379,9 +379,10 @@ int qbc_store__feed_decode(uint64_t seq, const void *data, size_t len, char *rea
 char *qbc_store__realm_encode(const qbc_realm_t *r)
 {
     json_t *o =
-        json_pack("{s:s,s:s,s:I,s:I,s:I,s:I}", "status", qbc_realm_status_name(r->status), "last_error", r->last_error,
-                  "connected_ns", (json_int_t)r->connected_ns, "cdc_watermark_ns", (json_int_t)r->cdc_watermark_ns,
-                  "last_cdc_ns", (json_int_t)r->last_cdc_ns, "cdc_requested_ns", (json_int_t)r->cdc_requested_ns);
+        json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I}", "status", qbc_realm_status_name(r->status), "last_error",
+                  r->last_error, "last_error_ns", (json_int_t)(r->last_error[0] ? r->last_error_ns : 0), "connected_ns",
+                  (json_int_t)r->connected_ns, "cdc_watermark_ns", (json_int_t)r->cdc_watermark_ns, "last_cdc_ns",
+                  (json_int_t)r->last_cdc_ns, "cdc_requested_ns", (json_int_t)r->cdc_requested_ns);
     char *s = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (s == NULL)
@@ -393,14 +394,15 @@ int qbc_store__realm_decode(const char *realm, const void *data, size_t len, qbc
 {
     json_t *o = json_loadb(data, len, 0, NULL);
     const char *st = "", *err = "";
-    json_int_t c = 0, w = 0, l = 0, q = 0;
+    json_int_t c = 0, w = 0, l = 0, q = 0, e = 0;
 
     memset(out, 0, sizeof(*out));
     snprintf(out->realm, sizeof(out->realm), "%s", realm);
     if (o == NULL)
         return QBC_EMALFORMED;
-    json_unpack(o, "{s?s,s?s,s?I,s?I,s?I,s?I}", "status", &st, "last_error", &err, "connected_ns", &c,
-                "cdc_watermark_ns", &w, "last_cdc_ns", &l, "cdc_requested_ns", &q);
+    json_unpack(o, "{s?s,s?s,s?I,s?I,s?I,s?I,s?I}", "status", &st, "last_error", &err, "last_error_ns", &e,
+                "connected_ns", &c, "cdc_watermark_ns", &w, "last_cdc_ns", &l, "cdc_requested_ns", &q);
+    out->last_error_ns = e;
     out->cdc_requested_ns = q;
     out->status = strcmp(st, "disconnected") == 0 ? QBC_REALM_DISCONNECTED
                   : strcmp(st, "paused") == 0     ? QBC_REALM_PAUSED

@@ -149,6 +149,7 @@ typedef struct st_qbc_realm_t {
     char realm[QBC_REALM_MAX];
     qbc_realm_status_t status;
     char last_error[256];     /**< "" when none; never contains a token */
+    int64_t last_error_ns;    /**< wall clock when last_error was set (0: none) */
     int64_t connected_ns;     /**< when tokens were last registered */
     int64_t cdc_watermark_ns; /**< issue 5: changes up to here are confirmed by CDC (0: none yet) */
     int64_t last_cdc_ns;      /**< issue 5: when the last CDC poll finished */
@@ -351,7 +352,10 @@ typedef struct st_qbc_reconcile_job_t {
      * its cap cuts deleted objects off (qbo-facts §2).
      */
     const char *audit_entities;
-    /** optional: realm's last_error becomes this text (a realm without state is left alone); NULL: unchanged */
+    /**
+     * optional: realm's last_error becomes this text, stamped with the commit's time ("" clears
+     * both; a realm without state is left alone); NULL: unchanged
+     */
     const char *realm_error;
     /**
      * optional: a backfill checkpoint, written with versions_new increased by this job's

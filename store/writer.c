@@ -286,6 +286,7 @@ static int apply_realm_error(qbc_store_t *s, MDB_txn *txn, qbc_reconcile_job_t *
     if ((rc = realm_for_update(s, txn, job->realm, &st)) != 0)
         return rc == 1 ? 0 : rc;
     snprintf(st.last_error, sizeof(st.last_error), "%s", job->realm_error);
+    st.last_error_ns = job->realm_error[0] != '\0' ? qbc_now_ns() : 0;
     return realm_write(s, txn, &st, t);
 }
 

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Failures show where operators look (issue 11): a refused token refresh (wrong client
+secret: invalid_client) and an abandoned CDC sweep set the realm's last_error, with the
+time, in GET /admin/realms, and count in /metrics; when the cause is gone, a successful
+sweep or refresh clears what it reported. Before, both appeared in the log only while the
+realm said `active` and `last_error: null`.
+"""
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import *  # noqa: F401,F403
+from simlib import ADMIN, admin, Sim, register_realms, serve_env, SIM_ENTITIES
+
+
+def realm_row(port, realm):
+    st, j = admin(port, "GET", "/admin/realms")
+    return {r["realm"]: r for r in j["realms"]}.get(realm) if st == 200 else None
+
+
+def wait_for(cond, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    return cond()
+
+
+sim = Sim(realms=1, entities=5)
+realm = next(iter(sim.realms()))
+fast = {"QBCDC_BACKOFF_BASE_MS": "10", "QBCDC_BACKOFF_MAX_MS": "50", "QBCDC_CDC_INTERVAL": "3600",
+        "QBCDC_CDC_ENTITIES": SIM_ENTITIES, "QBCDC_SNAPSHOT_ON_CONNECT": "0"}
+
+# ---- a wrong client secret: the token endpoint answers invalid_client ----
+port = free_port()
+env = dict(serve_env(port, tmpdir("qbcdc-fail-"), sim), QBCDC_CLIENT_SECRET="wrong-secret", **fast)
+q = Proc([QBCDC, "serve"], env=env)
+ok(wait_http(port), "qbcdc serve is up", q.output())
+is_(register_realms(port, sim), 1, "the realm registered")
+admin(port, "POST", "/admin/realms/%s/cdc" % realm)  # work that needs an access token
+r = wait_for(lambda: (realm_row(port, realm) or {}).get("last_error"), 20)
+row = realm_row(port, realm)
+ok(r and "token refresh refused" in r and "invalid_client" in r and "QBCDC_CLIENT_SECRET" in r,
+   "GET /admin/realms: last_error says the refresh is refused and what to check", row)
+ok(row and row.get("last_error_at"), "with the time it happened", row)
+ok((metric(port, "qbcdc_qbo_token_refresh_failures_total") or 0) >= 1, "and /metrics counts it")
+st, _, body = request(port, "GET", "/metrics")
+ok('qbcdc_realms{status="active"} 1' in body.decode(), "qbcdc_realms by status")
+is_(q.stop(), 0, "qbcdc stops")
+
+# ---- every CDC request fails: the sweep is abandoned, and says so; then it recovers ----
+port = free_port()
+q = Proc([QBCDC, "serve"], env=dict(serve_env(port, tmpdir("qbcdc-fail-"), sim), **fast))
+ok(wait_http(port), "qbcdc serve is up (the right secret)", q.output())
+is_(register_realms(port, sim), 1, "the realm registered")
+# an access token first, so that the failures below are CDC's own
+admin(port, "POST", "/admin/realms/%s/cdc" % realm)
+ok(wait_for(lambda: (metric(port, "qbcdc_cdc_sweeps_total") or 0) >= 1, 30), "a first sweep completes")
+sim.json("POST", "/sim/faults", json.dumps({"error_rate": 1}))
+admin(port, "POST", "/admin/realms/%s/cdc" % realm)
+r = wait_for(lambda: (realm_row(port, realm) or {}).get("last_error"), 30)
+ok(r and r.startswith("CDC sweep failed"), "an abandoned sweep: last_error says CDC sweep failed", realm_row(port, realm))
+ok((metric(port, "qbcdc_cdc_sweeps_failed_total") or 0) >= 1, "qbcdc_cdc_sweeps_failed_total counts it")
+sim.json("POST", "/sim/faults", json.dumps({"error_rate": 0}))
+sweeps = metric(port, "qbcdc_cdc_sweeps_total")
+admin(port, "POST", "/admin/realms/%s/cdc" % realm)
+ok(wait_for(lambda: (metric(port, "qbcdc_cdc_sweeps_total") or 0) > sweeps, 30), "the next sweep completes")
+row = wait_for(lambda: (lambda x: x if x and x.get("last_error") is None else None)(realm_row(port, realm)), 10)
+ok(row is not None and row.get("last_error_at") is None, "and clears the failure it reported", realm_row(port, realm))
+is_(q.stop(), 0, "qbcdc stops")
+sim.stop()
+done_testing()
