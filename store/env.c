@@ -416,10 +416,13 @@ static int replay_journal(qbc_store_t *s, const qbc_jmark_t *applied, int bound)
             s->j_applied_pos = a.end_pos;
         } else {
             qbc_log(QBC_LOG_ERROR, "store",
-                    "cannot apply journaled webhooks %llu..: %s; they stay in the journal and webhooks are refused "
-                    "(start with a larger QBCDC_MAP_MAX)",
+                    "cannot apply journaled webhooks %llu..: %s; they stay in the journal, webhooks are refused, and "
+                    "the applies are tried again (give the store room: disk space, or a larger QBCDC_MAP_MAX)",
                     (unsigned long long)first, qbc_strerror(rc));
             s->j_stuck = rc;
+            s->j_apply_failed = 1; /* the writer tries again, in case the room comes back */
+            s->j_retry_wait_ns = 1000000000LL;
+            s->j_retry_due_ns = qbc_mono_ns() + s->j_retry_wait_ns;
         }
     }
     free(recs);
@@ -458,6 +461,51 @@ static int replay_journal(qbc_store_t *s, const qbc_jmark_t *applied, int bound)
     s->acked_inbox = s->next_inbox - 1;
     qbc_store__read_end(s, txn);
     return 0;
+}
+
+void qbc_store__retry_applies(qbc_store_t *s)
+{
+    qbc_jmark_t mark;
+    unsigned char *recs = NULL;
+    size_t len = 0;
+    uint64_t end_pos, next_jseq, n = 0;
+    int bound, rc;
+
+    if ((rc = read_journal_mark(s, &mark, &bound)) == 0 &&
+        (rc = qbc_store__journal_scan(s, &mark, &recs, &len, &end_pos, &next_jseq, &n)) == 0) {
+        uint64_t last = mark.jseq, end = mark.pos;
+        for (size_t off = 0; off < len && rc == 0;) { /* chunks of whole records, as at open */
+            size_t start = off;
+            qbc_jrec_hdr_t h;
+            while (off < len && off - start < (4u << 20)) {
+                qbc_store__jrec_header(recs + off, &h);
+                off += h.size;
+            }
+            qbc_apply_job_t a = {0};
+            a.job.kind = (qbc_job_kind_t)QBC_JOB_APPLY;
+            a.buf = recs + start;
+            a.len = off - start;
+            a.last_jseq = h.jseq;
+            a.end_pos = h.pos + h.size;
+            a.recovery = 1;
+            if ((rc = qbc_store__run_now(s, &a.job)) == 0)
+                last = a.last_jseq, end = a.end_pos;
+        }
+        if (rc == 0) {
+            qbc_store__ingest_applied(s, last, end);
+            s->j_apply_failed = 0;
+            __atomic_store_n(&s->j_stuck, 0, __ATOMIC_RELEASE); /* last: webhooks are taken again */
+            qbc_log(QBC_LOG_WARN, "store", "applied %llu journaled webhook(s) that had failed; taking webhooks again",
+                    (unsigned long long)n);
+        }
+    }
+    free(recs);
+    if (rc != 0) {
+        s->j_retry_wait_ns = s->j_retry_wait_ns * 2 < 60000000000LL ? s->j_retry_wait_ns * 2 : 60000000000LL;
+        s->j_retry_due_ns = qbc_mono_ns() + s->j_retry_wait_ns;
+        qbc_log(QBC_LOG_WARN, "store", "still cannot apply the journaled webhooks (%s); next try in %lld s",
+                qbc_strerror(rc), (long long)(s->j_retry_wait_ns / 1000000000LL));
+    }
 }
 
 int qbc_store_open(const qbc_store_config_t *cfg, qbc_store_t **out)

@@ -191,9 +191,14 @@ static void apply_done(qbc_store_job_t *job)
         qbc_store__ingest_applied(s, a->last_jseq, a->end_pos);
     } else if (a->job.result != 0) {
         __atomic_store_n(&s->j_stuck, a->job.result, __ATOMIC_RELEASE);
+        if (!s->j_apply_failed) { /* this runs on the writer thread, which owns the retry */
+            s->j_apply_failed = 1;
+            s->j_retry_wait_ns = 1000000000LL;
+            s->j_retry_due_ns = qbc_mono_ns() + s->j_retry_wait_ns;
+        }
         qbc_log(QBC_LOG_ERROR, "store",
-                "acked webhooks could not be applied to LMDB (%s); they stay in the journal, are applied at the "
-                "next start, and webhooks are refused until then",
+                "acked webhooks could not be applied to LMDB (%s); they stay in the journal and are applied again "
+                "once there is room (tried again after 1 s, then less often); webhooks are refused until then",
                 qbc_strerror(a->job.result));
         pthread_mutex_lock(&s->imu);
         pthread_cond_broadcast(&s->space_cv);

@@ -33,6 +33,7 @@ typedef struct st_qbc_apply_job_t {
     size_t len;
     uint64_t last_jseq, end_pos; /* the last record's jseq and the journal position after it */
     int applied;                 /* result: 1 when applied (0: held back, an earlier apply failed) */
+    int recovery;                /* the writer's retry after a failed apply: applied although stuck */
 } qbc_apply_job_t;
 
 /** one recent CloudEvents id, journaled but perhaps not yet applied (ingest.c) */
@@ -88,6 +89,8 @@ struct st_qbc_store_t {
     uint64_t j_applied_pos, j_applied_jseq;       /* atomics: set by the writer after an apply commits */
     uint64_t acked_inbox;                         /* atomic: the last inbox seq acked (journaled) */
     int j_stuck;                                  /* atomic: an apply failed; webhooks are refused */
+    int j_apply_failed;                           /* writer thread: j_stuck came from an apply (retried) */
+    int64_t j_retry_due_ns, j_retry_wait_ns;      /* writer thread: when the retry runs, and the back-off */
     pthread_t ingest;
     int ingest_started, iclosing;
     pthread_mutex_t imu;
@@ -122,6 +125,13 @@ struct st_qbc_store_t {
 /* ---- env.c ---- */
 /** logs that the map is full at its maximum, at most once per 10 s per *last_logged_ns. */
 void qbc_store__log_full(qbc_store_t *s, int64_t *last_logged_ns, const char *what);
+/**
+ * writer thread, after an apply failed (space ran out): applies what the journal holds past
+ * LMDB's applied point again; on success webhooks are taken again, else the next try is
+ * backed off (1 s doubling to 60 s). Webhooks stay refused meanwhile, so nothing is journaled
+ * while it reads the journal.
+ */
+void qbc_store__retry_applies(qbc_store_t *s);
 /** grows the map by doubling (bounded by map_max); writer thread only. 0 or QBC_EFULL/QBC_ESTORE. */
 int qbc_store__grow(qbc_store_t *s);
 /** begins a read-only transaction under the gate; pair with qbc_store__read_end. */

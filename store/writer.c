@@ -124,8 +124,8 @@ static int apply_journal(qbc_store_t *s, MDB_txn *txn, qbc_apply_job_t *job, txn
     int rc;
 
     job->applied = 0;
-    if (__atomic_load_n(&s->j_stuck, __ATOMIC_ACQUIRE) != 0)
-        return 0; /* an earlier batch could not be applied: records must go in order, so wait for a restart */
+    if (__atomic_load_n(&s->j_stuck, __ATOMIC_ACQUIRE) != 0 && !job->recovery)
+        return 0; /* an earlier batch could not be applied: records go in order, so the retry applies them */
     /* records back to back; a wrap marker is a bare header, and the next record follows it here */
     for (; p < end; p += h.size) {
         qbc_store__jrec_header(p, &h);
@@ -828,14 +828,31 @@ static void *writer_main(void *arg)
 
     pthread_mutex_lock(&s->mu);
     for (;;) {
+        if (s->j_apply_failed && !s->closing && qbc_mono_ns() >= s->j_retry_due_ns) { /* also when busy */
+            pthread_mutex_unlock(&s->mu);
+            qbc_store__retry_applies(s);
+            pthread_mutex_lock(&s->mu);
+        }
         while (s->q_head == NULL && !s->closing) {
             queue_prune(s);
             if (s->q_head != NULL)
                 break;
-            if (qbc_store__prune_on(s) && !s->prune_queued)
+            if (s->j_apply_failed) { /* space may have come back: try the failed applies again */
+                if (qbc_mono_ns() >= s->j_retry_due_ns) {
+                    pthread_mutex_unlock(&s->mu);
+                    qbc_store__retry_applies(s);
+                    pthread_mutex_lock(&s->mu);
+                    continue;
+                }
+                int64_t due = s->j_retry_due_ns;
+                if (qbc_store__prune_on(s) && !s->prune_queued && s->prune_due_ns < due)
+                    due = s->prune_due_ns;
+                wait_until(s, due);
+            } else if (qbc_store__prune_on(s) && !s->prune_queued) {
                 wait_until(s, s->prune_due_ns);
-            else
+            } else {
                 pthread_cond_wait(&s->cv, &s->mu);
+            }
         }
         if (s->q_head == NULL)
             break;      /* closing, and everything queued has been written */

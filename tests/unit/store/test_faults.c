@@ -113,6 +113,44 @@ static void test_lmdb_fault(void)
     free(dir);
 }
 
+/* LMDB's disk refuses writes, then takes them again: the store applies what failed by itself */
+static void test_lmdb_recovers(void)
+{
+    char *dir = make_tmp();
+    qbc_store_config_t cfg = {.dir = dir};
+    qbc_store_t *s;
+    int fd;
+
+    is_int(qbc_store_open(&cfg, &s), 0, "open");
+    free(submit_many(s, 0, 10, 80, NULL));
+    qbc_store_flush(s);
+    ok(mdb_env_get_fd(s->env, &fd) == 0, "LMDB's file descriptor");
+    int saved = dup(fd);
+    ok(saved >= 0 && break_fd(fd) == 0, "its disk now refuses writes");
+    int acked = submit_until_refused(s, 10, 2000);
+    ok(acked < 2000 && qbc_store_webhooks_refused(s) != 0, "an apply failed: webhooks are refused");
+    ok(dup2(saved, fd) == fd, "the disk takes writes again");
+    close(saved);
+    int64_t deadline = qbc_mono_ns() + 30 * (int64_t)1000000000;
+    while (qbc_store_webhooks_refused(s) != 0 && qbc_mono_ns() < deadline)
+        usleep(20000);
+    is_int(qbc_store_webhooks_refused(s), 0, "without a restart, the store takes webhooks again");
+    wh_t *w = submit_many(s, 10 + acked, 1, 80, NULL);
+    is_int(w->job.job.result, 0, "a new webhook is acked");
+    free(w);
+    qbc_store_flush(s);
+    scan_t sc = scan_inbox(s);
+    is_int(sc.n, 10 + acked + 1, "every webhook acked before, during and after the fault is in LMDB");
+    ok(sc.in_order, "once each, in order");
+    qbc_store_close(s);
+    is_int(qbc_store_open(&cfg, &s), 0, "and a restart finds the same");
+    sc = scan_inbox(s);
+    is_int(sc.n, 10 + acked + 1, "nothing applied twice or lost");
+    qbc_store_close(s);
+    rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     qbc_log_set_level(QBC_LOG_ERROR);
@@ -120,5 +158,7 @@ int main(void)
     test_journal_fault();
     diag("LMDB's disk fails");
     test_lmdb_fault();
+    diag("LMDB's disk fails, then recovers");
+    test_lmdb_recovers();
     return done_testing();
 }
