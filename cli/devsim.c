@@ -116,6 +116,8 @@ int qbc_devsim_start(qbc_config_t *cfg, qbc_devsim_t *sim)
         cfg->n_tokens = 1;
     }
     webhook_url(cfg->listen, url, sizeof(url));
+    /* the simulated companies live beside the store, so every start is the same companies */
+    snprintf(sim->state_path, sizeof(sim->state_path), "%s/qbosim.state", cfg->data_dir);
     snprintf(sim->api_base, sizeof(sim->api_base), "http://%s", cfg->sim_listen);
     snprintf(sim->token_url, sizeof(sim->token_url), "http://%s/oauth2/v1/tokens/bearer", cfg->sim_listen);
     snprintf(sim->authorize_url, sizeof(sim->authorize_url), "http://%s/connect/oauth2", cfg->sim_listen);
@@ -155,6 +157,8 @@ int qbc_devsim_start(qbc_config_t *cfg, qbc_devsim_t *sim)
                     (char *)cfg->client_secret,
                     "--mutate-rate",
                     "0.5",
+                    "--state",
+                    sim->state_path,
                     NULL};
     pid_t parent = getpid();
     pid_t pid = fork();
@@ -220,7 +224,18 @@ static void on_registered(qbc_store_job_t *job)
     pthread_mutex_unlock(&reg_mu);
 }
 
-int qbc_devsim_register(const qbc_devsim_t *sim, const char *sim_listen, qbc_store_t *store, int snapshot)
+/* 1 when the simulator we started has exited (reaped: its pid is cleared) */
+static int sim_exited(qbc_devsim_t *sim)
+{
+    int status;
+    if (sim->pid > 0 && waitpid(sim->pid, &status, WNOHANG) == sim->pid) {
+        sim->pid = 0;
+        return 1;
+    }
+    return 0;
+}
+
+int qbc_devsim_register(qbc_devsim_t *sim, const char *sim_listen, qbc_store_t *store, int snapshot)
 {
     char url[200];
     qbc_buf_t answer = {.max = 1 << 20};
@@ -230,8 +245,19 @@ int qbc_devsim_register(const qbc_devsim_t *sim, const char *sim_listen, qbc_sto
     if (sim->pid <= 0)
         return 0;
     snprintf(url, sizeof(url), "http://%s/sim/realms", sim_listen);
-    /* the simulator was just started: give it up to 5 s to answer */
+    /* the simulator was just started: give it up to 5 s to answer. If it exited (its port is
+     * taken), whatever answers there is not ours: say so rather than adopt it */
+    struct timespec first = {0, 200 * 1000000};
+    nanosleep(&first, NULL);
     for (int attempt = 0; attempt < 50 && status != 200; attempt++) {
+        if (sim_exited(sim)) {
+            qbc_log(QBC_LOG_ERROR, "devsim",
+                    "the bundled simulator exited at start: is %s taken? Set QBCDC_SIM_LISTEN to a free address, "
+                    "or QBCDC_SIM=off",
+                    sim_listen);
+            qbc_buf_free(&answer, 1);
+            return QBC_ECLOSED;
+        }
         CURL *c = curl_easy_init();
         if (c == NULL)
             break;
@@ -258,13 +284,25 @@ int qbc_devsim_register(const qbc_devsim_t *sim, const char *sim_listen, qbc_sto
         qbc_realm_t st;
         if (rt == NULL || strlen(rt) >= QBC_TOKEN_MAX || strlen(realm) >= QBC_REALM_MAX)
             continue;
-        if (qbc_store_realm_get(store, realm, &st) == 0 && st.status == QBC_REALM_ACTIVE)
-            continue; /* registered in an earlier run; its rotated tokens are the newer ones */
+        /*
+         * every start: the simulator's tokens are its own and new, so the stored ones (of the
+         * previous simulator process) are useless; the realm is made active again under them,
+         * keeping its CDC watermark (the simulator's data persists: --state)
+         */
+        if (qbc_store_realm_get(store, realm, &st) != 0) {
+            memset(&st, 0, sizeof(st));
+            snprintf(st.realm, sizeof(st.realm), "%s", realm);
+        }
+        st.status = QBC_REALM_ACTIVE;
+        st.last_error[0] = '\0';
+        st.last_error_ns = 0;
+        st.connected_ns = qbc_now_ns();
         qbc_tokens_t *t = qbc_calloc(1, sizeof(*t));
         qbc_realm_job_t job;
         memset(&job, 0, sizeof(job));
         snprintf(t->refresh_token, sizeof(t->refresh_token), "%s", rt);
         snprintf(job.realm, sizeof(job.realm), "%s", realm);
+        job.state = &st;
         job.tokens = t;
         job.snapshot_if_new = snapshot;
         job.job.on_commit = on_registered;

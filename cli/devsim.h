@@ -15,6 +15,7 @@ typedef struct st_qbc_devsim_t {
     char token[65];  /**< verifier token shared with the simulator */
     char *tokens[2]; /**< replaces cfg->tokens when we generated the token */
     char api_base[128], token_url[160], authorize_url[160], redirect_uri[320], revoke_url[160];
+    char state_path[4096]; /**< the simulator's companies, kept beside the store (qbosim --state) */
 } qbc_devsim_t;
 
 /**
@@ -32,7 +33,7 @@ int qbc_devsim_start(qbc_config_t *cfg, qbc_devsim_t *sim);
  * set, a company the store never held gets its snapshot job in the same transaction (as
  * the admin API's registration does).
  */
-int qbc_devsim_register(const qbc_devsim_t *sim, const char *sim_listen, qbc_store_t *store, int snapshot);
+int qbc_devsim_register(qbc_devsim_t *sim, const char *sim_listen, qbc_store_t *store, int snapshot);
 
 /** stops the simulator (SIGTERM, then SIGKILL after 3 s) if one was started. */
 void qbc_devsim_stop(qbc_devsim_t *sim);

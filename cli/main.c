@@ -138,7 +138,10 @@ static int cmd_serve(int argc, char **argv)
         goto Exit;
     }
 
-    qbc_devsim_register(&sim, cfg.sim_listen, store, cfg.n_snapshot_on_connect);
+    if (qbc_devsim_register(&sim, cfg.sim_listen, store, cfg.n_snapshot_on_connect) == QBC_ECLOSED) {
+        fprintf(stderr, "qbcdc: the bundled simulator could not start on %s (the address is taken?)\n", cfg.sim_listen);
+        goto Exit;
+    }
     if (cfg.client_id != NULL) {
         qbc_reconciler_config_t rcfg = {.api_base = cfg.api_base,
                                         .token_url = cfg.oauth_token_url,

@@ -30,6 +30,8 @@ static const char usage[] =
     "  --refresh-grace SECONDS   how long a rotated-away refresh token still works (default 86400)\n"
     "Webhooks:\n"
     "  --webhook-url URL         where to POST webhooks (none: changes are made, nothing is sent)\n"
+    "  --state FILE              keep the companies' data in FILE across restarts (loaded at start,\n"
+    "                            saved every few seconds and at exit); without it, seeded each start\n"
     "  --verifier-token T        key for intuit-signature (default qbosim-verifier)\n"
     "  --format F                classic | cloudevents (default classic)\n"
     "  --void-type T             CloudEvents verb for voids: void | voided (default void)\n"
@@ -131,6 +133,7 @@ int main(int argc, char **argv)
         O_REFRESH_TTL,
         O_REFRESH_GRACE,
         O_WEBHOOK_URL,
+        O_STATE,
         O_VERIFIER,
         O_FORMAT,
         O_VOID_TYPE,
@@ -170,6 +173,7 @@ int main(int argc, char **argv)
                                          {"refresh-ttl", required_argument, NULL, O_REFRESH_TTL},
                                          {"refresh-grace", required_argument, NULL, O_REFRESH_GRACE},
                                          {"webhook-url", required_argument, NULL, O_WEBHOOK_URL},
+                                         {"state", required_argument, NULL, O_STATE},
                                          {"verifier-token", required_argument, NULL, O_VERIFIER},
                                          {"format", required_argument, NULL, O_FORMAT},
                                          {"void-type", required_argument, NULL, O_VOID_TYPE},
@@ -275,6 +279,11 @@ int main(int argc, char **argv)
             break;
         case O_WEBHOOK_URL:
             c.webhook_url = optarg;
+            break;
+        case O_STATE:
+            if (!*optarg)
+                return bad(name, optarg);
+            c.state_path = optarg;
             break;
         case O_VERIFIER:
             if (!*optarg)

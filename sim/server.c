@@ -82,6 +82,9 @@ typedef struct {
     char ce_source[80];
     /* runtime-adjustable faults */
     int latency_ms, delay_ms;
+    const char *state_path;  /* --state (NULL: none) */
+    int64_t saved_change_ns; /* the model's last_change_ns when it was last saved */
+    int64_t saved_at_ms;
     int token_latency_ms; /* the token endpoint's answers wait this long (decided at once) */
     double error_rate, reset_rate, throttle_xml, loss, dup, reorder;
     /* stats */
@@ -977,6 +980,11 @@ static void on_tick(h2o_timeout_entry_t *entry)
     int64_t now = mono_ms();
     release_deferred(0);
     scheduled_mutations(now);
+    if (S.state_path != NULL && S.model.last_change_ns != S.saved_change_ns && now - S.saved_at_ms >= 2000) {
+        if (sim_model_save(&S.model, S.state_path) == 0)
+            S.saved_change_ns = S.model.last_change_ns;
+        S.saved_at_ms = now;
+    }
     h2o_timeout_link(S.ctx.loop, &S.tick, &S.tick_entry);
 }
 
@@ -1291,6 +1299,15 @@ int sim_server_run(const sim_conf_t *conf)
     S.listen_fd = fd;
 
     sim_model_init(&S.model, conf->nrealms, conf->per_type, conf->seed, qbc_now_ns(), conf->seed_days);
+    S.state_path = conf->state_path;
+    if (S.state_path != NULL) {
+        int lrc = sim_model_load(&S.model, S.state_path);
+        if (lrc == 0)
+            fprintf(stderr, "qbosim: companies loaded from %s\n", S.state_path);
+        else if (lrc != QBC_ENOTFOUND)
+            fprintf(stderr, "qbosim: cannot use %s (%s); starting from the seed\n", S.state_path, qbc_strerror(lrc));
+        S.saved_change_ns = S.model.last_change_ns;
+    }
     S.rs = qbc_calloc(conf->nrealms, sizeof(*S.rs));
     for (size_t i = 0; i < conf->nrealms; i++) {
         sim_ratelimit_init(&S.rs[i].rl, conf->rate_limit, (int64_t)conf->rate_window_s * 1000000000LL);
@@ -1392,6 +1409,8 @@ int sim_server_run(const sim_conf_t *conf)
     free(S.batch);
     free(S.fd_port);
     sim_oauth_destroy(S.oauth);
+    if (S.state_path != NULL && sim_model_save(&S.model, S.state_path) != 0)
+        fprintf(stderr, "qbosim: cannot save the companies to %s\n", S.state_path);
     sim_model_dispose(&S.model);
     return 0;
 }

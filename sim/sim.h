@@ -138,6 +138,17 @@ typedef struct st_sim_model_t {
  */
 void sim_model_init(sim_model_t *m, size_t nrealms, size_t per_type, uint64_t seed, int64_t now_ns, int seed_days);
 void sim_model_dispose(sim_model_t *m);
+/**
+ * writes the model (companies, entities, the mutation RNG) to path, atomically (path.tmp,
+ * fsync, rename). @return 0, -errno or QBC_ESTORE (state.c)
+ */
+int sim_model_save(const sim_model_t *m, const char *path);
+/**
+ * replaces m (initialised with the same number of companies) by the model saved at path.
+ * @return 0; QBC_ENOTFOUND (no file: m is unchanged); QBC_EMALFORMED (another build's or
+ * another size's file: m is unchanged); -errno
+ */
+int sim_model_load(sim_model_t *m, const char *path);
 /** index of the realm with that id, or -1. */
 int sim_model_find_realm(const sim_model_t *m, const char *id, size_t len);
 /** the entity (possibly deleted), or NULL if the id was never used. */
@@ -381,6 +392,7 @@ typedef struct st_sim_conf_t {
     /* faults */
     int latency_ms;
     double error_rate, reset_rate;
+    const char *state_path; /* --state: the model is loaded from and saved to this file (NULL: seeded each start) */
 } sim_conf_t;
 
 /** runs the simulator until SIGINT/SIGTERM; returns the process exit code. */
