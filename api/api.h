@@ -35,6 +35,11 @@ typedef struct st_qbc_api_config_t {
      * store did not hold, or the OAuth callback) gets a snapshot job in the same transaction
      */
     int snapshot_on_connect;
+    /**
+     * most long-polls and SSE streams open at once (0: 1000); more get 503 with Retry-After,
+     * so authenticated readers cannot use up the process's file descriptors
+     */
+    unsigned max_streams;
 } qbc_api_config_t;
 
 typedef struct st_qbc_api_t qbc_api_t;

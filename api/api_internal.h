@@ -35,9 +35,13 @@ struct st_qbc_api_t {
     int snapshot_on_connect;                    /* a first registration also creates a snapshot job */
     struct st_connect_states_t *connect_states; /* one-use OAuth states (connect.c) */
     /* change feed readers (feed.c) */
-    h2o_linklist_t feed_waiters;             /* long-polls and SSE streams */
-    h2o_multithread_receiver_t feed_wake;    /* store writer -> loop: the feed grew */
-    int feed_listener;                       /* the store listener that sends feed_wake_msg */
+    h2o_linklist_t feed_waiters;          /* long-polls and SSE streams */
+    h2o_multithread_receiver_t feed_wake; /* store writer -> loop: the feed grew */
+    int feed_listener;                    /* the store listener that sends feed_wake_msg */
+    unsigned n_waiters, max_waiters;      /* long-polls and SSE streams open, and the cap */
+    h2o_timeout_t accept_pause;           /* out of file descriptors: accepting resumes after it */
+    h2o_timeout_entry_t accept_pause_entry;
+    int64_t emfile_logged_ns;
     h2o_multithread_message_t feed_wake_msg; /* the one wake-up message, queued at most once */
     int feed_wake_queued;                    /* atomic: feed_wake_msg is in the queue */
     h2o_timeout_t feed_tick;                 /* deadlines and SSE keep-alives */

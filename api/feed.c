@@ -23,7 +23,9 @@
  * "pruned_through":N} (an SSE stream: an "event: gone" with the same object, then the
  * end), never a silent gap. It resyncs, then reads on with after=N.
  */
+#include <errno.h>
 #include <jansson.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,8 +176,44 @@ static void answer_changes(feed_waiter_t *w, collect_t *c)
 
 static void waiter_unlink(feed_waiter_t *w)
 {
-    if (h2o_linklist_is_linked(&w->link))
+    if (h2o_linklist_is_linked(&w->link)) {
         h2o_linklist_unlink(&w->link);
+        w->api->n_waiters--;
+    }
+}
+
+static void waiter_link(feed_waiter_t *w)
+{
+    h2o_linklist_insert(&w->api->feed_waiters, &w->link);
+    w->api->n_waiters++;
+}
+
+/* the cap on long-polls and streams: 503 with Retry-After when it is reached (answered here) */
+static int waiters_full(qbc_api_t *api, h2o_req_t *req)
+{
+    if (api->n_waiters < api->max_waiters)
+        return 0;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("5"));
+    qbc_api__respond_error(req, 503, "Service Unavailable", "too_many_streams",
+                           "too many long-polls and streams are open (QBCDC_MAX_STREAMS); retry later");
+    return 1;
+}
+
+/*
+ * 1 when the client has closed its end: a waiting request reads nothing from its socket,
+ * so h2o would only notice at the next write (a long-poll's end, a stream's keep-alive)
+ * while the descriptor stays taken. A peek at the socket tells at once.
+ */
+static int client_gone(h2o_req_t *req)
+{
+    if (req == NULL || req->conn == NULL || req->conn->callbacks->get_socket == NULL)
+        return 0;
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    if (sock == NULL)
+        return 0;
+    char c;
+    ssize_t r = recv(h2o_socket_get_fd(sock), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
 static void on_waiter_dispose(void *p)
@@ -308,8 +346,12 @@ static void on_tick(h2o_timeout_entry_t *entry)
     for (h2o_linklist_t *l = api->feed_waiters.next, *next; l != &api->feed_waiters; l = next) {
         next = l->next;
         feed_waiter_t *w = H2O_STRUCT_FROM_MEMBER(feed_waiter_t, link, l);
-        if (!w->sse && now >= w->deadline_ns) {
-            poll_try(w, 1);
+        if (!w->sse && (now >= w->deadline_ns || client_gone(w->req))) {
+            poll_try(w, 1); /* a client that left gets its (unread) answer now: the connection closes */
+        } else if (w->sse && !w->closing && client_gone(w->req)) {
+            w->closing = 1;
+            if (!w->sending)
+                sse_pump(w);
         } else if (w->sse && !w->sending && now - w->last_write_ns > SSE_KEEPALIVE_NS) {
             /* a comment line keeps proxies from closing an idle stream */
             static const char ka[] = ": keep-alive\n\n";
@@ -411,8 +453,10 @@ static int get_changes(qbc_api_t *api, h2o_req_t *req)
         return 0;
     }
     free(c.b.data);
+    if (waiters_full(api, req))
+        return 0;
     w->deadline_ns = qbc_mono_ns() + wait_s * (int64_t)1000000000;
-    h2o_linklist_insert(&api->feed_waiters, &w->link);
+    waiter_link(w);
     return 0;
 }
 
@@ -443,6 +487,8 @@ static int get_stream(qbc_api_t *api, h2o_req_t *req)
         answer_beyond_head(api, req, w->after, head);
         return 0;
     }
+    if (waiters_full(api, req))
+        return 0;
     w->sse = 1;
     w->generator.proceed = on_sse_proceed;
     w->generator.stop = on_sse_stop;
@@ -451,7 +497,7 @@ static int get_stream(qbc_api_t *api, h2o_req_t *req)
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/event-stream"));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-cache"));
     h2o_start_response(req, &w->generator);
-    h2o_linklist_insert(&api->feed_waiters, &w->link);
+    waiter_link(w);
     /*
      * the first chunk: which feed this is and how far it goes (no id: line, so the
      * client's Last-Event-ID stays a sequence), then the backlog

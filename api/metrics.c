@@ -59,6 +59,8 @@ static char *render(qbc_api_t *api, size_t *len)
     gauge(&o, "qbcdc_start_time_seconds", "Unix time the service started.", (double)api->started_ns / 1e9);
 
     qbc_ingress_metrics(api->ingress, &o);
+    gauge(&o, "qbcdc_feed_streams", "Long-polls and SSE streams open (at most QBCDC_MAX_STREAMS).",
+          (double)api->n_waiters);
 
     gauge(&o, "qbcdc_store_up", "1 if the store answered this scrape.", store_ok);
     if (store_ok) {

@@ -38,13 +38,37 @@ static void on_accept(h2o_socket_t *listener, const char *err)
 
     if (err != NULL)
         return;
+    errno = 0;
     while ((sock = h2o_evloop_socket_accept(listener)) != NULL) {
         int one = 1;
         setsockopt(h2o_socket_get_fd(sock), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         h2o_accept(&api->accept_ctx, sock);
         if (api->stop)
-            break;
+            return;
+        errno = 0;
     }
+    if (errno == EMFILE || errno == ENFILE) {
+        /*
+         * out of file descriptors: the connection stays in the backlog and the listener stays
+         * readable, so accepting again at once would spin. Pause for a moment; the connections
+         * already open keep being served, and freed descriptors are used when it resumes.
+         */
+        h2o_socket_read_stop(listener);
+        h2o_timeout_link(api->ctx.loop, &api->accept_pause, &api->accept_pause_entry);
+        int64_t now = qbc_mono_ns();
+        if (now - api->emfile_logged_ns > 10 * (int64_t)1000000000) {
+            qbc_log(QBC_LOG_ERROR, "api",
+                    "out of file descriptors (%s): not accepting connections for 100 ms at a time", strerror(errno));
+            api->emfile_logged_ns = now;
+        }
+    }
+}
+
+static void on_accept_resume(h2o_timeout_entry_t *entry)
+{
+    qbc_api_t *api = H2O_STRUCT_FROM_MEMBER(qbc_api_t, accept_pause_entry, entry);
+    if (api->listener != NULL && !api->stop)
+        h2o_socket_read_start(api->listener, on_accept);
 }
 
 /*
@@ -157,6 +181,9 @@ int qbc_api_create(const qbc_api_config_t *cfg, qbc_store_t *store, qbc_api_t **
     qbc_api__connect_init(api);
     qbc_api__feed_init(api);
 
+    api->max_waiters = cfg->max_streams != 0 ? cfg->max_streams : 1000;
+    h2o_timeout_init(api->ctx.loop, &api->accept_pause, 100);
+    api->accept_pause_entry.cb = on_accept_resume;
     api->listener = h2o_evloop_socket_create(api->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
     api->listener->data = api;
     h2o_socket_read_start(api->listener, on_accept);
@@ -187,6 +214,8 @@ int qbc_api_run(qbc_api_t *api, int drain_ms)
 
     /* stop accepting; let every request already handed to the store get its answer */
     qbc_log(QBC_LOG_INFO, "api", "stopping: %llu answer(s) in flight", (unsigned long long)inflight(api));
+    if (h2o_timeout_is_linked(&api->accept_pause_entry))
+        h2o_timeout_unlink(&api->accept_pause_entry);
     if (api->listener != NULL) {
         h2o_socket_read_stop(api->listener);
         h2o_socket_close(api->listener);
@@ -278,6 +307,9 @@ void qbc_api_destroy(qbc_api_t *api)
         qbc_api__left_for_exit = api;
         return;
     }
+    if (h2o_timeout_is_linked(&api->accept_pause_entry))
+        h2o_timeout_unlink(&api->accept_pause_entry);
+    h2o_timeout_dispose(api->ctx.loop, &api->accept_pause);
     qbc_ingress_destroy(api->ingress);
     qbc_api__jobs_dispose(api);
     qbc_api__connect_dispose(api);
