@@ -40,6 +40,8 @@ typedef struct st_qbc_api_config_t {
      * so authenticated readers cannot use up the process's file descriptors
      */
     unsigned max_streams;
+    /** seconds between the info-level summary lines that say the service is alive (0: none) */
+    unsigned summary_interval_s;
 } qbc_api_config_t;
 
 typedef struct st_qbc_api_t qbc_api_t;
@@ -50,6 +52,8 @@ typedef struct st_qbc_api_hooks_t {
     void (*realm_stats)(void *ctx, void *json_array);
     /** more Prometheus text for /metrics (malloc'd, or NULL) */
     char *(*metrics)(void *ctx);
+    /** a few words for the periodic summary log line (e.g. "120 fetches"), into buf */
+    void (*summary)(void *ctx, char *buf, size_t size);
     void *ctx;
 } qbc_api_hooks_t;
 

@@ -42,9 +42,11 @@ struct st_qbc_api_t {
     h2o_timeout_t accept_pause;           /* out of file descriptors: accepting resumes after it */
     h2o_timeout_entry_t accept_pause_entry;
     int64_t emfile_logged_ns;
-    h2o_multithread_message_t feed_wake_msg; /* the one wake-up message, queued at most once */
-    int feed_wake_queued;                    /* atomic: feed_wake_msg is in the queue */
-    h2o_timeout_t feed_tick;                 /* deadlines and SSE keep-alives */
+    int64_t summary_every_ns, summary_due_ns; /* the periodic "alive" line (feed.c's tick) */
+    uint64_t summary_acked;                   /* webhooks acked at the last one */
+    h2o_multithread_message_t feed_wake_msg;  /* the one wake-up message, queued at most once */
+    int feed_wake_queued;                     /* atomic: feed_wake_msg is in the queue */
+    h2o_timeout_t feed_tick;                  /* deadlines and SSE keep-alives */
     h2o_timeout_entry_t feed_tick_entry;
     uint64_t feed_wakeups;
     char *feed_id_json;    /* the store's feed id as a JSON string, quotes included (qbc_api__feed_init) */

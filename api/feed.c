@@ -339,6 +339,23 @@ static void on_store_note(void *ctx, const qbc_commit_note_t *note)
         h2o_multithread_send_message(&api->feed_wake, &api->feed_wake_msg);
 }
 
+/* the periodic info line: a quiet log still says the service is alive, and how it goes */
+static void log_summary(qbc_api_t *api, int64_t now)
+{
+    qbc_store_stats_t st;
+    char more[200] = "";
+    uint64_t acked = qbc_ingress_acked(api->ingress);
+    int have = qbc_store_stats(api->store, &st) == 0;
+    if (api->hooks.summary != NULL)
+        api->hooks.summary(api->hooks.ctx, more, sizeof(more));
+    qbc_log(QBC_LOG_INFO, "api", "alive: %llu webhooks acked (+%llu), feed head %llu, %llu pending, %u streams%s%s",
+            (unsigned long long)acked, (unsigned long long)(acked - api->summary_acked),
+            have ? (unsigned long long)st.last_feed_seq : 0ULL, have ? (unsigned long long)st.pending : 0ULL,
+            api->n_waiters, more[0] ? ", " : "", more);
+    api->summary_acked = acked;
+    api->summary_due_ns = now + api->summary_every_ns;
+}
+
 static void on_tick(h2o_timeout_entry_t *entry)
 {
     qbc_api_t *api = H2O_STRUCT_FROM_MEMBER(qbc_api_t, feed_tick_entry, entry);
@@ -363,6 +380,8 @@ static void on_tick(h2o_timeout_entry_t *entry)
             h2o_send(w->req, &v, 1, H2O_SEND_STATE_IN_PROGRESS);
         }
     }
+    if (api->summary_every_ns > 0 && now >= api->summary_due_ns)
+        log_summary(api, now);
     h2o_timeout_link(api->ctx.loop, &api->feed_tick, &api->feed_tick_entry);
 }
 

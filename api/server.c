@@ -182,6 +182,8 @@ int qbc_api_create(const qbc_api_config_t *cfg, qbc_store_t *store, qbc_api_t **
     qbc_api__feed_init(api);
 
     api->max_waiters = cfg->max_streams != 0 ? cfg->max_streams : 1000;
+    api->summary_every_ns = (int64_t)cfg->summary_interval_s * 1000000000;
+    api->summary_due_ns = qbc_mono_ns() + api->summary_every_ns;
     h2o_timeout_init(api->ctx.loop, &api->accept_pause, 100);
     api->accept_pause_entry.cb = on_accept_resume;
     api->listener = h2o_evloop_socket_create(api->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);

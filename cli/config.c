@@ -68,6 +68,10 @@ static const option_t options[] = {
         "seconds feed records are kept; 0: forever. A reader behind what was pruned gets 410 gone"),
     OPT("prune-interval-ms", prune_interval_ms, "60000", "how often old webhook bodies are pruned (ms)"),
     OPT("log-level", log_level, "info", "error, warn, info or debug"),
+    OPT("summary-interval", summary_interval, "60",
+        "seconds between the info-level 'alive' lines (webhooks, feed head, pending, QBO requests); 0: none"),
+    OPT("log-format", log_format, "text",
+        "text, or json: one JSON object a line (time, level, module, message, realm)"),
     OPT("drain-ms", drain_ms, "10000", "on SIGTERM, how long to wait for in-flight acks (ms)"),
     OPT("max-streams", max_streams, "1000",
         "most long-polls and SSE streams open at once; more get 503 with Retry-After (file descriptors are finite)"),
@@ -261,6 +265,7 @@ int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const c
         {cfg->cdc_audit_gap, "cdc-audit-gap", 0, 86400 * 30, &cfg->n_cdc_audit_gap_s},
         {cfg->cdc_commit_max, "cdc-commit-max", 1, 1000000, &cfg->n_cdc_commit_max},
         {cfg->max_streams, "max-streams", 1, 1000000, &cfg->n_max_streams},
+        {cfg->summary_interval, "summary-interval", 0, 86400, &cfg->n_summary_interval_s},
         {cfg->inbox_retention, "inbox-retention", 0, 86400L * 3650, &cfg->n_inbox_retention_s},
         {cfg->feed_retention, "feed-retention", 0, 86400L * 3650, &cfg->n_feed_retention_s},
         {cfg->prune_interval_ms, "prune-interval-ms", 10, 86400000, &cfg->n_prune_interval_ms},
@@ -272,6 +277,8 @@ int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const c
             return bad_value(err, errsz, nums[i].name, nums[i].text, want);
         }
     }
+    if (qbc_log_set_format_name(cfg->log_format) != 0)
+        return bad_value(err, errsz, "log-format", cfg->log_format, "text or json");
     if (qbc_log_set_level_name(cfg->log_level) != 0) {
         return bad_value(err, errsz, "log-level", cfg->log_level, "error, warn, info or debug");
     }

@@ -17,12 +17,12 @@ typedef struct st_qbc_config_t {
     const char *minorversion;
     const char *cdc_interval;
     const char *cdc_entities;
-    const char *cdc_lookback, *cdc_audit_gap, *cdc_commit_max, *max_streams;
+    const char *cdc_lookback, *cdc_audit_gap, *cdc_commit_max, *max_streams, *summary_interval;
     const char *snapshot_on_connect;
     const char *admin_token, *feed_token;
     const char *master_key_file;
     const char *map_size, *map_max; /* store sizing (bytes, K/M/G/T suffixes) */
-    const char *log_level;
+    const char *log_level, *log_format;
     const char *drain_ms;
     const char *sim, *sim_listen; /* dev mode: the bundled simulator */
     const char *rate_limit, *max_inflight, *ids_per_query, *max_attempts, *coalesce_ms, *request_timeout_ms;
@@ -34,7 +34,7 @@ typedef struct st_qbc_config_t {
     long cdc_interval_s, minorversion_n, drain_ms_n;
     long n_rate_limit, n_max_inflight, n_ids_per_query, n_max_attempts, n_coalesce_ms, n_request_timeout_ms;
     long n_backoff_base_ms, n_backoff_max_ms, n_throttle_pause_ms;
-    long n_cdc_lookback_s, n_cdc_audit_gap_s, n_cdc_commit_max, n_max_streams;
+    long n_cdc_lookback_s, n_cdc_audit_gap_s, n_cdc_commit_max, n_max_streams, n_summary_interval_s;
     long n_inbox_retention_s, n_feed_retention_s, n_prune_interval_ms;
     int n_snapshot_on_connect;
     char cdc_entities_canon[1024]; /* cdc_entities checked and canonicalized; cdc_entities points here */

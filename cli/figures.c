@@ -107,8 +107,18 @@ static char *metrics(void *ctx)
     return t.data;
 }
 
+static void summary(void *ctx, char *buf, size_t size)
+{
+    qbc_reconciler_stats_t *st = qbc_alloc(sizeof(*st));
+    qbc_reconciler_snapshot(ctx, st);
+    snprintf(buf, size, "%llu QBO requests, %llu feed records from fetches, %llu CDC sweeps (%llu failed)",
+             (unsigned long long)st->requests, (unsigned long long)st->feed_appended,
+             (unsigned long long)st->cdc_sweeps, (unsigned long long)st->cdc_sweeps_failed);
+    free(st);
+}
+
 void qbc_figures_install(qbc_api_t *ing, qbc_reconciler_t *r)
 {
-    qbc_api_hooks_t hooks = {realm_stats, metrics, r};
+    qbc_api_hooks_t hooks = {.realm_stats = realm_stats, .metrics = metrics, .summary = summary, .ctx = r};
     qbc_api_set_hooks(ing, &hooks);
 }

@@ -133,7 +133,8 @@ static int cmd_serve(int argc, char **argv)
                              .authorize_url = cfg.oauth_authorize_url,
                              .redirect_uri = cfg.oauth_redirect_uri,
                              .snapshot_on_connect = cfg.n_snapshot_on_connect,
-                             .max_streams = (unsigned)cfg.n_max_streams};
+                             .max_streams = (unsigned)cfg.n_max_streams,
+                             .summary_interval_s = (unsigned)cfg.n_summary_interval_s};
     if ((rc = qbc_api_create(&acfg, store, &api)) != 0) {
         fprintf(stderr, "qbcdc: cannot listen on %s: %s\n", cfg.listen, qbc_strerror(rc));
         goto Exit;

@@ -58,6 +58,12 @@ enum { QBC_LOG_ERROR = 0, QBC_LOG_WARN = 1, QBC_LOG_INFO = 2, QBC_LOG_DEBUG = 3 
  * Parses "error", "warn", "info", "debug"; returns QBC_EINVAL for anything else.
  */
 int qbc_log_set_level_name(const char *name);
+/**
+ * "text" (default: "<time> <level> <module>: <message>") or "json": one object a line,
+ * {"time","level","module","message"} and "realm" when the message is about one.
+ * @return 0, or QBC_EINVAL for another name
+ */
+int qbc_log_set_format_name(const char *name);
 void qbc_log_set_level(int level);
 int qbc_log_enabled(int level);
 

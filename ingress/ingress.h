@@ -153,6 +153,9 @@ int qbc_ingress_on_req(qbc_ingress_t *ing, struct st_h2o_req_t *req);
  */
 void qbc_ingress_flush(qbc_ingress_t *ing);
 
+/** webhooks answered 200 since start (stored, duplicate or quarantined). */
+uint64_t qbc_ingress_acked(const qbc_ingress_t *ing);
+
 /** webhooks taken and not answered yet (held, or waiting for their commit). */
 uint64_t qbc_ingress_inflight(const qbc_ingress_t *ing);
 

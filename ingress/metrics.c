@@ -21,6 +21,12 @@ void qbc_ingress__observe_ack(webhook_metrics_t *m, int64_t ns)
     m->ack_sum_s += s;
 }
 
+uint64_t qbc_ingress_acked(const qbc_ingress_t *ing)
+{
+    const webhook_metrics_t *m = &ing->metrics;
+    return m->webhooks[WH_STORED] + m->webhooks[WH_DUPLICATE] + m->webhooks[WH_QUARANTINED];
+}
+
 uint64_t qbc_ingress_inflight(const qbc_ingress_t *ing)
 {
     return ing->metrics.inflight;
