@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 secs=${1:-20}
 build=${QBCDC_FUZZ_BUILD:-build-fuzz}
-targets=(fuzz_payload fuzz_signature fuzz_json_scan fuzz_qbo_answer fuzz_oauth)
+targets=(fuzz_payload fuzz_signature fuzz_json_scan fuzz_qbo_answer fuzz_oauth fuzz_journal)
 
 case "$secs" in
 '' | *[!0-9]*)
