@@ -36,12 +36,28 @@ static void batch_histogram(qbc_buf_t *o, const char *name, const char *help, co
                    (unsigned long long)sum, name, cum);
 }
 
+typedef struct {
+    uint64_t by_status[3];
+    int64_t oldest_mark_ns; /* the oldest CDC watermark of an active realm (0: none) */
+} realm_census_t;
+
 static int count_realm(const qbc_realm_t *r, int has_tokens, void *ctx)
 {
     (void)has_tokens;
-    uint64_t *by_status = ctx;
+    realm_census_t *c = ctx;
     if ((unsigned)r->status < 3)
-        by_status[r->status]++;
+        c->by_status[r->status]++;
+    if (r->status == QBC_REALM_ACTIVE && r->cdc_watermark_ns > 0 &&
+        (c->oldest_mark_ns == 0 || r->cdc_watermark_ns < c->oldest_mark_ns))
+        c->oldest_mark_ns = r->cdc_watermark_ns;
+    return 0;
+}
+
+static int count_job(const qbc_backfill_t *b, void *ctx)
+{
+    uint64_t *by_status = ctx;
+    if ((unsigned)b->status < 5)
+        by_status[b->status]++;
     return 0;
 }
 
@@ -87,12 +103,23 @@ static char *render(qbc_api_t *api, size_t *len)
         gauge(&o, "qbcdc_pending_notices", "Coalesced change notices waiting for the reconciler.", (double)st.pending);
         gauge(&o, "qbcdc_dead_letters", "Notices the reconciler gave up on (GET /admin/dead-letters).",
               (double)st.dead_letters);
-        uint64_t by_status[3] = {0, 0, 0};
-        if (qbc_store_realm_scan(store, count_realm, by_status) == 0) {
+        realm_census_t census = {{0, 0, 0}, 0};
+        if (qbc_store_realm_scan(store, count_realm, &census) == 0) {
             qbc_buf_printf(&o, "# HELP qbcdc_realms Realms by status.\n# TYPE qbcdc_realms gauge\n");
             for (int i = 0; i < 3; i++)
                 qbc_buf_printf(&o, "qbcdc_realms{status=\"%s\"} %llu\n", qbc_realm_status_name((qbc_realm_status_t)i),
-                               (unsigned long long)by_status[i]);
+                               (unsigned long long)census.by_status[i]);
+            gauge(&o, "qbcdc_cdc_watermark_age_seconds_max",
+                  "Age of the oldest CDC watermark of an active realm: the feed is confirmed complete up to that "
+                  "long ago (0: none yet).",
+                  census.oldest_mark_ns > 0 ? (double)(qbc_now_ns() - census.oldest_mark_ns) / 1e9 : 0.0);
+        }
+        uint64_t jobs[5] = {0, 0, 0, 0, 0};
+        if (qbc_store_backfill_scan(store, count_job, jobs) == 0) {
+            qbc_buf_printf(&o, "# HELP qbcdc_jobs Backfill and snapshot jobs by state.\n# TYPE qbcdc_jobs gauge\n");
+            for (int i = 0; i < 5; i++)
+                qbc_buf_printf(&o, "qbcdc_jobs{state=\"%s\"} %llu\n",
+                               qbc_backfill_status_name((qbc_backfill_status_t)i), (unsigned long long)jobs[i]);
         }
         gauge(&o, "qbcdc_cloudevent_ids", "CloudEvents ids remembered for retry deduplication.", (double)st.event_ids);
         gauge(&o, "qbcdc_inbox_oldest_age_seconds",
