@@ -18,6 +18,7 @@
 #include "harden.h"
 #include "inspect.h"
 #include "store.h"
+#include "backup.h"
 
 static qbc_api_t *running;
 
@@ -34,6 +35,7 @@ static void usage(FILE *f)
             "  qbcdc feed [flags]         print the change feed (JSON lines)\n"
             "  qbcdc dead [flags]         list dead letters (JSON lines)\n"
             "  qbcdc stats [flags]        print store counters (one JSON object)\n"
+            "  qbcdc backup DEST          a consistent copy of the store, safe while the service runs\n"
             "  qbcdc cdc REALM            ask the running service for a CDC sweep now (admin API)\n"
             "  qbcdc backfill REALM       start a backfill job (admin API; --entities, --since)\n"
             "  qbcdc jobs [ID]            list backfill jobs or show one (admin API)\n"
@@ -275,6 +277,8 @@ int main(int argc, char **argv)
         printf("qbcdc %s\n", QBCDC_VERSION);
         return 0;
     }
+    if (strcmp(cmd, "backup") == 0)
+        return qbc_cli_backup(argc, argv);
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(argc, argv);
     if (strcmp(cmd, "inbox") == 0 || strcmp(cmd, "pending") == 0 || strcmp(cmd, "stats") == 0 ||

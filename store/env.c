@@ -101,7 +101,8 @@ static int valid_feed_id(const void *p, size_t len)
  * hex) in txn when a writable open finds none: a new store, or one made by a build
  * before feed ids. A read-only open of such a store is left with "". Feed readers
  * compare it to the id they saw before: another id means another feed (a replaced
- * data directory), whose sequence numbers say nothing about the old one's.
+ * data directory), whose sequence numbers say nothing about the old one's. A backup
+ * gets a new id (renew_feed_id): restored, it reuses sequences the old feed gave out.
  */
 static int load_feed_id(qbc_store_t *s, MDB_txn *txn)
 {
@@ -110,7 +111,12 @@ static int load_feed_id(qbc_store_t *s, MDB_txn *txn)
     int rc;
 
     s->feed_id[0] = '\0';
-    if ((rc = mdb_get(txn, s->dbi_meta, &k, &v)) == 0) {
+    if ((rc = mdb_get(txn, s->dbi_meta, &k, &v)) == 0 && s->renew_feed_id && !s->readonly) {
+        qbc_log(QBC_LOG_INFO, "store", "%s gets a new feed id (it was %.*s): a copy is another feed", s->dir,
+                (int)v.mv_size, (const char *)v.mv_data);
+        rc = MDB_NOTFOUND;
+    }
+    if (rc == 0) {
         if (!valid_feed_id(v.mv_data, v.mv_size)) {
             qbc_log(QBC_LOG_ERROR, "store", "%s has a malformed feed id in its meta database", s->dir);
             return QBC_EMALFORMED;
@@ -548,6 +554,7 @@ int qbc_store_open(const qbc_store_config_t *cfg, qbc_store_t **out)
     if (rc != 0)
         goto Error;
     s->has_key = !cfg->no_master_key;
+    s->renew_feed_id = cfg->new_feed_id;
     if ((rc = open_env(s, map_size, 0)) != 0)
         goto Error;
     qbc_jmark_t mark;

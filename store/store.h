@@ -237,6 +237,7 @@ typedef struct st_qbc_store_config_t {
     int64_t feed_retention_s;    /**< feed records committed longer ago than this are pruned (0: kept) */
     int prune_interval_ms;       /**< how often the writer prunes, when a retention is set (0: 60 s) */
     int no_master_key;           /**< 1: open without the key (no token jobs); for journal recovery */
+    int new_feed_id;             /**< 1: give the store a new feed id (a restored copy is another feed) */
     const char *master_key_file; /**< 32-byte key for tokens at rest; created 0600 if missing (NULL: dir/master.key) */
 } qbc_store_config_t;
 
@@ -564,6 +565,29 @@ int qbc_store_pending_scan(qbc_store_t *store, const char *realm, qbc_pending_sc
  * Safe while a service holds it open (LMDB is multi-process). Close with qbc_store_close().
  */
 int qbc_store_open_readonly(const char *dir, qbc_store_t **out);
+
+/** what qbc_store_backup() copied. */
+typedef struct st_qbc_backup_report_t {
+    uint64_t data_bytes;    /**< DEST/data.mdb, compacted */
+    uint64_t journal_bytes; /**< DEST/journal (0: the store had no journal) */
+    uint32_t extra_copied;  /**< bit i set: extra_files[i] existed and was copied */
+} qbc_backup_report_t;
+
+/**
+ * copies the store in dir into dest: a consistent hot copy, safe while a service runs
+ * on dir (or while none does). The copy holds every webhook acked before the call began;
+ * opening it (any qbcdc command, or serve with QBCDC_DATA_DIR=dest) gives the store as it
+ * was at one moment, with the journal's acked webhooks replayed on top (see backup.c).
+ *
+ * dest must not exist (it is created 0700) or be an empty directory. Files are written
+ * 0600 and synced, then dest itself. On failure everything made in dest is removed.
+ * @param[in] extra_files NULL-terminated paths copied into dest by their base names when
+ *            they exist (the master key, ...); NULL for none
+ * @param[out] err a one-line reason on failure
+ * @return 0, or a negative errno / QBC_E* code (err says what)
+ */
+int qbc_store_backup(const char *dir, const char *dest, const char *const *extra_files, qbc_backup_report_t *rep,
+                     char *err, size_t errsz);
 
 /* ============================ notifications ========================= */
 
