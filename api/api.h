@@ -42,6 +42,11 @@ typedef struct st_qbc_api_config_t {
     unsigned max_streams;
     /** seconds between the info-level summary lines that say the service is alive (0: none) */
     unsigned summary_interval_s;
+    /**
+     * HTTPS: a PEM certificate chain (the server's certificate first) and its PEM private
+     * key; both NULL: plain HTTP. Check them first with qbc_api_tls_check().
+     */
+    const char *tls_cert, *tls_key;
 } qbc_api_config_t;
 
 typedef struct st_qbc_api_t qbc_api_t;
@@ -68,6 +73,14 @@ void qbc_api_set_reconciler(qbc_api_t *api, struct st_qbc_reconciler_t *r);
 
 /** installs hooks (copied); call before qbc_api_run. */
 void qbc_api_set_hooks(qbc_api_t *api, const qbc_api_hooks_t *hooks);
+
+/**
+ * loads a certificate chain and key as qbc_api_create() would, to refuse a bad pair before
+ * anything starts; warns when the key file is readable by other users.
+ * @param[out] err a one-line reason naming QBCDC_TLS_CERT or QBCDC_TLS_KEY
+ * @return 0 or QBC_EINVAL
+ */
+int qbc_api_tls_check(const char *cert, const char *key, char *err, size_t errsz);
 
 /**
  * binds the listener and prepares the h2o context. Does not run the loop.

@@ -158,6 +158,10 @@ int qbc_api__path_segments(h2o_req_t *req, size_t skip, h2o_iovec_t *seg, size_t
  */
 int qbc_api__query_param(h2o_req_t *req, const char *name, char *out, size_t outsz);
 
+/* ---- tls.c ---- */
+/** a server TLS context from a PEM chain and key; err names the variable at fault. */
+int qbc_api__tls_create(const char *cert, const char *key, SSL_CTX **out, char *err, size_t errsz);
+
 /**
  * qbc_api__query_param for endpoints that must not ignore a parameter: a value that does not
  * fit is answered 400 here. @return 1 present (in out), 0 absent, -1 answered

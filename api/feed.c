@@ -24,6 +24,7 @@
  * end), never a silent gap. It resyncs, then reads on with after=N.
  */
 #include <errno.h>
+#include <poll.h>
 #include <jansson.h>
 #include <sys/socket.h>
 #include <stdio.h>
@@ -202,7 +203,7 @@ static int waiters_full(qbc_api_t *api, h2o_req_t *req)
 /*
  * 1 when the client has closed its end: a waiting request reads nothing from its socket,
  * so h2o would only notice at the next write (a long-poll's end, a stream's keep-alive)
- * while the descriptor stays taken. A peek at the socket tells at once.
+ * while the descriptor stays taken. Polling the socket for POLLRDHUP tells at once.
  */
 static int client_gone(h2o_req_t *req)
 {
@@ -211,9 +212,12 @@ static int client_gone(h2o_req_t *req)
     h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
     if (sock == NULL)
         return 0;
-    char c;
-    ssize_t r = recv(h2o_socket_get_fd(sock), &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+    /*
+     * POLLRDHUP, not a peek: over TLS a leaving client's close_notify is data, so a peek
+     * would see a byte and never the end of the stream behind it
+     */
+    struct pollfd p = {.fd = h2o_socket_get_fd(sock), .events = POLLRDHUP};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
 }
 
 static void on_waiter_dispose(void *p)

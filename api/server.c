@@ -173,6 +173,11 @@ int qbc_api_create(const qbc_api_config_t *cfg, qbc_store_t *store, qbc_api_t **
     h2o_context_init(&api->ctx, h2o_evloop_create(), &api->config);
     api->accept_ctx.ctx = &api->ctx;
     api->accept_ctx.hosts = api->config.hosts;
+    if (cfg->tls_cert != NULL) {
+        char err[512];
+        if (qbc_api__tls_create(cfg->tls_cert, cfg->tls_key, &api->accept_ctx.ssl_ctx, err, sizeof(err)) != 0)
+            qbc_fatal(err); /* qbc_api_tls_check() passed moments ago: the files changed under us */
+    }
     qbc_ingress_config_t wcfg = {.verifier_tokens = cfg->verifier_tokens,
                                  .n_verifier_tokens = cfg->n_verifier_tokens,
                                  .max_body = cfg->max_body};
@@ -189,7 +194,7 @@ int qbc_api_create(const qbc_api_config_t *cfg, qbc_store_t *store, qbc_api_t **
     api->listener = h2o_evloop_socket_create(api->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
     api->listener->data = api;
     h2o_socket_read_start(api->listener, on_accept);
-    qbc_log(QBC_LOG_INFO, "api", "listening on %s", cfg->listen);
+    qbc_log(QBC_LOG_INFO, "api", "listening on %s://%s", cfg->tls_cert != NULL ? "https" : "http", cfg->listen);
     *out = api;
     return 0;
 }
@@ -322,6 +327,8 @@ void qbc_api_destroy(qbc_api_t *api)
     h2o_evloop_destroy(loop);
     free(queue); /* h2o 2.2's evloop build closes the queue's socket but never frees the queue itself */
     h2o_config_dispose(&api->config);
+    if (api->accept_ctx.ssl_ctx != NULL)
+        SSL_CTX_free(api->accept_ctx.ssl_ctx);
     char *secrets[] = {api->admin_token, api->feed_token, api->client_id, api->authorize_url, api->redirect_uri};
     for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++) {
         if (secrets[i] != NULL)

@@ -14,16 +14,18 @@
 #include "adminapi.h"
 #include "ingress.h"
 #include "store.h"
+#include "tls_pin.h"
 
-/* "127.0.0.1:8080" / ":8080" / "[::1]:8080" -> a base URL */
-static void base_url(const char *listen, char *out, size_t size)
+/* "127.0.0.1:8080" / ":8080" / "[::1]:8080" -> a base URL (https when the service serves TLS) */
+static void base_url(const char *listen, int tls, char *out, size_t size)
 {
+    const char *scheme = tls ? "https" : "http";
     if (listen[0] == ':')
-        snprintf(out, size, "http://127.0.0.1%s", listen);
+        snprintf(out, size, "%s://127.0.0.1%s", scheme, listen);
     else if (strncmp(listen, "0.0.0.0:", 8) == 0)
-        snprintf(out, size, "http://127.0.0.1%s", listen + 7);
+        snprintf(out, size, "%s://127.0.0.1%s", scheme, listen + 7);
     else
-        snprintf(out, size, "http://%s", listen);
+        snprintf(out, size, "%s://%s", scheme, listen);
 }
 
 static int call(const qbc_config_t *cfg, const char *method, const char *path, const char *body)
@@ -36,7 +38,12 @@ static int call(const qbc_config_t *cfg, const char *method, const char *path, c
         fprintf(stderr, "qbcdc: set QBCDC_ADMIN_TOKEN (the running service's admin token)\n");
         return 2;
     }
-    base_url(cfg->listen, url, sizeof(url));
+    char pin[QBC_TLS_PIN_MAX], why[512];
+    if (cfg->tls_cert != NULL && qbc_tls_pin_from_cert(cfg->tls_cert, pin, why, sizeof(why)) != 0) {
+        fprintf(stderr, "qbcdc: QBCDC_TLS_CERT: %s\n", why);
+        return 2;
+    }
+    base_url(cfg->listen, cfg->tls_cert != NULL, url, sizeof(url));
     snprintf(url + strlen(url), sizeof(url) - strlen(url), "%s", path);
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", cfg->admin_token);
     CURL *e = curl_easy_init();
@@ -54,6 +61,12 @@ static int call(const qbc_config_t *cfg, const char *method, const char *path, c
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     if (body != NULL)
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+    if (cfg->tls_cert != NULL) {
+        /* our own service: its key is pinned, which a listen address like 127.0.0.1 cannot be */
+        curl_easy_setopt(e, CURLOPT_PINNEDPUBLICKEY, pin);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
     CURLcode rc = curl_easy_perform(e);
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
     curl_slist_free_all(h);
@@ -83,7 +96,7 @@ static int usage(const char *cmd)
            "  qbcdc retry ID                                    put dead letter ID back into pending work\n\n"
            "They call the running service's admin API at QBCDC_LISTEN with QBCDC_ADMIN_TOKEN\n"
            "and print its JSON answer; exit 0 on success, 1 on an error answer, 2 on bad usage.\n");
-    qbc_config_print_help((const char *const[]){"listen", "admin-token", NULL});
+    qbc_config_print_help((const char *const[]){"listen", "admin-token", "tls-cert", NULL});
     (void)cmd;
     return 0;
 }
@@ -151,8 +164,8 @@ int qbc_adminapi_main(const char *cmd, int argc, char **argv)
                 rest[nrest++] = argv[++i];
         }
     }
-    if (qbc_config_load(&cfg, nrest, rest, 2, (const char *const[]){"listen", "admin-token", NULL}, err, sizeof(err)) !=
-        0) {
+    if (qbc_config_load(&cfg, nrest, rest, 2, (const char *const[]){"listen", "admin-token", "tls-cert", NULL}, err,
+                        sizeof(err)) != 0) {
         fprintf(stderr, "qbcdc: %s\n", err);
         return 2;
     }

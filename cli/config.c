@@ -25,6 +25,9 @@ typedef struct {
 
 static const option_t options[] = {
     OPT("listen", listen, "127.0.0.1:8080", "HTTP listen address (ingress, feed, admin, metrics)"),
+    OPT("tls-cert", tls_cert, NULL,
+        "HTTPS: PEM certificate chain, the server's certificate first (with QBCDC_TLS_KEY); none: plain HTTP"),
+    OPT("tls-key", tls_key, NULL, "HTTPS: the PEM private key of QBCDC_TLS_CERT (keep it 0600)"),
     OPT("data-dir", data_dir, "./data", "LMDB environment directory (created if missing)"),
     OPT("webhook-verifier-tokens", webhook_verifier_tokens, NULL,
         "comma-separated Intuit verifier tokens; any one may sign (rotation); none: webhooks get 503"),
@@ -284,6 +287,15 @@ int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const c
     }
     if (cfg->listen == NULL || strchr(cfg->listen, ':') == NULL) {
         return bad_value(err, errsz, "listen", cfg->listen, "host:port");
+    }
+    if ((cfg->tls_cert != NULL && cfg->tls_cert[0] == '\0') || (cfg->tls_key != NULL && cfg->tls_key[0] == '\0'))
+        return bad_value(err, errsz, cfg->tls_cert != NULL && cfg->tls_cert[0] == '\0' ? "tls-cert" : "tls-key", "",
+                         "a file path (unset it for plain HTTP)");
+    if (allowed_flag(allowed, "tls-key") && (cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
+        snprintf(err, errsz, "%s is set without %s: HTTPS needs both the certificate and its key",
+                 cfg->tls_cert != NULL ? "QBCDC_TLS_CERT (--tls-cert)" : "QBCDC_TLS_KEY (--tls-key)",
+                 cfg->tls_cert != NULL ? "QBCDC_TLS_KEY (--tls-key)" : "QBCDC_TLS_CERT (--tls-cert)");
+        return QBC_EINVAL;
     }
     if (strcmp(cfg->sim, "auto") != 0 && strcmp(cfg->sim, "off") != 0) {
         return bad_value(err, errsz, "sim", cfg->sim, "auto or off");

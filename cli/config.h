@@ -10,6 +10,7 @@
 
 typedef struct st_qbc_config_t {
     const char *listen;
+    const char *tls_cert, *tls_key; /* HTTPS: both set, or neither */
     const char *data_dir;
     const char *webhook_verifier_tokens; /* comma-separated */
     const char *client_id, *client_secret;

@@ -24,6 +24,7 @@
 #include <openssl/crypto.h>
 #include "common.h"
 #include "devsim.h"
+#include "tls_pin.h"
 
 static int random_hex(char *out, size_t nbytes)
 {
@@ -41,15 +42,15 @@ static int random_hex(char *out, size_t nbytes)
 }
 
 /* where webhooks reach us: our listen address, with a wildcard host made loopback */
-static void webhook_url(const char *listen, char *out, size_t sz)
+static void webhook_url(const char *listen, int tls, char *out, size_t sz)
 {
-    const char *colon = strrchr(listen, ':');
+    const char *colon = strrchr(listen, ':'), *scheme = tls ? "https" : "http";
     size_t hlen = (size_t)(colon - listen);
     if (hlen == 0 || (hlen == 7 && strncmp(listen, "0.0.0.0", 7) == 0) ||
         (hlen == 4 && strncmp(listen, "[::]", 4) == 0))
-        snprintf(out, sz, "http://127.0.0.1%s/webhooks/intuit", colon);
+        snprintf(out, sz, "%s://127.0.0.1%s/webhooks/intuit", scheme, colon);
     else
-        snprintf(out, sz, "http://%s/webhooks/intuit", listen);
+        snprintf(out, sz, "%s://%s/webhooks/intuit", scheme, listen);
 }
 
 /*
@@ -115,7 +116,13 @@ int qbc_devsim_start(qbc_config_t *cfg, qbc_devsim_t *sim)
         cfg->tokens[0] = qbc_strdup(sim->token);
         cfg->n_tokens = 1;
     }
-    webhook_url(cfg->listen, url, sizeof(url));
+    webhook_url(cfg->listen, cfg->tls_cert != NULL, url, sizeof(url));
+    /* over HTTPS the simulator pins our certificate's key, as the admin CLI does */
+    char pin[QBC_TLS_PIN_MAX] = "", why[512];
+    if (cfg->tls_cert != NULL && qbc_tls_pin_from_cert(cfg->tls_cert, pin, why, sizeof(why)) != 0) {
+        qbc_log(QBC_LOG_ERROR, "devsim", "QBCDC_TLS_CERT: %s", why);
+        return QBC_EINVAL;
+    }
     /* the simulated companies live beside the store, so every start is the same companies */
     snprintf(sim->state_path, sizeof(sim->state_path), "%s/qbosim.state", cfg->data_dir);
     snprintf(sim->api_base, sizeof(sim->api_base), "http://%s", cfg->sim_listen);
@@ -159,6 +166,8 @@ int qbc_devsim_start(qbc_config_t *cfg, qbc_devsim_t *sim)
                     "0.5",
                     "--state",
                     sim->state_path,
+                    pin[0] != '\0' ? "--webhook-pin" : NULL,
+                    pin,
                     NULL};
     pid_t parent = getpid();
     pid_t pid = fork();

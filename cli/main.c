@@ -109,6 +109,10 @@ static int cmd_serve(int argc, char **argv)
     }
     if (qbc_config_load(&cfg, argc, argv, 2, NULL, err, sizeof(err)) != 0)
         return usage_error("%s", err);
+    if (cfg.tls_cert != NULL && qbc_api_tls_check(cfg.tls_cert, cfg.tls_key, err, sizeof(err)) != 0) {
+        qbc_config_free(&cfg);
+        return usage_error("%s", err);
+    }
     memset(&sim, 0, sizeof(sim));
 
     qbc_store_config_t scfg = {.dir = cfg.data_dir,
@@ -136,7 +140,9 @@ static int cmd_serve(int argc, char **argv)
                              .redirect_uri = cfg.oauth_redirect_uri,
                              .snapshot_on_connect = cfg.n_snapshot_on_connect,
                              .max_streams = (unsigned)cfg.n_max_streams,
-                             .summary_interval_s = (unsigned)cfg.n_summary_interval_s};
+                             .summary_interval_s = (unsigned)cfg.n_summary_interval_s,
+                             .tls_cert = cfg.tls_cert,
+                             .tls_key = cfg.tls_key};
     if ((rc = qbc_api_create(&acfg, store, &api)) != 0) {
         fprintf(stderr, "qbcdc: cannot listen on %s: %s\n", cfg.listen, qbc_strerror(rc));
         goto Exit;

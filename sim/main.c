@@ -30,6 +30,8 @@ static const char usage[] =
     "  --refresh-grace SECONDS   how long a rotated-away refresh token still works (default 86400)\n"
     "Webhooks:\n"
     "  --webhook-url URL         where to POST webhooks (none: changes are made, nothing is sent)\n"
+    "  --webhook-pin sha256//B64 an https URL's server key must have this pin (curl's\n"
+    "                            PINNEDPUBLICKEY); names are then not checked\n"
     "  --state FILE              keep the companies' data in FILE across restarts (loaded at start,\n"
     "                            saved every few seconds and at exit); without it, seeded each start\n"
     "  --verifier-token T        key for intuit-signature (default qbosim-verifier)\n"
@@ -133,6 +135,7 @@ int main(int argc, char **argv)
         O_REFRESH_TTL,
         O_REFRESH_GRACE,
         O_WEBHOOK_URL,
+        O_WEBHOOK_PIN,
         O_STATE,
         O_VERIFIER,
         O_FORMAT,
@@ -173,6 +176,7 @@ int main(int argc, char **argv)
                                          {"refresh-ttl", required_argument, NULL, O_REFRESH_TTL},
                                          {"refresh-grace", required_argument, NULL, O_REFRESH_GRACE},
                                          {"webhook-url", required_argument, NULL, O_WEBHOOK_URL},
+                                         {"webhook-pin", required_argument, NULL, O_WEBHOOK_PIN},
                                          {"state", required_argument, NULL, O_STATE},
                                          {"verifier-token", required_argument, NULL, O_VERIFIER},
                                          {"format", required_argument, NULL, O_FORMAT},
@@ -279,6 +283,11 @@ int main(int argc, char **argv)
             break;
         case O_WEBHOOK_URL:
             c.webhook_url = optarg;
+            break;
+        case O_WEBHOOK_PIN:
+            if (strncmp(optarg, "sha256//", 8) != 0)
+                return bad(name, optarg);
+            c.webhook_pin = optarg;
             break;
         case O_STATE:
             if (!*optarg)

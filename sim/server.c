@@ -1355,6 +1355,7 @@ int sim_server_run(const sim_conf_t *conf)
 
     if (conf->webhook_url && conf->webhook_url[0]) {
         sim_sender_conf_t sc = {.url = conf->webhook_url,
+                                .pin = conf->webhook_pin,
                                 .verifier_token = conf->verifier_token,
                                 .retry_scale = conf->retry_scale,
                                 .max_attempts = conf->max_attempts,

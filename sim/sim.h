@@ -311,6 +311,7 @@ typedef struct st_sim_sender_t sim_sender_t;
 
 typedef struct st_sim_sender_conf_t {
     const char *url;
+    const char *pin; /* NULL, or the receiver's key pin (curl's PINNEDPUBLICKEY) instead of name checks */
     const char *verifier_token;
     double retry_scale;  /* multiplies Intuit's retry schedule (1.0 = real) */
     int max_attempts;    /* 0 = retry forever */
@@ -367,6 +368,7 @@ typedef struct st_sim_conf_t {
     size_t per_type;
     int seed_days;
     const char *webhook_url;
+    const char *webhook_pin; /* https: the receiver's key pin (names not checked); NULL: usual checks */
     const char *verifier_token;
     const char *client_id, *client_secret;
     int format;

@@ -238,6 +238,11 @@ static void start_job(sim_sender_t *s, job_t *j)
         curl_easy_setopt(j->easy, CURLOPT_TIMEOUT_MS, (long)s->conf.timeout_ms);
         curl_easy_setopt(j->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)s->conf.timeout_ms);
         curl_easy_setopt(j->easy, CURLOPT_NOSIGNAL, 1L);
+        if (s->conf.pin != NULL) {
+            curl_easy_setopt(j->easy, CURLOPT_PINNEDPUBLICKEY, s->conf.pin);
+            curl_easy_setopt(j->easy, CURLOPT_SSL_VERIFYPEER, 0L);
+            curl_easy_setopt(j->easy, CURLOPT_SSL_VERIFYHOST, 0L);
+        }
         curl_easy_setopt(j->easy, CURLOPT_WRITEFUNCTION, discard_cb);
     }
     j->errbuf[0] = '\0';
