@@ -226,6 +226,20 @@ static int realm_cb(const qbc_realm_t *r, int has_tokens, void *p)
                         gap ? json_integer(json_integer_value(json_object_get(gap, "job"))) : json_null());
     json_object_set_new(o, "cdc_requested",
                         r->cdc_requested_ns ? json_string(qbc_time_format(r->cdc_requested_ns, ts)) : json_null());
+    /*
+     * what became of that request: done (a sweep completed since), failed (the sweep it started
+     * was abandoned: last_error says why; the next scheduled one tries again) or pending
+     */
+    const char *req_status = NULL;
+    if (r->cdc_requested_ns != 0) {
+        if (r->last_cdc_ns >= r->cdc_requested_ns)
+            req_status = "done";
+        else if (strncmp(r->last_error, "CDC sweep failed", 16) == 0 && r->last_error_ns >= r->cdc_requested_ns)
+            req_status = "failed";
+        else
+            req_status = "pending";
+    }
+    json_object_set_new(o, "cdc_request_status", req_status != NULL ? json_string(req_status) : json_null());
     json_array_append_new(ctx->list, o);
     return 0;
 }

@@ -101,6 +101,11 @@ static char *render(qbc_api_t *api, size_t *len)
         gauge(&o, "qbcdc_inbox_quarantined", "Signed webhook bodies held in quarantine (did not parse).",
               (double)st.quarantined);
         gauge(&o, "qbcdc_pending_notices", "Coalesced change notices waiting for the reconciler.", (double)st.pending);
+        gauge(&o, "qbcdc_pending_oldest_age_seconds",
+              "Age of the oldest pending change notice (since its first webhook was received); 0 when none.",
+              st.pending_oldest_ns > 0 && qbc_now_ns() > st.pending_oldest_ns
+                  ? (double)(qbc_now_ns() - st.pending_oldest_ns) / 1e9
+                  : 0.0);
         gauge(&o, "qbcdc_dead_letters", "Notices the reconciler gave up on (GET /admin/dead-letters).",
               (double)st.dead_letters);
         realm_census_t census = {{0, 0, 0}, 0};

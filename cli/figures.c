@@ -62,6 +62,14 @@ static char *metrics(void *ctx)
             st->token_refresh_failures);
     counter(&t, "qbcdc_oauth_calls_total", "Code exchanges and revokes made at Intuit's OAuth endpoints for the API.",
             st->token_calls);
+    qbc_buf_printf(&t, "# HELP qbcdc_qbo_calls_total Finished calls to QBO's API and Intuit's OAuth endpoints, by "
+                       "endpoint and HTTP status (error: no answer).\n# TYPE qbcdc_qbo_calls_total counter\n");
+    for (int e = 0; e < QBC_REC_CALL_ENDPOINTS; e++)
+        for (int s = 0; s < QBC_REC_CALL_STATUSES; s++)
+            if (st->calls[e][s] != 0 || s == 1) /* the "200" rows always, so rules find the family */
+                qbc_buf_printf(&t, "qbcdc_qbo_calls_total{endpoint=\"%s\",status=\"%s\"} %llu\n",
+                               qbc_reconciler_call_endpoints[e], qbc_reconciler_call_statuses[s],
+                               (unsigned long long)st->calls[e][s]);
     counter(&t, "qbcdc_qbo_throttled_total", "429 answers received.", st->throttled);
     counter(&t, "qbcdc_qbo_server_errors_total", "5xx answers, timeouts and resets.", st->server_errors);
     counter(&t, "qbcdc_versions_offered_total", "Entity versions offered to the store.", st->versions_offered);

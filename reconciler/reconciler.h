@@ -130,6 +130,14 @@ typedef struct st_qbc_realm_stats_t {
     uint64_t pending;        /**< notices not yet reconciled (as last seen) */
 } qbc_realm_stats_t;
 
+/** the endpoints and answer statuses QBO calls are counted by (qbc_reconciler_stats_t.calls) */
+#define QBC_REC_CALL_ENDPOINTS 6
+#define QBC_REC_CALL_STATUSES 12
+/** "query", "read", "batch", "cdc", "token", "revoke" */
+extern const char *const qbc_reconciler_call_endpoints[QBC_REC_CALL_ENDPOINTS];
+/** "error" (no HTTP answer), "200", "400", "401", "403", "404", "429", "500", "502", "503", "504", "other" */
+extern const char *const qbc_reconciler_call_statuses[QBC_REC_CALL_STATUSES];
+
 typedef struct st_qbc_reconciler_stats_t {
     uint64_t requests; /**< HTTP requests made to QBO (API + OAuth) */
     uint64_t queries;  /**< of which: Id IN queries */
@@ -153,6 +161,8 @@ typedef struct st_qbc_reconciler_stats_t {
     uint64_t backfill_requests; /**< backfill query pages */
     uint64_t backfill_versions_new;
     uint64_t fetch_latency_hist[12]; /**< notice first seen -> committed, buckets of qbc_reconciler_latency_bounds_ms */
+    /** finished calls to QBO and Intuit's OAuth endpoints, [endpoint][status] as named above */
+    uint64_t calls[QBC_REC_CALL_ENDPOINTS][QBC_REC_CALL_STATUSES];
     size_t n_realms;
     qbc_realm_stats_t realms[64]; /**< the first 64 realms */
 } qbc_reconciler_stats_t;

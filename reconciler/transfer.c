@@ -308,6 +308,56 @@ int qbc_rec__start_api(qbc_reconciler_t *r, rec_realm_t *realm, const char *url,
     return 0;
 }
 
+/* ---------------------------------------------------------------- calls by endpoint and status */
+
+const char *const qbc_reconciler_call_endpoints[QBC_REC_CALL_ENDPOINTS] = {"query", "read",  "batch",
+                                                                           "cdc",   "token", "revoke"};
+const char *const qbc_reconciler_call_statuses[QBC_REC_CALL_STATUSES] = {"error", "200", "400", "401", "403", "404",
+                                                                         "429",   "500", "502", "503", "504", "other"};
+
+/* index into qbc_reconciler_call_endpoints: by kind, and for X_API and X_OAUTH by the URL's path */
+static int call_endpoint(const rec_xfer_t *x)
+{
+    const char *url = NULL;
+    curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &url);
+    switch (x->kind) {
+    case X_QUERY:
+        return 0;
+    case X_READ:
+        return 1;
+    case X_BATCH:
+        return 2;
+    case X_TOKEN:
+        return 4;
+    case X_OAUTH:
+        return url != NULL && strstr(url, "revoke") != NULL ? 5 : 4;
+    default: /* X_API: CDC sweeps, backfill pages, ... /v3/company/{realm}/<what>?... */
+        if (url != NULL && strstr(url, "/cdc?") != NULL)
+            return 3;
+        if (url != NULL && strstr(url, "/query?") != NULL)
+            return 0;
+        if (url != NULL && strstr(url, "/batch") != NULL)
+            return 2;
+        return 1;
+    }
+}
+
+static void count_call(qbc_reconciler_t *r, const rec_xfer_t *x, CURLcode res)
+{
+    static const long codes[] = {200, 400, 401, 403, 404, 429, 500, 502, 503, 504};
+    long status = 0;
+    int s = QBC_REC_CALL_STATUSES - 1;
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (res != CURLE_OK || status == 0) {
+        s = 0;
+    } else {
+        for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+            if (codes[i] == status)
+                s = (int)i + 1;
+    }
+    REC_STAT(r, calls[call_endpoint(x)][s], 1);
+}
+
 /* ---------------------------------------------------------------- the thread */
 
 int qbc_rec__drain_curl(qbc_reconciler_t *r)
@@ -323,6 +373,7 @@ int qbc_rec__drain_curl(qbc_reconciler_t *r)
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
         CURLcode res = m->data.result;
         xfer_unlink(r, x);
+        count_call(r, x, res);
         qbc_rec__xfer_done(r, x, res);
         xfer_free(r, x);
         done++;

@@ -30,6 +30,8 @@ int qbc_store_webhooks_refused(qbc_store_t *s)
     return __atomic_load_n(&s->j_stuck, __ATOMIC_ACQUIRE);
 }
 
+static int64_t pending_oldest(qbc_store_t *s, MDB_txn *txn);
+
 int qbc_store_stats(qbc_store_t *s, qbc_store_stats_t *out)
 {
     MDB_txn *txn;
@@ -65,6 +67,7 @@ int qbc_store_stats(qbc_store_t *s, qbc_store_stats_t *out)
             out->inbox_oldest_ns = rec.received_ns;
         mdb_cursor_close(cur);
     }
+    out->pending_oldest_ns = pending_oldest(s, txn);
     /* retention may have removed every body: the high-water mark still knows the last sequence */
     uint64_t mark = qbc_store__meta_u64(txn, s->dbi_meta, "inbox_seq");
     if (mark > out->last_inbox_seq)
@@ -146,6 +149,51 @@ int qbc_store_inbox_scan(qbc_store_t *s, uint64_t after, qbc_inbox_scan_cb cb, v
     mdb_cursor_close(cur);
     qbc_store__read_end(s, txn);
     return rc == 0 || rc == MDB_NOTFOUND ? 0 : QBC_ESTORE;
+}
+
+/*
+ * when the oldest pending notice was first received: the body of the lowest first_seq,
+ * or QBO's lastUpdated for a notice whose body retention removed (or that no webhook
+ * made). One pass over the pending notices: they are few unless a realm is stuck, and then
+ * this is the figure that says so.
+ */
+static int64_t pending_oldest(qbc_store_t *s, MDB_txn *txn)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    uint64_t min_seq = UINT64_MAX;
+    int64_t min_seq_updated = 0, oldest = 0;
+    int op = MDB_FIRST;
+
+    if (mdb_cursor_open(txn, s->dbi_pending, &cur) != 0)
+        return 0;
+    while (mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op) == 0) {
+        qbc_pending_rec_t rec;
+        op = MDB_NEXT;
+        if (qbc_store__pending_decode(v.mv_data, v.mv_size, &rec) != 0)
+            continue;
+        if (rec.first_seq != 0 && rec.first_seq < min_seq) {
+            min_seq = rec.first_seq;
+            min_seq_updated = rec.updated_ns;
+        } else if (rec.first_seq == 0 && rec.updated_ns > 0 && (oldest == 0 || rec.updated_ns < oldest)) {
+            oldest = rec.updated_ns;
+        }
+    }
+    mdb_cursor_close(cur);
+    if (min_seq != UINT64_MAX) {
+        unsigned char key[8];
+        qbc_inbox_record_t body;
+        int64_t t = min_seq_updated;
+        put_u64be(key, min_seq);
+        k.mv_size = sizeof(key);
+        k.mv_data = key;
+        if (mdb_get(txn, s->dbi_inbox, &k, &v) == 0 &&
+            qbc_store__inbox_decode(min_seq, v.mv_data, v.mv_size, &body) == 0)
+            t = body.received_ns;
+        if (t > 0 && (oldest == 0 || t < oldest))
+            oldest = t;
+    }
+    return oldest;
 }
 
 int qbc_store_pending_scan(qbc_store_t *s, const char *realm, qbc_pending_scan_cb cb, void *ctx)

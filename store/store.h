@@ -480,7 +480,12 @@ typedef struct st_qbc_store_stats_t {
     uint64_t inbox_depth; /**< raw bodies held (a service's count includes acked ones not yet applied) */
     uint64_t quarantined; /**< bodies held in quarantine */
     uint64_t pending;     /**< coalesced pending notices */
-    uint64_t event_ids;   /**< CloudEvents ids remembered */
+    /**
+     * when the oldest pending notice was first received (its first webhook; QBO's lastUpdated
+     * when that body is gone to retention, or for a notice no webhook made); 0: none pending
+     */
+    int64_t pending_oldest_ns;
+    uint64_t event_ids; /**< CloudEvents ids remembered */
     uint64_t last_inbox_seq;
     int64_t inbox_oldest_ns; /**< when the oldest body in LMDB was received (0: none there) */
     uint64_t entities;       /**< entity versions and tombstones held */
