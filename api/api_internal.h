@@ -158,6 +158,12 @@ int qbc_api__path_segments(h2o_req_t *req, size_t skip, h2o_iovec_t *seg, size_t
  */
 int qbc_api__query_param(h2o_req_t *req, const char *name, char *out, size_t outsz);
 
+/* ---- framing.c ---- */
+/** HTTP/1 requests refused (400, connection closed) for ambiguous body framing; relaxed atomic */
+extern uint64_t qbc_api__ambiguous_framing;
+/** 1 if the parsed headers (picohttpparser's struct phr_header[n]) frame the body ambiguously */
+int qbc_api__framing_ambiguous(const void *headers, size_t n);
+
 /* ---- tls.c ---- */
 /** a server TLS context from a PEM chain and key; err names the variable at fault. */
 int qbc_api__tls_create(const char *cert, const char *key, SSL_CTX **out, char *err, size_t errsz);

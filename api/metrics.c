@@ -75,6 +75,10 @@ static char *render(qbc_api_t *api, size_t *len)
     gauge(&o, "qbcdc_start_time_seconds", "Unix time the service started.", (double)api->started_ns / 1e9);
 
     qbc_ingress_metrics(api->ingress, &o);
+    counter(&o, "qbcdc_http_ambiguous_framing_total",
+            "HTTP/1 requests refused with 400 for ambiguous body framing (differing Content-Lengths, or a "
+            "Content-Length beside a Transfer-Encoding).",
+            (double)__atomic_load_n(&qbc_api__ambiguous_framing, __ATOMIC_RELAXED));
     gauge(&o, "qbcdc_feed_streams", "Long-polls and SSE streams open (at most QBCDC_MAX_STREAMS).",
           (double)api->n_waiters);
 

@@ -205,6 +205,50 @@ ok("QBCDC_WEBHOOK_VERIFIER_TOKENS" in proc.output(), "and a clear log line")
 is_(len(inbox(data2)), 0, "nothing stored")
 proc.stop()
 
+# ---- ambiguous body framing: 400 and the connection closed, nothing smuggled through ----
+import socket
+
+
+def raw_exchange(port, data):
+    """sends raw bytes, returns everything the server answers until it closes (or 2 s pass)"""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(data)
+    s.settimeout(2)
+    got = b""
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            got += b
+    except OSError:
+        pass
+    s.close()
+    return got
+
+
+proc, port, data3 = start_qbcdc(tokens=TOKEN)
+inner = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+body = CLASSIC.encode()
+smuggle = body + inner
+got = raw_exchange(port, b"POST /webhooks/intuit HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"intuit-signature: %s\r\nContent-Length: %d\r\nContent-Length: %d\r\n\r\n"
+                         % (sign(body, TOKEN).encode(), len(body), len(smuggle)) + smuggle)
+ok(got.startswith(b"HTTP/1.1 400"), "two different Content-Lengths: 400", got[:200])
+ok(got.count(b"HTTP/1.1") == 1, "and the connection closed: the request inside the body is never served", got)
+got = raw_exchange(port, b"POST /webhooks/intuit HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"intuit-signature: %s\r\nContent-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"%x\r\n%s\r\n0\r\n\r\n" % (sign(body, TOKEN).encode(), len(body), len(body), body))
+ok(got.startswith(b"HTTP/1.1 400") and got.count(b"HTTP/1.1") == 1,
+   "a Content-Length beside a Transfer-Encoding: 400, connection closed", got[:200])
+is_(metric(port, "qbcdc_http_ambiguous_framing_total"), 2.0, "qbcdc_http_ambiguous_framing_total counts both")
+got = raw_exchange(port, b"POST /webhooks/intuit HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Connection: close\r\nintuit-signature: %s\r\nContent-Length: %d\r\nContent-Length: %d\r\n\r\n"
+                         % (sign(body, TOKEN).encode(), len(body), len(body)) + body)
+ok(got.startswith(b"HTTP/1.1 200"), "the same Content-Length twice is one length (RFC 9112): 200", got[:200])
+is_(len(inbox(data3)), 1, "only that webhook was stored")
+proc.stop()
+
 # ---- a data dir that cannot be created ----
 p = Proc([QBCDC, "serve"], env={"QBCDC_DATA_DIR": "/proc/qbcdc-cannot", "QBCDC_LISTEN": "127.0.0.1:%d" % free_port()})
 rc = p.p.wait(timeout=10)
