@@ -187,6 +187,14 @@ static int open_dbis(qbc_store_t *s)
         }
         s->has_feed_times = 0;
     }
+    s->has_usage = 1;
+    if ((rc = mdb_dbi_open(txn, "usage", flags, &s->dbi_usage)) != 0) {
+        if (rc != MDB_NOTFOUND || !s->readonly) {
+            mdb_txn_abort(txn);
+            return lmdb_fail("mdb_dbi_open", rc);
+        }
+        s->has_usage = 0;
+    }
 
     MDB_val k = {sizeof("schema_version") - 1, "schema_version"}, v;
     rc = mdb_get(txn, s->dbi_meta, &k, &v);

@@ -275,6 +275,7 @@ typedef enum {
     QBC_JOB_REDRIVE = 6,     /**< qbc_redrive_job_t: move a dead letter back to pending */
     QBC_JOB_BACKFILL = 7,    /**< qbc_backfill_job_t: create or cancel a backfill job */
     QBC_JOB_CDC_REQUEST = 8, /**< qbc_cdc_request_job_t: ask for a CDC sweep of a realm now */
+    QBC_JOB_USAGE = 9,       /**< qbc_usage_job_t: metered calls added to a period's counts */
 } qbc_job_kind_t;
 
 typedef struct st_qbc_store_job_t qbc_store_job_t;
@@ -442,6 +443,53 @@ typedef struct st_qbc_cdc_request_job_t {
     int64_t requested_ns; /**< the realm's cdc_requested_ns as written */
 } qbc_cdc_request_job_t;
 
+/* ========================= metered call usage ========================= */
+
+/** what metered calls were for: live fetches, CDC sweeps, backfills and snapshots, anything else */
+typedef enum {
+    QBC_USAGE_LIVE = 0,
+    QBC_USAGE_CDC = 1,
+    QBC_USAGE_BACKFILL = 2,
+    QBC_USAGE_OTHER = 3,
+} qbc_usage_purpose_t;
+#define QBC_USAGE_PURPOSES 4
+
+/** "live", "cdc", "backfill", "other" */
+const char *qbc_usage_purpose_name(int purpose);
+
+/** calls of one realm to add, by purpose */
+typedef struct st_qbc_usage_delta_t {
+    char realm[QBC_REALM_MAX];
+    uint64_t calls[QBC_USAGE_PURPOSES];
+} qbc_usage_delta_t;
+
+/**
+ * QBC_JOB_USAGE: metered calls (Intuit's CorePlus calls) counted since the last such job,
+ * added to the counts of the period that starts at period_start_ns: each realm's and the
+ * period's total (their sum). The reconciler submits one a second, so a crash loses at
+ * most a second of counts.
+ */
+typedef struct st_qbc_usage_job_t {
+    qbc_store_job_t job;
+    int64_t period_start_ns; /**< wall clock; the key of the period (the caller decides periods) */
+    const qbc_usage_delta_t *deltas;
+    size_t n_deltas;
+} qbc_usage_job_t;
+
+/** one period's counts as read back; realm "" is the period's total */
+typedef struct st_qbc_usage_t {
+    const char *realm;
+    uint64_t calls[QBC_USAGE_PURPOSES];
+} qbc_usage_t;
+
+typedef int (*qbc_usage_scan_cb)(const qbc_usage_t *u, void *ctx);
+
+/**
+ * calls cb with the counts of the period starting at period_start_ns: the total first
+ * (realm ""), then each realm in name order. Nothing counted yet: cb is not called.
+ */
+int qbc_store_usage_scan(qbc_store_t *store, int64_t period_start_ns, qbc_usage_scan_cb cb, void *ctx);
+
 /*
  * The submit calls. Each is thread-safe, sets job->kind and queues the job for the next
  * group commit.
@@ -458,6 +506,7 @@ int qbc_store_put_realm(qbc_store_t *store, qbc_realm_job_t *job);
 int qbc_store_redrive(qbc_store_t *store, qbc_redrive_job_t *job);
 int qbc_store_backfill(qbc_store_t *store, qbc_backfill_job_t *job);
 int qbc_store_request_cdc(qbc_store_t *store, qbc_cdc_request_job_t *job);
+int qbc_store_add_usage(qbc_store_t *store, qbc_usage_job_t *job);
 
 /**
  * queues n webhook jobs at once, in order: one lock and one wake-up of the store's ingest

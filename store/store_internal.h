@@ -44,9 +44,10 @@ typedef struct st_qbc_recent_id_t qbc_recent_id_t;
 struct st_qbc_store_t {
     MDB_env *env;
     MDB_dbi dbi_meta, dbi_inbox, dbi_quarantine, dbi_pending, dbi_event_ids;
-    MDB_dbi dbi_entities, dbi_feed, dbi_realms, dbi_tokens, dbi_dead, dbi_jobs, dbi_feed_times;
-    int has_jobs;              /* 0: a read-only open of a store made before the jobs database existed */
-    int has_feed_times;        /* the same for feed_times */
+    MDB_dbi dbi_entities, dbi_feed, dbi_realms, dbi_tokens, dbi_dead, dbi_jobs, dbi_feed_times, dbi_usage;
+    int has_jobs; /* 0: a read-only open of a store made before the jobs database existed */
+    int has_feed_times;
+    int has_usage; /* the same for usage (metered calls by period) */ /* the same for feed_times */
     unsigned char *master_key; /* QBC_MASTER_KEY_LEN bytes on a page of its own, left out of core dumps */
     int has_key;
     pthread_mutex_t listen_mu; /* held while listeners are called, added or removed */
@@ -122,6 +123,10 @@ struct st_qbc_store_t {
     uint64_t st_commits, st_commit_failures, st_jobs, st_growths, st_commit_ns;
     uint64_t st_batch_hist[8];
 };
+
+/* ---- usage.c ---- */
+/** writer thread: adds a QBC_JOB_USAGE job's counts. 0 or an LMDB code */
+int qbc_store__apply_usage(qbc_store_t *s, MDB_txn *txn, qbc_usage_job_t *job);
 
 /* ---- env.c ---- */
 /** logs that the map is full at its maximum, at most once per 10 s per *last_logged_ns. */

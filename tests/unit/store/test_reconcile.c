@@ -40,6 +40,7 @@ typedef union {
     qbc_redrive_job_t rd;
     qbc_backfill_job_t bf;
     qbc_cdc_request_job_t cdc;
+    qbc_usage_job_t usage;
 } any_job_t;
 
 /* the store's submit call for j's kind (j->job.kind, set by the test) */
@@ -63,6 +64,8 @@ static int submit_any(qbc_store_t *s, any_job_t *j)
         return qbc_store_backfill(s, &j->bf);
     case QBC_JOB_CDC_REQUEST:
         return qbc_store_request_cdc(s, &j->cdc);
+    case QBC_JOB_USAGE:
+        return qbc_store_add_usage(s, &j->usage);
     }
     return -1;
 }
