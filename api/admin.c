@@ -330,6 +330,21 @@ static void realm_op_answer(api_job_t *aj, h2o_req_t *req)
     qbc_api__respond_obj(req, 200, "OK", o);
 }
 
+/* GET /admin/budget: the monthly allowance as the reconciler meters and governs it */
+static int get_budget(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id)
+{
+    (void)id;
+    char *text = api->hooks.budget != NULL ? api->hooks.budget(api->hooks.ctx) : NULL;
+    if (text == NULL) {
+        qbc_api__respond_error(req, 503, "Service Unavailable", "no_reconciler",
+                               "no reconciler runs (QBCDC_CLIENT_ID is not set): nothing is metered");
+        return 0;
+    }
+    qbc_api__respond_json(req, 200, "OK", text);
+    free(text);
+    return 0;
+}
+
 static int delete_realm(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg)
 {
     char realm[QBC_REALM_MAX];
@@ -352,6 +367,7 @@ static const struct {
     int (*fn)(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id);
 } routes[] = {
     {"GET", 1, "realms", NULL, get_realms},
+    {"GET", 1, "budget", NULL, get_budget},
     {"DELETE", 2, "realms", NULL, delete_realm},
     {"PUT", 3, "realms", "tokens", put_tokens},
     {"POST", 3, "realms", "cdc", qbc_api__post_cdc},

@@ -18,7 +18,7 @@ static json_t *time_or_null(int64_t ns)
     return ns ? json_string(qbc_time_format(ns, ts)) : json_null();
 }
 
-static json_t *job_json(const qbc_backfill_t *b)
+static json_t *job_json(const qbc_api_t *api, const qbc_backfill_t *b)
 {
     char id[24];
     json_t *ents = json_array();
@@ -40,8 +40,13 @@ static json_t *job_json(const qbc_backfill_t *b)
     }
     snprintf(id, sizeof(id), "%llu", (unsigned long long)b->id);
     int live = b->status == QBC_BACKFILL_QUEUED || b->status == QBC_BACKFILL_RUNNING;
+    /* a derived state: the stored one stays queued or running while the month's budget holds it back */
+    char why[200] = "";
+    int waiting =
+        live && api->hooks.backfill_waiting != NULL && api->hooks.backfill_waiting(api->hooks.ctx, why, sizeof(why));
     json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "job", id, "realm", b->realm, "status",
-                          qbc_backfill_status_name(b->status), "reason", b->reason);
+                          waiting ? "waiting_budget" : qbc_backfill_status_name(b->status), "reason", b->reason);
+    json_object_set_new(o, "waiting_reason", waiting ? json_string(why) : json_null());
     /* "" = the CDC entity list, resolved (and written here) when the job starts */
     json_object_set_new(o, "entities", b->entities[0] ? ents : (json_decref(ents), json_null()));
     json_object_set_new(o, "since", time_or_null(b->since_ns));
@@ -116,7 +121,7 @@ static void backfill_answer(api_job_t *aj, h2o_req_t *req)
         if (op->bj.id == 0)
             qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such job");
         else
-            qbc_api__respond_obj(req, 200, "OK", job_json(&op->bj.out));
+            qbc_api__respond_obj(req, 200, "OK", job_json(op->aj.api, &op->bj.out));
         return;
     }
     char id[24];
@@ -257,21 +262,27 @@ int qbc_api__get_job(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg)
         qbc_api__respond_error(req, 503, "Service Unavailable", "store_unavailable", "cannot read the store");
         return 0;
     }
-    qbc_api__respond_obj(req, 200, "OK", job_json(&b));
+    qbc_api__respond_obj(req, 200, "OK", job_json(api, &b));
     return 0;
 }
 
+typedef struct {
+    const qbc_api_t *api;
+    json_t *list;
+} job_list_t;
+
 static int job_list_cb(const qbc_backfill_t *b, void *ctx)
 {
-    json_array_append_new(ctx, job_json(b));
+    job_list_t *l = ctx;
+    json_array_append_new(l->list, job_json(l->api, b));
     return 0;
 }
 
 int qbc_api__get_jobs(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id)
 {
     (void)id;
-    json_t *list = json_array();
-    qbc_api__respond_list(req, "jobs", list, qbc_store_backfill_scan(api->store, job_list_cb, list));
+    job_list_t l = {api, json_array()};
+    qbc_api__respond_list(req, "jobs", l.list, qbc_store_backfill_scan(api->store, job_list_cb, &l));
     return 0;
 }
 

@@ -59,6 +59,10 @@ typedef struct st_qbc_api_hooks_t {
     char *(*metrics)(void *ctx);
     /** a few words for the periodic summary log line (e.g. "120 fetches"), into buf */
     void (*summary)(void *ctx, char *buf, size_t size);
+    /** the JSON object of GET /admin/budget (malloc'd text), or NULL: 503 */
+    char *(*budget)(void *ctx);
+    /** 1 if queued and running backfill jobs wait for the monthly budget (why: a reason), else 0 */
+    int (*backfill_waiting)(void *ctx, char *why, size_t size);
     void *ctx;
 } qbc_api_hooks_t;
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "common.h"
 #include "config.h"
 #include "ingress.h"
@@ -52,6 +53,17 @@ static const option_t options[] = {
         "1: snapshot every object of a realm (every CDC entity) when it is connected for the first time; 0: never"),
     OPT("cdc-lookback", cdc_lookback, "2592000",
         "CDC's lookback in seconds (QBO: 30 days); a realm whose watermark is older is backfilled instead"),
+    OPT("monthly-call-budget", monthly_call_budget, "500000",
+        "Intuit's metered (CorePlus) calls qbcdc may make per month, for the whole app (Builder tier: 500000); "
+        "spending "
+        "stops short of it, live fetches first to get calls; 0: metered, not governed"),
+    OPT("budget-period", budget_period, NULL,
+        "seconds: a budget period of this length instead of the calendar month (tests and benchmarks only)"),
+    OPT("budget-tz", budget_tz, NULL,
+        "time zone whose midnight begins a budget month (a name under /usr/share/zoneinfo); none: UTC"),
+    OPT("cdc-max-interval", cdc_max_interval, "604800",
+        "the longest a realm's CDC interval is stretched to fit the budget (seconds; QBCDC_CDC_INTERVAL is the "
+        "shortest)"),
     OPT("cdc-commit-max", cdc_commit_max, "500",
         "most entity versions a CDC sweep commits in one store transaction (a long backlog commits in chunks; only "
         "the last moves the watermark)"),
@@ -267,6 +279,8 @@ int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const c
         {cfg->cdc_lookback, "cdc-lookback", 1, 86400 * 30, &cfg->n_cdc_lookback_s},
         {cfg->cdc_audit_gap, "cdc-audit-gap", 0, 86400 * 30, &cfg->n_cdc_audit_gap_s},
         {cfg->cdc_commit_max, "cdc-commit-max", 1, 1000000, &cfg->n_cdc_commit_max},
+        {cfg->monthly_call_budget, "monthly-call-budget", 0, 1000000000L, &cfg->n_monthly_call_budget},
+        {cfg->cdc_max_interval, "cdc-max-interval", 1, 25 * 86400, &cfg->n_cdc_max_interval_s},
         {cfg->max_streams, "max-streams", 1, 1000000, &cfg->n_max_streams},
         {cfg->summary_interval, "summary-interval", 0, 86400, &cfg->n_summary_interval_s},
         {cfg->inbox_retention, "inbox-retention", 0, 86400L * 3650, &cfg->n_inbox_retention_s},
@@ -279,6 +293,17 @@ int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const c
             snprintf(want, sizeof(want), "a number from %ld to %ld", nums[i].min, nums[i].max);
             return bad_value(err, errsz, nums[i].name, nums[i].text, want);
         }
+    }
+    cfg->n_budget_period_s = 0;
+    if (cfg->budget_period != NULL && parse_long(cfg->budget_period, 1, 86400L * 366, &cfg->n_budget_period_s) != 0)
+        return bad_value(err, errsz, "budget-period", cfg->budget_period, "a number of seconds from 1 to 31622400");
+    if (cfg->budget_tz != NULL && strcmp(cfg->budget_tz, "UTC") != 0) {
+        char path[512];
+        snprintf(path, sizeof(path), "/usr/share/zoneinfo/%s", cfg->budget_tz);
+        if (cfg->budget_tz[0] == '\0' || cfg->budget_tz[0] == '/' || strstr(cfg->budget_tz, "..") != NULL ||
+            access(path, R_OK) != 0)
+            return bad_value(err, errsz, "budget-tz", cfg->budget_tz,
+                             "a time zone name under /usr/share/zoneinfo (e.g. America/Los_Angeles) or UTC");
     }
     if (qbc_log_set_format_name(cfg->log_format) != 0)
         return bad_value(err, errsz, "log-format", cfg->log_format, "text or json");

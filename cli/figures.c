@@ -4,11 +4,102 @@
  * the bridge lives here and neither has to know the other.
  */
 #include <jansson.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "figures.h"
+
+static int by_realm(const void *x, const void *y)
+{
+    return strcmp(((const qbc_realm_allowance_t *)x)->realm, ((const qbc_realm_allowance_t *)y)->realm);
+}
+
+static int by_use(const void *x, const void *y)
+{
+    const qbc_realm_allowance_t *a = x, *b = y;
+    uint64_t ua = 0, ub = 0;
+    for (int p = 0; p < QBC_USAGE_PURPOSES; p++) {
+        ua += a->used[p];
+        ub += b->used[p];
+    }
+    return ua < ub ? 1 : ua > ub ? -1 : strcmp(a->realm, b->realm);
+}
+
+static json_t *purposes(const uint64_t *used)
+{
+    json_t *o = json_object();
+    for (int p = 0; p < QBC_USAGE_PURPOSES; p++)
+        json_object_set_new(o, qbc_usage_purpose_name(p), json_integer((json_int_t)used[p]));
+    return o;
+}
+
+/* GET /admin/budget */
+static char *budget(void *ctx)
+{
+    qbc_reconciler_t *r = ctx;
+    qbc_allowance_figures_t f;
+    qbc_realm_allowance_t *list;
+    size_t n;
+    char ts[QBC_TIME_BUFSZ];
+
+    qbc_reconciler_allowance(r, &f);
+    if (f.period_start_ns == 0)
+        return NULL; /* not yet begun */
+    qbc_reconciler_realm_allowances(r, &list, &n);
+    qsort(list, n, sizeof(*list), by_use);
+    json_t *top = json_array();
+    for (size_t i = 0; i < n && i < 10; i++) {
+        uint64_t t = 0;
+        for (int p = 0; p < QBC_USAGE_PURPOSES; p++)
+            t += list[i].used[p];
+        if (t == 0)
+            break;
+        json_array_append_new(top, json_pack("{s:s,s:I,s:o}", "realm", list[i].realm, "used", (json_int_t)t,
+                                             "by_purpose", purposes(list[i].used)));
+    }
+    free(list);
+    json_t *o = json_object();
+    json_object_set_new(o, "period_start", json_string(qbc_time_format(f.period_start_ns, ts)));
+    json_object_set_new(o, "period_end", json_string(qbc_time_format(f.period_end_ns, ts)));
+    json_object_set_new(o, "budget", f.budget ? json_integer((json_int_t)f.budget) : json_null());
+    json_object_set_new(o, "used", json_integer((json_int_t)f.used_total));
+    json_object_set_new(o, "remaining", f.budget ? json_integer((json_int_t)f.remaining) : json_null());
+    json_object_set_new(o, "forecast", json_integer((json_int_t)f.forecast));
+    json_object_set_new(o, "inflight", json_integer((json_int_t)f.inflight));
+    json_object_set_new(o, "state", json_string(f.state));
+    json_object_set_new(o, "by_purpose", purposes(f.used));
+    json_object_set_new(o, "live_reserve", json_integer((json_int_t)f.live_reserve));
+    json_object_set_new(o, "cdc_planned", json_integer((json_int_t)f.cdc_planned));
+    json_object_set_new(o, "cdc_base_interval_s", json_integer(f.cdc_base_interval_s));
+    json_t *w = json_array();
+    if (f.live_blocked)
+        json_array_append_new(w, json_string("live"));
+    if (f.cdc_blocked)
+        json_array_append_new(w, json_string("cdc"));
+    if (f.backfill_blocked)
+        json_array_append_new(w, json_string("backfill"));
+    json_object_set_new(o, "waiting", w);
+    json_object_set_new(o, "top_realms", top);
+    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    return text;
+}
+
+static int backfill_waiting(void *ctx, char *why, size_t size)
+{
+    qbc_allowance_figures_t f;
+    qbc_reconciler_allowance(ctx, &f);
+    if (!f.backfill_blocked)
+        return 0;
+    char ts[QBC_TIME_BUFSZ];
+    snprintf(why, size,
+             "the period's call budget is kept for live fetches and CDC (%llu of %llu used); resumes by %s or when "
+             "QBCDC_MONTHLY_CALL_BUDGET is raised",
+             (unsigned long long)f.used_total, (unsigned long long)f.budget, qbc_time_format(f.period_end_ns, ts));
+    return 1;
+}
 
 static void realm_stats(void *ctx, void *json_array)
 {
@@ -19,6 +110,9 @@ static void realm_stats(void *ctx, void *json_array)
     json_t *o;
 
     qbc_reconciler_snapshot(r, st);
+    qbc_realm_allowance_t *allow;
+    size_t n_allow;
+    qbc_reconciler_realm_allowances(r, &allow, &n_allow);
     json_array_foreach(list, i, o)
     {
         const char *realm = json_string_value(json_object_get(o, "realm"));
@@ -32,11 +126,37 @@ static void realm_stats(void *ctx, void *json_array)
             }
         }
         char ts[QBC_TIME_BUFSZ];
+        qbc_realm_allowance_t key, *ra = NULL;
+        if (realm != NULL) {
+            snprintf(key.realm, sizeof(key.realm), "%s", realm);
+            ra = bsearch(&key, allow, n_allow, sizeof(*allow), by_realm);
+        }
+        json_t *b = json_object();
+        uint64_t total = 0;
+        json_t *bp = json_object();
+        for (int p = 0; p < QBC_USAGE_PURPOSES; p++) {
+            total += ra != NULL ? ra->used[p] : 0;
+            json_object_set_new(bp, qbc_usage_purpose_name(p), json_integer(ra != NULL ? (json_int_t)ra->used[p] : 0));
+        }
+        json_object_set_new(b, "calls_this_period", json_integer((json_int_t)total));
+        json_object_set_new(b, "by_purpose", bp);
+        json_object_set_new(b, "cdc_interval_s", ra != NULL ? json_integer(ra->cdc_interval_s) : json_null());
+        json_object_set_new(b, "next_cdc",
+                            ra != NULL && ra->next_cdc_ns > 0 ? json_string(qbc_time_format(ra->next_cdc_ns, ts))
+                                                              : json_null());
+        json_object_set_new(b, "sweeps", json_integer(ra != NULL ? (json_int_t)ra->sweeps : 0));
+        json_object_set_new(b, "gap_sweeps", json_integer(ra != NULL ? (json_int_t)ra->gap_sweeps : 0));
+        json_object_set_new(b, "gaps", json_integer(ra != NULL ? (json_int_t)ra->gaps : 0));
+        json_object_set_new(b, "gap_rate", json_real(ra != NULL ? round(ra->gap_rate * 1000) / 1000 : 0));
+        json_object_set_new(b, "webhooks_quiet", json_boolean(ra != NULL && ra->webhooks_quiet));
+        json_object_set_new(b, "waiting_budget", json_boolean(ra != NULL && ra->waiting));
+        json_object_set_new(o, "budget", b);
         json_object_set_new(o, "api_calls_last_minute", json_integer(calls));
         json_object_set_new(o, "api_inflight", json_integer(inflight));
         json_object_set_new(o, "throttled_until",
                             paused > qbc_now_ns() ? json_string(qbc_time_format(paused, ts)) : json_null());
     }
+    free(allow);
     free(st);
 }
 
@@ -95,6 +215,34 @@ static char *metrics(void *ctx)
     counter(&t, "qbcdc_backfill_requests_total", "Backfill query pages requested.", st->backfill_requests);
     counter(&t, "qbcdc_backfill_versions_new_total", "Versions backfills found that were new to the feed.",
             st->backfill_versions_new);
+    qbc_allowance_figures_t f;
+    qbc_reconciler_allowance(r, &f);
+    qbc_buf_printf(&t, "# HELP qbcdc_budget_calls Metered (CorePlus) calls this budget period, by purpose.\n"
+                       "# TYPE qbcdc_budget_calls gauge\n");
+    for (int p = 0; p < QBC_USAGE_PURPOSES; p++)
+        qbc_buf_printf(&t, "qbcdc_budget_calls{purpose=\"%s\"} %llu\n", qbc_usage_purpose_name(p),
+                       (unsigned long long)f.used[p]);
+    qbc_buf_printf(&t,
+                   "# HELP qbcdc_budget_limit Metered calls allowed per period (QBCDC_MONTHLY_CALL_BUDGET; 0: not "
+                   "governed).\n# TYPE qbcdc_budget_limit gauge\nqbcdc_budget_limit %llu\n",
+                   (unsigned long long)f.budget);
+    qbc_buf_printf(&t,
+                   "# HELP qbcdc_budget_used_ratio Share of the period's budget used (0 when not governed).\n"
+                   "# TYPE qbcdc_budget_used_ratio gauge\nqbcdc_budget_used_ratio %g\n",
+                   f.budget ? (double)f.used_total / (double)f.budget : 0.0);
+    qbc_buf_printf(&t,
+                   "# HELP qbcdc_budget_forecast_ratio The period's calls at its pace so far, as a share of the "
+                   "budget.\n# TYPE qbcdc_budget_forecast_ratio gauge\nqbcdc_budget_forecast_ratio %g\n",
+                   f.budget ? (double)f.forecast / (double)f.budget : 0.0);
+    qbc_buf_printf(&t,
+                   "# HELP qbcdc_budget_waiting Work waiting for the next budget period, by purpose (1: waiting).\n"
+                   "# TYPE qbcdc_budget_waiting gauge\nqbcdc_budget_waiting{purpose=\"live\"} %d\n"
+                   "qbcdc_budget_waiting{purpose=\"cdc\"} %d\nqbcdc_budget_waiting{purpose=\"backfill\"} %d\n",
+                   f.live_blocked, f.cdc_blocked, f.backfill_blocked);
+    qbc_buf_printf(&t,
+                   "# HELP qbcdc_budget_period_end_seconds Unix time the budget period ends.\n"
+                   "# TYPE qbcdc_budget_period_end_seconds gauge\nqbcdc_budget_period_end_seconds %lld\n",
+                   (long long)(f.period_end_ns / 1000000000));
     qbc_buf_printf(&t, "# HELP qbcdc_reconcile_seconds From a change's first sighting to the commit of its version.\n"
                        "# TYPE qbcdc_reconcile_seconds histogram\n");
     uint64_t cum = 0;
@@ -127,6 +275,11 @@ static void summary(void *ctx, char *buf, size_t size)
 
 void qbc_figures_install(qbc_api_t *ing, qbc_reconciler_t *r)
 {
-    qbc_api_hooks_t hooks = {.realm_stats = realm_stats, .metrics = metrics, .summary = summary, .ctx = r};
+    qbc_api_hooks_t hooks = {.realm_stats = realm_stats,
+                             .metrics = metrics,
+                             .summary = summary,
+                             .budget = budget,
+                             .backfill_waiting = backfill_waiting,
+                             .ctx = r};
     qbc_api_set_hooks(ing, &hooks);
 }

@@ -41,6 +41,7 @@ static void usage(FILE *f)
             "  qbcdc jobs [ID]            list backfill jobs or show one (admin API)\n"
             "  qbcdc cancel ID            cancel a backfill job (admin API)\n"
             "  qbcdc realms               realms with status, pending work and API use (admin API)\n"
+            "  qbcdc budget               the month's metered-call budget: used, remaining, forecast (admin API)\n"
             "  qbcdc register REALM       register a refresh token read from stdin (admin API)\n"
             "  qbcdc disconnect REALM     revoke at Intuit and erase the tokens (admin API)\n"
             "  qbcdc dead-letters         list dead letters (admin API)\n"
@@ -172,7 +173,16 @@ static int cmd_serve(int argc, char **argv)
                                         .cdc_entities = cfg.cdc_entities,
                                         .cdc_lookback_s = (unsigned)cfg.n_cdc_lookback_s,
                                         .cdc_audit_gap_s = (int)cfg.n_cdc_audit_gap_s,
-                                        .cdc_commit_max = (unsigned)cfg.n_cdc_commit_max};
+                                        .cdc_commit_max = (unsigned)cfg.n_cdc_commit_max,
+                                        .monthly_budget = (uint64_t)cfg.n_monthly_call_budget,
+                                        .budget_period_s = (unsigned)cfg.n_budget_period_s,
+                                        .budget_local_months =
+                                            cfg.budget_tz != NULL && strcmp(cfg.budget_tz, "UTC") != 0,
+                                        .cdc_max_interval_s = (unsigned)cfg.n_cdc_max_interval_s};
+        if (rcfg.budget_local_months) { /* months begin at that zone's midnight; logs stay in UTC */
+            setenv("TZ", cfg.budget_tz, 1);
+            tzset();
+        }
         if ((rc = qbc_reconciler_start(&rcfg, store, &rec)) != 0) {
             fprintf(stderr, "qbcdc: cannot start the reconciler: %s\n", qbc_strerror(rc));
             goto Exit;
@@ -292,7 +302,8 @@ int main(int argc, char **argv)
         return cmd_inspect(cmd, argc, argv);
     if (strcmp(cmd, "cdc") == 0 || strcmp(cmd, "backfill") == 0 || strcmp(cmd, "jobs") == 0 ||
         strcmp(cmd, "cancel") == 0 || strcmp(cmd, "realms") == 0 || strcmp(cmd, "register") == 0 ||
-        strcmp(cmd, "disconnect") == 0 || strcmp(cmd, "dead-letters") == 0 || strcmp(cmd, "retry") == 0)
+        strcmp(cmd, "budget") == 0 || strcmp(cmd, "disconnect") == 0 || strcmp(cmd, "dead-letters") == 0 ||
+        strcmp(cmd, "retry") == 0)
         return qbc_adminapi_main(cmd, argc, argv);
     if (cmd[0] == '-')
         return usage_error("unknown flag '%s' (see qbcdc --help)", cmd);

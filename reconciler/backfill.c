@@ -429,12 +429,18 @@ int64_t qbc_rec__backfill_plan(qbc_reconciler_t *r, int64_t now)
                 next = t;
             continue;
         }
+        /* backfills and snapshots spend only what the month's plan leaves (allowance.c) */
+        if (!qbc_rec__allowance_permits(r, QBC_USAGE_BACKFILL, 1)) {
+            if (now + NS < next)
+                next = now + NS;
+            continue;
+        }
         /* a page after the first starts early enough to hold the last one's anchors */
         size_t na = qbc_rec__backfill_n_anchors(b->st.anchors);
         b->page_pos = b->st.start_position > na ? b->st.start_position - na : 1;
         char *q = qbc_rec_backfill_query(b->ents[b->st.entity_index], b->st.since_ns, b->page_pos);
         char *url = qbc_rec_query_url(r->api_base, realm->name, r->cfg.minorversion);
-        int rc = qbc_rec__start_api(r, realm, url, q, on_page, b);
+        int rc = qbc_rec__start_api(r, realm, url, q, QBC_USAGE_BACKFILL, on_page, b);
         free(url);
         free(q);
         if (rc != 0) {

@@ -309,7 +309,7 @@ static void sweep_end(qbc_reconciler_t *r, rec_realm_t *realm, int64_t now, cons
     }
     sweep_clear(c);
     c->inflight = 0;
-    c->due_ns = now + (int64_t)r->cfg.cdc_interval_s * NS;
+    c->due_ns = now + qbc_rec__cdc_interval_ns(r, realm);
 }
 
 static void on_sweep_committed(qbc_reconciler_t *r, const qbc_store_job_t *sj, void *ctx)
@@ -340,6 +340,7 @@ static void on_sweep_committed(qbc_reconciler_t *r, const qbc_store_job_t *sj, v
         if (!qbc_list_has(c->refused, ent))
             qbc_list_add(c->refused, sizeof(c->refused), ent);
     }
+    qbc_rec__allowance_sweep_done(r, realm, job->n_feed + c->chunk_new);
     pthread_mutex_lock(&r->stats_mu);
     r->stats.cdc_audit_notices += job->n_audited;
     r->stats.cdc_sweeps++;
@@ -664,9 +665,10 @@ static void sweep_start(qbc_reconciler_t *r, rec_realm_t *realm, int64_t now)
     int64_t since =
         qbc_rec_cdc_since(c->watermark_ns, realm->connected_ns, wall, (int64_t)r->cfg.cdc_lookback_s * NS, &too_old);
     c->requested_done = c->requested_ns;
+    realm->last_sweep_ns = now;
     if (too_old) {
         int64_t from = c->watermark_ns > 0 ? c->watermark_ns : realm->connected_ns;
-        c->due_ns = now + (int64_t)r->cfg.cdc_interval_s * NS;
+        c->due_ns = now + qbc_rec__cdc_interval_ns(r, realm);
         start_auto_backfill(r, realm, from, now);
         return;
     }
@@ -677,7 +679,7 @@ static void sweep_start(qbc_reconciler_t *r, rec_realm_t *realm, int64_t now)
         if (!qbc_list_has(c->refused, r->cdc_entities[i]) && qbc_list_add(list, sizeof(list), r->cdc_entities[i]) == 0)
             n++;
     if (list[0] == '\0') {
-        c->due_ns = now + (int64_t)r->cfg.cdc_interval_s * NS;
+        c->due_ns = now + qbc_rec__cdc_interval_ns(r, realm);
         return;
     }
     c->active = 1;
@@ -692,7 +694,7 @@ void qbc_rec__cdc_realm_seen(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_
     if (st->cdc_watermark_ns > c->watermark_ns)
         c->watermark_ns = st->cdc_watermark_ns;
     if (c->due_ns == 0) { /* first sight: a request not yet served (made while we were down) still counts */
-        c->due_ns = now + (int64_t)r->cfg.cdc_interval_s * NS;
+        c->due_ns = now + qbc_rec__cdc_interval_ns(r, realm);
         c->requested_done = st->cdc_requested_ns > st->last_cdc_ns ? 0 : st->cdc_requested_ns;
     }
     c->requested_ns = st->cdc_requested_ns;
@@ -730,6 +732,12 @@ int64_t qbc_rec__cdc_plan(qbc_reconciler_t *r, int64_t now)
         }
         if (!qbc_rec__auth_ready(r, realm, now, &next))
             continue;
+        /* the month's allowance: past CDC's line, the sweep waits (the watermark stays where it is) */
+        if (!qbc_rec__allowance_permits(r, QBC_USAGE_CDC, 1)) {
+            realm->waiting = 1;
+            min_into(&next, now + NS);
+            continue;
+        }
         if (qbc_budget_available(&realm->budget, now, REC_PRIO_CDC) == 0) {
             int64_t t = qbc_budget_next(&realm->budget, now, REC_PRIO_CDC);
             if (t > now)
@@ -743,12 +751,12 @@ int64_t qbc_rec__cdc_plan(qbc_reconciler_t *r, int64_t now)
             p->page_pos = p->position > na ? p->position - na : 1;
             char *q = qbc_rec_window_query(p->entities, p->since_ns, p->until_ns, p->page_pos);
             char *url = qbc_rec_query_url(r->api_base, realm->name, r->cfg.minorversion);
-            rc = qbc_rec__start_api(r, realm, url, q, on_window_answer, NULL);
+            rc = qbc_rec__start_api(r, realm, url, q, QBC_USAGE_CDC, on_window_answer, NULL);
             free(url);
             free(q);
         } else {
             char *url = qbc_rec_cdc_url(r->api_base, realm->name, p->entities, p->since_ns, r->cfg.minorversion);
-            rc = qbc_rec__start_api(r, realm, url, NULL, on_cdc_answer, NULL);
+            rc = qbc_rec__start_api(r, realm, url, NULL, QBC_USAGE_CDC, on_cdc_answer, NULL);
             free(url);
         }
         if (rc != 0) {

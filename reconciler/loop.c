@@ -115,6 +115,7 @@ static void *thread_main(void *arg)
             }
             if (atomic_exchange(&r->dirty_jobs, 0))
                 qbc_rec__backfill_scan(r);
+            qbc_rec__allowance_tick(r, now);
             int64_t t = qbc_rec__plan(r, now);
             if (t < next)
                 next = t;
@@ -148,6 +149,7 @@ static void *thread_main(void *arg)
         curl_multi_poll(r->multi, NULL, 0, timeout, NULL);
     }
     publish_realm_stats(r, qbc_mono_ns());
+    qbc_rec__allowance_flush(r); /* the last second's counts */
     return NULL;
 }
 
@@ -169,6 +171,7 @@ static void reconciler_free(qbc_reconciler_t *r)
         free(realm);
     }
     free(r->realms);
+    qbc_rec__allowance_free(r);
     curl_multi_cleanup(r->multi);
     curl_global_cleanup();
     free(r->api_base);
@@ -224,6 +227,12 @@ int qbc_reconciler_start(const qbc_reconciler_config_t *cfg, qbc_store_t *store,
         c->cdc_audit_gap_s = 600;
     if (c->cdc_commit_max == 0)
         c->cdc_commit_max = 500;
+    if (c->cdc_max_interval_s == 0)
+        c->cdc_max_interval_s = 7 * 86400;
+    if (c->cdc_max_interval_s < c->cdc_interval_s)
+        c->cdc_max_interval_s = c->cdc_interval_s;
+    r->allow.budget = c->monthly_budget;
+    r->allow.margin = c->monthly_budget / 1000 + (c->monthly_budget > 0);
     {
         const char *list = c->cdc_entities != NULL && c->cdc_entities[0] != '\0'
                                ? c->cdc_entities

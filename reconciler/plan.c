@@ -164,6 +164,10 @@ static int on_pending(const qbc_pending_t *p, void *arg)
     if (n == NULL) {
         n = notice_add(c->r, realm, p->entity, p->id);
         n->first_seen_ns = c->now;
+        if (p->first_seq != 0) { /* made by a webhook (not by an audit): the realm's webhooks are alive */
+            realm->notices_seen++;
+            realm->last_notice_wall = qbc_now_ns();
+        }
     } else if (n->inflight && p->last_seq != n->last_seq && n->bump_seen_ns == 0) {
         n->bump_seen_ns = c->now; /* a newer change arrived while we fetch */
     }
@@ -264,6 +268,13 @@ static void plan_realm(qbc_reconciler_t *r, rec_realm_t *realm, rec_notice_t **n
         return;
     if (!qbc_rec__auth_ready(r, realm, now, next))
         return;
+    /* the month's allowance: past its line, notices wait for the next period (allowance.c) */
+    if (!qbc_rec__allowance_permits(r, QBC_USAGE_LIVE, 1)) {
+        realm->waiting = 1;
+        min_into(next, now + 1000000000LL);
+        return;
+    }
+    realm->waiting = 0;
     unsigned avail = qbc_budget_available(&realm->budget, now, REC_PRIO_LIVE);
     if (avail == 0) {
         int64_t t = qbc_budget_next(&realm->budget, now, REC_PRIO_LIVE);
@@ -273,7 +284,7 @@ static void plan_realm(qbc_reconciler_t *r, rec_realm_t *realm, rec_notice_t **n
     }
     size_t i = 0;
     for (; i < n && ns[i]->need_read && avail > 0; i++, avail--)
-        if (qbc_rec__start_read(r, realm, ns[i]) != 0)
+        if (!qbc_rec__allowance_permits(r, QBC_USAGE_LIVE, 1) || qbc_rec__start_read(r, realm, ns[i]) != 0)
             return;
     while (i < n && ns[i]->need_read)
         i++;
@@ -309,6 +320,8 @@ static void plan_realm(qbc_reconciler_t *r, rec_realm_t *realm, rec_notice_t **n
             k = realm->batch_cap;
         if (k > units)
             k = units;
+        if (!qbc_rec__allowance_permits(r, QBC_USAGE_LIVE, k >= 2 ? (unsigned)k : 1))
+            break;
         if (k >= 2 && qbc_budget_available(&realm->batch_budget, now, REC_PRIO_LIVE) > 0) {
             if (qbc_rec__start_batch(r, realm, chunks + c, k) != 0)
                 break;

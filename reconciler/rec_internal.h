@@ -364,10 +364,40 @@ struct st_rec_realm_t {
     uint64_t pending;      /**< notices tracked for it */
     uint64_t pending_scan; /**< counting during a scan */
     rec_cdc_t cdc;
+    /* its share of the monthly allowance and its CDC schedule (allowance.c) */
+    uint64_t used[QBC_USAGE_PURPOSES];      /**< metered calls this period */
+    uint64_t unflushed[QBC_USAGE_PURPOSES]; /**< of which not yet handed to the store */
+    int unflushed_any;
+    int64_t cdc_interval_ns; /**< fitted (0: not fitted yet: the configured interval) */
+    int64_t last_sweep_ns;   /**< mono: when its last sweep started (0: none yet) */
+    double gap_ewma;         /**< recent share of sweeps that found changes webhooks missed */
+    uint64_t sweeps, gap_sweeps, gaps;
+    uint64_t notices_seen;    /**< webhook-made notices first seen this period */
+    int64_t last_notice_wall; /**< when the last of them was first seen */
+    int waiting;              /**< its live or CDC work waits for the allowance */
 };
 
 typedef struct st_rec_xfer_t rec_xfer_t;
 typedef struct st_rec_job_t rec_job_t;
+
+/** Intuit's monthly CorePlus allowance: metered, planned and governed (allowance.c; loop thread) */
+typedef struct st_rec_allowance_t {
+    uint64_t budget;                         /**< per period; 0: not governed */
+    uint64_t margin;                         /**< spending stops this far short of budget */
+    int64_t period_start_ns, period_end_ns;  /**< wall */
+    uint64_t used[QBC_USAGE_PURPOSES];       /**< this period: stored and not yet flushed */
+    uint64_t inflight;                       /**< metered units started, not answered */
+    uint64_t live_reserve, cdc_planned;      /**< from the last fit */
+    int64_t base_interval_ns;                /**< the last fit's interval for a realm of weight 1 */
+    int64_t flush_due, fit_due, publish_due; /**< mono */
+    int loaded;                              /**< the period's stored counts were read */
+    int warned;                              /**< the highest alert logged this period: 0, 80, 95, 100 */
+    int64_t live_refused_ns, cdc_refused_ns, backfill_refused_ns; /**< mono: the last refusal of each */
+    /* published (under stats_mu) */
+    qbc_allowance_figures_t pub;
+    qbc_realm_allowance_t *pub_realms;
+    size_t n_pub_realms;
+} rec_allowance_t;
 
 struct st_qbc_reconciler_t {
     qbc_reconciler_config_t cfg;
@@ -408,6 +438,7 @@ struct st_qbc_reconciler_t {
     struct st_rec_backfill_t *backfills; /**< jobs queued or running, in id order */
     char **cdc_entities;                 /**< the configured list, split */
     size_t n_cdc_entities;
+    rec_allowance_t allow;
 };
 
 /* the answer of a generic API call (CDC, backfill) */
@@ -429,9 +460,13 @@ qbc_rec_class_t qbc_rec__answer_class(const rec_api_answer_t *a, qbc_fault_t *fa
  */
 typedef void (*rec_commit_cb)(qbc_reconciler_t *r, const qbc_store_job_t *job, void *ctx);
 
-/** GET url (post_body NULL) or POST post_body as application/text, with the realm's bearer; cb gets the answer */
-int qbc_rec__start_api(qbc_reconciler_t *r, rec_realm_t *realm, const char *url, const char *post_body, rec_api_cb cb,
-                       void *ctx);
+/**
+ * GET url (post_body NULL) or POST post_body as application/text, with the realm's bearer; cb
+ * gets the answer. A metered call of usage_purpose (qbc_usage_purpose_t); the caller checked
+ * qbc_rec__allowance_permits.
+ */
+int qbc_rec__start_api(qbc_reconciler_t *r, rec_realm_t *realm, const char *url, const char *post_body,
+                       int usage_purpose, rec_api_cb cb, void *ctx);
 /**
  * submits a reconcile job with versions[0..nv) (taken over: freed with the owned texts after
  * done runs), tmpl's set_cdc/watermarks/checkpoint/audit_entities/realm_error (copied), and
@@ -462,6 +497,8 @@ typedef struct st_rec_part_t {
 struct st_rec_xfer_t {
     rec_xfer_t *next, *prev;
     int kind;
+    int usage_purpose; /* qbc_usage_purpose_t of a metered call */
+    unsigned units;    /* metered calls it costs when answered 2xx (a batch: its items); 0: not metered */
     qbc_reconciler_t *r;
     rec_realm_t *realm;
     char entity[QBC_ENTITY_MAX];
@@ -580,6 +617,22 @@ void qbc_rec__backfill_anchors(const qbc_rec_item_t *items, size_t n, char *out,
 void qbc_rec__backfill_scan(qbc_reconciler_t *r);
 int64_t qbc_rec__backfill_plan(qbc_reconciler_t *r, int64_t now);
 void qbc_rec__backfill_free_all(qbc_reconciler_t *r);
+
+/* allowance.c */
+/** loop thread: period turns, counts flushed (each second), the CDC schedule fitted, alerts, figures */
+void qbc_rec__allowance_tick(qbc_reconciler_t *r, int64_t now);
+/** 1 if `units` metered calls for purpose may start now (live > CDC > backfill; see allowance.c) */
+int qbc_rec__allowance_permits(qbc_reconciler_t *r, int purpose, unsigned units);
+/** a metered transfer started (its cost reserved) / ended (counted if counted) */
+void qbc_rec__allowance_started(qbc_reconciler_t *r, unsigned units);
+void qbc_rec__allowance_ended(qbc_reconciler_t *r, rec_realm_t *realm, int purpose, unsigned units, int counted);
+/** the interval between the realm's CDC sweeps now (fitted to the allowance) */
+int64_t qbc_rec__cdc_interval_ns(const qbc_reconciler_t *r, const rec_realm_t *realm);
+/** a sweep of realm committed; gaps: changes it found that webhooks had not delivered */
+void qbc_rec__allowance_sweep_done(qbc_reconciler_t *r, rec_realm_t *realm, uint64_t gaps);
+/** last thing at stop: the counts not yet stored are handed to the store */
+void qbc_rec__allowance_flush(qbc_reconciler_t *r);
+void qbc_rec__allowance_free(qbc_reconciler_t *r);
 
 /* plan.c */
 /** active, has tokens, not disconnected */

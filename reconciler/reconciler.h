@@ -48,6 +48,14 @@ typedef struct st_qbc_reconciler_config_t {
     unsigned cdc_lookback_s;     /**< CDC's lookback; a watermark older than this backfills instead (0: 30 days) */
     int cdc_audit_gap_s;         /**< an entity is audited at most this often per realm (<0: 600; 0: no gap) */
     unsigned cdc_commit_max;     /**< most versions in one CDC store commit; a sweep commits in chunks (0: 500) */
+    /**
+     * Intuit's metered (CorePlus) calls the app may make per period, for qbcdc as a whole; 0: not
+     * governed (still metered). Calls are counted per period, realm and purpose (qbc_usage_*).
+     */
+    uint64_t monthly_budget;
+    unsigned budget_period_s;    /**< a period of this many seconds instead of the calendar month (tests) */
+    int budget_local_months;     /**< 1: months begin at local midnight (TZ set by the caller); 0: UTC */
+    unsigned cdc_max_interval_s; /**< the longest a realm's CDC interval is stretched to (0: 7 days) */
 } qbc_reconciler_config_t;
 
 typedef struct st_qbc_reconciler_t qbc_reconciler_t;
@@ -168,6 +176,44 @@ typedef struct st_qbc_reconciler_stats_t {
 } qbc_reconciler_stats_t;
 
 extern const unsigned qbc_reconciler_latency_bounds_ms[11];
+
+/** the period's allowance as metered and governed (qbc_reconciler_allowance) */
+typedef struct st_qbc_allowance_figures_t {
+    uint64_t budget;                        /**< calls per period; 0: not governed */
+    int64_t period_start_ns, period_end_ns; /**< wall clock */
+    uint64_t used[QBC_USAGE_PURPOSES];      /**< metered calls answered this period, by purpose */
+    uint64_t used_total;
+    uint64_t inflight;                               /**< metered calls started and not answered yet */
+    uint64_t remaining;                              /**< budget - used (0 when over) */
+    uint64_t forecast;                               /**< calls by the period's end at the period's pace so far */
+    uint64_t live_reserve;                           /**< kept free for live fetches (estimated from their pace) */
+    uint64_t cdc_planned;                            /**< sweeps the CDC schedule plans for the rest of the period */
+    int64_t cdc_base_interval_s;                     /**< the fitted interval of a realm without webhook gaps */
+    int live_blocked, cdc_blocked, backfill_blocked; /**< 1: that purpose waits for the next period */
+    char state[16];                                  /**< ok, warning (80%), critical (95%), exhausted, ungoverned */
+} qbc_allowance_figures_t;
+
+/** one realm's share of the allowance and its CDC schedule */
+typedef struct st_qbc_realm_allowance_t {
+    char realm[QBC_REALM_MAX];
+    uint64_t used[QBC_USAGE_PURPOSES]; /**< this period */
+    int64_t cdc_interval_s;            /**< its fitted CDC interval */
+    int64_t next_cdc_ns;               /**< wall clock: when its next sweep is due (0: not scheduled) */
+    uint64_t sweeps, gap_sweeps;       /**< sweeps since start, and those that found changes webhooks had missed */
+    uint64_t gaps;                     /**< changes sweeps found that webhooks had missed */
+    double gap_rate;                   /**< recent share of sweeps that found gaps (0..1) */
+    int webhooks_quiet;                /**< its webhooks stopped while it had been active */
+    int waiting;                       /**< its live or CDC work waits for the allowance */
+} qbc_realm_allowance_t;
+
+/** the allowance figures as of the last second. Thread-safe. */
+void qbc_reconciler_allowance(qbc_reconciler_t *r, qbc_allowance_figures_t *out);
+
+/**
+ * every realm's figures, sorted by realm, into a malloc'd array (*out, free it) of *n.
+ * Thread-safe. @return 0
+ */
+int qbc_reconciler_realm_allowances(qbc_reconciler_t *r, qbc_realm_allowance_t **out, size_t *n);
 
 /** a consistent copy of the counters. Thread-safe. */
 void qbc_reconciler_snapshot(qbc_reconciler_t *r, qbc_reconciler_stats_t *out);

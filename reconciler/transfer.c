@@ -102,6 +102,13 @@ static int xfer_go(qbc_reconciler_t *r, rec_xfer_t *x, unsigned units)
     r->n_xfers++;
     if (x->realm != NULL) /* X_OAUTH calls have none: not the API's budget */
         qbc_budget_take_n(&x->realm->budget, qbc_mono_ns(), units);
+    /* Intuit meters reads of the accounting API (a batch: each item); tokens are not metered */
+    if (x->kind == X_QUERY || x->kind == X_READ || x->kind == X_BATCH || x->kind == X_API) {
+        x->units = units;
+        if (x->kind != X_API)
+            x->usage_purpose = QBC_USAGE_LIVE;
+        qbc_rec__allowance_started(r, units);
+    }
     REC_STAT(r, requests, 1);
     return 0;
 }
@@ -292,11 +299,12 @@ qbc_rec_class_t qbc_rec__answer_class(const rec_api_answer_t *a, qbc_fault_t *fa
     return qbc_rec_classify(a->curl_ok, a->status, fault);
 }
 
-int qbc_rec__start_api(qbc_reconciler_t *r, rec_realm_t *realm, const char *url, const char *post_body, rec_api_cb cb,
-                       void *ctx)
+int qbc_rec__start_api(qbc_reconciler_t *r, rec_realm_t *realm, const char *url, const char *post_body,
+                       int usage_purpose, rec_api_cb cb, void *ctx)
 {
     rec_xfer_t *x = xfer_new(r, realm, X_API, url);
     snprintf(x->entity, sizeof(x->entity), "api");
+    x->usage_purpose = usage_purpose;
     add_bearer(x);
     set_request(x, "application/text", post_body);
     x->api_cb = cb;
@@ -374,6 +382,12 @@ int qbc_rec__drain_curl(qbc_reconciler_t *r)
         CURLcode res = m->data.result;
         xfer_unlink(r, x);
         count_call(r, x, res);
+        if (x->units > 0) {
+            long status = 0;
+            curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+            qbc_rec__allowance_ended(r, x->realm, x->usage_purpose, x->units,
+                                     res == CURLE_OK && status >= 200 && status < 300);
+        }
         qbc_rec__xfer_done(r, x, res);
         xfer_free(r, x);
         done++;
@@ -386,6 +400,8 @@ void qbc_rec__abort_all(qbc_reconciler_t *r)
     while (r->xfers) {
         rec_xfer_t *x = r->xfers;
         xfer_unlink(r, x);
+        if (x->units > 0)
+            qbc_rec__allowance_ended(r, x->realm, x->usage_purpose, x->units, 0);
         if (x->realm != NULL)
             qbc_budget_done(&x->realm->budget);
         for (size_t i = 0; i < x->n; i++)

@@ -156,8 +156,10 @@ def start_qbcdc(data_dir=None, tokens="test-verifier-token", extra_env=None, arg
     """starts `qbcdc serve` on a free loopback port; returns (Proc, port, data_dir)."""
     port = free_port()
     data_dir = data_dir or tmpdir("qbcdc-data-")
-    # no bundled simulator unless a test asks for one (it would take port 9090)
-    env = {"QBCDC_LISTEN": "127.0.0.1:%d" % port, "QBCDC_DATA_DIR": data_dir, "QBCDC_SIM": "off"}
+    # no bundled simulator unless a test asks for one (it would take port 9090); the monthly call
+    # budget ungoverned: second-long CDC intervals would otherwise be stretched to fit a month
+    env = {"QBCDC_LISTEN": "127.0.0.1:%d" % port, "QBCDC_DATA_DIR": data_dir, "QBCDC_SIM": "off",
+           "QBCDC_MONTHLY_CALL_BUDGET": "0"}
     if tokens is not None:
         env["QBCDC_WEBHOOK_VERIFIER_TOKENS"] = tokens
     env.update(extra_env or {})

@@ -196,7 +196,10 @@ def serve_env(port, data_dir, sim):
             "QBCDC_CLIENT_SECRET": CLIENT_SECRET, "QBCDC_API_BASE": "http://127.0.0.1:%d" % sim.port,
             "QBCDC_OAUTH_TOKEN_URL": "http://127.0.0.1:%d/oauth2/v1/tokens/bearer" % sim.port,
             "QBCDC_ADMIN_TOKEN": ADMIN, "QBCDC_FEED_TOKEN": "test-feed-token", "QBCDC_LOG_LEVEL": "warn",
-            "QBCDC_CDC_ENTITIES": SIM_ENTITIES}
+            "QBCDC_CDC_ENTITIES": SIM_ENTITIES,
+            # ungoverned: second-long CDC intervals would be stretched to fit a month's budget
+            # (test_allowance.py governs)
+            "QBCDC_MONTHLY_CALL_BUDGET": "0"}
 
 
 def serve_with_sim(sim, port, prefix, extra_env=None):

@@ -161,6 +161,7 @@ realms = sorted(sim.realms())
 sim.json("POST", "/sim/mutate?n=60&per_hook=5")
 ok(not wait_drained(sim, data_dir, timeout=60), "the changes are reconciled")
 st, _, rl = check("GET", "/admin/realms", headers=ADMIN_AUTH, want=200)
+check("GET", "/admin/budget", headers=ADMIN_AUTH, want=200)
 check("POST", "/admin/realms/%s/cdc" % realms[0], headers=ADMIN_AUTH, want=202)
 check("POST", "/admin/realms/424242/cdc", headers=ADMIN_AUTH, name="unknown realm", want=404)
 st, _, bf = check("POST", "/admin/realms/%s/backfill" % realms[0], json.dumps({"entities": ["Customer"]}), ADMIN_AUTH,
