@@ -19,7 +19,9 @@ def serve_with(env):
 
 
 for var, value in (("QBCDC_CDC_INTERVAL", "abc"), ("QBCDC_RATE_LIMIT", "0"), ("QBCDC_LOG_LEVEL", "loud"),
-                   ("QBCDC_SNAPSHOT_ON_CONNECT", "yes"), ("QBCDC_MAP_SIZE", "lots"), ("QBCDC_CDC_ENTITIES", "Foo")):
+                   ("QBCDC_SNAPSHOT_ON_CONNECT", "yes"), ("QBCDC_MAP_SIZE", "lots"), ("QBCDC_CDC_ENTITIES", "Foo"),
+                   ("QBCDC_MONTHLY_CALL_BUDGET", "-5"), ("QBCDC_BUDGET_PERIOD", "0"), ("QBCDC_BUDGET_TZ", "Mars/Base"),
+                   ("QBCDC_CDC_MAX_INTERVAL", "9999999")):
     rc, err = serve_with({var: value})
     ok(rc == 2 and var in err and "'%s'" % value in err,
        "%s=%s: exit 2, the message names the variable and quotes the value" % (var, value), err[:300])
