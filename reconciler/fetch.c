@@ -19,6 +19,23 @@ static void part_done(qbc_reconciler_t *r, rec_xfer_t *x, const rec_part_t *p, q
     int read = x->kind == X_READ;
     switch (qbc_rec__action_for(cls, read ? REC_FOR_READ : REC_FOR_QUERY, status, fault)) {
     case REC_ACT_USE:
+        if (x->kind == X_CDC) {
+            /*
+             * a live CDC answer: notices it does not hold (their time is not the entity's, or
+             * it changed again since) go back to queries, not to one read each
+             */
+            size_t k = 0;
+            for (size_t i = 0; i < n; i++) {
+                int held = 0;
+                for (size_t j = 0; j < n_items && !held; j++)
+                    held = strcmp(items[j].id, ns[i]->id) == 0;
+                if (held)
+                    ns[k++] = ns[i];
+                else
+                    qbc_rec__notice_release(ns[i]);
+            }
+            n = k;
+        }
         qbc_rec__offer(r, x->realm, p->entity, ns, n, items, n_items, read);
         return;
     case REC_ACT_DELETED:
@@ -70,6 +87,37 @@ static void part_done(qbc_reconciler_t *r, rec_xfer_t *x, const rec_part_t *p, q
     qbc_rec_items_free(items, n_items);
 }
 
+/*
+ * a live CDC answer as batch-like parts, one per entity of x: each gets the objects of its
+ * entity (deleted ones as deletes); notices it does not hold go on to single reads (offer).
+ * At the answer's cap something may be missing: every part is given back (state -1: the
+ * notices are retried, through queries and reads now that cdc_tried is set).
+ */
+static int live_cdc_parts(rec_xfer_t *x, qbc_rec_part_t **out, qbc_fault_t *fault)
+{
+    qbc_rec_cdc_group_t *groups = NULL;
+    size_t n_groups = 0, total = 0;
+    int64_t time_ns = 0;
+    int rc = qbc_rec_parse_cdc(x->body.data, x->body.len, &groups, &n_groups, &time_ns, &total, fault);
+    if (rc != 0)
+        return rc;
+    qbc_rec_part_t *parts = qbc_calloc(x->n_parts, sizeof(*parts));
+    for (size_t i = 0; i < x->n_parts; i++) {
+        parts[i].state = total >= REC_CDC_CAP ? -1 : 0;
+        for (size_t g = 0; g < n_groups && total < REC_CDC_CAP; g++) {
+            if (strcmp(groups[g].entity, x->parts[i].entity) == 0 && groups[g].items != NULL) {
+                parts[i].items = groups[g].items;
+                parts[i].n = groups[g].n;
+                groups[g].items = NULL;
+                groups[g].n = 0;
+            }
+        }
+    }
+    qbc_rec_cdc_groups_free(groups, n_groups);
+    *out = parts;
+    return 0;
+}
+
 static void api_done(qbc_reconciler_t *r, rec_xfer_t *x, int curl_ok, long status)
 {
     int64_t now = qbc_mono_ns();
@@ -91,6 +139,8 @@ static void api_done(qbc_reconciler_t *r, rec_xfer_t *x, int curl_ok, long statu
             parts = qbc_calloc(x->n_parts, sizeof(*parts));
             prc = qbc_rec_parse_batch(x->body.data, x->body.len, ents, x->n_parts, parts, &fault);
             free(ents);
+        } else if (x->kind == X_CDC) {
+            prc = live_cdc_parts(x, &parts, &fault);
         } else if (x->kind == X_QUERY) {
             prc = qbc_rec_parse_query(x->body.data, x->body.len, x->parts[0].entity, &items, &n_items, &fault);
         } else if ((prc = qbc_rec_parse_read(x->body.data, x->body.len, x->parts[0].entity, &one, &fault)) == 0) {
@@ -118,6 +168,11 @@ static void api_done(qbc_reconciler_t *r, rec_xfer_t *x, int curl_ok, long statu
                 if (pc == REC_RES_OK)
                     pc = REC_RES_CLIENT;
                 qbc_rec_describe(200, &p->fault, NULL, perr, sizeof(perr));
+            } else if (p->state != 0 && x->kind == X_CDC) {
+                /* the CDC answer was at its cap: these go back, to queries and reads, no attempt counted */
+                for (size_t k = 0; k < x->parts[i].n; k++)
+                    qbc_rec__notice_release(x->ns[x->parts[i].off + k]);
+                continue;
             } else if (p->state != 0) {
                 pc = REC_RES_RETRY;
                 snprintf(perr, sizeof(perr), "batch item %zu missing from the answer", i);

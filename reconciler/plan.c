@@ -252,6 +252,56 @@ int qbc_rec__realm_usable(const rec_realm_t *realm)
     return realm->status == QBC_REALM_ACTIVE && realm->has_tokens && realm->auth != REC_AUTH_DISCONNECTED;
 }
 
+static int cmp_entity(const void *a, const void *b)
+{
+    return strcmp((*(rec_notice_t *const *)a)->entity, (*(rec_notice_t *const *)b)->entity);
+}
+
+#define LIVE_CDC_WINDOW_NS (6LL * 3600 * 1000000000LL) /* older changes: a CDC answer would carry too much */
+
+/*
+ * The cheapest plan: the notices not yet tried through CDC (ns sorted: reads first, then by
+ * entity) would cost one read each (ids missing from a query: deleted or merged away) and
+ * one query per entity and ids_per_query ids (a batch meters each). One CDC call since the
+ * oldest of them answers them all, deletes included, when it costs less: two calls or more,
+ * changes of the last few hours, Intuit's time on each. Returns how many it took.
+ */
+static size_t plan_live_cdc(qbc_reconciler_t *r, rec_realm_t *realm, rec_notice_t **ns, size_t n)
+{
+    int64_t wall = qbc_now_ns(), oldest = INT64_MAX;
+    size_t k = 0, cost = 0, run = 0;
+    char entities[QBC_BACKFILL_ENTITIES_MAX] = "";
+    rec_notice_t **c = qbc_alloc((n + 1) * sizeof(*c));
+    for (size_t i = 0; i < n; i++) {
+        rec_notice_t *t = ns[i];
+        if (t->cdc_tried || t->updated_ns <= 0 || wall - t->updated_ns > LIVE_CDC_WINDOW_NS)
+            continue;
+        if (!qbc_list_has(entities, t->entity) && qbc_list_add(entities, sizeof(entities), t->entity) != 0)
+            continue; /* the list is full: the others go by query */
+        c[k++] = t;
+        if (t->updated_ns < oldest)
+            oldest = t->updated_ns;
+        if (t->need_read) {
+            cost++;
+        } else if (k == 1 || c[k - 2]->need_read || strcmp(c[k - 2]->entity, t->entity) != 0) {
+            cost++; /* a new entity's first query */
+            run = 1;
+        } else if (++run > r->cfg.ids_per_query) {
+            cost++;
+            run = 1;
+        }
+    }
+    size_t taken = 0;
+    if (cost >= 2) {
+        qsort(c, k, sizeof(*c), cmp_entity);
+        /* CDC's changedSince is inclusive, to the second: a second early covers rounding */
+        if (qbc_rec__start_live_cdc(r, realm, c, k, entities, oldest - 1000000000LL) == 0)
+            taken = k;
+    }
+    free(c);
+    return taken;
+}
+
 /* plans one realm's ready notices ns[0..n) (sorted: reads first, then by entity) */
 static void plan_realm(qbc_reconciler_t *r, rec_realm_t *realm, rec_notice_t **ns, size_t n, int64_t now, int64_t *next)
 {
@@ -281,6 +331,18 @@ static void plan_realm(qbc_reconciler_t *r, rec_realm_t *realm, rec_notice_t **n
         if (t > now)
             min_into(next, t); /* else capped by in-flight calls: their completion wakes us */
         return;
+    }
+    /* one CDC call instead of several queries and reads, when due (a realm gathers first) */
+    int cdc_due = now - realm->last_fetch_ns >= r->coalesce_ns || (n > 0 && ns[0]->need_read);
+    if (cdc_due && plan_live_cdc(r, realm, ns, n) > 0) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (!ns[i]->inflight)
+                ns[k++] = ns[i];
+        n = k;
+        if (n == 0 || (avail = qbc_budget_available(&realm->budget, now, REC_PRIO_LIVE)) == 0 ||
+            !qbc_rec__allowance_permits(r, QBC_USAGE_LIVE, 1))
+            return;
     }
     size_t i = 0;
     for (; i < n && ns[i]->need_read && avail > 0; i++, avail--)

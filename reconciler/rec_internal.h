@@ -260,6 +260,7 @@ struct st_rec_notice_t {
     uint32_t scan_gen;
     uint8_t inflight;  /**< in a transfer or in a store job */
     uint8_t need_read; /**< fetch it alone (query missed it or was refused) */
+    uint8_t cdc_tried; /**< a live CDC call had it: queries and reads only from now on */
     uint8_t auth_retried;
     char last_error[256];
 };
@@ -486,7 +487,8 @@ int qbc_rec__submit_backfill(qbc_reconciler_t *r, rec_realm_t *realm, const qbc_
 /* ---- transfer.c, fetch.c: one HTTP transfer ---- */
 
 /* X_OAUTH: a call to the token or revoke endpoint for someone else (no realm, not budgeted) */
-enum { X_QUERY = 1, X_READ = 2, X_TOKEN = 3, X_BATCH = 4, X_API = 5, X_OAUTH = 6 };
+/* X_CDC: a live fetch through one CDC call (notices of several entities, or missing from a query) */
+enum { X_QUERY = 1, X_READ = 2, X_TOKEN = 3, X_BATCH = 4, X_API = 5, X_OAUTH = 6, X_CDC = 7 };
 
 /** one query of a transfer: an entity and its notices */
 typedef struct st_rec_part_t {
@@ -663,6 +665,12 @@ typedef struct st_rec_chunk_t {
 /** several queries (2..REC_BATCH_MAX_ITEMS) of one realm in one batch request */
 int qbc_rec__start_batch(qbc_reconciler_t *r, rec_realm_t *realm, const rec_chunk_t *chunks, size_t n);
 int qbc_rec__start_read(qbc_reconciler_t *r, rec_realm_t *realm, rec_notice_t *n);
+/**
+ * one CDC call for notices ns[0..n) (sorted by entity) of the comma-separated entities, since
+ * since_ns: what several queries and single reads would cost one call (plan.c decides)
+ */
+int qbc_rec__start_live_cdc(qbc_reconciler_t *r, rec_realm_t *realm, rec_notice_t **ns, size_t n, const char *entities,
+                            int64_t since_ns);
 int qbc_rec__start_token(qbc_reconciler_t *r, rec_realm_t *realm, const char *refresh_token);
 void qbc_rec__dead_letter(qbc_reconciler_t *r, rec_notice_t *n, const char *error);
 /**

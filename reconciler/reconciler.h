@@ -166,6 +166,8 @@ typedef struct st_qbc_reconciler_stats_t {
     uint64_t cdc_sweeps_failed; /**< sweeps abandoned (their realm's last_error says why) */
     uint64_t cdc_commits;       /**< store commits of CDC sweeps: chunks and the final one (with the watermark) */
     uint64_t cdc_versions_new;  /**< versions CDC found that webhooks had not delivered */
+    uint64_t live_cdc_calls;    /**< live fetches made as one CDC call instead of several queries and reads */
+    uint64_t live_cdc_notices;  /**< notices those calls covered */
     uint64_t backfill_requests; /**< backfill query pages */
     uint64_t backfill_versions_new;
     uint64_t fetch_latency_hist[12]; /**< notice first seen -> committed, buckets of qbc_reconciler_latency_bounds_ms */

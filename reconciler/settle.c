@@ -263,7 +263,8 @@ static void version_of(const rec_notice_t *n, const rec_realm_t *realm, const ch
     memset(v, 0, sizeof(*v));
     snprintf(v->realm, sizeof(v->realm), "%s", realm->name);
     snprintf(v->entity, sizeof(v->entity), "%s", entity);
-    v->source = QBC_SOURCE_WEBHOOK;
+    /* no notice asked for it: a live CDC call's answer also carries changes no webhook reported */
+    v->source = n != NULL ? QBC_SOURCE_WEBHOOK : QBC_SOURCE_CDC;
     if (n != NULL) { /* a merge's two sides, as the webhook reported them */
         snprintf(v->merged_from, sizeof(v->merged_from), "%s", n->merged_from);
         snprintf(v->merged_into, sizeof(v->merged_into), "%s", n->merged_into);

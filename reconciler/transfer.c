@@ -103,7 +103,7 @@ static int xfer_go(qbc_reconciler_t *r, rec_xfer_t *x, unsigned units)
     if (x->realm != NULL) /* X_OAUTH calls have none: not the API's budget */
         qbc_budget_take_n(&x->realm->budget, qbc_mono_ns(), units);
     /* Intuit meters reads of the accounting API (a batch: each item); tokens are not metered */
-    if (x->kind == X_QUERY || x->kind == X_READ || x->kind == X_BATCH || x->kind == X_API) {
+    if (x->kind == X_QUERY || x->kind == X_READ || x->kind == X_BATCH || x->kind == X_API || x->kind == X_CDC) {
         x->units = units;
         if (x->kind != X_API)
             x->usage_purpose = QBC_USAGE_LIVE;
@@ -260,6 +260,41 @@ int qbc_rec__start_read(qbc_reconciler_t *r, rec_realm_t *realm, rec_notice_t *n
     return 0;
 }
 
+int qbc_rec__start_live_cdc(qbc_reconciler_t *r, rec_realm_t *realm, rec_notice_t **ns, size_t n, const char *entities,
+                            int64_t since_ns)
+{
+    char *url = qbc_rec_cdc_url(r->api_base, realm->name, entities, since_ns, r->cfg.minorversion);
+    rec_xfer_t *x = xfer_new(r, realm, X_CDC, url);
+    free(url);
+    snprintf(x->entity, sizeof(x->entity), "cdc");
+    add_bearer(x);
+    set_request(x, NULL, NULL);
+    if (xfer_go(r, x, 1) != 0) {
+        xfer_free(r, x);
+        return -1;
+    }
+    /* one part per entity, over the notices in entity order */
+    x->ns = qbc_alloc(n * sizeof(*x->ns));
+    x->parts = qbc_calloc(n, sizeof(*x->parts));
+    for (size_t i = 0; i < n; i++) {
+        if (i == 0 || strcmp(ns[i]->entity, ns[i - 1]->entity) != 0) {
+            rec_part_t *p = &x->parts[x->n_parts++];
+            snprintf(p->entity, sizeof(p->entity), "%s", ns[i]->entity);
+            p->off = i;
+        }
+        x->parts[x->n_parts - 1].n++;
+        take_one(ns[i]);
+        ns[i]->cdc_tried = 1;
+        x->ns[x->n++] = ns[i];
+    }
+    realm->last_fetch_ns = qbc_mono_ns();
+    pthread_mutex_lock(&r->stats_mu);
+    r->stats.live_cdc_calls++;
+    r->stats.live_cdc_notices += n;
+    pthread_mutex_unlock(&r->stats_mu);
+    return 0;
+}
+
 int qbc_rec__start_token(qbc_reconciler_t *r, rec_realm_t *realm, const char *refresh_token)
 {
     rec_xfer_t *x = xfer_new(r, realm, X_TOKEN, r->token_url);
@@ -335,6 +370,8 @@ static int call_endpoint(const rec_xfer_t *x)
         return 1;
     case X_BATCH:
         return 2;
+    case X_CDC:
+        return 3;
     case X_TOKEN:
         return 4;
     case X_OAUTH:
