@@ -221,6 +221,9 @@ static int realm_cb(const qbc_realm_t *r, int has_tokens, void *p)
     int64_t complete = complete_until(ctx, r);
     json_object_set_new(o, "cdc_watermark",
                         r->cdc_watermark_ns ? json_string(qbc_time_format(r->cdc_watermark_ns, ts)) : json_null());
+    /* how old the completeness watermark is: it moves only with a sweep that completed */
+    int64_t wm_age = r->cdc_watermark_ns ? (qbc_now_ns() - r->cdc_watermark_ns) / 1000000000 : -1;
+    json_object_set_new(o, "cdc_watermark_age_s", wm_age >= 0 ? json_integer(wm_age) : json_null());
     json_object_set_new(o, "complete_until", complete ? json_string(qbc_time_format(complete, ts)) : json_null());
     json_object_set_new(o, "catchup_job",
                         gap ? json_integer(json_integer_value(json_object_get(gap, "job"))) : json_null());

@@ -11,7 +11,7 @@ A. Many realms, a budget far below what sweeping every realm at QBCDC_CDC_INTERV
 B. A budget so small that it runs out:
    - live fetches stop before it is spent: /admin/budget says exhausted, the notices stay
      pending, a snapshot job shows waiting_budget with the reason;
-   - a restart in the period goes on from the stored count;
+   - a crash (SIGKILL) and restart in the period go on from the stored count;
    - the next period fetches what waited: nothing is lost.
 """
 import json
@@ -26,7 +26,7 @@ from harness import *  # noqa: F401,F403
 from simlib import (ADMIN, Sim, admin, compare_to_truth, flat_truth, qbcdc_lines, register_realms, serve_env,
                     SIM_ENTITIES)
 
-REALMS = int(os.environ.get("QBCDC_ALLOWANCE_REALMS", "300"))
+REALMS = int(os.environ.get("QBCDC_ALLOWANCE_REALMS", "500"))
 PERIOD = 20
 BUDGET = 450
 
@@ -47,7 +47,9 @@ def budget(port):
 
 
 class Meter(threading.Thread):
-    """qbosim's request count sampled at each period boundary: calls per period"""
+    """qbosim's request count sampled just before each period boundary: calls per period.
+    Before, not after: when a period turns, the sweeps that waited for it start at once, and a
+    sample taken a moment late would put them in the period before."""
 
     def __init__(self, sim):
         super().__init__(daemon=True)
@@ -60,9 +62,12 @@ class Meter(threading.Thread):
     def run(self):
         while not self.stop.is_set():
             now = time.time()
-            period = int(now // PERIOD)
-            self.samples.setdefault(period, self.total())
-            time.sleep(0.1)
+            boundary = (int(now // PERIOD) + 1) * PERIOD
+            if boundary - now > 0.3:
+                time.sleep(min(0.1, boundary - now - 0.3))
+                continue
+            self.samples.setdefault(int(boundary // PERIOD), self.total())  # the count as period k begins
+            time.sleep(boundary - time.time() + 0.05 if boundary > time.time() else 0.05)
 
     def per_period(self):
         ks = sorted(self.samples)
@@ -146,7 +151,7 @@ gaps = sum(rows[r].get("gaps", 0) for r in lossy)
 diag("sweeps per realm: lossy %.1f, healthy %.1f; changes CDC found that webhooks missed: %d" % (sw_lossy, sw_healthy,
                                                                                                 gaps))
 ok(gaps > 0, "sweeps of the lossy realms found the changes their webhooks lost")
-ok(sw_lossy > 1.5 * sw_healthy, "the lossy realms were swept more often (%.1f vs %.1f)" % (sw_lossy, sw_healthy))
+ok(sw_lossy > 1.3 * sw_healthy, "the lossy realms were swept more often (%.1f vs %.1f)" % (sw_lossy, sw_healthy))
 ok(all("cdc_interval_s" in rows[r] and "next_cdc" in rows[r] and "gap_rate" in rows[r] for r in all_realms[:3]),
    "each realm shows its interval, next sweep and gap rate")
 r = subprocess.run([QBCDC, "budget"], env=dict(os.environ, QBCDC_LISTEN="127.0.0.1:%d" % port,
@@ -189,9 +194,11 @@ snap = [x for x in j.get("jobs", []) if x.get("reason") == "snapshot"]
 ok(snap and snap[0]["status"] == "waiting_budget" and "budget" in (snap[0].get("waiting_reason") or ""),
    "the snapshot job waits: status waiting_budget, with the reason", snap)
 ok("call budget is spent" in q.output(), "and the log says so")
-used_before = b.get("used") if b else None
-period_before = b.get("period_start") if b else None
-is_(q.stop(), 0, "qbcdc stops in the period")
+time.sleep(1.5)  # the counts reach the store each second; while exhausted nothing new is spent
+b = budget(port)
+used_before = b.get("used")
+period_before = b.get("period_start")
+q.kill9()  # a crash: at most the last second of counts may be lost, and none was spent in it
 q = Proc([QBCDC, "serve"], env=env)
 ok(wait_http(port), "and starts again")
 b2 = wait_for(lambda: (lambda x: x if x.get("period_start") else None)(budget(port)), 10) or {}
