@@ -64,6 +64,11 @@ static const option_t options[] = {
     OPT("cdc-max-interval", cdc_max_interval, "604800",
         "the longest a realm's CDC interval is stretched to fit the budget (seconds; QBCDC_CDC_INTERVAL is the "
         "shortest)"),
+    OPT("nats-url", nats_url, NULL,
+        "NATS server URL(s), comma-separated; set: every feed record is published to a JetStream stream"),
+    OPT("nats-replicas", nats_replicas, "1", "replicas of the stream qbcdc creates (1, 3 or 5 in a cluster)"),
+    OPT("nats-stream", nats_stream, "QBCDC_FEED",
+        "the JetStream stream of the feed (subjects qbcdc.feed.<realm>.<Entity>)"),
     OPT("cdc-commit-max", cdc_commit_max, "500",
         "most entity versions a CDC sweep commits in one store transaction (a long backlog commits in chunks; only "
         "the last moves the watermark)"),
@@ -281,6 +286,7 @@ int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const c
         {cfg->cdc_commit_max, "cdc-commit-max", 1, 1000000, &cfg->n_cdc_commit_max},
         {cfg->monthly_call_budget, "monthly-call-budget", 0, 1000000000L, &cfg->n_monthly_call_budget},
         {cfg->cdc_max_interval, "cdc-max-interval", 1, 25 * 86400, &cfg->n_cdc_max_interval_s},
+        {cfg->nats_replicas, "nats-replicas", 1, 5, &cfg->n_nats_replicas},
         {cfg->max_streams, "max-streams", 1, 1000000, &cfg->n_max_streams},
         {cfg->summary_interval, "summary-interval", 0, 86400, &cfg->n_summary_interval_s},
         {cfg->inbox_retention, "inbox-retention", 0, 86400L * 3650, &cfg->n_inbox_retention_s},

@@ -11,6 +11,11 @@
 #include <string.h>
 #include "figures.h"
 
+typedef struct {
+    qbc_reconciler_t *rec; /* NULL: no reconciler runs */
+    qbc_jetstream_t *js;   /* NULL: the feed is not published */
+} figures_t;
+
 static int by_realm(const void *x, const void *y)
 {
     return strcmp(((const qbc_realm_allowance_t *)x)->realm, ((const qbc_realm_allowance_t *)y)->realm);
@@ -38,7 +43,9 @@ static json_t *purposes(const uint64_t *used)
 /* GET /admin/budget */
 static char *budget(void *ctx)
 {
-    qbc_reconciler_t *r = ctx;
+    qbc_reconciler_t *r = ((figures_t *)ctx)->rec;
+    if (r == NULL)
+        return NULL;
     qbc_allowance_figures_t f;
     qbc_realm_allowance_t *list;
     size_t n;
@@ -90,7 +97,9 @@ static char *budget(void *ctx)
 static int backfill_waiting(void *ctx, char *why, size_t size)
 {
     qbc_allowance_figures_t f;
-    qbc_reconciler_allowance(ctx, &f);
+    if (((figures_t *)ctx)->rec == NULL)
+        return 0;
+    qbc_reconciler_allowance(((figures_t *)ctx)->rec, &f);
     if (!f.backfill_blocked)
         return 0;
     char ts[QBC_TIME_BUFSZ];
@@ -103,7 +112,9 @@ static int backfill_waiting(void *ctx, char *why, size_t size)
 
 static void realm_stats(void *ctx, void *json_array)
 {
-    qbc_reconciler_t *r = ctx;
+    qbc_reconciler_t *r = ((figures_t *)ctx)->rec;
+    if (r == NULL)
+        return;
     qbc_reconciler_stats_t *st = qbc_alloc(sizeof(*st));
     json_t *list = json_array;
     size_t i;
@@ -165,9 +176,36 @@ static void counter(qbc_buf_t *t, const char *name, const char *help, uint64_t v
     qbc_buf_printf(t, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name, (unsigned long long)v);
 }
 
+static void jetstream_metrics(qbc_jetstream_t *js, qbc_buf_t *t)
+{
+    qbc_jetstream_stats_t j;
+    qbc_jetstream_stats(js, &j);
+    qbc_buf_printf(t,
+                   "# HELP qbcdc_jetstream_connected 1 when the feed publisher is connected and knows its stream.\n"
+                   "# TYPE qbcdc_jetstream_connected gauge\nqbcdc_jetstream_connected %d\n",
+                   j.connected);
+    qbc_buf_printf(t,
+                   "# HELP qbcdc_jetstream_cursor The last feed sequence the stream acknowledged.\n"
+                   "# TYPE qbcdc_jetstream_cursor gauge\nqbcdc_jetstream_cursor %llu\n",
+                   (unsigned long long)j.cursor);
+    qbc_buf_printf(t,
+                   "# HELP qbcdc_jetstream_lag Feed records not yet in the stream (publish lag).\n"
+                   "# TYPE qbcdc_jetstream_lag gauge\nqbcdc_jetstream_lag %llu\n",
+                   (unsigned long long)(j.head > j.cursor ? j.head - j.cursor : 0));
+    counter(t, "qbcdc_jetstream_published_total", "Feed records published to the stream since start.", j.published);
+    counter(t, "qbcdc_jetstream_publish_failures_total", "Publishes that failed and were retried.", j.failures);
+}
+
 static char *metrics(void *ctx)
 {
-    qbc_reconciler_t *r = ctx;
+    figures_t *fg = ctx;
+    qbc_reconciler_t *r = fg->rec;
+    if (r == NULL) {
+        qbc_buf_t t = {qbc_alloc(1024), 0, 1024, 0};
+        if (fg->js != NULL)
+            jetstream_metrics(fg->js, &t);
+        return t.data;
+    }
     qbc_reconciler_stats_t *st = qbc_alloc(sizeof(*st));
     qbc_buf_t t = {qbc_alloc(4096), 0, 4096, 0};
 
@@ -260,26 +298,35 @@ static char *metrics(void *ctx)
         qbc_buf_printf(&t, "qbcdc_realm_api_calls_last_minute{realm=\"%s\"} %u\n", st->realms[k].realm,
                        st->realms[k].calls_last_minute);
     free(st);
+    if (fg->js != NULL)
+        jetstream_metrics(fg->js, &t);
     return t.data;
 }
 
 static void summary(void *ctx, char *buf, size_t size)
 {
+    if (((figures_t *)ctx)->rec == NULL) {
+        snprintf(buf, size, "no reconciler");
+        return;
+    }
     qbc_reconciler_stats_t *st = qbc_alloc(sizeof(*st));
-    qbc_reconciler_snapshot(ctx, st);
+    qbc_reconciler_snapshot(((figures_t *)ctx)->rec, st);
     snprintf(buf, size, "%llu QBO requests, %llu feed records from fetches, %llu CDC sweeps (%llu failed)",
              (unsigned long long)st->requests, (unsigned long long)st->feed_appended,
              (unsigned long long)st->cdc_sweeps, (unsigned long long)st->cdc_sweeps_failed);
     free(st);
 }
 
-void qbc_figures_install(qbc_api_t *ing, qbc_reconciler_t *r)
+void qbc_figures_install(qbc_api_t *ing, qbc_reconciler_t *r, qbc_jetstream_t *js)
 {
+    static figures_t fg;
+    fg.rec = r;
+    fg.js = js;
     qbc_api_hooks_t hooks = {.realm_stats = realm_stats,
                              .metrics = metrics,
                              .summary = summary,
                              .budget = budget,
                              .backfill_waiting = backfill_waiting,
-                             .ctx = r};
+                             .ctx = &fg};
     qbc_api_set_hooks(ing, &hooks);
 }

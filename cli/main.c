@@ -16,6 +16,7 @@
 #include "reconciler.h"
 #include "api.h"
 #include "harden.h"
+#include "jetstream.h"
 #include "inspect.h"
 #include "store.h"
 #include "backup.h"
@@ -94,6 +95,7 @@ static int cmd_serve(int argc, char **argv)
     qbc_store_t *store = NULL;
     qbc_api_t *api = NULL;
     qbc_reconciler_t *rec = NULL;
+    qbc_jetstream_t *js = NULL;
     qbc_devsim_t sim;
     int rc, exit_code = 1;
 
@@ -187,13 +189,21 @@ static int cmd_serve(int argc, char **argv)
             fprintf(stderr, "qbcdc: cannot start the reconciler: %s\n", qbc_strerror(rc));
             goto Exit;
         }
-        qbc_figures_install(api, rec);
         qbc_api_set_reconciler(api, rec);
     } else {
         qbc_log(
             QBC_LOG_WARN, "main",
             "no QBCDC_CLIENT_ID: webhooks are stored but not reconciled (set Intuit credentials, or QBCDC_SIM=auto)");
     }
+    if (cfg.nats_url != NULL && cfg.nats_url[0] != '\0') {
+        qbc_jetstream_config_t jcfg = {
+            .urls = cfg.nats_url, .replicas = (unsigned)cfg.n_nats_replicas, .stream = cfg.nats_stream};
+        if ((rc = qbc_jetstream_start(&jcfg, store, &js)) != 0) {
+            fprintf(stderr, "qbcdc: cannot start publishing to JetStream: %s\n", qbc_strerror(rc));
+            goto Exit;
+        }
+    }
+    qbc_figures_install(api, rec, js);
 
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -214,6 +224,7 @@ Exit:
     if (rec != NULL)
         qbc_reconciler_stop(rec, (int)cfg.drain_ms_n);
     qbc_devsim_stop(&sim);
+    qbc_jetstream_stop(js); /* commits its cursor: before the store closes */
     qbc_api_destroy(api);
     qbc_store_close(store); /* drains anything still queued, then closes LMDB */
     qbc_config_free(&cfg);

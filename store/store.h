@@ -276,6 +276,7 @@ typedef enum {
     QBC_JOB_BACKFILL = 7,    /**< qbc_backfill_job_t: create or cancel a backfill job */
     QBC_JOB_CDC_REQUEST = 8, /**< qbc_cdc_request_job_t: ask for a CDC sweep of a realm now */
     QBC_JOB_USAGE = 9,       /**< qbc_usage_job_t: metered calls added to a period's counts */
+    QBC_JOB_CURSOR = 10,     /**< qbc_cursor_job_t: a named position (a sink's) moved forward */
 } qbc_job_kind_t;
 
 typedef struct st_qbc_store_job_t qbc_store_job_t;
@@ -476,6 +477,19 @@ typedef struct st_qbc_usage_job_t {
     size_t n_deltas;
 } qbc_usage_job_t;
 
+/**
+ * QBC_JOB_CURSOR: where a sink of the feed stands (the last feed sequence it delivered), kept
+ * in meta as "cursor:<name>". It only moves forward: a lower value leaves it as it is.
+ */
+typedef struct st_qbc_cursor_job_t {
+    qbc_store_job_t job;
+    char name[32];
+    uint64_t value;
+} qbc_cursor_job_t;
+
+/** the named cursor (0: never set) */
+int qbc_store_cursor(qbc_store_t *store, const char *name, uint64_t *out);
+
 /** one period's counts as read back; realm "" is the period's total */
 typedef struct st_qbc_usage_t {
     const char *realm;
@@ -507,6 +521,7 @@ int qbc_store_redrive(qbc_store_t *store, qbc_redrive_job_t *job);
 int qbc_store_backfill(qbc_store_t *store, qbc_backfill_job_t *job);
 int qbc_store_request_cdc(qbc_store_t *store, qbc_cdc_request_job_t *job);
 int qbc_store_add_usage(qbc_store_t *store, qbc_usage_job_t *job);
+int qbc_store_set_cursor(qbc_store_t *store, qbc_cursor_job_t *job);
 
 /**
  * queues n webhook jobs at once, in order: one lock and one wake-up of the store's ingest

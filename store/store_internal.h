@@ -127,6 +127,8 @@ struct st_qbc_store_t {
 /* ---- usage.c ---- */
 /** writer thread: adds a QBC_JOB_USAGE job's counts. 0 or an LMDB code */
 int qbc_store__apply_usage(qbc_store_t *s, MDB_txn *txn, qbc_usage_job_t *job);
+/** writer thread: moves a named cursor forward (QBC_JOB_CURSOR). 0, QBC_EINVAL or an LMDB code */
+int qbc_store__apply_cursor(qbc_store_t *s, MDB_txn *txn, qbc_cursor_job_t *job);
 
 /* ---- env.c ---- */
 /** logs that the map is full at its maximum, at most once per 10 s per *last_logged_ns. */

@@ -7,7 +7,11 @@
  *
  * The period's total is kept beside the realms' rows, in the same transaction, so
  * reading a period's spending is one get, whatever the number of realms.
+ *
+ * Also the feed sinks' cursors (meta "cursor:<name>": the last feed sequence a sink such
+ * as the JetStream publisher delivered), which only move forward.
  */
+#include <stdio.h>
 #include <string.h>
 #include "store_internal.h"
 
@@ -93,4 +97,39 @@ int qbc_store_usage_scan(qbc_store_t *s, int64_t period_start_ns, qbc_usage_scan
     mdb_cursor_close(cur);
     qbc_store__read_end(s, txn);
     return rc == 0 || rc == MDB_NOTFOUND ? 0 : QBC_ESTORE;
+}
+
+/* ---- sink cursors (meta "cursor:<name>"), kept here beside the other small counters ---- */
+
+static int cursor_key(const char *name, char *key, size_t size)
+{
+    size_t n = strnlen(name, 32);
+    if (n == 0 || n >= 32)
+        return QBC_EINVAL;
+    snprintf(key, size, "cursor:%s", name);
+    return 0;
+}
+
+int qbc_store__apply_cursor(qbc_store_t *s, MDB_txn *txn, qbc_cursor_job_t *job)
+{
+    char key[48];
+    if (cursor_key(job->name, key, sizeof(key)) != 0)
+        return QBC_EINVAL;
+    if (qbc_store__meta_u64(txn, s->dbi_meta, key) >= job->value)
+        return 0;
+    return qbc_store__meta_put_u64(txn, s->dbi_meta, key, job->value);
+}
+
+int qbc_store_cursor(qbc_store_t *s, const char *name, uint64_t *out)
+{
+    char key[48];
+    MDB_txn *txn;
+    int rc;
+    if (cursor_key(name, key, sizeof(key)) != 0)
+        return QBC_EINVAL;
+    if ((rc = qbc_store__read_begin(s, &txn)) != 0)
+        return rc;
+    *out = qbc_store__meta_u64(txn, s->dbi_meta, key);
+    qbc_store__read_end(s, txn);
+    return 0;
 }

@@ -645,6 +645,8 @@ static int apply_job(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *j, txn_ctx_t
         return apply_cdc_request(s, txn, (qbc_cdc_request_job_t *)j, t);
     case QBC_JOB_USAGE:
         return qbc_store__apply_usage(s, txn, (qbc_usage_job_t *)j);
+    case QBC_JOB_CURSOR:
+        return qbc_store__apply_cursor(s, txn, (qbc_cursor_job_t *)j);
     }
     return QBC_EINVAL; /* webhooks go through the journal (ingest.c) */
 }
@@ -945,6 +947,7 @@ SUBMIT_CALL(qbc_store_redrive, qbc_redrive_job_t, QBC_JOB_REDRIVE)
 SUBMIT_CALL(qbc_store_backfill, qbc_backfill_job_t, QBC_JOB_BACKFILL)
 SUBMIT_CALL(qbc_store_request_cdc, qbc_cdc_request_job_t, QBC_JOB_CDC_REQUEST)
 SUBMIT_CALL(qbc_store_add_usage, qbc_usage_job_t, QBC_JOB_USAGE)
+SUBMIT_CALL(qbc_store_set_cursor, qbc_cursor_job_t, QBC_JOB_CURSOR)
 #undef SUBMIT_CALL
 
 int qbc_store_submit_webhooks(qbc_store_t *s, qbc_webhook_job_t **jobs, size_t n)

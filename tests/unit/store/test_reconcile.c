@@ -41,6 +41,7 @@ typedef union {
     qbc_backfill_job_t bf;
     qbc_cdc_request_job_t cdc;
     qbc_usage_job_t usage;
+    qbc_cursor_job_t cursor;
 } any_job_t;
 
 /* the store's submit call for j's kind (j->job.kind, set by the test) */
@@ -66,6 +67,8 @@ static int submit_any(qbc_store_t *s, any_job_t *j)
         return qbc_store_request_cdc(s, &j->cdc);
     case QBC_JOB_USAGE:
         return qbc_store_add_usage(s, &j->usage);
+    case QBC_JOB_CURSOR:
+        return qbc_store_set_cursor(s, &j->cursor);
     }
     return -1;
 }

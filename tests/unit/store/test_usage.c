@@ -1,7 +1,7 @@
 /*
  * test_usage.c — store/usage.c: metered calls by period. Deltas add up per realm and
  * purpose, the period's total is their sum, periods are apart, the counts survive a
- * reopen, and a bad realm name refuses the whole job.
+ * reopen, and a bad realm name refuses the whole job. A sink's cursor only moves forward.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +81,22 @@ int main(void)
     is_int(qbc_store_open(&cfg, &s), 0, "reopen");
     r = scan(s, p1);
     ok(r.n == 3 && r.calls[0][2] == 8, "the counts survive it");
+    /* a sink's cursor: only forward */
+    uint64_t c = 99;
+    ok(qbc_store_cursor(s, "jetstream", &c) == 0 && c == 0, "a cursor never set reads 0");
+    qbc_cursor_job_t cj;
+    memset(&cj, 0, sizeof(cj));
+    cj.job.on_commit = on_commit;
+    snprintf(cj.name, sizeof(cj.name), "jetstream");
+    cj.value = 42;
+    reset_done();
+    qbc_store_set_cursor(s, &cj);
+    wait_done(1);
+    cj.value = 7;
+    reset_done();
+    qbc_store_set_cursor(s, &cj);
+    wait_done(1);
+    ok(qbc_store_cursor(s, "jetstream", &c) == 0 && c == 42, "set to 42, then 7: it stays at 42");
     qbc_store_close(s);
     rm_rf(dir);
     free(dir);

@@ -1,0 +1,50 @@
+/*
+ * jetstream.h — the feed published to a NATS JetStream stream (issue 13, part 1).
+ *
+ * With QBCDC_NATS_URL set, every feed record goes to the stream (QBCDC_FEED by default) on
+ * subject qbcdc.feed.<realm>.<Entity>, the message being the record exactly as /v1/changes
+ * serves it, with the headers Nats-Msg-Id = realm/Entity/id/version/op (a record published
+ * twice is stored once), Qbcdc-Feed-Seq and Qbcdc-Feed-Id. One thread publishes in feed order,
+ * each record after the last one's PubAck, and commits its cursor (the last feed sequence the
+ * stream acknowledged) to the store. On start it reads the stream's last message: a record
+ * acknowledged but not yet in the stored cursor (a crash between the two) is not published
+ * again, whatever JetStream's duplicate window. A NATS outage blocks nothing else: webhooks,
+ * reconciliation and /v1/changes go on; the publisher catches up when NATS returns.
+ */
+#ifndef QBC_JETSTREAM_H
+#define QBC_JETSTREAM_H
+
+#include <stdint.h>
+#include "store.h"
+
+typedef struct st_qbc_jetstream_config_t {
+    const char *urls;   /**< comma-separated NATS server URLs (QBCDC_NATS_URL) */
+    unsigned replicas;  /**< of the stream, when qbcdc creates it (0: 1) */
+    const char *stream; /**< NULL: "QBCDC_FEED" */
+} qbc_jetstream_config_t;
+
+typedef struct st_qbc_jetstream_t qbc_jetstream_t;
+
+/** figures for /metrics and /admin */
+typedef struct st_qbc_jetstream_stats_t {
+    int connected;      /**< to a NATS server, the stream known */
+    uint64_t cursor;    /**< the last feed sequence the stream acknowledged */
+    uint64_t head;      /**< the feed's last sequence */
+    uint64_t published; /**< records published since start */
+    uint64_t failures;  /**< publishes that failed (retried) */
+    char last_error[160];
+} qbc_jetstream_stats_t;
+
+/**
+ * starts the publisher thread (it connects, and keeps trying, by itself).
+ * @return 0, or QBC_EINVAL (no URL)
+ */
+int qbc_jetstream_start(const qbc_jetstream_config_t *cfg, qbc_store_t *store, qbc_jetstream_t **out);
+
+/** stops the thread, commits the cursor, closes the connection. NULL: nothing. */
+void qbc_jetstream_stop(qbc_jetstream_t *js);
+
+/** a consistent copy of the figures. Thread-safe. */
+void qbc_jetstream_stats(qbc_jetstream_t *js, qbc_jetstream_stats_t *out);
+
+#endif
