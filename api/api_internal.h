@@ -155,7 +155,8 @@ int qbc_api__path_segments(h2o_req_t *req, size_t skip, h2o_iovec_t *seg, size_t
 /**
  * copies a query parameter's value (percent-decoded) into out: the first parameter whose
  * raw (not decoded) name is name; "name" alone has an empty value.
- * @return 0, QBC_ENOTFOUND (absent), or QBC_ETOOBIG (longer than outsz - 1: out holds a prefix)
+ * @return 0, QBC_ENOTFOUND (absent), QBC_ETOOBIG (longer than outsz - 1: out holds a prefix),
+ * or QBC_EMALFORMED (it decodes to a NUL byte, %00, so no C string holds it)
  */
 int qbc_api__query_param(h2o_req_t *req, const char *name, char *out, size_t outsz);
 /**
@@ -166,7 +167,7 @@ int qbc_api__query_param_str(const char *query, size_t len, const char *name, ch
 
 /**
  * qbc_api__query_param for endpoints that must not ignore a parameter: a value that does not
- * fit is answered 400 here. @return 1 present (in out), 0 absent, -1 answered
+ * fit, or holds a NUL byte, is answered 400 here. @return 1 present (in out), 0 absent, -1 answered
  */
 int qbc_api__param(h2o_req_t *req, const char *name, char *out, size_t outsz);
 
@@ -175,7 +176,8 @@ int qbc_api__parse_u64(const char *s, uint64_t *out);
 
 /**
  * the value of a Last-Event-ID header (len bytes, not NUL-terminated): a feed sequence
- * number as qbc_api__parse_u64 reads it, at most 31 bytes. @return 0 or -1
+ * number as qbc_api__parse_u64 reads it, at most 31 bytes (a NUL byte is not a digit either).
+ * @return 0 or -1
  */
 int qbc_api__parse_last_event_id(const char *v, size_t len, uint64_t *out);
 

@@ -80,7 +80,11 @@ int qbc_api__query_param_str(const char *query, size_t len, const char *name, ch
         const char *ke = eq != NULL ? eq : pe;
         if ((size_t)(ke - p) == nl && memcmp(p, name, nl) == 0) {
             const char *v = eq != NULL ? eq + 1 : pe;
-            return qbc_url_decode(v, (size_t)(pe - v), out, outsz, NULL) == 0 ? 0 : QBC_ETOOBIG;
+            size_t n;
+            if (qbc_url_decode(v, (size_t)(pe - v), out, outsz, &n) != 0)
+                return QBC_ETOOBIG;
+            /* "after=5%00junk" is not after=5: the C string would end before the value does */
+            return memchr(out, '\0', n) == NULL ? 0 : QBC_EMALFORMED;
         }
         p = pe + 1;
     }
@@ -102,7 +106,10 @@ int qbc_api__param(h2o_req_t *req, const char *name, char *out, size_t outsz)
     if (rc == 0)
         return 1;
     char msg[160];
-    snprintf(msg, sizeof(msg), "parameter %s is too long (at most %zu bytes)", name, outsz - 1);
+    if (rc == QBC_EMALFORMED)
+        snprintf(msg, sizeof(msg), "parameter %s holds a NUL byte (%%00)", name);
+    else
+        snprintf(msg, sizeof(msg), "parameter %s is too long (at most %zu bytes)", name, outsz - 1);
     qbc_api__respond_error(req, 400, "Bad Request", "bad_parameter", msg);
     return -1;
 }
@@ -124,7 +131,7 @@ int qbc_api__parse_u64(const char *s, uint64_t *out)
 int qbc_api__parse_last_event_id(const char *v, size_t len, uint64_t *out)
 {
     char s[32];
-    if (len >= sizeof(s))
+    if (len >= sizeof(s) || memchr(v, '\0', len) != NULL) /* "5\0junk" is not 5 */
         return -1;
     memcpy(s, v, len);
     s[len] = '\0';
