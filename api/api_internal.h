@@ -153,10 +153,17 @@ int qbc_api__require_bearer(h2o_req_t *req, const char *want, const char *what);
 int qbc_api__path_segments(h2o_req_t *req, size_t skip, h2o_iovec_t *seg, size_t max);
 
 /**
- * copies a query parameter's value (percent-decoded) into out.
- * @return 0, QBC_ENOTFOUND (absent), or QBC_ETOOBIG (longer than outsz - 1: out holds a prefix)
+ * copies a query parameter's value (percent-decoded) into out: the first parameter whose
+ * raw (not decoded) name is name; "name" alone has an empty value.
+ * @return 0, QBC_ENOTFOUND (absent), QBC_ETOOBIG (longer than outsz - 1: out holds a prefix),
+ * or QBC_EMALFORMED (it decodes to a NUL byte, %00, so no C string holds it)
  */
 int qbc_api__query_param(h2o_req_t *req, const char *name, char *out, size_t outsz);
+/**
+ * qbc_api__query_param over a query string: the len bytes after the '?' (not NUL-terminated;
+ * query may be NULL when len is 0). The pure parser, so that fuzz/fuzz_http_query.c reaches it.
+ */
+int qbc_api__query_param_str(const char *query, size_t len, const char *name, char *out, size_t outsz);
 
 /* ---- framing.c ---- */
 /** HTTP/1 requests refused (400, connection closed) for ambiguous body framing; relaxed atomic */
@@ -170,12 +177,19 @@ int qbc_api__tls_create(const char *cert, const char *key, SSL_CTX **out, char *
 
 /**
  * qbc_api__query_param for endpoints that must not ignore a parameter: a value that does not
- * fit is answered 400 here. @return 1 present (in out), 0 absent, -1 answered
+ * fit, or holds a NUL byte, is answered 400 here. @return 1 present (in out), 0 absent, -1 answered
  */
 int qbc_api__param(h2o_req_t *req, const char *name, char *out, size_t outsz);
 
 /** a decimal number that fits 64 bits, digits only (no sign, no space). @return 0 or -1 */
 int qbc_api__parse_u64(const char *s, uint64_t *out);
+
+/**
+ * the value of a Last-Event-ID header (len bytes, not NUL-terminated): a feed sequence
+ * number as qbc_api__parse_u64 reads it, at most 31 bytes (a NUL byte is not a digit either).
+ * @return 0 or -1
+ */
+int qbc_api__parse_last_event_id(const char *v, size_t len, uint64_t *out);
 
 /**
  * checks that every parameter of the query string is one of known (a NULL-terminated
@@ -188,6 +202,9 @@ int qbc_api__parse_u64(const char *s, uint64_t *out);
  */
 int qbc_api__query_check(h2o_req_t *req, const char *const *known, unsigned *seen, char *bad, size_t badsz,
                          int *repeated);
+/** qbc_api__query_check over a query string (qbc_api__query_param_str's query and len) */
+int qbc_api__query_check_str(const char *query, size_t len, const char *const *known, unsigned *seen, char *bad,
+                             size_t badsz, int *repeated);
 
 int qbc_api__on_admin(h2o_handler_t *self, h2o_req_t *req);
 int qbc_api__on_connect(h2o_handler_t *self, h2o_req_t *req);

@@ -493,12 +493,9 @@ static int get_stream(qbc_api_t *api, h2o_req_t *req)
     ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("last-event-id"), -1);
     if (i >= 0) {
         /* a reconnecting EventSource resumes after the last event it saw */
-        char v[32] = "";
         uint64_t a;
         h2o_iovec_t hv = req->headers.entries[i].value;
-        if (hv.len < sizeof(v))
-            memcpy(v, hv.base, hv.len), v[hv.len] = '\0';
-        if (hv.len >= sizeof(v) || qbc_api__parse_u64(v, &a) != 0) {
+        if (qbc_api__parse_last_event_id(hv.base, hv.len, &a) != 0) {
             qbc_api__respond_error(req, 400, "Bad Request", "bad_last_event_id",
                                    "Last-Event-ID must be a feed sequence number");
             return 0;

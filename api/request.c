@@ -56,11 +56,22 @@ int qbc_api__require_bearer(h2o_req_t *req, const char *want, const char *what)
     return -1;
 }
 
-int qbc_api__query_param(h2o_req_t *req, const char *name, char *out, size_t outsz)
+/* the query string of req (the bytes after '?'), or NULL (len 0) when it has none */
+static const char *query_of(h2o_req_t *req, size_t *len)
 {
-    if (req->query_at == SIZE_MAX)
+    if (req->query_at == SIZE_MAX) {
+        *len = 0;
+        return NULL;
+    }
+    *len = req->path.len - req->query_at - 1;
+    return req->path.base + req->query_at + 1;
+}
+
+int qbc_api__query_param_str(const char *query, size_t len, const char *name, char *out, size_t outsz)
+{
+    if (len == 0) /* also when query is NULL: no arithmetic on it */
         return QBC_ENOTFOUND;
-    const char *p = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
+    const char *p = query, *end = query + len;
     size_t nl = strlen(name);
     while (p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p));
@@ -69,11 +80,22 @@ int qbc_api__query_param(h2o_req_t *req, const char *name, char *out, size_t out
         const char *ke = eq != NULL ? eq : pe;
         if ((size_t)(ke - p) == nl && memcmp(p, name, nl) == 0) {
             const char *v = eq != NULL ? eq + 1 : pe;
-            return qbc_url_decode(v, (size_t)(pe - v), out, outsz, NULL) == 0 ? 0 : QBC_ETOOBIG;
+            size_t n;
+            if (qbc_url_decode(v, (size_t)(pe - v), out, outsz, &n) != 0)
+                return QBC_ETOOBIG;
+            /* "after=5%00junk" is not after=5: the C string would end before the value does */
+            return memchr(out, '\0', n) == NULL ? 0 : QBC_EMALFORMED;
         }
         p = pe + 1;
     }
     return QBC_ENOTFOUND;
+}
+
+int qbc_api__query_param(h2o_req_t *req, const char *name, char *out, size_t outsz)
+{
+    size_t len;
+    const char *query = query_of(req, &len);
+    return qbc_api__query_param_str(query, len, name, out, outsz);
 }
 
 int qbc_api__param(h2o_req_t *req, const char *name, char *out, size_t outsz)
@@ -84,7 +106,10 @@ int qbc_api__param(h2o_req_t *req, const char *name, char *out, size_t outsz)
     if (rc == 0)
         return 1;
     char msg[160];
-    snprintf(msg, sizeof(msg), "parameter %s is too long (at most %zu bytes)", name, outsz - 1);
+    if (rc == QBC_EMALFORMED)
+        snprintf(msg, sizeof(msg), "parameter %s holds a NUL byte (%%00)", name);
+    else
+        snprintf(msg, sizeof(msg), "parameter %s is too long (at most %zu bytes)", name, outsz - 1);
     qbc_api__respond_error(req, 400, "Bad Request", "bad_parameter", msg);
     return -1;
 }
@@ -103,14 +128,24 @@ int qbc_api__parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
-int qbc_api__query_check(h2o_req_t *req, const char *const *known, unsigned *seen, char *bad, size_t badsz,
-                         int *repeated)
+int qbc_api__parse_last_event_id(const char *v, size_t len, uint64_t *out)
+{
+    char s[32];
+    if (len >= sizeof(s) || memchr(v, '\0', len) != NULL) /* "5\0junk" is not 5 */
+        return -1;
+    memcpy(s, v, len);
+    s[len] = '\0';
+    return qbc_api__parse_u64(s, out);
+}
+
+int qbc_api__query_check_str(const char *query, size_t len, const char *const *known, unsigned *seen, char *bad,
+                             size_t badsz, int *repeated)
 {
     *seen = 0;
     *repeated = 0;
-    if (req->query_at == SIZE_MAX)
+    if (len == 0)
         return 0;
-    const char *p = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
+    const char *p = query, *end = query + len;
     while (p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p));
         const char *pe = amp != NULL ? amp : end;
@@ -131,6 +166,14 @@ int qbc_api__query_check(h2o_req_t *req, const char *const *known, unsigned *see
         p = pe + 1;
     }
     return 0;
+}
+
+int qbc_api__query_check(h2o_req_t *req, const char *const *known, unsigned *seen, char *bad, size_t badsz,
+                         int *repeated)
+{
+    size_t len;
+    const char *query = query_of(req, &len);
+    return qbc_api__query_check_str(query, len, known, seen, bad, badsz, repeated);
 }
 
 int qbc_api__path_segments(h2o_req_t *req, size_t skip, h2o_iovec_t *seg, size_t max)

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # fuzz/run.sh [seconds-per-target] — builds the libFuzzer targets and runs each one.
+# fuzz/run.sh --build — only configures and builds them; --list prints the targets
+# (bench/fuzz.sh uses both).
 #
 # Configures ./build-fuzz (clang, ASan + UBSan, -Dfuzz=true) if needed, builds only the
 # fuzz targets, then runs every target for the given time (default 20 s) on a copy of
@@ -12,11 +14,35 @@ cd "$(dirname "$0")/.."
 
 secs=${1:-20}
 build=${QBCDC_FUZZ_BUILD:-build-fuzz}
-targets=(fuzz_payload fuzz_signature fuzz_json_scan fuzz_qbo_answer fuzz_oauth fuzz_journal)
+targets=(fuzz_payload fuzz_signature fuzz_json_scan fuzz_qbo_answer fuzz_oauth fuzz_journal fuzz_http_query)
 
+# configures $build if needed and builds the targets; the log goes to $1
+build_targets()
+{
+    if [ ! -f "$build/build.ninja" ]; then
+        CC=clang meson setup "$build" -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false >"$1" 2>&1
+    fi
+    ninja -C "$build" "${targets[@]/#/fuzz/}" >>"$1" 2>&1
+}
+
+if [ "$secs" = --list ]; then
+    printf '%s\n' "${targets[@]}"
+    exit 0
+fi
+if [ "$secs" = --build ]; then
+    command -v clang >/dev/null 2>&1 || { echo "fuzz/run.sh: clang is not installed" >&2; exit 1; }
+    log=$(mktemp "${TMPDIR:-/tmp}/qbcdc-fuzz-build.XXXXXX")
+    if ! build_targets "$log"; then
+        tail -30 "$log" >&2
+        echo "fuzz/run.sh: build failed (log: $log)" >&2
+        exit 1
+    fi
+    rm -f "$log"
+    exit 0
+fi
 case "$secs" in
 '' | *[!0-9]*)
-    echo "usage: fuzz/run.sh [seconds-per-target]" >&2
+    echo "usage: fuzz/run.sh [seconds-per-target] | --build | --list" >&2
     exit 2
     ;;
 esac
@@ -29,11 +55,7 @@ out=${QBCDC_FUZZ_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/qbcdc-fuzz.XXXXXX")}
 mkdir -p "$out"
 echo "1..${#targets[@]}"
 
-if [ ! -f "$build/build.ninja" ]; then
-    CC=clang meson setup "$build" -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
-        >"$out/build.log" 2>&1
-fi
-if ! ninja -C "$build" "${targets[@]/#/fuzz/}" >>"$out/build.log" 2>&1; then
+if ! build_targets "$out/build.log"; then
     sed 's/^/# /' "$out/build.log" | tail -30
     for i in "${!targets[@]}"; do
         echo "not ok $((i + 1)) - ${targets[$i]}: build failed (log: $out/build.log)"
