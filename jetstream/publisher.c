@@ -48,7 +48,6 @@ static void set_error(qbc_jetstream_t *p, const char *fmt, const char *detail)
 {
     pthread_mutex_lock(&p->mu);
     snprintf(p->st.last_error, sizeof(p->st.last_error), fmt, detail);
-    p->st.connected = p->js != NULL;
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -82,14 +81,19 @@ static int nap(qbc_jetstream_t *p, int64_t ms)
 
 static void disconnect(qbc_jetstream_t *p)
 {
-    if (p->js != NULL)
-        jsCtx_Destroy(p->js);
-    if (p->nc != NULL) {
-        natsConnection_Close(p->nc);
-        natsConnection_Destroy(p->nc);
-    }
+    pthread_mutex_lock(&p->mu); /* qbc_jetstream_stats asks the connection for its status */
+    natsConnection *nc = p->nc;
+    jsCtx *js = p->js;
     p->js = NULL;
     p->nc = NULL;
+    p->st.connected = 0;
+    pthread_mutex_unlock(&p->mu);
+    if (js != NULL)
+        jsCtx_Destroy(js);
+    if (nc != NULL) {
+        natsConnection_Close(nc);
+        natsConnection_Destroy(nc);
+    }
 }
 
 static int connect_and_prepare(qbc_jetstream_t *p)
@@ -104,12 +108,16 @@ static int connect_and_prepare(qbc_jetstream_t *p)
         s = natsOptions_SetReconnectWait(opts, 500);
     if (s == NATS_OK)
         s = natsOptions_SetTimeout(opts, 2000);
+    natsConnection *nc = NULL;
     if (s == NATS_OK)
-        s = natsConnection_Connect(&p->nc, opts);
+        s = natsConnection_Connect(&nc, opts);
     natsOptions_Destroy(opts);
+    pthread_mutex_lock(&p->mu);
+    p->nc = nc;
+    pthread_mutex_unlock(&p->mu);
     if (s != NATS_OK) {
         set_error(p, "cannot connect to NATS: %.100s", natsStatus_GetText(s));
-        p->nc = NULL;
+        disconnect(p);
         return -1;
     }
     if ((s = natsConnection_JetStream(&p->js, p->nc, NULL)) != NATS_OK) {
@@ -181,16 +189,22 @@ typedef struct {
     int failed;
 } batch_t;
 
-/* "id" and "version" of a change object, and its "op" (read, never re-serialized) */
-static void change_keys(const char *json, size_t len, char *id, size_t idsz, char *ver, size_t versz, char *op,
-                        size_t opsz)
+/*
+ * "id", "version" and "op" of a change object (read, never re-serialized). Its entity data
+ * may hold integers past 2^63 (exact amounts): those are read as reals here, only to get
+ * past them. 0 if the three are not all there.
+ */
+static int change_keys(const char *json, size_t len, char *id, size_t idsz, char *ver, size_t versz, char *op,
+                       size_t opsz)
 {
-    json_t *o = json_loadb(json, len, JSON_DECODE_ANY, NULL);
+    json_t *o = json_loadb(json, len, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, NULL);
     const char *s;
+    int whole = json_is_string(json_object_get(o, "id")) && json_is_string(json_object_get(o, "op"));
     snprintf(id, idsz, "%s", (s = json_string_value(json_object_get(o, "id"))) ? s : "-");
     snprintf(ver, versz, "%s", (s = json_string_value(json_object_get(o, "version"))) ? s : "-");
     snprintf(op, opsz, "%s", (s = json_string_value(json_object_get(o, "op"))) ? s : "-");
     json_decref(o);
+    return whole;
 }
 
 static int publish_one(const qbc_feed_rec_t *rec, void *ctx)
@@ -199,8 +213,10 @@ static int publish_one(const qbc_feed_rec_t *rec, void *ctx)
     qbc_jetstream_t *p = b->p;
     char subject[256], msgid[512], id[QBC_ID_MAX], ver[QBC_SYNC_TOKEN_MAX], op[16], seq[24];
     snprintf(subject, sizeof(subject), "qbcdc.feed.%s.%s", rec->realm, rec->entity);
-    change_keys(rec->json, rec->json_len, id, sizeof(id), ver, sizeof(ver), op, sizeof(op));
-    snprintf(msgid, sizeof(msgid), "%s/%s/%s/%s/%s", rec->realm, rec->entity, id, ver, op);
+    if (change_keys(rec->json, rec->json_len, id, sizeof(id), ver, sizeof(ver), op, sizeof(op)))
+        snprintf(msgid, sizeof(msgid), "%s/%s/%s/%s/%s", rec->realm, rec->entity, id, ver, op);
+    else /* unreadable: an id no other record can have (duplicates of it are still caught by the cursor) */
+        snprintf(msgid, sizeof(msgid), "%s/seq/%llu", qbc_store_feed_id(p->store), (unsigned long long)rec->seq);
     snprintf(seq, sizeof(seq), "%llu", (unsigned long long)rec->seq);
 
     natsMsg *m = NULL;
@@ -373,5 +389,7 @@ void qbc_jetstream_stats(qbc_jetstream_t *p, qbc_jetstream_stats_t *out)
 {
     pthread_mutex_lock(&p->mu);
     *out = p->st;
+    /* nats.c reconnects by itself: connected is what the connection says now */
+    out->connected = p->st.connected && p->nc != NULL && natsConnection_Status(p->nc) == NATS_CONN_STATUS_CONNECTED;
     pthread_mutex_unlock(&p->mu);
 }

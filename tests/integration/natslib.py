@@ -1,0 +1,106 @@
+"""natslib.py — a nats-server for tests, and just enough of the NATS protocol to read a
+JetStream stream back (no NATS client library for Python is packaged in Debian 12).
+
+JetStream's API is request/reply over plain NATS: `$JS.API.STREAM.INFO.<stream>` and
+`$JS.API.STREAM.MSG.GET.<stream>` with {"seq":N} answer JSON, the message's headers and data
+in base64.
+"""
+import base64
+import json
+import os
+import shutil
+import socket
+import time
+
+from harness import Proc, diag, free_port, tmpdir
+
+NATS_SERVER = shutil.which("nats-server")
+
+
+class NatsServer:
+    """nats-server with JetStream on a loopback port; restartable on the same port and store"""
+
+    def __init__(self):
+        self.port = free_port()
+        self.store = tmpdir("qbcdc-nats-")
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.proc = Proc([NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", self.store])
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        diag("nats-server did not come up: " + self.proc.output())
+
+    def url(self):
+        return "nats://127.0.0.1:%d" % self.port
+
+    def stop(self):
+        return self.proc.stop()
+
+
+class Client:
+    """request/reply over one NATS connection"""
+
+    def __init__(self, port):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.buf = b""
+        self._line()  # INFO
+        self.s.sendall(b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true}\r\n'
+                       b"SUB _INBOX.qbcdc 1\r\nPING\r\n")
+        while self._line() != b"PONG":
+            pass
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self.buf += self.s.recv(65536)
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _bytes(self, n):
+        while len(self.buf) < n + 2:
+            self.buf += self.s.recv(65536)
+        data, self.buf = self.buf[:n], self.buf[n + 2:]
+        return data
+
+    def request(self, subject, payload):
+        body = json.dumps(payload).encode()
+        self.s.sendall(b"PUB %s _INBOX.qbcdc %d\r\n%s\r\n" % (subject.encode(), len(body), body))
+        while True:
+            line = self._line()
+            if line.startswith(b"MSG "):
+                return json.loads(self._bytes(int(line.split()[-1])))
+            if line.startswith(b"HMSG "):
+                parts = line.split()
+                data = self._bytes(int(parts[-1]))
+                return json.loads(data[int(parts[-2]):] or b"{}")
+            if line == b"PING":
+                self.s.sendall(b"PONG\r\n")
+
+    def stream_info(self, stream):
+        return self.request("$JS.API.STREAM.INFO." + stream, {})
+
+    def messages(self, stream):
+        """every message of the stream: [(stream seq, subject, headers dict, data bytes)]"""
+        info = self.stream_info(stream)
+        state = info.get("state", {})
+        out = []
+        for seq in range(state.get("first_seq", 1), state.get("last_seq", 0) + 1):
+            m = self.request("$JS.API.STREAM.MSG.GET." + stream, {"seq": seq}).get("message")
+            if not m:
+                continue
+            hdrs = {}
+            for l in base64.b64decode(m.get("hdrs", "") or b"").decode().split("\r\n")[1:]:
+                if ":" in l:
+                    k, v = l.split(":", 1)
+                    hdrs[k.strip()] = v.strip()
+            out.append((m["seq"], m["subject"], hdrs, base64.b64decode(m.get("data", "") or b"")))
+        return out
+
+    def close(self):
+        self.s.close()
