@@ -348,6 +348,21 @@ static int get_budget(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id)
     return 0;
 }
 
+/* GET /admin/jetstream: where the feed's publisher to NATS JetStream stands */
+static int get_jetstream(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id)
+{
+    (void)id;
+    char *text = api->hooks.jetstream != NULL ? api->hooks.jetstream(api->hooks.ctx) : NULL;
+    if (text == NULL) {
+        qbc_api__respond_error(req, 404, "Not Found", "not_publishing",
+                               "the feed is not published to NATS JetStream (QBCDC_NATS_URL is not set)");
+        return 0;
+    }
+    qbc_api__respond_json(req, 200, "OK", text);
+    free(text);
+    return 0;
+}
+
 static int delete_realm(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg)
 {
     char realm[QBC_REALM_MAX];
@@ -371,6 +386,7 @@ static const struct {
 } routes[] = {
     {"GET", 1, "realms", NULL, get_realms},
     {"GET", 1, "budget", NULL, get_budget},
+    {"GET", 1, "jetstream", NULL, get_jetstream},
     {"DELETE", 2, "realms", NULL, delete_realm},
     {"PUT", 3, "realms", "tokens", put_tokens},
     {"POST", 3, "realms", "cdc", qbc_api__post_cdc},

@@ -176,6 +176,23 @@ static void counter(qbc_buf_t *t, const char *name, const char *help, uint64_t v
     qbc_buf_printf(t, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name, (unsigned long long)v);
 }
 
+/* GET /admin/jetstream */
+static char *jetstream(void *ctx)
+{
+    qbc_jetstream_t *js = ((figures_t *)ctx)->js;
+    if (js == NULL)
+        return NULL;
+    qbc_jetstream_stats_t j;
+    qbc_jetstream_stats(js, &j);
+    json_t *o = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I}", "connected", j.connected, "cursor", (json_int_t)j.cursor, "head",
+                          (json_int_t)j.head, "lag", (json_int_t)(j.head > j.cursor ? j.head - j.cursor : 0),
+                          "published", (json_int_t)j.published, "failures", (json_int_t)j.failures);
+    json_object_set_new(o, "last_error", j.last_error[0] ? json_string(j.last_error) : json_null());
+    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    return text;
+}
+
 static void jetstream_metrics(qbc_jetstream_t *js, qbc_buf_t *t)
 {
     qbc_jetstream_stats_t j;
@@ -326,6 +343,7 @@ void qbc_figures_install(qbc_api_t *ing, qbc_reconciler_t *r, qbc_jetstream_t *j
                              .metrics = metrics,
                              .summary = summary,
                              .budget = budget,
+                             .jetstream = jetstream,
                              .backfill_waiting = backfill_waiting,
                              .ctx = &fg};
     qbc_api_set_hooks(ing, &hooks);

@@ -98,6 +98,10 @@ wait_drained(sim, data, timeout=60)
 ok(wait_for(lambda: (metric(port, "qbcdc_jetstream_lag") or 0) > 0, 15), "NATS down: webhooks are fetched, the lag "
    "shows (qbcdc_jetstream_lag %s)" % metric(port, "qbcdc_jetstream_lag"))
 ok(metric(port, "qbcdc_jetstream_connected") == 0, "qbcdc_jetstream_connected 0")
+st, _, b = request(port, "GET", "/admin/jetstream", headers={"Authorization": "Bearer test-admin-token"})
+j = json.loads(b) if st == 200 else {}
+ok(st == 200 and j.get("connected") is False and j.get("lag", 0) > 0 and "last_error" in j,
+   "GET /admin/jetstream: not connected, and the lag", j)
 nats.start()
 ok(wait_for(lambda: metric(port, "qbcdc_jetstream_lag") == 0, 60, poll=0.5), "NATS back: it catches up")
 check_stream("after the outage")
