@@ -218,9 +218,11 @@ static char *metrics(void *ctx)
     figures_t *fg = ctx;
     qbc_reconciler_t *r = fg->rec;
     if (r == NULL) {
+        if (fg->js == NULL)
+            return NULL;
         qbc_buf_t t = {qbc_alloc(1024), 0, 1024, 0};
-        if (fg->js != NULL)
-            jetstream_metrics(fg->js, &t);
+        t.data[0] = '\0';
+        jetstream_metrics(fg->js, &t);
         return t.data;
     }
     qbc_reconciler_stats_t *st = qbc_alloc(sizeof(*st));
