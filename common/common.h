@@ -132,18 +132,39 @@ int64_t qbc_mono_ns(void);
 
 /**
  * initialises a condition variable whose timed waits run on CLOCK_MONOTONIC, the clock
- * of qbc_mono_ns(), so a deadline does not move when the wall clock is set.
- * @return 0, or an errno value from pthread_condattr_* / pthread_cond_init
+ * of qbc_mono_ns(), so that a deadline does not move when the wall clock is set (NTP, an
+ * operator). Every condition variable that is waited on with qbc_cond_wait_until() must
+ * be initialised here: pthread_cond_init(cv, NULL) gives CLOCK_REALTIME, which reads a
+ * monotonic deadline as a time in 1970 and times out at once.
+ * Like pthread_cond_init, and unlike the rest of this header, it returns a positive errno.
+ * Destroy it with pthread_cond_destroy.
+ * @param[out] cv the condition variable to initialise
+ * @return 0 on success, or an error from pthread_condattr_init, pthread_condattr_setclock
+ * or pthread_cond_init. Some possible errors are:
+ *   <ul>
+ *   <li>ENOMEM - not enough memory to initialise it.
+ *   <li>EAGAIN - the system lacked other resources.
+ *   </ul>
  */
 int qbc_cond_init_mono(pthread_cond_t *cv);
 
 /**
- * waits on cv (initialised with qbc_cond_init_mono; mu held) until it is signalled or
- * qbc_mono_ns() reaches deadline_ns. Spurious wake-ups return 0 like signals do: callers
- * re-check their condition.
- * @return 0 (woken), or ETIMEDOUT (the deadline passed; also when it already had)
+ * waits on cv until it is signalled or qbc_mono_ns() reaches deadline_mono_ns. mu is
+ * released while waiting and held again on return, whatever the result. Spurious
+ * wake-ups return 0 like signals do, so callers wait in a loop that re-checks their
+ * condition and stops on ETIMEDOUT. A deadline already reached returns ETIMEDOUT without
+ * waiting (and without releasing mu).
+ * Like pthread_cond_timedwait, it returns a positive errno value.
+ * @param[in] cv a condition variable from qbc_cond_init_mono()
+ * @param[in] mu the mutex that guards the condition; the caller holds it
+ * @param[in] deadline_mono_ns when to stop waiting, on the qbc_mono_ns() clock: qbc_mono_ns()
+ * plus the longest wait, computed once before the loop so that wake-ups do not extend it
+ * @return 0 when woken (a signal, a broadcast or a spurious wake-up), or
+ *   <ul>
+ *   <li>ETIMEDOUT - the deadline passed (also when it had already passed on entry).
+ *   </ul>
  */
-int qbc_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline_ns);
+int qbc_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline_mono_ns);
 
 /**
  * parses an ISO-8601 date-time as QBO sends it: "YYYY-MM-DDTHH:MM[:SS[.fraction]]"

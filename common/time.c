@@ -37,11 +37,12 @@ int qbc_cond_init_mono(pthread_cond_t *cv)
     return rc;
 }
 
-int qbc_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline_ns)
+int qbc_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline_mono_ns)
 {
-    if (deadline_ns <= qbc_mono_ns())
+    if (deadline_mono_ns <= qbc_mono_ns())
         return ETIMEDOUT;
-    struct timespec ts = {(time_t)(deadline_ns / 1000000000), (long)(deadline_ns % 1000000000)};
+    /* cv runs on CLOCK_MONOTONIC (qbc_cond_init_mono), the clock qbc_mono_ns() reads */
+    struct timespec ts = {(time_t)(deadline_mono_ns / 1000000000), (long)(deadline_mono_ns % 1000000000)};
     int rc = pthread_cond_timedwait(cv, mu, &ts);
     return rc == ETIMEDOUT ? ETIMEDOUT : 0;
 }

@@ -350,7 +350,8 @@ int qbc_jetstream_start(const qbc_jetstream_config_t *cfg, qbc_store_t *store, q
     }
     free(copy);
     pthread_mutex_init(&p->mu, NULL);
-    qbc_cond_init_mono(&p->cv);
+    if (qbc_cond_init_mono(&p->cv) != 0) /* nap() waits on it with monotonic deadlines */
+        qbc_fatal("cannot make a monotonic condition variable");
     qbc_store_stats_t ss;
     if (qbc_store_stats(store, &ss) == 0)
         p->st.head = ss.last_feed_seq;
