@@ -176,7 +176,7 @@ int qbc_api_create(const qbc_api_config_t *cfg, qbc_store_t *store, qbc_api_t **
     if (cfg->tls_cert != NULL) {
         char err[512];
         if (qbc_api__tls_create(cfg->tls_cert, cfg->tls_key, &api->accept_ctx.ssl_ctx, err, sizeof(err)) != 0)
-            qbc_fatal(err); /* qbc_api_tls_check() passed moments ago: the files changed under us */
+            qbc_fatal("%s", err); /* qbc_api_tls_check() passed moments ago: the files changed under us */
     }
     qbc_ingress_config_t wcfg = {.verifier_tokens = cfg->verifier_tokens,
                                  .n_verifier_tokens = cfg->n_verifier_tokens,
