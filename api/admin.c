@@ -363,6 +363,21 @@ static int get_jetstream(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id)
     return 0;
 }
 
+/* GET /admin/cluster: this node, the live nodes and who owns each partition (cluster mode) */
+static int get_cluster(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id)
+{
+    (void)id;
+    char *text = api->hooks.cluster != NULL ? api->hooks.cluster(api->hooks.ctx) : NULL;
+    if (text == NULL) {
+        qbc_api__respond_error(req, 404, "Not Found", "not_clustered",
+                               "this node is not in a cluster (QBCDC_NODE_ID is not set)");
+        return 0;
+    }
+    qbc_api__respond_json(req, 200, "OK", text);
+    free(text);
+    return 0;
+}
+
 static int delete_realm(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg)
 {
     char realm[QBC_REALM_MAX];
@@ -387,6 +402,7 @@ static const struct {
     {"GET", 1, "realms", NULL, get_realms},
     {"GET", 1, "budget", NULL, get_budget},
     {"GET", 1, "jetstream", NULL, get_jetstream},
+    {"GET", 1, "cluster", NULL, get_cluster},
     {"DELETE", 2, "realms", NULL, delete_realm},
     {"PUT", 3, "realms", "tokens", put_tokens},
     {"POST", 3, "realms", "cdc", qbc_api__post_cdc},

@@ -63,6 +63,8 @@ typedef struct st_qbc_api_hooks_t {
     char *(*budget)(void *ctx);
     /** the JSON object of GET /admin/jetstream (malloc'd text), or NULL: 404 (not publishing) */
     char *(*jetstream)(void *ctx);
+    /** the JSON object of GET /admin/cluster (malloc'd text), or NULL: 404 (not in a cluster) */
+    char *(*cluster)(void *ctx);
     /** 1 if queued and running backfill jobs wait for the monthly budget (why: a reason), else 0 */
     int (*backfill_waiting)(void *ctx, char *why, size_t size);
     void *ctx;

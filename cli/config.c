@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "common.h"
+#include "cluster.h"
 #include "config.h"
 #include "ingress.h"
 
@@ -69,6 +70,15 @@ static const option_t options[] = {
     OPT("nats-replicas", nats_replicas, "1", "replicas of the stream qbcdc creates (1, 3 or 5 in a cluster)"),
     OPT("nats-stream", nats_stream, "QBCDC_FEED",
         "the JetStream stream of the feed (subjects qbcdc.feed.<realm>.<Entity>)"),
+    OPT("node-id", node_id, NULL,
+        "cluster mode: this node's id (1 to 63 of A-Z a-z 0-9 _ -), unique in the cluster; needs QBCDC_NATS_URL. "
+        "Unset: one node, no partitions"),
+    OPT("partitions", partitions, "32",
+        "cluster mode: partitions the realms are split into; fixed when the cluster is created (the first node "
+        "records it; a node configured otherwise takes no partition)"),
+    OPT("lease-ttl", lease_ttl, "10",
+        "cluster mode: seconds a partition's lease lasts unless renewed; a dead node's partitions are taken over "
+        "after about this long"),
     OPT("cdc-commit-max", cdc_commit_max, "500",
         "most entity versions a CDC sweep commits in one store transaction (a long backlog commits in chunks; only "
         "the last moves the watermark)"),
@@ -287,6 +297,8 @@ int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const c
         {cfg->monthly_call_budget, "monthly-call-budget", 0, 1000000000L, &cfg->n_monthly_call_budget},
         {cfg->cdc_max_interval, "cdc-max-interval", 1, 25 * 86400, &cfg->n_cdc_max_interval_s},
         {cfg->nats_replicas, "nats-replicas", 1, 5, &cfg->n_nats_replicas},
+        {cfg->partitions, "partitions", 1, 1024, &cfg->n_partitions},
+        {cfg->lease_ttl, "lease-ttl", 3, 300, &cfg->n_lease_ttl_s},
         {cfg->max_streams, "max-streams", 1, 1000000, &cfg->n_max_streams},
         {cfg->summary_interval, "summary-interval", 0, 86400, &cfg->n_summary_interval_s},
         {cfg->inbox_retention, "inbox-retention", 0, 86400L * 3650, &cfg->n_inbox_retention_s},
@@ -327,6 +339,16 @@ int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const c
                  cfg->tls_cert != NULL ? "QBCDC_TLS_CERT (--tls-cert)" : "QBCDC_TLS_KEY (--tls-key)",
                  cfg->tls_cert != NULL ? "QBCDC_TLS_KEY (--tls-key)" : "QBCDC_TLS_CERT (--tls-cert)");
         return QBC_EINVAL;
+    }
+    if (cfg->node_id != NULL) {
+        if (!qbc_cluster_node_id_ok(cfg->node_id))
+            return bad_value(err, errsz, "node-id", cfg->node_id, "1 to 63 of A-Z a-z 0-9 _ -");
+        if (allowed_flag(allowed, "node-id") && (cfg->nats_url == NULL || cfg->nats_url[0] == '\0')) {
+            snprintf(err, errsz,
+                     "QBCDC_NODE_ID (--node-id) is set without QBCDC_NATS_URL (--nats-url): cluster "
+                     "mode runs on NATS JetStream");
+            return QBC_EINVAL;
+        }
     }
     if (strcmp(cfg->sim, "auto") != 0 && strcmp(cfg->sim, "off") != 0) {
         return bad_value(err, errsz, "sim", cfg->sim, "auto or off");

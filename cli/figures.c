@@ -12,8 +12,9 @@
 #include "figures.h"
 
 typedef struct {
-    qbc_reconciler_t *rec; /* NULL: no reconciler runs */
-    qbc_jetstream_t *js;   /* NULL: the feed is not published */
+    qbc_reconciler_t *rec;  /* NULL: no reconciler runs */
+    qbc_jetstream_t *js;    /* NULL: the feed is not published */
+    qbc_cluster_t *cluster; /* NULL: one node */
 } figures_t;
 
 static int by_realm(const void *x, const void *y)
@@ -166,6 +167,17 @@ static void realm_stats(void *ctx, void *json_array)
         json_object_set_new(o, "api_inflight", json_integer(inflight));
         json_object_set_new(o, "throttled_until",
                             paused > qbc_now_ns() ? json_string(qbc_time_format(paused, ts)) : json_null());
+        qbc_cluster_t *c = ((figures_t *)ctx)->cluster;
+        if (c != NULL && realm != NULL) { /* cluster mode: which node calls QBO for it */
+            qbc_cluster_stats_t cs;
+            qbc_cluster_stats(c, &cs);
+            unsigned part = qbc_cluster_partition_of(realm, cs.partitions);
+            char owner[QBC_NODE_ID_MAX];
+            qbc_cluster_owner(c, part, owner);
+            json_object_set_new(o, "partition", json_integer(part));
+            json_object_set_new(o, "owner", owner[0] ? json_string(owner) : json_null());
+            json_object_set_new(o, "owned_here", json_boolean(qbc_cluster_owns(c, realm, NULL)));
+        }
     }
     free(allow);
     free(st);
@@ -213,16 +225,71 @@ static void jetstream_metrics(qbc_jetstream_t *js, qbc_buf_t *t)
     counter(t, "qbcdc_jetstream_publish_failures_total", "Publishes that failed and were retried.", j.failures);
 }
 
+/* GET /admin/cluster */
+static char *cluster(void *ctx)
+{
+    qbc_cluster_t *c = ((figures_t *)ctx)->cluster;
+    if (c == NULL)
+        return NULL;
+    qbc_cluster_stats_t cs;
+    qbc_cluster_stats(c, &cs);
+    json_t *nodes = json_array(), *parts = json_array(), *mine = json_array();
+    for (unsigned i = 0; i < cs.n_nodes; i++)
+        json_array_append_new(nodes, json_string(cs.nodes[i]));
+    for (unsigned p = 0; p < cs.partitions; p++) {
+        char owner[QBC_NODE_ID_MAX];
+        qbc_cluster_owner(c, p, owner);
+        json_array_append_new(parts, owner[0] ? json_string(owner) : json_null());
+    }
+    for (unsigned p = 0; p < cs.partitions; p++) {
+        if (qbc_cluster_owns_partition(c, p))
+            json_array_append_new(mine, json_integer(p));
+    }
+    json_t *o = json_pack("{s:s,s:b,s:i,s:o,s:o,s:o,s:I,s:I,s:I,s:I}", "node_id", cs.node_id, "connected", cs.connected,
+                          "partitions", (int)cs.partitions, "nodes", nodes, "owned", mine, "owners", parts, "acquired",
+                          (json_int_t)cs.acquired, "released", (json_int_t)cs.released, "lost", (json_int_t)cs.lost,
+                          "renew_failures", (json_int_t)cs.renew_failures);
+    json_object_set_new(o, "last_round", cs.last_tick_ns ? json_integer(cs.last_tick_ns / 1000000000LL) : json_null());
+    json_object_set_new(o, "last_error", cs.last_error[0] ? json_string(cs.last_error) : json_null());
+    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    return text;
+}
+
+static void cluster_metrics(qbc_cluster_t *c, qbc_buf_t *t)
+{
+    qbc_cluster_stats_t cs;
+    qbc_cluster_stats(c, &cs);
+    qbc_buf_printf(t,
+                   "# HELP qbcdc_cluster_connected 1 when this node reaches the cluster's lease bucket.\n"
+                   "# TYPE qbcdc_cluster_connected gauge\nqbcdc_cluster_connected %d\n",
+                   cs.connected);
+    qbc_buf_printf(t,
+                   "# HELP qbcdc_cluster_partitions_owned Partitions this node holds the lease of.\n"
+                   "# TYPE qbcdc_cluster_partitions_owned gauge\nqbcdc_cluster_partitions_owned %u\n",
+                   cs.owned);
+    qbc_buf_printf(t,
+                   "# HELP qbcdc_cluster_nodes Live nodes this node sees.\n"
+                   "# TYPE qbcdc_cluster_nodes gauge\nqbcdc_cluster_nodes %u\n",
+                   cs.n_nodes);
+    counter(t, "qbcdc_cluster_leases_acquired_total", "Partition leases this node took.", cs.acquired);
+    counter(t, "qbcdc_cluster_leases_released_total", "Partition leases this node handed over.", cs.released);
+    counter(t, "qbcdc_cluster_leases_lost_total", "Partition leases lost (not renewed in time, or taken).", cs.lost);
+}
+
 static char *metrics(void *ctx)
 {
     figures_t *fg = ctx;
     qbc_reconciler_t *r = fg->rec;
     if (r == NULL) {
-        if (fg->js == NULL)
+        if (fg->js == NULL && fg->cluster == NULL)
             return NULL;
         qbc_buf_t t = {qbc_alloc(1024), 0, 1024, 0};
         t.data[0] = '\0';
-        jetstream_metrics(fg->js, &t);
+        if (fg->js != NULL)
+            jetstream_metrics(fg->js, &t);
+        if (fg->cluster != NULL)
+            cluster_metrics(fg->cluster, &t);
         return t.data;
     }
     qbc_reconciler_stats_t *st = qbc_alloc(sizeof(*st));
@@ -319,6 +386,8 @@ static char *metrics(void *ctx)
     free(st);
     if (fg->js != NULL)
         jetstream_metrics(fg->js, &t);
+    if (fg->cluster != NULL)
+        cluster_metrics(fg->cluster, &t);
     return t.data;
 }
 
@@ -336,16 +405,18 @@ static void summary(void *ctx, char *buf, size_t size)
     free(st);
 }
 
-void qbc_figures_install(qbc_api_t *ing, qbc_reconciler_t *r, qbc_jetstream_t *js)
+void qbc_figures_install(qbc_api_t *ing, qbc_reconciler_t *r, qbc_jetstream_t *js, qbc_cluster_t *c)
 {
     static figures_t fg;
     fg.rec = r;
     fg.js = js;
+    fg.cluster = c;
     qbc_api_hooks_t hooks = {.realm_stats = realm_stats,
                              .metrics = metrics,
                              .summary = summary,
                              .budget = budget,
                              .jetstream = jetstream,
+                             .cluster = cluster,
                              .backfill_waiting = backfill_waiting,
                              .ctx = &fg};
     qbc_api_set_hooks(ing, &hooks);

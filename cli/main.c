@@ -17,6 +17,7 @@
 #include "api.h"
 #include "harden.h"
 #include "jetstream.h"
+#include "cluster.h"
 #include "inspect.h"
 #include "store.h"
 #include "backup.h"
@@ -88,6 +89,17 @@ static void warn_config(const qbc_config_t *cfg)
                 "/admin/realms/{realm}/tokens or qbcdc register instead)");
 }
 
+/* the reconciler asks the cluster whose realm it is (reconciler.h qbc_reconciler_config_t.owns) */
+static int owns_realm(void *ctx, const char *realm, int64_t *until_mono_ns)
+{
+    return qbc_cluster_owns(ctx, realm, until_mono_ns);
+}
+
+static uint64_t owns_epoch(void *ctx)
+{
+    return qbc_cluster_epoch(ctx);
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     qbc_config_t cfg;
@@ -96,6 +108,7 @@ static int cmd_serve(int argc, char **argv)
     qbc_api_t *api = NULL;
     qbc_reconciler_t *rec = NULL;
     qbc_jetstream_t *js = NULL;
+    qbc_cluster_t *cluster = NULL;
     qbc_devsim_t sim;
     int rc, exit_code = 1;
 
@@ -155,6 +168,17 @@ static int cmd_serve(int argc, char **argv)
         fprintf(stderr, "qbcdc: the bundled simulator could not start on %s (the address is taken?)\n", cfg.sim_listen);
         goto Exit;
     }
+    if (cfg.node_id != NULL) {
+        qbc_cluster_config_t ccfg = {.urls = cfg.nats_url,
+                                     .node_id = cfg.node_id,
+                                     .partitions = (unsigned)cfg.n_partitions,
+                                     .lease_ttl_s = (unsigned)cfg.n_lease_ttl_s,
+                                     .replicas = (unsigned)cfg.n_nats_replicas};
+        if ((rc = qbc_cluster_start(&ccfg, &cluster)) != 0) {
+            fprintf(stderr, "qbcdc: cannot start cluster mode: %s\n", qbc_strerror(rc));
+            goto Exit;
+        }
+    }
     if (cfg.client_id != NULL) {
         qbc_reconciler_config_t rcfg = {.api_base = cfg.api_base,
                                         .token_url = cfg.oauth_token_url,
@@ -181,6 +205,11 @@ static int cmd_serve(int argc, char **argv)
                                         .budget_local_months =
                                             cfg.budget_tz != NULL && strcmp(cfg.budget_tz, "UTC") != 0,
                                         .cdc_max_interval_s = (unsigned)cfg.n_cdc_max_interval_s};
+        if (cluster != NULL) {
+            rcfg.owns = owns_realm;
+            rcfg.owns_epoch = owns_epoch;
+            rcfg.owns_ctx = cluster;
+        }
         if (rcfg.budget_local_months) { /* months begin at that zone's midnight; logs stay in UTC */
             setenv("TZ", cfg.budget_tz, 1);
             tzset();
@@ -203,7 +232,7 @@ static int cmd_serve(int argc, char **argv)
             goto Exit;
         }
     }
-    qbc_figures_install(api, rec, js);
+    qbc_figures_install(api, rec, js, cluster);
 
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -224,7 +253,8 @@ Exit:
     if (rec != NULL)
         qbc_reconciler_stop(rec, (int)cfg.drain_ms_n);
     qbc_devsim_stop(&sim);
-    qbc_jetstream_stop(js); /* commits its cursor: before the store closes */
+    qbc_jetstream_stop(js);    /* commits its cursor: before the store closes */
+    qbc_cluster_stop(cluster); /* after the reconciler: hands its partitions over */
     qbc_api_destroy(api);
     qbc_store_close(store); /* drains anything still queued, then closes LMDB */
     qbc_config_free(&cfg);

@@ -57,7 +57,7 @@ unsigned qbc_budget_used(qbc_budget_t *b, int64_t now)
 unsigned qbc_budget_available(qbc_budget_t *b, int64_t now, int prio)
 {
     prune(b, now);
-    if (b->paused_until_ns > now)
+    if (b->paused_until_ns > now || b->fenced)
         return 0;
     unsigned r = rate_for(b, prio), m = inflight_for(b, prio);
     if (b->n >= r || b->inflight >= m)
@@ -77,6 +77,8 @@ int64_t qbc_budget_next(qbc_budget_t *b, int64_t now, int prio)
 {
     prune(b, now);
     int64_t t = now;
+    if (b->fenced) /* ownership comes back with the cluster's epoch: look again in a second */
+        return now + 1000000000LL;
     if (b->paused_until_ns > t)
         t = b->paused_until_ns;
     unsigned r = rate_for(b, prio);

@@ -116,6 +116,7 @@ static void *thread_main(void *arg)
             if (atomic_exchange(&r->dirty_jobs, 0))
                 qbc_rec__backfill_scan(r);
             qbc_rec__allowance_tick(r, now);
+            qbc_rec__fence(r, now);
             int64_t t = qbc_rec__plan(r, now);
             if (t < next)
                 next = t;

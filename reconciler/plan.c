@@ -39,6 +39,10 @@ rec_realm_t *qbc_rec__realm_get(qbc_reconciler_t *r, const char *name, int creat
     /* a little over a minute: our clock starts a call before the server counts it */
     qbc_budget_init(&realm->budget, r->cfg.rate_per_min, r->cfg.max_inflight, 61LL * 1000000000LL);
     qbc_budget_init(&realm->batch_budget, REC_BATCH_PER_MIN, r->cfg.max_inflight, 61LL * 1000000000LL);
+    if (r->cfg.owns != NULL) { /* cluster mode: no call before qbc_rec__fence says it is ours */
+        realm->budget.fenced = realm->batch_budget.fenced = 1;
+        realm->fence_until_ns = INT64_MIN;
+    }
     realm->last_fetch_ns = INT64_MIN / 2;
     realm->batch_cap = REC_BATCH_MAX_ITEMS;
     r->realms[r->n_realms++] = realm;

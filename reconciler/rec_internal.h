@@ -190,6 +190,7 @@ typedef struct st_qbc_budget_t {
     unsigned max_inflight;
     int64_t window_ns;
     int64_t paused_until_ns; /**< mono; 0: not paused */
+    int fenced;              /**< cluster mode: another node's realm now; no call may start */
 } qbc_budget_t;
 
 void qbc_budget_init(qbc_budget_t *b, unsigned rate, unsigned max_inflight, int64_t window_ns);
@@ -358,6 +359,8 @@ struct st_rec_realm_t {
     int64_t auth_retry_ns;        /**< mono */
     qbc_budget_t budget;
     qbc_budget_t batch_budget; /**< batch requests per minute */
+    int64_t fence_until_ns;    /**< mono: cluster mode, owned until then unless renewed (fence.c) */
+    uint64_t fence_epoch;      /**< the cluster's epoch when last checked */
     int64_t last_fetch_ns;     /**< mono: start of the last query or batch */
     unsigned batch_cap;        /**< most queries per batch now: halved by a throttled batch, regrows */
     rec_group_t *groups;
@@ -526,6 +529,16 @@ int qbc_rec__start_oauth(qbc_reconciler_t *r, const char *url, const char *conte
 int qbc_rec__drain_curl(qbc_reconciler_t *r);
 /** stops every transfer (shutdown): their notices stay pending, API callers hear "aborted" */
 void qbc_rec__abort_all(qbc_reconciler_t *r);
+/**
+ * stops realm's calls to the QBO API (fencing): their notices stay pending, API callers hear
+ * why. Token refreshes go on (aborting one could lose the refresh token Intuit just rotated).
+ * @return how many were stopped
+ */
+unsigned qbc_rec__abort_realm(qbc_reconciler_t *r, rec_realm_t *realm, const char *why);
+
+/* ---- fence.c: cluster mode ---- */
+/** fences realms out (no call may start, calls in flight stopped) or in, as the cluster says */
+void qbc_rec__fence(qbc_reconciler_t *r, int64_t now);
 /** fetch.c: what a finished transfer's answer becomes */
 void qbc_rec__xfer_done(qbc_reconciler_t *r, rec_xfer_t *x, CURLcode res);
 

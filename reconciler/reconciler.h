@@ -56,6 +56,17 @@ typedef struct st_qbc_reconciler_config_t {
     unsigned budget_period_s;    /**< a period of this many seconds instead of the calendar month (tests) */
     int budget_local_months;     /**< 1: months begin at local midnight (TZ set by the caller); 0: UTC */
     unsigned cdc_max_interval_s; /**< the longest a realm's CDC interval is stretched to (0: 7 days) */
+    /**
+     * cluster mode (NULL: every realm is this node's): whether this node may call QBO for realm
+     * now, 1 or 0, and with 1 until when (monotonic ns) unless asked again. Called on the
+     * reconciler's thread, often: it must be cheap and never block on I/O (cluster.h
+     * qbc_cluster_owns). A realm that stops being ours gets no new call and its calls in flight
+     * are stopped (token refreshes excepted), its notices left pending.
+     */
+    int (*owns)(void *ctx, const char *realm, int64_t *until_mono_ns);
+    /** with owns: a number that changes whenever the answer of owns may change other than by time */
+    uint64_t (*owns_epoch)(void *ctx);
+    void *owns_ctx;
 } qbc_reconciler_config_t;
 
 typedef struct st_qbc_reconciler_t qbc_reconciler_t;

@@ -432,25 +432,42 @@ int qbc_rec__drain_curl(qbc_reconciler_t *r)
     return done;
 }
 
+/* ends x without an answer: its notices stay pending, its caller hears why */
+static void abort_one(qbc_reconciler_t *r, rec_xfer_t *x, const char *why)
+{
+    xfer_unlink(r, x);
+    if (x->units > 0)
+        qbc_rec__allowance_ended(r, x->realm, x->usage_purpose, x->units, 0);
+    if (x->realm != NULL)
+        qbc_budget_done(&x->realm->budget);
+    for (size_t i = 0; i < x->n; i++)
+        x->ns[i]->inflight = 0; /* still pending in the store: nothing lost */
+    if (x->kind == X_TOKEN && x->realm->auth == REC_AUTH_REFRESHING)
+        x->realm->auth = REC_AUTH_NONE;
+    if (x->kind == X_API) {
+        rec_api_answer_t a = {0, 0, NULL, 0, 0, why, x->token_gen};
+        x->api_cb(r, x->realm, x->api_ctx, &a);
+    }
+    if (x->kind == X_OAUTH)
+        qbc_rec__oauth_call_done(r, x->oauth_id, 0, 0, NULL, 0, why);
+    xfer_free(r, x);
+}
+
 void qbc_rec__abort_all(qbc_reconciler_t *r)
 {
-    while (r->xfers) {
-        rec_xfer_t *x = r->xfers;
-        xfer_unlink(r, x);
-        if (x->units > 0)
-            qbc_rec__allowance_ended(r, x->realm, x->usage_purpose, x->units, 0);
-        if (x->realm != NULL)
-            qbc_budget_done(&x->realm->budget);
-        for (size_t i = 0; i < x->n; i++)
-            x->ns[i]->inflight = 0; /* still pending in the store: nothing lost */
-        if (x->kind == X_TOKEN && x->realm->auth == REC_AUTH_REFRESHING)
-            x->realm->auth = REC_AUTH_NONE;
-        if (x->kind == X_API) {
-            rec_api_answer_t a = {0, 0, NULL, 0, 0, "aborted: the reconciler is stopping", x->token_gen};
-            x->api_cb(r, x->realm, x->api_ctx, &a);
-        }
-        if (x->kind == X_OAUTH)
-            qbc_rec__oauth_call_done(r, x->oauth_id, 0, 0, NULL, 0, "aborted: the reconciler is stopping");
-        xfer_free(r, x);
+    while (r->xfers)
+        abort_one(r, r->xfers, "aborted: the reconciler is stopping");
+}
+
+unsigned qbc_rec__abort_realm(qbc_reconciler_t *r, rec_realm_t *realm, const char *why)
+{
+    unsigned n = 0;
+    for (rec_xfer_t *x = r->xfers, *next; x != NULL; x = next) {
+        next = x->next;
+        if (x->realm != realm || x->kind == X_TOKEN || x->kind == X_OAUTH)
+            continue;
+        abort_one(r, x, why);
+        n++;
     }
+    return n;
 }

@@ -44,6 +44,61 @@ class NatsServer:
         return self.proc.stop()
 
 
+class NatsCluster:
+    """n nats-servers with JetStream, clustered over loopback routes; each restartable on its ports and store"""
+
+    def __init__(self, n=3, name="qbcdc-test"):
+        self.ports = [free_port() for _ in range(n)]
+        self.routes = [free_port() for _ in range(n)]
+        self.stores = [tmpdir("qbcdc-nats-") for _ in range(n)]
+        self.name = name
+        self.procs = [None] * n
+        for i in range(n):
+            self.start(i)
+        for i in range(n):
+            self.wait_port(self.ports[i])
+        # JetStream answers once the servers have elected a meta leader
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                c = Client(self.ports[0])
+                info = c.request("$JS.API.INFO", {})
+                c.close()
+                if info and "error" not in info:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+
+    def start(self, i):
+        routes = ",".join("nats://127.0.0.1:%d" % p for p in self.routes)
+        self.procs[i] = Proc([NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.ports[i]), "-js", "-sd", self.stores[i],
+                              "--server_name", "n%d" % (i + 1), "--cluster_name", self.name, "--cluster",
+                              "nats://127.0.0.1:%d" % self.routes[i], "--routes", routes])
+
+    @staticmethod
+    def wait_port(port):
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                return True
+            except OSError:
+                time.sleep(0.05)
+        return False
+
+    def url(self):
+        return ",".join("nats://127.0.0.1:%d" % p for p in self.ports)
+
+    def kill9(self, i):
+        return self.procs[i].kill9()
+
+    def stop(self):
+        for p in self.procs:
+            if p is not None:
+                p.stop()
+
+
 class Client:
     """request/reply over one NATS connection"""
 

@@ -1,0 +1,125 @@
+/*
+ * cluster.h — qbcdc nodes sharing a NATS JetStream cluster (issue 13, part 2).
+ *
+ * Realms are split into a fixed number of partitions (QBCDC_PARTITIONS, recorded in the bucket
+ * when the first node creates it; a node configured otherwise refuses to take part). Each
+ * partition is owned by at most one live node at a time, through a lease: the key
+ * lease.<partition> of the JetStream key-value bucket qbcdc_cluster, whose value is the owner's
+ * node id (QBCDC_NODE_ID). A lease is taken with a create (it fails if the key exists), renewed
+ * with an update that names the revision last written (it fails if anyone else wrote since),
+ * and lapses by itself: the bucket's TTL removes a key not written for that long. Each node also
+ * writes node.<id> on every renewal, so the bucket's keys name the live nodes.
+ *
+ * Who should own a partition: the live node that scores highest for it by rendezvous hashing
+ * (qbc_cluster_preferred). When a node joins, each node releases the partitions that now prefer
+ * the newcomer, which takes them; when a node dies, its keys lapse after the TTL and the next
+ * preferred node takes its partitions. A partition left free for longer than a TTL (its
+ * preferred node alive but not taking it) is taken by whoever sees it.
+ *
+ * Fencing: a node treats a partition as its own only until its last successful renewal (the
+ * moment the request was sent, on the monotonic clock) plus TTL minus a margin (TTL/3), which
+ * ends before the server can let the key lapse; qbc_cluster_owns reports that deadline, and
+ * the reconciler makes no call to QBO for a realm past it (and aborts the calls in flight).
+ */
+#ifndef QBC_CLUSTER_H
+#define QBC_CLUSTER_H
+
+#include <stdint.h>
+
+#define QBC_CLUSTER_MAX_PARTITIONS 1024
+#define QBC_NODE_ID_MAX 64 /**< bytes of a node id, with its NUL */
+
+typedef struct st_qbc_cluster_config_t {
+    const char *urls;     /**< comma-separated NATS server URLs (QBCDC_NATS_URL) */
+    const char *node_id;  /**< QBCDC_NODE_ID: 1 to 63 of [A-Za-z0-9_-] (qbc_cluster_node_id_ok) */
+    unsigned partitions;  /**< QBCDC_PARTITIONS: 1 to QBC_CLUSTER_MAX_PARTITIONS */
+    unsigned lease_ttl_s; /**< QBCDC_LEASE_TTL: the bucket's TTL (0: 10) */
+    unsigned replicas;    /**< of the bucket, when this node creates it (0: 1) */
+} qbc_cluster_config_t;
+
+typedef struct st_qbc_cluster_t qbc_cluster_t;
+
+/** figures for GET /admin/cluster and /metrics */
+typedef struct st_qbc_cluster_stats_t {
+    char node_id[QBC_NODE_ID_MAX];
+    int connected;       /**< to NATS, the bucket known */
+    unsigned partitions; /**< configured */
+    unsigned owned;      /**< partitions this node holds now (fenced in) */
+    unsigned n_nodes;    /**< live nodes as last seen (node.* keys) */
+    char nodes[32][QBC_NODE_ID_MAX];
+    uint64_t acquired;       /**< leases taken since start */
+    uint64_t released;       /**< leases handed back (to a preferred node, or at stop) */
+    uint64_t lost;           /**< leases found taken by another or lapsed while held */
+    uint64_t renew_failures; /**< renewals that got no answer */
+    int64_t last_tick_ns;    /**< wall clock of the last complete round with the bucket */
+    char last_error[160];
+} qbc_cluster_stats_t;
+
+/** 1 if id is a valid node id (1 to 63 bytes of [A-Za-z0-9_-]), else 0. */
+int qbc_cluster_node_id_ok(const char *id);
+
+/** the partition of a realm: FNV-1a (64 bits) of its id, modulo partitions (partitions > 0). */
+unsigned qbc_cluster_partition_of(const char *realm, unsigned partitions);
+
+/**
+ * the node that should own a partition: the index in nodes[0..n) of the highest rendezvous
+ * score (a hash of node id and partition); ties go to the smaller id. -1 when n is 0. Removing
+ * a node moves only the partitions it was preferred for; adding one moves only those the
+ * newcomer is now preferred for.
+ */
+int qbc_cluster_preferred(unsigned partition, const char *const *nodes, unsigned n);
+
+/**
+ * starts the lease thread (it connects, and keeps trying, by itself).
+ * @return 0, or QBC_EINVAL (no URL, a bad node id, partitions out of range)
+ */
+int qbc_cluster_start(const qbc_cluster_config_t *cfg, qbc_cluster_t **out);
+
+/** stops the thread and deletes this node's leases and node key (a graceful hand-over). NULL: nothing. */
+void qbc_cluster_stop(qbc_cluster_t *c);
+
+/**
+ * whether this node owns realm's partition now. Thread-safe, takes a mutex, never blocks on I/O.
+ * @param[out] until_mono_ns (may be NULL) with 1: when the ownership ends unless renewed first
+ *             (monotonic clock); ask again then
+ * @return 1 or 0
+ */
+int qbc_cluster_owns(qbc_cluster_t *c, const char *realm, int64_t *until_mono_ns);
+
+/** whether this node holds partition's lease now (within its fence). Thread-safe. */
+int qbc_cluster_owns_partition(qbc_cluster_t *c, unsigned partition);
+
+/** a number that changes whenever the set of owned partitions changes. Thread-safe. */
+uint64_t qbc_cluster_epoch(qbc_cluster_t *c);
+
+/**
+ * the owner of a partition as last read from the bucket ("" when free). Thread-safe.
+ * @param out at least QBC_NODE_ID_MAX bytes
+ */
+void qbc_cluster_owner(qbc_cluster_t *c, unsigned partition, char *out);
+
+/** a consistent copy of the figures. Thread-safe. */
+void qbc_cluster_stats(qbc_cluster_t *c, qbc_cluster_stats_t *out);
+
+/* ---------------------------------------------------------------- internal, for the unit tests */
+
+typedef enum {
+    QBC_LEASE_WAIT = 0, /**< nothing to do (or someone else's) */
+    QBC_LEASE_TAKE,     /**< create the key (or adopt our own lease from before a restart) */
+    QBC_LEASE_RENEW,    /**< update it with our revision */
+    QBC_LEASE_RELEASE,  /**< stop using it, then delete the key */
+} qbc_lease_action_t;
+
+/**
+ * what a node does with one partition in a round.
+ * @param held this node holds the lease (and is within its fence)
+ * @param owner the lease's owner as just read ("" or NULL: free)
+ * @param me this node's id
+ * @param preferred the preferred live node's id (NULL: none known)
+ * @param free_for_ns how long the partition has been seen free (0 the first time)
+ * @param ttl_ns the lease TTL
+ */
+qbc_lease_action_t qbc_cluster__decide(int held, const char *owner, const char *me, const char *preferred,
+                                       int64_t free_for_ns, int64_t ttl_ns);
+
+#endif

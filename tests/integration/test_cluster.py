@@ -1,0 +1,295 @@
+#!/usr/bin/env python3
+"""test_cluster.py — cluster mode (issue 13, part 2): three qbcdc nodes on a three-server NATS
+JetStream cluster (replicas 3) split the realms' partitions through leases, and only a
+partition's owner calls QBO for its realms.
+
+Every node holds every realm's tokens; qbosim makes changes without webhooks, so what each
+node stores comes from its own CDC sweeps: a realm is right in the store of its owner only if
+its owner swept it, and a node that called QBO for a realm it did not own shows in its meter.
+qbosim limits each realm to 2 requests in flight, as each node does: two nodes working one
+realm at once would draw 429s. Then: kill -9 a node (its partitions are taken over; the time is
+measured), bring it back (partitions move back), kill -9 a nats-server, stop a node gracefully
+(handed over at once), and a node configured with another partition count takes no part.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import openapi_check as oc  # noqa: E402  (first: may re-exec with /usr/bin/python3)
+from harness import QBCDC, Proc, diag, done_testing, free_port, is_, ok, request, tmpdir, wait_http  # noqa: E402
+from natslib import NATS_SERVER, NatsCluster  # noqa: E402
+from simlib import ADMIN, Sim, flat_truth, qbcdc_lines, register_realms, serve_env  # noqa: E402
+
+if NATS_SERVER is None:
+    print("1..0 # SKIP nats-server is not installed (.ci/install installs it)")
+    sys.exit(0)
+
+PARTITIONS = 16
+M64 = (1 << 64) - 1
+
+
+def partition_of(realm, n):
+    """cluster/partition.c qbc_cluster_partition_of: FNV-1a 64, splitmix64's finaliser, modulo n"""
+    h = 14695981039346656037
+    for b in realm.encode():
+        h = ((h ^ b) * 1099511628211) & M64
+    h ^= h >> 30
+    h = (h * 0xbf58476d1ce4e5b9) & M64
+    h ^= h >> 27
+    h = (h * 0x94d049bb133111eb) & M64
+    h ^= h >> 31
+    return h % n
+
+
+is_([partition_of("9130350000000001", 32), partition_of("123146096291789", 32)], [30, 13],
+    "the test's partition function is the C one (pinned in test_partition.c)")
+
+nats = NatsCluster(3)
+sim = Sim(args=["--concurrency-limit", "2", "--rate-limit", "300"], realms=12, entities=12)
+realms = sorted(sim.realms())
+
+
+class Node:
+    def __init__(self, i, extra=None):
+        self.id = "q%d" % i
+        self.port = free_port()
+        self.dir = tmpdir("qbcdc-cluster-%s-" % self.id)
+        self.extra = extra or {}
+        self.proc = None
+
+    def start(self):
+        env = serve_env(self.port, self.dir, sim)
+        env.update({"QBCDC_NATS_URL": nats.url(), "QBCDC_NATS_REPLICAS": "3", "QBCDC_NODE_ID": self.id,
+                    "QBCDC_PARTITIONS": str(PARTITIONS), "QBCDC_CDC_INTERVAL": "2", "QBCDC_MAX_INFLIGHT": "2",
+                    "QBCDC_RATE_LIMIT": "300", "QBCDC_LOG_LEVEL": "info"})
+        env.update(self.extra)
+        self.proc = Proc([QBCDC, "serve"], env=env)
+        return wait_http(self.port)
+
+    def admin(self, path):
+        try:
+            st, _, b = request(self.port, "GET", path, headers={"Authorization": "Bearer " + ADMIN}, timeout=5)
+            return json.loads(b) if st == 200 else None
+        except (OSError, ValueError):
+            return None
+
+    def cluster(self):
+        return self.admin("/admin/cluster")
+
+
+nodes = [Node(1), Node(2), Node(3)]
+ok(all(n.start() for n in nodes), "three qbcdc nodes are up, on a three-server NATS cluster")
+
+
+def views(live):
+    return {n.id: n.cluster() for n in live}
+
+
+def settled(live, timeout):
+    """waits until every live node sees the same owner for each partition, all of them live nodes,
+    each partition owned by exactly one node; returns (ok, views, seconds)"""
+    t0 = time.time()
+    ids = sorted(n.id for n in live)
+    v = {}
+    while time.time() - t0 < timeout:
+        v = views(live)
+        if all(x is not None for x in v.values()):
+            owners = [tuple(x["owners"]) for x in v.values()]
+            owned = sorted(p for x in v.values() for p in x["owned"])
+            if (len(set(owners)) == 1 and all(o in ids for o in owners[0]) and owned == list(range(PARTITIONS))
+                    and all(sorted(x["nodes"]) == ids for x in v.values())):
+                return True, v, time.time() - t0
+        time.sleep(0.2)
+    return False, v, time.time() - t0
+
+
+good, v, took = settled(nodes, 30)
+ok(good, "every partition has one owner, the same in every node's view (%.1f s)" % took, json.dumps(v)[:600])
+shares = {n: len(x["owned"]) for n, x in v.items()} if good else {}
+diag("partitions per node: %s" % shares)
+ok(good and all(s >= 1 for s in shares.values()), "each node owns some")
+owned_sum = 0
+for n in nodes:
+    st, _, b = request(n.port, "GET", "/metrics")
+    for line in b.decode().splitlines():
+        if line.startswith("qbcdc_cluster_partitions_owned "):
+            owned_sum += int(float(line.split()[1]))
+is_(owned_sum, PARTITIONS, "qbcdc_cluster_partitions_owned adds up to the partitions")
+
+# the realms' tokens on every node: only owners may use them
+for n in nodes:
+    is_(register_realms(n.port, sim), len(realms), "%s holds every realm's tokens" % n.id)
+
+_, doc = oc.load_doc()
+for path in ("/admin/cluster", "/admin/realms"):
+    st, h, b = request(nodes[0].port, "GET", path, headers={"Authorization": "Bearer " + ADMIN})
+    is_(oc.check_answer(doc, "GET", path, st, h, b), [], "GET %s answers as docs/openapi.json says" % path)
+rows = (nodes[0].admin("/admin/realms") or {}).get("realms", [])
+ok(rows and all(r.get("partition") == partition_of(r["realm"], PARTITIONS) and "owner" in r and "owned_here" in r
+                for r in rows), "GET /admin/realms shows each realm's partition, owner and whether it is owned here")
+
+
+def owner_of(realm, v):
+    any_view = next(x for x in v.values() if x is not None)
+    return any_view["owners"][partition_of(realm, PARTITIONS)]
+
+
+def entities(node):
+    out = {}
+    for e in qbcdc_lines("entities", "--data-dir", node.dir):
+        out[(e["realm"], e["entity"], e["id"])] = None if e.get("deleted") else e.get("version")
+    return out
+
+
+def converge(live, changed_since, timeout):
+    """waits until, for every realm, its owner's store holds the truth of every key changed since
+    changed_since (a truth snapshot); returns the mismatches left"""
+    deadline = time.time() + timeout
+    wrong = ["not checked"]
+    while time.time() < deadline:
+        truth = flat_truth(sim.json("GET", "/sim/truth")[1])
+        changed = {k for k, val in truth.items() if changed_since.get(k, "absent") != val}
+        changed |= {k for k in changed_since if k not in truth}
+        v = views(live)
+        if any(x is None for x in v.values()):
+            time.sleep(0.5)
+            continue
+        by_id = {n.id: n for n in live}
+        stores = {n.id: entities(n) for n in live}
+        wrong = []
+        for k in changed:
+            own = owner_of(k[0], v)
+            got = stores[own].get(k, "absent") if own in stores else "no owner"
+            if got != truth.get(k):
+                wrong.append((k, own, got, truth.get(k)))
+        if not wrong:
+            return [], len(changed)
+        time.sleep(0.5)
+    return wrong, None
+
+
+def fenced_ok(live):
+    """realms a node spent calls on that it never owned: [(node, realm)]"""
+    bad = []
+    for n in live:
+        for r in (n.admin("/admin/realms") or {}).get("realms", []):
+            if r.get("budget", {}).get("calls_this_period", 0) > 0 and r["realm"] not in n.ever_owned:
+                bad.append((n.id, r["realm"], r["budget"]["calls_this_period"]))
+    return bad
+
+
+def note_owned(live):
+    for n in live:
+        c = n.cluster()
+        if c is not None:
+            for r in realms:
+                if partition_of(r, PARTITIONS) in c["owned"]:
+                    n.ever_owned.add(r)
+
+
+for n in nodes:
+    n.ever_owned = set()
+note_owned(nodes)
+
+truth0 = flat_truth(sim.json("GET", "/sim/truth")[1])
+st, j = sim.json("POST", "/sim/mutate?n=500")
+is_(st, 200, "qbosim made 500 changes over %d realms (no webhooks: CDC finds them)" % len(realms))
+wrong, n_changed = converge(nodes, truth0, 90)
+is_(wrong[:5], [], "each realm's owner stores the truth of every changed entity (%s changed)" % n_changed)
+note_owned(nodes)
+is_(fenced_ok(nodes), [], "no node spent a call on a realm it did not own")
+per_node = {n.id: sum(r["budget"]["calls_this_period"] for r in (n.admin("/admin/realms") or {}).get("realms", []))
+            for n in nodes}
+diag("calls per node: %s" % per_node)
+ok(sum(1 for c in per_node.values() if c > 0) >= 2, "the work is spread (at least two nodes called QBO)")
+
+# kill -9 the node that owns the most partitions
+v = views(nodes)
+victim = max(nodes, key=lambda n: len(v[n.id]["owned"]))
+lost_parts = list(v[victim.id]["owned"])
+victim.proc.kill9()
+t0 = time.time()
+rest = [n for n in nodes if n is not victim]
+good, v2, took = settled(rest, 40)
+takeover = time.time() - t0
+diag("takeover of %d partitions after kill -9 of %s: %.1f s (lease TTL 10 s)" % (len(lost_parts), victim.id, takeover))
+ok(good, "the survivors own every partition again", json.dumps(v2)[:400])
+ok(good and takeover < 15, "within 15 s of the kill (%.1f s)" % takeover)
+note_owned(rest)
+
+truth1 = flat_truth(sim.json("GET", "/sim/truth")[1])
+st, j = sim.json("POST", "/sim/mutate?n=300")
+wrong, n_changed = converge(rest, truth0, 90)
+is_(wrong[:5], [], "the new owners catch up the taken-over realms: every change since the start (%s)" % n_changed)
+is_(fenced_ok(rest), [], "still no call on a realm a node did not own")
+
+# it comes back (same id, same store): partitions move back to it
+ok(victim.start(), "%s restarts" % victim.id)
+good, v3, took = settled(nodes, 40)
+ok(good, "three owners again after it rejoins (%.1f s)" % took, json.dumps(v3)[:400])
+ok(good and len(v3[victim.id]["owned"]) >= 1, "%s owns partitions again" % victim.id)
+note_owned(nodes)
+
+# a nats-server dies: the bucket has replicas 3, the leases survive the leader election
+lost_before = sum((n.cluster() or {}).get("lost", 0) for n in nodes)
+nats.kill9(1)
+time.sleep(3)
+truth2 = flat_truth(sim.json("GET", "/sim/truth")[1])
+st, j = sim.json("POST", "/sim/mutate?n=200")
+good, v4, took = settled(nodes, 40)
+ok(good, "with one nats-server of three killed, every partition is still owned (%.1f s)" % took, json.dumps(v4)[:400])
+wrong, n_changed = converge(nodes, truth0, 90)
+is_(wrong[:5], [], "and changes go on being captured (%s changed since the start)" % n_changed)
+lost_after = sum((n.cluster() or {}).get("lost", 0) for n in nodes)
+diag("leases lost while the nats-server was down: %d" % (lost_after - lost_before))
+is_(fenced_ok(nodes), [], "no call on a realm a node did not own, through all of it")
+throttled = {r: s.get("throttled", 0) for r, s in sim.json("GET", "/sim/stats")[1].get("realms", {}).items()}
+is_([r for r, t in throttled.items() if t], [], "qbosim answered no 429: never two nodes on one realm at once")
+
+# a graceful stop hands its partitions over at once (not after a TTL)
+leaver = nodes[1]
+had = len((leaver.cluster() or {}).get("owned", []))
+t0 = time.time()
+is_(leaver.proc.stop(), 0, "%s stops gracefully" % leaver.id)
+stay = [n for n in nodes if n is not leaver]
+good, v5, took = settled(stay, 30)
+handover = time.time() - t0
+diag("graceful hand-over of %d partitions: %.1f s" % (had, handover))
+ok(good and handover < 8, "its partitions are owned by the others within 8 s, before its leases could lapse")
+
+# a node configured with another partition count takes no part
+odd = Node(4, {"QBCDC_PARTITIONS": "8"})
+ok(odd.start(), "a node with QBCDC_PARTITIONS=8 starts")
+deadline = time.time() + 20
+c = None
+while time.time() < deadline:
+    c = odd.cluster()
+    if c and c.get("last_error"):
+        break
+    time.sleep(0.2)
+ok(c and "16 partitions" in (c.get("last_error") or ""), "it says the cluster has 16 partitions", json.dumps(c))
+ok(c and c["owned"] == [], "and owns none")
+good, v6, took = settled(stay, 10)
+ok(good, "the others are undisturbed")
+odd.proc.stop()
+
+# configuration mistakes are refused before anything starts
+r = subprocess.run([QBCDC, "serve"], env=dict(os.environ, QBCDC_NODE_ID="q9", QBCDC_DATA_DIR=tmpdir(), QBCDC_SIM="off"),
+                   capture_output=True, text=True, timeout=30)
+ok(r.returncode == 2 and "QBCDC_NATS_URL" in r.stderr, "QBCDC_NODE_ID without QBCDC_NATS_URL: exit 2 naming it",
+   r.stderr[-300:])
+r = subprocess.run([QBCDC, "serve"], env=dict(os.environ, QBCDC_NODE_ID="q.9", QBCDC_NATS_URL=nats.url(),
+                                               QBCDC_DATA_DIR=tmpdir(), QBCDC_SIM="off"),
+                   capture_output=True, text=True, timeout=30)
+ok(r.returncode == 2 and "QBCDC_NODE_ID" in r.stderr, "a node id with a dot: exit 2 naming QBCDC_NODE_ID", r.stderr[-300:])
+st, _, b = request(nodes[0].port, "GET", "/admin/cluster", headers={"Authorization": "Bearer wrong"})
+ok(st in (401, 403), "GET /admin/cluster needs the admin token (%d)" % st)
+
+for n in nodes + [odd]:
+    if n.proc is not None and n.proc.alive():
+        n.proc.stop()
+nats.stop()
+done_testing()
