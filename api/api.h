@@ -47,6 +47,10 @@ typedef struct st_qbc_api_config_t {
      * key; both NULL: plain HTTP. Check them first with qbc_api_tls_check().
      */
     const char *tls_cert, *tls_key;
+    /** cluster mode: where webhooks' events go once the body is stored (ingress.h qbc_ingress_config_t) */
+    int (*forward)(void *ctx, const void *body, size_t len, const qbc_event_t *events, size_t n_events,
+                   void (*done)(void *arg, int result), void *arg);
+    void *forward_ctx;
 } qbc_api_config_t;
 
 typedef struct st_qbc_api_t qbc_api_t;

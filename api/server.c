@@ -180,7 +180,9 @@ int qbc_api_create(const qbc_api_config_t *cfg, qbc_store_t *store, qbc_api_t **
     }
     qbc_ingress_config_t wcfg = {.verifier_tokens = cfg->verifier_tokens,
                                  .n_verifier_tokens = cfg->n_verifier_tokens,
-                                 .max_body = cfg->max_body};
+                                 .max_body = cfg->max_body,
+                                 .forward = cfg->forward,
+                                 .forward_ctx = cfg->forward_ctx};
     qbc_ingress_create(&wcfg, store, &api->ctx, &api->ingress);
     qbc_api__jobs_init(api);
     qbc_api__connect_init(api);

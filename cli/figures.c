@@ -15,6 +15,7 @@ typedef struct {
     qbc_reconciler_t *rec;  /* NULL: no reconciler runs */
     qbc_jetstream_t *js;    /* NULL: the feed is not published */
     qbc_cluster_t *cluster; /* NULL: one node */
+    qbc_inbox_t *inbox;     /* with cluster */
 } figures_t;
 
 static int by_realm(const void *x, const void *y)
@@ -251,9 +252,36 @@ static char *cluster(void *ctx)
                           "renew_failures", (json_int_t)cs.renew_failures);
     json_object_set_new(o, "last_round", cs.last_tick_ns ? json_integer(cs.last_tick_ns / 1000000000LL) : json_null());
     json_object_set_new(o, "last_error", cs.last_error[0] ? json_string(cs.last_error) : json_null());
+    qbc_inbox_t *ib = ((figures_t *)ctx)->inbox;
+    if (ib != NULL) {
+        qbc_inbox_stats_t is;
+        qbc_cluster_inbox_stats(ib, &is);
+        json_t *in = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:i}", "connected", is.connected, "published",
+                               (json_int_t)is.published, "publish_failures", (json_int_t)is.publish_failures,
+                               "consumed", (json_int_t)is.consumed, "queued", (json_int_t)is.queued, "outstanding",
+                               (json_int_t)is.outstanding, "partitions_read", (int)is.partitions_read);
+        json_object_set_new(in, "last_error", is.last_error[0] ? json_string(is.last_error) : json_null());
+        json_object_set_new(o, "inbox", in);
+    }
     char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
     return text;
+}
+
+static void inbox_metrics(qbc_inbox_t *ib, qbc_buf_t *t)
+{
+    qbc_inbox_stats_t is;
+    qbc_cluster_inbox_stats(ib, &is);
+    counter(t, "qbcdc_cluster_inbox_published_total", "Webhooks whose events the replicated inbox stream took.",
+            is.published);
+    counter(t, "qbcdc_cluster_inbox_publish_failures_total",
+            "Webhooks answered 503 because the replicated inbox did not take them.", is.publish_failures);
+    counter(t, "qbcdc_cluster_inbox_consumed_total",
+            "Inbox messages of this node's partitions made durable in its store.", is.consumed);
+    qbc_buf_printf(t,
+                   "# HELP qbcdc_cluster_inbox_queued Webhooks waiting to be published to the inbox stream.\n"
+                   "# TYPE qbcdc_cluster_inbox_queued gauge\nqbcdc_cluster_inbox_queued %zu\n",
+                   is.queued);
 }
 
 static void cluster_metrics(qbc_cluster_t *c, qbc_buf_t *t)
@@ -290,6 +318,8 @@ static char *metrics(void *ctx)
             jetstream_metrics(fg->js, &t);
         if (fg->cluster != NULL)
             cluster_metrics(fg->cluster, &t);
+        if (fg->inbox != NULL)
+            inbox_metrics(fg->inbox, &t);
         return t.data;
     }
     qbc_reconciler_stats_t *st = qbc_alloc(sizeof(*st));
@@ -388,6 +418,8 @@ static char *metrics(void *ctx)
         jetstream_metrics(fg->js, &t);
     if (fg->cluster != NULL)
         cluster_metrics(fg->cluster, &t);
+    if (fg->inbox != NULL)
+        inbox_metrics(fg->inbox, &t);
     return t.data;
 }
 
@@ -405,9 +437,10 @@ static void summary(void *ctx, char *buf, size_t size)
     free(st);
 }
 
-void qbc_figures_install(qbc_api_t *ing, qbc_reconciler_t *r, qbc_jetstream_t *js, qbc_cluster_t *c)
+void qbc_figures_install(qbc_api_t *ing, qbc_reconciler_t *r, qbc_jetstream_t *js, qbc_cluster_t *c, qbc_inbox_t *inbox)
 {
     static figures_t fg;
+    fg.inbox = inbox;
     fg.rec = r;
     fg.js = js;
     fg.cluster = c;

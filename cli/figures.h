@@ -14,6 +14,7 @@
  * /metrics the reconciler's and the JetStream publisher's counters; GET /admin/budget. Either
  * may be NULL (not running); the cluster's leases in GET /admin/cluster and /metrics. Once, before the server runs.
  */
-void qbc_figures_install(qbc_api_t *ing, qbc_reconciler_t *r, qbc_jetstream_t *js, qbc_cluster_t *cluster);
+void qbc_figures_install(qbc_api_t *ing, qbc_reconciler_t *r, qbc_jetstream_t *js, qbc_cluster_t *cluster,
+                         qbc_inbox_t *inbox);
 
 #endif

@@ -109,6 +109,7 @@ static int cmd_serve(int argc, char **argv)
     qbc_reconciler_t *rec = NULL;
     qbc_jetstream_t *js = NULL;
     qbc_cluster_t *cluster = NULL;
+    qbc_inbox_t *inbox = NULL; /* cluster mode: webhooks through the replicated stream */
     qbc_devsim_t sim;
     int rc, exit_code = 1;
 
@@ -142,6 +143,22 @@ static int cmd_serve(int argc, char **argv)
         fprintf(stderr, "qbcdc: cannot open the store in %s: %s\n", cfg.data_dir, qbc_strerror(rc));
         goto Exit;
     }
+    if (cfg.node_id != NULL) {
+        qbc_cluster_config_t ccfg = {.urls = cfg.nats_url,
+                                     .node_id = cfg.node_id,
+                                     .partitions = (unsigned)cfg.n_partitions,
+                                     .lease_ttl_s = (unsigned)cfg.n_lease_ttl_s,
+                                     .replicas = (unsigned)cfg.n_nats_replicas};
+        if ((rc = qbc_cluster_start(&ccfg, &cluster)) != 0) {
+            fprintf(stderr, "qbcdc: cannot start cluster mode: %s\n", qbc_strerror(rc));
+            goto Exit;
+        }
+        qbc_inbox_config_t icfg = {.urls = cfg.nats_url, .replicas = (unsigned)cfg.n_nats_replicas};
+        if ((rc = qbc_cluster_inbox_start(&icfg, cluster, store, &inbox)) != 0) {
+            fprintf(stderr, "qbcdc: cannot start the cluster's inbox: %s\n", qbc_strerror(rc));
+            goto Exit;
+        }
+    }
     /* may supply the verifier token, so it comes before the server is configured */
     qbc_devsim_start(&cfg, &sim);
     warn_config(&cfg);
@@ -158,7 +175,9 @@ static int cmd_serve(int argc, char **argv)
                              .max_streams = (unsigned)cfg.n_max_streams,
                              .summary_interval_s = (unsigned)cfg.n_summary_interval_s,
                              .tls_cert = cfg.tls_cert,
-                             .tls_key = cfg.tls_key};
+                             .tls_key = cfg.tls_key,
+                             .forward = inbox != NULL ? qbc_cluster_inbox_forward : NULL,
+                             .forward_ctx = inbox};
     if ((rc = qbc_api_create(&acfg, store, &api)) != 0) {
         fprintf(stderr, "qbcdc: cannot listen on %s: %s\n", cfg.listen, qbc_strerror(rc));
         goto Exit;
@@ -167,17 +186,6 @@ static int cmd_serve(int argc, char **argv)
     if (qbc_devsim_register(&sim, cfg.sim_listen, store, cfg.n_snapshot_on_connect) == QBC_ECLOSED) {
         fprintf(stderr, "qbcdc: the bundled simulator could not start on %s (the address is taken?)\n", cfg.sim_listen);
         goto Exit;
-    }
-    if (cfg.node_id != NULL) {
-        qbc_cluster_config_t ccfg = {.urls = cfg.nats_url,
-                                     .node_id = cfg.node_id,
-                                     .partitions = (unsigned)cfg.n_partitions,
-                                     .lease_ttl_s = (unsigned)cfg.n_lease_ttl_s,
-                                     .replicas = (unsigned)cfg.n_nats_replicas};
-        if ((rc = qbc_cluster_start(&ccfg, &cluster)) != 0) {
-            fprintf(stderr, "qbcdc: cannot start cluster mode: %s\n", qbc_strerror(rc));
-            goto Exit;
-        }
     }
     if (cfg.client_id != NULL) {
         qbc_reconciler_config_t rcfg = {.api_base = cfg.api_base,
@@ -232,7 +240,7 @@ static int cmd_serve(int argc, char **argv)
             goto Exit;
         }
     }
-    qbc_figures_install(api, rec, js, cluster);
+    qbc_figures_install(api, rec, js, cluster, inbox);
 
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -253,8 +261,9 @@ Exit:
     if (rec != NULL)
         qbc_reconciler_stop(rec, (int)cfg.drain_ms_n);
     qbc_devsim_stop(&sim);
-    qbc_jetstream_stop(js);    /* commits its cursor: before the store closes */
-    qbc_cluster_stop(cluster); /* after the reconciler: hands its partitions over */
+    qbc_jetstream_stop(js);        /* commits its cursor: before the store closes */
+    qbc_cluster_inbox_stop(inbox); /* acks what it consumed: the store must be open */
+    qbc_cluster_stop(cluster);     /* after the reconciler: hands its partitions over */
     qbc_api_destroy(api);
     qbc_store_close(store); /* drains anything still queued, then closes LMDB */
     qbc_config_free(&cfg);

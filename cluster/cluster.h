@@ -24,7 +24,9 @@
 #ifndef QBC_CLUSTER_H
 #define QBC_CLUSTER_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include "store.h"
 
 #define QBC_CLUSTER_MAX_PARTITIONS 1024
 #define QBC_NODE_ID_MAX 64 /**< bytes of a node id, with its NUL */
@@ -100,6 +102,61 @@ void qbc_cluster_owner(qbc_cluster_t *c, unsigned partition, char *out);
 
 /** a consistent copy of the figures. Thread-safe. */
 void qbc_cluster_stats(qbc_cluster_t *c, qbc_cluster_stats_t *out);
+
+/* ---------------------------------------------------------------- the replicated inbox (inbox.c) */
+
+/*
+ * Webhooks in cluster mode: any node stores a webhook's body, publishes it to the stream
+ * QBCDC_INBOX on qbcdc.inbox.<partition> for each partition its events touch, and acks Intuit
+ * after the PubAcks; the owner of a partition consumes its subject (durable consumer
+ * inbox-<partition>), stores the events of its realms and acks the message once they are
+ * durable in its store. A message a dead owner had not acked is redelivered to the next one.
+ */
+
+typedef struct st_qbc_inbox_config_t {
+    const char *urls;  /**< comma-separated NATS server URLs */
+    unsigned replicas; /**< of the stream, when this node creates it (0: 1) */
+} qbc_inbox_config_t;
+
+typedef struct st_qbc_inbox_t qbc_inbox_t;
+
+typedef struct st_qbc_inbox_stats_t {
+    int connected;
+    uint64_t published;        /**< webhooks whose events the stream took */
+    uint64_t publish_failures; /**< webhooks answered 503 because it did not */
+    uint64_t consumed;         /**< messages of owned partitions now durable in this node's store */
+    size_t queued;             /**< webhooks waiting to be published */
+    unsigned outstanding;      /**< consumed messages not yet durable here */
+    unsigned partitions_read;  /**< partitions whose inbox this node reads */
+    char last_error[160];
+} qbc_inbox_stats_t;
+
+/**
+ * starts the inbox's two threads (they connect by themselves).
+ * @param cluster the lease thread, whose partitions the consumer reads; must outlive the inbox
+ * @param store where consumed events go; must outlive the inbox
+ * @return 0, or QBC_EINVAL (no URL)
+ */
+int qbc_cluster_inbox_start(const qbc_inbox_config_t *cfg, qbc_cluster_t *cluster, qbc_store_t *store,
+                            qbc_inbox_t **out);
+
+/**
+ * ingress.h's forward hook (ctx: the qbc_inbox_t): queues a stored webhook for publishing.
+ * Never blocks. done(arg, 0) once every partition's message is acknowledged, done(arg, < 0)
+ * when one was not (-EIO), from the publisher thread.
+ * @return 0, or QBC_EFULL (20,000 waiting) / QBC_ECLOSED (stopping) / -ENOMEM, done not called
+ */
+int qbc_cluster_inbox_forward(void *ctx, const void *body, size_t len, const qbc_event_t *events, size_t n_events,
+                              void (*done)(void *arg, int result), void *arg);
+
+/**
+ * stops both threads: webhooks still queued get done(arg, QBC_ECLOSED); consumed messages get
+ * up to 10 s to become durable and acked. The store must still be open. NULL: nothing.
+ */
+void qbc_cluster_inbox_stop(qbc_inbox_t *ib);
+
+/** a consistent copy of the figures. Thread-safe. */
+void qbc_cluster_inbox_stats(qbc_inbox_t *ib, qbc_inbox_stats_t *out);
 
 /* ---------------------------------------------------------------- internal, for the unit tests */
 

@@ -92,33 +92,37 @@ static void disconnect(qbc_cluster_t *c)
     c->js = NULL;
 }
 
-/* the partition count recorded in the bucket must be ours; the first node records it */
+/*
+ * the partition count recorded in the bucket must be ours. The first node writes it into the
+ * bucket's description when it creates the bucket (a key would lapse with the TTL, and a node
+ * with another count could then write its own).
+ */
 static int check_partitions(qbc_cluster_t *c)
 {
-    char want[16];
-    snprintf(want, sizeof(want), "%u", c->partitions);
-    uint64_t rev = 0;
-    natsStatus s = kvStore_CreateString(&rev, c->kv, "config.partitions", want);
-    if (s == NATS_OK)
-        return 0;
-    kvEntry *e = NULL;
-    if ((s = kvStore_Get(&e, c->kv, "config.partitions")) != NATS_OK) {
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetStreamInfo(&si, c->js, "KV_" BUCKET, NULL, &jerr);
+    if (s != NATS_OK) {
         set_error(c, "cannot read the cluster's partition count: %.100s", natsStatus_GetText(s));
         return -1;
     }
-    int same = strcmp(kvEntry_ValueString(e), want) == 0;
-    if (!same) {
+    const char *desc = si->Config != NULL && si->Config->Description != NULL ? si->Config->Description : "";
+    const char *at = strstr(desc, "partitions=");
+    unsigned have = 0;
+    int rc = 0;
+    if (at == NULL || sscanf(at, "partitions=%u", &have) != 1) {
+        set_error(c, "the bucket " BUCKET " has no partition count in its description: %.60s", desc);
+        rc = -1;
+    } else if (have != c->partitions) {
         char why[160];
-        snprintf(why, sizeof(why), "the cluster has %.16s partitions, QBCDC_PARTITIONS says %.16s",
-                 kvEntry_ValueString(e), want);
+        snprintf(why, sizeof(why), "the cluster has %u partitions, QBCDC_PARTITIONS says %u", have, c->partitions);
         set_error(c, "%.120s; this node takes no partition", why);
         qbc_log(QBC_LOG_ERROR, MOD,
-                "%s; this node takes no partition (QBCDC_PARTITIONS is set when the "
-                "cluster is created)",
-                why);
+                "%s; this node takes no partition (QBCDC_PARTITIONS is set when the cluster is created)", why);
+        rc = -1;
     }
-    kvEntry_Destroy(e);
-    return same ? 0 : -1;
+    jsStreamInfo_Destroy(si);
+    return rc;
 }
 
 static int connect_and_prepare(qbc_cluster_t *c)
@@ -158,7 +162,9 @@ static int connect_and_prepare(qbc_cluster_t *c)
         kvConfig kc;
         kvConfig_Init(&kc);
         kc.Bucket = BUCKET;
-        kc.Description = "qbcdc: partition leases and live nodes";
+        char desc[96];
+        snprintf(desc, sizeof(desc), "qbcdc: partition leases and live nodes (partitions=%u)", c->partitions);
+        kc.Description = desc;
         kc.History = 1;
         kc.TTL = c->ttl_ns;
         kc.StorageType = js_FileStorage;

@@ -127,6 +127,16 @@ typedef struct st_qbc_ingress_config_t {
     const char *const *verifier_tokens; /**< copied; may be empty: webhooks then answer 503 */
     size_t n_verifier_tokens;
     size_t max_body; /**< bytes; bigger bodies get 413 (default 1 MiB) */
+    /**
+     * cluster mode (NULL: none). Once the store holds a webhook's body, its events go on
+     * through forward instead of into the local store: the webhook is acked when done(arg, 0)
+     * is called, answered 503 when done(arg, r < 0) is. forward is called on a store thread
+     * and must not block; body and events stay valid until done is called, which may be on
+     * any thread, exactly once. It returns 0, or < 0 without calling done (503 at once).
+     */
+    int (*forward)(void *ctx, const void *body, size_t len, const qbc_event_t *events, size_t n_events,
+                   void (*done)(void *arg, int result), void *arg);
+    void *forward_ctx;
 } qbc_ingress_config_t;
 
 /** the webhook endpoint: its verifier, the webhooks of the current loop turn, its counters. */

@@ -41,6 +41,9 @@ struct st_qbc_ingress_t {
     size_t n_tokens;
     qbc_verifier_t *verifier; /* the tokens, prepared */
     size_t max_body;
+    int (*forward)(void *ctx, const void *body, size_t len, const qbc_event_t *events, size_t n_events,
+                   void (*done)(void *arg, int result), void *arg);
+    void *forward_ctx;
     int64_t not_configured_logged_ns;
     webhook_metrics_t metrics;
     qbc_webhook_job_t **held; /* webhooks of this loop turn, not yet queued */

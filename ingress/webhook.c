@@ -29,7 +29,9 @@ typedef struct st_webhook_job_t {
     qbc_payload_t payload;
     char *body;
     int64_t start_mono_ns;
-    int result_kind; /* webhook_result_t chosen at parse time (stored/quarantined) */
+    int result_kind;    /* webhook_result_t chosen at parse time (stored/quarantined) */
+    int forwarded;      /* cluster mode: its events went to the replicated inbox */
+    int forward_result; /* and that said (0: durable there) */
 } webhook_job_t;
 
 static void answer(h2o_req_t *req, int status, const char *reason, const char *json)
@@ -78,13 +80,33 @@ static void parse_in_store(qbc_webhook_job_t *job)
     j->wj.format = (uint8_t)j->payload.format;
     j->wj.events = j->payload.events;
     j->wj.n_events = j->payload.n_events;
+    if (j->ing->forward != NULL) { /* cluster mode: the body here, the events to the partition's owner */
+        j->wj.events = NULL;
+        j->wj.n_events = 0;
+    }
+}
+
+/* any thread: the replicated inbox has the events (result 0) or could not take them */
+static void forward_done(void *arg, int result)
+{
+    webhook_job_t *j = arg;
+    j->forward_result = result;
+    h2o_multithread_send_message(&j->ing->commits, &j->msg);
 }
 
 /* store thread (ingest or writer): hand the finished job back to the loop (must not block) */
 static void job_done_in_store(qbc_store_job_t *job)
 {
     webhook_job_t *j = H2O_STRUCT_FROM_MEMBER(webhook_job_t, wj.job, job);
-    h2o_multithread_send_message(&j->ing->commits, &j->msg);
+    qbc_ingress_t *ing = j->ing;
+    if (ing->forward != NULL && job->result == 0 && j->payload.n_events > 0 && j->result_kind != WH_QUARANTINED) {
+        j->forwarded = 1;
+        if (ing->forward(ing->forward_ctx, j->body != NULL ? j->body : "", j->wj.body_len, j->payload.events,
+                         j->payload.n_events, forward_done, j) == 0)
+            return; /* answered when forward_done says */
+        j->forward_result = QBC_ECLOSED;
+    }
+    h2o_multithread_send_message(&ing->commits, &j->msg);
 }
 
 /* is the media type one Intuit uses for webhooks? (parameters like charset ignored) */
@@ -258,7 +280,13 @@ static void on_committed(webhook_job_t *j)
     if (j->result_kind == WH_QUARANTINED && j->wj.job.result == 0)
         qbc_log(QBC_LOG_WARN, "ingress", "signed webhook quarantined as inbox #%llu: %s (%zu usable event(s))",
                 (unsigned long long)j->wj.inbox_seq, j->wj.quarantine_reason, j->payload.n_events);
-    if (j->wj.job.result == 0) {
+    if (j->wj.job.result == 0 && j->forwarded) { /* cluster mode */
+        kind = j->forward_result == 0 ? WH_STORED : WH_UNAVAILABLE;
+        if (j->forward_result == 0) {
+            m->events_stored += j->payload.n_events;
+            j->wj.n_stored_events = (uint32_t)j->payload.n_events;
+        }
+    } else if (j->wj.job.result == 0) {
         kind = j->result_kind == WH_QUARANTINED ? WH_QUARANTINED : j->wj.inbox_seq == 0 ? WH_DUPLICATE : WH_STORED;
         m->events_stored += j->wj.n_stored_events;
         m->events_duplicate += j->wj.n_dup_events;
@@ -267,7 +295,10 @@ static void on_committed(webhook_job_t *j)
     }
     m->webhooks[kind]++;
     if (req != NULL) {
-        if (j->wj.job.result == 0) {
+        if (j->wj.job.result == 0 && j->forwarded && j->forward_result != 0) { /* Intuit must retry */
+            answer(req, 503, "Service Unavailable",
+                   REFUSAL("inbox_unavailable", "the cluster's inbox (NATS JetStream) did not take it; retry later"));
+        } else if (j->wj.job.result == 0) {
             ack_body(buf,
                      kind == WH_QUARANTINED ? "quarantined"
                      : kind == WH_DUPLICATE ? "duplicate"
@@ -300,6 +331,8 @@ int qbc_ingress_create(const qbc_ingress_config_t *cfg, qbc_store_t *store, h2o_
     ing->ctx = ctx;
     ing->store = store;
     ing->max_body = cfg->max_body != 0 ? cfg->max_body : 1024 * 1024;
+    ing->forward = cfg->forward;
+    ing->forward_ctx = cfg->forward_ctx;
     ing->n_tokens = cfg->n_verifier_tokens;
     ing->tokens = qbc_calloc(ing->n_tokens + 1, sizeof(char *));
     for (size_t i = 0; i < ing->n_tokens; i++)

@@ -6,7 +6,9 @@
  * answer can change only when the cluster's epoch moves (a lease taken, released or lost) or
  * when the realm's fence deadline passes (a renewal moves it on without a new epoch). A realm
  * fenced out gets no new call (its budget says none is available) and its calls in flight are
- * stopped, their notices left pending: whichever node owns the realm next fetches them.
+ * stopped, their notices left pending: whichever node owns the realm next fetches them. A realm
+ * that becomes ours is swept by CDC at once: the notices its previous owner had taken from the
+ * replicated inbox but not fetched are on that node's disk, and the sweep finds their changes.
  */
 #include "rec_internal.h"
 
@@ -26,6 +28,10 @@ void qbc_rec__fence(qbc_reconciler_t *r, int64_t now)
         realm->fence_until_ns = owns ? until : 0;
         if (owns && realm->budget.fenced) {
             realm->budget.fenced = realm->batch_budget.fenced = 0;
+            /* what its last owner had stored but not fetched is on that node's disk: a CDC sweep
+               from our watermark finds it (the inbox redelivers only what was not yet stored) */
+            if (realm->cdc.due_ns != 0 && realm->cdc.due_ns > now)
+                realm->cdc.due_ns = now;
             qbc_log(QBC_LOG_DEBUG, REC_MOD, "realm %s: its partition is this node's; calling QBO for it", realm->name);
         } else if (!owns && !realm->budget.fenced) {
             realm->budget.fenced = realm->batch_budget.fenced = 1;

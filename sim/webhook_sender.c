@@ -164,6 +164,8 @@ typedef struct st_job_t {
 struct st_sim_sender_t {
     sim_sender_conf_t conf;
     char *url, *token;
+    char **urls; /* url split at commas: attempts go round-robin over them, as through a load balancer */
+    size_t n_urls, next_url;
     sim_sender_first_cb cb;
     void *cb_ctx;
     pthread_t th;
@@ -228,7 +230,6 @@ static void start_job(sim_sender_t *s, job_t *j)
         j->easy = curl_easy_init();
         if (!j->easy)
             qbc_fatal("curl_easy_init failed");
-        curl_easy_setopt(j->easy, CURLOPT_URL, s->url);
         curl_easy_setopt(j->easy, CURLOPT_POST, 1L);
         curl_easy_setopt(j->easy, CURLOPT_POSTFIELDS, j->body);
         curl_easy_setopt(j->easy, CURLOPT_POSTFIELDSIZE, (long)j->len);
@@ -245,6 +246,7 @@ static void start_job(sim_sender_t *s, job_t *j)
         }
         curl_easy_setopt(j->easy, CURLOPT_WRITEFUNCTION, discard_cb);
     }
+    curl_easy_setopt(j->easy, CURLOPT_URL, s->urls[s->next_url++ % s->n_urls]);
     j->errbuf[0] = '\0';
     j->attempts++;
     pthread_mutex_lock(&s->mu);
@@ -348,6 +350,16 @@ sim_sender_t *sim_sender_start(const sim_sender_conf_t *conf, sim_sender_first_c
     sim_sender_t *s = qbc_calloc(1, sizeof(*s));
     s->conf = *conf;
     s->url = qbc_strdup(conf->url);
+    char *copy = qbc_strdup(conf->url), *save = NULL;
+    for (char *t = strtok_r(copy, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
+        s->urls = qbc_realloc(s->urls, (s->n_urls + 1) * sizeof(*s->urls));
+        s->urls[s->n_urls++] = qbc_strdup(t);
+    }
+    free(copy);
+    if (s->n_urls == 0) { /* "," alone: the whole string, as before */
+        s->urls = qbc_calloc(1, sizeof(*s->urls));
+        s->urls[s->n_urls++] = qbc_strdup(conf->url);
+    }
     s->token = qbc_strdup(conf->verifier_token);
     s->cb = cb;
     s->cb_ctx = cb_ctx;
@@ -388,6 +400,9 @@ void sim_sender_stop(sim_sender_t *s)
     curl_multi_cleanup(s->multi);
     pthread_mutex_destroy(&s->mu);
     free(s->url);
+    for (size_t i = 0; i < s->n_urls; i++)
+        free(s->urls[i]);
+    free(s->urls);
     free(s->token);
     free(s);
 }

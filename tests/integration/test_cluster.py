@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
 """test_cluster.py — cluster mode (issue 13, part 2): three qbcdc nodes on a three-server NATS
-JetStream cluster (replicas 3) split the realms' partitions through leases, and only a
-partition's owner calls QBO for its realms.
+JetStream cluster (replicas 3) split the realms' partitions through leases; any node takes
+webhooks, acked once they are in the replicated inbox stream; only a partition's owner reads
+its inbox and calls QBO for its realms.
 
-Every node holds every realm's tokens; qbosim makes changes without webhooks, so what each
-node stores comes from its own CDC sweeps: a realm is right in the store of its owner only if
-its owner swept it, and a node that called QBO for a realm it did not own shows in its meter.
-qbosim limits each realm to 2 requests in flight, as each node does: two nodes working one
-realm at once would draw 429s. Then: kill -9 a node (its partitions are taken over; the time is
-measured), bring it back (partitions move back), kill -9 a nats-server, stop a node gracefully
-(handed over at once), and a node configured with another partition count takes no part.
+qbosim spreads its webhooks over the three nodes round-robin (a retry goes to the next one, as
+through a load balancer). Every node holds every realm's tokens; no periodic CDC and no
+snapshot, so a change reaches its owner's store through the inbox (or, for a realm taken over,
+the CDC sweep a new owner makes). A realm is right only in its owner's store; a node that
+called QBO for a realm it did not own shows in its meter. qbosim limits each realm to 2
+requests in flight, as each node does. Then: kill -9 a node in the middle of a burst (its
+partitions are taken over; the time is measured), bring it back, kill -9 a nats-server, stop a
+node gracefully (handed over at once), and a node configured with another partition count
+takes no part.
 """
+import threading
 import json
 import os
 import subprocess
@@ -47,11 +51,6 @@ def partition_of(realm, n):
 is_([partition_of("9130350000000001", 32), partition_of("123146096291789", 32)], [30, 13],
     "the test's partition function is the C one (pinned in test_partition.c)")
 
-nats = NatsCluster(3)
-sim = Sim(args=["--concurrency-limit", "2", "--rate-limit", "300"], realms=12, entities=12)
-realms = sorted(sim.realms())
-
-
 class Node:
     def __init__(self, i, extra=None):
         self.id = "q%d" % i
@@ -63,7 +62,8 @@ class Node:
     def start(self):
         env = serve_env(self.port, self.dir, sim)
         env.update({"QBCDC_NATS_URL": nats.url(), "QBCDC_NATS_REPLICAS": "3", "QBCDC_NODE_ID": self.id,
-                    "QBCDC_PARTITIONS": str(PARTITIONS), "QBCDC_CDC_INTERVAL": "2", "QBCDC_MAX_INFLIGHT": "2",
+                    "QBCDC_PARTITIONS": str(PARTITIONS), "QBCDC_CDC_INTERVAL": "3600", "QBCDC_MAX_INFLIGHT": "2",
+                    "QBCDC_SNAPSHOT_ON_CONNECT": "0",
                     "QBCDC_RATE_LIMIT": "300", "QBCDC_LOG_LEVEL": "info"})
         env.update(self.extra)
         self.proc = Proc([QBCDC, "serve"], env=env)
@@ -80,7 +80,13 @@ class Node:
         return self.admin("/admin/cluster")
 
 
+nats = NatsCluster(3)
 nodes = [Node(1), Node(2), Node(3)]
+# Intuit's webhooks spread over the three nodes, as a load balancer would; retries come fast
+hooks = ",".join("http://127.0.0.1:%d/webhooks/intuit" % n.port for n in nodes)
+sim = Sim(args=["--concurrency-limit", "2", "--rate-limit", "300", "--webhook-url", hooks, "--retry-scale", "0.02",
+                "--webhook-concurrency", "3"], realms=12, entities=12)
+realms = sorted(sim.realms())
 ok(all(n.start() for n in nodes), "three qbcdc nodes are up, on a three-server NATS cluster")
 
 
@@ -195,10 +201,23 @@ for n in nodes:
 note_owned(nodes)
 
 truth0 = flat_truth(sim.json("GET", "/sim/truth")[1])
-st, j = sim.json("POST", "/sim/mutate?n=500")
-is_(st, 200, "qbosim made 500 changes over %d realms (no webhooks: CDC finds them)" % len(realms))
+st, j = sim.json("POST", "/sim/mutate?n=500&per_hook=2")
+is_(st, 200, "qbosim made 500 changes over %d realms, 2 a webhook, spread over the nodes" % len(realms))
 wrong, n_changed = converge(nodes, truth0, 90)
 is_(wrong[:5], [], "each realm's owner stores the truth of every changed entity (%s changed)" % n_changed)
+inb = {n.id: (n.cluster() or {}).get("inbox", {}) for n in nodes}
+diag("inbox: %s" % {k: (x.get("published"), x.get("consumed")) for k, x in inb.items()})
+ok(all(x.get("published", 0) > 0 for x in inb.values()), "every node took webhooks into the replicated inbox")
+ok(sum(1 for x in inb.values() if x.get("consumed", 0) > 0) >= 2, "and owners consumed them")
+deadline = time.time() + 10
+while True:
+    reading = {n.id: ((n.cluster() or {}).get("inbox", {}).get("partitions_read"), len((n.cluster() or {})
+                                                                                         .get("owned", [])))
+               for n in nodes}
+    if all(a == b for a, b in reading.values()) or time.time() > deadline:
+        break
+    time.sleep(0.2)
+ok(all(a == b for a, b in reading.values()), "each node reads the inbox of exactly the partitions it owns", reading)
 note_owned(nodes)
 is_(fenced_ok(nodes), [], "no node spent a call on a realm it did not own")
 per_node = {n.id: sum(r["budget"]["calls_this_period"] for r in (n.admin("/admin/realms") or {}).get("realms", []))
@@ -206,10 +225,14 @@ per_node = {n.id: sum(r["budget"]["calls_this_period"] for r in (n.admin("/admin
 diag("calls per node: %s" % per_node)
 ok(sum(1 for c in per_node.values() if c > 0) >= 2, "the work is spread (at least two nodes called QBO)")
 
-# kill -9 the node that owns the most partitions
+# kill -9 the node that owns the most partitions, in the middle of a burst of webhooks
 v = views(nodes)
 victim = max(nodes, key=lambda n: len(v[n.id]["owned"]))
 lost_parts = list(v[victim.id]["owned"])
+burst = {}
+th = threading.Thread(target=lambda: burst.update(r=sim.json("POST", "/sim/mutate?n=400&per_hook=2")))
+th.start()
+time.sleep(0.5)
 victim.proc.kill9()
 t0 = time.time()
 rest = [n for n in nodes if n is not victim]
@@ -220,8 +243,9 @@ ok(good, "the survivors own every partition again", json.dumps(v2)[:400])
 ok(good and takeover < 15, "within 15 s of the kill (%.1f s)" % takeover)
 note_owned(rest)
 
-truth1 = flat_truth(sim.json("GET", "/sim/truth")[1])
-st, j = sim.json("POST", "/sim/mutate?n=300")
+th.join(60)
+is_(burst.get("r", (0,))[0], 200, "the burst's 400 changes were made (their webhooks retried on the live nodes)")
+st, j = sim.json("POST", "/sim/mutate?n=300&per_hook=2")
 wrong, n_changed = converge(rest, truth0, 90)
 is_(wrong[:5], [], "the new owners catch up the taken-over realms: every change since the start (%s)" % n_changed)
 is_(fenced_ok(rest), [], "still no call on a realm a node did not own")
@@ -237,12 +261,14 @@ note_owned(nodes)
 lost_before = sum((n.cluster() or {}).get("lost", 0) for n in nodes)
 nats.kill9(1)
 time.sleep(3)
-truth2 = flat_truth(sim.json("GET", "/sim/truth")[1])
-st, j = sim.json("POST", "/sim/mutate?n=200")
+st, j = sim.json("POST", "/sim/mutate?n=200&per_hook=2")
 good, v4, took = settled(nodes, 40)
 ok(good, "with one nats-server of three killed, every partition is still owned (%.1f s)" % took, json.dumps(v4)[:400])
 wrong, n_changed = converge(nodes, truth0, 90)
 is_(wrong[:5], [], "and changes go on being captured (%s changed since the start)" % n_changed)
+wh = sim.json("GET", "/sim/stats")[1].get("webhooks", {})
+diag("qbosim's webhooks: %s" % {k: wh.get(k) for k in ("posts", "retries", "delivered", "pending", "failed")})
+is_(wh.get("pending"), 0, "every webhook qbosim sent was acked in the end")
 lost_after = sum((n.cluster() or {}).get("lost", 0) for n in nodes)
 diag("leases lost while the nats-server was down: %d" % (lost_after - lost_before))
 is_(fenced_ok(nodes), [], "no call on a realm a node did not own, through all of it")
