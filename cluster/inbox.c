@@ -11,8 +11,10 @@
  * store as a webhook, and acks the message only once that is durable there: a node that dies
  * before leaves it to be redelivered (after the ack wait) to whoever owns the partition next.
  *
- * Two threads share one NATS connection: the publisher (a queue fed by the store's threads)
- * and the consumer (which follows the partitions the lease thread says are this node's).
+ * Two threads share one NATS connection: the publisher (a queue fed by the store's threads;
+ * what queued up while a batch was out goes next, published asynchronously, each webhook
+ * answered once all its PubAcks are in) and the consumer (which follows the partitions the
+ * lease thread says are this node's).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -68,6 +70,12 @@ struct st_qbc_inbox_t {
     unsigned outstanding; /* under mu */
     qbc_inbox_stats_t st; /* under mu */
     natsConnection *nc;   /* under mu: set once connected (by the publisher thread) */
+    /* the batch being published: its items, and which of them a message failed for (the
+       PubAck handler runs on a nats.c thread; each message carries Qbcdc-Fwd: <gen>.<index>) */
+    fwd_t **batch;
+    int *batch_failed;
+    size_t n_batch, cap_batch;
+    uint64_t batch_gen;
     jsCtx *js;
     natsSubscription **subs; /* the consumer thread's */
 };
@@ -88,6 +96,25 @@ static int wait_locked(qbc_inbox_t *ib, int64_t ms)
 }
 
 /* ---------------------------------------------------------------- the connection and the stream */
+
+/* nats.c's thread: a message of the batch was acknowledged (pa) or not (pae) */
+static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+    (void)js;
+    (void)pa;
+    qbc_inbox_t *ib = closure;
+    const char *tag = NULL;
+    unsigned long long gen = 0;
+    size_t idx = 0;
+    if (pae != NULL && natsMsgHeader_Get(msg, "Qbcdc-Fwd", &tag) == NATS_OK && tag != NULL &&
+        sscanf(tag, "%llu.%zu", &gen, &idx) == 2) {
+        pthread_mutex_lock(&ib->mu);
+        if (gen == ib->batch_gen && idx < ib->n_batch)
+            ib->batch_failed[idx] = 1;
+        pthread_mutex_unlock(&ib->mu);
+    }
+    natsMsg_Destroy(msg);
+}
 
 static int connect_and_prepare(qbc_inbox_t *ib)
 {
@@ -113,6 +140,9 @@ static int connect_and_prepare(qbc_inbox_t *ib)
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = 5000;
+    jo.PublishAsync.AckHandler = on_pub_ack;
+    jo.PublishAsync.AckHandlerClosure = ib;
+    jo.PublishAsync.MaxPending = 4096;
     if ((s = natsConnection_JetStream(&js, nc, &jo)) != NATS_OK) {
         set_error(ib, "no JetStream context: %.100s", natsStatus_GetText(s));
         natsConnection_Destroy(nc);
@@ -156,43 +186,122 @@ static int connect_and_prepare(qbc_inbox_t *ib)
 
 /* ---------------------------------------------------------------- publishing */
 
-/* publishes one webhook: its body once per partition its events touch; 0 or -1 */
-static int publish(qbc_inbox_t *ib, const fwd_t *f)
+/*
+ * sends one webhook of the batch (index idx): its body once per partition its events touch,
+ * asynchronously; the PubAcks come to on_pub_ack. 0, or -1 if a message could not be sent.
+ */
+static int publish_async(qbc_inbox_t *ib, const fwd_t *f, size_t idx)
 {
     unsigned char md[SHA256_DIGEST_LENGTH];
     SHA256(f->body, f->len, md);
     char hex[2 * 16 + 1];
     for (int i = 0; i < 16; i++)
         snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    unsigned done_parts[64];
-    size_t n_done = 0;
+    char tag[48];
+    snprintf(tag, sizeof(tag), "%llu.%zu", (unsigned long long)ib->batch_gen, idx);
+    unsigned sent[64];
+    size_t n_sent = 0;
     for (size_t i = 0; i < f->n_events; i++) {
         unsigned p = qbc_cluster_partition_of(f->events[i].realm, ib->partitions);
         int seen = 0;
-        for (size_t k = 0; k < n_done && !seen; k++)
-            seen = done_parts[k] == p;
+        for (size_t k = 0; k < n_sent && !seen; k++)
+            seen = sent[k] == p;
         if (seen)
             continue;
         char subject[48], id[64];
         snprintf(subject, sizeof(subject), "qbcdc.inbox.%u", p);
-        snprintf(id, sizeof(id), "%s.%u", hex, p);
-        jsPubOptions po;
-        jsPubOptions_Init(&po);
-        po.MsgId = id;
-        po.MaxWait = 5000;
-        jsPubAck *pa = NULL;
-        jsErrCode jerr = 0;
-        natsStatus s = js_Publish(&pa, ib->js, subject, f->body, (int)f->len, &po, &jerr);
-        if (pa != NULL)
-            jsPubAck_Destroy(pa);
+        snprintf(id, sizeof(id), "%s.%u", hex, p); /* Intuit's retry of one body is stored once */
+        natsMsg *m = NULL;
+        natsStatus s = natsMsg_Create(&m, subject, NULL, f->body, (int)f->len);
+        if (s == NATS_OK)
+            s = natsMsgHeader_Set(m, "Nats-Msg-Id", id);
+        if (s == NATS_OK)
+            s = natsMsgHeader_Set(m, "Qbcdc-Fwd", tag);
+        if (s == NATS_OK)
+            s = js_PublishMsgAsync(ib->js, &m, NULL); /* takes m on success */
+        if (m != NULL)
+            natsMsg_Destroy(m);
         if (s != NATS_OK) {
             set_error(ib, "cannot publish a webhook to " STREAM ": %.100s", natsStatus_GetText(s));
             return -1;
         }
-        if (n_done < sizeof(done_parts) / sizeof(done_parts[0]))
-            done_parts[n_done++] = p; /* past 64 partitions in one body: republishing is a no-op (msg id) */
+        if (n_sent < sizeof(sent) / sizeof(sent[0]))
+            sent[n_sent++] = p; /* past 64 partitions in one body: a repeat is a no-op (msg id) */
     }
     return 0;
+}
+
+/* publishes a batch of webhooks at once and waits for every PubAck (5 s at most); then done() */
+static void publish_batch(qbc_inbox_t *ib, fwd_t *list)
+{
+    size_t n = 0;
+    for (fwd_t *f = list; f != NULL; f = f->next)
+        n++;
+    pthread_mutex_lock(&ib->mu);
+    if (n > ib->cap_batch) {
+        ib->cap_batch = n;
+        ib->batch = qbc_realloc(ib->batch, n * sizeof(*ib->batch));
+        ib->batch_failed = qbc_realloc(ib->batch_failed, n * sizeof(*ib->batch_failed));
+    }
+    ib->batch_gen++;
+    ib->n_batch = n;
+    size_t i = 0;
+    for (fwd_t *f = list; f != NULL; f = f->next, i++) {
+        ib->batch[i] = f;
+        ib->batch_failed[i] = 0;
+    }
+    pthread_mutex_unlock(&ib->mu);
+    for (i = 0; i < n; i++)
+        if (publish_async(ib, ib->batch[i], i) != 0) {
+            pthread_mutex_lock(&ib->mu);
+            ib->batch_failed[i] = 1;
+            pthread_mutex_unlock(&ib->mu);
+        }
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = 5000;
+    natsStatus s = js_PublishAsyncComplete(ib->js, &po);
+    int all_failed = 0;
+    if (s != NATS_OK) { /* no answer for some: they count as failed (Intuit retries the webhook) */
+        natsMsgList pending = {0};
+        if (js_PublishAsyncGetPendingList(&pending, ib->js) == NATS_OK) {
+            for (int k = 0; k < pending.Count; k++) {
+                const char *tag = NULL;
+                unsigned long long gen = 0;
+                size_t idx = 0;
+                if (natsMsgHeader_Get(pending.Msgs[k], "Qbcdc-Fwd", &tag) == NATS_OK && tag != NULL &&
+                    sscanf(tag, "%llu.%zu", &gen, &idx) == 2 && idx < n) {
+                    pthread_mutex_lock(&ib->mu);
+                    ib->batch_failed[idx] = 1;
+                    pthread_mutex_unlock(&ib->mu);
+                }
+            }
+            natsMsgList_Destroy(&pending);
+        } else {
+            all_failed = 1;
+        }
+        set_error(ib, "the inbox stream did not acknowledge in time: %.100s", natsStatus_GetText(s));
+    }
+    uint64_t ok = 0, failed = 0;
+    pthread_mutex_lock(&ib->mu);
+    ib->batch_gen++; /* late PubAcks of this batch change nothing now */
+    int *res = qbc_alloc(n * sizeof(*res) + 1);
+    for (i = 0; i < n; i++)
+        res[i] = all_failed || ib->batch_failed[i];
+    ib->n_batch = 0;
+    pthread_mutex_unlock(&ib->mu);
+    i = 0;
+    for (fwd_t *f = list, *next; f != NULL; f = next, i++) {
+        next = f->next;
+        res[i] ? failed++ : ok++;
+        f->done(f->arg, res[i] ? -EIO : 0);
+        free(f);
+    }
+    free(res);
+    pthread_mutex_lock(&ib->mu);
+    ib->st.published += ok;
+    ib->st.publish_failures += failed;
+    pthread_mutex_unlock(&ib->mu);
 }
 
 static void *pub_main(void *arg)
@@ -236,18 +345,7 @@ static void *pub_main(void *arg)
             }
             continue;
         }
-        uint64_t ok = 0, failed = 0;
-        for (fwd_t *f = batch, *next; f != NULL; f = next) {
-            next = f->next;
-            int rc = publish(ib, f);
-            rc == 0 ? ok++ : failed++;
-            f->done(f->arg, rc == 0 ? 0 : -EIO);
-            free(f);
-        }
-        pthread_mutex_lock(&ib->mu);
-        ib->st.published += ok;
-        ib->st.publish_failures += failed;
-        pthread_mutex_unlock(&ib->mu);
+        publish_batch(ib, batch);
     }
     return NULL;
 }
@@ -511,6 +609,8 @@ void qbc_cluster_inbox_stop(qbc_inbox_t *ib)
         free(ib->servers[i]);
     free(ib->servers);
     free(ib->subs);
+    free(ib->batch);
+    free(ib->batch_failed);
     pthread_mutex_destroy(&ib->mu);
     pthread_cond_destroy(&ib->cv);
     free(ib);
