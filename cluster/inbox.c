@@ -601,7 +601,8 @@ void qbc_cluster_inbox_stop(qbc_inbox_t *ib)
     if (ib->js != NULL)
         jsCtx_Destroy(ib->js);
     if (ib->nc != NULL) {
-        natsConnection_Flush(ib->nc); /* the last acks */
+        if (natsConnection_Status(ib->nc) == NATS_CONN_STATUS_CONNECTED)
+            natsConnection_FlushTimeout(ib->nc, 1000); /* the last acks */
         natsConnection_Close(ib->nc);
         natsConnection_Destroy(ib->nc);
     }

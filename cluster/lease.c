@@ -393,21 +393,25 @@ static int round_once(qbc_cluster_t *c)
     return failed ? -1 : 0;
 }
 
-/* at stop: hand everything back at once rather than let it lapse (a TTL of waiting) */
+/*
+ * at stop: hand everything back at once rather than let it lapse (a TTL of waiting). Not when
+ * NATS is out of reach: each delete would wait for its timeout, and the leases lapse anyway.
+ */
 static void release_all(qbc_cluster_t *c)
 {
     char key[80];
+    int reachable = c->kv != NULL && c->nc != NULL && natsConnection_Status(c->nc) == NATS_CONN_STATUS_CONNECTED;
     for (unsigned p = 0; p < c->partitions; p++) {
         pthread_mutex_lock(&c->mu);
         int held = c->leases[p].held;
         drop(c, p, 0);
         pthread_mutex_unlock(&c->mu);
-        if (held && c->kv != NULL) {
+        if (held && reachable) {
             lease_key(key, sizeof(key), p);
-            kvStore_Delete(c->kv, key);
+            reachable = kvStore_Delete(c->kv, key) == NATS_OK;
         }
     }
-    if (c->kv != NULL) {
+    if (reachable) {
         snprintf(key, sizeof(key), "node.%s", c->st.node_id);
         kvStore_Delete(c->kv, key);
     }

@@ -37,8 +37,13 @@ stop_all() {
     trap - EXIT INT TERM
     echo
     echo "stopping ${#PIDS[@]} processes"
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    # the nodes first (they hand their partitions over through NATS), then qbosim, then NATS
+    local i
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        kill "${PIDS[$i]}" 2>/dev/null || true
+        [[ $i -ge 3 ]] || wait "${PIDS[$i]}" 2>/dev/null || true
+        [[ $i -ne 4 ]] || for pid in "${PIDS[@]:4}"; do wait "$pid" 2>/dev/null || true; done
+    done
     echo "logs and data stay in $DIR"
 }
 trap stop_all EXIT INT TERM
