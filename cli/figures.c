@@ -14,6 +14,7 @@
 typedef struct {
     qbc_reconciler_t *rec; /* NULL: no reconciler runs */
     qbc_jetstream_t *js;   /* NULL: the feed is not published */
+    qbc_delivery_t *dl;    /* push delivery (NULL: not running) */
 } figures_t;
 
 static int by_realm(const void *x, const void *y)
@@ -218,11 +219,14 @@ static char *metrics(void *ctx)
     figures_t *fg = ctx;
     qbc_reconciler_t *r = fg->rec;
     if (r == NULL) {
-        if (fg->js == NULL)
+        if (fg->js == NULL && fg->dl == NULL)
             return NULL;
         qbc_buf_t t = {qbc_alloc(1024), 0, 1024, 0};
         t.data[0] = '\0';
-        jetstream_metrics(fg->js, &t);
+        if (fg->js != NULL)
+            jetstream_metrics(fg->js, &t);
+        if (fg->dl != NULL)
+            qbc_delivery_metrics(fg->dl, &t);
         return t.data;
     }
     qbc_reconciler_stats_t *st = qbc_alloc(sizeof(*st));
@@ -319,6 +323,8 @@ static char *metrics(void *ctx)
     free(st);
     if (fg->js != NULL)
         jetstream_metrics(fg->js, &t);
+    if (fg->dl != NULL)
+        qbc_delivery_metrics(fg->dl, &t);
     return t.data;
 }
 
@@ -336,11 +342,12 @@ static void summary(void *ctx, char *buf, size_t size)
     free(st);
 }
 
-void qbc_figures_install(qbc_api_t *ing, qbc_reconciler_t *r, qbc_jetstream_t *js)
+void qbc_figures_install(qbc_api_t *ing, qbc_reconciler_t *r, qbc_jetstream_t *js, qbc_delivery_t *dl)
 {
     static figures_t fg;
     fg.rec = r;
     fg.js = js;
+    fg.dl = dl;
     qbc_api_hooks_t hooks = {.realm_stats = realm_stats,
                              .metrics = metrics,
                              .summary = summary,

@@ -16,6 +16,7 @@
 #include "reconciler.h"
 #include "api.h"
 #include "harden.h"
+#include "delivery.h"
 #include "jetstream.h"
 #include "inspect.h"
 #include "store.h"
@@ -96,6 +97,7 @@ static int cmd_serve(int argc, char **argv)
     qbc_api_t *api = NULL;
     qbc_reconciler_t *rec = NULL;
     qbc_jetstream_t *js = NULL;
+    qbc_delivery_t *dl = NULL;
     qbc_devsim_t sim;
     int rc, exit_code = 1;
 
@@ -203,7 +205,17 @@ static int cmd_serve(int argc, char **argv)
             goto Exit;
         }
     }
-    qbc_figures_install(api, rec, js);
+    qbc_delivery_config_t dcfg = {.allow_private = cfg.n_delivery_allow_private,
+                                  .schedule = cfg.delivery_schedule,
+                                  .timeout_ms = (unsigned)cfg.n_delivery_timeout_ms,
+                                  .max_inflight = (unsigned)cfg.n_delivery_max_inflight,
+                                  .secret_grace_s = (unsigned)cfg.n_delivery_secret_grace_s};
+    if ((rc = qbc_delivery_start(&dcfg, store, &dl)) != 0) {
+        fprintf(stderr, "qbcdc: cannot start push delivery: %s\n", qbc_strerror(rc));
+        goto Exit;
+    }
+    qbc_api_set_delivery(api, dl);
+    qbc_figures_install(api, rec, js, dl);
 
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -225,6 +237,7 @@ Exit:
         qbc_reconciler_stop(rec, (int)cfg.drain_ms_n);
     qbc_devsim_stop(&sim);
     qbc_jetstream_stop(js); /* commits its cursor: before the store closes */
+    qbc_delivery_stop(dl);  /* waits for its cursor commits: before the store closes */
     qbc_api_destroy(api);
     qbc_store_close(store); /* drains anything still queued, then closes LMDB */
     qbc_config_free(&cfg);

@@ -562,6 +562,15 @@ typedef int (*qbc_sub_scan_cb)(const qbc_sub_rec_t *rec, void *ctx);
  */
 int qbc_store_sub_scan(qbc_store_t *store, uint64_t only_id, qbc_sub_scan_cb cb, void *ctx);
 
+/**
+ * where a reader that wants every change committed at or after time_ns (wall clock) starts:
+ * the feed's time index (feed_times, one stamp a step) gives the first sequence of the last
+ * stamp at or before time_ns; *after is one less (so a few earlier changes may come too: at
+ * least once, never a gap). Before the first stamp: 0. After the last one: from the last stamp.
+ * @return 0 or QBC_ESTORE
+ */
+int qbc_store_feed_seq_before(qbc_store_t *store, int64_t time_ns, uint64_t *after);
+
 /** one period's counts as read back; realm "" is the period's total */
 typedef struct st_qbc_usage_t {
     const char *realm;

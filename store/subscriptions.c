@@ -247,3 +247,34 @@ int qbc_store_sub_scan(qbc_store_t *s, uint64_t only_id, qbc_sub_scan_cb cb, voi
         return QBC_ESTORE;
     return only_id != 0 && !found ? QBC_ENOTFOUND : 0;
 }
+
+int qbc_store_feed_seq_before(qbc_store_t *s, int64_t time_ns, uint64_t *after)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    unsigned char tb[8];
+    int rc;
+
+    *after = 0;
+    if (!s->has_feed_times)
+        return 0;
+    if ((rc = qbc_store__read_begin(s, &txn)) != 0)
+        return rc;
+    if (mdb_cursor_open(txn, s->dbi_feed_times, &cur) != 0) {
+        qbc_store__read_end(s, txn);
+        return QBC_ESTORE;
+    }
+    /* the last stamp at or before time_ns: records from its first sequence on may be later */
+    put_u64be(tb, (uint64_t)(time_ns < 0 ? 0 : time_ns));
+    MDB_val k = {8, tb}, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    if (rc == 0 && memcmp(k.mv_data, tb, 8) != 0)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    else if (rc == MDB_NOTFOUND)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    if (rc == 0 && v.mv_size == 8 && get_u64be(v.mv_data) > 0)
+        *after = get_u64be(v.mv_data) - 1;
+    mdb_cursor_close(cur);
+    qbc_store__read_end(s, txn);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : QBC_ESTORE;
+}
