@@ -61,7 +61,7 @@ class Receiver:
                     self.close_connection = True
                     self.connection.close()
                     return
-                _, code, delay = act
+                code, delay = act[1], act[2]
                 if delay:
                     time.sleep(delay)
                 rec["answer"] = code
