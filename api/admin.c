@@ -8,8 +8,7 @@
  *   POST /admin/realms/{realm}/cdc, POST /admin/realms/{realm}/backfill,
  *   GET /admin/jobs, GET /admin/jobs/{id}, DELETE /admin/jobs/{id},
  *   POST /admin/jobs/{id}/cancel                                    admin_jobs.c
- *   POST|GET /admin/subscriptions, GET|PATCH|DELETE /admin/subscriptions/{id},
- *   POST /admin/subscriptions/{id}/pause|resume|redeliver           admin_subscriptions.c
+ *   /admin/subscriptions[/{id}[/pause, /resume, /redeliver]]       admin_subscriptions.c
  *
  * Tokens never appear in an answer or a log line; the answer to PUT comes only after
  * the encrypted tokens are committed.

@@ -18,6 +18,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import openapi_check as oc  # noqa: E402  (first: may re-exec with /usr/bin/python3)
 from harness import *  # noqa: F401,F403
 from receiverlib import Receiver, sign
 from simlib import ADMIN, Sim, admin, register_realms, serve_env, wait_drained
@@ -219,6 +220,28 @@ wait_drained(sim, data, timeout=60)
 head = max(feed(port))
 wait_for(lambda: sub_state(port, s_all["id"])["cursor"] == head, 20)
 is_(len(filt_rcv.snapshot()), n_f, "a deleted subscription's receiver gets nothing more")
+
+# the answers and the delivery body against docs/openapi.json
+_, doc = oc.load_doc()
+AUTH = {"Authorization": "Bearer " + ADMIN, "Content-Type": "application/json"}
+calls = [("POST", "/admin/subscriptions", {"url": all_rcv.url("/x"), "entities": ["Bill"]}, 201),
+         ("POST", "/admin/subscriptions", {"url": "ftp://x/"}, 400),
+         ("GET", "/admin/subscriptions", None, 200),
+         ("GET", "/admin/subscriptions/%s" % s_all["id"], None, 200),
+         ("GET", "/admin/subscriptions/4242", None, 404),
+         ("PATCH", "/admin/subscriptions/%s" % s_all["id"], {"batch_max": 20}, 200),
+         ("PATCH", "/admin/subscriptions/%s" % s_all["id"], {"rotate_secret": True}, 200),
+         ("PATCH", "/admin/subscriptions/%s" % s_all["id"], {"batch_max": "x"}, 400),
+         ("POST", "/admin/subscriptions/%s/pause" % s_all["id"], None, 200),
+         ("POST", "/admin/subscriptions/%s/resume" % s_all["id"], None, 200),
+         ("POST", "/admin/subscriptions/%s/redeliver" % s_all["id"], {"from": 0}, 400),
+         ("DELETE", "/admin/subscriptions/%s" % s_pause["id"], None, 200)]
+for m, path, body, want in calls:
+    st, h, b = request(port, m, path, json.dumps(body) if body is not None else None, AUTH)
+    probs = oc.check_answer(doc, m, path, st, h, b)
+    ok(st == want and not probs, "%s %s answers %d as documented" % (m, path, want), "%d %s %s" % (st, probs, b[:300]))
+probs = oc.schema_errors(doc, oc.component(doc, "DeliveryPayload"), json.loads(all_rcv.snapshot()[-1]["body"]))
+ok(not probs, "a delivery's body validates against DeliveryPayload", probs)
 is_(q.stop(), 0, "qbcdc stops")
 for r in (all_rcv, filt_rcv, pause_rcv, dead_rcv, gone_rcv, ra_rcv):
     r.close()
