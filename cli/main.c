@@ -48,6 +48,8 @@ static void usage(FILE *f)
             "  qbcdc disconnect REALM     revoke at Intuit and erase the tokens (admin API)\n"
             "  qbcdc dead-letters         list dead letters (admin API)\n"
             "  qbcdc retry ID             put a dead letter back into pending work (admin API)\n"
+            "  qbcdc subscriptions ...    push delivery subscriptions: list, show, create, update, pause, resume,\n"
+            "                             delete, redeliver (admin API; see qbcdc subscriptions --help)\n"
             "  qbcdc --help | --version\n"
             "\n"
             "Run `qbcdc <command> --help` for a command's flags. Every flag can also be set by\n"
@@ -327,7 +329,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "cdc") == 0 || strcmp(cmd, "backfill") == 0 || strcmp(cmd, "jobs") == 0 ||
         strcmp(cmd, "cancel") == 0 || strcmp(cmd, "realms") == 0 || strcmp(cmd, "register") == 0 ||
         strcmp(cmd, "budget") == 0 || strcmp(cmd, "disconnect") == 0 || strcmp(cmd, "dead-letters") == 0 ||
-        strcmp(cmd, "retry") == 0)
+        strcmp(cmd, "retry") == 0 || strcmp(cmd, "subscriptions") == 0)
         return qbc_adminapi_main(cmd, argc, argv);
     if (cmd[0] == '-')
         return usage_error("unknown flag '%s' (see qbcdc --help)", cmd);
