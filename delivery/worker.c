@@ -89,6 +89,7 @@ struct st_qbc_delivery_t {
     sub_t **subs;
     size_t n_subs;
     unsigned inflight;
+    size_t next_first; /* the subscription a turn starts with: turns rotate, so no one is always last */
     int jobs_out;
     /* commits seen: (the feed's last sequence after it, wall time) for lag in seconds */
     uint64_t commit_seq[COMMITS_KEPT];
@@ -566,8 +567,9 @@ static long schedule_turn(qbc_delivery_t *d)
     int64_t now = qbc_mono_ns();
     uint64_t head = qbc_store_feed_last(d->store);
     pthread_mutex_lock(&d->mu);
-    for (size_t i = 0; i < d->n_subs && d->inflight < d->max_inflight; i++) {
-        sub_t *s = d->subs[i];
+    size_t n = d->n_subs, first = n > 0 ? d->next_first++ % n : 0;
+    for (size_t k = 0; k < n && d->inflight < d->max_inflight; k++) {
+        sub_t *s = d->subs[(first + k) % n];
         if (!eligible(s))
             continue;
         if (s->body.len == 0) {
