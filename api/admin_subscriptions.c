@@ -8,7 +8,7 @@
  *   DELETE /admin/subscriptions/{id}             remove it and its cursor
  *   POST /admin/subscriptions/{id}/pause         PATCH {"paused":true}
  *   POST /admin/subscriptions/{id}/resume        PATCH {"paused":false,"enabled":true}
- *   POST /admin/subscriptions/{id}/redeliver     {"from":SEQ}: deliver again from SEQ on
+ *   POST /admin/subscriptions/{id}/redeliver     {"from":SEQ[,"to":SEQ]}: deliver that range again
  *
  * Bodies: {url, realms?, entities?, ops?, batch_max?, secret?, start_after?} (create),
  * plus paused, enabled (true re-enables a disabled subscription at its cursor) and
@@ -28,7 +28,8 @@ typedef struct {
     api_job_t aj;
     qbc_sub_put_job_t put;
     qbc_sub_delete_job_t del;
-    int status; /* the answer's: 201 create, 200 otherwise */
+    int status;                   /* the answer's: 201 create, 200 otherwise */
+    uint64_t range_to, resume_at; /* a range redelivery: up to range_to, then on after resume_at */
     char *config, *secrets;
     char secret[QBC_WHSEC_BUFSZ]; /* shown in the answer when new ("" otherwise) */
 } sub_op_t;
@@ -114,8 +115,11 @@ static void answer(api_job_t *aj, h2o_req_t *req)
     sub_op_t *op = (sub_op_t *)aj;
     qbc_api_t *api = aj->api;
     int result = op->put.job.kind ? op->put.job.result : op->del.job.result;
-    if (result == 0)
+    if (result == 0) {
         qbc_delivery_reload(api->delivery); /* before answering: the answer shows it */
+        if (op->range_to != 0 && op->put.found)
+            qbc_delivery_redeliver_range(api->delivery, op->put.id_out, op->put.epoch, op->range_to, op->resume_at);
+    }
     if (req == NULL)
         return;
     if (result != 0) {
@@ -236,8 +240,8 @@ static int hold(const qbc_sub_rec_t *r, void *ctx)
     return 1;
 }
 
-/* PATCH with body (taken) */
-static int patch_with(qbc_api_t *api, h2o_req_t *req, uint64_t id, json_t *body)
+/* PATCH with body (taken); range_to != 0: a range redelivery up to it, then on after resume_at */
+static int patch_with(qbc_api_t *api, h2o_req_t *req, uint64_t id, json_t *body, uint64_t range_to, uint64_t resume_at)
 {
     static const char *const known[] = {"url",    "realms",        "entities",    "ops",     "batch_max", "secret",
                                         "paused", "rotate_secret", "start_after", "enabled", NULL};
@@ -286,6 +290,8 @@ static int patch_with(qbc_api_t *api, h2o_req_t *req, uint64_t id, json_t *body)
     op->put.set_cursor = sa != NULL;
     op->put.cursor = cursor;
     op->put.enable = json_is_true(en);
+    op->range_to = range_to;
+    op->resume_at = resume_at;
     qbc_api__job_submitted(&op->aj, qbc_store_sub_put(api->store, &op->put));
 Exit:
     free(h.config);
@@ -316,7 +322,7 @@ int qbc_api__patch_subscription(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg)
     json_t *body;
     if (sub_id(api, req, seg, &id) != 0 || (body = body_object(req)) == NULL)
         return 0;
-    return patch_with(api, req, id, body);
+    return patch_with(api, req, id, body, 0, 0);
 }
 
 static int pause_or_resume(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg, int pause)
@@ -325,7 +331,8 @@ static int pause_or_resume(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg, int 
     if (sub_id(api, req, seg, &id) != 0)
         return 0;
     return patch_with(api, req, id,
-                      pause ? json_pack("{s:b}", "paused", 1) : json_pack("{s:b,s:b}", "paused", 0, "enabled", 1));
+                      pause ? json_pack("{s:b}", "paused", 1) : json_pack("{s:b,s:b}", "paused", 0, "enabled", 1), 0,
+                      0);
 }
 
 int qbc_api__pause_subscription(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg)
@@ -344,15 +351,38 @@ int qbc_api__redeliver_subscription(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t 
     json_t *body;
     if (sub_id(api, req, seg, &id) != 0 || (body = body_object(req)) == NULL)
         return 0;
-    json_t *from = json_object_get(body, "from");
-    if (json_object_size(body) != 1 || !json_is_integer(from) || json_integer_value(from) < 1) {
+    json_t *from = json_object_get(body, "from"), *to = json_object_get(body, "to");
+    size_t want = 1 + (to != NULL);
+    if (json_object_size(body) != want || !json_is_integer(from) || json_integer_value(from) < 1 ||
+        (to != NULL && (!json_is_integer(to) || json_integer_value(to) < json_integer_value(from)))) {
         json_decref(body);
-        bad_request(req, "bad_redeliver", "body must be {\"from\": SEQ} (a feed sequence >= 1)");
+        bad_request(req, "bad_redeliver",
+                    "body must be {\"from\": SEQ} or {\"from\": SEQ, \"to\": SEQ} (1 <= from <= to)");
         return 0;
     }
+    /* where it stands now: after the range it goes on from there (nothing is delivered twice for nothing) */
+    uint64_t resume_at = 0;
+    json_t *cur = qbc_delivery_describe(api->delivery, id);
+    if (cur != NULL)
+        resume_at = (uint64_t)json_integer_value(json_object_get(cur, "cursor"));
+    json_decref(cur);
+    if (cur == NULL) {
+        json_decref(body);
+        qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such subscription");
+        return 0;
+    }
+    if ((uint64_t)json_integer_value(from) > resume_at + 1) { /* moving forward would skip changes */
+        char why[160];
+        snprintf(why, sizeof(why), "from must be at most %llu: the subscription has delivered up to %llu",
+                 (unsigned long long)resume_at + 1, (unsigned long long)resume_at);
+        json_decref(body);
+        bad_request(req, "bad_redeliver", why);
+        return 0;
+    }
+    uint64_t range_to = to != NULL ? (uint64_t)json_integer_value(to) : 0;
     json_t *p = json_pack("{s:I,s:b}", "start_after", json_integer_value(from) - 1, "enabled", 1);
     json_decref(body);
-    return patch_with(api, req, id, p);
+    return patch_with(api, req, id, p, range_to < resume_at ? range_to : 0, resume_at);
 }
 
 int qbc_api__delete_subscription(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg)

@@ -102,7 +102,7 @@ static int usage(const char *cmd)
            "                                                    the answer holds the secret (shown once)\n"
            "  qbcdc subscriptions update ID [the flags above] [--rotate-secret] [--enable]\n"
            "  qbcdc subscriptions pause|resume|delete ID\n"
-           "  qbcdc subscriptions redeliver ID --from SEQ       deliver again from SEQ on\n\n"
+           "  qbcdc subscriptions redeliver ID --from SEQ [--to SEQ]   deliver again from SEQ (up to SEQ)\n\n"
            "They call the running service's admin API at QBCDC_LISTEN with QBCDC_ADMIN_TOKEN\n"
            "and print its JSON answer; exit 0 on success, 1 on an error answer, 2 on bad usage.\n");
     qbc_config_print_help((const char *const[]){"listen", "admin-token", "tls-cert", NULL});
@@ -183,7 +183,8 @@ static int subscriptions(int argc, char **argv)
                  {"--start-after", "start_after", 'a'},
                  {"--rotate-secret", "rotate_secret", 'b'},
                  {"--enable", "enabled", 'b'},
-                 {"--from", "from", 'n'}};
+                 {"--from", "from", 'n'},
+                 {"--to", "to", 'n'}};
     for (int i = first; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {

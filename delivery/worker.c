@@ -68,6 +68,9 @@ typedef struct st_sub_t {
     int64_t started_mono;
     int64_t retry_after_ms;
     int jobs_out; /* ack jobs in the store */
+    /* a range redelivery (qbc_delivery_redeliver_range): at range_to, jump to resume_at (memory only) */
+    uint64_t range_epoch, range_to, resume_at;
+    int flushed; /* qbc_delivery_stop: its last cursor is submitted */
     /* figures */
     attempt_t attempts[ATTEMPTS_KEPT];
     unsigned n_attempts;
@@ -86,6 +89,7 @@ struct st_qbc_delivery_t {
     int stop;
     CURLM *multi;
     int listener;
+    int64_t started_ns; /* wall clock: the lag of changes committed before it is counted from it */
     sub_t **subs;
     size_t n_subs;
     unsigned inflight;
@@ -312,6 +316,8 @@ typedef struct {
     sub_t *s;
     qbc_buf_t *b;
     unsigned n;
+    uint64_t last;  /* the last record taken (delivered or filtered out) */
+    uint64_t bound; /* take nothing past this sequence (0: no bound) */
 } scan_t;
 
 static int in_list(const json_t *list, const char *v)
@@ -347,6 +353,9 @@ static int add_change(const qbc_feed_rec_t *rec, void *ctx)
 {
     scan_t *sc = ctx;
     sub_t *s = sc->s;
+    if (sc->bound != 0 && rec->seq > sc->bound)
+        return 1; /* not taken: the cursor does not move past it */
+    sc->last = rec->seq;
     if ((s->realms != NULL && !in_list(s->realms, rec->realm)) ||
         (s->entities != NULL && !in_list(s->entities, rec->entity)) ||
         (s->ops_mask != 0 && !(s->ops_mask & (1u << op_of(rec->json, rec->json_len)))))
@@ -369,11 +378,20 @@ static int build_batch(qbc_delivery_t *d, sub_t *s)
     char ts[QBC_TIME_BUFSZ];
     qbc_buf_t *b = &s->body;
     b->len = 0;
+    int ranged = s->range_epoch == s->epoch && s->resume_at > s->range_to;
+    if (ranged && s->cursor >= s->range_to) { /* the range is delivered again: back where it was */
+        qbc_log(QBC_LOG_INFO, MOD, "subscription %llu redelivered up to %llu; going on after %llu",
+                (unsigned long long)s->id, (unsigned long long)s->range_to, (unsigned long long)s->resume_at);
+        s->cursor = s->resume_at;
+        s->range_epoch = 0;
+        ack(d, s, NULL);
+        return 0;
+    }
     qbc_buf_printf(b, "{\"type\":\"qbcdc.changes\",\"timestamp\":\"%s\",\"data\":{\"changes\":[",
                    qbc_time_format(qbc_now_ns(), ts));
-    scan_t sc = {s, b, 0};
-    uint64_t last = s->cursor;
-    int rc = qbc_store_feed_scan(d->store, s->cursor, 10000, NULL, NULL, add_change, &sc, &last);
+    scan_t sc = {s, b, 0, s->cursor, ranged ? s->range_to : 0};
+    int rc = qbc_store_feed_scan(d->store, s->cursor, 10000, NULL, NULL, add_change, &sc, NULL);
+    uint64_t last = sc.last;
     if (rc == QBC_EGONE) {
         uint64_t pruned = qbc_store_feed_pruned(d->store);
         qbc_log(QBC_LOG_ERROR, MOD,
@@ -568,6 +586,9 @@ static long schedule_turn(qbc_delivery_t *d)
     uint64_t head = qbc_store_feed_last(d->store);
     pthread_mutex_lock(&d->mu);
     size_t n = d->n_subs, first = n > 0 ? d->next_first++ % n : 0;
+    for (size_t i = 0; i < n; i++) /* a cursor that moved while its last ack was in the store */
+        if (!d->subs[i]->gone)
+            ack(d, d->subs[i], NULL);
     for (size_t k = 0; k < n && d->inflight < d->max_inflight; k++) {
         sub_t *s = d->subs[(first + k) % n];
         if (!eligible(s))
@@ -678,6 +699,7 @@ int qbc_delivery_start(const qbc_delivery_config_t *cfg, qbc_store_t *store, qbc
     d->max_inflight = cfg->max_inflight ? cfg->max_inflight : 64;
     d->grace_s = cfg->secret_grace_s ? cfg->secret_grace_s : 86400;
     d->listener = -1;
+    d->started_ns = qbc_now_ns();
     pthread_mutex_init(&d->mu, NULL);
     pthread_cond_init(&d->jobs_cv, NULL);
     int rc = qbc_delivery_reload(d);
@@ -714,9 +736,25 @@ void qbc_delivery_stop(qbc_delivery_t *d)
         curl_multi_wakeup(d->multi);
         pthread_join(d->thread, NULL);
     }
+    /* every cursor as far as it got (once each), then the store's callbacks into d */
     pthread_mutex_lock(&d->mu);
-    while (d->jobs_out > 0) /* the store calls back into d */
+    for (;;) {
+        int waiting = 0;
+        for (size_t i = 0; i < d->n_subs; i++) {
+            sub_t *s = d->subs[i];
+            if (s->gone || s->flushed || s->cursor <= s->committed)
+                continue;
+            if (s->jobs_out == 0) {
+                ack(d, s, NULL);
+                s->flushed = 1;
+            } else {
+                waiting = 1;
+            }
+        }
+        if (!waiting && d->jobs_out == 0)
+            break;
         pthread_cond_wait(&d->jobs_cv, &d->mu);
+    }
     pthread_mutex_unlock(&d->mu);
     if (d->multi != NULL)
         curl_multi_cleanup(d->multi);
@@ -726,6 +764,23 @@ void qbc_delivery_stop(qbc_delivery_t *d)
     pthread_mutex_destroy(&d->mu);
     pthread_cond_destroy(&d->jobs_cv);
     free(d);
+}
+
+int qbc_delivery_redeliver_range(qbc_delivery_t *d, uint64_t id, uint64_t epoch, uint64_t to, uint64_t resume_at)
+{
+    int rc = QBC_ENOTFOUND;
+    pthread_mutex_lock(&d->mu);
+    sub_t *s = find(d, id);
+    if (s != NULL && s->epoch == epoch) {
+        s->range_epoch = epoch;
+        s->range_to = to;
+        s->resume_at = resume_at;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&d->mu);
+    if (d->multi != NULL)
+        curl_multi_wakeup(d->multi);
+    return rc;
 }
 
 int qbc_delivery_allow_private(const qbc_delivery_t *d)
@@ -757,13 +812,15 @@ static int64_t behind_since(const qbc_delivery_t *d, uint64_t cursor, uint64_t h
     if (cursor >= head)
         return 0;
     int64_t t = 0;
-    for (unsigned k = 0; k < d->commit_n; k++) { /* newest to oldest */
+    unsigned k;
+    for (k = 0; k < d->commit_n; k++) { /* newest to oldest */
         unsigned i = (d->commit_next + COMMITS_KEPT - 1 - k) % COMMITS_KEPT;
         if (d->commit_seq[i] <= cursor)
-            break;
+            return t;
         t = d->commit_ns[i];
     }
-    return t;
+    /* older than every commit remembered: before this process started, or before the oldest kept */
+    return d->commit_n < COMMITS_KEPT || t == 0 ? d->started_ns : t;
 }
 
 static json_t *describe(qbc_delivery_t *d, const sub_t *s, uint64_t head)
@@ -788,6 +845,11 @@ static json_t *describe(qbc_delivery_t *d, const sub_t *s, uint64_t head)
                         s->failures > 0 && s->easy == NULL && !s->disabled_ns ? time_or_null(s->next_wall)
                                                                               : json_null());
     json_object_set_new(o, "pending_webhook_id", s->msg_id[0] ? json_string(s->msg_id) : json_null());
+    json_object_set_new(
+        o, "redelivering",
+        s->range_epoch == s->epoch && s->resume_at > s->range_to
+            ? json_pack("{s:I,s:I}", "to", (json_int_t)s->range_to, "resume_after", (json_int_t)s->resume_at)
+            : json_null());
     json_t *at = json_array();
     for (unsigned i = 0; i < s->n_attempts; i++) {
         const attempt_t *a = &s->attempts[i];

@@ -168,9 +168,12 @@ ok(len(pause_rcv.snapshot()) == n_paused and p["lag"]["sequences"] > 0, "a pause
    "lag grows (%d)" % p["lag"]["sequences"])
 
 # restart: everything is in the store
+n_all = len(all_rcv.snapshot())
 is_(q.stop(), 0, "qbcdc stops")
 q = Proc([QBCDC, "serve"], env=env)
 ok(wait_http(port), "and starts again")
+time.sleep(1)
+is_(len(all_rcv.snapshot()), n_all, "a clean stop committed every cursor: nothing is delivered again after it")
 st, lst = admin(port, "GET", "/admin/subscriptions")
 by = {x["id"]: x for x in lst["subscriptions"]}
 ok(by[s_pause["id"]]["state"] == "paused" and by[s_dead["id"]]["state"] == "disabled" and
@@ -208,6 +211,19 @@ st, j = admin(port, "PATCH", "/admin/subscriptions/%s" % s_all["id"], json.dumps
 ok(st == 200 and j["cursor"] == 0, "start_after as a time before the feed: from the start", j)
 st, j = admin(port, "PATCH", "/admin/subscriptions/%s" % s_all["id"], json.dumps({"start_after": "yesterday"}))
 is_(st, 400, "start_after that is neither a sequence, head nor a time: 400")
+ok(wait_for(lambda: sub_state(port, s_all["id"])["cursor"] == head, 20), "(back at the head)")
+n0 = len(all_rcv.acked())
+st, j = admin(port, "POST", "/admin/subscriptions/%s/redeliver" % s_all["id"], json.dumps({"from": 5, "to": 8}))
+ok(st == 200 and j["cursor"] == 4 and j["redelivering"] == {"to": 8, "resume_after": head},
+   "POST .../redeliver {from: 5, to: 8}: a range", j)
+ok(wait_for(lambda: sub_state(port, s_all["id"])["cursor"] == head, 20), "then back at the head")
+time.sleep(0.5)
+again = [c["seq"] for r in all_rcv.acked()[n0:] for c in json.loads(r["body"])["data"]["changes"]]
+is_(again, [5, 6, 7, 8], "exactly sequences 5-8 came again, nothing after them")
+st, j = admin(port, "POST", "/admin/subscriptions/%s/redeliver" % s_all["id"], json.dumps({"from": head + 2}))
+ok(st == 400 and "at most" in j.get("message", ""), "a redeliver past the cursor would skip changes: 400", j)
+st, j = admin(port, "POST", "/admin/subscriptions/%s/redeliver" % s_all["id"], json.dumps({"from": 5, "to": 4}))
+is_(st, 400, "to before from: 400")
 
 # delete
 st, j = admin(port, "DELETE", "/admin/subscriptions/%s" % s_filt["id"])
