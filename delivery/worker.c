@@ -100,7 +100,7 @@ struct st_qbc_delivery_t {
     int64_t commit_ns[COMMITS_KEPT];
     unsigned commit_next, commit_n;
     /* counters */
-    uint64_t n_ok, n_http_4xx, n_http_5xx, n_timeout, n_network, changes_delivered, disabled_total;
+    uint64_t n_ok, n_http_4xx, n_http_5xx, n_http_other, n_timeout, n_network, changes_delivered, disabled_total;
 };
 
 typedef struct {
@@ -551,8 +551,10 @@ static void finished(qbc_delivery_t *d, sub_t *s, CURLcode res)
         snprintf(why, sizeof(why), "HTTP %ld", status);
         if (status >= 500)
             d->n_http_5xx++;
-        else
+        else if (status >= 400)
             d->n_http_4xx++;
+        else /* 1xx, 3xx (redirects are not followed) */
+            d->n_http_other++;
     }
     record(s, status, latency, why);
     s->failures++;
@@ -895,9 +897,9 @@ void qbc_delivery_metrics(qbc_delivery_t *d, qbc_buf_t *t)
     pthread_mutex_lock(&d->mu);
     qbc_buf_printf(t, "# HELP qbcdc_delivery_attempts_total Push delivery attempts by result.\n"
                       "# TYPE qbcdc_delivery_attempts_total counter\n");
-    const char *names[] = {"ok", "http_4xx", "http_5xx", "timeout", "network"};
-    uint64_t vals[] = {d->n_ok, d->n_http_4xx, d->n_http_5xx, d->n_timeout, d->n_network};
-    for (int i = 0; i < 5; i++)
+    const char *names[] = {"ok", "http_4xx", "http_5xx", "http_other", "timeout", "network"};
+    uint64_t vals[] = {d->n_ok, d->n_http_4xx, d->n_http_5xx, d->n_http_other, d->n_timeout, d->n_network};
+    for (int i = 0; i < 6; i++)
         qbc_buf_printf(t, "qbcdc_delivery_attempts_total{result=\"%s\"} %llu\n", names[i], (unsigned long long)vals[i]);
     qbc_buf_printf(t,
                    "# HELP qbcdc_delivery_changes_total Changes delivered (acknowledged with a 2xx) to subscribers.\n"
