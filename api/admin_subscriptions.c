@@ -116,9 +116,10 @@ static void answer(api_job_t *aj, h2o_req_t *req)
     qbc_api_t *api = aj->api;
     int result = op->put.job.kind ? op->put.job.result : op->del.job.result;
     if (result == 0) {
-        qbc_delivery_reload(api->delivery); /* before answering: the answer shows it */
+        /* the range first: the worker must not see the new epoch without it */
         if (op->range_to != 0 && op->put.found)
             qbc_delivery_redeliver_range(api->delivery, op->put.id_out, op->put.epoch, op->range_to, op->resume_at);
+        qbc_delivery_reload(api->delivery); /* before answering: the answer shows it */
     }
     if (req == NULL)
         return;

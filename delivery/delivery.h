@@ -180,10 +180,11 @@ void qbc_delivery_stop(qbc_delivery_t *d);
 /**
  * makes a redelivery a range: once subscription id (whose cursor an operator just moved back,
  * giving the cursor epoch `epoch`) has delivered up to `to`, it goes on after resume_at (where
- * it stood before) instead of delivering (to, resume_at] again. Kept in memory only: after a
- * restart the whole way up to resume_at is delivered again (at least once still holds).
- * Any thread.
- * @return 0, or QBC_ENOTFOUND (no such subscription, or its cursor moved meanwhile)
+ * it stood before) instead of delivering (to, resume_at] again. Call it after the store has
+ * committed the move and before qbc_delivery_reload(), so that the worker never sees the new
+ * epoch without its range. Kept in memory only: after a restart the whole way up to
+ * resume_at is delivered again (at least once still holds). Any thread.
+ * @return 0, or QBC_ENOTFOUND (no such subscription, or its cursor moved past epoch meanwhile)
  */
 int qbc_delivery_redeliver_range(qbc_delivery_t *d, uint64_t id, uint64_t epoch, uint64_t to, uint64_t resume_at);
 

@@ -773,7 +773,7 @@ int qbc_delivery_redeliver_range(qbc_delivery_t *d, uint64_t id, uint64_t epoch,
     int rc = QBC_ENOTFOUND;
     pthread_mutex_lock(&d->mu);
     sub_t *s = find(d, id);
-    if (s != NULL && s->epoch == epoch) {
+    if (s != NULL && epoch >= s->epoch) { /* (the epoch it applies to may not be loaded yet) */
         s->range_epoch = epoch;
         s->range_to = to;
         s->resume_at = resume_at;
