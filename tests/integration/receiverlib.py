@@ -69,6 +69,7 @@ class Receiver:
                     return
                 code, delay = act[1], act[2]
                 if delay:
+                    rec["slow"] = delay
                     time.sleep(delay)
                 rec["answer"] = code
                 with recv.lock:

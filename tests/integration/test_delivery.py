@@ -94,11 +94,17 @@ s = wait_for(caught_up, 120, poll=0.5)
 ok(s is not None, "the cursor ends at the head (%d)" % head, admin(port, "GET", "/admin/subscriptions/%s" % sid)[1])
 
 reqs = rcv.snapshot()
+by_id_all = {}
+for r in reqs:
+    by_id_all.setdefault(r["id"], []).append(r)
 answers = {}
 for r in reqs:
     answers[str(r["answer"])] = answers.get(str(r["answer"]), 0) + 1
 diag("the receiver saw %d requests: %s" % (len(reqs), answers))
 ok(answers.get("500", 0) > 5 and answers.get("reset", 0) > 0, "it answered 500s and reset connections")
+slow = [r for r in reqs if r.get("slow")]
+ok(slow and all(len(by_id_all.get(r["id"], [])) > 1 for r in slow),
+   "%d answers came too slowly (past QBCDC_DELIVERY_TIMEOUT_MS): each was sent again, same webhook-id" % len(slow))
 
 seqs = rcv.acked_seqs()
 is_(seqs, sorted(changes), "2xx deliveries (first of each webhook-id) hold every change in feed order, no gap, "
