@@ -94,6 +94,14 @@ static int known_fields(h2o_req_t *req, const json_t *body, const char *const *k
 static int start_after(qbc_api_t *api, h2o_req_t *req, const json_t *v, uint64_t *cursor)
 {
     if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        uint64_t head = qbc_store_feed_last(api->store);
+        if ((uint64_t)json_integer_value(v) > head) { /* changes to come would be skipped */
+            char why[160];
+            snprintf(why, sizeof(why), "start_after %lld is past the feed's head (%llu)",
+                     (long long)json_integer_value(v), (unsigned long long)head);
+            bad_request(req, "bad_subscription", why);
+            return -1;
+        }
         *cursor = (uint64_t)json_integer_value(v);
         return 0;
     }

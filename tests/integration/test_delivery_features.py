@@ -211,6 +211,9 @@ st, j = admin(port, "PATCH", "/admin/subscriptions/%s" % s_all["id"], json.dumps
 ok(st == 200 and j["cursor"] == 0, "start_after as a time before the feed: from the start", j)
 st, j = admin(port, "PATCH", "/admin/subscriptions/%s" % s_all["id"], json.dumps({"start_after": "yesterday"}))
 is_(st, 400, "start_after that is neither a sequence, head nor a time: 400")
+st, j = admin(port, "PATCH", "/admin/subscriptions/%s" % s_all["id"], json.dumps({"start_after": head + 5}))
+ok(st == 400 and "past the feed's head" in j.get("message", ""), "start_after past the head (it would skip changes "
+   "to come): 400", j)
 ok(wait_for(lambda: sub_state(port, s_all["id"])["cursor"] == head, 20), "(back at the head)")
 n0 = len(all_rcv.acked())
 st, j = admin(port, "POST", "/admin/subscriptions/%s/redeliver" % s_all["id"], json.dumps({"from": 5, "to": 8}))
