@@ -216,6 +216,10 @@ static int reload_one(const qbc_sub_rec_t *r, void *ctx)
         return 0;
     }
     s->seen = 1;
+    if (r->secrets == NULL || s->key_len == 0)
+        qbc_log(QBC_LOG_ERROR, MOD,
+                "subscription %llu: its secret does not open (another master key?): nothing is delivered to it",
+                (unsigned long long)r->id);
     if (fresh) {
         d->subs = qbc_realloc(d->subs, (d->n_subs + 1) * sizeof(*d->subs));
         d->subs[d->n_subs++] = s;
