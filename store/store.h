@@ -533,7 +533,8 @@ typedef struct st_qbc_sub_delete_job_t {
 /**
  * QBC_JOB_SUB_ACK: the delivery worker's: the subscription's receiver acknowledged every
  * change up to cursor (it only moves forward), and, with disabled_reason, the subscription
- * is disabled. Written only if the cursor's epoch is still epoch (else stale is set).
+ * is disabled (without, a disable stays: only QBC_JOB_SUB_PUT re-enables). Written only if
+ * the cursor's epoch is still epoch (else stale is set).
  */
 typedef struct st_qbc_sub_ack_job_t {
     qbc_store_job_t job;

@@ -161,8 +161,20 @@ int qbc_store__apply_sub_ack(qbc_store_t *s, MDB_txn *txn, qbc_sub_ack_job_t *jo
     job->stale = 0;
     if (job->cursor > cursor)
         cursor = job->cursor;
-    return cursor_put(s, txn, job->id, epoch, cursor, job->disabled_reason != NULL ? qbc_now_ns() : 0,
-                      job->disabled_reason);
+    if (job->disabled_reason != NULL)
+        return cursor_put(s, txn, job->id, epoch, cursor, qbc_now_ns(), job->disabled_reason);
+    /* an ack never re-enables: only an operator does (QBC_JOB_SUB_PUT) */
+    unsigned char kb[8];
+    put_u64be(kb, job->id);
+    MDB_val k = {8, kb}, v;
+    if ((rc = mdb_get(txn, s->dbi_sub_cursors, &k, &v)) != 0)
+        return rc;
+    char reason[QBC_SUB_REASON_MAX];
+    size_t rlen = v.mv_size - CURSOR_FIXED < sizeof(reason) - 1 ? v.mv_size - CURSOR_FIXED : sizeof(reason) - 1;
+    memcpy(reason, (const unsigned char *)v.mv_data + CURSOR_FIXED, rlen);
+    reason[rlen] = '\0';
+    return cursor_put(s, txn, job->id, epoch, cursor, (int64_t)get_u64be((const unsigned char *)v.mv_data + 16),
+                      reason);
 }
 
 /* one record, decoded into rec (secrets opened into buf); 0 or an error */

@@ -136,17 +136,21 @@ int main(void)
     g = get(s, 1);
     ok(g.disabled_ns > 0 && strcmp(g.reason, "gave up after 3 attempts: HTTP 500") == 0 && g.cursor == 3,
        "is stored with its reason and cursor");
+    is_int(ack(s, 1, 2, 4, NULL, &stale), 0, "an ack without a reason after the disable");
+    g = get(s, 1);
+    ok(g.disabled_ns > 0 && strcmp(g.reason, "gave up after 3 attempts: HTTP 500") == 0 && g.cursor == 4,
+       "moves the cursor but never re-enables");
     qbc_sub_put_job_t en = {.id = 1, .config = "{\"url\":\"http://a2\"}", .enable = 1};
     is_int(put(s, &en), 0, "re-enable");
     g = get(s, 1);
-    ok(g.disabled_ns == 0 && g.reason[0] == '\0' && g.cursor == 3, "enabled again at its cursor");
+    ok(g.disabled_ns == 0 && g.reason[0] == '\0' && g.cursor == 4, "enabled again at its cursor");
 
     qbc_sub_put_job_t rot = {.id = 2, .config = "{\"url\":\"http://b\"}", .secrets = "whsec_rotated"};
     is_int(put(s, &rot), 0, "new secrets");
     qbc_store_close(s);
     is_int(qbc_store_open(&cfg, &s), 0, "reopen");
     is_str(get(s, 2).secrets, "whsec_rotated", "the new secrets survive the reopen");
-    is_int(get(s, 1).cursor, 3, "and the cursor");
+    is_int(get(s, 1).cursor, 4, "and the cursor");
 
     qbc_sub_delete_job_t d = {.id = 2};
     d.job.on_commit = on_commit;
