@@ -719,7 +719,8 @@ int qbc_delivery_start(const qbc_delivery_config_t *cfg, qbc_store_t *store, qbc
         return -ENOMEM;
     }
     curl_multi_setopt(d->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)d->max_inflight);
-    d->listener = qbc_store_add_listener(store, on_commit_note, d);
+    if ((d->listener = qbc_store_add_listener(store, on_commit_note, d)) < 0)
+        qbc_log(QBC_LOG_WARN, MOD, "no store listener left: deliveries start within a second of a commit, not at once");
     if ((rc = pthread_create(&d->thread, NULL, thread_main, d)) != 0) {
         qbc_delivery_stop(d);
         return -rc;
