@@ -166,6 +166,14 @@ ok(wait_for(lambda: sub_state(port, s_all["id"])["cursor"] == head, 30), "others
 p = sub_state(port, s_pause["id"])
 ok(len(pause_rcv.snapshot()) == n_paused and p["lag"]["sequences"] > 0, "a paused subscription gets nothing; its "
    "lag grows (%d)" % p["lag"]["sequences"])
+time.sleep(1)
+p = sub_state(port, s_pause["id"])
+ok(p["lag"]["seconds"] >= 1.0, "its lag in seconds: how long ago the oldest change it has not had was committed "
+   "(%.2f s)" % p["lag"]["seconds"])
+ok(metric(port, 'qbcdc_delivery_lag_seconds{subscription="%s"}' % s_pause["id"]) >= 1.0 and
+   metric(port, 'qbcdc_delivery_lag_sequences{subscription="%s"}' % s_pause["id"]) == p["lag"]["sequences"],
+   "/metrics has both lags per subscription")
+is_(metric(port, 'qbcdc_delivery_subscriptions{state="paused"}'), 1.0, "qbcdc_delivery_subscriptions counts it paused")
 
 # restart: everything is in the store
 n_all = len(all_rcv.snapshot())
