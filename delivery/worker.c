@@ -411,6 +411,10 @@ static int build_batch(qbc_delivery_t *d, sub_t *s)
         if (rc == 0 && last > s->cursor) { /* nothing passed the filters: past them */
             s->cursor = last;
             ack(d, s, NULL);
+        } else if (rc == 0 && ranged) { /* nothing left of the range (the feed has no gaps: not expected) */
+            s->cursor = s->resume_at > s->cursor ? s->resume_at : s->cursor;
+            s->range_epoch = 0;
+            ack(d, s, NULL);
         }
         b->len = 0;
         return 0;
