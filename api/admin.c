@@ -8,6 +8,7 @@
  *   POST /admin/realms/{realm}/cdc, POST /admin/realms/{realm}/backfill,
  *   GET /admin/jobs, GET /admin/jobs/{id}, DELETE /admin/jobs/{id},
  *   POST /admin/jobs/{id}/cancel                                    admin_jobs.c
+ *   /admin/subscriptions[/{id}[/pause, /resume, /redeliver]]       admin_subscriptions.c
  *
  * Tokens never appear in an answer or a log line; the answer to PUT comes only after
  * the encrypted tokens are committed.
@@ -413,6 +414,14 @@ static const struct {
     {"GET", 2, "jobs", NULL, qbc_api__get_job},
     {"DELETE", 2, "jobs", NULL, qbc_api__cancel_job},
     {"POST", 3, "jobs", "cancel", qbc_api__cancel_job},
+    {"POST", 1, "subscriptions", NULL, qbc_api__create_subscription},
+    {"GET", 1, "subscriptions", NULL, qbc_api__list_subscriptions},
+    {"GET", 2, "subscriptions", NULL, qbc_api__get_subscription},
+    {"PATCH", 2, "subscriptions", NULL, qbc_api__patch_subscription},
+    {"DELETE", 2, "subscriptions", NULL, qbc_api__delete_subscription},
+    {"POST", 3, "subscriptions", "pause", qbc_api__pause_subscription},
+    {"POST", 3, "subscriptions", "resume", qbc_api__resume_subscription},
+    {"POST", 3, "subscriptions", "redeliver", qbc_api__redeliver_subscription},
 };
 
 static int seg_is(h2o_iovec_t seg, const char *want)

@@ -83,6 +83,10 @@ typedef struct st_qbc_api_hooks_t {
 struct st_qbc_reconciler_t;
 void qbc_api_set_reconciler(qbc_api_t *api, struct st_qbc_reconciler_t *r);
 
+struct st_qbc_delivery_t;
+/** the push delivery worker that /admin/subscriptions manages (delivery.h); call before qbc_api_run. */
+void qbc_api_set_delivery(qbc_api_t *api, struct st_qbc_delivery_t *d);
+
 /** installs hooks (copied); call before qbc_api_run. */
 void qbc_api_set_hooks(qbc_api_t *api, const qbc_api_hooks_t *hooks);
 

@@ -5,7 +5,7 @@
  * and path helpers), job.c (store jobs bound to a request), one file per endpoint family:
  * health.c, metrics.c, openapi.c, feed.c (/v1/changes, SSE), entities.c (/v1 entity reads
  * and listings), admin.c (/admin router, realms), admin_jobs.c (CDC, backfill jobs),
- * admin_dead_letters.c, connect.c (the OAuth connect flow and revoke).
+ * admin_dead_letters.c, admin_subscriptions.c (push delivery), connect.c (the OAuth connect flow and revoke).
  */
 #ifndef QBC_API_INTERNAL_H
 #define QBC_API_INTERNAL_H
@@ -54,6 +54,7 @@ struct st_qbc_api_t {
     h2o_multithread_receiver_t exchanges; /* the reconciler's OAuth calls -> loop (connect.c) */
     h2o_linklist_t oauth_calls;           /* OAuth calls out (connect.c) */
     qbc_reconciler_t *reconciler;         /* Intuit's OAuth client (qbc_api_set_reconciler); NULL: none */
+    struct st_qbc_delivery_t *delivery;   /* push delivery (qbc_api_set_delivery); NULL: /admin/subscriptions 503 */
 };
 
 /*
@@ -243,6 +244,15 @@ int qbc_api__post_backfill(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t realm);
 int qbc_api__get_job(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id);
 int qbc_api__get_jobs(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t unused);
 int qbc_api__cancel_job(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id);
+/* admin_subscriptions.c: push delivery subscriptions (issue 14) */
+int qbc_api__create_subscription(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t unused);
+int qbc_api__list_subscriptions(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t unused);
+int qbc_api__get_subscription(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id);
+int qbc_api__patch_subscription(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id);
+int qbc_api__delete_subscription(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id);
+int qbc_api__pause_subscription(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id);
+int qbc_api__resume_subscription(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id);
+int qbc_api__redeliver_subscription(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id);
 int qbc_api__get_entity(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t realm, h2o_iovec_t entity, h2o_iovec_t id);
 int qbc_api__list_entities(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t realm, h2o_iovec_t entity);
 

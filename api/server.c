@@ -279,6 +279,11 @@ void qbc_api_set_reconciler(qbc_api_t *api, qbc_reconciler_t *r)
     api->reconciler = r;
 }
 
+void qbc_api_set_delivery(qbc_api_t *api, struct st_qbc_delivery_t *d)
+{
+    api->delivery = d;
+}
+
 void qbc_api_set_hooks(qbc_api_t *api, const qbc_api_hooks_t *hooks)
 {
     api->hooks = *hooks;

@@ -94,7 +94,15 @@ static int usage(const char *cmd)
            "                                                    from standard input (never a flag: ps shows flags)\n"
            "  qbcdc disconnect REALM                            revoke at Intuit, erase the tokens here\n"
            "  qbcdc dead-letters                                list dead letters\n"
-           "  qbcdc retry ID                                    put dead letter ID back into pending work\n\n"
+           "  qbcdc retry ID                                    put dead letter ID back into pending work\n"
+           "  qbcdc subscriptions [list]                        push subscriptions with their cursor, lag, state\n"
+           "  qbcdc subscriptions show ID\n"
+           "  qbcdc subscriptions create --url URL [--realms A,B] [--entities A,B] [--ops A,B]\n"
+           "                     [--batch-max N] [--start-after SEQ|head|TIME] [--secret-stdin]\n"
+           "                                                    the answer holds the secret (shown once)\n"
+           "  qbcdc subscriptions update ID [the flags above] [--rotate-secret] [--enable]\n"
+           "  qbcdc subscriptions pause|resume|delete ID\n"
+           "  qbcdc subscriptions redeliver ID --from SEQ [--to SEQ]   deliver again from SEQ (up to SEQ)\n\n"
            "They call the running service's admin API at QBCDC_LISTEN with QBCDC_ADMIN_TOKEN\n"
            "and print its JSON answer; exit 0 on success, 1 on an error answer, 2 on bad usage.\n");
     qbc_config_print_help((const char *const[]){"listen", "admin-token", "tls-cert", NULL});
@@ -137,8 +145,144 @@ static int register_realm(const qbc_config_t *cfg, const char *realm)
     return code;
 }
 
+/* a comma-separated flag value as a JSON array of strings ("" : null) */
+static json_t *list_json(const char *v)
+{
+    if (v[0] == '\0')
+        return json_null();
+    json_t *a = json_array();
+    const char *e;
+    size_t len;
+    for (const char *p = v; (p = qbc_list_next(p, &e, &len)) != NULL;)
+        if (len > 0)
+            json_array_append_new(a, json_stringn(e, len));
+    return a;
+}
+
+/* qbcdc subscriptions ...: /admin/subscriptions */
+static int subscriptions(int argc, char **argv)
+{
+    const char *verb = argc > 2 && argv[2][0] != '-' ? argv[2] : "list", *id = NULL;
+    char *rest[64];
+    int nrest = 0, first = argc > 2 && argv[2][0] != '-' ? 3 : 2;
+    json_t *body = json_object();
+    qbc_config_t cfg;
+    char err[256], path[160];
+    int code = 2;
+
+    rest[nrest++] = argv[0];
+    rest[nrest++] = argv[1];
+    static const struct {
+        const char *flag, *field;
+        char kind; /* s string, l list, n number, a start_after, b true, f from */
+    } flags[] = {{"--url", "url", 's'},
+                 {"--realms", "realms", 'l'},
+                 {"--entities", "entities", 'l'},
+                 {"--ops", "ops", 'l'},
+                 {"--batch-max", "batch_max", 'n'},
+                 {"--start-after", "start_after", 'a'},
+                 {"--rotate-secret", "rotate_secret", 'b'},
+                 {"--enable", "enabled", 'b'},
+                 {"--from", "from", 'n'},
+                 {"--to", "to", 'n'}};
+    for (int i = first; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            json_decref(body);
+            return usage("subscriptions");
+        }
+        size_t k = 0, nflags = sizeof(flags) / sizeof(flags[0]);
+        while (k < nflags && strcmp(a, flags[k].flag) != 0)
+            k++;
+        if (k < nflags) {
+            if (flags[k].kind == 'b') {
+                json_object_set_new(body, flags[k].field, json_true());
+                continue;
+            }
+            if (i + 1 >= argc) {
+                fprintf(stderr, "qbcdc: %s needs a value\n", a);
+                goto Exit;
+            }
+            const char *v = argv[++i];
+            char *end;
+            long long n = strtoll(v, &end, 10);
+            int number = *v != '\0' && *end == '\0';
+            if ((flags[k].kind == 'n' && !number) || (flags[k].kind == 'n' && n < 0)) {
+                fprintf(stderr, "qbcdc: %s needs a number\n", a);
+                goto Exit;
+            }
+            json_object_set_new(body, flags[k].field,
+                                flags[k].kind == 'l'             ? list_json(v)
+                                : flags[k].kind == 'n' || number ? json_integer(n)
+                                                                 : json_string(v));
+        } else if (strcmp(a, "--secret-stdin") == 0) {
+            char secret[512];
+            if (fgets(secret, sizeof(secret), stdin) == NULL) {
+                fprintf(stderr, "qbcdc: --secret-stdin read nothing from standard input\n");
+                goto Exit;
+            }
+            secret[strcspn(secret, "\r\n")] = '\0';
+            json_object_set_new(body, "secret", json_string(secret));
+            OPENSSL_cleanse(secret, sizeof(secret));
+        } else if (a[0] != '-' && id == NULL) {
+            id = a;
+        } else if (nrest < 62) {
+            rest[nrest++] = argv[i];
+            if (strchr(a, '=') == NULL && i + 1 < argc)
+                rest[nrest++] = argv[++i];
+        }
+    }
+    if (qbc_config_load(&cfg, nrest, rest, 2, (const char *const[]){"listen", "admin-token", "tls-cert", NULL}, err,
+                        sizeof(err)) != 0) {
+        fprintf(stderr, "qbcdc: %s\n", err);
+        goto Exit;
+    }
+    int needs_id = strcmp(verb, "list") != 0 && strcmp(verb, "create") != 0;
+    if (needs_id != (id != NULL) || (id != NULL && !valid_word(id))) {
+        fprintf(stderr, "qbcdc: subscriptions %s %s (see qbcdc subscriptions --help)\n", verb,
+                needs_id ? "needs an id" : "takes no id");
+    } else if (json_object_size(body) > 0 && strcmp(verb, "create") != 0 && strcmp(verb, "update") != 0 &&
+               strcmp(verb, "redeliver") != 0) {
+        fprintf(stderr, "qbcdc: subscriptions %s takes no flags\n", verb);
+    } else if (strcmp(verb, "list") == 0) {
+        code = call(&cfg, "GET", "/admin/subscriptions", NULL);
+    } else {
+        const char *method = NULL, *suffix = "";
+        if (strcmp(verb, "show") == 0)
+            method = "GET";
+        else if (strcmp(verb, "create") == 0)
+            method = "POST";
+        else if (strcmp(verb, "update") == 0)
+            method = "PATCH";
+        else if (strcmp(verb, "delete") == 0)
+            method = "DELETE";
+        else if (strcmp(verb, "pause") == 0 || strcmp(verb, "resume") == 0 || strcmp(verb, "redeliver") == 0)
+            method = "POST", suffix = verb;
+        if (method == NULL) {
+            fprintf(stderr, "qbcdc: unknown subscriptions command '%s' (see qbcdc subscriptions --help)\n", verb);
+        } else {
+            snprintf(path, sizeof(path), "/admin/subscriptions%s%s%s%s", id ? "/" : "", id ? id : "",
+                     suffix[0] ? "/" : "", suffix);
+            char *text = json_object_size(body) > 0 || strcmp(method, "POST") == 0 || strcmp(method, "PATCH") == 0
+                             ? json_dumps(body, JSON_COMPACT)
+                             : NULL;
+            code = call(&cfg, method, path, text);
+            if (text != NULL) {
+                OPENSSL_cleanse(text, strlen(text));
+                free(text);
+            }
+        }
+    }
+    qbc_config_free(&cfg);
+Exit:
+    json_decref(body);
+    return code;
+}
+
 int qbc_adminapi_main(const char *cmd, int argc, char **argv)
 {
+    if (strcmp(cmd, "subscriptions") == 0)
+        return subscriptions(argc, argv);
     const char *pos = NULL, *entities = NULL, *since = NULL;
     char *rest[64];
     int nrest = 0;

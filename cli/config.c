@@ -11,6 +11,7 @@
 #include "common.h"
 #include "cluster.h"
 #include "config.h"
+#include "delivery.h"
 #include "ingress.h"
 
 typedef struct {
@@ -116,6 +117,15 @@ static const option_t options[] = {
         "first retry delay after a 5xx, timeout or reset (doubles, jittered)"),
     OPT("backoff-max-ms", backoff_max_ms, "60000", "longest retry delay"),
     OPT("throttle-pause-ms", throttle_pause_ms, "60000", "how long a realm pauses after a 429 without Retry-After"),
+    OPT("delivery-allow-private", delivery_allow_private, "0",
+        "1: push deliveries may target loopback, link-local and private addresses (tests, private networks)"),
+    OPT("delivery-schedule", delivery_schedule, QBC_DELIVERY_SCHEDULE_DEFAULT,
+        "push delivery: seconds before each attempt (the first, then after each failure); exhausted: disabled"),
+    OPT("delivery-timeout-ms", delivery_timeout_ms, "15000", "push delivery: one attempt's timeout (ms)"),
+    OPT("delivery-max-inflight", delivery_max_inflight, "64",
+        "push delivery: deliveries in flight over all subscriptions (one per subscription)"),
+    OPT("delivery-secret-grace", delivery_secret_grace, "86400",
+        "push delivery: seconds a rotated-out signing secret still signs (both signatures are sent)"),
     OPT("sim", sim, "auto", "auto: with no QBCDC_CLIENT_ID, start the bundled qbosim and use it as Intuit; off: never"),
     OPT("sim-listen", sim_listen, "127.0.0.1:9090", "where the bundled qbosim listens (with --sim auto)"),
 };
@@ -304,6 +314,9 @@ int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const c
         {cfg->inbox_retention, "inbox-retention", 0, 86400L * 3650, &cfg->n_inbox_retention_s},
         {cfg->feed_retention, "feed-retention", 0, 86400L * 3650, &cfg->n_feed_retention_s},
         {cfg->prune_interval_ms, "prune-interval-ms", 10, 86400000, &cfg->n_prune_interval_ms},
+        {cfg->delivery_timeout_ms, "delivery-timeout-ms", 100, 600000, &cfg->n_delivery_timeout_ms},
+        {cfg->delivery_max_inflight, "delivery-max-inflight", 1, 10000, &cfg->n_delivery_max_inflight},
+        {cfg->delivery_secret_grace, "delivery-secret-grace", 1, 86400L * 30, &cfg->n_delivery_secret_grace_s},
     };
     for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
         if (parse_long(nums[i].text, nums[i].min, nums[i].max, nums[i].out) != 0) {
@@ -357,6 +370,13 @@ int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const c
         return bad_value(err, errsz, "snapshot-on-connect", cfg->snapshot_on_connect, "0 or 1");
     }
     cfg->n_snapshot_on_connect = cfg->snapshot_on_connect[0] == '1';
+    if (strcmp(cfg->delivery_allow_private, "0") != 0 && strcmp(cfg->delivery_allow_private, "1") != 0)
+        return bad_value(err, errsz, "delivery-allow-private", cfg->delivery_allow_private, "0 or 1");
+    cfg->n_delivery_allow_private = cfg->delivery_allow_private[0] == '1';
+    qbc_delivery_schedule_t sched;
+    if (qbc_delivery_schedule_parse(cfg->delivery_schedule, &sched) != 0)
+        return bad_value(err, errsz, "delivery-schedule", cfg->delivery_schedule,
+                         "a comma-separated list of 1 to 32 delays in seconds (e.g. 0,5,300)");
     /* names QBO does not know would fail (or be skipped by) every sweep: refuse them at startup */
     char why[1200];
     if (allowed_flag(allowed, "cdc-entities") &&

@@ -32,6 +32,8 @@ typedef struct st_qbc_config_t {
     const char *rate_limit, *max_inflight, *ids_per_query, *max_attempts, *coalesce_ms, *request_timeout_ms;
     const char *backoff_base_ms, *backoff_max_ms, *throttle_pause_ms;
     const char *inbox_retention, *feed_retention, *prune_interval_ms;
+    const char *delivery_allow_private, *delivery_schedule, *delivery_timeout_ms, *delivery_max_inflight;
+    const char *delivery_secret_grace;
 
     /* derived, validated values */
     uint64_t map_size_bytes, map_max_bytes;
@@ -43,6 +45,8 @@ typedef struct st_qbc_config_t {
     long n_partitions, n_lease_ttl_s;
     long n_inbox_retention_s, n_feed_retention_s, n_prune_interval_ms;
     int n_snapshot_on_connect;
+    int n_delivery_allow_private;
+    long n_delivery_timeout_ms, n_delivery_max_inflight, n_delivery_secret_grace_s;
     char cdc_entities_canon[1024]; /* cdc_entities checked and canonicalized; cdc_entities points here */
     char **tokens;                 /* split webhook_verifier_tokens */
     size_t n_tokens;

@@ -16,6 +16,7 @@ typedef struct {
     qbc_jetstream_t *js;    /* NULL: the feed is not published */
     qbc_cluster_t *cluster; /* NULL: one node */
     qbc_inbox_t *inbox;     /* with cluster */
+    qbc_delivery_t *dl;     /* push delivery (NULL: not running) */
 } figures_t;
 
 static int by_realm(const void *x, const void *y)
@@ -310,7 +311,7 @@ static char *metrics(void *ctx)
     figures_t *fg = ctx;
     qbc_reconciler_t *r = fg->rec;
     if (r == NULL) {
-        if (fg->js == NULL && fg->cluster == NULL)
+        if (fg->js == NULL && fg->cluster == NULL && fg->dl == NULL)
             return NULL;
         qbc_buf_t t = {qbc_alloc(1024), 0, 1024, 0};
         t.data[0] = '\0';
@@ -320,6 +321,8 @@ static char *metrics(void *ctx)
             cluster_metrics(fg->cluster, &t);
         if (fg->inbox != NULL)
             inbox_metrics(fg->inbox, &t);
+        if (fg->dl != NULL)
+            qbc_delivery_metrics(fg->dl, &t);
         return t.data;
     }
     qbc_reconciler_stats_t *st = qbc_alloc(sizeof(*st));
@@ -420,6 +423,8 @@ static char *metrics(void *ctx)
         cluster_metrics(fg->cluster, &t);
     if (fg->inbox != NULL)
         inbox_metrics(fg->inbox, &t);
+    if (fg->dl != NULL)
+        qbc_delivery_metrics(fg->dl, &t);
     return t.data;
 }
 
@@ -437,13 +442,15 @@ static void summary(void *ctx, char *buf, size_t size)
     free(st);
 }
 
-void qbc_figures_install(qbc_api_t *ing, qbc_reconciler_t *r, qbc_jetstream_t *js, qbc_cluster_t *c, qbc_inbox_t *inbox)
+void qbc_figures_install(qbc_api_t *ing, qbc_reconciler_t *r, qbc_jetstream_t *js, qbc_delivery_t *dl, qbc_cluster_t *c,
+                         qbc_inbox_t *inbox)
 {
     static figures_t fg;
     fg.inbox = inbox;
     fg.rec = r;
     fg.js = js;
     fg.cluster = c;
+    fg.dl = dl;
     qbc_api_hooks_t hooks = {.realm_stats = realm_stats,
                              .metrics = metrics,
                              .summary = summary,

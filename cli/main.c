@@ -16,6 +16,7 @@
 #include "reconciler.h"
 #include "api.h"
 #include "harden.h"
+#include "delivery.h"
 #include "jetstream.h"
 #include "cluster.h"
 #include "inspect.h"
@@ -48,6 +49,8 @@ static void usage(FILE *f)
             "  qbcdc disconnect REALM     revoke at Intuit and erase the tokens (admin API)\n"
             "  qbcdc dead-letters         list dead letters (admin API)\n"
             "  qbcdc retry ID             put a dead letter back into pending work (admin API)\n"
+            "  qbcdc subscriptions ...    push delivery subscriptions: list, show, create, update, pause, resume,\n"
+            "                             delete, redeliver (admin API; see qbcdc subscriptions --help)\n"
             "  qbcdc --help | --version\n"
             "\n"
             "Run `qbcdc <command> --help` for a command's flags. Every flag can also be set by\n"
@@ -110,6 +113,7 @@ static int cmd_serve(int argc, char **argv)
     qbc_jetstream_t *js = NULL;
     qbc_cluster_t *cluster = NULL;
     qbc_inbox_t *inbox = NULL; /* cluster mode: webhooks through the replicated stream */
+    qbc_delivery_t *dl = NULL;
     qbc_devsim_t sim;
     int rc, exit_code = 1;
 
@@ -240,7 +244,17 @@ static int cmd_serve(int argc, char **argv)
             goto Exit;
         }
     }
-    qbc_figures_install(api, rec, js, cluster, inbox);
+    qbc_delivery_config_t dcfg = {.allow_private = cfg.n_delivery_allow_private,
+                                  .schedule = cfg.delivery_schedule,
+                                  .timeout_ms = (unsigned)cfg.n_delivery_timeout_ms,
+                                  .max_inflight = (unsigned)cfg.n_delivery_max_inflight,
+                                  .secret_grace_s = (unsigned)cfg.n_delivery_secret_grace_s};
+    if ((rc = qbc_delivery_start(&dcfg, store, &dl)) != 0) {
+        fprintf(stderr, "qbcdc: cannot start push delivery: %s\n", qbc_strerror(rc));
+        goto Exit;
+    }
+    qbc_api_set_delivery(api, dl);
+    qbc_figures_install(api, rec, js, dl, cluster, inbox);
 
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -262,6 +276,7 @@ Exit:
         qbc_reconciler_stop(rec, (int)cfg.drain_ms_n);
     qbc_devsim_stop(&sim);
     qbc_jetstream_stop(js);        /* commits its cursor: before the store closes */
+    qbc_delivery_stop(dl);         /* waits for its cursor commits: before the store closes */
     qbc_cluster_inbox_stop(inbox); /* acks what it consumed: the store must be open */
     qbc_cluster_stop(cluster);     /* after the reconciler: hands its partitions over */
     qbc_api_destroy(api);
@@ -353,7 +368,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "cdc") == 0 || strcmp(cmd, "backfill") == 0 || strcmp(cmd, "jobs") == 0 ||
         strcmp(cmd, "cancel") == 0 || strcmp(cmd, "realms") == 0 || strcmp(cmd, "register") == 0 ||
         strcmp(cmd, "budget") == 0 || strcmp(cmd, "disconnect") == 0 || strcmp(cmd, "dead-letters") == 0 ||
-        strcmp(cmd, "retry") == 0)
+        strcmp(cmd, "retry") == 0 || strcmp(cmd, "subscriptions") == 0)
         return qbc_adminapi_main(cmd, argc, argv);
     if (cmd[0] == '-')
         return usage_error("unknown flag '%s' (see qbcdc --help)", cmd);

@@ -195,6 +195,15 @@ static int open_dbis(qbc_store_t *s)
         }
         s->has_usage = 0;
     }
+    s->has_subs = 1;
+    if ((rc = mdb_dbi_open(txn, "subscriptions", flags, &s->dbi_subs)) != 0 ||
+        (rc = mdb_dbi_open(txn, "sub_cursors", flags, &s->dbi_sub_cursors)) != 0) {
+        if (rc != MDB_NOTFOUND || !s->readonly) {
+            mdb_txn_abort(txn);
+            return lmdb_fail("mdb_dbi_open", rc);
+        }
+        s->has_subs = 0;
+    }
 
     MDB_val k = {sizeof("schema_version") - 1, "schema_version"}, v;
     rc = mdb_get(txn, s->dbi_meta, &k, &v);

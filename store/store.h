@@ -19,6 +19,8 @@
  *   tokens     realm -> OAuth tokens, AES-256-GCM encrypted with the master key
  *   dead       u64 BE dead-letter id -> a notice the reconciler gave up on, with its error
  *   jobs       u64 BE job id -> a backfill job and its checkpoint (JSON: qbc_backfill_t)
+ *   subscriptions u64 BE id -> push delivery settings (JSON) and sealed secrets (subscriptions.c)
+ *   sub_cursors   u64 BE id -> a subscription's cursor, its epoch, and why it is disabled
  *
  * Beside it, DIR/journal: a ring file where webhooks are made durable first (journal.c).
  *
@@ -277,6 +279,9 @@ typedef enum {
     QBC_JOB_CDC_REQUEST = 8, /**< qbc_cdc_request_job_t: ask for a CDC sweep of a realm now */
     QBC_JOB_USAGE = 9,       /**< qbc_usage_job_t: metered calls added to a period's counts */
     QBC_JOB_CURSOR = 10,     /**< qbc_cursor_job_t: a named position (a sink's) moved forward */
+    QBC_JOB_SUB_PUT = 11,    /**< qbc_sub_put_job_t: create or replace a push subscription */
+    QBC_JOB_SUB_DELETE = 12, /**< qbc_sub_delete_job_t: remove a push subscription and its cursor */
+    QBC_JOB_SUB_ACK = 13,    /**< qbc_sub_ack_job_t: a subscription's cursor moved (or it was disabled) */
 } qbc_job_kind_t;
 
 typedef struct st_qbc_store_job_t qbc_store_job_t;
@@ -490,6 +495,83 @@ typedef struct st_qbc_cursor_job_t {
 /** the named cursor (0: never set) */
 int qbc_store_cursor(qbc_store_t *store, const char *name, uint64_t *out);
 
+/* ========================= push subscriptions ========================= */
+
+#define QBC_SUB_SECRETS_MAX 1024 /**< bytes of a subscription's secrets text */
+#define QBC_SUB_REASON_MAX 256   /**< bytes, including NUL, of why a subscription was disabled */
+
+/**
+ * QBC_JOB_SUB_PUT: creates a push subscription (id 0) or replaces the settings of one. The
+ * settings are opaque to the store (the delivery module's JSON); the secrets text is sealed
+ * with the master key (AES-256-GCM, like OAuth tokens) before it is written. A new
+ * subscription's cursor is set (to cursor, or 0); set_cursor moves an existing one (replay),
+ * which makes the acks of the delivery in flight stale (the epoch grows) and re-enables it.
+ * QBC_EINVAL: config empty or over 64 KiB, secrets over QBC_SUB_SECRETS_MAX, or a create
+ * without secrets; QBC_ECRYPTO: no master key, or sealing failed.
+ */
+typedef struct st_qbc_sub_put_job_t {
+    qbc_store_job_t job;
+    uint64_t id;         /**< 0: create (the store assigns the next id, never reused) */
+    const char *config;  /**< NUL-terminated JSON text, stored as is */
+    const char *secrets; /**< NUL-terminated; NULL: keep the ones held (required to create) */
+    int set_cursor;      /**< 1: the cursor becomes cursor (the epoch grows, a disable is cleared) */
+    uint64_t cursor;
+    int enable; /**< 1: clear a disable, keeping the cursor */
+    /* results, valid in on_commit with result 0 */
+    uint64_t id_out; /**< the subscription written */
+    int found;       /**< 0: id was given and no such subscription exists (nothing written) */
+    uint64_t epoch;  /**< the cursor's epoch after the job */
+} qbc_sub_put_job_t;
+
+/** QBC_JOB_SUB_DELETE: removes a subscription and its cursor. */
+typedef struct st_qbc_sub_delete_job_t {
+    qbc_store_job_t job;
+    uint64_t id;
+    int found; /**< result: 0 when there was no such subscription */
+} qbc_sub_delete_job_t;
+
+/**
+ * QBC_JOB_SUB_ACK: the delivery worker's: the subscription's receiver acknowledged every
+ * change up to cursor (it only moves forward), and, with disabled_reason, the subscription
+ * is disabled (without, a disable stays: only QBC_JOB_SUB_PUT re-enables). Written only if
+ * the cursor's epoch is still epoch (else stale is set).
+ */
+typedef struct st_qbc_sub_ack_job_t {
+    qbc_store_job_t job;
+    uint64_t id, epoch, cursor;
+    const char *disabled_reason; /**< NULL: enabled as it is; else disabled now, with this reason */
+    int stale;                   /**< result: 1 when nothing was written (deleted, or the cursor was moved) */
+} qbc_sub_ack_job_t;
+
+/** a subscription as read back; pointers valid only in the callback */
+typedef struct st_qbc_sub_rec_t {
+    uint64_t id;
+    const char *config; /**< the settings as written (not NUL-terminated) */
+    size_t config_len;
+    const char *secrets; /**< opened, NUL-terminated (wiped after the callback); NULL when they do not open */
+    uint64_t epoch, cursor;
+    int64_t disabled_ns;         /**< when the worker disabled it (0: enabled) */
+    const char *disabled_reason; /**< "" when enabled */
+} qbc_sub_rec_t;
+
+typedef int (*qbc_sub_scan_cb)(const qbc_sub_rec_t *rec, void *ctx);
+
+/**
+ * calls cb for every subscription in id order, or for only_id alone (0: all), in one read
+ * transaction. Return non-zero from cb to stop.
+ * @return 0, QBC_ENOTFOUND (only_id given and absent), or QBC_ESTORE
+ */
+int qbc_store_sub_scan(qbc_store_t *store, uint64_t only_id, qbc_sub_scan_cb cb, void *ctx);
+
+/**
+ * where a reader that wants every change committed at or after time_ns (wall clock) starts:
+ * the feed's time index (feed_times, one stamp a step) gives the first sequence of the last
+ * stamp at or before time_ns; *after is one less (so a few earlier changes may come too: at
+ * least once, never a gap). Before the first stamp: 0. After the last one: from the last stamp.
+ * @return 0 or QBC_ESTORE
+ */
+int qbc_store_feed_seq_before(qbc_store_t *store, int64_t time_ns, uint64_t *after);
+
 /** one period's counts as read back; realm "" is the period's total */
 typedef struct st_qbc_usage_t {
     const char *realm;
@@ -522,6 +604,9 @@ int qbc_store_backfill(qbc_store_t *store, qbc_backfill_job_t *job);
 int qbc_store_request_cdc(qbc_store_t *store, qbc_cdc_request_job_t *job);
 int qbc_store_add_usage(qbc_store_t *store, qbc_usage_job_t *job);
 int qbc_store_set_cursor(qbc_store_t *store, qbc_cursor_job_t *job);
+int qbc_store_sub_put(qbc_store_t *store, qbc_sub_put_job_t *job);
+int qbc_store_sub_delete(qbc_store_t *store, qbc_sub_delete_job_t *job);
+int qbc_store_sub_ack(qbc_store_t *store, qbc_sub_ack_job_t *job);
 
 /**
  * queues n webhook jobs at once, in order: one lock and one wake-up of the store's ingest

@@ -45,7 +45,9 @@ struct st_qbc_store_t {
     MDB_env *env;
     MDB_dbi dbi_meta, dbi_inbox, dbi_quarantine, dbi_pending, dbi_event_ids;
     MDB_dbi dbi_entities, dbi_feed, dbi_realms, dbi_tokens, dbi_dead, dbi_jobs, dbi_feed_times, dbi_usage;
-    int has_jobs; /* 0: a read-only open of a store made before the jobs database existed */
+    MDB_dbi dbi_subs, dbi_sub_cursors; /* push subscriptions (subscriptions.c) */
+    int has_subs;                      /* 0: a read-only open of a store made before them */
+    int has_jobs;                      /* 0: a read-only open of a store made before the jobs database existed */
     int has_feed_times;
     int has_usage; /* the same for usage (metered calls by period) */ /* the same for feed_times */
     unsigned char *master_key; /* QBC_MASTER_KEY_LEN bytes on a page of its own, left out of core dumps */
@@ -243,6 +245,11 @@ int qbc_store__prune_on(const qbc_store_t *s);
 qbc_store_job_t *qbc_store__prune_job(qbc_store_t *s, int64_t now_mono_ns);
 /** the prune job's transaction: one bounded slice of pruning */
 int qbc_store__prune(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job);
+
+/* ---- subscriptions.c ---- */
+int qbc_store__apply_sub_put(qbc_store_t *s, MDB_txn *txn, qbc_sub_put_job_t *job);
+int qbc_store__apply_sub_delete(qbc_store_t *s, MDB_txn *txn, qbc_sub_delete_job_t *job);
+int qbc_store__apply_sub_ack(qbc_store_t *s, MDB_txn *txn, qbc_sub_ack_job_t *job);
 
 /* ---- crypt.c ---- */
 /** reads the 32-byte key, or creates it (random, 0600) when missing. */

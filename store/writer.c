@@ -647,6 +647,12 @@ static int apply_job(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *j, txn_ctx_t
         return qbc_store__apply_usage(s, txn, (qbc_usage_job_t *)j);
     case QBC_JOB_CURSOR:
         return qbc_store__apply_cursor(s, txn, (qbc_cursor_job_t *)j);
+    case QBC_JOB_SUB_PUT:
+        return qbc_store__apply_sub_put(s, txn, (qbc_sub_put_job_t *)j);
+    case QBC_JOB_SUB_DELETE:
+        return qbc_store__apply_sub_delete(s, txn, (qbc_sub_delete_job_t *)j);
+    case QBC_JOB_SUB_ACK:
+        return qbc_store__apply_sub_ack(s, txn, (qbc_sub_ack_job_t *)j);
     }
     return QBC_EINVAL; /* webhooks go through the journal (ingest.c) */
 }
@@ -948,6 +954,9 @@ SUBMIT_CALL(qbc_store_backfill, qbc_backfill_job_t, QBC_JOB_BACKFILL)
 SUBMIT_CALL(qbc_store_request_cdc, qbc_cdc_request_job_t, QBC_JOB_CDC_REQUEST)
 SUBMIT_CALL(qbc_store_add_usage, qbc_usage_job_t, QBC_JOB_USAGE)
 SUBMIT_CALL(qbc_store_set_cursor, qbc_cursor_job_t, QBC_JOB_CURSOR)
+SUBMIT_CALL(qbc_store_sub_put, qbc_sub_put_job_t, QBC_JOB_SUB_PUT)
+SUBMIT_CALL(qbc_store_sub_delete, qbc_sub_delete_job_t, QBC_JOB_SUB_DELETE)
+SUBMIT_CALL(qbc_store_sub_ack, qbc_sub_ack_job_t, QBC_JOB_SUB_ACK)
 #undef SUBMIT_CALL
 
 int qbc_store_submit_webhooks(qbc_store_t *s, qbc_webhook_job_t **jobs, size_t n)

@@ -42,6 +42,9 @@ typedef union {
     qbc_cdc_request_job_t cdc;
     qbc_usage_job_t usage;
     qbc_cursor_job_t cursor;
+    qbc_sub_put_job_t sub_put;
+    qbc_sub_delete_job_t sub_delete;
+    qbc_sub_ack_job_t sub_ack;
 } any_job_t;
 
 /* the store's submit call for j's kind (j->job.kind, set by the test) */
@@ -69,6 +72,12 @@ static int submit_any(qbc_store_t *s, any_job_t *j)
         return qbc_store_add_usage(s, &j->usage);
     case QBC_JOB_CURSOR:
         return qbc_store_set_cursor(s, &j->cursor);
+    case QBC_JOB_SUB_PUT:
+        return qbc_store_sub_put(s, &j->sub_put);
+    case QBC_JOB_SUB_DELETE:
+        return qbc_store_sub_delete(s, &j->sub_delete);
+    case QBC_JOB_SUB_ACK:
+        return qbc_store_sub_ack(s, &j->sub_ack);
     }
     return -1;
 }
