@@ -138,7 +138,11 @@ static void test_schedule(qbc_store_t *store)
     double planned = 0, left = (double)(r->allow.period_end_ns - qbc_now_ns());
     for (size_t i = 0; i < r->n_realms; i++)
         planned += left / (double)qbc_rec__cdc_interval_ns(r, r->realms[i]);
-    ok(planned + r->allow.live_reserve <= 3000 - 4 && planned > 2000,
+    /* the period is aligned to the clock: near its end, even every realm at 2 s needs less */
+    double most = left / (2.0 * NS) * (double)r->n_realms * 0.9;
+    if (most > 2000)
+        most = 2000;
+    ok(planned + r->allow.live_reserve <= 3000 - 4 && planned >= most,
        "the sweeps of the time left fit the budget less the live reserve, and use most of it");
 
     /* a new period starts from zero */
