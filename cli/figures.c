@@ -12,11 +12,12 @@
 #include "figures.h"
 
 typedef struct {
-    qbc_reconciler_t *rec;  /* NULL: no reconciler runs */
-    qbc_jetstream_t *js;    /* NULL: the feed is not published */
-    qbc_cluster_t *cluster; /* NULL: one node */
-    qbc_inbox_t *inbox;     /* with cluster */
-    qbc_delivery_t *dl;     /* push delivery (NULL: not running) */
+    qbc_reconciler_t *rec;    /* NULL: no reconciler runs */
+    qbc_jetstream_t *js;      /* NULL: the feed is not published */
+    qbc_cluster_t *cluster;   /* NULL: one node */
+    qbc_inbox_t *inbox;       /* with cluster */
+    qbc_realm_sync_t *realms; /* with cluster */
+    qbc_delivery_t *dl;       /* push delivery (NULL: not running) */
 } figures_t;
 
 static int by_realm(const void *x, const void *y)
@@ -228,7 +229,7 @@ static void jetstream_metrics(qbc_jetstream_t *js, qbc_buf_t *t)
 }
 
 /* GET /admin/cluster */
-static char *cluster(void *ctx)
+static char *cluster_view(void *ctx)
 {
     qbc_cluster_t *c = ((figures_t *)ctx)->cluster;
     if (c == NULL)
@@ -263,6 +264,15 @@ static char *cluster(void *ctx)
                                (json_int_t)is.outstanding, "partitions_read", (int)is.partitions_read);
         json_object_set_new(in, "last_error", is.last_error[0] ? json_string(is.last_error) : json_null());
         json_object_set_new(o, "inbox", in);
+    }
+    qbc_realm_sync_t *rs = ((figures_t *)ctx)->realms;
+    if (rs != NULL) {
+        qbc_realm_sync_stats_t rst;
+        qbc_cluster_realms_stats(rs, &rst);
+        json_t *rj = json_pack("{s:b,s:I,s:I,s:I}", "connected", rst.connected, "put", (json_int_t)rst.put, "imported",
+                               (json_int_t)rst.imported, "unsealable", (json_int_t)rst.unsealable);
+        json_object_set_new(rj, "last_error", rst.last_error[0] ? json_string(rst.last_error) : json_null());
+        json_object_set_new(o, "realms", rj);
     }
     char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
@@ -442,21 +452,22 @@ static void summary(void *ctx, char *buf, size_t size)
     free(st);
 }
 
-void qbc_figures_install(qbc_api_t *ing, qbc_reconciler_t *r, qbc_jetstream_t *js, qbc_delivery_t *dl, qbc_cluster_t *c,
-                         qbc_inbox_t *inbox)
+void qbc_figures_install(qbc_api_t *ing, qbc_reconciler_t *r, qbc_jetstream_t *js, qbc_delivery_t *dl,
+                         const qbc_figures_cluster_t *cluster)
 {
     static figures_t fg;
-    fg.inbox = inbox;
+    fg.cluster = cluster != NULL ? cluster->leases : NULL;
+    fg.inbox = cluster != NULL ? cluster->inbox : NULL;
+    fg.realms = cluster != NULL ? cluster->realms : NULL;
     fg.rec = r;
     fg.js = js;
-    fg.cluster = c;
     fg.dl = dl;
     qbc_api_hooks_t hooks = {.realm_stats = realm_stats,
                              .metrics = metrics,
                              .summary = summary,
                              .budget = budget,
                              .jetstream = jetstream,
-                             .cluster = cluster,
+                             .cluster = cluster_view,
                              .backfill_waiting = backfill_waiting,
                              .ctx = &fg};
     qbc_api_set_hooks(ing, &hooks);

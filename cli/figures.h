@@ -16,7 +16,13 @@
  * may be NULL (not running); the push delivery's metrics (dl) too; the cluster's leases and inbox in
  * GET /admin/cluster and /metrics. Once, before the server runs.
  */
+typedef struct st_qbc_figures_cluster_t {
+    qbc_cluster_t *leases;    /**< NULL: one node (then the others are NULL too) */
+    qbc_inbox_t *inbox;       /**< the replicated inbox */
+    qbc_realm_sync_t *realms; /**< realms shared through the bucket */
+} qbc_figures_cluster_t;
+
 void qbc_figures_install(qbc_api_t *ing, qbc_reconciler_t *r, qbc_jetstream_t *js, qbc_delivery_t *dl,
-                         qbc_cluster_t *cluster, qbc_inbox_t *inbox);
+                         const qbc_figures_cluster_t *cluster);
 
 #endif

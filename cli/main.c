@@ -112,7 +112,8 @@ static int cmd_serve(int argc, char **argv)
     qbc_reconciler_t *rec = NULL;
     qbc_jetstream_t *js = NULL;
     qbc_cluster_t *cluster = NULL;
-    qbc_inbox_t *inbox = NULL; /* cluster mode: webhooks through the replicated stream */
+    qbc_inbox_t *inbox = NULL;       /* cluster mode: webhooks through the replicated stream */
+    qbc_realm_sync_t *realms = NULL; /* cluster mode: realms and tokens shared */
     qbc_delivery_t *dl = NULL;
     qbc_devsim_t sim;
     int rc, exit_code = 1;
@@ -160,6 +161,12 @@ static int cmd_serve(int argc, char **argv)
         qbc_inbox_config_t icfg = {.urls = cfg.nats_url, .replicas = (unsigned)cfg.n_nats_replicas};
         if ((rc = qbc_cluster_inbox_start(&icfg, cluster, store, &inbox)) != 0) {
             fprintf(stderr, "qbcdc: cannot start the cluster's inbox: %s\n", qbc_strerror(rc));
+            goto Exit;
+        }
+        qbc_realm_sync_config_t rscfg = {
+            .urls = cfg.nats_url, .node_id = cfg.node_id, .replicas = (unsigned)cfg.n_nats_replicas};
+        if ((rc = qbc_cluster_realms_start(&rscfg, store, &realms)) != 0) {
+            fprintf(stderr, "qbcdc: cannot start sharing realms: %s\n", qbc_strerror(rc));
             goto Exit;
         }
     }
@@ -254,7 +261,8 @@ static int cmd_serve(int argc, char **argv)
         goto Exit;
     }
     qbc_api_set_delivery(api, dl);
-    qbc_figures_install(api, rec, js, dl, cluster, inbox);
+    qbc_figures_cluster_t fcl = {cluster, inbox, realms};
+    qbc_figures_install(api, rec, js, dl, &fcl);
 
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -278,7 +286,8 @@ Exit:
     qbc_jetstream_stop(js);        /* commits its cursor: before the store closes */
     qbc_delivery_stop(dl);         /* waits for its cursor commits: before the store closes */
     qbc_cluster_inbox_stop(inbox); /* acks what it consumed: the store must be open */
-    qbc_cluster_stop(cluster);     /* after the reconciler: hands its partitions over */
+    qbc_cluster_realms_stop(realms);
+    qbc_cluster_stop(cluster); /* after the reconciler: hands its partitions over */
     qbc_api_destroy(api);
     qbc_store_close(store); /* drains anything still queued, then closes LMDB */
     qbc_config_free(&cfg);

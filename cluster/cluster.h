@@ -158,6 +158,45 @@ void qbc_cluster_inbox_stop(qbc_inbox_t *ib);
 /** a consistent copy of the figures. Thread-safe. */
 void qbc_cluster_inbox_stats(qbc_inbox_t *ib, qbc_inbox_stats_t *out);
 
+/* ---------------------------------------------------------------- realms shared (realms.c) */
+
+/*
+ * Every node keeps every realm and its tokens through the key-value bucket qbcdc_realms: a
+ * realm registered or disconnected on any node, or its tokens refreshed by its owner, reaches
+ * the others, so a node taking a partition over has current tokens. Tokens travel sealed with
+ * the master key (every node needs the same QBCDC_MASTER_KEY_FILE). CDC watermarks stay each
+ * node's own (see realms.c).
+ */
+
+typedef struct st_qbc_realm_sync_config_t {
+    const char *urls;    /**< comma-separated NATS server URLs */
+    const char *node_id; /**< written beside each realm it puts (for operators) */
+    unsigned replicas;   /**< of the bucket, when this node creates it (0: 1) */
+} qbc_realm_sync_config_t;
+
+typedef struct st_qbc_realm_sync_t qbc_realm_sync_t;
+
+typedef struct st_qbc_realm_sync_stats_t {
+    int connected;
+    uint64_t put;        /**< realms this node wrote to the bucket (newer here) */
+    uint64_t imported;   /**< realms it took from the bucket (newer there) */
+    uint64_t unsealable; /**< entries whose tokens did not open with this node's master key */
+    char last_error[160];
+} qbc_realm_sync_stats_t;
+
+/**
+ * starts the sync thread (it connects by itself) and listens to the store's commits.
+ * @param store must outlive it
+ * @return 0, QBC_EINVAL (no URL or a bad node id), QBC_EFULL (no store listener left)
+ */
+int qbc_cluster_realms_start(const qbc_realm_sync_config_t *cfg, qbc_store_t *store, qbc_realm_sync_t **out);
+
+/** stops the thread; imports already queued get 10 s to commit. The store must be open. NULL: nothing. */
+void qbc_cluster_realms_stop(qbc_realm_sync_t *rs);
+
+/** a consistent copy of the figures. Thread-safe. */
+void qbc_cluster_realms_stats(qbc_realm_sync_t *rs, qbc_realm_sync_stats_t *out);
+
 /* ---------------------------------------------------------------- internal, for the unit tests */
 
 typedef enum {

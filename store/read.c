@@ -611,3 +611,18 @@ int qbc_store_backfill_scan(qbc_store_t *s, qbc_backfill_scan_cb cb, void *ctx)
     qbc_store__read_end(s, txn);
     return rc == 0 || rc == MDB_NOTFOUND ? 0 : QBC_ESTORE;
 }
+
+int qbc_store_seal(qbc_store_t *s, const char *aad, const void *plain, size_t len, unsigned char *out, size_t *out_len)
+{
+    if (!s->has_key)
+        return QBC_ECRYPTO;
+    return qbc_store__seal(s->master_key, aad, plain, len, out, out_len) == 0 ? 0 : QBC_ECRYPTO;
+}
+
+int qbc_store_unseal(qbc_store_t *s, const char *aad, const unsigned char *in, size_t in_len, unsigned char *plain,
+                     size_t *plain_len)
+{
+    if (!s->has_key)
+        return QBC_EAUTH;
+    return qbc_store__open_sealed(s->master_key, aad, in, in_len, plain, plain_len);
+}

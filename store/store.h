@@ -873,6 +873,27 @@ int qbc_store_realm_scan(qbc_store_t *store, qbc_realm_scan_cb cb, void *ctx);
 /** a realm's tokens, decrypted. @return 0, QBC_ENOTFOUND, or QBC_EAUTH (cannot decrypt: wrong master key) */
 int qbc_store_tokens_get(qbc_store_t *store, const char *realm, qbc_tokens_t *out);
 
+/** bytes qbc_store_seal adds to what it seals (a version byte, the nonce, the tag) */
+#define QBC_STORE_SEAL_OVERHEAD (1 + 12 + 16)
+
+/**
+ * seals bytes with the store's master key (AES-256-GCM, a fresh nonce), for secrets that
+ * leave the store (cluster mode shares tokens through NATS this way). aad is authenticated
+ * with them: unsealing under another aad fails. Thread-safe.
+ * @param out at least len + QBC_STORE_SEAL_OVERHEAD bytes
+ * @return 0, or QBC_ECRYPTO (no master key, or OpenSSL failed)
+ */
+int qbc_store_seal(qbc_store_t *store, const char *aad, const void *plain, size_t len, unsigned char *out,
+                   size_t *out_len);
+
+/**
+ * opens what qbc_store_seal sealed under the same aad and master key.
+ * @param plain at least in_len bytes
+ * @return 0, QBC_EMALFORMED (not a sealed value), or QBC_EAUTH (another key or aad, or tampered)
+ */
+int qbc_store_unseal(qbc_store_t *store, const char *aad, const unsigned char *in, size_t in_len, unsigned char *plain,
+                     size_t *plain_len);
+
 /** one backfill job. @return 0, QBC_ENOTFOUND, or an error */
 int qbc_store_backfill_get(qbc_store_t *store, uint64_t id, qbc_backfill_t *out);
 

@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import openapi_check as oc  # noqa: E402  (first: may re-exec with /usr/bin/python3)
 from harness import QBCDC, Proc, diag, done_testing, free_port, is_, ok, request, tmpdir, wait_http  # noqa: E402
 from natslib import NATS_SERVER, NatsCluster  # noqa: E402
+from natslib import Client as NatsClient  # noqa: E402
 from simlib import ADMIN, Sim, flat_truth, qbcdc_lines, register_realms, serve_env  # noqa: E402
 
 if NATS_SERVER is None:
@@ -63,7 +64,7 @@ class Node:
         env = serve_env(self.port, self.dir, sim)
         env.update({"QBCDC_NATS_URL": nats.url(), "QBCDC_NATS_REPLICAS": "3", "QBCDC_NODE_ID": self.id,
                     "QBCDC_PARTITIONS": str(PARTITIONS), "QBCDC_CDC_INTERVAL": "3600", "QBCDC_MAX_INFLIGHT": "2",
-                    "QBCDC_SNAPSHOT_ON_CONNECT": "0",
+                    "QBCDC_SNAPSHOT_ON_CONNECT": "0", "QBCDC_MASTER_KEY_FILE": MASTER_KEY,
                     "QBCDC_RATE_LIMIT": "300", "QBCDC_LOG_LEVEL": "info"})
         env.update(self.extra)
         self.proc = Proc([QBCDC, "serve"], env=env)
@@ -80,11 +81,17 @@ class Node:
         return self.admin("/admin/cluster")
 
 
+# one master key for every node: tokens travel between them sealed with it
+MASTER_KEY = os.path.join(tmpdir("qbcdc-cluster-key-"), "master.key")
+with open(MASTER_KEY, "wb") as f:
+    f.write(os.urandom(32))
+os.chmod(MASTER_KEY, 0o600)
+
 nats = NatsCluster(3)
 nodes = [Node(1), Node(2), Node(3)]
 # Intuit's webhooks spread over the three nodes, as a load balancer would; retries come fast
 hooks = ",".join("http://127.0.0.1:%d/webhooks/intuit" % n.port for n in nodes)
-sim = Sim(args=["--concurrency-limit", "2", "--rate-limit", "300", "--webhook-url", hooks, "--retry-scale", "0.02",
+sim = Sim(args=["--concurrency-limit", "2", "--rate-limit", "300", "--webhook-url", hooks, "--retry-scale", "0.005",
                 "--webhook-concurrency", "3"], realms=12, entities=12)
 realms = sorted(sim.realms())
 ok(all(n.start() for n in nodes), "three qbcdc nodes are up, on a three-server NATS cluster")
@@ -125,9 +132,30 @@ for n in nodes:
             owned_sum += int(float(line.split()[1]))
 is_(owned_sum, PARTITIONS, "qbcdc_cluster_partitions_owned adds up to the partitions")
 
-# the realms' tokens on every node: only owners may use them
-for n in nodes:
-    is_(register_realms(n.port, sim), len(realms), "%s holds every realm's tokens" % n.id)
+# the realms' tokens registered on one node reach the others through the bucket qbcdc_realms
+is_(register_realms(nodes[0].port, sim), len(realms), "every realm registered on q1 alone")
+
+
+def with_tokens(n):
+    return sorted(r["realm"] for r in (n.admin("/admin/realms") or {}).get("realms", []) if r.get("has_tokens"))
+
+
+deadline = time.time() + 20
+while time.time() < deadline and not all(with_tokens(n) == realms for n in nodes):
+    time.sleep(0.2)
+for n in nodes[1:]:
+    is_(with_tokens(n), realms, "%s has every realm and its tokens, from the bucket" % n.id)
+rs = {n.id: (n.cluster() or {}).get("realms", {}) for n in nodes}
+diag("realm sync: %s" % {k: (x.get("put"), x.get("imported")) for k, x in rs.items()})
+ok(rs["q1"].get("put", 0) >= len(realms) and all(rs[n.id].get("imported", 0) >= len(realms) for n in nodes[1:]),
+   "q1 put them, q2 and q3 imported them")
+kv = NatsClient(nats.ports[0])
+raw = [kv.request("$JS.API.STREAM.MSG.GET.KV_qbcdc_realms", {"last_by_subj": "$KV.qbcdc_realms." + r})
+       .get("message", {}).get("data", "") for r in realms]
+kv.close()
+import base64  # noqa: E402
+leak = [r for r, d in zip(realms, raw) if sim.realms()[r]["refresh_token"].encode() in base64.b64decode(d or b"")]
+ok(all(raw) and not leak, "the bucket holds every realm, no refresh token in clear", leak)
 
 _, doc = oc.load_doc()
 for path in ("/admin/cluster", "/admin/realms"):
@@ -266,7 +294,12 @@ good, v4, took = settled(nodes, 40)
 ok(good, "with one nats-server of three killed, every partition is still owned (%.1f s)" % took, json.dumps(v4)[:400])
 wrong, n_changed = converge(nodes, truth0, 90)
 is_(wrong[:5], [], "and changes go on being captured (%s changed since the start)" % n_changed)
-wh = sim.json("GET", "/sim/stats")[1].get("webhooks", {})
+deadline = time.time() + 90  # a webhook refused while NATS elected a leader waits for its retry
+while True:
+    wh = sim.json("GET", "/sim/stats")[1].get("webhooks", {})
+    if wh.get("pending") == 0 or time.time() > deadline:
+        break
+    time.sleep(0.5)
 diag("qbosim's webhooks: %s" % {k: wh.get(k) for k in ("posts", "retries", "delivered", "pending", "failed")})
 is_(wh.get("pending"), 0, "every webhook qbosim sent was acked in the end")
 lost_after = sum((n.cluster() or {}).get("lost", 0) for n in nodes)

@@ -372,6 +372,19 @@ static void test_tokens(void)
     is_int(qbc_store_realm_get(s, "9341", &rs), 0, "the realm was created");
     is_int(rs.status, QBC_REALM_ACTIVE, "active");
     is_int(qbc_store_tokens_get(s, "9342", &back), QBC_ENOTFOUND, "no tokens for another realm");
+
+    /* sealing for secrets that leave the store (cluster mode's realm bucket) */
+    unsigned char sealed[64 + QBC_STORE_SEAL_OVERHEAD], plain[128];
+    size_t slen = 0, plen = 0;
+    is_int(qbc_store_seal(s, "aad:9341", "top-secret-refresh", 18, sealed, &slen), 0, "seal with the master key");
+    is_int((int)slen, 18 + QBC_STORE_SEAL_OVERHEAD, "the overhead is QBC_STORE_SEAL_OVERHEAD");
+    ok(memmem(sealed, slen, "top-secret", 10) == NULL, "the sealed bytes do not hold the secret");
+    is_int(qbc_store_unseal(s, "aad:9341", sealed, slen, plain, &plen), 0, "unseal under the same aad");
+    ok(plen == 18 && memcmp(plain, "top-secret-refresh", 18) == 0, "the same bytes back");
+    is_int(qbc_store_unseal(s, "aad:9342", sealed, slen, plain, &plen), QBC_EAUTH, "another aad: refused");
+    sealed[slen - 1] ^= 1;
+    is_int(qbc_store_unseal(s, "aad:9341", sealed, slen, plain, &plen), QBC_EAUTH, "a flipped bit: refused");
+    is_int(qbc_store_unseal(s, "aad:9341", sealed, 5, plain, &plen), QBC_EMALFORMED, "too short: malformed");
     qbc_store_close(s);
 
     /* the tokens are not in the data file in clear */

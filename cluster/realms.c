@@ -1,0 +1,509 @@
+/*
+ * realms.c — cluster mode: every node's realms and tokens kept alike through the JetStream
+ * key-value bucket qbcdc_realms (cluster.h, qbc_cluster_realms_*).
+ *
+ * One key per realm; its value is JSON: the realm's status, connected_ns, its CDC watermark
+ * when put, and its tokens, sealed with the master key (AES-256-GCM, the realm in the
+ * authenticated data: every node needs the same key). A thread watches the bucket and writes
+ * into the local store what is newer than the local copy; a store listener wakes it to put
+ * into the bucket what is newer locally: a registration (PUT .../tokens, the OAuth callback)
+ * on any node, the owner's token refreshes, a disconnect. "Newer" orders
+ * (connected_ns, disconnected, access_expires_ns): a new connection wins over anything of the
+ * old one, a disconnect over the connection it ends, a refresh over the tokens it replaced.
+ * Equal is left alone, which is what stops an import from being put back.
+ *
+ * CDC watermarks stay each node's own (a realm new to a node starts from the one in the
+ * bucket): each node's store holds the versions it fetched, so a node taking a realm over
+ * sweeps from its own watermark and its store catches up on what others fetched meanwhile.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <nats/nats.h>
+#include <openssl/crypto.h>
+#include "cluster.h"
+#include "common.h"
+
+#define MOD "cluster"
+#define BUCKET "qbcdc_realms"
+#define AAD_PREFIX "qbcdc-cluster-tokens:"
+
+typedef struct st_order_t {
+    int64_t connected_ns, disconnected, access_expires_ns;
+} order_t;
+
+/* what the bucket holds for a realm, as last seen (watch) or written (put) */
+typedef struct st_known_t {
+    char realm[QBC_REALM_MAX];
+    order_t o;
+} known_t;
+
+struct st_qbc_realm_sync_t {
+    qbc_store_t *store;
+    char node_id[QBC_NODE_ID_MAX];
+    char **servers;
+    int n_servers;
+    unsigned replicas;
+    pthread_t thread;
+    int started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop, dirty;
+    int listener;
+    unsigned outstanding;      /* imports queued in the store */
+    qbc_realm_sync_stats_t st; /* under mu */
+    /* thread only */
+    natsConnection *nc;
+    jsCtx *js;
+    kvStore *kv;
+    kvWatcher *w;
+    known_t *known;
+    size_t n_known, cap_known;
+};
+
+static void set_error(qbc_realm_sync_t *rs, const char *fmt, const char *detail)
+{
+    pthread_mutex_lock(&rs->mu);
+    snprintf(rs->st.last_error, sizeof(rs->st.last_error), fmt, detail);
+    pthread_mutex_unlock(&rs->mu);
+}
+
+static int order_cmp(const order_t *a, const order_t *b)
+{
+    const int64_t x[] = {a->connected_ns, a->disconnected, a->access_expires_ns};
+    const int64_t y[] = {b->connected_ns, b->disconnected, b->access_expires_ns};
+    for (size_t i = 0; i < sizeof(x) / sizeof(x[0]); i++)
+        if (x[i] != y[i])
+            return x[i] < y[i] ? -1 : 1;
+    return 0;
+}
+
+static known_t *known_get(qbc_realm_sync_t *rs, const char *realm, int create)
+{
+    for (size_t i = 0; i < rs->n_known; i++)
+        if (strcmp(rs->known[i].realm, realm) == 0)
+            return &rs->known[i];
+    if (!create)
+        return NULL;
+    if (rs->n_known == rs->cap_known) {
+        rs->cap_known = rs->cap_known ? rs->cap_known * 2 : 64;
+        rs->known = qbc_realloc(rs->known, rs->cap_known * sizeof(*rs->known));
+    }
+    known_t *k = &rs->known[rs->n_known++];
+    memset(k, 0, sizeof(*k));
+    snprintf(k->realm, sizeof(k->realm), "%s", realm);
+    return k;
+}
+
+static void on_commit_note(void *ctx, const qbc_commit_note_t *note)
+{
+    qbc_realm_sync_t *rs = ctx;
+    if (note->realms_changed == 0)
+        return;
+    pthread_mutex_lock(&rs->mu);
+    rs->dirty = 1;
+    pthread_cond_signal(&rs->cv);
+    pthread_mutex_unlock(&rs->mu);
+}
+
+/* ---------------------------------------------------------------- the bucket */
+
+static void disconnect(qbc_realm_sync_t *rs)
+{
+    if (rs->w != NULL)
+        kvWatcher_Destroy(rs->w);
+    if (rs->kv != NULL)
+        kvStore_Destroy(rs->kv);
+    if (rs->js != NULL)
+        jsCtx_Destroy(rs->js);
+    pthread_mutex_lock(&rs->mu);
+    natsConnection *nc = rs->nc;
+    rs->nc = NULL;
+    rs->st.connected = 0;
+    pthread_mutex_unlock(&rs->mu);
+    if (nc != NULL) {
+        natsConnection_Close(nc);
+        natsConnection_Destroy(nc);
+    }
+    rs->w = NULL;
+    rs->kv = NULL;
+    rs->js = NULL;
+}
+
+static int connect_and_prepare(qbc_realm_sync_t *rs)
+{
+    natsOptions *opts = NULL;
+    natsStatus s = natsOptions_Create(&opts);
+    if (s == NATS_OK)
+        s = natsOptions_SetServers(opts, (const char **)rs->servers, rs->n_servers);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxReconnect(opts, -1);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectWait(opts, 250);
+    if (s == NATS_OK)
+        s = natsOptions_SetTimeout(opts, 2000);
+    natsConnection *nc = NULL;
+    if (s == NATS_OK)
+        s = natsConnection_Connect(&nc, opts);
+    natsOptions_Destroy(opts);
+    pthread_mutex_lock(&rs->mu);
+    rs->nc = nc;
+    pthread_mutex_unlock(&rs->mu);
+    if (s == NATS_OK)
+        s = natsConnection_JetStream(&rs->js, rs->nc, NULL);
+    if (s == NATS_OK) {
+        s = js_KeyValue(&rs->kv, rs->js, BUCKET);
+        if (s == NATS_NOT_FOUND) {
+            kvConfig kc;
+            kvConfig_Init(&kc);
+            kc.Bucket = BUCKET;
+            kc.Description = "qbcdc: realms, their sealed tokens and CDC watermarks";
+            kc.History = 1;
+            kc.StorageType = js_FileStorage;
+            kc.Replicas = (int)(rs->replicas ? rs->replicas : 1);
+            s = js_CreateKeyValue(&rs->kv, rs->js, &kc);
+            if (s != NATS_OK) /* another node created it meanwhile */
+                s = js_KeyValue(&rs->kv, rs->js, BUCKET);
+        }
+    }
+    if (s == NATS_OK)
+        s = kvStore_WatchAll(&rs->w, rs->kv, NULL);
+    if (s != NATS_OK) {
+        set_error(rs, "realms bucket: %.100s", natsStatus_GetText(s));
+        disconnect(rs);
+        return -1;
+    }
+    pthread_mutex_lock(&rs->mu);
+    rs->st.connected = 1;
+    rs->st.last_error[0] = '\0';
+    rs->dirty = 1; /* what the store holds goes up once the bucket's entries are in */
+    pthread_mutex_unlock(&rs->mu);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- local -> bucket */
+
+typedef struct {
+    qbc_realm_sync_t *rs;
+    int failed;
+} scan_ctx_t;
+
+static int put_realm(qbc_realm_sync_t *rs, const qbc_realm_t *st, const qbc_tokens_t *tok, int has_tok,
+                     const order_t *o)
+{
+    json_t *v = json_pack("{s:i,s:s,s:I,s:I,s:I,s:I,s:s}", "v", 1, "status", qbc_realm_status_name(st->status),
+                          "connected_ns", (json_int_t)st->connected_ns, "cdc_watermark_ns",
+                          (json_int_t)st->cdc_watermark_ns, "last_cdc_ns", (json_int_t)st->last_cdc_ns,
+                          "access_expires_ns", (json_int_t)o->access_expires_ns, "node", rs->node_id);
+    if (has_tok) {
+        json_t *t = json_pack("{s:s,s:s,s:I,s:I}", "refresh_token", tok->refresh_token, "access_token",
+                              tok->access_token, "access_expires_ns", (json_int_t)tok->access_expires_ns,
+                              "refresh_expires_ns", (json_int_t)tok->refresh_expires_ns);
+        char *plain = json_dumps(t, JSON_COMPACT);
+        json_decref(t); /* jansson's copies of the tokens: freed without wiping (its allocator) */
+        size_t plen = strlen(plain), slen = 0;
+        unsigned char *sealed = qbc_alloc(plen + QBC_STORE_SEAL_OVERHEAD);
+        char aad[QBC_REALM_MAX + 32];
+        snprintf(aad, sizeof(aad), AAD_PREFIX "%s", st->realm);
+        int rc = qbc_store_seal(rs->store, aad, plain, plen, sealed, &slen);
+        OPENSSL_cleanse(plain, plen);
+        free(plain);
+        if (rc != 0) {
+            free(sealed);
+            json_decref(v);
+            set_error(rs, "cannot seal a realm's tokens: %s", qbc_strerror(rc));
+            return -1;
+        }
+        char *b64 = qbc_alloc(QBC_BASE64_ENCODED_SIZE(slen));
+        qbc_base64_encode(sealed, slen, b64);
+        json_object_set_new(v, "tokens", json_string(b64));
+        free(b64);
+        free(sealed);
+    }
+    char *text = json_dumps(v, JSON_COMPACT);
+    json_decref(v);
+    uint64_t rev = 0;
+    natsStatus s = kvStore_PutString(&rev, rs->kv, st->realm, text);
+    free(text);
+    if (s != NATS_OK) {
+        set_error(rs, "cannot put a realm: %.100s", natsStatus_GetText(s));
+        return -1;
+    }
+    known_get(rs, st->realm, 1)->o = *o;
+    pthread_mutex_lock(&rs->mu);
+    rs->st.put++;
+    pthread_mutex_unlock(&rs->mu);
+    return 0;
+}
+
+static int on_local_realm(const qbc_realm_t *st, int has_tokens, void *ctx)
+{
+    scan_ctx_t *sc = ctx;
+    qbc_realm_sync_t *rs = sc->rs;
+    if (sc->failed)
+        return 0;
+    qbc_tokens_t *tok = qbc_alloc(sizeof(*tok));
+    int has_tok = has_tokens && qbc_store_tokens_get(rs->store, st->realm, tok) == 0;
+    order_t o = {st->connected_ns, st->status == QBC_REALM_DISCONNECTED, has_tok ? tok->access_expires_ns : 0};
+    known_t *k = known_get(rs, st->realm, 0);
+    if ((has_tok || st->status == QBC_REALM_DISCONNECTED) && (k == NULL || order_cmp(&o, &k->o) > 0))
+        sc->failed = put_realm(rs, st, tok, has_tok, &o) != 0;
+    OPENSSL_cleanse(tok, sizeof(*tok));
+    free(tok);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- bucket -> local */
+
+typedef struct st_import_t {
+    qbc_realm_job_t job; /* first */
+    qbc_realm_sync_t *rs;
+    qbc_realm_t state;
+    qbc_tokens_t tokens;
+} import_t;
+
+static void import_done(qbc_store_job_t *job)
+{
+    import_t *im = (import_t *)job;
+    qbc_realm_sync_t *rs = im->rs;
+    pthread_mutex_lock(&rs->mu);
+    rs->outstanding--;
+    if (job->result == 0)
+        rs->st.imported++;
+    pthread_cond_signal(&rs->cv);
+    pthread_mutex_unlock(&rs->mu);
+    OPENSSL_cleanse(&im->tokens, sizeof(im->tokens));
+    free(im);
+}
+
+static void import_entry(qbc_realm_sync_t *rs, kvEntry *e)
+{
+    const char *realm = kvEntry_Key(e);
+    if (kvEntry_Operation(e) != kvOp_Put || realm == NULL || strlen(realm) >= QBC_REALM_MAX)
+        return;
+    json_error_t jerr;
+    json_t *v = json_loadb(kvEntry_Value(e), (size_t)kvEntry_ValueLen(e), 0, &jerr);
+    if (v == NULL)
+        return;
+    order_t o = {(int64_t)json_integer_value(json_object_get(v, "connected_ns")),
+                 strcmp(json_string_value(json_object_get(v, "status")) ?: "", "disconnected") == 0,
+                 (int64_t)json_integer_value(json_object_get(v, "access_expires_ns"))};
+    known_get(rs, realm, 1)->o = o;
+
+    import_t *im = qbc_calloc(1, sizeof(*im));
+    im->rs = rs;
+    int have_local = qbc_store_realm_get(rs->store, realm, &im->state) == 0;
+    qbc_tokens_t *lt = qbc_alloc(sizeof(*lt));
+    int local_tok = have_local && qbc_store_tokens_get(rs->store, realm, lt) == 0;
+    order_t lo = {have_local ? im->state.connected_ns : 0, have_local && im->state.status == QBC_REALM_DISCONNECTED,
+                  local_tok ? lt->access_expires_ns : 0};
+    OPENSSL_cleanse(lt, sizeof(*lt));
+    free(lt);
+    if (have_local && order_cmp(&o, &lo) <= 0) { /* ours is as new: nothing to take */
+        json_decref(v);
+        free(im);
+        return;
+    }
+    const char *b64 = json_string_value(json_object_get(v, "tokens"));
+    int has_tok = 0;
+    if (b64 != NULL) {
+        size_t blen = strlen(b64), slen = 0, plen = 0;
+        unsigned char *sealed = qbc_alloc(blen / 4 * 3 + 4), *plain = qbc_alloc(blen / 4 * 3 + 4);
+        char aad[QBC_REALM_MAX + 32];
+        snprintf(aad, sizeof(aad), AAD_PREFIX "%s", realm);
+        int rc = qbc_base64_decode(b64, blen, sealed, &slen);
+        if (rc == 0)
+            rc = qbc_store_unseal(rs->store, aad, sealed, slen, plain, &plen);
+        if (rc == 0) {
+            json_t *t = json_loadb((const char *)plain, plen, 0, &jerr);
+            const char *rt = json_string_value(json_object_get(t, "refresh_token"));
+            const char *at = json_string_value(json_object_get(t, "access_token"));
+            if (rt != NULL && strlen(rt) < QBC_TOKEN_MAX && (at == NULL || strlen(at) < QBC_TOKEN_MAX)) {
+                snprintf(im->tokens.refresh_token, sizeof(im->tokens.refresh_token), "%s", rt);
+                snprintf(im->tokens.access_token, sizeof(im->tokens.access_token), "%s", at ? at : "");
+                im->tokens.access_expires_ns = (int64_t)json_integer_value(json_object_get(t, "access_expires_ns"));
+                im->tokens.refresh_expires_ns = (int64_t)json_integer_value(json_object_get(t, "refresh_expires_ns"));
+                has_tok = 1;
+            }
+            json_decref(t);
+        } else {
+            pthread_mutex_lock(&rs->mu);
+            rs->st.unsealable++;
+            pthread_mutex_unlock(&rs->mu);
+            qbc_log(QBC_LOG_ERROR, MOD,
+                    "realm %s: its tokens in " BUCKET " do not open with this node's master key (every node of "
+                    "a cluster needs the same QBCDC_MASTER_KEY_FILE); not taken",
+                    realm);
+        }
+        OPENSSL_cleanse(plain, blen / 4 * 3 + 4);
+        free(plain);
+        free(sealed);
+        if (!has_tok) {
+            json_decref(v);
+            free(im);
+            return;
+        }
+    }
+    snprintf(im->state.realm, sizeof(im->state.realm), "%s", realm);
+    im->state.status = o.disconnected ? QBC_REALM_DISCONNECTED : QBC_REALM_ACTIVE;
+    im->state.connected_ns = o.connected_ns;
+    if (!have_local) { /* a realm new here starts from where its registration put the watermark */
+        im->state.cdc_watermark_ns = (int64_t)json_integer_value(json_object_get(v, "cdc_watermark_ns"));
+        im->state.last_cdc_ns = (int64_t)json_integer_value(json_object_get(v, "last_cdc_ns"));
+    }
+    json_decref(v);
+    snprintf(im->job.realm, sizeof(im->job.realm), "%s", realm);
+    im->job.state = &im->state;
+    im->job.tokens = has_tok ? &im->tokens : NULL;
+    im->job.erase_tokens = !has_tok && o.disconnected;
+    im->job.job.on_commit = import_done;
+    pthread_mutex_lock(&rs->mu);
+    rs->outstanding++;
+    pthread_mutex_unlock(&rs->mu);
+    if (qbc_store_put_realm(rs->store, &im->job) != 0) {
+        pthread_mutex_lock(&rs->mu);
+        rs->outstanding--;
+        pthread_mutex_unlock(&rs->mu);
+        OPENSSL_cleanse(&im->tokens, sizeof(im->tokens));
+        free(im);
+    }
+}
+
+/* ---------------------------------------------------------------- the thread */
+
+static void *thread_main(void *arg)
+{
+    qbc_realm_sync_t *rs = arg;
+    int64_t backoff_ms = 250, last_scan = 0;
+    int initial_done = 0;
+    for (;;) {
+        pthread_mutex_lock(&rs->mu);
+        int stop = rs->stop;
+        pthread_mutex_unlock(&rs->mu);
+        if (stop)
+            break;
+        if (rs->nc == NULL) {
+            initial_done = 0;
+            if (connect_and_prepare(rs) != 0) {
+                pthread_mutex_lock(&rs->mu);
+                if (!rs->stop)
+                    qbc_cond_wait_until(&rs->cv, &rs->mu, qbc_mono_ns() + backoff_ms * 1000000);
+                pthread_mutex_unlock(&rs->mu);
+                backoff_ms = backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2;
+                continue;
+            }
+            backoff_ms = 250;
+        }
+        /* the bucket's changes first (the first ones: every entry, then a NULL) */
+        kvEntry *e = NULL;
+        natsStatus s;
+        int got = 0;
+        while ((s = kvWatcher_Next(&e, rs->w, got ? 1 : 100)) == NATS_OK) {
+            got++;
+            if (e == NULL) {
+                initial_done = 1;
+                continue;
+            }
+            import_entry(rs, e);
+            kvEntry_Destroy(e);
+            if (got >= 256)
+                break;
+        }
+        if (s != NATS_OK && s != NATS_TIMEOUT && natsConnection_IsClosed(rs->nc))
+            disconnect(rs);
+        /* then what changed here, once the bucket's view is known */
+        int64_t now = qbc_mono_ns();
+        pthread_mutex_lock(&rs->mu);
+        int dirty = rs->dirty;
+        rs->dirty = 0;
+        pthread_mutex_unlock(&rs->mu);
+        if (initial_done && rs->kv != NULL && (dirty || now - last_scan > 10 * 1000000000LL)) {
+            scan_ctx_t sc = {rs, 0};
+            qbc_store_realm_scan(rs->store, on_local_realm, &sc);
+            last_scan = now;
+            if (sc.failed) { /* try again at the next turn */
+                pthread_mutex_lock(&rs->mu);
+                rs->dirty = 1;
+                pthread_mutex_unlock(&rs->mu);
+            }
+        } else if (!initial_done && dirty) {
+            pthread_mutex_lock(&rs->mu);
+            rs->dirty = 1;
+            pthread_mutex_unlock(&rs->mu);
+        }
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- public */
+
+int qbc_cluster_realms_start(const qbc_realm_sync_config_t *cfg, qbc_store_t *store, qbc_realm_sync_t **out)
+{
+    *out = NULL;
+    if (cfg == NULL || cfg->urls == NULL || cfg->urls[0] == '\0' || !qbc_cluster_node_id_ok(cfg->node_id))
+        return QBC_EINVAL;
+    qbc_realm_sync_t *rs = qbc_calloc(1, sizeof(*rs));
+    rs->store = store;
+    rs->replicas = cfg->replicas;
+    snprintf(rs->node_id, sizeof(rs->node_id), "%s", cfg->node_id);
+    char *copy = qbc_strdup(cfg->urls), *save = NULL;
+    for (char *t = strtok_r(copy, ", ", &save); t != NULL; t = strtok_r(NULL, ", ", &save)) {
+        rs->servers = qbc_realloc(rs->servers, (size_t)(rs->n_servers + 1) * sizeof(char *));
+        rs->servers[rs->n_servers++] = qbc_strdup(t);
+    }
+    free(copy);
+    pthread_mutex_init(&rs->mu, NULL);
+    if (qbc_cond_init_mono(&rs->cv) != 0)
+        qbc_fatal("cannot make a monotonic condition variable");
+    rs->listener = qbc_store_add_listener(store, on_commit_note, rs);
+    if (rs->listener < 0) {
+        qbc_cluster_realms_stop(rs);
+        return rs->listener;
+    }
+    if (pthread_create(&rs->thread, NULL, thread_main, rs) != 0) {
+        int err = errno;
+        qbc_cluster_realms_stop(rs);
+        return -err;
+    }
+    rs->started = 1;
+    *out = rs;
+    return 0;
+}
+
+void qbc_cluster_realms_stop(qbc_realm_sync_t *rs)
+{
+    if (rs == NULL)
+        return;
+    pthread_mutex_lock(&rs->mu);
+    rs->stop = 1;
+    pthread_cond_broadcast(&rs->cv);
+    pthread_mutex_unlock(&rs->mu);
+    if (rs->started) /* it notices within a watch's 100 ms */
+        pthread_join(rs->thread, NULL);
+    if (rs->listener >= 0)
+        qbc_store_remove_listener(rs->store, rs->listener);
+    /* imports still queued in the store call back into rs: wait for them (10 s at most) */
+    int64_t until = qbc_mono_ns() + 10 * 1000000000LL;
+    pthread_mutex_lock(&rs->mu);
+    while (rs->outstanding > 0 && qbc_mono_ns() < until)
+        qbc_cond_wait_until(&rs->cv, &rs->mu, until);
+    pthread_mutex_unlock(&rs->mu);
+    disconnect(rs);
+    for (int i = 0; i < rs->n_servers; i++)
+        free(rs->servers[i]);
+    free(rs->servers);
+    free(rs->known);
+    pthread_mutex_destroy(&rs->mu);
+    pthread_cond_destroy(&rs->cv);
+    free(rs);
+}
+
+void qbc_cluster_realms_stats(qbc_realm_sync_t *rs, qbc_realm_sync_stats_t *out)
+{
+    pthread_mutex_lock(&rs->mu);
+    *out = rs->st;
+    pthread_mutex_unlock(&rs->mu);
+}
