@@ -90,6 +90,7 @@ static int usage(const char *cmd)
            "  qbcdc cancel ID                                   cancel a backfill job\n"
            "  qbcdc realms                                      list realms: status, pending work, API use\n"
            "  qbcdc budget                                      the month's metered-call budget: used, forecast\n"
+           "  qbcdc cluster                                     cluster mode: the live nodes, each partition's owner\n"
            "  qbcdc register REALM                              register tokens: the refresh token is read\n"
            "                                                    from standard input (never a flag: ps shows flags)\n"
            "  qbcdc disconnect REALM                            revoke at Intuit, erase the tokens here\n"
@@ -316,7 +317,10 @@ int qbc_adminapi_main(const char *cmd, int argc, char **argv)
     }
     char path[256];
     int code = 2;
-    if (strcmp(cmd, "budget") == 0) {
+    if (strcmp(cmd, "cluster") == 0) {
+        code = pos != NULL ? (fprintf(stderr, "qbcdc: cluster takes no argument\n"), 2)
+                           : call(&cfg, "GET", "/admin/cluster", NULL);
+    } else if (strcmp(cmd, "budget") == 0) {
         code = pos != NULL ? (fprintf(stderr, "qbcdc: budget takes no argument\n"), 2)
                            : call(&cfg, "GET", "/admin/budget", NULL);
     } else if (strcmp(cmd, "realms") == 0 || strcmp(cmd, "dead-letters") == 0) {

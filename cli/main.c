@@ -27,36 +27,38 @@ static qbc_api_t *running;
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "qbcdc %s — change capture for QuickBooks Online\n"
-            "\n"
-            "Usage:\n"
-            "  qbcdc serve [flags]        run the service (webhooks, feed, admin API) until SIGTERM/SIGINT\n"
-            "  qbcdc inbox [flags]        list stored webhook bodies (JSON lines)\n"
-            "  qbcdc pending [flags]      list pending change notices (JSON lines)\n"
-            "  qbcdc entities [flags]     list the latest stored version of every entity (JSON lines)\n"
-            "  qbcdc feed [flags]         print the change feed (JSON lines)\n"
-            "  qbcdc dead [flags]         list dead letters (JSON lines)\n"
-            "  qbcdc stats [flags]        print store counters (one JSON object)\n"
-            "  qbcdc backup DEST          a consistent copy of the store, safe while the service runs\n"
-            "  qbcdc cdc REALM            ask the running service for a CDC sweep now (admin API)\n"
-            "  qbcdc backfill REALM       start a backfill job (admin API; --entities, --since)\n"
-            "  qbcdc jobs [ID]            list backfill jobs or show one (admin API)\n"
-            "  qbcdc cancel ID            cancel a backfill job (admin API)\n"
-            "  qbcdc realms               realms with status, pending work and API use (admin API)\n"
-            "  qbcdc budget               the month's metered-call budget: used, remaining, forecast (admin API)\n"
-            "  qbcdc register REALM       register a refresh token read from stdin (admin API)\n"
-            "  qbcdc disconnect REALM     revoke at Intuit and erase the tokens (admin API)\n"
-            "  qbcdc dead-letters         list dead letters (admin API)\n"
-            "  qbcdc retry ID             put a dead letter back into pending work (admin API)\n"
-            "  qbcdc subscriptions ...    push delivery subscriptions: list, show, create, update, pause, resume,\n"
-            "                             delete, redeliver (admin API; see qbcdc subscriptions --help)\n"
-            "  qbcdc --help | --version\n"
-            "\n"
-            "Run `qbcdc <command> --help` for a command's flags. Every flag can also be set by\n"
-            "its environment variable (QBCDC_DATA_DIR for --data-dir, ...); flags win.\n"
-            "Prefer the environment for secrets: flags are visible to other local users in ps.\n",
-            QBCDC_VERSION);
+    fprintf(
+        f,
+        "qbcdc %s — change capture for QuickBooks Online\n"
+        "\n"
+        "Usage:\n"
+        "  qbcdc serve [flags]        run the service (webhooks, feed, admin API) until SIGTERM/SIGINT\n"
+        "  qbcdc inbox [flags]        list stored webhook bodies (JSON lines)\n"
+        "  qbcdc pending [flags]      list pending change notices (JSON lines)\n"
+        "  qbcdc entities [flags]     list the latest stored version of every entity (JSON lines)\n"
+        "  qbcdc feed [flags]         print the change feed (JSON lines)\n"
+        "  qbcdc dead [flags]         list dead letters (JSON lines)\n"
+        "  qbcdc stats [flags]        print store counters (one JSON object)\n"
+        "  qbcdc backup DEST          a consistent copy of the store, safe while the service runs\n"
+        "  qbcdc cdc REALM            ask the running service for a CDC sweep now (admin API)\n"
+        "  qbcdc backfill REALM       start a backfill job (admin API; --entities, --since)\n"
+        "  qbcdc jobs [ID]            list backfill jobs or show one (admin API)\n"
+        "  qbcdc cancel ID            cancel a backfill job (admin API)\n"
+        "  qbcdc realms               realms with status, pending work and API use (admin API)\n"
+        "  qbcdc budget               the month's metered-call budget: used, remaining, forecast (admin API)\n"
+        "  qbcdc cluster              cluster mode: this node, the live nodes, who owns each partition (admin API)\n"
+        "  qbcdc register REALM       register a refresh token read from stdin (admin API)\n"
+        "  qbcdc disconnect REALM     revoke at Intuit and erase the tokens (admin API)\n"
+        "  qbcdc dead-letters         list dead letters (admin API)\n"
+        "  qbcdc retry ID             put a dead letter back into pending work (admin API)\n"
+        "  qbcdc subscriptions ...    push delivery subscriptions: list, show, create, update, pause, resume,\n"
+        "                             delete, redeliver (admin API; see qbcdc subscriptions --help)\n"
+        "  qbcdc --help | --version\n"
+        "\n"
+        "Run `qbcdc <command> --help` for a command's flags. Every flag can also be set by\n"
+        "its environment variable (QBCDC_DATA_DIR for --data-dir, ...); flags win.\n"
+        "Prefer the environment for secrets: flags are visible to other local users in ps.\n",
+        QBCDC_VERSION);
 }
 
 static int usage_error(const char *fmt, const char *arg)
@@ -377,7 +379,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "cdc") == 0 || strcmp(cmd, "backfill") == 0 || strcmp(cmd, "jobs") == 0 ||
         strcmp(cmd, "cancel") == 0 || strcmp(cmd, "realms") == 0 || strcmp(cmd, "register") == 0 ||
         strcmp(cmd, "budget") == 0 || strcmp(cmd, "disconnect") == 0 || strcmp(cmd, "dead-letters") == 0 ||
-        strcmp(cmd, "retry") == 0 || strcmp(cmd, "subscriptions") == 0)
+        strcmp(cmd, "retry") == 0 || strcmp(cmd, "subscriptions") == 0 || strcmp(cmd, "cluster") == 0)
         return qbc_adminapi_main(cmd, argc, argv);
     if (cmd[0] == '-')
         return usage_error("unknown flag '%s' (see qbcdc --help)", cmd);

@@ -344,6 +344,15 @@ r = subprocess.run([QBCDC, "serve"], env=dict(os.environ, QBCDC_NODE_ID="q.9", Q
                                                QBCDC_DATA_DIR=tmpdir(), QBCDC_SIM="off"),
                    capture_output=True, text=True, timeout=30)
 ok(r.returncode == 2 and "QBCDC_NODE_ID" in r.stderr, "a node id with a dot: exit 2 naming QBCDC_NODE_ID", r.stderr[-300:])
+live = next(n for n in nodes if n.proc.alive())
+r = subprocess.run([QBCDC, "cluster"], env=dict(os.environ, QBCDC_LISTEN="127.0.0.1:%d" % live.port,
+                                                 QBCDC_ADMIN_TOKEN=ADMIN), capture_output=True, text=True, timeout=30)
+try:
+    cj = json.loads(r.stdout)
+except ValueError:
+    cj = {}
+ok(r.returncode == 0 and cj.get("node_id") == live.id and len(cj.get("owners", [])) == PARTITIONS,
+   "qbcdc cluster prints the node's view", r.stdout[-300:] + r.stderr[-300:])
 st, _, b = request(nodes[0].port, "GET", "/admin/cluster", headers={"Authorization": "Bearer wrong"})
 ok(st in (401, 403), "GET /admin/cluster needs the admin token (%d)" % st)
 
