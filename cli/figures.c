@@ -202,6 +202,7 @@ static char *jetstream(void *ctx)
     json_t *o = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I}", "connected", j.connected, "cursor", (json_int_t)j.cursor, "head",
                           (json_int_t)j.head, "lag", (json_int_t)(j.head > j.cursor ? j.head - j.cursor : 0),
                           "published", (json_int_t)j.published, "failures", (json_int_t)j.failures);
+    json_object_set_new(o, "skipped", json_integer((json_int_t)j.skipped));
     json_object_set_new(o, "last_error", j.last_error[0] ? json_string(j.last_error) : json_null());
     char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);

@@ -246,8 +246,10 @@ static int cmd_serve(int argc, char **argv)
             "no QBCDC_CLIENT_ID: webhooks are stored but not reconciled (set Intuit credentials, or QBCDC_SIM=auto)");
     }
     if (cfg.nats_url != NULL && cfg.nats_url[0] != '\0') {
-        qbc_jetstream_config_t jcfg = {
-            .urls = cfg.nats_url, .replicas = (unsigned)cfg.n_nats_replicas, .stream = cfg.nats_stream};
+        qbc_jetstream_config_t jcfg = {.urls = cfg.nats_url,
+                                       .replicas = (unsigned)cfg.n_nats_replicas,
+                                       .stream = cfg.nats_stream,
+                                       .cluster_versions = cfg.node_id != NULL};
         if ((rc = qbc_jetstream_start(&jcfg, store, &js)) != 0) {
             fprintf(stderr, "qbcdc: cannot start publishing to JetStream: %s\n", qbc_strerror(rc));
             goto Exit;

@@ -21,6 +21,14 @@ typedef struct st_qbc_jetstream_config_t {
     const char *urls;   /**< comma-separated NATS server URLs (QBCDC_NATS_URL) */
     unsigned replicas;  /**< of the stream, when qbcdc creates it (0: 1) */
     const char *stream; /**< NULL: "QBCDC_FEED" */
+    /**
+     * cluster mode: several nodes publish their feeds to one stream. 1: the latest version of
+     * each entity in the stream is kept in the key-value bucket qbcdc_versions (realm.Entity.id
+     * -> "version/op"), and a record whose entity the stream holds at that version or a newer
+     * one is skipped: each version once, per entity never backwards, beyond the stream's
+     * 2-minute duplicate window too.
+     */
+    int cluster_versions;
 } qbc_jetstream_config_t;
 
 typedef struct st_qbc_jetstream_t qbc_jetstream_t;
@@ -31,6 +39,7 @@ typedef struct st_qbc_jetstream_stats_t {
     uint64_t cursor;    /**< the last feed sequence the stream acknowledged */
     uint64_t head;      /**< the feed's last sequence */
     uint64_t published; /**< records published since start */
+    uint64_t skipped;   /**< cluster mode: records the stream held already (another node's) */
     uint64_t failures;  /**< publishes that failed (retried) */
     char last_error[160];
 } qbc_jetstream_stats_t;

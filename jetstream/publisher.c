@@ -25,6 +25,7 @@
 #define NS 1000000000LL
 #define CURSOR_NAME "jetstream"
 #define BATCH 256
+#define VERSIONS "qbcdc_versions"
 
 struct st_qbc_jetstream_t {
     qbc_store_t *store;
@@ -32,6 +33,7 @@ struct st_qbc_jetstream_t {
     char **servers;
     int n_servers;
     unsigned replicas;
+    int versions; /* cluster mode: skip what the bucket qbcdc_versions says the stream has */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -41,6 +43,7 @@ struct st_qbc_jetstream_t {
     /* thread only */
     natsConnection *nc;
     jsCtx *js;
+    kvStore *kv; /* qbcdc_versions, with versions */
     uint64_t cursor, committed;
 };
 
@@ -88,6 +91,9 @@ static void disconnect(qbc_jetstream_t *p)
     p->nc = NULL;
     p->st.connected = 0;
     pthread_mutex_unlock(&p->mu);
+    if (p->kv != NULL)
+        kvStore_Destroy(p->kv);
+    p->kv = NULL;
     if (js != NULL)
         jsCtx_Destroy(js);
     if (nc != NULL) {
@@ -152,6 +158,26 @@ static int connect_and_prepare(qbc_jetstream_t *p)
     }
     uint64_t last = si->State.LastSeq;
     jsStreamInfo_Destroy(si);
+    if (p->versions) { /* the latest version of each entity in the stream, whichever node put it there */
+        s = js_KeyValue(&p->kv, p->js, VERSIONS);
+        if (s == NATS_NOT_FOUND) {
+            kvConfig kc;
+            kvConfig_Init(&kc);
+            kc.Bucket = VERSIONS;
+            kc.Description = "qbcdc: the latest version of each entity in the feed stream (cluster mode)";
+            kc.History = 1;
+            kc.StorageType = js_FileStorage;
+            kc.Replicas = (int)(p->replicas ? p->replicas : 1);
+            s = js_CreateKeyValue(&p->kv, p->js, &kc);
+            if (s != NATS_OK)
+                s = js_KeyValue(&p->kv, p->js, VERSIONS);
+        }
+        if (s != NATS_OK) {
+            set_error(p, "no key-value bucket " VERSIONS ": %.100s", natsStatus_GetText(s));
+            disconnect(p);
+            return -1;
+        }
+    }
 
     /* where the stream stands: its last message, if it is of this feed, may be past our cursor */
     if (last > 0) {
@@ -207,16 +233,91 @@ static int change_keys(const char *json, size_t len, char *id, size_t idsz, char
     return whole;
 }
 
+/*
+ * a record's place in its entity's history: the version as a number (QBO's SyncToken), and
+ * whether it is the delete (after every version; its own version may be unknown). 0 when
+ * the version is not a number and the record not a delete.
+ */
+static int version_rank(const char *ver, const char *op, unsigned long long *num, int *rank)
+{
+    char *end = NULL;
+    *rank = strcmp(op, "delete") == 0;
+    *num = ver[0] >= '0' && ver[0] <= '9' ? strtoull(ver, &end, 10) : 0;
+    return *rank || (end != NULL && *end == '\0');
+}
+
+/* a KV key for realm/entity/id, or 0 when one of them has a byte a key cannot hold */
+static int version_key(char *out, size_t n, const char *realm, const char *entity, const char *id)
+{
+    if ((size_t)snprintf(out, n, "%s.%s.%s", realm, entity, id) >= n)
+        return 0;
+    for (const char *c = out; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '-' ||
+              *c == '_' || *c == '.'))
+            return 0;
+    return 1;
+}
+
+/*
+ * cluster mode: 1 if the stream holds this entity at this version or a newer one already
+ * (put there by another node, whose local feed has it too); -1 if the bucket did not answer
+ */
+static int already_published(qbc_jetstream_t *p, const char *key, unsigned long long num, int rank)
+{
+    kvEntry *e = NULL;
+    natsStatus s = kvStore_Get(&e, p->kv, key);
+    if (s == NATS_NOT_FOUND)
+        return 0;
+    if (s != NATS_OK)
+        return -1;
+    unsigned long long have = 0;
+    int have_rank = 0;
+    char buf[64];
+    snprintf(buf, sizeof(buf), "%.*s", kvEntry_ValueLen(e), (const char *)kvEntry_Value(e));
+    kvEntry_Destroy(e);
+    char *slash = strchr(buf, '/');
+    if (slash == NULL)
+        return 0;
+    *slash = '\0';
+    if (!version_rank(buf, slash + 1, &have, &have_rank))
+        return 0;
+    if (have_rank) /* a delete is the last word about an id (QBO does not reuse them) */
+        return 1;
+    return rank ? 0 : have >= num;
+}
+
 static int publish_one(const qbc_feed_rec_t *rec, void *ctx)
 {
     batch_t *b = ctx;
     qbc_jetstream_t *p = b->p;
     char subject[256], msgid[512], id[QBC_ID_MAX], ver[QBC_SYNC_TOKEN_MAX], op[16], seq[24];
     snprintf(subject, sizeof(subject), "qbcdc.feed.%s.%s", rec->realm, rec->entity);
-    if (change_keys(rec->json, rec->json_len, id, sizeof(id), ver, sizeof(ver), op, sizeof(op)))
+    int whole = change_keys(rec->json, rec->json_len, id, sizeof(id), ver, sizeof(ver), op, sizeof(op));
+    if (whole)
         snprintf(msgid, sizeof(msgid), "%s/%s/%s/%s/%s", rec->realm, rec->entity, id, ver, op);
     else /* unreadable: an id no other record can have (duplicates of it are still caught by the cursor) */
         snprintf(msgid, sizeof(msgid), "%s/seq/%llu", qbc_store_feed_id(p->store), (unsigned long long)rec->seq);
+    char vkey[512];
+    unsigned long long vnum = 0;
+    int vrank = 0, dedupe = p->kv != NULL && whole && version_rank(ver, op, &vnum, &vrank) &&
+                            version_key(vkey, sizeof(vkey), rec->realm, rec->entity, id);
+    if (dedupe) {
+        int had = already_published(p, vkey, vnum, vrank);
+        if (had < 0) {
+            set_error(p, "the bucket " VERSIONS " did not answer: %.100s", "retrying from the cursor");
+            b->failed = 1;
+            return 1;
+        }
+        if (had) { /* another node's feed put it (or a newer one) in the stream: not again, not backwards */
+            b->done = rec->seq;
+            pthread_mutex_lock(&p->mu);
+            p->cursor = rec->seq;
+            p->st.cursor = rec->seq;
+            p->st.skipped++;
+            pthread_mutex_unlock(&p->mu);
+            return 0;
+        }
+    }
     snprintf(seq, sizeof(seq), "%llu", (unsigned long long)rec->seq);
 
     natsMsg *m = NULL;
@@ -241,6 +342,12 @@ static int publish_one(const qbc_feed_rec_t *rec, void *ctx)
         set_error(p, "publish failed: %.100s; retrying from the cursor", why);
         b->failed = 1;
         return 1;
+    }
+    if (dedupe) {
+        char val[64];
+        uint64_t rev = 0;
+        snprintf(val, sizeof(val), "%llu/%s", vnum, op);
+        kvStore_PutString(&rev, p->kv, vkey, val); /* if lost, the stream's duplicate window still helps */
     }
     b->done = rec->seq;
     pthread_mutex_lock(&p->mu);
@@ -343,6 +450,7 @@ int qbc_jetstream_start(const qbc_jetstream_config_t *cfg, qbc_store_t *store, q
     p->store = store;
     p->stream = qbc_strdup(cfg->stream != NULL && cfg->stream[0] ? cfg->stream : "QBCDC_FEED");
     p->replicas = cfg->replicas;
+    p->versions = cfg->cluster_versions;
     char *copy = qbc_strdup(cfg->urls), *save = NULL;
     for (char *t = strtok_r(copy, ", ", &save); t != NULL; t = strtok_r(NULL, ", ", &save)) {
         p->servers = qbc_realloc(p->servers, (size_t)(p->n_servers + 1) * sizeof(char *));

@@ -302,6 +302,41 @@ while True:
     time.sleep(0.5)
 diag("qbosim's webhooks: %s" % {k: wh.get(k) for k in ("posts", "retries", "delivered", "pending", "failed")})
 is_(wh.get("pending"), 0, "every webhook qbosim sent was acked in the end")
+
+# the feed stream all nodes publish to: each entity version once, never backwards, ending at the truth
+feed_c = NatsClient(nats.ports[0])
+deadline = time.time() + 60
+while time.time() < deadline:  # every node's publisher caught up with its feed
+    js_views = [n.admin("/admin/jetstream") or {} for n in nodes]
+    if all(j.get("lag", 1) == 0 for j in js_views):
+        break
+    time.sleep(0.5)
+msgs = feed_c.messages("QBCDC_FEED")
+feed_c.close()
+seen, dup, backwards, last = set(), [], [], {}
+for _seq, _subj, _h, data in msgs:
+    rec = json.loads(data)
+    ent = (rec["realm"], rec["entity"], rec["id"])
+    # a delete comes after every version (its own may be unknown: null)
+    ver = (rec["op"] == "delete", int(rec["version"]) if rec.get("version") not in (None, "") else -1)
+    if ent + ver in seen:
+        dup.append(ent + ver)
+    seen.add(ent + ver)
+    if ent in last and ver < last[ent]:
+        backwards.append((ent, last[ent], ver))
+    last[ent] = max(ver, last.get(ent, ver))
+truth_now = flat_truth(sim.json("GET", "/sim/truth")[1])
+changed_keys = {k for k, v in truth_now.items() if truth0.get(k, "absent") != v} | \
+    {k for k in truth0 if k not in truth_now}
+stale = [(k, last.get(k), truth_now.get(k)) for k in changed_keys
+         if last.get(k) is None or (truth_now.get(k) is None) != last[k][0] or
+         (truth_now.get(k) is not None and str(last[k][1]) != truth_now[k])]
+skipped = sum(j.get("skipped", 0) for j in js_views)
+diag("feed stream: %d records, %d entities; records another node had put there, skipped: %d" % (len(msgs), len(last),
+                                                                                                 skipped))
+is_(dup[:5], [], "the feed stream holds each entity version (and each delete) once, whichever node fetched it")
+is_(backwards[:5], [], "and no entity goes backwards in it")
+is_(stale[:5], [], "its last record of every changed entity is qbosim's truth (%d changed)" % len(changed_keys))
 lost_after = sum((n.cluster() or {}).get("lost", 0) for n in nodes)
 diag("leases lost while the nats-server was down: %d" % (lost_after - lost_before))
 is_(fenced_ok(nodes), [], "no call on a realm a node did not own, through all of it")
