@@ -334,49 +334,46 @@ static void realm_op_answer(api_job_t *aj, h2o_req_t *req)
     qbc_api__respond_obj(req, 200, "OK", o);
 }
 
-/* GET /admin/budget: the monthly allowance as the reconciler meters and governs it */
-static int get_budget(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id)
+/*
+ * answers with the JSON object a figures hook made (malloc'd text, freed here), or, when it
+ * made none (the component does not run), with the given error
+ */
+static int respond_hook(h2o_req_t *req, char *text, int status, const char *reason, const char *code,
+                        const char *message)
 {
-    (void)id;
-    char *text = api->hooks.budget != NULL ? api->hooks.budget(api->hooks.ctx) : NULL;
     if (text == NULL) {
-        qbc_api__respond_error(req, 503, "Service Unavailable", "no_reconciler",
-                               "no reconciler runs (QBCDC_CLIENT_ID is not set): nothing is metered");
+        qbc_api__respond_error(req, status, reason, code, message);
         return 0;
     }
     qbc_api__respond_json(req, 200, "OK", text);
     free(text);
     return 0;
+}
+
+/* GET /admin/budget: the monthly allowance as the reconciler meters and governs it */
+static int get_budget(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id)
+{
+    (void)id;
+    return respond_hook(req, api->hooks.budget != NULL ? api->hooks.budget(api->hooks.ctx) : NULL, 503,
+                        "Service Unavailable", "no_reconciler",
+                        "no reconciler runs (QBCDC_CLIENT_ID is not set): nothing is metered");
 }
 
 /* GET /admin/jetstream: where the feed's publisher to NATS JetStream stands */
 static int get_jetstream(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id)
 {
     (void)id;
-    char *text = api->hooks.jetstream != NULL ? api->hooks.jetstream(api->hooks.ctx) : NULL;
-    if (text == NULL) {
-        qbc_api__respond_error(req, 404, "Not Found", "not_publishing",
-                               "the feed is not published to NATS JetStream (QBCDC_NATS_URL is not set)");
-        return 0;
-    }
-    qbc_api__respond_json(req, 200, "OK", text);
-    free(text);
-    return 0;
+    return respond_hook(req, api->hooks.jetstream != NULL ? api->hooks.jetstream(api->hooks.ctx) : NULL, 404,
+                        "Not Found", "not_publishing",
+                        "the feed is not published to NATS JetStream (QBCDC_NATS_URL is not set)");
 }
 
 /* GET /admin/cluster: this node, the live nodes and who owns each partition (cluster mode) */
 static int get_cluster(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id)
 {
     (void)id;
-    char *text = api->hooks.cluster != NULL ? api->hooks.cluster(api->hooks.ctx) : NULL;
-    if (text == NULL) {
-        qbc_api__respond_error(req, 404, "Not Found", "not_clustered",
-                               "this node is not in a cluster (QBCDC_NODE_ID is not set)");
-        return 0;
-    }
-    qbc_api__respond_json(req, 200, "OK", text);
-    free(text);
-    return 0;
+    return respond_hook(req, api->hooks.cluster != NULL ? api->hooks.cluster(api->hooks.ctx) : NULL, 404, "Not Found",
+                        "not_clustered", "this node is not in a cluster (QBCDC_NODE_ID is not set)");
 }
 
 static int delete_realm(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg)

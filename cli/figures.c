@@ -191,6 +191,11 @@ static void counter(qbc_buf_t *t, const char *name, const char *help, uint64_t v
     qbc_buf_printf(t, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name, (unsigned long long)v);
 }
 
+static void gauge(qbc_buf_t *t, const char *name, const char *help, uint64_t v)
+{
+    qbc_buf_printf(t, "# HELP %s %s\n# TYPE %s gauge\n%s %llu\n", name, help, name, name, (unsigned long long)v);
+}
+
 /* GET /admin/jetstream */
 static char *jetstream(void *ctx)
 {
@@ -213,18 +218,10 @@ static void jetstream_metrics(qbc_jetstream_t *js, qbc_buf_t *t)
 {
     qbc_jetstream_stats_t j;
     qbc_jetstream_stats(js, &j);
-    qbc_buf_printf(t,
-                   "# HELP qbcdc_jetstream_connected 1 when the feed publisher is connected and knows its stream.\n"
-                   "# TYPE qbcdc_jetstream_connected gauge\nqbcdc_jetstream_connected %d\n",
-                   j.connected);
-    qbc_buf_printf(t,
-                   "# HELP qbcdc_jetstream_cursor The last feed sequence the stream acknowledged.\n"
-                   "# TYPE qbcdc_jetstream_cursor gauge\nqbcdc_jetstream_cursor %llu\n",
-                   (unsigned long long)j.cursor);
-    qbc_buf_printf(t,
-                   "# HELP qbcdc_jetstream_lag Feed records not yet in the stream (publish lag).\n"
-                   "# TYPE qbcdc_jetstream_lag gauge\nqbcdc_jetstream_lag %llu\n",
-                   (unsigned long long)(j.head > j.cursor ? j.head - j.cursor : 0));
+    gauge(t, "qbcdc_jetstream_connected", "1 when the feed publisher is connected and knows its stream.", j.connected);
+    gauge(t, "qbcdc_jetstream_cursor", "The last feed sequence the stream acknowledged.", j.cursor);
+    gauge(t, "qbcdc_jetstream_lag", "Feed records not yet in the stream (publish lag).",
+          j.head > j.cursor ? j.head - j.cursor : 0);
     counter(t, "qbcdc_jetstream_published_total", "Feed records published to the stream since start.", j.published);
     counter(t, "qbcdc_jetstream_publish_failures_total", "Publishes that failed and were retried.", j.failures);
 }
@@ -290,28 +287,16 @@ static void inbox_metrics(qbc_inbox_t *ib, qbc_buf_t *t)
             "Webhooks answered 503 because the replicated inbox did not take them.", is.publish_failures);
     counter(t, "qbcdc_cluster_inbox_consumed_total",
             "Inbox messages of this node's partitions made durable in its store.", is.consumed);
-    qbc_buf_printf(t,
-                   "# HELP qbcdc_cluster_inbox_queued Webhooks waiting to be published to the inbox stream.\n"
-                   "# TYPE qbcdc_cluster_inbox_queued gauge\nqbcdc_cluster_inbox_queued %zu\n",
-                   is.queued);
+    gauge(t, "qbcdc_cluster_inbox_queued", "Webhooks waiting to be published to the inbox stream.", is.queued);
 }
 
 static void cluster_metrics(qbc_cluster_t *c, qbc_buf_t *t)
 {
     qbc_cluster_stats_t cs;
     qbc_cluster_stats(c, &cs);
-    qbc_buf_printf(t,
-                   "# HELP qbcdc_cluster_connected 1 when this node reaches the cluster's lease bucket.\n"
-                   "# TYPE qbcdc_cluster_connected gauge\nqbcdc_cluster_connected %d\n",
-                   cs.connected);
-    qbc_buf_printf(t,
-                   "# HELP qbcdc_cluster_partitions_owned Partitions this node holds the lease of.\n"
-                   "# TYPE qbcdc_cluster_partitions_owned gauge\nqbcdc_cluster_partitions_owned %u\n",
-                   cs.owned);
-    qbc_buf_printf(t,
-                   "# HELP qbcdc_cluster_nodes Live nodes this node sees.\n"
-                   "# TYPE qbcdc_cluster_nodes gauge\nqbcdc_cluster_nodes %u\n",
-                   cs.n_nodes);
+    gauge(t, "qbcdc_cluster_connected", "1 when this node reaches the cluster's lease bucket.", cs.connected);
+    gauge(t, "qbcdc_cluster_partitions_owned", "Partitions this node holds the lease of.", cs.owned);
+    gauge(t, "qbcdc_cluster_nodes", "Live nodes this node sees.", cs.n_nodes);
     counter(t, "qbcdc_cluster_leases_acquired_total", "Partition leases this node took.", cs.acquired);
     counter(t, "qbcdc_cluster_leases_released_total", "Partition leases this node handed over.", cs.released);
     counter(t, "qbcdc_cluster_leases_lost_total", "Partition leases lost (not renewed in time, or taken).", cs.lost);

@@ -287,11 +287,13 @@ Exit:
     if (rec != NULL)
         qbc_reconciler_stop(rec, (int)cfg.drain_ms_n);
     qbc_devsim_stop(&sim);
-    qbc_jetstream_stop(js);        /* commits its cursor: before the store closes */
-    qbc_delivery_stop(dl);         /* waits for its cursor commits: before the store closes */
+    /* cluster mode: no more QBO calls (the reconciler is gone), nothing more taken from the
+       inbox, then the partitions handed over at once, before the slower stops below */
     qbc_cluster_inbox_stop(inbox); /* acks what it consumed: the store must be open */
+    qbc_cluster_stop(cluster);
+    qbc_jetstream_stop(js); /* commits its cursor: before the store closes */
+    qbc_delivery_stop(dl);  /* waits for its cursor commits: before the store closes */
     qbc_cluster_realms_stop(realms);
-    qbc_cluster_stop(cluster); /* after the reconciler: hands its partitions over */
     qbc_api_destroy(api);
     qbc_store_close(store); /* drains anything still queued, then closes LMDB */
     qbc_config_free(&cfg);

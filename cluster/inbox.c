@@ -24,6 +24,7 @@
 #include <nats/nats.h>
 #include <openssl/sha.h>
 #include "cluster.h"
+#include "jetstream.h"
 #include "common.h"
 #include "ingress.h"
 
@@ -118,20 +119,8 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
 
 static int connect_and_prepare(qbc_inbox_t *ib)
 {
-    natsOptions *opts = NULL;
-    natsStatus s = natsOptions_Create(&opts);
-    if (s == NATS_OK)
-        s = natsOptions_SetServers(opts, (const char **)ib->servers, ib->n_servers);
-    if (s == NATS_OK)
-        s = natsOptions_SetMaxReconnect(opts, -1);
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectWait(opts, 250);
-    if (s == NATS_OK)
-        s = natsOptions_SetTimeout(opts, 2000);
     natsConnection *nc = NULL;
-    if (s == NATS_OK)
-        s = natsConnection_Connect(&nc, opts);
-    natsOptions_Destroy(opts);
+    natsStatus s = qbc_nats_connect(ib->servers, ib->n_servers, 250, &nc);
     if (s != NATS_OK) {
         set_error(ib, "cannot connect to NATS: %.100s", natsStatus_GetText(s));
         return -1;
@@ -497,8 +486,15 @@ static void *sub_main(void *arg)
             req.Batch = FETCH_BATCH;
             req.NoWait = true;
             req.Expires = NS / 2;
-            if (natsSubscription_FetchRequest(&list, ib->subs[p], &req) != NATS_OK)
+            natsStatus fs = natsSubscription_FetchRequest(&list, ib->subs[p], &req);
+            if (fs != NATS_OK && fs != NATS_ERR && fs != NATS_INVALID_SUBSCRIPTION)
+                continue;        /* nothing waiting, or NATS reconnecting (nats.c does that) */
+            if (fs != NATS_OK) { /* the consumer or the subscription is gone: made again next turn */
+                set_error(ib, "reading the inbox: %.100s", natsStatus_GetText(fs));
+                natsSubscription_Destroy(ib->subs[p]);
+                ib->subs[p] = NULL;
                 continue;
+            }
             size_t n = 0;
             for (int i = 0; i < list.Count; i++) {
                 natsMsg *m = list.Msgs[i];
@@ -551,12 +547,7 @@ int qbc_cluster_inbox_start(const qbc_inbox_config_t *cfg, qbc_cluster_t *cluste
     ib->partitions = cs.partitions;
     ib->subs = qbc_calloc(cs.partitions, sizeof(*ib->subs));
     ib->tail = &ib->head;
-    char *copy = qbc_strdup(cfg->urls), *save = NULL;
-    for (char *t = strtok_r(copy, ", ", &save); t != NULL; t = strtok_r(NULL, ", ", &save)) {
-        ib->servers = qbc_realloc(ib->servers, (size_t)(ib->n_servers + 1) * sizeof(char *));
-        ib->servers[ib->n_servers++] = qbc_strdup(t);
-    }
-    free(copy);
+    ib->n_servers = qbc_nats_servers(cfg->urls, &ib->servers);
     pthread_mutex_init(&ib->mu, NULL);
     if (qbc_cond_init_mono(&ib->cv) != 0)
         qbc_fatal("cannot make a monotonic condition variable");
@@ -606,9 +597,7 @@ void qbc_cluster_inbox_stop(qbc_inbox_t *ib)
         natsConnection_Close(ib->nc);
         natsConnection_Destroy(ib->nc);
     }
-    for (int i = 0; i < ib->n_servers; i++)
-        free(ib->servers[i]);
-    free(ib->servers);
+    qbc_nats_servers_free(ib->servers, ib->n_servers);
     free(ib->subs);
     free(ib->batch);
     free(ib->batch_failed);

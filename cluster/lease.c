@@ -16,6 +16,7 @@
 #include <string.h>
 #include <nats/nats.h>
 #include "cluster.h"
+#include "jetstream.h"
 #include "common.h"
 
 #define MOD "cluster"
@@ -127,20 +128,8 @@ static int check_partitions(qbc_cluster_t *c)
 
 static int connect_and_prepare(qbc_cluster_t *c)
 {
-    natsOptions *opts = NULL;
-    natsStatus s = natsOptions_Create(&opts);
-    if (s == NATS_OK)
-        s = natsOptions_SetServers(opts, (const char **)c->servers, c->n_servers);
-    if (s == NATS_OK)
-        s = natsOptions_SetMaxReconnect(opts, -1);
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectWait(opts, 250);
-    if (s == NATS_OK)
-        s = natsOptions_SetTimeout(opts, 2000);
     natsConnection *nc = NULL;
-    if (s == NATS_OK)
-        s = natsConnection_Connect(&nc, opts);
-    natsOptions_Destroy(opts);
+    natsStatus s = qbc_nats_connect(c->servers, c->n_servers, 250, &nc);
     pthread_mutex_lock(&c->mu);
     c->nc = nc;
     pthread_mutex_unlock(&c->mu);
@@ -401,20 +390,26 @@ static void release_all(qbc_cluster_t *c)
 {
     char key[80];
     int reachable = c->kv != NULL && c->nc != NULL && natsConnection_Status(c->nc) == NATS_CONN_STATUS_CONNECTED;
+    unsigned handed = 0, held_n = 0;
     for (unsigned p = 0; p < c->partitions; p++) {
         pthread_mutex_lock(&c->mu);
         int held = c->leases[p].held;
         drop(c, p, 0);
         pthread_mutex_unlock(&c->mu);
+        held_n += held;
         if (held && reachable) {
             lease_key(key, sizeof(key), p);
             reachable = kvStore_Delete(c->kv, key) == NATS_OK;
+            handed += reachable;
         }
     }
     if (reachable) {
         snprintf(key, sizeof(key), "node.%s", c->st.node_id);
         kvStore_Delete(c->kv, key);
     }
+    if (held_n > 0)
+        qbc_log(QBC_LOG_INFO, MOD, "stopping: handed %u of %u partitions over (the rest lapse after the lease TTL)",
+                handed, held_n);
 }
 
 static void *thread_main(void *arg)
@@ -468,12 +463,7 @@ int qbc_cluster_start(const qbc_cluster_config_t *cfg, qbc_cluster_t **out)
     c->replicas = cfg->replicas;
     c->ttl_ns = (int64_t)(cfg->lease_ttl_s ? cfg->lease_ttl_s : 10) * NS;
     c->leases = qbc_calloc(cfg->partitions, sizeof(*c->leases));
-    char *copy = qbc_strdup(cfg->urls), *save = NULL;
-    for (char *t = strtok_r(copy, ", ", &save); t != NULL; t = strtok_r(NULL, ", ", &save)) {
-        c->servers = qbc_realloc(c->servers, (size_t)(c->n_servers + 1) * sizeof(char *));
-        c->servers[c->n_servers++] = qbc_strdup(t);
-    }
-    free(copy);
+    c->n_servers = qbc_nats_servers(cfg->urls, &c->servers);
     pthread_mutex_init(&c->mu, NULL);
     if (qbc_cond_init_mono(&c->cv) != 0)
         qbc_fatal("cannot make a monotonic condition variable");
@@ -498,9 +488,7 @@ void qbc_cluster_stop(qbc_cluster_t *c)
     if (c->thread)
         pthread_join(c->thread, NULL);
     disconnect(c);
-    for (int i = 0; i < c->n_servers; i++)
-        free(c->servers[i]);
-    free(c->servers);
+    qbc_nats_servers_free(c->servers, c->n_servers);
     free(c->leases);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);

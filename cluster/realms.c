@@ -25,6 +25,7 @@
 #include <nats/nats.h>
 #include <openssl/crypto.h>
 #include "cluster.h"
+#include "jetstream.h"
 #include "common.h"
 
 #define MOD "cluster"
@@ -81,18 +82,27 @@ static int order_cmp(const order_t *a, const order_t *b)
     return 0;
 }
 
+static int known_cmp(const void *key, const void *k)
+{
+    return strcmp(key, ((const known_t *)k)->realm);
+}
+
+/* the bucket's view of a realm (kept sorted: a fleet has thousands), created if asked */
 static known_t *known_get(qbc_realm_sync_t *rs, const char *realm, int create)
 {
-    for (size_t i = 0; i < rs->n_known; i++)
-        if (strcmp(rs->known[i].realm, realm) == 0)
-            return &rs->known[i];
-    if (!create)
-        return NULL;
+    known_t *k = bsearch(realm, rs->known, rs->n_known, sizeof(*rs->known), known_cmp);
+    if (k != NULL || !create)
+        return k;
     if (rs->n_known == rs->cap_known) {
         rs->cap_known = rs->cap_known ? rs->cap_known * 2 : 64;
         rs->known = qbc_realloc(rs->known, rs->cap_known * sizeof(*rs->known));
     }
-    known_t *k = &rs->known[rs->n_known++];
+    size_t at = 0;
+    while (at < rs->n_known && strcmp(rs->known[at].realm, realm) < 0) /* new realms are rare */
+        at++;
+    memmove(&rs->known[at + 1], &rs->known[at], (rs->n_known - at) * sizeof(*rs->known));
+    rs->n_known++;
+    k = &rs->known[at];
     memset(k, 0, sizeof(*k));
     snprintf(k->realm, sizeof(k->realm), "%s", realm);
     return k;
@@ -135,20 +145,8 @@ static void disconnect(qbc_realm_sync_t *rs)
 
 static int connect_and_prepare(qbc_realm_sync_t *rs)
 {
-    natsOptions *opts = NULL;
-    natsStatus s = natsOptions_Create(&opts);
-    if (s == NATS_OK)
-        s = natsOptions_SetServers(opts, (const char **)rs->servers, rs->n_servers);
-    if (s == NATS_OK)
-        s = natsOptions_SetMaxReconnect(opts, -1);
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectWait(opts, 250);
-    if (s == NATS_OK)
-        s = natsOptions_SetTimeout(opts, 2000);
     natsConnection *nc = NULL;
-    if (s == NATS_OK)
-        s = natsConnection_Connect(&nc, opts);
-    natsOptions_Destroy(opts);
+    natsStatus s = qbc_nats_connect(rs->servers, rs->n_servers, 250, &nc);
     pthread_mutex_lock(&rs->mu);
     rs->nc = nc;
     pthread_mutex_unlock(&rs->mu);
@@ -412,15 +410,28 @@ static void *thread_main(void *arg)
             if (got >= 256)
                 break;
         }
-        if (s != NATS_OK && s != NATS_TIMEOUT && natsConnection_IsClosed(rs->nc))
-            disconnect(rs);
+        if (s != NATS_OK && s != NATS_TIMEOUT) { /* a reconnect in progress, or the watch is gone */
+            if (natsConnection_IsClosed(rs->nc)) {
+                disconnect(rs);
+                continue;
+            }
+            pthread_mutex_lock(&rs->mu);
+            if (!rs->stop)
+                qbc_cond_wait_until(&rs->cv, &rs->mu, qbc_mono_ns() + 200000000LL);
+            pthread_mutex_unlock(&rs->mu);
+        }
         /* then what changed here, once the bucket's view is known */
         int64_t now = qbc_mono_ns();
         pthread_mutex_lock(&rs->mu);
         int dirty = rs->dirty;
         rs->dirty = 0;
         pthread_mutex_unlock(&rs->mu);
-        if (initial_done && rs->kv != NULL && (dirty || now - last_scan > 10 * 1000000000LL)) {
+        /* at most a scan a second: every token refresh and CDC sweep marks realms changed */
+        if (dirty && now - last_scan < 1000000000LL) {
+            pthread_mutex_lock(&rs->mu);
+            rs->dirty = 1;
+            pthread_mutex_unlock(&rs->mu);
+        } else if (initial_done && rs->kv != NULL && (dirty || now - last_scan > 10 * 1000000000LL)) {
             scan_ctx_t sc = {rs, 0};
             qbc_store_realm_scan(rs->store, on_local_realm, &sc);
             last_scan = now;
@@ -449,12 +460,7 @@ int qbc_cluster_realms_start(const qbc_realm_sync_config_t *cfg, qbc_store_t *st
     rs->store = store;
     rs->replicas = cfg->replicas;
     snprintf(rs->node_id, sizeof(rs->node_id), "%s", cfg->node_id);
-    char *copy = qbc_strdup(cfg->urls), *save = NULL;
-    for (char *t = strtok_r(copy, ", ", &save); t != NULL; t = strtok_r(NULL, ", ", &save)) {
-        rs->servers = qbc_realloc(rs->servers, (size_t)(rs->n_servers + 1) * sizeof(char *));
-        rs->servers[rs->n_servers++] = qbc_strdup(t);
-    }
-    free(copy);
+    rs->n_servers = qbc_nats_servers(cfg->urls, &rs->servers);
     pthread_mutex_init(&rs->mu, NULL);
     if (qbc_cond_init_mono(&rs->cv) != 0)
         qbc_fatal("cannot make a monotonic condition variable");
@@ -492,9 +498,7 @@ void qbc_cluster_realms_stop(qbc_realm_sync_t *rs)
         qbc_cond_wait_until(&rs->cv, &rs->mu, until);
     pthread_mutex_unlock(&rs->mu);
     disconnect(rs);
-    for (int i = 0; i < rs->n_servers; i++)
-        free(rs->servers[i]);
-    free(rs->servers);
+    qbc_nats_servers_free(rs->servers, rs->n_servers);
     free(rs->known);
     pthread_mutex_destroy(&rs->mu);
     pthread_cond_destroy(&rs->cv);

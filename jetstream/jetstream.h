@@ -15,6 +15,7 @@
 #define QBC_JETSTREAM_H
 
 #include <stdint.h>
+#include <nats/nats.h>
 #include "store.h"
 
 typedef struct st_qbc_jetstream_config_t {
@@ -55,5 +56,24 @@ void qbc_jetstream_stop(qbc_jetstream_t *js);
 
 /** a consistent copy of the figures. Thread-safe. */
 void qbc_jetstream_stats(qbc_jetstream_t *js, qbc_jetstream_stats_t *out);
+
+/* ---------------------------------------------------------------- connecting (nats.c) */
+
+/**
+ * splits QBCDC_NATS_URL (URLs separated by commas or spaces) into a malloc'd array of
+ * malloc'd strings (qbc_nats_servers_free).
+ * @return how many
+ */
+int qbc_nats_servers(const char *urls, char ***out);
+
+void qbc_nats_servers_free(char **servers, int n);
+
+/**
+ * connects to the first of servers that answers (2 s each), with the options every qbcdc
+ * connection has: once connected, nats.c reconnects by itself for ever, every
+ * reconnect_wait_ms. Blocking: call it from a thread of one's own.
+ * @return NATS_OK with *out set, or the failure (natsStatus_GetText says it), *out NULL
+ */
+natsStatus qbc_nats_connect(char **servers, int n, int reconnect_wait_ms, natsConnection **out);
 
 #endif

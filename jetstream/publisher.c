@@ -104,20 +104,8 @@ static void disconnect(qbc_jetstream_t *p)
 
 static int connect_and_prepare(qbc_jetstream_t *p)
 {
-    natsOptions *opts = NULL;
-    natsStatus s = natsOptions_Create(&opts);
-    if (s == NATS_OK)
-        s = natsOptions_SetServers(opts, (const char **)p->servers, p->n_servers);
-    if (s == NATS_OK)
-        s = natsOptions_SetMaxReconnect(opts, -1);
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectWait(opts, 500);
-    if (s == NATS_OK)
-        s = natsOptions_SetTimeout(opts, 2000);
     natsConnection *nc = NULL;
-    if (s == NATS_OK)
-        s = natsConnection_Connect(&nc, opts);
-    natsOptions_Destroy(opts);
+    natsStatus s = qbc_nats_connect(p->servers, p->n_servers, 500, &nc);
     pthread_mutex_lock(&p->mu);
     p->nc = nc;
     pthread_mutex_unlock(&p->mu);
@@ -451,12 +439,7 @@ int qbc_jetstream_start(const qbc_jetstream_config_t *cfg, qbc_store_t *store, q
     p->stream = qbc_strdup(cfg->stream != NULL && cfg->stream[0] ? cfg->stream : "QBCDC_FEED");
     p->replicas = cfg->replicas;
     p->versions = cfg->cluster_versions;
-    char *copy = qbc_strdup(cfg->urls), *save = NULL;
-    for (char *t = strtok_r(copy, ", ", &save); t != NULL; t = strtok_r(NULL, ", ", &save)) {
-        p->servers = qbc_realloc(p->servers, (size_t)(p->n_servers + 1) * sizeof(char *));
-        p->servers[p->n_servers++] = qbc_strdup(t);
-    }
-    free(copy);
+    p->n_servers = qbc_nats_servers(cfg->urls, &p->servers);
     pthread_mutex_init(&p->mu, NULL);
     if (qbc_cond_init_mono(&p->cv) != 0) /* nap() waits on it with monotonic deadlines */
         qbc_fatal("cannot make a monotonic condition variable");
@@ -485,9 +468,7 @@ void qbc_jetstream_stop(qbc_jetstream_t *p)
         pthread_join(p->thread, NULL);
     qbc_store_remove_listener(p->store, p->listener);
     disconnect(p);
-    for (int i = 0; i < p->n_servers; i++)
-        free(p->servers[i]);
-    free(p->servers);
+    qbc_nats_servers_free(p->servers, p->n_servers);
     free(p->stream);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);

@@ -115,6 +115,18 @@ class Proc:
             return f.read().decode(errors="replace")
 
 
+def wait_for(cond, timeout, poll=0.1):
+    """calls cond every poll seconds until it returns something true (returned) or timeout
+    seconds pass (then its last answer is returned): tests wait for what they mean, not a time"""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(poll)
+    return cond()
+
+
 def wait_http(port, path="/healthz", timeout=10.0, host="127.0.0.1"):
     """waits until GET path answers anything; returns True if it did within timeout."""
     deadline = time.time() + timeout

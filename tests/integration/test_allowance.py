@@ -31,15 +31,6 @@ PERIOD = 20
 BUDGET = 450
 
 
-def wait_for(cond, timeout, poll=0.25):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(poll)
-    return cond()
-
 
 def budget(port):
     st, j = admin(port, "GET", "/admin/budget")

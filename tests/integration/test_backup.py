@@ -57,14 +57,6 @@ def feed_page(port, after):
     return json.loads(b) if st == 200 else None
 
 
-def wait_for(cond, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.2)
-    return cond()
 
 
 port = free_port()

@@ -351,8 +351,10 @@ is_(leaver.proc.stop(), 0, "%s stops gracefully" % leaver.id)
 stay = [n for n in nodes if n is not leaver]
 good, v5, took = settled(stay, 30)
 handover = time.time() - t0
-diag("graceful hand-over of %d partitions: %.1f s" % (had, handover))
-ok(good and handover < 8, "its partitions are owned by the others within 8 s, before its leases could lapse")
+diag("graceful hand-over of %d partitions: %.1f s from SIGTERM to the others owning them" % (had, handover))
+ok(good, "its partitions are owned by the others")
+ok("handed %d of %d partitions over" % (had, had) in leaver.proc.output(),
+   "it handed every one over as it stopped (deleted its leases; none left to lapse)")
 
 # a node configured with another partition count takes no part
 odd = Node(4, {"QBCDC_PARTITIONS": "8"})

@@ -25,15 +25,6 @@ from simlib import Sim, admin, register_realms, serve_env, wait_drained
 FEED = {"Authorization": "Bearer test-feed-token"}
 
 
-def wait_for(cond, timeout, poll=0.25):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(poll)
-    return cond()
-
 
 def feed(port):
     """{seq: change object} from /v1/changes, and the raw pages"""

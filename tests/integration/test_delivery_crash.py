@@ -18,15 +18,6 @@ from simlib import Sim, admin, register_realms, serve_env, wait_drained
 FEED = {"Authorization": "Bearer test-feed-token"}
 
 
-def wait_for(cond, timeout, poll=0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(poll)
-    return cond()
-
 
 port = free_port()
 sim = Sim(args=["--webhook-url", "http://127.0.0.1:%d/webhooks/intuit" % port], realms=2, entities=10)

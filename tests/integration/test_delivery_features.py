@@ -26,15 +26,6 @@ from simlib import ADMIN, Sim, admin, register_realms, serve_env, wait_drained
 FEED = {"Authorization": "Bearer test-feed-token"}
 
 
-def wait_for(cond, timeout, poll=0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(poll)
-    return cond()
-
 
 def feed(port):
     out, after = {}, 0

@@ -38,14 +38,6 @@ def realms(port):
     return json.loads(body)["realms"] if st == 200 else []
 
 
-def wait_for(cond, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.25)
-    return cond()
 
 
 data = tmpdir("qbcdc-devsim-restart-")

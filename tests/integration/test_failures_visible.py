@@ -22,14 +22,6 @@ def realm_row(port, realm):
     return {r["realm"]: r for r in j["realms"]}.get(realm) if st == 200 else None
 
 
-def wait_for(cond, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.1)
-    return cond()
 
 
 sim = Sim(realms=1, entities=5)

@@ -26,15 +26,6 @@ if NATS_SERVER is None:
 FEED = {"Authorization": "Bearer test-feed-token"}
 
 
-def wait_for(cond, timeout, poll=0.25):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(poll)
-    return cond()
-
 
 def feed_records(data):
     """the feed as qbcdc stores it: {seq: (realm, entity, json bytes)} from /v1/changes"""

@@ -33,13 +33,6 @@ def sim_token_calls(sim):
     return sim.json("GET", "/sim/stats")[1]["oauth"]["token"]
 
 
-def wait_for(cond, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def realm_row(port, realm):

@@ -48,13 +48,6 @@ def jobs_of(port, realm):
     return [x for x in (j or {}).get("jobs", []) if x["realm"] == realm] if st == 200 else []
 
 
-def wait_for(fn, timeout, poll=0.1):
-    deadline = time.time() + timeout
-    v = fn()
-    while not v and time.time() < deadline:
-        time.sleep(poll)
-        v = fn()
-    return v
 
 
 def cdc_calls(sim, realm):

@@ -37,13 +37,6 @@ def streams(port):
     return metric(port, "qbcdc_feed_streams")
 
 
-def wait_for(cond, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
 
 
 # ---- 1 and 2: the cap, and readers that leave ----
@@ -59,7 +52,7 @@ st, _, _ = request(port, "GET", "/v1/changes?after=0", headers=AUTH)
 is_(st, 200, "a pull that does not wait is not counted")
 a.close()
 t0 = time.time()
-ok(wait_for(lambda: streams(port) == 1, 5), "a client that leaves is noticed at once (%.2f s), not after its 30 s wait"
+ok(wait_for(lambda: streams(port) == 1, 5, poll=0.05), "a client that leaves is noticed at once (%.2f s), not after its 30 s wait"
    % (time.time() - t0))
 c = open_poll(port)
 ok(wait_for(lambda: streams(port) == 2, 5), "and its slot is taken by the next reader")
