@@ -90,7 +90,7 @@ static int known_cmp(const void *key, const void *k)
 /* the bucket's view of a realm (kept sorted: a fleet has thousands), created if asked */
 static known_t *known_get(qbc_realm_sync_t *rs, const char *realm, int create)
 {
-    known_t *k = bsearch(realm, rs->known, rs->n_known, sizeof(*rs->known), known_cmp);
+    known_t *k = rs->n_known ? bsearch(realm, rs->known, rs->n_known, sizeof(*rs->known), known_cmp) : NULL;
     if (k != NULL || !create)
         return k;
     if (rs->n_known == rs->cap_known) {
