@@ -189,13 +189,30 @@ def sim_calls(sim):
 SIM_ENTITIES = "Customer,Vendor,Item,Account,Invoice,Payment,Bill,JournalEntry"
 
 
+FEED_TOKEN = "test-feed-token"
+
+
+def feed_changes(port):
+    """the whole feed of the qbcdc on port, as /v1/changes serves it: {seq: change object}"""
+    out, after = {}, 0
+    while True:
+        st, _, b = request(port, "GET", "/v1/changes?limit=1000&after=%d" % after,
+                           headers={"Authorization": "Bearer " + FEED_TOKEN})
+        page = json.loads(b)
+        for c in page["changes"]:
+            out[c["seq"]] = c
+        if not page["changes"]:
+            return out
+        after = page["next"]
+
+
 def serve_env(port, data_dir, sim):
     """the environment for `qbcdc serve` on port, using sim as Intuit."""
     return {"QBCDC_LISTEN": "127.0.0.1:%d" % port, "QBCDC_DATA_DIR": data_dir, "QBCDC_SIM": "off",
             "QBCDC_WEBHOOK_VERIFIER_TOKENS": VERIFIER, "QBCDC_CLIENT_ID": CLIENT_ID,
             "QBCDC_CLIENT_SECRET": CLIENT_SECRET, "QBCDC_API_BASE": "http://127.0.0.1:%d" % sim.port,
             "QBCDC_OAUTH_TOKEN_URL": "http://127.0.0.1:%d/oauth2/v1/tokens/bearer" % sim.port,
-            "QBCDC_ADMIN_TOKEN": ADMIN, "QBCDC_FEED_TOKEN": "test-feed-token", "QBCDC_LOG_LEVEL": "warn",
+            "QBCDC_ADMIN_TOKEN": ADMIN, "QBCDC_FEED_TOKEN": FEED_TOKEN, "QBCDC_LOG_LEVEL": "warn",
             "QBCDC_CDC_ENTITIES": SIM_ENTITIES,
             # ungoverned: second-long CDC intervals would be stretched to fit a month's budget
             # (test_allowance.py governs)

@@ -31,7 +31,6 @@ PERIOD = 20
 BUDGET = 450
 
 
-
 def budget(port):
     st, j = admin(port, "GET", "/admin/budget")
     return j if st == 200 else {}

@@ -57,8 +57,6 @@ def feed_page(port, after):
     return json.loads(b) if st == 200 else None
 
 
-
-
 port = free_port()
 sim = Sim(args=["--webhook-url", "http://127.0.0.1:%d/webhooks/intuit" % port], realms=2, entities=20)
 q, data, realms = serve_with_sim(sim, port, "qbcdc-backup-src-")

@@ -18,7 +18,6 @@ from harness import *  # noqa: F401,F403
 from simlib import ADMIN, admin, Sim, compare_to_truth, flat_truth, register_realms, serve_env, sim_calls, SIM_ENTITIES as ENTITIES
 
 
-
 def converge(sim, truth0, data_dir, timeout):
     """waits until qbcdc's entities equal the truth; returns the last comparison"""
     deadline = time.time() + timeout

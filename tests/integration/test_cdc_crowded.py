@@ -21,7 +21,6 @@ from harness import *  # noqa: F401,F403
 from simlib import admin, Sim, compare_to_truth, flat_truth, qbcdc_lines, serve_env, serve_with_sim, sim_calls, wait_job, SIM_ENTITIES
 
 
-
 def converge(truth_before, timeout=40, deletes_too=True):
     """waits until qbcdc holds the truth (with deletes_too, the deletes of what it held too) and
     nothing is pending"""

@@ -25,7 +25,6 @@ from simlib import Sim, admin, register_realms, serve_env, wait_drained
 FEED = {"Authorization": "Bearer test-feed-token"}
 
 
-
 def feed(port):
     """{seq: change object} from /v1/changes, and the raw pages"""
     out, raw, after = {}, [], 0

@@ -18,7 +18,6 @@ from simlib import Sim, admin, register_realms, serve_env, wait_drained
 FEED = {"Authorization": "Bearer test-feed-token"}
 
 
-
 port = free_port()
 sim = Sim(args=["--webhook-url", "http://127.0.0.1:%d/webhooks/intuit" % port], realms=2, entities=10)
 env = serve_env(port, tmpdir("qbcdc-push-crash-"), sim)

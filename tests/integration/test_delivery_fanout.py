@@ -24,7 +24,6 @@ from simlib import Sim, admin, register_realms, serve_env, wait_drained
 FEED = {"Authorization": "Bearer test-feed-token"}
 
 
-
 class BlackHole:
     """accepts connections, reads, never answers"""
 
@@ -118,7 +117,6 @@ for r in live.acked():
     by_path.setdefault(r["path"], []).extend(c["seq"] for c in json.loads(r["body"])["data"]["changes"])
 wrong = [p for k, p in subs.values() if k == "live" and by_path.get(p) != seqs]
 is_(wrong, [], "each healthy receiver path got every change, in order, no gap, nothing twice")
-
 
 
 def dead_tried():

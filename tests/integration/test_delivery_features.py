@@ -21,22 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import openapi_check as oc  # noqa: E402  (first: may re-exec with /usr/bin/python3)
 from harness import *  # noqa: F401,F403
 from receiverlib import Receiver, sign
-from simlib import ADMIN, Sim, admin, register_realms, serve_env, wait_drained
-
-FEED = {"Authorization": "Bearer test-feed-token"}
-
-
-
-def feed(port):
-    out, after = {}, 0
-    while True:
-        st, _, b = request(port, "GET", "/v1/changes?limit=1000&after=%d" % after, headers=FEED)
-        page = json.loads(b)
-        for c in page["changes"]:
-            out[c["seq"]] = c
-        if not page["changes"]:
-            return out
-        after = page["next"]
+from simlib import ADMIN, Sim, admin, feed_changes, register_realms, serve_env, wait_drained
 
 
 def sub_state(port, sid):
@@ -104,7 +89,7 @@ s_ra = create(port, {"url": ra_rcv.url(), "start_after": 0})
 is_(register_realms(port, sim), 2, "two realms registered")
 sim.json("POST", "/sim/mutate?n=80&per_hook=4")
 ok(not wait_drained(sim, data, timeout=60), "every change fetched")
-changes = feed(port)
+changes = feed_changes(port)
 head = max(changes)
 ok(wait_for(lambda: sub_state(port, s_all["id"])["cursor"] == head, 30), "the plain subscription reaches the head")
 is_(all_rcv.acked_seqs(), sorted(changes), "and got every change in order")
@@ -151,7 +136,7 @@ ok(st == 200 and j["state"] == "paused" and j["paused"] is True, "POST .../pause
 n_paused = len(pause_rcv.snapshot())
 sim.json("POST", "/sim/mutate?n=20&per_hook=4")
 ok(not wait_drained(sim, data, timeout=60), "more changes fetched")
-changes = feed(port)
+changes = feed_changes(port)
 head = max(changes)
 ok(wait_for(lambda: sub_state(port, s_all["id"])["cursor"] == head, 30), "others keep delivering")
 p = sub_state(port, s_pause["id"])
@@ -235,7 +220,7 @@ is_(admin(port, "DELETE", "/admin/subscriptions/%s" % s_filt["id"])[0], 404, "a 
 n_f = len(filt_rcv.snapshot())
 sim.json("POST", "/sim/mutate?n=10&per_hook=2")
 wait_drained(sim, data, timeout=60)
-head = max(feed(port))
+head = max(feed_changes(port))
 wait_for(lambda: sub_state(port, s_all["id"])["cursor"] == head, 20)
 is_(len(filt_rcv.snapshot()), n_f, "a deleted subscription's receiver gets nothing more")
 

@@ -38,8 +38,6 @@ def realms(port):
     return json.loads(body)["realms"] if st == 200 else []
 
 
-
-
 data = tmpdir("qbcdc-devsim-restart-")
 sim_port = free_port()
 env = {"QBCDC_DATA_DIR": data, "QBCDC_SIM": "auto", "QBCDC_SIM_LISTEN": "127.0.0.1:%d" % sim_port}

@@ -22,8 +22,6 @@ def realm_row(port, realm):
     return {r["realm"]: r for r in j["realms"]}.get(realm) if st == 200 else None
 
 
-
-
 sim = Sim(realms=1, entities=5)
 realm = next(iter(sim.realms()))
 fast = {"QBCDC_BACKOFF_BASE_MS": "10", "QBCDC_BACKOFF_MAX_MS": "50", "QBCDC_CDC_INTERVAL": "3600",

@@ -17,7 +17,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import *  # noqa: F401,F403
 from natslib import NATS_SERVER, Client, NatsServer
-from simlib import Sim, qbcdc_lines, register_realms, serve_env, wait_drained
+from simlib import Sim, feed_changes, qbcdc_lines, register_realms, serve_env, wait_drained
 
 if NATS_SERVER is None:
     print("1..0 # SKIP nats-server is not installed (apt-get install nats-server)")
@@ -26,25 +26,11 @@ if NATS_SERVER is None:
 FEED = {"Authorization": "Bearer test-feed-token"}
 
 
-
-def feed_records(data):
-    """the feed as qbcdc stores it: {seq: (realm, entity, json bytes)} from /v1/changes"""
-    out, after = {}, 0
-    while True:
-        st, _, b = request(port, "GET", "/v1/changes?limit=1000&after=%d" % after, headers=FEED)
-        page = json.loads(b)
-        for c in page["changes"]:
-            out[c["seq"]] = c
-        if not page["changes"]:
-            return out
-        after = page["next"]
-
-
 def check_stream(label):
     c = Client(nats.port)
     msgs = c.messages("QBCDC_FEED")
     c.close()
-    feed = feed_records(data)
+    feed = feed_changes(port)
     seqs = [int(h.get("Qbcdc-Feed-Seq", 0)) for _, _, h, _ in msgs]
     for missing in sorted(set(feed) - set(seqs))[:3]:
         r = feed[missing]

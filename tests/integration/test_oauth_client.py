@@ -33,8 +33,6 @@ def sim_token_calls(sim):
     return sim.json("GET", "/sim/stats")[1]["oauth"]["token"]
 
 
-
-
 def realm_row(port, realm):
     st, _, body = request(port, "GET", "/admin/realms", headers=AUTH)
     return {r["realm"]: r for r in json.loads(body)["realms"]}.get(realm) if st == 200 else None

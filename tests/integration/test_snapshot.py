@@ -48,8 +48,6 @@ def jobs_of(port, realm):
     return [x for x in (j or {}).get("jobs", []) if x["realm"] == realm] if st == 200 else []
 
 
-
-
 def cdc_calls(sim, realm):
     st, s = sim.json("GET", "/sim/stats")
     return s.get("realms", {}).get(realm, {}).get("requests", {}).get("cdc", 0)

@@ -37,8 +37,6 @@ def streams(port):
     return metric(port, "qbcdc_feed_streams")
 
 
-
-
 # ---- 1 and 2: the cap, and readers that leave ----
 proc, port, _ = start_qbcdc(extra_env={"QBCDC_FEED_TOKEN": FEED, "QBCDC_MAX_STREAMS": "2"})
 a, b = open_poll(port), open_poll(port)
