@@ -160,6 +160,18 @@ static json_t *list_json(const char *v)
     return a;
 }
 
+/* the admin commands' settings: the flags and variables that say where the service is; says why not */
+static int load_config(qbc_config_t *cfg, int n, char **args)
+{
+    char err[256];
+    if (qbc_config_load(cfg, n, args, 2, (const char *const[]){"listen", "admin-token", "tls-cert", NULL}, err,
+                        sizeof(err)) != 0) {
+        fprintf(stderr, "qbcdc: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
 /* qbcdc subscriptions ...: /admin/subscriptions */
 static int subscriptions(int argc, char **argv)
 {
@@ -168,7 +180,7 @@ static int subscriptions(int argc, char **argv)
     int nrest = 0, first = argc > 2 && argv[2][0] != '-' ? 3 : 2;
     json_t *body = json_object();
     qbc_config_t cfg;
-    char err[256], path[160];
+    char path[160];
     int code = 2;
 
     rest[nrest++] = argv[0];
@@ -233,11 +245,8 @@ static int subscriptions(int argc, char **argv)
                 rest[nrest++] = argv[++i];
         }
     }
-    if (qbc_config_load(&cfg, nrest, rest, 2, (const char *const[]){"listen", "admin-token", "tls-cert", NULL}, err,
-                        sizeof(err)) != 0) {
-        fprintf(stderr, "qbcdc: %s\n", err);
+    if (load_config(&cfg, nrest, rest) != 0)
         goto Exit;
-    }
     int needs_id = strcmp(verb, "list") != 0 && strcmp(verb, "create") != 0;
     if (needs_id != (id != NULL) || (id != NULL && !valid_word(id))) {
         fprintf(stderr, "qbcdc: subscriptions %s %s (see qbcdc subscriptions --help)\n", verb,
@@ -288,7 +297,6 @@ int qbc_adminapi_main(const char *cmd, int argc, char **argv)
     char *rest[64];
     int nrest = 0;
     qbc_config_t cfg;
-    char err[256];
 
     rest[nrest++] = argv[0];
     rest[nrest++] = argv[1];
@@ -310,11 +318,8 @@ int qbc_adminapi_main(const char *cmd, int argc, char **argv)
                 rest[nrest++] = argv[++i];
         }
     }
-    if (qbc_config_load(&cfg, nrest, rest, 2, (const char *const[]){"listen", "admin-token", "tls-cert", NULL}, err,
-                        sizeof(err)) != 0) {
-        fprintf(stderr, "qbcdc: %s\n", err);
+    if (load_config(&cfg, nrest, rest) != 0)
         return 2;
-    }
     char path[256];
     int code = 2;
     if (strcmp(cmd, "cluster") == 0) {

@@ -20,6 +20,20 @@ typedef struct {
     qbc_delivery_t *dl;       /* push delivery (NULL: not running) */
 } figures_t;
 
+/* a component's last error for a JSON answer: the text, or null when none */
+static json_t *error_or_null(const char *e)
+{
+    return e[0] ? json_string(e) : json_null();
+}
+
+/* the compact text of an answer object, which it frees */
+static char *dump(json_t *o)
+{
+    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    return text;
+}
+
 static int by_realm(const void *x, const void *y)
 {
     return strcmp(((const qbc_realm_allowance_t *)x)->realm, ((const qbc_realm_allowance_t *)y)->realm);
@@ -93,9 +107,7 @@ static char *budget(void *ctx)
         json_array_append_new(w, json_string("backfill"));
     json_object_set_new(o, "waiting", w);
     json_object_set_new(o, "top_realms", top);
-    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(o);
-    return text;
+    return dump(o);
 }
 
 static int backfill_waiting(void *ctx, char *why, size_t size)
@@ -128,6 +140,13 @@ static void realm_stats(void *ctx, void *json_array)
     qbc_realm_allowance_t *allow;
     size_t n_allow;
     qbc_reconciler_realm_allowances(r, &allow, &n_allow);
+    qbc_cluster_t *cluster = ((figures_t *)ctx)->cluster;
+    unsigned partitions = 0;
+    if (cluster != NULL) { /* once, not per realm: the figures hold every node's name */
+        qbc_cluster_stats_t cs;
+        qbc_cluster_stats(cluster, &cs);
+        partitions = cs.partitions;
+    }
     json_array_foreach(list, i, o)
     {
         const char *realm = json_string_value(json_object_get(o, "realm"));
@@ -170,16 +189,13 @@ static void realm_stats(void *ctx, void *json_array)
         json_object_set_new(o, "api_inflight", json_integer(inflight));
         json_object_set_new(o, "throttled_until",
                             paused > qbc_now_ns() ? json_string(qbc_time_format(paused, ts)) : json_null());
-        qbc_cluster_t *c = ((figures_t *)ctx)->cluster;
-        if (c != NULL && realm != NULL) { /* cluster mode: which node calls QBO for it */
-            qbc_cluster_stats_t cs;
-            qbc_cluster_stats(c, &cs);
-            unsigned part = qbc_cluster_partition_of(realm, cs.partitions);
+        if (cluster != NULL && realm != NULL) { /* cluster mode: which node calls QBO for it */
+            unsigned part = qbc_cluster_partition_of(realm, partitions);
             char owner[QBC_NODE_ID_MAX];
-            qbc_cluster_owner(c, part, owner);
+            qbc_cluster_owner(cluster, part, owner);
             json_object_set_new(o, "partition", json_integer(part));
             json_object_set_new(o, "owner", owner[0] ? json_string(owner) : json_null());
-            json_object_set_new(o, "owned_here", json_boolean(qbc_cluster_owns(c, realm, NULL)));
+            json_object_set_new(o, "owned_here", json_boolean(qbc_cluster_owns_partition(cluster, part)));
         }
     }
     free(allow);
@@ -208,10 +224,8 @@ static char *jetstream(void *ctx)
                           (json_int_t)j.head, "lag", (json_int_t)(j.head > j.cursor ? j.head - j.cursor : 0),
                           "published", (json_int_t)j.published, "failures", (json_int_t)j.failures);
     json_object_set_new(o, "skipped", json_integer((json_int_t)j.skipped));
-    json_object_set_new(o, "last_error", j.last_error[0] ? json_string(j.last_error) : json_null());
-    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(o);
-    return text;
+    json_object_set_new(o, "last_error", error_or_null(j.last_error));
+    return dump(o);
 }
 
 static void jetstream_metrics(qbc_jetstream_t *js, qbc_buf_t *t)
@@ -251,7 +265,7 @@ static char *cluster_view(void *ctx)
                           (json_int_t)cs.acquired, "released", (json_int_t)cs.released, "lost", (json_int_t)cs.lost,
                           "renew_failures", (json_int_t)cs.renew_failures);
     json_object_set_new(o, "last_round", cs.last_tick_ns ? json_integer(cs.last_tick_ns / 1000000000LL) : json_null());
-    json_object_set_new(o, "last_error", cs.last_error[0] ? json_string(cs.last_error) : json_null());
+    json_object_set_new(o, "last_error", error_or_null(cs.last_error));
     qbc_inbox_t *ib = ((figures_t *)ctx)->inbox;
     if (ib != NULL) {
         qbc_inbox_stats_t is;
@@ -260,7 +274,7 @@ static char *cluster_view(void *ctx)
                                (json_int_t)is.published, "publish_failures", (json_int_t)is.publish_failures,
                                "consumed", (json_int_t)is.consumed, "queued", (json_int_t)is.queued, "outstanding",
                                (json_int_t)is.outstanding, "partitions_read", (int)is.partitions_read);
-        json_object_set_new(in, "last_error", is.last_error[0] ? json_string(is.last_error) : json_null());
+        json_object_set_new(in, "last_error", error_or_null(is.last_error));
         json_object_set_new(o, "inbox", in);
     }
     qbc_realm_sync_t *rs = ((figures_t *)ctx)->realms;
@@ -269,12 +283,10 @@ static char *cluster_view(void *ctx)
         qbc_cluster_realms_stats(rs, &rst);
         json_t *rj = json_pack("{s:b,s:I,s:I,s:I}", "connected", rst.connected, "put", (json_int_t)rst.put, "imported",
                                (json_int_t)rst.imported, "unsealable", (json_int_t)rst.unsealable);
-        json_object_set_new(rj, "last_error", rst.last_error[0] ? json_string(rst.last_error) : json_null());
+        json_object_set_new(rj, "last_error", error_or_null(rst.last_error));
         json_object_set_new(o, "realms", rj);
     }
-    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(o);
-    return text;
+    return dump(o);
 }
 
 static void inbox_metrics(qbc_inbox_t *ib, qbc_buf_t *t)
