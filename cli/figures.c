@@ -307,6 +307,7 @@ static void cluster_metrics(qbc_cluster_t *c, qbc_buf_t *t)
     qbc_cluster_stats_t cs;
     qbc_cluster_stats(c, &cs);
     gauge(t, "qbcdc_cluster_connected", "1 when this node reaches the cluster's lease bucket.", cs.connected);
+    gauge(t, "qbcdc_cluster_partitions", "Partitions the cluster has (QBCDC_PARTITIONS).", cs.partitions);
     gauge(t, "qbcdc_cluster_partitions_owned", "Partitions this node holds the lease of.", cs.owned);
     gauge(t, "qbcdc_cluster_nodes", "Live nodes this node sees.", cs.n_nodes);
     counter(t, "qbcdc_cluster_leases_acquired_total", "Partition leases this node took.", cs.acquired);
