@@ -224,6 +224,8 @@ static char *jetstream(void *ctx)
                           (json_int_t)j.head, "lag", (json_int_t)(j.head > j.cursor ? j.head - j.cursor : 0),
                           "published", (json_int_t)j.published, "failures", (json_int_t)j.failures);
     json_object_set_new(o, "skipped", json_integer((json_int_t)j.skipped));
+    json_object_set_new(o, "not_owner", json_integer((json_int_t)j.not_owner));
+    json_object_set_new(o, "waiting_owner", json_boolean(j.waiting_owner));
     json_object_set_new(o, "last_error", error_or_null(j.last_error));
     return dump(o);
 }
@@ -238,6 +240,10 @@ static void jetstream_metrics(qbc_jetstream_t *js, qbc_buf_t *t)
           j.head > j.cursor ? j.head - j.cursor : 0);
     counter(t, "qbcdc_jetstream_published_total", "Feed records published to the stream since start.", j.published);
     counter(t, "qbcdc_jetstream_publish_failures_total", "Publishes that failed and were retried.", j.failures);
+    counter(t, "qbcdc_jetstream_skipped_total",
+            "Cluster mode: records not published because the stream held that version already.", j.skipped);
+    counter(t, "qbcdc_jetstream_not_owner_total",
+            "Cluster mode: records not published because their realm was another node's by then.", j.not_owner);
 }
 
 /* GET /admin/cluster */

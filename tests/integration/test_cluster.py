@@ -332,8 +332,9 @@ stale = [(k, last.get(k), truth_now.get(k)) for k in changed_keys
          if last.get(k) is None or (truth_now.get(k) is None) != last[k][0] or
          (truth_now.get(k) is not None and str(last[k][1]) != truth_now[k])]
 skipped = sum(j.get("skipped", 0) for j in js_views)
-diag("feed stream: %d records, %d entities; records another node had put there, skipped: %d" % (len(msgs), len(last),
-                                                                                                 skipped))
+not_owner = sum(j.get("not_owner", 0) for j in js_views)
+diag("feed stream: %d records, %d entities; records another node had put there, skipped: %d; records of realms "
+     "another node owned by then, left to it: %d" % (len(msgs), len(last), skipped, not_owner))
 is_(dup[:5], [], "the feed stream holds each entity version (and each delete) once, whichever node fetched it")
 is_(backwards[:5], [], "and no entity goes backwards in it")
 is_(stale[:5], [], "its last record of every changed entity is qbosim's truth (%d changed)" % len(changed_keys))
