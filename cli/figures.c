@@ -17,6 +17,7 @@ typedef struct {
     qbc_cluster_t *cluster;   /* NULL: one node */
     qbc_inbox_t *inbox;       /* with cluster */
     qbc_realm_sync_t *realms; /* with cluster */
+    qbc_meter_t *meter;       /* with cluster */
     qbc_delivery_t *dl;       /* push delivery (NULL: not running) */
 } figures_t;
 
@@ -56,6 +57,46 @@ static json_t *purposes(const uint64_t *used)
     for (int p = 0; p < QBC_USAGE_PURPOSES; p++)
         json_object_set_new(o, qbc_usage_purpose_name(p), json_integer((json_int_t)used[p]));
     return o;
+}
+
+/* GET /admin/budget's "cluster": this node's share, every node's, and the meter's state */
+static json_t *budget_cluster(qbc_meter_t *m, const qbc_allowance_figures_t *f)
+{
+    uint64_t node_total = 0;
+    for (int p = 0; p < QBC_USAGE_PURPOSES; p++)
+        node_total += f->node_used[p];
+    json_t *c = json_object();
+    json_object_set_new(c, "node_used", json_integer((json_int_t)node_total));
+    json_object_set_new(c, "node_by_purpose", purposes(f->node_used));
+    json_object_set_new(c, "others_used", json_integer((json_int_t)f->others_total));
+    json_object_set_new(c, "others_inflight", json_integer((json_int_t)f->others_inflight));
+    json_object_set_new(c, "reserve", json_integer((json_int_t)f->cluster_reserve));
+    json_object_set_new(c, "recovered", json_integer((json_int_t)f->recovered));
+    json_object_set_new(c, "meter_connected", json_boolean(f->meter_connected));
+    json_object_set_new(c, "meter_synced", json_boolean(f->meter_synced));
+    json_object_set_new(c, "meter_lag_s", json_real(round(f->meter_lag_s * 10) / 10));
+    json_t *nodes = json_array();
+    if (m != NULL) {
+        qbc_meter_node_t *list = qbc_calloc(64, sizeof(*list));
+        size_t n = qbc_cluster_meter_nodes(m, f->period_start_ns, list, 64);
+        char ts[QBC_TIME_BUFSZ];
+        for (size_t i = 0; i < n; i++) {
+            uint64_t t = 0;
+            for (int p = 0; p < QBC_USAGE_PURPOSES; p++)
+                t += list[i].used[p];
+            json_array_append_new(nodes, json_pack("{s:s,s:I,s:o,s:I,s:s}", "node", list[i].node, "used", (json_int_t)t,
+                                                   "by_purpose", purposes(list[i].used), "inflight",
+                                                   (json_int_t)list[i].inflight, "updated",
+                                                   qbc_time_format(list[i].updated_ns, ts)));
+        }
+        free(list);
+        qbc_meter_stats_t ms;
+        qbc_cluster_meter_stats(m, &ms);
+        json_object_set_new(c, "puts", json_integer((json_int_t)ms.puts));
+        json_object_set_new(c, "last_error", error_or_null(ms.last_error));
+    }
+    json_object_set_new(c, "nodes", nodes);
+    return c;
 }
 
 /* GET /admin/budget */
@@ -107,6 +148,8 @@ static char *budget(void *ctx)
         json_array_append_new(w, json_string("backfill"));
     json_object_set_new(o, "waiting", w);
     json_object_set_new(o, "top_realms", top);
+    if (f.shared) /* cluster mode: the figures above are the cluster's; what each node spent */
+        json_object_set_new(o, "cluster", budget_cluster(((figures_t *)ctx)->meter, &f));
     return dump(o);
 }
 
@@ -287,8 +330,10 @@ static char *cluster_view(void *ctx)
     if (rs != NULL) {
         qbc_realm_sync_stats_t rst;
         qbc_cluster_realms_stats(rs, &rst);
-        json_t *rj = json_pack("{s:b,s:I,s:I,s:I}", "connected", rst.connected, "put", (json_int_t)rst.put, "imported",
-                               (json_int_t)rst.imported, "unsealable", (json_int_t)rst.unsealable);
+        json_t *rj =
+            json_pack("{s:b,s:I,s:I,s:I,s:I,s:I}", "connected", rst.connected, "put", (json_int_t)rst.put, "imported",
+                      (json_int_t)rst.imported, "unsealable", (json_int_t)rst.unsealable, "watermarks_put",
+                      (json_int_t)rst.watermarks_put, "watermarks_taken", (json_int_t)rst.watermarks_taken);
         json_object_set_new(rj, "last_error", error_or_null(rst.last_error));
         json_object_set_new(o, "realms", rj);
     }
@@ -415,6 +460,19 @@ static char *metrics(void *ctx)
                    "# HELP qbcdc_budget_period_end_seconds Unix time the budget period ends.\n"
                    "# TYPE qbcdc_budget_period_end_seconds gauge\nqbcdc_budget_period_end_seconds %lld\n",
                    (long long)(f.period_end_ns / 1000000000));
+    if (f.shared) { /* cluster mode: qbcdc_budget_calls is the cluster's; this node's own beside it */
+        qbc_buf_printf(&t, "# HELP qbcdc_budget_node_calls Metered calls this node made this budget period, by "
+                           "purpose (qbcdc_budget_calls is the cluster's).\n# TYPE qbcdc_budget_node_calls gauge\n");
+        for (int p = 0; p < QBC_USAGE_PURPOSES; p++)
+            qbc_buf_printf(&t, "qbcdc_budget_node_calls{purpose=\"%s\"} %llu\n", qbc_usage_purpose_name(p),
+                           (unsigned long long)f.node_used[p]);
+        gauge(&t, "qbcdc_budget_cluster_reserve", "Calls kept for other nodes' spending not yet seen in the meter.",
+              f.cluster_reserve);
+        gauge(&t, "qbcdc_budget_meter_connected", "1 when the shared meter (bucket qbcdc_meter) is reachable.",
+              (uint64_t)f.meter_connected);
+        gauge(&t, "qbcdc_budget_meter_nodes", "Nodes that counted calls this period, this one included.",
+              (uint64_t)f.n_others + 1);
+    }
     qbc_buf_printf(&t, "# HELP qbcdc_reconcile_seconds From a change's first sighting to the commit of its version.\n"
                        "# TYPE qbcdc_reconcile_seconds histogram\n");
     uint64_t cum = 0;
@@ -464,6 +522,7 @@ void qbc_figures_install(qbc_api_t *ing, qbc_reconciler_t *r, qbc_jetstream_t *j
     fg.cluster = cluster != NULL ? cluster->leases : NULL;
     fg.inbox = cluster != NULL ? cluster->inbox : NULL;
     fg.realms = cluster != NULL ? cluster->realms : NULL;
+    fg.meter = cluster != NULL ? cluster->meter : NULL;
     fg.rec = r;
     fg.js = js;
     fg.dl = dl;

@@ -20,6 +20,7 @@ typedef struct st_qbc_figures_cluster_t {
     qbc_cluster_t *leases;    /**< NULL: one node (then the others are NULL too) */
     qbc_inbox_t *inbox;       /**< the replicated inbox */
     qbc_realm_sync_t *realms; /**< realms shared through the bucket */
+    qbc_meter_t *meter;       /**< the allowance's shared meter (GET /admin/budget's nodes) */
 } qbc_figures_cluster_t;
 
 void qbc_figures_install(qbc_api_t *ing, qbc_reconciler_t *r, qbc_jetstream_t *js, qbc_delivery_t *dl,

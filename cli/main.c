@@ -122,6 +122,7 @@ static int cmd_serve(int argc, char **argv)
     qbc_cluster_t *cluster = NULL;
     qbc_inbox_t *inbox = NULL;       /* cluster mode: webhooks through the replicated stream */
     qbc_realm_sync_t *realms = NULL; /* cluster mode: realms and tokens shared */
+    qbc_meter_t *meter = NULL;       /* cluster mode: the monthly allowance metered together */
     qbc_delivery_t *dl = NULL;
     qbc_devsim_t sim;
     int rc, exit_code = 1;
@@ -175,6 +176,12 @@ static int cmd_serve(int argc, char **argv)
             .urls = cfg.nats_url, .node_id = cfg.node_id, .replicas = (unsigned)cfg.n_nats_replicas};
         if ((rc = qbc_cluster_realms_start(&rscfg, store, &realms)) != 0) {
             fprintf(stderr, "qbcdc: cannot start sharing realms: %s\n", qbc_strerror(rc));
+            goto Exit;
+        }
+        qbc_meter_config_t mcfg = {
+            .urls = cfg.nats_url, .node_id = cfg.node_id, .replicas = (unsigned)cfg.n_nats_replicas};
+        if ((rc = qbc_cluster_meter_start(&mcfg, &meter)) != 0) {
+            fprintf(stderr, "qbcdc: cannot start the shared meter: %s\n", qbc_strerror(rc));
             goto Exit;
         }
     }
@@ -236,6 +243,8 @@ static int cmd_serve(int argc, char **argv)
             rcfg.owns = owns_realm;
             rcfg.owns_epoch = owns_epoch;
             rcfg.owns_ctx = cluster;
+            rcfg.meter = qbc_cluster_meter_share;
+            rcfg.meter_ctx = meter;
         }
         if (rcfg.budget_local_months) { /* months begin at that zone's midnight; logs stay in UTC */
             setenv("TZ", cfg.budget_tz, 1);
@@ -273,7 +282,7 @@ static int cmd_serve(int argc, char **argv)
         goto Exit;
     }
     qbc_api_set_delivery(api, dl);
-    qbc_figures_cluster_t fcl = {cluster, inbox, realms};
+    qbc_figures_cluster_t fcl = {cluster, inbox, realms, meter};
     qbc_figures_install(api, rec, js, dl, &fcl);
 
     struct sigaction sa;
@@ -295,6 +304,7 @@ Exit:
     if (rec != NULL)
         qbc_reconciler_stop(rec, (int)cfg.drain_ms_n);
     qbc_devsim_stop(&sim);
+    qbc_cluster_meter_stop(meter); /* after the reconciler: its last counts go to the bucket */
     /* cluster mode: no more QBO calls (the reconciler is gone), nothing more taken from the
        inbox, then the partitions handed over at once, before the slower stops below */
     qbc_cluster_inbox_stop(inbox); /* acks what it consumed: the store must be open */

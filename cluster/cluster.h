@@ -26,6 +26,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "reconciler.h"
 #include "store.h"
 
 #define QBC_CLUSTER_MAX_PARTITIONS 1024
@@ -174,8 +175,9 @@ void qbc_cluster_inbox_stats(qbc_inbox_t *ib, qbc_inbox_stats_t *out);
  * Every node keeps every realm and its tokens through the key-value bucket qbcdc_realms: a
  * realm registered or disconnected on any node, or its tokens refreshed by its owner, reaches
  * the others, so a node taking a partition over has current tokens. Tokens travel sealed with
- * the master key (every node needs the same QBCDC_MASTER_KEY_FILE). CDC watermarks stay each
- * node's own (see realms.c).
+ * the master key (every node needs the same QBCDC_MASTER_KEY_FILE). The node that sweeps a realm
+ * puts its CDC watermark as it advances (at most every 5 s a realm, and at stop); a node sweeps
+ * from its own watermark, and from the bucket's only when it has none (see realms.c).
  */
 
 typedef struct st_qbc_realm_sync_config_t {
@@ -188,9 +190,11 @@ typedef struct st_qbc_realm_sync_t qbc_realm_sync_t;
 
 typedef struct st_qbc_realm_sync_stats_t {
     int connected;
-    uint64_t put;        /**< realms this node wrote to the bucket (newer here) */
-    uint64_t imported;   /**< realms it took from the bucket (newer there) */
-    uint64_t unsealable; /**< entries whose tokens did not open with this node's master key */
+    uint64_t put;              /**< realms this node wrote to the bucket (newer here) */
+    uint64_t imported;         /**< realms it took from the bucket (newer there) */
+    uint64_t unsealable;       /**< entries whose tokens did not open with this node's master key */
+    uint64_t watermarks_put;   /**< puts that carried this node's CDC watermark up */
+    uint64_t watermarks_taken; /**< realms never swept here that took the bucket's watermark */
     char last_error[160];
 } qbc_realm_sync_stats_t;
 
@@ -207,7 +211,85 @@ void qbc_cluster_realms_stop(qbc_realm_sync_t *rs);
 /** a consistent copy of the figures. Thread-safe. */
 void qbc_cluster_realms_stats(qbc_realm_sync_t *rs, qbc_realm_sync_stats_t *out);
 
+/* ---------------------------------------------------------------- the shared meter (meter.c) */
+
+/*
+ * Intuit's monthly allowance is the app's, for every node together. Each node puts its own
+ * counts of the period into the key-value bucket qbcdc_meter, key <period_start_s>.<node_id>
+ * (history 1, no TTL; the value: its calls by purpose and in flight), at most every 250 ms
+ * while they change, and watches everyone's; the reconciler's governor counts the others' calls
+ * of the period as spent (reconciler.h qbc_reconciler_config_t.meter, allowance.c). A node
+ * whose disk was lost takes its own count back from its key. Keys of periods more than two
+ * periods old are removed by whichever node sees them. Without NATS the last counts known stay
+ * in use (qbc_meter_share_t.lag_ns says how old they are).
+ */
+
+typedef struct st_qbc_meter_config_t {
+    const char *urls;    /**< comma-separated NATS server URLs */
+    const char *node_id; /**< this node's key suffix (qbc_cluster_node_id_ok) */
+    unsigned replicas;   /**< of the bucket, when this node creates it (0: 1) */
+} qbc_meter_config_t;
+
+typedef struct st_qbc_meter_t qbc_meter_t;
+
+/** one node's counts of one period, as the bucket holds them */
+typedef struct st_qbc_meter_node_t {
+    char node[QBC_NODE_ID_MAX];
+    int64_t period_start_ns;
+    uint64_t used[QBC_USAGE_PURPOSES];
+    uint64_t inflight;
+    int64_t updated_ns; /**< wall clock of its put */
+} qbc_meter_node_t;
+
+typedef struct st_qbc_meter_stats_t {
+    int connected;         /**< reaches the bucket now */
+    int synced;            /**< has read the bucket's entries once since start */
+    uint64_t puts;         /**< this node's counts written */
+    uint64_t put_failures; /**< writes that failed (retried) */
+    uint64_t removed;      /**< keys of old periods removed */
+    double lag_s;          /**< since the bucket was last reached (0 when connected) */
+    char last_error[160];
+} qbc_meter_stats_t;
+
+/**
+ * starts the meter's thread (it connects by itself, and keeps trying).
+ * @return 0, or QBC_EINVAL (no URL or a bad node id), or -errno
+ */
+int qbc_cluster_meter_start(const qbc_meter_config_t *cfg, qbc_meter_t **out);
+
+/** puts this node's last counts if they are not in the bucket yet (2 s at most), then stops. NULL: nothing. */
+void qbc_cluster_meter_stop(qbc_meter_t *m);
+
+/**
+ * reconciler.h's meter hook (ctx: the qbc_meter_t): takes this node's counts (x's "in" part)
+ * for the thread to put, fills x's "out" part from the bucket's entries of x->period_start_ns.
+ * Thread-safe, takes a mutex, never blocks on I/O.
+ */
+void qbc_cluster_meter_share(void *ctx, qbc_meter_share_t *x);
+
+/**
+ * every node's counts of the period starting at period_start_ns, sorted by node, this node's
+ * as it last handed them (not yet put, maybe). Thread-safe.
+ * @return how many were written to out (at most max)
+ */
+size_t qbc_cluster_meter_nodes(qbc_meter_t *m, int64_t period_start_ns, qbc_meter_node_t *out, size_t max);
+
+/** a consistent copy of the figures. Thread-safe. */
+void qbc_cluster_meter_stats(qbc_meter_t *m, qbc_meter_stats_t *out);
+
 /* ---------------------------------------------------------------- internal, for the unit tests */
+
+/** the meter's key of a node's period: "<period_start_s>.<node>". @return 0, or -1 (a bad node, or size too small) */
+int qbc_cluster__meter_key(int64_t period_start_ns, const char *node, char *out, size_t size);
+
+/** parses a meter key. @return 0, or -1 when it is not one */
+int qbc_cluster__meter_key_parse(const char *key, int64_t *period_start_ns, char node[QBC_NODE_ID_MAX]);
+
+/**
+ * fills x's "out" counts (own, others, others_inflight, n_others) from n entries: those of
+ * x->period_start_ns only; me's are own, everyone else's are added up.
+ */
+void qbc_cluster__meter_sum(const qbc_meter_node_t *e, size_t n, const char *me, qbc_meter_share_t *x);
 
 typedef enum {
     QBC_LEASE_WAIT = 0, /**< nothing to do (or someone else's) */

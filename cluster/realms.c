@@ -12,9 +12,15 @@
  * old one, a disconnect over the connection it ends, a refresh over the tokens it replaced.
  * Equal is left alone, which is what stops an import from being put back.
  *
- * CDC watermarks stay each node's own (a realm new to a node starts from the one in the
- * bucket): each node's store holds the versions it fetched, so a node taking a realm over
- * sweeps from its own watermark and its store catches up on what others fetched meanwhile.
+ * CDC watermarks: the node that sweeps a realm (its owner) puts the entry again as the
+ * realm's watermark advances, at most every WM_EVERY per realm (and at stop), so the bucket
+ * holds a recent one. Which one a node sweeps from: its own when it has one, since its store
+ * holds the versions it fetched up to there, and a node taking a realm over sweeps from its
+ * own watermark so that its store catches up on what others fetched meanwhile; the bucket's
+ * only when it has none (a realm new to it, or never swept there: a node on a fresh disk),
+ * which spares it a sweep over CDC's whole lookback. A watermark put only ever is one a sweep
+ * completed, so an older one in the bucket (a token put by another node carries that node's)
+ * costs a longer sweep, never a gap; the owner's next put corrects it.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -31,6 +37,7 @@
 #define MOD "cluster"
 #define BUCKET "qbcdc_realms"
 #define AAD_PREFIX "qbcdc-cluster-tokens:"
+#define WM_EVERY (5 * 1000000000LL) /* a realm's watermark put at most this often */
 
 typedef struct st_order_t {
     int64_t connected_ns, disconnected, access_expires_ns;
@@ -40,6 +47,8 @@ typedef struct st_order_t {
 typedef struct st_known_t {
     char realm[QBC_REALM_MAX];
     order_t o;
+    int64_t wm;          /* the bucket's CDC watermark */
+    int64_t wm_put_mono; /* when this node last put the realm (0: never) */
 } known_t;
 
 struct st_qbc_realm_sync_t {
@@ -55,6 +64,7 @@ struct st_qbc_realm_sync_t {
     int stop, dirty;
     int listener;
     unsigned outstanding;      /* imports queued in the store */
+    int64_t wm_due;            /* mono: a watermark put was held back until then (0: none) */
     qbc_realm_sync_stats_t st; /* under mu */
     /* thread only */
     natsConnection *nc;
@@ -187,6 +197,8 @@ static int connect_and_prepare(qbc_realm_sync_t *rs)
 typedef struct {
     qbc_realm_sync_t *rs;
     int failed;
+    int final; /* at stop: watermarks put whatever their last put */
+    int64_t now;
 } scan_ctx_t;
 
 static int put_realm(qbc_realm_sync_t *rs, const qbc_realm_t *st, const qbc_tokens_t *tok, int has_tok,
@@ -230,9 +242,14 @@ static int put_realm(qbc_realm_sync_t *rs, const qbc_realm_t *st, const qbc_toke
         set_error(rs, "cannot put a realm: %.100s", natsStatus_GetText(s));
         return -1;
     }
-    known_get(rs, st->realm, 1)->o = *o;
+    known_t *k = known_get(rs, st->realm, 1);
+    int wm_up = st->cdc_watermark_ns > k->wm;
+    k->o = *o;
+    k->wm = st->cdc_watermark_ns;
+    k->wm_put_mono = qbc_mono_ns();
     pthread_mutex_lock(&rs->mu);
     rs->st.put++;
+    rs->st.watermarks_put += wm_up;
     pthread_mutex_unlock(&rs->mu);
     return 0;
 }
@@ -247,8 +264,16 @@ static int on_local_realm(const qbc_realm_t *st, int has_tokens, void *ctx)
     int has_tok = has_tokens && qbc_store_tokens_get(rs->store, st->realm, tok) == 0;
     order_t o = {st->connected_ns, st->status == QBC_REALM_DISCONNECTED, has_tok ? tok->access_expires_ns : 0};
     known_t *k = known_get(rs, st->realm, 0);
-    if ((has_tok || st->status == QBC_REALM_DISCONNECTED) && (k == NULL || order_cmp(&o, &k->o) > 0))
+    if ((has_tok || st->status == QBC_REALM_DISCONNECTED) && (k == NULL || order_cmp(&o, &k->o) > 0)) {
         sc->failed = put_realm(rs, st, tok, has_tok, &o) != 0;
+    } else if (k != NULL && order_cmp(&o, &k->o) == 0 && st->cdc_watermark_ns > k->wm) {
+        /* the same connection as the bucket's, swept further here: its watermark goes up */
+        int64_t due = k->wm_put_mono + WM_EVERY;
+        if (sc->final || k->wm_put_mono == 0 || sc->now >= due)
+            sc->failed = put_realm(rs, st, tok, has_tok, &o) != 0;
+        else if (rs->wm_due == 0 || due < rs->wm_due)
+            rs->wm_due = due;
+    }
     OPENSSL_cleanse(tok, sizeof(*tok));
     free(tok);
     return 0;
@@ -277,6 +302,47 @@ static void import_done(qbc_store_job_t *job)
     free(im);
 }
 
+typedef struct st_wm_job_t {
+    qbc_reconcile_job_t job; /* first */
+    qbc_realm_sync_t *rs;
+    char realm[QBC_REALM_MAX];
+} wm_job_t;
+
+static void wm_done(qbc_store_job_t *job)
+{
+    wm_job_t *w = (wm_job_t *)job;
+    qbc_realm_sync_t *rs = w->rs;
+    pthread_mutex_lock(&rs->mu);
+    rs->outstanding--;
+    if (job->result == 0)
+        rs->st.watermarks_taken++;
+    pthread_cond_signal(&rs->cv);
+    pthread_mutex_unlock(&rs->mu);
+    free(w);
+}
+
+/* a realm this node knows but never swept: it starts from the bucket's watermark (forward only) */
+static void adopt_watermark(qbc_realm_sync_t *rs, const char *realm, int64_t wm, int64_t last_cdc_ns)
+{
+    wm_job_t *w = qbc_calloc(1, sizeof(*w));
+    w->rs = rs;
+    snprintf(w->realm, sizeof(w->realm), "%s", realm);
+    w->job.job.on_commit = wm_done;
+    w->job.realm = w->realm;
+    w->job.set_cdc = 1;
+    w->job.cdc_watermark_ns = wm;
+    w->job.last_cdc_ns = last_cdc_ns;
+    pthread_mutex_lock(&rs->mu);
+    rs->outstanding++;
+    pthread_mutex_unlock(&rs->mu);
+    if (qbc_store_reconcile(rs->store, &w->job) != 0) {
+        pthread_mutex_lock(&rs->mu);
+        rs->outstanding--;
+        pthread_mutex_unlock(&rs->mu);
+        free(w);
+    }
+}
+
 static void import_entry(qbc_realm_sync_t *rs, kvEntry *e)
 {
     const char *realm = kvEntry_Key(e);
@@ -289,7 +355,9 @@ static void import_entry(qbc_realm_sync_t *rs, kvEntry *e)
     order_t o = {(int64_t)json_integer_value(json_object_get(v, "connected_ns")),
                  strcmp(json_string_value(json_object_get(v, "status")) ?: "", "disconnected") == 0,
                  (int64_t)json_integer_value(json_object_get(v, "access_expires_ns"))};
-    known_get(rs, realm, 1)->o = o;
+    known_t *k = known_get(rs, realm, 1);
+    k->o = o;
+    k->wm = (int64_t)json_integer_value(json_object_get(v, "cdc_watermark_ns"));
 
     import_t *im = qbc_calloc(1, sizeof(*im));
     im->rs = rs;
@@ -300,7 +368,9 @@ static void import_entry(qbc_realm_sync_t *rs, kvEntry *e)
                   local_tok ? lt->access_expires_ns : 0};
     OPENSSL_cleanse(lt, sizeof(*lt));
     free(lt);
-    if (have_local && order_cmp(&o, &lo) <= 0) { /* ours is as new: nothing to take */
+    if (have_local && order_cmp(&o, &lo) <= 0) { /* ours is as new: nothing to take but a watermark */
+        if (im->state.cdc_watermark_ns == 0 && k->wm > 0)
+            adopt_watermark(rs, realm, k->wm, (int64_t)json_integer_value(json_object_get(v, "last_cdc_ns")));
         json_decref(v);
         free(im);
         return;
@@ -423,7 +493,7 @@ static void *thread_main(void *arg)
         /* then what changed here, once the bucket's view is known */
         int64_t now = qbc_mono_ns();
         pthread_mutex_lock(&rs->mu);
-        int dirty = rs->dirty;
+        int dirty = rs->dirty || (rs->wm_due != 0 && now >= rs->wm_due);
         rs->dirty = 0;
         pthread_mutex_unlock(&rs->mu);
         /* at most a scan a second: every token refresh and CDC sweep marks realms changed */
@@ -432,7 +502,8 @@ static void *thread_main(void *arg)
             rs->dirty = 1;
             pthread_mutex_unlock(&rs->mu);
         } else if (initial_done && rs->kv != NULL && (dirty || now - last_scan > 10 * 1000000000LL)) {
-            scan_ctx_t sc = {rs, 0};
+            scan_ctx_t sc = {rs, 0, 0, now};
+            rs->wm_due = 0;
             qbc_store_realm_scan(rs->store, on_local_realm, &sc);
             last_scan = now;
             if (sc.failed) { /* try again at the next turn */
@@ -445,6 +516,11 @@ static void *thread_main(void *arg)
             rs->dirty = 1;
             pthread_mutex_unlock(&rs->mu);
         }
+    }
+    /* at stop (the reconciler is gone): the watermarks swept since their last put */
+    if (initial_done && rs->kv != NULL && rs->nc != NULL && !natsConnection_IsClosed(rs->nc)) {
+        scan_ctx_t sc = {rs, 0, 1, qbc_mono_ns()};
+        qbc_store_realm_scan(rs->store, on_local_realm, &sc);
     }
     return NULL;
 }

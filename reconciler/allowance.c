@@ -24,6 +24,17 @@
  * few seconds `base` is fitted (bisection) so that the sweeps of the time left cost no
  * more than stop - spent - live_reserve: with room, every realm sweeps at the shortest
  * interval; short of it, realms whose webhooks deliver everything are swept least.
+ *
+ * Cluster mode (cfg.meter): the allowance is the app's, for every node together. About every
+ * 100 ms this node hands its counts to the shared meter (cluster/meter.c, a JetStream bucket)
+ * and gets back the other nodes' counts of the period and their calls in flight, which count
+ * as spent here too. What the others spent since their last put is not seen yet: a reserve
+ * of their pace (over the last 5 s) x (1 s + how long the meter has not reached the bucket)
+ * stands for it, so the cluster's overshoot stays within about nodes x calls a second x the
+ * meter's lag beyond that reserve. The CDC schedule fits into its share of the room left (the
+ * room divided by the nodes spending). A node restarted on an empty disk takes its own count
+ * of the period back from the bucket (the larger of the two); until the meter has read the
+ * bucket once (10 s at most) it makes no metered call.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -70,6 +81,19 @@ static uint64_t sum(const uint64_t *v)
     return t;
 }
 
+/* the period's calls of the whole app: this node's, and the other nodes' as last known */
+static uint64_t used_all(const rec_allowance_t *a)
+{
+    return sum(a->used) + a->others_total;
+}
+
+/* what governing counts as spent: answered, in flight (here and, as last known, elsewhere), and
+   the reserve for the other nodes' calls not seen yet */
+static uint64_t spent(const rec_allowance_t *a)
+{
+    return used_all(a) + a->inflight + a->share.others_inflight + a->cluster_reserve;
+}
+
 /* ---------------------------------------------------------------- metering */
 
 void qbc_rec__allowance_started(qbc_reconciler_t *r, unsigned units)
@@ -96,8 +120,11 @@ int qbc_rec__allowance_permits(qbc_reconciler_t *r, int purpose, unsigned units)
     rec_allowance_t *a = &r->allow;
     if (a->budget == 0)
         return 1;
+    /* cluster mode: not before the shared meter was read once (this node's count may be there) */
+    if (r->cfg.meter != NULL && !a->share.synced && qbc_mono_ns() - a->started_ns < QBC_REC_METER_WAIT_NS)
+        return 0;
     uint64_t stop = a->budget > a->margin ? a->budget - a->margin : 0;
-    uint64_t need = sum(a->used) + a->inflight + units;
+    uint64_t need = spent(a) + units;
     int ok;
     int64_t *refused;
     if (purpose == QBC_USAGE_LIVE) {
@@ -243,7 +270,7 @@ static void fit(qbc_reconciler_t *r, int64_t now, int64_t wall)
     double elapsed = (double)(wall - a->period_start_ns);
     if (elapsed < len / 20)
         elapsed = len / 20;
-    double live = ceil((double)a->used[QBC_USAGE_LIVE] / elapsed * left * 1.25);
+    double live = ceil((double)(a->used[QBC_USAGE_LIVE] + a->share.others[QBC_USAGE_LIVE]) / elapsed * left * 1.25);
     uint64_t floor_reserve = a->budget / 100;
     a->live_reserve = a->budget == 0 ? 0 : (uint64_t)live > floor_reserve ? (uint64_t)live : floor_reserve;
 
@@ -260,10 +287,11 @@ static void fit(qbc_reconciler_t *r, int64_t now, int64_t wall)
     double hi = (double)r->cfg.cdc_max_interval_s * NS * wmax;
     double base = lo;
     if (a->budget != 0) {
-        uint64_t stop = a->budget > a->margin ? a->budget - a->margin : 0, spent = sum(a->used) + a->inflight;
-        double room = (double)stop - (double)spent - (double)a->live_reserve;
+        uint64_t stop = a->budget > a->margin ? a->budget - a->margin : 0;
+        double room = (double)stop - (double)spent(a) - (double)a->live_reserve;
         if (room < 0)
             room = 0;
+        room /= 1 + a->share.n_others; /* the other nodes sweep their realms from the same room */
         if (need_at(r, w, usable, lo, left) > room) {
             base = hi;
             if (need_at(r, w, usable, hi, left) <= room) {
@@ -322,7 +350,7 @@ static void alerts(qbc_reconciler_t *r)
     rec_allowance_t *a = &r->allow;
     if (a->budget == 0)
         return;
-    uint64_t used = sum(a->used);
+    uint64_t used = used_all(a);
     int level = blocked(a->live_refused_ns)    ? 100
                 : used * 100 >= a->budget * 95 ? 95
                 : used * 100 >= a->budget * 80 ? 80
@@ -355,9 +383,22 @@ static void publish(qbc_reconciler_t *r, int64_t now, int64_t wall)
     f.budget = a->budget;
     f.period_start_ns = a->period_start_ns;
     f.period_end_ns = a->period_end_ns;
-    memcpy(f.used, a->used, sizeof(f.used));
-    f.used_total = sum(a->used);
+    for (int p = 0; p < QBC_USAGE_PURPOSES; p++)
+        f.used[p] = a->used[p] + a->share.others[p];
+    f.used_total = used_all(a);
     f.inflight = a->inflight;
+    if (r->cfg.meter != NULL) {
+        f.shared = 1;
+        memcpy(f.node_used, a->used, sizeof(f.node_used));
+        f.others_total = a->others_total;
+        f.others_inflight = a->share.others_inflight;
+        f.n_others = a->share.n_others;
+        f.cluster_reserve = a->cluster_reserve;
+        f.recovered = a->recovered;
+        f.meter_connected = a->share.connected;
+        f.meter_synced = a->share.synced;
+        f.meter_lag_s = (double)a->share.lag_ns / NS;
+    }
     f.remaining = a->budget > f.used_total ? a->budget - f.used_total : 0;
     /* the pace so far, over at least a twentieth of the period (its first seconds say little) */
     double elapsed = (double)(wall - a->period_start_ns), len = (double)(a->period_end_ns - a->period_start_ns);
@@ -400,6 +441,69 @@ static void publish(qbc_reconciler_t *r, int64_t now, int64_t wall)
     pthread_mutex_unlock(&r->stats_mu);
 }
 
+/* ---------------------------------------------------------------- cluster mode: the shared meter */
+
+uint64_t qbc_rec__cluster_reserve(double others_per_s, int64_t lag_ns)
+{
+    if (others_per_s <= 0)
+        return 0;
+    double lag_s = (double)lag_ns / NS;
+    if (lag_s > 60)
+        lag_s = 60; /* a long outage: the fence has stopped every call of this node by then */
+    return (uint64_t)ceil(others_per_s * (1.0 + lag_s));
+}
+
+/* this node's counts out, the others' in (cfg.meter), about every 100 ms */
+static void share(qbc_reconciler_t *r, int64_t now)
+{
+    rec_allowance_t *a = &r->allow;
+    if (r->cfg.meter == NULL || now < a->share_due)
+        return;
+    a->share_due = now + NS / 10;
+    qbc_meter_share_t x;
+    memset(&x, 0, sizeof(x));
+    x.period_start_ns = a->period_start_ns;
+    x.period_end_ns = a->period_end_ns;
+    memcpy(x.used, a->used, sizeof(x.used));
+    x.inflight = a->inflight;
+    r->cfg.meter(r->cfg.meter_ctx, &x);
+    a->share = x;
+    /* a node restarted on an empty disk: its count of the period is in the bucket */
+    for (int p = 0; p < QBC_USAGE_PURPOSES; p++) {
+        if (x.own[p] > a->used[p]) {
+            a->recovered += x.own[p] - a->used[p];
+            a->used[p] = x.own[p];
+        }
+    }
+    if (a->recovered > 0 && x.synced && a->warned_recovered == 0) {
+        a->warned_recovered = 1;
+        qbc_log(QBC_LOG_WARN, REC_MOD,
+                "this node's metered calls of the period were more in the cluster's meter than in its store (%llu "
+                "more: a lost disk?); going on from the larger count",
+                (unsigned long long)a->recovered);
+    }
+    a->others_total = sum(x.others);
+    /* the others' pace over the last seconds: a sample a second */
+    unsigned last = (a->rate_head + 5) % 6;
+    if (a->rate_n == 0 || now - a->rate_at[last] >= NS) {
+        if (a->rate_n > 0 && a->others_total < a->rate_total[last])
+            a->rate_n = 0; /* a new period (or a node's key removed): start over */
+        a->rate_total[a->rate_head] = a->others_total;
+        a->rate_at[a->rate_head] = now;
+        a->rate_head = (a->rate_head + 1) % 6;
+        if (a->rate_n < 6)
+            a->rate_n++;
+    }
+    double rate = 0;
+    if (a->rate_n >= 2) {
+        unsigned newest = (a->rate_head + 5) % 6, oldest = (a->rate_head + 6 - a->rate_n) % 6;
+        int64_t dt = a->rate_at[newest] - a->rate_at[oldest];
+        if (dt > 0)
+            rate = (double)(a->rate_total[newest] - a->rate_total[oldest]) * NS / (double)dt;
+    }
+    a->cluster_reserve = qbc_rec__cluster_reserve(rate, x.lag_ns);
+}
+
 void qbc_rec__allowance_tick(qbc_reconciler_t *r, int64_t now)
 {
     rec_allowance_t *a = &r->allow;
@@ -419,9 +523,21 @@ void qbc_rec__allowance_tick(qbc_reconciler_t *r, int64_t now)
         a->warned = 0;
         a->loaded = 0;
         a->fit_due = 0;
+        /* the others' counts were of the last period: the next exchange brings this one's */
+        int synced = a->share.synced, connected = a->share.connected;
+        memset(&a->share, 0, sizeof(a->share));
+        a->share.synced = synced;
+        a->share.connected = connected;
+        a->share_due = 0;
+        a->others_total = a->cluster_reserve = a->recovered = 0;
+        a->rate_n = 0;
+        a->warned_recovered = 0;
     }
+    if (a->started_ns == 0)
+        a->started_ns = now;
     if (!a->loaded && r->n_realms > 0)
         load(r);
+    share(r, now);
     if (now >= a->flush_due) {
         qbc_rec__allowance_flush(r);
         a->flush_due = now + NS;
@@ -435,6 +551,14 @@ void qbc_rec__allowance_tick(qbc_reconciler_t *r, int64_t now)
         publish(r, now, wall);
         a->publish_due = now + NS / 2;
     }
+}
+
+void qbc_rec__allowance_share_final(qbc_reconciler_t *r)
+{
+    if (r->allow.period_start_ns == 0)
+        return;
+    r->allow.share_due = 0;
+    share(r, qbc_mono_ns());
 }
 
 void qbc_rec__allowance_free(qbc_reconciler_t *r)

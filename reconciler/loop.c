@@ -151,6 +151,7 @@ static void *thread_main(void *arg)
     }
     publish_realm_stats(r, qbc_mono_ns());
     qbc_rec__allowance_flush(r); /* the last second's counts */
+    qbc_rec__allowance_share_final(r);
     return NULL;
 }
 

@@ -397,6 +397,16 @@ typedef struct st_rec_allowance_t {
     int loaded;                              /**< the period's stored counts were read */
     int warned;                              /**< the highest alert logged this period: 0, 80, 95, 100 */
     int64_t live_refused_ns, cdc_refused_ns, backfill_refused_ns; /**< mono: the last refusal of each */
+    /* cluster mode (cfg.meter): the other nodes' calls, as the shared meter last told */
+    qbc_meter_share_t share;
+    int64_t share_due, started_ns; /**< mono: the next exchange; the first tick */
+    uint64_t others_total;         /**< sum of share.others */
+    uint64_t cluster_reserve;      /**< kept for the others' calls not seen yet */
+    uint64_t recovered;            /**< own calls taken back from the bucket this period */
+    int warned_recovered;
+    uint64_t rate_total[6]; /**< others_total sampled each second (a ring), for their pace */
+    int64_t rate_at[6];
+    unsigned rate_n, rate_head;
     /* published (under stats_mu) */
     qbc_allowance_figures_t pub;
     qbc_realm_allowance_t *pub_realms;
@@ -636,6 +646,10 @@ void qbc_rec__backfill_free_all(qbc_reconciler_t *r);
 /* allowance.c */
 /** loop thread: period turns, counts flushed (each second), the CDC schedule fitted, alerts, figures */
 void qbc_rec__allowance_tick(qbc_reconciler_t *r, int64_t now);
+/** cluster mode: how long the governor waits for the shared meter's first read before it goes on alone */
+#define QBC_REC_METER_WAIT_NS (10 * 1000000000LL)
+/** the calls kept for other nodes' spending not seen yet: their pace x (1 s + the meter's lag, 60 s at most) */
+uint64_t qbc_rec__cluster_reserve(double others_per_s, int64_t lag_ns);
 /** 1 if `units` metered calls for purpose may start now (live > CDC > backfill; see allowance.c) */
 int qbc_rec__allowance_permits(qbc_reconciler_t *r, int purpose, unsigned units);
 /** a metered transfer started (its cost reserved) / ended (counted if counted) */
@@ -647,6 +661,8 @@ int64_t qbc_rec__cdc_interval_ns(const qbc_reconciler_t *r, const rec_realm_t *r
 void qbc_rec__allowance_sweep_done(qbc_reconciler_t *r, rec_realm_t *realm, uint64_t gaps);
 /** last thing at stop: the counts not yet stored are handed to the store */
 void qbc_rec__allowance_flush(qbc_reconciler_t *r);
+/** at stop: this node's last counts to the shared meter (cluster mode) */
+void qbc_rec__allowance_share_final(qbc_reconciler_t *r);
 void qbc_rec__allowance_free(qbc_reconciler_t *r);
 
 /* plan.c */

@@ -26,6 +26,8 @@
 #include "common.h"
 #include "store.h"
 
+typedef struct st_qbc_meter_share_t qbc_meter_share_t;
+
 typedef struct st_qbc_reconciler_config_t {
     const char *api_base;   /**< e.g. https://quickbooks.api.intuit.com (no trailing slash) */
     const char *token_url;  /**< OAuth token endpoint */
@@ -67,7 +69,32 @@ typedef struct st_qbc_reconciler_config_t {
     /** with owns: a number that changes whenever the answer of owns may change other than by time */
     uint64_t (*owns_epoch)(void *ctx);
     void *owns_ctx;
+    /**
+     * cluster mode (NULL: this node meters alone): Intuit's allowance is the app's, so the nodes
+     * share their counts. Called on the reconciler's thread about every 100 ms with this node's
+     * counts of the period (qbc_meter_share_t's "in" part); it fills the "out" part with what
+     * is known of the other nodes. It must be cheap and never block on I/O (cluster.h
+     * qbc_cluster_meter_share). The governor then counts the others' calls as spent too.
+     */
+    void (*meter)(void *ctx, qbc_meter_share_t *x);
+    void *meter_ctx;
 } qbc_reconciler_config_t;
+
+/** what the meter hook exchanges (qbc_reconciler_config_t.meter) */
+struct st_qbc_meter_share_t {
+    /* in: this node's */
+    int64_t period_start_ns, period_end_ns; /**< wall clock */
+    uint64_t used[QBC_USAGE_PURPOSES];      /**< metered calls answered this period */
+    uint64_t inflight;                      /**< metered calls started, not answered */
+    /* out: the shared meter's, as last known */
+    int connected;  /**< the meter reaches its bucket now */
+    int synced;     /**< the bucket's entries were read at least once since start */
+    int64_t lag_ns; /**< how long the others' counts may be behind: since the meter last reached the bucket */
+    uint64_t own[QBC_USAGE_PURPOSES];    /**< this node's counts of the period as the bucket holds them */
+    uint64_t others[QBC_USAGE_PURPOSES]; /**< the other nodes' counts of the period */
+    uint64_t others_inflight;
+    unsigned n_others; /**< nodes that counted calls this period, this one excepted */
+};
 
 typedef struct st_qbc_reconciler_t qbc_reconciler_t;
 
@@ -204,6 +231,19 @@ typedef struct st_qbc_allowance_figures_t {
     int64_t cdc_base_interval_s;                     /**< the fitted interval of a realm without webhook gaps */
     int live_blocked, cdc_blocked, backfill_blocked; /**< 1: that purpose waits for the next period */
     char state[16];                                  /**< ok, warning (80%), critical (95%), exhausted, ungoverned */
+    /**
+     * cluster mode (with the meter hook): used, used_total, remaining, forecast and state are
+     * the cluster's (this node's and the others' as last known); the figures below say more
+     */
+    int shared;                             /**< 1: the meter hook is set */
+    uint64_t node_used[QBC_USAGE_PURPOSES]; /**< this node's own calls this period */
+    uint64_t others_total;                  /**< the other nodes' calls this period, as last known */
+    uint64_t others_inflight;               /**< and their calls in flight */
+    unsigned n_others;                      /**< other nodes that counted calls this period */
+    uint64_t cluster_reserve; /**< kept for the others' calls not seen yet (their pace x how late they can be) */
+    uint64_t recovered;       /**< calls of this node taken back from the bucket (a restart on an empty disk) */
+    int meter_connected, meter_synced;
+    double meter_lag_s; /**< how far behind the others' counts may be */
 } qbc_allowance_figures_t;
 
 /** one realm's share of the allowance and its CDC schedule */
