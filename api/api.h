@@ -71,6 +71,17 @@ typedef struct st_qbc_api_hooks_t {
     char *(*cluster)(void *ctx);
     /** 1 if queued and running backfill jobs wait for the monthly budget (why: a reason), else 0 */
     int (*backfill_waiting)(void *ctx, char *why, size_t size);
+    /**
+     * cluster mode (NULL: this node's store answers): appends the cluster's dead letters to
+     * GET /admin/dead-letters' list (a jansson array of objects); 0, or an error code (503)
+     */
+    int (*dead_letters)(void *ctx, void *json_array);
+    /**
+     * cluster mode: POST /admin/dead-letters/{id}/retry by a cluster id (or this node's own
+     * number); 0: asked, answered 202 with the jansson object it fills (json_object); QBC_ENOTFOUND:
+     * 404; another error: 503
+     */
+    int (*dead_retry)(void *ctx, const char *id, void *json_object);
     void *ctx;
 } qbc_api_hooks_t;
 

@@ -18,6 +18,7 @@ typedef struct {
     qbc_inbox_t *inbox;       /* with cluster */
     qbc_realm_sync_t *realms; /* with cluster */
     qbc_meter_t *meter;       /* with cluster */
+    qbc_dead_sync_t *dead;    /* with cluster */
     qbc_delivery_t *dl;       /* push delivery (NULL: not running) */
 } figures_t;
 
@@ -245,6 +246,39 @@ static void realm_stats(void *ctx, void *json_array)
     free(st);
 }
 
+/* cluster mode: GET /admin/dead-letters */
+static json_t *dead_json(const qbc_cluster_dead_t *d)
+{
+    char ts[QBC_TIME_BUFSZ];
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:s}", "id", d->key, "node", d->node, "realm", d->realm,
+                          "entity", d->entity, "entity_id", d->entity_id, "op", qbc_op_name(d->op), "attempts",
+                          (int)d->attempts, "error", d->error, "died_at", qbc_time_format(d->died_ns, ts));
+    json_object_set_new(o, "retry_requested", json_boolean(d->state == QBC_DEAD_RETRY));
+    return o;
+}
+
+static int dead_letters(void *ctx, void *json_array)
+{
+    qbc_dead_sync_t *ds = ((figures_t *)ctx)->dead;
+    qbc_cluster_dead_t *list = qbc_calloc(1000, sizeof(*list));
+    size_t n = qbc_cluster_dead_list(ds, list, 1000); /* the first 1000, as on one node */
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(json_array, dead_json(&list[i]));
+    free(list);
+    return 0;
+}
+
+static int dead_retry(void *ctx, const char *id, void *json_object)
+{
+    qbc_cluster_dead_t d;
+    int rc = qbc_cluster_dead_retry(((figures_t *)ctx)->dead, id, &d);
+    if (rc == 0) {
+        json_object_set_new(json_object, "status", json_string("requested"));
+        json_object_set_new(json_object, "dead_letter", dead_json(&d));
+    }
+    return rc;
+}
+
 static void counter(qbc_buf_t *t, const char *name, const char *help, uint64_t v)
 {
     qbc_buf_printf(t, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name, (unsigned long long)v);
@@ -336,6 +370,16 @@ static char *cluster_view(void *ctx)
                       (json_int_t)rst.watermarks_put, "watermarks_taken", (json_int_t)rst.watermarks_taken);
         json_object_set_new(rj, "last_error", error_or_null(rst.last_error));
         json_object_set_new(o, "realms", rj);
+    }
+    qbc_dead_sync_t *ds = ((figures_t *)ctx)->dead;
+    if (ds != NULL) {
+        qbc_dead_sync_stats_t dst;
+        qbc_cluster_dead_stats(ds, &dst);
+        json_t *dj =
+            json_pack("{s:b,s:I,s:I,s:I,s:I}", "connected", dst.connected, "listed", (json_int_t)dst.listed, "put",
+                      (json_int_t)dst.put, "redriven", (json_int_t)dst.redriven, "purged", (json_int_t)dst.purged);
+        json_object_set_new(dj, "last_error", error_or_null(dst.last_error));
+        json_object_set_new(o, "dead_letters", dj);
     }
     return dump(o);
 }
@@ -523,6 +567,7 @@ void qbc_figures_install(qbc_api_t *ing, qbc_reconciler_t *r, qbc_jetstream_t *j
     fg.inbox = cluster != NULL ? cluster->inbox : NULL;
     fg.realms = cluster != NULL ? cluster->realms : NULL;
     fg.meter = cluster != NULL ? cluster->meter : NULL;
+    fg.dead = cluster != NULL ? cluster->dead : NULL;
     fg.rec = r;
     fg.js = js;
     fg.dl = dl;
@@ -533,6 +578,8 @@ void qbc_figures_install(qbc_api_t *ing, qbc_reconciler_t *r, qbc_jetstream_t *j
                              .jetstream = jetstream,
                              .cluster = cluster_view,
                              .backfill_waiting = backfill_waiting,
+                             .dead_letters = fg.dead != NULL ? dead_letters : NULL,
+                             .dead_retry = fg.dead != NULL ? dead_retry : NULL,
                              .ctx = &fg};
     qbc_api_set_hooks(ing, &hooks);
 }

@@ -123,6 +123,7 @@ static int cmd_serve(int argc, char **argv)
     qbc_inbox_t *inbox = NULL;       /* cluster mode: webhooks through the replicated stream */
     qbc_realm_sync_t *realms = NULL; /* cluster mode: realms and tokens shared */
     qbc_meter_t *meter = NULL;       /* cluster mode: the monthly allowance metered together */
+    qbc_dead_sync_t *dead = NULL;    /* cluster mode: dead letters listed and retried from any node */
     qbc_delivery_t *dl = NULL;
     qbc_devsim_t sim;
     int rc, exit_code = 1;
@@ -182,6 +183,12 @@ static int cmd_serve(int argc, char **argv)
             .urls = cfg.nats_url, .node_id = cfg.node_id, .replicas = (unsigned)cfg.n_nats_replicas};
         if ((rc = qbc_cluster_meter_start(&mcfg, &meter)) != 0) {
             fprintf(stderr, "qbcdc: cannot start the shared meter: %s\n", qbc_strerror(rc));
+            goto Exit;
+        }
+        qbc_dead_sync_config_t xcfg = {
+            .urls = cfg.nats_url, .node_id = cfg.node_id, .replicas = (unsigned)cfg.n_nats_replicas};
+        if ((rc = qbc_cluster_dead_start(&xcfg, cluster, store, &dead)) != 0) {
+            fprintf(stderr, "qbcdc: cannot start sharing dead letters: %s\n", qbc_strerror(rc));
             goto Exit;
         }
     }
@@ -282,7 +289,7 @@ static int cmd_serve(int argc, char **argv)
         goto Exit;
     }
     qbc_api_set_delivery(api, dl);
-    qbc_figures_cluster_t fcl = {cluster, inbox, realms, meter};
+    qbc_figures_cluster_t fcl = {cluster, inbox, realms, meter, dead};
     qbc_figures_install(api, rec, js, dl, &fcl);
 
     struct sigaction sa;
@@ -308,6 +315,7 @@ Exit:
     /* cluster mode: no more QBO calls (the reconciler is gone), nothing more taken from the
        inbox, then the partitions handed over at once, before the slower stops below */
     qbc_cluster_inbox_stop(inbox); /* acks what it consumed: the store must be open */
+    qbc_cluster_dead_stop(dead);   /* before the leases go: its store jobs finish first */
     qbc_cluster_stop(cluster);
     qbc_jetstream_stop(js); /* commits its cursor: before the store closes */
     qbc_delivery_stop(dl);  /* waits for its cursor commits: before the store closes */

@@ -277,7 +277,114 @@ size_t qbc_cluster_meter_nodes(qbc_meter_t *m, int64_t period_start_ns, qbc_mete
 /** a consistent copy of the figures. Thread-safe. */
 void qbc_cluster_meter_stats(qbc_meter_t *m, qbc_meter_stats_t *out);
 
+/* ---------------------------------------------------------------- dead letters shared (dead.c) */
+
+/*
+ * A dead letter lives in the store of the node that gave up on it; in cluster mode each node
+ * also puts its dead letters into the key-value bucket qbcdc_dead_letters, key
+ * <node>.<store>.<id> (store: the first 8 hex digits of its store's feed id, so a node on a new
+ * disk never reuses a key), so every node lists the cluster's and they outlive their node's
+ * disk. A retry asked on any node marks the entry; the owner of its realm makes the notice
+ * pending in its own store and marks it redriven; its home then drops its copy and the key.
+ * The id operators see and retry by is the key (a bare number: this node's own dead letter).
+ */
+
+#define QBC_DEAD_KEY_MAX 96 /**< bytes of a dead letter's cluster id, with its NUL */
+
+typedef enum {
+    QBC_DEAD_DEAD = 0,     /**< given up; listed */
+    QBC_DEAD_RETRY = 1,    /**< a retry was asked: the realm's owner redrives it */
+    QBC_DEAD_REDRIVEN = 2, /**< pending again on the owner; its home drops it and the key */
+} qbc_dead_state_t;
+
+/** a dead letter as the cluster knows it */
+typedef struct st_qbc_cluster_dead_t {
+    char key[QBC_DEAD_KEY_MAX]; /**< its cluster id: <node>.<store>.<id> */
+    char node[QBC_NODE_ID_MAX]; /**< its home */
+    char store_tag[9];
+    uint64_t id; /**< in its home's store */
+    char realm[QBC_REALM_MAX], entity[QBC_ENTITY_MAX], entity_id[QBC_ID_MAX];
+    qbc_op_t op;
+    uint32_t attempts;
+    char error[256];
+    int64_t died_ns, updated_ns;
+    int state;                /**< qbc_dead_state_t */
+    int64_t state_ns;         /**< when it got that state */
+    char by[QBC_NODE_ID_MAX]; /**< the node that asked the retry, or redrove it */
+} qbc_cluster_dead_t;
+
+typedef struct st_qbc_dead_sync_config_t {
+    const char *urls;    /**< comma-separated NATS server URLs */
+    const char *node_id; /**< this node (qbc_cluster_node_id_ok) */
+    unsigned replicas;   /**< of the bucket, when this node creates it (0: 1) */
+} qbc_dead_sync_config_t;
+
+typedef struct st_qbc_dead_sync_t qbc_dead_sync_t;
+
+typedef struct st_qbc_dead_sync_stats_t {
+    int connected;
+    uint64_t listed;   /**< dead letters in the bucket now, not yet redriven */
+    uint64_t put;      /**< this node's dead letters written to the bucket */
+    uint64_t redriven; /**< others' (or its own) redriven here, its realms' owner */
+    uint64_t purged;   /**< keys removed (redriven, or gone from their home) */
+    char last_error[160];
+} qbc_dead_sync_stats_t;
+
+/**
+ * starts the thread (it connects by itself) and listens to the store's commits.
+ * @param cluster whose ownership says which node redrives a dead letter; must outlive it
+ * @param store must outlive it
+ * @return 0, QBC_EINVAL (no URL, a bad node id, a store without a feed id), QBC_EFULL (no store
+ *         listener left), or -errno
+ */
+int qbc_cluster_dead_start(const qbc_dead_sync_config_t *cfg, qbc_cluster_t *cluster, qbc_store_t *store,
+                           qbc_dead_sync_t **out);
+
+/** stops the thread; store jobs under way get 10 s to commit. The store must be open. NULL: nothing. */
+void qbc_cluster_dead_stop(qbc_dead_sync_t *ds);
+
+/**
+ * the cluster's dead letters not redriven yet (the bucket's, and this node's own not in it yet),
+ * oldest first, into out. Thread-safe; reads the store. @return how many (at most max)
+ */
+size_t qbc_cluster_dead_list(qbc_dead_sync_t *ds, qbc_cluster_dead_t *out, size_t max);
+
+/**
+ * asks for a dead letter's retry, by its cluster id (or a bare number: this node's own). The
+ * thread marks it in the bucket; its realm's owner redrives it. Thread-safe, no I/O.
+ * @param[out] out (may be NULL) with 0: the dead letter as listed
+ * @return 0, QBC_ENOTFOUND (no such dead letter listed), QBC_ECLOSED (the bucket is out of reach
+ *         now), QBC_EFULL (too many retries waiting)
+ */
+int qbc_cluster_dead_retry(qbc_dead_sync_t *ds, const char *id, qbc_cluster_dead_t *out);
+
+/** a consistent copy of the figures. Thread-safe. */
+void qbc_cluster_dead_stats(qbc_dead_sync_t *ds, qbc_dead_sync_stats_t *out);
+
 /* ---------------------------------------------------------------- internal, for the unit tests */
+
+/** a dead letter's key. @return 0, or -1 (a bad node or store tag, or size too small) */
+int qbc_cluster__dead_key(const char *node, const char *store_tag, uint64_t id, char *out, size_t size);
+
+/** parses a dead letter's key. @return 0, or -1 when it is not one */
+int qbc_cluster__dead_key_parse(const char *key, char node[QBC_NODE_ID_MAX], char store_tag[9], uint64_t *id);
+
+typedef enum {
+    QBC_DEAD_WAIT = 0,      /**< nothing for this node to do */
+    QBC_DEAD_REDRIVE_LOCAL, /**< its home owns the realm: a local redrive, then mark it redriven */
+    QBC_DEAD_IMPORT,        /**< this node owns the realm: a pending notice here, then mark it redriven */
+    QBC_DEAD_DROP_LOCAL,    /**< redriven, and this is its home: drop the local copy, then purge the key */
+    QBC_DEAD_PURGE,         /**< redriven, and its home store is gone (or never came back): purge the key */
+} qbc_dead_action_t;
+
+/**
+ * what this node does with a dead letter of the bucket.
+ * @param me, my_store this node and its store's tag
+ * @param owns_realm this node owns d's realm now
+ * @param now_ns wall clock
+ */
+qbc_dead_action_t qbc_cluster__dead_decide(const qbc_cluster_dead_t *d, const char *me, const char *my_store,
+                                           int owns_realm, int64_t now_ns);
 
 /** the meter's key of a node's period: "<period_start_s>.<node>". @return 0, or -1 (a bad node, or size too small) */
 int qbc_cluster__meter_key(int64_t period_start_ns, const char *node, char *out, size_t size);

@@ -415,12 +415,19 @@ typedef struct st_qbc_realm_job_t {
     int stale;            /**< with if_current: the realm was disconnected or reconnected; nothing written */
 } qbc_realm_job_t;
 
-/** QBC_JOB_REDRIVE: put a dead letter back into pending work. */
+/**
+ * QBC_JOB_REDRIVE: put a dead letter back into pending work. Cluster mode adds two forms:
+ * with drop, the dead letter is removed without becoming pending (another node redrove it);
+ * with import (dead_id ignored), a pending notice is made for a dead letter of another node
+ * (import->realm, entity, id, op, updated_ns), unless the entity has one already.
+ */
 typedef struct st_qbc_redrive_job_t {
     qbc_store_job_t job;
     uint64_t dead_id;
+    int drop;
+    const qbc_event_t *import;
     /* result, valid in on_commit with result 0 */
-    int found; /**< 0: no such dead letter */
+    int found; /**< 0: no such dead letter (import: always 1) */
 } qbc_redrive_job_t;
 
 /** QBC_JOB_BACKFILL: create a backfill job (create != NULL) or cancel one (cancel_id != 0). */
@@ -752,6 +759,7 @@ typedef struct st_qbc_commit_note_t {
     uint64_t last_feed_seq;  /**< the feed's last sequence after the commit */
     uint32_t realms_changed; /**< realm state or tokens written */
     uint32_t jobs_changed;   /**< backfill jobs created or cancelled */
+    uint32_t dead_changed;   /**< dead letters made or removed */
 } qbc_commit_note_t;
 
 typedef void (*qbc_store_listener_cb)(void *ctx, const qbc_commit_note_t *note);

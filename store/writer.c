@@ -510,6 +510,7 @@ static int apply_dead_letter(qbc_store_t *s, MDB_txn *txn, qbc_dead_letter_job_t
     memcpy(p + 15 + PENDING_VALUE_SIZE, kbuf, klen);
     memcpy(p + 15 + PENDING_VALUE_SIZE + klen, err, elen);
     t->dead++;
+    t->note.dead_changed++;
     return 0;
 }
 
@@ -520,6 +521,20 @@ static int apply_redrive(qbc_store_t *s, MDB_txn *txn, qbc_redrive_job_t *job, t
     int rc;
 
     job->found = 0;
+    if (job->import != NULL) { /* another node's dead letter, redriven here (its realm's owner) */
+        const qbc_event_t *e = job->import;
+        char ikey[KEY_BUF_SIZE];
+        if (e->realm[0] == '\0' || e->entity[0] == '\0' || e->id[0] == '\0')
+            return QBC_EINVAL;
+        MDB_val ik = {qbc_store__pending_key(e->realm, e->entity, e->id, ikey), ikey}, iv;
+        if ((rc = mdb_get(txn, s->dbi_pending, &ik, &iv)) == MDB_NOTFOUND)
+            rc = put_pending(s, txn, e->realm, e->entity, e->id, e->op, e->updated_ns, 0, 0, NULL);
+        if (rc != 0)
+            return rc;
+        job->found = 1;
+        t->note.new_pending++;
+        return 0;
+    }
     put_u64be(dk, job->dead_id);
     if ((rc = mdb_get(txn, s->dbi_dead, &k, &v)) != 0)
         return rc == MDB_NOTFOUND ? 0 : rc; /* found stays 0: nothing to redrive */
@@ -530,6 +545,13 @@ static int apply_redrive(qbc_store_t *s, MDB_txn *txn, qbc_redrive_job_t *job, t
     if (v.mv_size < 15 + PENDING_VALUE_SIZE + klen)
         return MDB_CORRUPTED;
     char kbuf[KEY_BUF_SIZE];
+    if (job->drop) { /* redriven by another node: only gone from here */
+        if ((rc = mdb_del(txn, s->dbi_dead, &k, NULL)) != 0)
+            return rc;
+        job->found = 1;
+        t->note.dead_changed++;
+        return 0;
+    }
     memcpy(kbuf, p + 15 + PENDING_VALUE_SIZE, klen);
     unsigned char pval[PENDING_VALUE_SIZE];
     memcpy(pval, p + 1, PENDING_VALUE_SIZE);
@@ -543,6 +565,7 @@ static int apply_redrive(qbc_store_t *s, MDB_txn *txn, qbc_redrive_job_t *job, t
         return rc;
     job->found = 1;
     t->note.new_pending++;
+    t->note.dead_changed++;
     return 0;
 }
 
@@ -713,6 +736,7 @@ static int run_txn(qbc_store_t *s, qbc_store_job_t *list, qbc_commit_note_t *not
     note->feed_appended += t.note.feed_appended;
     note->realms_changed += t.note.realms_changed;
     note->jobs_changed += t.note.jobs_changed;
+    note->dead_changed += t.note.dead_changed;
     note->last_feed_seq = t.feed - 1;
     return 0;
 }
@@ -758,7 +782,8 @@ static void finish(qbc_store_t *s, qbc_store_job_t *j, int result)
 /* tells the listeners what the batch changed (writer thread; they must not block) */
 static void notify(qbc_store_t *s, const qbc_commit_note_t *note)
 {
-    if (note->new_pending == 0 && note->feed_appended == 0 && note->realms_changed == 0 && note->jobs_changed == 0)
+    if (note->new_pending == 0 && note->feed_appended == 0 && note->realms_changed == 0 && note->jobs_changed == 0 &&
+        note->dead_changed == 0)
         return;
     /* held while calling: qbc_store_remove_listener waits for a call under way to end */
     pthread_mutex_lock(&s->listen_mu);
