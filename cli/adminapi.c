@@ -95,7 +95,8 @@ static int usage(const char *cmd)
            "                                                    from standard input (never a flag: ps shows flags)\n"
            "  qbcdc disconnect REALM                            revoke at Intuit, erase the tokens here\n"
            "  qbcdc dead-letters                                list dead letters\n"
-           "  qbcdc retry ID                                    put dead letter ID back into pending work\n"
+           "  qbcdc retry ID                                    put dead letter ID back into pending work (cluster\n"
+           "                                                    mode: its cluster id, node.store.n; 202)\n"
            "  qbcdc subscriptions [list]                        push subscriptions with their cursor, lag, state\n"
            "  qbcdc subscriptions show ID\n"
            "  qbcdc subscriptions create --url URL [--realms A,B] [--entities A,B] [--ops A,B]\n"
@@ -109,6 +110,18 @@ static int usage(const char *cmd)
     qbc_config_print_help((const char *const[]){"listen", "admin-token", "tls-cert", NULL});
     (void)cmd;
     return 0;
+}
+
+/* a dead letter's cluster id, <node>.<store>.<n> (cluster mode) */
+static int valid_dead_id(const char *s)
+{
+    if (s == NULL || *s == '\0' || strlen(s) > 95 || s[0] == '.')
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || *s == '-' ||
+              *s == '_' || *s == '.'))
+            return 0;
+    return 1;
 }
 
 static int valid_word(const char *s)
@@ -337,7 +350,7 @@ int qbc_adminapi_main(const char *cmd, int argc, char **argv)
             snprintf(path, sizeof(path), pos ? "/admin/jobs/%s" : "/admin/jobs", pos);
             code = call(&cfg, "GET", path, NULL);
         }
-    } else if (!valid_word(pos)) {
+    } else if (!valid_word(pos) && !(strcmp(cmd, "retry") == 0 && valid_dead_id(pos))) {
         fprintf(stderr, "qbcdc: %s needs a %s (see qbcdc %s --help)\n", cmd,
                 strcmp(cmd, "cancel") == 0 || strcmp(cmd, "retry") == 0 ? "id" : "realm", cmd);
     } else if (strcmp(cmd, "disconnect") == 0) {

@@ -20,6 +20,7 @@ import base64
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 
@@ -205,8 +206,10 @@ ok(all(wm_after.get(r, {}).get("cdc_watermark") == wm_before[r] for r in realms)
        "cdc_watermark")) for r in realms])
 old = [x for x in dead(q2) or [] if x.get("id") == d2.get("id")]
 ok(old and old[0].get("node") == "q2", "q2's dead letter outlived its disk: listed by q2 on its new disk", dead(q2))
-st, j = q1.post("/admin/dead-letters/%s/retry" % d2.get("id", "x"))
-is_(st, 202, "a retry of it is asked on q1")
+r = subprocess.run([QBCDC, "retry", d2.get("id", "x")], env=dict(os.environ, QBCDC_LISTEN="127.0.0.1:%d" % q1.port,
+                                                                 QBCDC_ADMIN_TOKEN=ADMIN), capture_output=True, timeout=30)
+ok(r.returncode == 0 and b'"requested"' in r.stdout, "a retry of it is asked on q1 (qbcdc retry <cluster id>)",
+   [r.stdout, r.stderr])
 pend = wait_for(lambda: [p for p in qbcdc_lines("pending", "--data-dir", q2.dir) if p.get("realm") == of2[0]], 15)
 ok(pend, "q2, the realm's owner, made it pending again in its new store (the budget is spent: it waits there)")
 ok(wait_for(lambda: dead(q1) == [] and dead(q2) == [], 15), "and no node lists it any more", [dead(q1), dead(q2)])

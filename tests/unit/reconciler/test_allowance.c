@@ -165,6 +165,77 @@ static qbc_store_t *open_store(char *dir)
     return store;
 }
 
+/* a shared meter as cluster.h's would answer (qbc_reconciler_config_t.meter) */
+typedef struct {
+    qbc_meter_share_t in; /* what the reconciler last handed over */
+    int synced;
+    uint64_t own_live, others_live, others_inflight;
+} fake_meter_t;
+
+static void fake_meter(void *ctx, qbc_meter_share_t *x)
+{
+    fake_meter_t *f = ctx;
+    f->in = *x;
+    memset(x->own, 0, sizeof(x->own));
+    memset(x->others, 0, sizeof(x->others));
+    x->connected = x->synced = f->synced;
+    x->lag_ns = 0;
+    x->own[QBC_USAGE_LIVE] = f->own_live;
+    x->others[QBC_USAGE_LIVE] = f->others_live;
+    x->others_inflight = f->others_inflight;
+    x->n_others = 1;
+}
+
+static void test_shared_meter(qbc_store_t *store)
+{
+    qbc_reconciler_t *r = make(store, 100, 3600, 1);
+    fake_meter_t f;
+    memset(&f, 0, sizeof(f));
+    r->cfg.meter = fake_meter;
+    r->cfg.meter_ctx = &f;
+    int64_t now = qbc_mono_ns();
+    qbc_rec__allowance_tick(r, now);
+    ok(!qbc_rec__allowance_permits(r, QBC_USAGE_LIVE, 1), "no metered call before the shared meter was read once");
+    ok(r->allow.live_refused_ns == 0, "and that is not the budget refusing");
+
+    f.synced = 1;
+    f.others_live = 50;
+    r->allow.share_due = 0;
+    qbc_rec__allowance_tick(r, now);
+    ok(qbc_rec__allowance_permits(r, QBC_USAGE_LIVE, 49), "the others' 50 calls count: 49 more fit under 99");
+    ok(!qbc_rec__allowance_permits(r, QBC_USAGE_LIVE, 50), "50 do not");
+
+    f.own_live = 30; /* this node's count in the bucket: it restarted on an empty disk */
+    r->allow.share_due = 0;
+    qbc_rec__allowance_tick(r, now);
+    is_int((int)r->allow.used[QBC_USAGE_LIVE], 30, "its own count is taken back from the bucket");
+    is_int((int)r->allow.recovered, 30, "and shown as recovered");
+    ok(qbc_rec__allowance_permits(r, QBC_USAGE_LIVE, 19) && !qbc_rec__allowance_permits(r, QBC_USAGE_LIVE, 20),
+       "19 more fit, 20 do not");
+    f.others_inflight = 5;
+    r->allow.share_due = 0;
+    qbc_rec__allowance_tick(r, now);
+    ok(!qbc_rec__allowance_permits(r, QBC_USAGE_LIVE, 15), "the others' calls in flight count too");
+
+    qbc_rec__allowance_started(r, 2);
+    qbc_rec__allowance_ended(r, r->realms[0], QBC_USAGE_LIVE, 2, 1);
+    r->allow.share_due = 0;
+    r->allow.publish_due = 0;
+    qbc_rec__allowance_tick(r, now);
+    is_int((int)f.in.used[QBC_USAGE_LIVE], 32, "this node's count is handed to the meter");
+    qbc_allowance_figures_t fig;
+    qbc_reconciler_allowance(r, &fig);
+    ok(fig.shared && fig.used_total == 82 && fig.node_used[QBC_USAGE_LIVE] == 32 && fig.others_total == 50,
+       "the figures show the cluster's use (82) and this node's (32)");
+    is_int((int)fig.remaining, 18, "remaining is the cluster's");
+
+    is_int((int)qbc_rec__cluster_reserve(0, 0), 0, "no reserve when the others spend nothing");
+    is_int((int)qbc_rec__cluster_reserve(2.0, 0), 2, "a second of the others' pace while the meter is current");
+    is_int((int)qbc_rec__cluster_reserve(2.0, 4 * NS), 10, "more while it is out of reach");
+    is_int((int)qbc_rec__cluster_reserve(2.0, 600 * NS), 122, "a minute's worth at most");
+    destroy(r);
+}
+
 static void remove_dir(const char *dir)
 {
     char cmd[200];
@@ -185,6 +256,8 @@ int main(void)
     test_meter_and_lines(s1);
     printf("# the CDC schedule\n");
     test_schedule(s2);
+    printf("# cluster mode: the meter shared\n");
+    test_shared_meter(s2);
     qbc_store_close(s1);
     qbc_store_close(s2);
     remove_dir(d1);
