@@ -25,6 +25,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
+import openapi_check as oc  # noqa: E402  (first: may re-exec with /usr/bin/python3)
 from harness import QBCDC, Proc, diag, done_testing, free_port, is_, ok, request, tmpdir, wait_for, wait_http  # noqa
 from natslib import NATS_SERVER, NatsServer  # noqa: E402
 from natslib import Client as NatsClient  # noqa: E402
@@ -70,6 +71,12 @@ class Node:
         except (OSError, ValueError):
             return None
 
+    def check(self, method, path):
+        """[] when the answer is what docs/openapi.json says"""
+        st, h, b = request(self.port, method, path, b"" if method == "POST" else None,
+                           {"Authorization": "Bearer " + ADMIN}, timeout=5)
+        return oc.check_answer(doc, method, path, st, h, b)
+
     def post(self, path):
         st, _, b = request(self.port, "POST", path, b"", {"Authorization": "Bearer " + ADMIN}, timeout=5)
         return st, json.loads(b or b"{}")
@@ -92,6 +99,7 @@ def metered():
     return sum(r.get("total", 0) - r.get("injected_errors", 0) for r in s.get("realms", {}).values())
 
 
+_, doc = oc.load_doc()
 nats = NatsServer()
 q1, q2 = Node(1), Node(2)
 sim = Sim(args=["--webhook-url", "http://127.0.0.1:%d/webhooks/intuit,http://127.0.0.1:%d/webhooks/intuit"
@@ -143,8 +151,12 @@ d2 = ([x for x in dl if x.get("node") == "q2"] or [{}])[0]
 ok(d1.get("realm") == of1[0] and str(d1.get("id", "")).startswith("q1.") and d2.get("realm") == of2[0],
    "q2 lists the cluster's dead letters, q1's with its node, realm and cluster id", [dl, (q1.get("/admin/cluster") or {}).get("dead_letters")])
 ok(sorted(x["id"] for x in dead(q1) or []) == sorted(x["id"] for x in dl), "and q1 lists the same")
+is_([q2.check("GET", p) for p in ("/admin/dead-letters", "/admin/cluster")], [[], []],
+    "GET /admin/dead-letters and /admin/cluster answer as docs/openapi.json says")
 st, j = q2.post("/admin/dead-letters/%s/retry" % d1.get("id", "x"))
 is_(st, 202, "a retry of q1's dead letter is asked on q2")
+ok(j.get("status") == "requested" and oc.schema_errors(doc, oc.component(doc, "RetryRequested"), j) == [],
+   "answered as docs/openapi.json says", j)
 ok(wait_for(lambda: [x["id"] for x in dead(q1) or []] == [d2.get("id")] and
             [x["id"] for x in dead(q2) or []] == [d2.get("id")], 15),
    "it is gone from both nodes' lists", [dead(q1), dead(q2)])
@@ -177,6 +189,7 @@ ok(b1.get("used") == b2.get("used") and abs((b1.get("used") or 0) - spent) <= 1 
    "/admin/budget on either node shows the cluster's use (%s, %s) and each node's %s" % (b1.get("used"), b2.get("used"),
                                                                                          nodes1))
 q2_used = nodes1.get("q2", 0)
+is_(q1.check("GET", "/admin/budget"), [], "GET /admin/budget in cluster mode answers as docs/openapi.json says")
 
 # ---------------------------------------------------------------- a lost disk
 wm_before = {r: (q1.realms() if own[r] == "q1" else q2.realms())[r]["cdc_watermark"] for r in realms}
