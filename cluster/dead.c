@@ -62,8 +62,8 @@ struct st_qbc_dead_sync_t {
     int stop, dirty;
     unsigned outstanding; /* store jobs in flight */
     /* under mu */
-    entry_t *entries;
-    size_t n_entries;
+    entry_t *entries; /* grown as needed, up to MAX_ENTRIES */
+    size_t n_entries, cap_entries;
     char requests[MAX_REQUESTS][QBC_DEAD_KEY_MAX];
     size_t n_requests;
     int synced;
@@ -141,6 +141,20 @@ static entry_t *find(qbc_dead_sync_t *ds, const char *key)
     return NULL;
 }
 
+/* a new zeroed entry at the end of the table, or NULL when it is full */
+static entry_t *entry_add(qbc_dead_sync_t *ds)
+{
+    if (ds->n_entries == ds->cap_entries) {
+        if (ds->cap_entries >= MAX_ENTRIES)
+            return NULL;
+        ds->cap_entries = ds->cap_entries ? ds->cap_entries * 2 : 64;
+        ds->entries = qbc_realloc(ds->entries, ds->cap_entries * sizeof(*ds->entries));
+    }
+    entry_t *e = &ds->entries[ds->n_entries++];
+    memset(e, 0, sizeof(*e));
+    return e;
+}
+
 static void set_error(qbc_dead_sync_t *ds, const char *fmt, const char *detail)
 {
     pthread_mutex_lock(&ds->mu);
@@ -195,11 +209,12 @@ static void take_entry(qbc_dead_sync_t *ds, kvEntry *e)
             have->d = d;
             have->rev = kvEntry_Revision(e);
         }
-    } else if (ds->n_entries < MAX_ENTRIES) {
-        entry_t *n = &ds->entries[ds->n_entries++];
-        memset(n, 0, sizeof(*n));
-        n->d = d;
-        n->rev = kvEntry_Revision(e);
+    } else {
+        entry_t *n = entry_add(ds);
+        if (n != NULL) {
+            n->d = d;
+            n->rev = kvEntry_Revision(e);
+        }
     }
     pthread_mutex_unlock(&ds->mu);
 }
@@ -227,11 +242,8 @@ static int put_entry(qbc_dead_sync_t *ds, const qbc_cluster_dead_t *d, uint64_t 
     }
     pthread_mutex_lock(&ds->mu);
     entry_t *e = find(ds, d->key);
-    if (e == NULL && ds->n_entries < MAX_ENTRIES) {
-        e = &ds->entries[ds->n_entries++];
-        memset(e, 0, sizeof(*e));
+    if (e == NULL && (e = entry_add(ds)) != NULL)
         e->seen = 1; /* created from the local dead letter just read */
-    }
     if (e != NULL) {
         if (e->d.state != d->state)
             e->busy = e->done = 0; /* a new step */
@@ -567,7 +579,6 @@ int qbc_cluster_dead_start(const qbc_dead_sync_config_t *cfg, qbc_cluster_t *clu
     memcpy(ds->store_tag, feed_id, 8);
     ds->store_tag[8] = '\0';
     ds->n_servers = qbc_nats_servers(cfg->urls, &ds->servers);
-    ds->entries = qbc_calloc(MAX_ENTRIES, sizeof(*ds->entries));
     pthread_mutex_init(&ds->mu, NULL);
     if (qbc_cond_init_mono(&ds->cv) != 0)
         qbc_fatal("cannot make a monotonic condition variable");
