@@ -363,6 +363,22 @@ void qbc_cluster_dead_stats(qbc_dead_sync_t *ds, qbc_dead_sync_stats_t *out);
 
 /* ---------------------------------------------------------------- internal, for the unit tests */
 
+/**
+ * which CDC watermark a node sweeps a realm from: its own when it has one (its store holds the
+ * versions it fetched up to there), else the bucket's (the realm is new to it, or never swept
+ * there: a fresh disk). 0: none.
+ */
+int64_t qbc_cluster__watermark_start(int have_local, int64_t local_wm, int64_t bucket_wm);
+
+/**
+ * whether a node puts a realm's entry again for its watermark: the entry is of the same
+ * connection as the node's (order_vs_bucket 0: the tokens compare equal), the node's watermark
+ * is ahead of the bucket's, and its last put of the realm (0: never) is 5 s old, or this is
+ * the last scan before stopping (final). With 0 and a put still due, *due_mono says when.
+ */
+int qbc_cluster__watermark_put_due(int order_vs_bucket, int64_t local_wm, int64_t bucket_wm, int64_t last_put_mono,
+                                   int64_t now_mono, int final, int64_t *due_mono);
+
 /** a dead letter's key. @return 0, or -1 (a bad node or store tag, or size too small) */
 int qbc_cluster__dead_key(const char *node, const char *store_tag, uint64_t id, char *out, size_t size);
 

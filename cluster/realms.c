@@ -192,6 +192,25 @@ static int connect_and_prepare(qbc_realm_sync_t *rs)
     return 0;
 }
 
+/* ---------------------------------------------------------------- the rules (pure) */
+
+int64_t qbc_cluster__watermark_start(int have_local, int64_t local_wm, int64_t bucket_wm)
+{
+    return have_local && local_wm > 0 ? local_wm : bucket_wm > 0 ? bucket_wm : local_wm;
+}
+
+int qbc_cluster__watermark_put_due(int order_vs_bucket, int64_t local_wm, int64_t bucket_wm, int64_t last_put_mono,
+                                   int64_t now_mono, int final, int64_t *due_mono)
+{
+    *due_mono = 0;
+    if (order_vs_bucket != 0 || local_wm <= bucket_wm)
+        return 0; /* another connection's tokens (they go up another way), or nothing newer */
+    if (final || last_put_mono == 0 || now_mono >= last_put_mono + WM_EVERY)
+        return 1;
+    *due_mono = last_put_mono + WM_EVERY;
+    return 0;
+}
+
 /* ---------------------------------------------------------------- local -> bucket */
 
 typedef struct {
@@ -266,12 +285,13 @@ static int on_local_realm(const qbc_realm_t *st, int has_tokens, void *ctx)
     known_t *k = known_get(rs, st->realm, 0);
     if ((has_tok || st->status == QBC_REALM_DISCONNECTED) && (k == NULL || order_cmp(&o, &k->o) > 0)) {
         sc->failed = put_realm(rs, st, tok, has_tok, &o) != 0;
-    } else if (k != NULL && order_cmp(&o, &k->o) == 0 && st->cdc_watermark_ns > k->wm) {
+    } else if (k != NULL) {
         /* the same connection as the bucket's, swept further here: its watermark goes up */
-        int64_t due = k->wm_put_mono + WM_EVERY;
-        if (sc->final || k->wm_put_mono == 0 || sc->now >= due)
+        int64_t due = 0;
+        if (qbc_cluster__watermark_put_due(order_cmp(&o, &k->o), st->cdc_watermark_ns, k->wm, k->wm_put_mono, sc->now,
+                                           sc->final, &due))
             sc->failed = put_realm(rs, st, tok, has_tok, &o) != 0;
-        else if (rs->wm_due == 0 || due < rs->wm_due)
+        else if (due != 0 && (rs->wm_due == 0 || due < rs->wm_due))
             rs->wm_due = due;
     }
     OPENSSL_cleanse(tok, sizeof(*tok));
@@ -369,7 +389,7 @@ static void import_entry(qbc_realm_sync_t *rs, kvEntry *e)
     OPENSSL_cleanse(lt, sizeof(*lt));
     free(lt);
     if (have_local && order_cmp(&o, &lo) <= 0) { /* ours is as new: nothing to take but a watermark */
-        if (im->state.cdc_watermark_ns == 0 && k->wm > 0)
+        if (qbc_cluster__watermark_start(1, im->state.cdc_watermark_ns, k->wm) != im->state.cdc_watermark_ns)
             adopt_watermark(rs, realm, k->wm, (int64_t)json_integer_value(json_object_get(v, "last_cdc_ns")));
         json_decref(v);
         free(im);
@@ -418,8 +438,8 @@ static void import_entry(qbc_realm_sync_t *rs, kvEntry *e)
     snprintf(im->state.realm, sizeof(im->state.realm), "%s", realm);
     im->state.status = o.disconnected ? QBC_REALM_DISCONNECTED : QBC_REALM_ACTIVE;
     im->state.connected_ns = o.connected_ns;
-    if (!have_local) { /* a realm new here starts from where its registration put the watermark */
-        im->state.cdc_watermark_ns = (int64_t)json_integer_value(json_object_get(v, "cdc_watermark_ns"));
+    if (!have_local) { /* a realm new here starts from the bucket's watermark (its last owner's) */
+        im->state.cdc_watermark_ns = qbc_cluster__watermark_start(0, 0, k->wm);
         im->state.last_cdc_ns = (int64_t)json_integer_value(json_object_get(v, "last_cdc_ns"));
     }
     json_decref(v);

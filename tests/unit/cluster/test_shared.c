@@ -1,7 +1,8 @@
 /*
  * test_shared.c — the pure parts of what cluster mode shares besides leases: the meter's keys
- * and its sum of the other nodes' counts of a period (meter.c), the dead letters' keys and
- * what a node does with each state of one (dead.c).
+ * and its sum of the other nodes' counts of a period (meter.c), which CDC watermark a node
+ * sweeps from and when it puts its own (realms.c), the dead letters' keys and what a node
+ * does with each state of one (dead.c).
  */
 #include <stdio.h>
 #include <string.h>
@@ -106,11 +107,33 @@ static void dead_decide(void)
            "unless its home has not come for it in 10 minutes");
 }
 
+static void watermarks(void)
+{
+    is_int((int)qbc_cluster__watermark_start(1, 500, 900), 500, "a node with its own watermark sweeps from it");
+    is_int((int)qbc_cluster__watermark_start(1, 0, 900), 900, "one that never swept the realm, from the bucket's");
+    is_int((int)qbc_cluster__watermark_start(0, 0, 900), 900, "so does one new to the realm");
+    is_int((int)qbc_cluster__watermark_start(0, 0, 0), 0, "none anywhere: none");
+    int64_t due = -1, now = 100 * NS;
+    ok(qbc_cluster__watermark_put_due(0, 20, 10, 0, now, 0, &due) && due == 0, "swept further, never put: put now");
+    ok(!qbc_cluster__watermark_put_due(0, 20, 10, now - NS, now, 0, &due) && due == now + 4 * NS,
+       "put a second ago: due 5 s after that put");
+    ok(qbc_cluster__watermark_put_due(0, 20, 10, now - 5 * NS, now, 0, &due), "5 s later: put");
+    ok(qbc_cluster__watermark_put_due(0, 20, 10, now - NS, now, 1, &due), "at stop: put whatever the last put");
+    ok(!qbc_cluster__watermark_put_due(0, 10, 10, 0, now, 1, &due) && due == 0, "not ahead of the bucket: nothing");
+    ok(!qbc_cluster__watermark_put_due(0, 5, 10, 0, now, 1, &due), "behind it: nothing (the bucket never goes back)");
+    ok(!qbc_cluster__watermark_put_due(-1, 20, 10, 0, now, 1, &due),
+       "the bucket's tokens are newer (an import is under way): nothing");
+    ok(!qbc_cluster__watermark_put_due(1, 20, 10, 0, now, 0, &due),
+       "ours are newer: not this way (the whole entry is put, watermark included)");
+}
+
 int main(void)
 {
     printf("# the shared meter\n");
     meter_keys();
     meter_sum();
+    printf("# CDC watermarks\n");
+    watermarks();
     printf("# dead letters\n");
     dead_keys();
     dead_decide();
