@@ -200,6 +200,7 @@ static void put_mine(qbc_meter_t *m, int64_t now)
     if (s == NATS_OK) {
         m->put_seq = seq;
         m->st.puts++;
+        m->st.last_error[0] = '\0';
     } else {
         m->st.put_failures++;
         snprintf(m->st.last_error, sizeof(m->st.last_error), "cannot put this node's count: %.100s",
@@ -277,6 +278,9 @@ static void *thread_main(void *arg)
         int64_t now = qbc_mono_ns();
         int up = qbc_cluster__kv_up(&m->c);
         pthread_mutex_lock(&m->mu);
+        if (!up && m->st.connected) /* said once, until the next put goes through */
+            snprintf(m->st.last_error, sizeof(m->st.last_error),
+                     "NATS is out of reach: governing with the other nodes' counts as last known");
         m->st.connected = up;
         if (up)
             m->up_mono = now;

@@ -14,7 +14,9 @@ for the whole app and an hour-long budget period (the test runs inside one):
   /admin/budget on either node shows the cluster's use and each node's;
 - a lost disk: q2 killed -9, its data directory wiped, started again: it takes its count back
   from the bucket (and so spends nothing more), and its realms' CDC watermarks from the bucket,
-  where their owners had put them as they advanced.
+  where their owners had put them as they advanced; q2's dead letter outlived its disk, and a
+  retry asked on q1 makes it pending in q2's new store;
+- NATS stopped: /admin/budget says the meter is out of reach and keeps the last counts known.
 """
 import base64
 import json
@@ -229,6 +231,15 @@ ok(wait_for(lambda: dead(q1) == [] and dead(q2) == [], 15), "and no node lists i
 time.sleep(1)  # q2 took its partitions back and would sweep them, had it forgotten its count
 spent2 = metered()
 ok(spent2 <= BUDGET, "and the restarted node spent nothing past the budget (%d of %d)" % (spent2, BUDGET))
+# NATS away: the meter says so and governing goes on with the last counts known
+nats.stop()
+down = wait_for(lambda: (lambda c: c if c and not c.get("meter_connected") else None)(
+    (q1.get("/admin/budget") or {}).get("cluster")), 10) or {}
+ok(down and "out of reach" in (down.get("last_error") or "") and down.get("others_used") == q2_used,
+   "NATS stopped: /admin/budget says the meter is out of reach, and keeps q2's last count", down)
+nats.start()
+ok(wait_for(lambda: ((q1.get("/admin/budget") or {}).get("cluster") or {}).get("meter_connected"), 15),
+   "NATS back: the meter reconnects")
 for n in (q1, q2):
     is_(n.proc.stop(), 0, "%s stops" % n.id)
 sim.stop()
