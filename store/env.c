@@ -572,6 +572,7 @@ int qbc_store_open(const qbc_store_config_t *cfg, qbc_store_t **out)
         goto Error;
     s->has_key = !cfg->no_master_key;
     s->renew_feed_id = cfg->new_feed_id;
+    s->job_id_base = cfg->job_id_base - cfg->job_id_base % QBC_JOB_ID_SPACE;
     if ((rc = open_env(s, map_size, 0)) != 0)
         goto Error;
     qbc_jmark_t mark;

@@ -424,6 +424,39 @@ const char *qbc_backfill_status_name(qbc_backfill_status_t st)
     return (unsigned)st < 5 ? backfill_status_names[st] : "unknown";
 }
 
+static int backfill_rank(qbc_backfill_status_t st)
+{
+    return st == QBC_BACKFILL_QUEUED ? 0 : st == QBC_BACKFILL_RUNNING ? 1 : 2;
+}
+
+int qbc_backfill_cmp(const qbc_backfill_t *a, const qbc_backfill_t *b)
+{
+    int ra = backfill_rank(a->status), rb = backfill_rank(b->status);
+    if (ra != rb)
+        return ra > rb ? 1 : -1;
+    if (ra == 2) { /* both finished: the first outcome stays */
+        if (a->finished_ns != b->finished_ns)
+            return a->finished_ns < b->finished_ns ? 1 : -1;
+        return a->status == b->status ? 0 : a->status < b->status ? 1 : -1;
+    }
+    const uint64_t x[] = {a->entities_done, a->records_seen, a->rereads, a->entity_index, a->start_position};
+    const uint64_t y[] = {b->entities_done, b->records_seen, b->rereads, b->entity_index, b->start_position};
+    for (size_t i = 0; i < sizeof(x) / sizeof(x[0]); i++)
+        if (x[i] != y[i])
+            return x[i] > y[i] ? 1 : -1;
+    return 0;
+}
+
+char *qbc_backfill_encode(const qbc_backfill_t *b)
+{
+    return qbc_store__backfill_encode(b);
+}
+
+int qbc_backfill_decode(uint64_t id, const void *data, size_t len, qbc_backfill_t *out)
+{
+    return qbc_store__backfill_decode(id, data, len, out);
+}
+
 char *qbc_store__backfill_encode(const qbc_backfill_t *b)
 {
     json_t *o = json_pack(

@@ -190,7 +190,7 @@ typedef struct st_qbc_backfill_skip_t {
 } qbc_backfill_skip_t;
 
 typedef struct st_qbc_backfill_t {
-    uint64_t id; /**< assigned by the store when created (1, 2, ...; never reused) */
+    uint64_t id; /**< assigned by the store when created (base + 1, + 2, ...; never reused) */
     char realm[QBC_REALM_MAX];
     char entities[QBC_BACKFILL_ENTITIES_MAX]; /**< comma-separated; "" = the CDC entity list (resolved at start) */
     int64_t since_ns;                         /**< MetaData.LastUpdatedTime >= this; 0: everything */
@@ -213,6 +213,23 @@ typedef struct st_qbc_backfill_t {
     uint32_t n_skipped;                          /**< entities QBO refused (4xx) that the job went past */
     qbc_backfill_skip_t skipped[QBC_BACKFILL_SKIPPED_MAX];
 } qbc_backfill_t;
+
+#define QBC_JOB_ID_SPACE (1ULL << 40) /**< ids of one node's jobs (qbc_store_config_t.job_id_base) */
+
+/**
+ * the merge rule of a job known in two places (cluster mode: this node's store and the shared
+ * bucket): > 0 when a should replace b, < 0 when b should replace a, 0 when neither. A finished
+ * job (done, cancelled, failed) replaces a live one; between live ones, the further one
+ * (entities_done, records_seen, rereads, entity_index, start_position: each only grows along a
+ * job's life) replaces the other; between finished ones, the one finished first stays (so every
+ * node settles on one outcome, e.g. a cancel racing the last page). Pure.
+ */
+int qbc_backfill_cmp(const qbc_backfill_t *a, const qbc_backfill_t *b);
+
+/** a job as the store writes it (JSON, without its id; malloc'd). */
+char *qbc_backfill_encode(const qbc_backfill_t *b);
+/** reads qbc_backfill_encode's text into out (its id given). @return 0 or QBC_EMALFORMED */
+int qbc_backfill_decode(uint64_t id, const void *data, size_t len, qbc_backfill_t *out);
 
 #define QBC_TOKEN_MAX 4096 /**< bytes, including NUL, for either token */
 
@@ -241,6 +258,13 @@ typedef struct st_qbc_store_config_t {
     int no_master_key;           /**< 1: open without the key (no token jobs); for journal recovery */
     int new_feed_id;             /**< 1: give the store a new feed id (a restored copy is another feed) */
     const char *master_key_file; /**< 32-byte key for tokens at rest; created 0600 if missing (NULL: dir/master.key) */
+    /**
+     * cluster mode: backfill jobs created here get ids job_id_base + 1, + 2, ... below
+     * job_id_base + QBC_JOB_ID_SPACE (a node's own id space, cluster.h qbc_cluster_job_id_base),
+     * so ids are unique across the nodes that share jobs. 0: 1, 2, ... (one node). A multiple of
+     * QBC_JOB_ID_SPACE.
+     */
+    uint64_t job_id_base;
 } qbc_store_config_t;
 
 /**
@@ -367,7 +391,8 @@ typedef struct st_qbc_reconcile_job_t {
     const char *realm_error;
     /**
      * optional: a backfill checkpoint, written with versions_new increased by this job's
-     * n_feed, unless that backfill was cancelled or finished meanwhile (then only the
+     * n_feed, unless that backfill was cancelled or finished meanwhile, or the stored job is
+     * further on (imported from the node that ran it: qbc_backfill_cmp) (then only the
      * versions are stored and checkpoint_refused is set)
      */
     const qbc_backfill_t *checkpoint;
@@ -376,7 +401,7 @@ typedef struct st_qbc_reconcile_job_t {
     uint64_t last_feed_seq;        /**< the highest feed sequence assigned (0: none) */
     uint32_t n_retired;            /**< notices removed (the others changed meanwhile) */
     uint32_t n_audited;            /**< pending notices made by audit_entities */
-    int checkpoint_refused;        /**< 1: the checkpoint's backfill is cancelled, finished or gone */
+    int checkpoint_refused;        /**< 1: the checkpoint's backfill is cancelled, finished, gone or further on */
     qbc_backfill_t checkpoint_out; /**< the checkpoint as stored (unless refused) */
 } qbc_reconcile_job_t;
 
@@ -430,11 +455,20 @@ typedef struct st_qbc_redrive_job_t {
     int found; /**< 0: no such dead letter (import: always 1) */
 } qbc_redrive_job_t;
 
-/** QBC_JOB_BACKFILL: create a backfill job (create != NULL) or cancel one (cancel_id != 0). */
+/**
+ * QBC_JOB_BACKFILL: create a backfill job (create != NULL), cancel one (cancel_id != 0), or
+ * take one from another node (import != NULL).
+ */
 typedef struct st_qbc_backfill_job_t {
     qbc_store_job_t job;
     const qbc_backfill_t *create; /**< the job to create (its id and status are ignored) */
-    uint64_t cancel_id;           /**< the job to cancel; exactly one of create and cancel_id (else QBC_EINVAL) */
+    uint64_t cancel_id;           /**< the job to cancel */
+    /**
+     * cluster mode: a job as the shared bucket holds it (id included), written only if the store
+     * holds no job of that id or qbc_backfill_cmp(import, held) > 0. Exactly one of create,
+     * cancel_id and import (else QBC_EINVAL).
+     */
+    const qbc_backfill_t *import;
     /**
      * with create, optional (a backfill replacing CDC): 1 moves the realm's CDC watermark to
      * cdc_watermark_ns (never back) and sets last_cdc_ns, in the same transaction
@@ -444,6 +478,7 @@ typedef struct st_qbc_backfill_job_t {
     /* results, valid in on_commit with result 0 */
     uint64_t id;          /**< the job created or cancelled (0: no such job to cancel) */
     int already_finished; /**< cancel: the job had finished (its state is unchanged) */
+    int imported;         /**< import: it was written (else the held one is as new) */
     qbc_backfill_t out;   /**< the job as stored after this one */
 } qbc_backfill_job_t;
 

@@ -60,7 +60,8 @@ struct st_qbc_store_t {
     uint64_t feed_last;                /* last committed feed sequence; read by anyone (atomic) */
     char feed_id[QBC_FEED_ID_LEN + 1]; /* set at open, never changed: "" only read-only, before feed ids */
     int readonly;
-    int renew_feed_id; /* open: replace the feed id (qbc_store_config_t.new_feed_id) */
+    int renew_feed_id;    /* open: replace the feed id (qbc_store_config_t.new_feed_id) */
+    uint64_t job_id_base; /* qbc_store_config_t.job_id_base */
     char *dir;
     uint64_t map_max;
     unsigned batch_max;

@@ -320,7 +320,8 @@ static int apply_checkpoint(qbc_store_t *s, MDB_txn *txn, qbc_reconcile_job_t *j
     qbc_backfill_t cur;
     int rc = job_get(s, txn, job->checkpoint->id, &cur);
 
-    if (rc == MDB_NOTFOUND || (rc == 0 && cur.status != QBC_BACKFILL_QUEUED && cur.status != QBC_BACKFILL_RUNNING)) {
+    if (rc == MDB_NOTFOUND || (rc == 0 && cur.status != QBC_BACKFILL_QUEUED && cur.status != QBC_BACKFILL_RUNNING) ||
+        (rc == 0 && qbc_backfill_cmp(&cur, job->checkpoint) > 0)) { /* further on: another node's progress */
         job->checkpoint_refused = 1;
         return 0;
     }
@@ -406,21 +407,32 @@ static int apply_reconcile(qbc_store_t *s, MDB_txn *txn, qbc_reconcile_job_t *jo
     return 0;
 }
 
-/* stores *in as a new job with the next id (jobs are never removed, so ids are never reused) */
+/*
+ * stores *in as a new job with the next id of this node's space [job_id_base, + QBC_JOB_ID_SPACE)
+ * (jobs are never removed, so ids are never reused; other nodes' jobs, imported, lie outside it)
+ */
 static int job_create(qbc_store_t *s, MDB_txn *txn, const qbc_backfill_t *in, txn_ctx_t *t, qbc_backfill_t *out)
 {
     MDB_cursor *cur;
-    MDB_val k, v;
-    uint64_t last = 0;
+    unsigned char kb[8];
+    MDB_val k = {8, kb}, v;
+    uint64_t last = s->job_id_base, end = s->job_id_base + QBC_JOB_ID_SPACE;
     int rc;
 
     if ((rc = mdb_cursor_open(txn, s->dbi_jobs, &cur)) != 0)
         return rc;
-    if ((rc = mdb_cursor_get(cur, &k, &v, MDB_LAST)) == 0 && k.mv_size == 8)
+    put_u64be(kb, end); /* the last key below the space's end */
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    rc = rc == 0              ? mdb_cursor_get(cur, &k, &v, MDB_PREV)
+         : rc == MDB_NOTFOUND ? mdb_cursor_get(cur, &k, &v, MDB_LAST)
+                              : rc;
+    if (rc == 0 && k.mv_size == 8 && get_u64be(k.mv_data) > s->job_id_base && get_u64be(k.mv_data) < end)
         last = get_u64be(k.mv_data);
     mdb_cursor_close(cur);
     if (rc != 0 && rc != MDB_NOTFOUND)
         return rc;
+    if (last + 1 >= end)
+        return QBC_EFULL;
     *out = *in;
     out->id = last + 1;
     out->status = QBC_BACKFILL_QUEUED;
@@ -437,9 +449,21 @@ static int apply_backfill(qbc_store_t *s, MDB_txn *txn, qbc_backfill_job_t *job,
     int rc;
 
     job->id = 0;
-    job->already_finished = 0;
-    if ((job->create != NULL) == (job->cancel_id != 0) || !s->has_jobs)
+    job->already_finished = job->imported = 0;
+    if ((job->create != NULL) + (job->cancel_id != 0) + (job->import != NULL) != 1 || !s->has_jobs ||
+        (job->import != NULL && job->import->id == 0))
         return QBC_EINVAL;
+    if (job->import != NULL) { /* another node's job: taken if newer than what is held */
+        rc = job_get(s, txn, job->import->id, &job->out);
+        if (rc != 0 && rc != MDB_NOTFOUND)
+            return rc;
+        job->id = job->import->id;
+        if (rc == 0 && qbc_backfill_cmp(job->import, &job->out) <= 0)
+            return 0;
+        job->out = *job->import;
+        job->imported = 1;
+        return job_put(s, txn, &job->out, t);
+    }
     if (job->cancel_id != 0) {
         qbc_backfill_t *b = &job->out;
         if ((rc = job_get(s, txn, job->cancel_id, b)) == MDB_NOTFOUND)

@@ -548,6 +548,181 @@ static void test_cdc_and_jobs(void)
     qbc_store_close(s);
 }
 
+/* the merge rule of a job known in two places (store.h qbc_backfill_cmp) */
+static void test_job_merge_rule(void)
+{
+    static qbc_backfill_t a, b;
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    a.status = b.status = QBC_BACKFILL_RUNNING;
+    a.start_position = b.start_position = 1;
+    is_int(qbc_backfill_cmp(&a, &b), 0, "the same state: neither replaces the other");
+    b.status = QBC_BACKFILL_QUEUED;
+    ok(qbc_backfill_cmp(&a, &b) > 0 && qbc_backfill_cmp(&b, &a) < 0, "running replaces queued");
+    b.status = QBC_BACKFILL_RUNNING;
+    a.records_seen = 2000;
+    b.records_seen = 1000;
+    b.entity_index = b.entities_done = 0;
+    ok(qbc_backfill_cmp(&a, &b) > 0, "further on (records seen) replaces");
+    b.entities_done = 1;
+    ok(qbc_backfill_cmp(&a, &b) < 0, "entities done count before records seen");
+    a.entities_done = 1;
+    a.records_seen = b.records_seen;
+    a.rereads = 1;
+    ok(qbc_backfill_cmp(&a, &b) > 0, "a reread (position back to 1) is further on, not behind");
+    a.rereads = 0;
+    a.start_position = 1001;
+    ok(qbc_backfill_cmp(&a, &b) > 0, "then the position");
+    b.status = QBC_BACKFILL_CANCELLED;
+    b.finished_ns = 50;
+    a.records_seen = 999999;
+    ok(qbc_backfill_cmp(&b, &a) > 0, "a finished job replaces a live one, however far that got");
+    a.status = QBC_BACKFILL_DONE;
+    a.finished_ns = 60;
+    ok(qbc_backfill_cmp(&b, &a) > 0 && qbc_backfill_cmp(&a, &b) < 0, "of two outcomes, the first stays");
+    a.finished_ns = 50;
+    ok(qbc_backfill_cmp(&a, &b) > 0 && qbc_backfill_cmp(&b, &a) < 0, "at the same time: one order, done first");
+}
+
+typedef struct {
+    int n;
+    uint64_t ids[16];
+} id_list_t;
+
+static int collect_ids(const qbc_backfill_t *b, void *ctx)
+{
+    id_list_t *l = ctx;
+    if (l->n < 16)
+        l->ids[l->n++] = b->id;
+    return 0;
+}
+
+/* cluster mode: ids in the node's own space, jobs of other nodes imported, checkpoints behind refused */
+static void test_cluster_jobs(void)
+{
+    char sub[600];
+    snprintf(sub, sizeof(sub), "%s/cluster", dir);
+    const uint64_t S = QBC_JOB_ID_SPACE;
+    qbc_store_config_t cfg = {.dir = sub, .job_id_base = 5 * S};
+    qbc_store_t *s;
+    any_job_t j;
+    static qbc_backfill_t b, imp, back;
+
+    is_int(qbc_store_open(&cfg, &s), 0, "a store with job ids from 5 * 2^40");
+    memset(&b, 0, sizeof(b));
+    snprintf(b.realm, sizeof(b.realm), "888");
+    snprintf(b.reason, sizeof(b.reason), "operator");
+    memset(&j, 0, sizeof(j));
+    j.job.kind = QBC_JOB_BACKFILL;
+    j.bf.create = &b;
+    run(s, &j);
+    ok(j.bf.id == 5 * S + 1, "the first job gets the space's first id");
+
+    /* other nodes' jobs, above and below the space */
+    memset(&imp, 0, sizeof(imp));
+    imp.id = 6 * S + 1;
+    snprintf(imp.realm, sizeof(imp.realm), "999");
+    snprintf(imp.entities, sizeof(imp.entities), "Invoice,Customer");
+    imp.status = QBC_BACKFILL_RUNNING;
+    imp.entities_done = 1;
+    imp.entity_index = 1;
+    imp.start_position = 3001;
+    imp.records_seen = 5000;
+    imp.created_ns = 77;
+    memset(&j, 0, sizeof(j));
+    j.job.kind = QBC_JOB_BACKFILL;
+    j.bf.import = &imp;
+    is_int(run(s, &j), 0, "a job of another node imported");
+    ok(j.bf.imported == 1 && j.bf.id == 6 * S + 1, "written under its own id");
+    static qbc_backfill_t low;
+    low = imp;
+    low.id = 4 * S + 9;
+    j.bf.import = &low;
+    run(s, &j);
+    memset(&j, 0, sizeof(j));
+    j.job.kind = QBC_JOB_BACKFILL;
+    j.bf.create = &b;
+    run(s, &j);
+    ok(j.bf.id == 5 * S + 2, "the next id of this node's space, whatever other spaces hold");
+    id_list_t l = {0};
+    qbc_store_backfill_scan(s, collect_ids, &l);
+    ok(l.n == 4 && l.ids[0] == 4 * S + 9 && l.ids[3] == 6 * S + 1, "the scan lists every job in id order");
+
+    /* the merge: an older state is not taken; a checkpoint behind an imported one is refused */
+    static qbc_backfill_t older;
+    older = imp;
+    older.records_seen = 3000;
+    older.start_position = 1001;
+    memset(&j, 0, sizeof(j));
+    j.job.kind = QBC_JOB_BACKFILL;
+    j.bf.import = &older;
+    run(s, &j);
+    qbc_store_backfill_get(s, imp.id, &back);
+    ok(j.bf.imported == 0 && back.records_seen == 5000, "an older state from the bucket is not taken");
+    memset(&j, 0, sizeof(j));
+    j.job.kind = QBC_JOB_RECONCILE;
+    j.rec.checkpoint = &older;
+    run(s, &j);
+    qbc_store_backfill_get(s, imp.id, &back);
+    ok(j.rec.checkpoint_refused && back.records_seen == 5000 && back.start_position == 3001,
+       "a checkpoint behind the stored one (another node's progress) is refused");
+    static qbc_backfill_t ahead;
+    ahead = imp;
+    ahead.start_position = 4001;
+    ahead.records_seen = 6000;
+    j.rec.checkpoint = &ahead;
+    run(s, &j);
+    qbc_store_backfill_get(s, imp.id, &back);
+    ok(!j.rec.checkpoint_refused && back.start_position == 4001, "one further on is written");
+
+    /* a cancel from the bucket stops it; a later outcome does not replace the first */
+    static qbc_backfill_t cancelled, done;
+    cancelled = back;
+    cancelled.status = QBC_BACKFILL_CANCELLED;
+    cancelled.finished_ns = 1000;
+    memset(&j, 0, sizeof(j));
+    j.job.kind = QBC_JOB_BACKFILL;
+    j.bf.import = &cancelled;
+    run(s, &j);
+    ok(j.bf.imported && j.bf.out.status == QBC_BACKFILL_CANCELLED, "a cancel from another node is taken");
+    done = ahead;
+    done.status = QBC_BACKFILL_DONE;
+    done.finished_ns = 2000;
+    j.bf.import = &done;
+    run(s, &j);
+    qbc_store_backfill_get(s, imp.id, &back);
+    ok(!j.bf.imported && back.status == QBC_BACKFILL_CANCELLED, "a later outcome does not replace it");
+    memset(&j, 0, sizeof(j));
+    j.job.kind = QBC_JOB_RECONCILE;
+    j.rec.checkpoint = &ahead;
+    run(s, &j);
+    ok(j.rec.checkpoint_refused, "nor does the running node's next checkpoint");
+
+    memset(&j, 0, sizeof(j));
+    j.job.kind = QBC_JOB_BACKFILL;
+    j.bf.import = &imp;
+    j.bf.create = &b;
+    is_int(run(s, &j), QBC_EINVAL, "create and import at once: malformed");
+    static qbc_backfill_t noid;
+    noid = imp;
+    noid.id = 0;
+    memset(&j, 0, sizeof(j));
+    j.job.kind = QBC_JOB_BACKFILL;
+    j.bf.import = &noid;
+    is_int(run(s, &j), QBC_EINVAL, "an import without an id: malformed");
+    qbc_store_close(s);
+
+    /* a node alone (base 0) numbers from 1, below every node's space */
+    cfg.job_id_base = 0;
+    qbc_store_open(&cfg, &s);
+    memset(&j, 0, sizeof(j));
+    j.job.kind = QBC_JOB_BACKFILL;
+    j.bf.create = &b;
+    run(s, &j);
+    is_int(j.bf.id, 1, "without a base: 1, even with other spaces' jobs held");
+    qbc_store_close(s);
+}
+
 static int collect_pending(const qbc_pending_t *p, void *ctx)
 {
     char *out = ctx;
@@ -909,6 +1084,8 @@ int main(void)
     subtest("retire race and dead letters", test_retire_race);
     subtest("realms and tokens", test_tokens);
     subtest("CDC watermark and backfill jobs", test_cdc_and_jobs);
+    subtest("the merge rule of a job known in two places", test_job_merge_rule);
+    subtest("cluster mode: job id spaces, imports, checkpoints behind", test_cluster_jobs);
     subtest("audits after a capped CDC answer", test_audit);
     subtest("merge links and delete versions", test_merge_and_delete);
     subtest("snapshots: first registration, ops, skipped entities", test_snapshot);
