@@ -38,6 +38,12 @@ typedef struct st_qbc_cluster_config_t {
     unsigned partitions;  /**< QBCDC_PARTITIONS: 1 to QBC_CLUSTER_MAX_PARTITIONS */
     unsigned lease_ttl_s; /**< QBCDC_LEASE_TTL: the bucket's TTL (0: 10) */
     unsigned replicas;    /**< of the bucket, when this node creates it (0: 1) */
+    /**
+     * QBCDC_ADVERTISE_URL: where the other nodes reach this node's HTTP API ("http://host:port"),
+     * written in node.<id> beside the time (JSON {"t":<s>,"url":"..."}); NULL or "": none (admin
+     * requests for this node's realms cannot be forwarded to it)
+     */
+    const char *advertise_url;
 } qbc_cluster_config_t;
 
 typedef struct st_qbc_cluster_t qbc_cluster_t;
@@ -113,6 +119,37 @@ int qbc_cluster_whose(qbc_cluster_t *c, const char *realm, char *owner);
 
 /** a consistent copy of the figures. Thread-safe. */
 void qbc_cluster_stats(qbc_cluster_t *c, qbc_cluster_stats_t *out);
+
+#define QBC_CLUSTER_URL_MAX 256 /**< bytes of an advertised URL, with its NUL */
+
+/**
+ * who serves a realm's admin requests (the forwarding of api/forward.c). Thread-safe, never
+ * blocks on I/O.
+ * @param[out] node (QBC_NODE_ID_MAX bytes) the owner as last read from the bucket ("" if none)
+ * @param[out] url (QBC_CLUSTER_URL_MAX bytes) the owner's advertised URL ("" if none known)
+ * @return 1 this node owns it now (within its fence), 0 another node does and its URL is known,
+ *         QBC_ENOTFOUND no owner is known, or its URL is not (node says which)
+ */
+int qbc_cluster_realm_owner(qbc_cluster_t *c, const char *realm, char *node, char *url);
+
+/*
+ * Job ids across nodes: each node creates backfill jobs in its own id space, [base, base +
+ * QBC_JOB_ID_SPACE) with base = (1 + hash(node id) mod (2^20 - 1)) * 2^40 (store.h
+ * qbc_store_config_t.job_id_base), so two nodes never hand out one id unless their ids hash
+ * alike (about 1 in a million per pair): a job of another node met in this node's space is
+ * counted (conflicts in qbc_job_sync_stats_t) and logged, not taken. Space 0 (ids below 2^40)
+ * is a node's jobs from before cluster mode: never shared.
+ */
+#define QBC_CLUSTER_JOB_SPACES ((1ULL << 20) - 1)
+
+/** a node's job id base (never 0). Pure. */
+uint64_t qbc_cluster_job_id_base(const char *node_id);
+
+/** the space of a job id: 0 (a node's own from before cluster mode) or 1 .. QBC_CLUSTER_JOB_SPACES. Pure. */
+static inline uint64_t qbc_cluster_job_space(uint64_t id)
+{
+    return id / QBC_JOB_ID_SPACE;
+}
 
 /* ---------------------------------------------------------------- the replicated inbox (inbox.c) */
 
@@ -361,6 +398,50 @@ int qbc_cluster_dead_retry(qbc_dead_sync_t *ds, const char *id, qbc_cluster_dead
 /** a consistent copy of the figures. Thread-safe. */
 void qbc_cluster_dead_stats(qbc_dead_sync_t *ds, qbc_dead_sync_stats_t *out);
 
+/* ---------------------------------------------------------------- jobs shared (jobs.c) */
+
+/*
+ * Backfill and snapshot jobs, cluster-wide, through the key-value bucket qbcdc_jobs: one key
+ * per job (its decimal id), its value {"v":1,"node":<who wrote it>,"job":<the store's JSON of
+ * the job: definition, checkpoint, status>}. A store listener puts every job of this node's
+ * store that is newer (qbc_backfill_cmp) than the bucket's: created here, its checkpoint moved
+ * by this node's reconciler, cancelled here. A watcher imports every newer entry into the
+ * store (qbc_backfill_job_t.import), on every node: GET /admin/jobs answers the cluster's
+ * jobs from any node, and the node that owns a job's realm (the only one whose reconciler
+ * calls QBO for it) holds its latest checkpoint when it takes the realm over, and resumes
+ * from it. A cancel on any node reaches the bucket, then the owner, whose next checkpoint
+ * the store refuses. Jobs of id space 0 stay local.
+ */
+
+typedef struct st_qbc_job_sync_config_t {
+    const char *urls;    /**< comma-separated NATS server URLs */
+    const char *node_id; /**< written beside each job it puts */
+    unsigned replicas;   /**< of the bucket, when this node creates it (0: 1) */
+} qbc_job_sync_config_t;
+
+typedef struct st_qbc_job_sync_t qbc_job_sync_t;
+
+typedef struct st_qbc_job_sync_stats_t {
+    int connected;
+    uint64_t put;       /**< job states this node wrote to the bucket (newer here) */
+    uint64_t imported;  /**< job states it took from the bucket (newer there) */
+    uint64_t conflicts; /**< another node's jobs in this node's id space (not taken) */
+    char last_error[160];
+} qbc_job_sync_stats_t;
+
+/**
+ * starts the sync thread (it connects by itself) and listens to the store's commits.
+ * @param store must outlive it
+ * @return 0, QBC_EINVAL (no URL or a bad node id), QBC_EFULL (no store listener left)
+ */
+int qbc_cluster_jobs_start(const qbc_job_sync_config_t *cfg, qbc_store_t *store, qbc_job_sync_t **out);
+
+/** stops the thread; imports already queued get 10 s to commit. The store must be open. NULL: nothing. */
+void qbc_cluster_jobs_stop(qbc_job_sync_t *js);
+
+/** a consistent copy of the figures. Thread-safe. */
+void qbc_cluster_jobs_stats(qbc_job_sync_t *js, qbc_job_sync_stats_t *out);
+
 /* ---------------------------------------------------------------- internal, for the unit tests */
 
 /**
@@ -413,6 +494,17 @@ int qbc_cluster__meter_key_parse(const char *key, int64_t *period_start_ns, char
  * x->period_start_ns only; me's are own, everyone else's are added up.
  */
 void qbc_cluster__meter_sum(const qbc_meter_node_t *e, size_t n, const char *me, qbc_meter_share_t *x);
+
+/**
+ * the value lease.c writes in node.<id>: {"t":<unix seconds>,"url":"<advertised>"} (no "url"
+ * without one), into out. @return its length, or -1 when it does not fit
+ */
+int qbc_cluster__node_value(char *out, size_t size, int64_t unix_s, const char *url);
+/**
+ * the advertised URL in a node.<id> value (len bytes; older nodes wrote the time alone) into
+ * url (QBC_CLUSTER_URL_MAX bytes). @return 0, or QBC_ENOTFOUND ("" in url)
+ */
+int qbc_cluster__node_value_url(const char *value, size_t len, char *url);
 
 typedef enum {
     QBC_LEASE_WAIT = 0, /**< nothing to do (or someone else's) */

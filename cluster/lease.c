@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
 #include <nats/nats.h>
 #include "cluster.h"
 #include "jetstream.h"
@@ -23,6 +24,11 @@
 #define NS 1000000000LL
 #define BUCKET "qbcdc_cluster"
 #define MAX_NODES 32
+
+typedef struct st_node_url_t {
+    char id[QBC_NODE_ID_MAX];
+    char url[QBC_CLUSTER_URL_MAX];
+} node_url_t;
 
 typedef struct st_lease_t {
     int held;
@@ -42,9 +48,12 @@ struct st_qbc_cluster_t {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stop;
-    uint64_t epoch;         /* under mu */
-    lease_t *leases;        /* under mu (written by the thread) */
-    qbc_cluster_stats_t st; /* under mu */
+    uint64_t epoch;             /* under mu */
+    lease_t *leases;            /* under mu (written by the thread) */
+    qbc_cluster_stats_t st;     /* under mu */
+    node_url_t urls[MAX_NODES]; /* under mu: the live nodes' advertised URLs, as last read */
+    unsigned n_urls;            /* under mu */
+    char advertise_url[QBC_CLUSTER_URL_MAX];
     /* thread only */
     natsConnection *nc;
     jsCtx *js;
@@ -208,9 +217,11 @@ static int node_cmp(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* the ids of the live nodes; -1 when the bucket did not answer */
+/* the ids of the live nodes (and their advertised URLs); -1 when the bucket did not answer */
 static int list_nodes(qbc_cluster_t *c, char out[][QBC_NODE_ID_MAX], unsigned *n)
 {
+    node_url_t urls[MAX_NODES];
+    unsigned n_urls = 0;
     jsOptions o;
     jsOptions_Init(&o);
     o.Wait = 2000;
@@ -236,6 +247,9 @@ static int list_nodes(qbc_cluster_t *c, char out[][QBC_NODE_ID_MAX], unsigned *n
         s = kvStore_Get(&e, c->kv, key);
         if (s == NATS_OK) {
             snprintf(out[(*n)++], QBC_NODE_ID_MAX, "%s", subj + skip);
+            snprintf(urls[n_urls].id, sizeof(urls[n_urls].id), "%s", subj + skip);
+            qbc_cluster__node_value_url(kvEntry_Value(e), (size_t)kvEntry_ValueLen(e), urls[n_urls].url);
+            n_urls++;
             kvEntry_Destroy(e);
         } else if (s != NATS_NOT_FOUND) {
             failed = 1; /* deleted (a graceful stop) is NOT_FOUND: not live */
@@ -243,6 +257,12 @@ static int list_nodes(qbc_cluster_t *c, char out[][QBC_NODE_ID_MAX], unsigned *n
         }
     }
     jsStreamInfo_Destroy(si);
+    if (!failed) {
+        pthread_mutex_lock(&c->mu);
+        memcpy(c->urls, urls, n_urls * sizeof(urls[0]));
+        c->n_urls = n_urls;
+        pthread_mutex_unlock(&c->mu);
+    }
     return failed ? -1 : 0;
 }
 
@@ -255,8 +275,8 @@ static int round_once(qbc_cluster_t *c)
     natsStatus s;
     if (now - c->node_written >= renew_every) {
         snprintf(key, sizeof(key), "node.%s", me);
-        char val[64];
-        snprintf(val, sizeof(val), "%lld", (long long)(qbc_now_ns() / NS));
+        char val[QBC_CLUSTER_URL_MAX + 64];
+        qbc_cluster__node_value(val, sizeof(val), qbc_now_ns() / NS, c->advertise_url);
         uint64_t rev;
         if ((s = kvStore_PutString(&rev, c->kv, key, val)) != NATS_OK) {
             set_error(c, "cannot write this node's key: %.100s", natsStatus_GetText(s));
@@ -461,6 +481,8 @@ int qbc_cluster_start(const qbc_cluster_config_t *cfg, qbc_cluster_t **out)
     snprintf(c->st.node_id, sizeof(c->st.node_id), "%s", cfg->node_id);
     c->partitions = c->st.partitions = cfg->partitions;
     c->replicas = cfg->replicas;
+    if (cfg->advertise_url != NULL && strlen(cfg->advertise_url) < sizeof(c->advertise_url))
+        snprintf(c->advertise_url, sizeof(c->advertise_url), "%s", cfg->advertise_url);
     c->ttl_ns = (int64_t)(cfg->lease_ttl_s ? cfg->lease_ttl_s : 10) * NS;
     c->leases = qbc_calloc(cfg->partitions, sizeof(*c->leases));
     c->n_servers = qbc_nats_servers(cfg->urls, &c->servers);
@@ -558,4 +580,50 @@ void qbc_cluster_stats(qbc_cluster_t *c, qbc_cluster_stats_t *out)
     *out = c->st;
     out->connected = c->st.connected && c->nc != NULL && natsConnection_Status(c->nc) == NATS_CONN_STATUS_CONNECTED;
     pthread_mutex_unlock(&c->mu);
+}
+
+int qbc_cluster_realm_owner(qbc_cluster_t *c, const char *realm, char *node, char *url)
+{
+    unsigned p = qbc_cluster_partition_of(realm, c->partitions);
+    int64_t now = qbc_mono_ns();
+    int rc = QBC_ENOTFOUND;
+    node[0] = url[0] = '\0';
+    pthread_mutex_lock(&c->mu);
+    const lease_t *l = &c->leases[p];
+    snprintf(node, QBC_NODE_ID_MAX, "%s", l->owner);
+    if (l->held && now < l->until_mono) {
+        rc = 1;
+    } else if (l->owner[0] != '\0' && strcmp(l->owner, c->st.node_id) != 0) { /* ours but fenced out: nobody's */
+        for (unsigned i = 0; i < c->n_urls; i++)
+            if (strcmp(c->urls[i].id, l->owner) == 0 && c->urls[i].url[0] != '\0') {
+                snprintf(url, QBC_CLUSTER_URL_MAX, "%s", c->urls[i].url);
+                rc = 0;
+            }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+int qbc_cluster__node_value(char *out, size_t size, int64_t unix_s, const char *url)
+{
+    json_t *o = json_pack("{s:I}", "t", (json_int_t)unix_s);
+    if (url != NULL && url[0] != '\0')
+        json_object_set_new(o, "url", json_string(url));
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    int n = text != NULL && strlen(text) < size ? snprintf(out, size, "%s", text) : -1;
+    free(text);
+    return n;
+}
+
+int qbc_cluster__node_value_url(const char *value, size_t len, char *url)
+{
+    url[0] = '\0';
+    json_t *o = value != NULL ? json_loadb(value, len, 0, NULL) : NULL; /* older nodes: a bare number */
+    const char *u = json_is_object(o) ? json_string_value(json_object_get(o, "url")) : NULL;
+    int rc = u != NULL && u[0] != '\0' && strlen(u) < QBC_CLUSTER_URL_MAX ? 0 : QBC_ENOTFOUND;
+    if (rc == 0)
+        snprintf(url, QBC_CLUSTER_URL_MAX, "%s", u);
+    json_decref(o);
+    return rc;
 }

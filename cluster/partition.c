@@ -82,3 +82,9 @@ qbc_lease_action_t qbc_cluster__decide(int held, const char *owner, const char *
         return QBC_LEASE_TAKE;
     return QBC_LEASE_WAIT;
 }
+
+uint64_t qbc_cluster_job_id_base(const char *node_id)
+{
+    uint64_t h = mix(fnv1a(FNV_OFFSET, node_id, strlen(node_id)));
+    return (1 + h % QBC_CLUSTER_JOB_SPACES) * QBC_JOB_ID_SPACE;
+}

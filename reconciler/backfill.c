@@ -106,6 +106,20 @@ static int on_job(const qbc_backfill_t *job, void *ctx)
             b->stop = 1;
             qbc_log(QBC_LOG_INFO, REC_MOD, "backfill job %llu: %s", (unsigned long long)job->id,
                     qbc_backfill_status_name(job->status));
+        } else if (live && !b->inflight && qbc_backfill_cmp(job, &b->st) > 0) {
+            /* cluster mode: the node that ran it got further (imported from qbcdc_jobs): go on from there */
+            int64_t retry = b->retry_ns;
+            int same_list = strcmp(job->entities, b->st.entities) == 0;
+            b->st = *job;
+            if (!same_list) {
+                for (size_t i = 0; i < b->n_ents; i++)
+                    free(b->ents[i]);
+                b->n_ents = 0;
+                bf_entities(r, b);
+            }
+            b->retry_ns = retry;
+            qbc_log(QBC_LOG_DEBUG, REC_MOD, "backfill job %llu: checkpoint from another node, entity %u position %llu",
+                    (unsigned long long)job->id, job->entity_index, (unsigned long long)job->start_position);
         }
         return 0;
     }
@@ -151,8 +165,16 @@ static void on_page_committed(qbc_reconciler_t *r, const qbc_store_job_t *sj, vo
         b->retry_ns = now + 5 * NS;
         return;
     }
-    if (job->checkpoint_refused) { /* cancelled meanwhile: this page's versions are stored, the job stops */
-        b->stop = 1;
+    if (job->checkpoint_refused) {
+        /* cancelled meanwhile: this page's versions are stored, the job stops; or (cluster mode)
+           the store holds it further on, from the node that ran it before: go on from there */
+        qbc_backfill_t *cur = qbc_alloc(sizeof(*cur));
+        if (qbc_store_backfill_get(r->store, b->st.id, cur) == 0 &&
+            (cur->status == QBC_BACKFILL_QUEUED || cur->status == QBC_BACKFILL_RUNNING))
+            b->st = *cur;
+        else
+            b->stop = 1;
+        free(cur);
         return;
     }
     b->st = job->checkpoint_out;
@@ -405,7 +427,8 @@ int64_t qbc_rec__backfill_plan(qbc_reconciler_t *r, int64_t now)
         }
         pp = &b->next;
         rec_realm_t *realm = b->realm;
-        if (b->stop || b->inflight || realm_busy(r, b, realm) || !qbc_rec__realm_usable(realm))
+        if (b->stop || b->inflight || realm_busy(r, b, realm) || !qbc_rec__realm_usable(realm) ||
+            realm->budget.fenced) /* cluster mode: another node's realm runs its jobs */
             continue;
         if (b->retry_ns > now) {
             if (b->retry_ns < next)

@@ -121,11 +121,58 @@ static void decide(void)
     is_int(qbc_cluster__decide(1, "q3", "q1", "q1", 0, ttl), QBC_LEASE_WAIT, "held but the key says q3: not ours");
 }
 
+/* node-scoped job ids (cluster.h qbc_cluster_job_id_base) */
+static void job_ids(void)
+{
+    uint64_t a = qbc_cluster_job_id_base("n1"), b = qbc_cluster_job_id_base("n2");
+    ok(a != 0 && a % QBC_JOB_ID_SPACE == 0 && b % QBC_JOB_ID_SPACE == 0, "a base is a non-zero multiple of 2^40");
+    ok(a != b, "n1 and n2 have spaces of their own");
+    is_int((int)(a == qbc_cluster_job_id_base("n1")), 1, "a node's base is the same at every start");
+    is_int((int)qbc_cluster_job_space(a + 17), (int)(a / QBC_JOB_ID_SPACE), "an id's space is its node's");
+    is_int((int)qbc_cluster_job_space(17), 0, "ids of one node alone are in space 0, never shared");
+    /* the test of the integration suite computes the space in Python: pinned here */
+    is_int((int)qbc_cluster_job_space(qbc_cluster_job_id_base("n1")), 415514,
+           "n1's space (as test_cluster_admin.py computes it)");
+    int top_ok = 1, distinct = 0;
+    char id[16];
+    uint64_t seen[200];
+    for (int i = 0; i < 200; i++) {
+        snprintf(id, sizeof(id), "node-%d", i);
+        uint64_t sp = qbc_cluster_job_space(qbc_cluster_job_id_base(id));
+        top_ok &= sp >= 1 && sp <= QBC_CLUSTER_JOB_SPACES;
+        seen[i] = sp;
+        int dup = 0;
+        for (int k = 0; k < i; k++)
+            dup |= seen[k] == sp;
+        distinct += !dup;
+    }
+    ok(top_ok, "every space is in 1 .. 2^20 - 1: ids below 2^60, positive in 64-bit JSON integers");
+    is_int(distinct, 200, "200 node ids, 200 spaces");
+}
+
+/* what node.<id> holds: the time and the advertised URL (cluster.h qbc_cluster__node_value) */
+static void node_values(void)
+{
+    char v[400], url[QBC_CLUSTER_URL_MAX];
+    ok(qbc_cluster__node_value(v, sizeof(v), 1700000000, "http://10.0.0.1:8080") > 0, "a value with a URL");
+    is_str(v, "{\"t\":1700000000,\"url\":\"http://10.0.0.1:8080\"}", "JSON: the time and the URL");
+    is_int(qbc_cluster__node_value_url(v, strlen(v), url), 0, "its URL read back");
+    is_str(url, "http://10.0.0.1:8080", "the same URL");
+    qbc_cluster__node_value(v, sizeof(v), 1700000000, NULL);
+    is_int(qbc_cluster__node_value_url(v, strlen(v), url), QBC_ENOTFOUND, "no URL advertised: not found");
+    is_int(qbc_cluster__node_value_url("1700000000", 10, url), QBC_ENOTFOUND,
+           "a node of before (the time alone) has none");
+    is_str(url, "", "and url is empty");
+    is_int(qbc_cluster__node_value(v, 10, 1700000000, "http://x"), -1, "a value that does not fit: -1");
+}
+
 int main(void)
 {
     node_ids();
     partitions();
     preferred();
     decide();
+    job_ids();
+    node_values();
     return done_testing();
 }
