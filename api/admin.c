@@ -379,6 +379,8 @@ static int get_cluster(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id)
 static int delete_realm(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg)
 {
     char realm[QBC_REALM_MAX];
+    if (qbc_api__forward_realm(api, req, seg)) /* cluster mode: the owner revokes, not racing its own refresh */
+        return 0;
     if (!qbc_api__valid_realm(seg.base, seg.len)) {
         qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such realm");
         return 0;

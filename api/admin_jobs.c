@@ -155,6 +155,8 @@ static int realm_known(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg, char *re
 int qbc_api__post_cdc(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg)
 {
     char realm[QBC_REALM_MAX];
+    if (qbc_api__forward_realm(api, req, seg)) /* cluster mode: the realm's owner sweeps it */
+        return 0;
     if (!realm_known(api, req, seg, realm))
         return 0;
     cdc_op_t *op = qbc_calloc(1, sizeof(*op));
@@ -167,6 +169,8 @@ int qbc_api__post_cdc(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg)
 int qbc_api__post_backfill(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg)
 {
     char realm[QBC_REALM_MAX];
+    if (qbc_api__forward_realm(api, req, seg)) /* cluster mode: the realm's owner creates (and runs) it */
+        return 0;
     if (!realm_known(api, req, seg, realm))
         return 0;
     json_t *body = NULL, *ents = NULL, *since = NULL;

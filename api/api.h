@@ -98,6 +98,33 @@ struct st_qbc_delivery_t;
 /** the push delivery worker that /admin/subscriptions manages (delivery.h); call before qbc_api_run. */
 void qbc_api_set_delivery(qbc_api_t *api, struct st_qbc_delivery_t *d);
 
+#define QBC_API_NODE_MAX 64 /**< bytes of a cluster node id, with its NUL (cluster.h QBC_NODE_ID_MAX) */
+#define QBC_API_URL_MAX 256 /**< bytes of a node's advertised URL, with its NUL (cluster.h QBC_CLUSTER_URL_MAX) */
+
+/** cluster mode: who owns a realm, so that its admin requests reach the owner (forward.c). */
+typedef struct st_qbc_api_cluster_t {
+    const char *node_id; /**< this node's (copied): sent in X-Qbcdc-Forwarded-By */
+    /** how long a forwarded request may take, connecting included (0: 5000 ms); then 503 */
+    unsigned forward_timeout_ms;
+    /**
+     * the realm's owner, from any thread, without blocking: 1 this node (answer here), 0 another
+     * node (node, QBC_API_NODE_MAX bytes, and its URL, QBC_API_URL_MAX bytes, filled), < 0 none
+     * known or its URL is not (node filled when known)
+     */
+    int (*owner)(void *ctx, const char *realm, char *node, char *url);
+    void *ctx;
+} qbc_api_cluster_t;
+
+/**
+ * cluster mode: POST /admin/realms/{realm}/cdc, POST /admin/realms/{realm}/backfill and DELETE
+ * /admin/realms/{realm} received by a node that does not own the realm are forwarded to the
+ * owner and its answer relayed; 503 with Retry-After when no owner is known or it does not
+ * answer in time, or when a forwarded request reaches a node that does not own the realm
+ * either (never forwarded twice). Starts the forwarding thread (stopped by qbc_api_run's end).
+ * Call before qbc_api_run, at most once.
+ */
+void qbc_api_set_cluster(qbc_api_t *api, const qbc_api_cluster_t *c);
+
 /** installs hooks (copied); call before qbc_api_run. */
 void qbc_api_set_hooks(qbc_api_t *api, const qbc_api_hooks_t *hooks);
 

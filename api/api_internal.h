@@ -55,6 +55,13 @@ struct st_qbc_api_t {
     h2o_linklist_t oauth_calls;           /* OAuth calls out (connect.c) */
     qbc_reconciler_t *reconciler;         /* Intuit's OAuth client (qbc_api_set_reconciler); NULL: none */
     struct st_qbc_delivery_t *delivery;   /* push delivery (qbc_api_set_delivery); NULL: /admin/subscriptions 503 */
+    /* cluster mode: realm requests forwarded to their owner (forward.c) */
+    qbc_api_cluster_t cluster;
+    char cluster_node_id[QBC_API_NODE_MAX];
+    struct st_api_forwarder_t *forwarder; /* NULL: one node, nothing forwarded */
+    struct {
+        uint64_t relayed, unreachable, loops, no_owner; /* loop thread only */
+    } fwd;
 };
 
 /*
@@ -165,6 +172,27 @@ int qbc_api__query_param(h2o_req_t *req, const char *name, char *out, size_t out
  * query may be NULL when len is 0). The pure parser, so that fuzz/fuzz_http_query.c reaches it.
  */
 int qbc_api__query_param_str(const char *query, size_t len, const char *name, char *out, size_t outsz);
+
+/* ---- forward.c ---- */
+typedef enum {
+    QBC_FWD_LOCAL = 0, /**< this node owns the realm (or is alone): answer here */
+    QBC_FWD_FORWARD,   /**< another node owns it and its URL is known: send it there */
+    QBC_FWD_LOOP,      /**< forwarded here already, and not ours either: 503, never on again */
+    QBC_FWD_NO_OWNER,  /**< no owner known, or not its URL: 503 */
+} qbc_fwd_decision_t;
+/**
+ * what to do with a realm's admin request: owner_rc as qbc_api_cluster_t.owner returns it,
+ * forwarded: it carries X-Qbcdc-Forwarded-By. Pure.
+ */
+qbc_fwd_decision_t qbc_api__forward_decide(int owner_rc, int forwarded);
+/**
+ * cluster mode: forwards req to the owner of realm (or answers 503) and returns 1, or returns
+ * 0 when this node answers it (it owns the realm, or is not in a cluster). Loop thread.
+ */
+int qbc_api__forward_realm(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t realm);
+/** stops the forwarding thread: calls still out are answered 503 through the loop. */
+void qbc_api__forward_shutdown(qbc_api_t *api);
+void qbc_api__forward_dispose(qbc_api_t *api);
 
 /* ---- framing.c ---- */
 /** HTTP/1 requests refused (400, connection closed) for ambiguous body framing; relaxed atomic */

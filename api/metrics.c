@@ -79,6 +79,16 @@ static char *render(qbc_api_t *api, size_t *len)
             "HTTP/1 requests refused with 400 for ambiguous body framing (differing Content-Lengths, or a "
             "Content-Length beside a Transfer-Encoding).",
             (double)__atomic_load_n(&qbc_api__ambiguous_framing, __ATOMIC_RELAXED));
+    if (api->forwarder != NULL) { /* cluster mode: realm admin requests for another node (forward.c) */
+        qbc_buf_printf(&o,
+                       "# HELP qbcdc_admin_forwarded_total Realm admin requests this node does not own, by outcome: "
+                       "relayed (the owner's answer), unreachable (no answer in time), loop (forwarded here and "
+                       "not ours either), no_owner (none known).\n# TYPE qbcdc_admin_forwarded_total counter\n");
+        const char *names[] = {"relayed", "unreachable", "loop", "no_owner"};
+        const uint64_t v[] = {api->fwd.relayed, api->fwd.unreachable, api->fwd.loops, api->fwd.no_owner};
+        for (int i = 0; i < 4; i++)
+            qbc_buf_printf(&o, "qbcdc_admin_forwarded_total{result=\"%s\"} %llu\n", names[i], (unsigned long long)v[i]);
+    }
     gauge(&o, "qbcdc_feed_streams", "Long-polls and SSE streams open (at most QBCDC_MAX_STREAMS).",
           (double)api->n_waiters);
 

@@ -240,6 +240,7 @@ int qbc_api_run(qbc_api_t *api, int drain_ms)
     }
     /* OAuth calls still out are cancelled: none may answer once the server is gone */
     qbc_api__connect_shutdown(api);
+    qbc_api__forward_shutdown(api); /* forwarded requests still out: answered 503 below */
     /* let the last answers reach their sockets and closing connections finish closing */
     deadline = qbc_mono_ns() + 200 * 1000000;
     do {
@@ -327,6 +328,7 @@ void qbc_api_destroy(qbc_api_t *api)
     qbc_ingress_destroy(api->ingress);
     qbc_api__jobs_dispose(api);
     qbc_api__connect_dispose(api);
+    qbc_api__forward_dispose(api);
     qbc_api__feed_dispose(api);
     h2o_evloop_t *loop = api->ctx.loop;
     h2o_multithread_queue_t *queue = api->ctx.queue;
