@@ -80,6 +80,12 @@ static const option_t options[] = {
     OPT("lease-ttl", lease_ttl, "10",
         "cluster mode: seconds a partition's lease lasts unless renewed; a dead node's partitions are taken over "
         "after about this long"),
+    OPT("advertise-url", advertise_url, NULL,
+        "cluster mode: where the other nodes reach this node's HTTP API to forward a realm's admin requests to "
+        "it (http[s]://host:port); unset: derived from QBCDC_LISTEN (a wildcard address becomes 127.0.0.1, which "
+        "only works when every node runs on one machine: set it in a real deployment)"),
+    OPT("forward-timeout-ms", forward_timeout_ms, "5000",
+        "cluster mode: how long an admin request forwarded to a realm's owner may take before it is answered 503"),
     OPT("cdc-commit-max", cdc_commit_max, "500",
         "most entity versions a CDC sweep commits in one store transaction (a long backlog commits in chunks; only "
         "the last moves the watermark)"),
@@ -309,6 +315,7 @@ int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const c
         {cfg->nats_replicas, "nats-replicas", 1, 5, &cfg->n_nats_replicas},
         {cfg->partitions, "partitions", 1, 1024, &cfg->n_partitions},
         {cfg->lease_ttl, "lease-ttl", 3, 300, &cfg->n_lease_ttl_s},
+        {cfg->forward_timeout_ms, "forward-timeout-ms", 100, 600000, &cfg->n_forward_timeout_ms},
         {cfg->max_streams, "max-streams", 1, 1000000, &cfg->n_max_streams},
         {cfg->summary_interval, "summary-interval", 0, 86400, &cfg->n_summary_interval_s},
         {cfg->inbox_retention, "inbox-retention", 0, 86400L * 3650, &cfg->n_inbox_retention_s},
@@ -353,6 +360,26 @@ int qbc_config_load(qbc_config_t *cfg, int argc, char **argv, int first, const c
                  cfg->tls_cert != NULL ? "QBCDC_TLS_KEY (--tls-key)" : "QBCDC_TLS_CERT (--tls-cert)");
         return QBC_EINVAL;
     }
+    if (cfg->advertise_url != NULL) {
+        const char *u = cfg->advertise_url;
+        int okc = strlen(u) < sizeof(cfg->advertise_canon) &&
+                  (strncmp(u, "http://", 7) == 0 || strncmp(u, "https://", 8) == 0);
+        for (const char *p = u; okc && *p; p++)
+            okc = *p > ' ' && *p < 0x7f && *p != '"' && *p != '\\';
+        if (!okc || strlen(u) <= 8)
+            return bad_value(err, errsz, "advertise-url", u, "http://host:port or https://host:port");
+        snprintf(cfg->advertise_canon, sizeof(cfg->advertise_canon), "%s", u);
+        cfg->advertise_derived = 0;
+    } else { /* from the listen address: a wildcard host means this machine */
+        const char *colon = strrchr(cfg->listen, ':');
+        size_t hl = (size_t)(colon - cfg->listen);
+        int wild = hl == 0 || (hl == 7 && strncmp(cfg->listen, "0.0.0.0", 7) == 0) ||
+                   (hl == 4 && strncmp(cfg->listen, "[::]", 4) == 0);
+        snprintf(cfg->advertise_canon, sizeof(cfg->advertise_canon), "%s://%.*s%s",
+                 cfg->tls_cert != NULL ? "https" : "http", wild ? 9 : (int)hl, wild ? "127.0.0.1" : cfg->listen, colon);
+        cfg->advertise_derived = 1;
+    }
+    cfg->advertise_url = cfg->advertise_canon;
     if (cfg->node_id != NULL) {
         if (!qbc_cluster_node_id_ok(cfg->node_id))
             return bad_value(err, errsz, "node-id", cfg->node_id, "1 to 63 of A-Z a-z 0-9 _ -");

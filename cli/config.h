@@ -21,7 +21,8 @@ typedef struct st_qbc_config_t {
     const char *cdc_lookback, *cdc_audit_gap, *cdc_commit_max, *max_streams, *summary_interval;
     const char *monthly_call_budget, *budget_period, *budget_tz, *cdc_max_interval;
     const char *nats_url, *nats_replicas, *nats_stream;
-    const char *node_id, *partitions, *lease_ttl; /* cluster mode */
+    const char *node_id, *partitions, *lease_ttl;   /* cluster mode */
+    const char *advertise_url, *forward_timeout_ms; /* cluster mode: admin requests forwarded to a realm's owner */
     const char *snapshot_on_connect;
     const char *admin_token, *feed_token;
     const char *master_key_file;
@@ -42,7 +43,9 @@ typedef struct st_qbc_config_t {
     long n_backoff_base_ms, n_backoff_max_ms, n_throttle_pause_ms;
     long n_cdc_lookback_s, n_cdc_audit_gap_s, n_cdc_commit_max, n_max_streams, n_summary_interval_s;
     long n_monthly_call_budget, n_budget_period_s, n_cdc_max_interval_s, n_nats_replicas;
-    long n_partitions, n_lease_ttl_s;
+    long n_partitions, n_lease_ttl_s, n_forward_timeout_ms;
+    char advertise_canon[256]; /* advertise_url, or the one derived from listen; advertise_url points here */
+    int advertise_derived;     /* 1: QBCDC_ADVERTISE_URL was not set */
     long n_inbox_retention_s, n_feed_retention_s, n_prune_interval_ms;
     int n_snapshot_on_connect;
     int n_delivery_allow_private;

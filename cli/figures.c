@@ -19,6 +19,7 @@ typedef struct {
     qbc_realm_sync_t *realms; /* with cluster */
     qbc_meter_t *meter;       /* with cluster */
     qbc_dead_sync_t *dead;    /* with cluster */
+    qbc_job_sync_t *jobs;     /* with cluster */
     qbc_delivery_t *dl;       /* push delivery (NULL: not running) */
 } figures_t;
 
@@ -381,6 +382,15 @@ static char *cluster_view(void *ctx)
         json_object_set_new(dj, "last_error", error_or_null(dst.last_error));
         json_object_set_new(o, "dead_letters", dj);
     }
+    qbc_job_sync_t *jsync = ((figures_t *)ctx)->jobs;
+    if (jsync != NULL) {
+        qbc_job_sync_stats_t jst;
+        qbc_cluster_jobs_stats(jsync, &jst);
+        json_t *jj = json_pack("{s:b,s:I,s:I,s:I}", "connected", jst.connected, "put", (json_int_t)jst.put, "imported",
+                               (json_int_t)jst.imported, "conflicts", (json_int_t)jst.conflicts);
+        json_object_set_new(jj, "last_error", error_or_null(jst.last_error));
+        json_object_set_new(o, "jobs", jj);
+    }
     return dump(o);
 }
 
@@ -568,6 +578,7 @@ void qbc_figures_install(qbc_api_t *ing, qbc_reconciler_t *r, qbc_jetstream_t *j
     fg.realms = cluster != NULL ? cluster->realms : NULL;
     fg.meter = cluster != NULL ? cluster->meter : NULL;
     fg.dead = cluster != NULL ? cluster->dead : NULL;
+    fg.jobs = cluster != NULL ? cluster->jobs : NULL;
     fg.rec = r;
     fg.js = js;
     fg.dl = dl;

@@ -111,6 +111,12 @@ static int publishes_realm(void *ctx, const char *realm)
     return qbc_cluster_whose(ctx, realm, NULL);
 }
 
+/* the admin API asks whose realm a request is for (api.h qbc_api_cluster_t.owner) */
+static int realm_owner(void *ctx, const char *realm, char *node, char *url)
+{
+    return qbc_cluster_realm_owner(ctx, realm, node, url);
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     qbc_config_t cfg;
@@ -124,6 +130,7 @@ static int cmd_serve(int argc, char **argv)
     qbc_realm_sync_t *realms = NULL; /* cluster mode: realms and tokens shared */
     qbc_meter_t *meter = NULL;       /* cluster mode: the monthly allowance metered together */
     qbc_dead_sync_t *dead = NULL;    /* cluster mode: dead letters listed and retried from any node */
+    qbc_job_sync_t *jobs = NULL;     /* cluster mode: backfill and snapshot jobs shared */
     qbc_delivery_t *dl = NULL;
     qbc_devsim_t sim;
     int rc, exit_code = 1;
@@ -153,7 +160,9 @@ static int cmd_serve(int argc, char **argv)
                                .inbox_retention_s = cfg.n_inbox_retention_s,
                                .feed_retention_s = cfg.n_feed_retention_s,
                                .prune_interval_ms = (int)cfg.n_prune_interval_ms,
-                               .master_key_file = cfg.master_key_file};
+                               .master_key_file = cfg.master_key_file,
+                               /* cluster mode: this node's own job ids, unique across the nodes */
+                               .job_id_base = cfg.node_id != NULL ? qbc_cluster_job_id_base(cfg.node_id) : 0};
     if ((rc = qbc_store_open(&scfg, &store)) != 0) {
         fprintf(stderr, "qbcdc: cannot open the store in %s: %s\n", cfg.data_dir, qbc_strerror(rc));
         goto Exit;
@@ -163,7 +172,13 @@ static int cmd_serve(int argc, char **argv)
                                      .node_id = cfg.node_id,
                                      .partitions = (unsigned)cfg.n_partitions,
                                      .lease_ttl_s = (unsigned)cfg.n_lease_ttl_s,
-                                     .replicas = (unsigned)cfg.n_nats_replicas};
+                                     .replicas = (unsigned)cfg.n_nats_replicas,
+                                     .advertise_url = cfg.advertise_url};
+        if (cfg.advertise_derived)
+            qbc_log(QBC_LOG_WARN, "main",
+                    "QBCDC_ADVERTISE_URL is not set: the other nodes forward this node's realms' admin requests to %s "
+                    "(derived from QBCDC_LISTEN); set it when the nodes run on different machines",
+                    cfg.advertise_url);
         if ((rc = qbc_cluster_start(&ccfg, &cluster)) != 0) {
             fprintf(stderr, "qbcdc: cannot start cluster mode: %s\n", qbc_strerror(rc));
             goto Exit;
@@ -191,6 +206,12 @@ static int cmd_serve(int argc, char **argv)
             fprintf(stderr, "qbcdc: cannot start sharing dead letters: %s\n", qbc_strerror(rc));
             goto Exit;
         }
+        qbc_job_sync_config_t jscfg = {
+            .urls = cfg.nats_url, .node_id = cfg.node_id, .replicas = (unsigned)cfg.n_nats_replicas};
+        if ((rc = qbc_cluster_jobs_start(&jscfg, store, &jobs)) != 0) {
+            fprintf(stderr, "qbcdc: cannot start sharing jobs: %s\n", qbc_strerror(rc));
+            goto Exit;
+        }
     }
     /* may supply the verifier token, so it comes before the server is configured */
     qbc_devsim_start(&cfg, &sim);
@@ -214,6 +235,13 @@ static int cmd_serve(int argc, char **argv)
     if ((rc = qbc_api_create(&acfg, store, &api)) != 0) {
         fprintf(stderr, "qbcdc: cannot listen on %s: %s\n", cfg.listen, qbc_strerror(rc));
         goto Exit;
+    }
+    if (cluster != NULL) { /* a realm's admin requests go to its owner */
+        qbc_api_cluster_t ac = {.node_id = cfg.node_id,
+                                .forward_timeout_ms = (unsigned)cfg.n_forward_timeout_ms,
+                                .owner = realm_owner,
+                                .ctx = cluster};
+        qbc_api_set_cluster(api, &ac);
     }
 
     if (qbc_devsim_register(&sim, cfg.sim_listen, store, cfg.n_snapshot_on_connect) == QBC_ECLOSED) {
@@ -289,7 +317,7 @@ static int cmd_serve(int argc, char **argv)
         goto Exit;
     }
     qbc_api_set_delivery(api, dl);
-    qbc_figures_cluster_t fcl = {cluster, inbox, realms, meter, dead};
+    qbc_figures_cluster_t fcl = {cluster, inbox, realms, meter, dead, jobs};
     qbc_figures_install(api, rec, js, dl, &fcl);
 
     struct sigaction sa;
@@ -320,6 +348,7 @@ Exit:
     qbc_jetstream_stop(js); /* commits its cursor: before the store closes */
     qbc_delivery_stop(dl);  /* waits for its cursor commits: before the store closes */
     qbc_cluster_realms_stop(realms);
+    qbc_cluster_jobs_stop(jobs);
     qbc_api_destroy(api);
     qbc_store_close(store); /* drains anything still queued, then closes LMDB */
     qbc_config_free(&cfg);

@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""test_cluster_admin.py — cluster mode (issue 13): the admin API from any node, and backfill jobs
+that outlive their node.
+
+Two qbcdc nodes on one nats-server (leases of 3 s), qbosim as Intuit. For a realm R owned by node
+O, the other node N:
+1. forwards POST /admin/realms/R/cdc and POST /admin/realms/R/backfill to O and relays O's
+   answer (X-Qbcdc-Node: O; the job id is in O's id space; the sweep shows in O's realm row, not
+   N's); a request already forwarded is never forwarded again (503 forward_loop);
+2. answers GET /admin/jobs/{id} from the shared bucket; a cancel on N of a job running on its
+   realm's owner stops it there;
+3. kill -9 O in the middle of R's backfill: N's forward to the dead owner answers 503 at once, N
+   takes R over and finishes the job from its checkpoint (qbosim counts the query calls: a
+   restart from zero would make about a whole job's more), and the job shows done on both nodes
+   (O restarted takes the outcome from the bucket);
+4. an owner that does not answer (SIGSTOP) is answered 503 after QBCDC_FORWARD_TIMEOUT_MS.
+"""
+import json
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import openapi_check as oc  # noqa: E402  (first: may re-exec with /usr/bin/python3)
+from harness import QBCDC, Proc, diag, done_testing, free_port, is_, ok, request, tmpdir, wait_for, wait_http  # noqa: E402
+from natslib import NATS_SERVER, NatsServer  # noqa: E402
+from simlib import ADMIN, Sim, admin, register_realms, serve_env, sim_calls  # noqa: E402
+
+if NATS_SERVER is None:
+    print("1..0 # SKIP nats-server is not installed (.ci/install installs it)")
+    sys.exit(0)
+
+PARTITIONS = 8
+PER_TYPE = 2500  # 8 entity types: 3 query pages each, 24 for a whole realm
+M64 = (1 << 64) - 1
+
+
+def mixed_fnv(s):
+    """cluster/partition.c: FNV-1a 64 and splitmix64's finaliser"""
+    h = 14695981039346656037
+    for b in s.encode():
+        h = ((h ^ b) * 1099511628211) & M64
+    h ^= h >> 30
+    h = (h * 0xbf58476d1ce4e5b9) & M64
+    h ^= h >> 27
+    h = (h * 0x94d049bb133111eb) & M64
+    h ^= h >> 31
+    return h
+
+
+def partition_of(realm):
+    return mixed_fnv(realm) % PARTITIONS
+
+
+def preferred(p, ids):
+    """cluster/partition.c qbc_cluster_preferred: the highest rendezvous score"""
+    def score(node):
+        h = 14695981039346656037
+        for b in node.encode() + b"\0" + p.to_bytes(4, "big"):
+            h = ((h ^ b) * 1099511628211) & M64
+        h ^= h >> 30
+        h = (h * 0xbf58476d1ce4e5b9) & M64
+        h ^= h >> 27
+        h = (h * 0x94d049bb133111eb) & M64
+        return h ^ (h >> 31)
+    return max(sorted(ids), key=score)
+
+
+def job_space(node_id):
+    """cluster.h qbc_cluster_job_id_base / QBC_JOB_ID_SPACE (n1: 415514, pinned in test_partition.c)"""
+    return 1 + mixed_fnv(node_id) % ((1 << 20) - 1)
+
+
+MASTER_KEY = os.path.join(tmpdir("qbcdc-cadm-key-"), "master.key")
+with open(MASTER_KEY, "wb") as f:
+    f.write(os.urandom(32))
+os.chmod(MASTER_KEY, 0o600)
+
+nats = NatsServer()
+sim = Sim(realms=2, entities=PER_TYPE)
+realms = sorted(sim.realms())
+
+
+class Node:
+    def __init__(self, i):
+        self.id = "n%d" % i
+        self.port = free_port()
+        self.dir = tmpdir("qbcdc-cadm-%s-" % self.id)
+        self.proc = None
+
+    def start(self):
+        env = serve_env(self.port, self.dir, sim)
+        env.update({"QBCDC_NATS_URL": nats.url(), "QBCDC_NODE_ID": self.id, "QBCDC_PARTITIONS": str(PARTITIONS),
+                    "QBCDC_LEASE_TTL": "3", "QBCDC_CDC_INTERVAL": "3600", "QBCDC_SNAPSHOT_ON_CONNECT": "0",
+                    "QBCDC_MASTER_KEY_FILE": MASTER_KEY, "QBCDC_FORWARD_TIMEOUT_MS": "2000",
+                    "QBCDC_LOG_LEVEL": os.environ.get("CADM_LOG", "info")})
+        self.proc = Proc([QBCDC, "serve"], env=env)
+        return wait_http(self.port)
+
+    def call(self, method, path, body=None, headers=None):
+        h = {"Authorization": "Bearer " + ADMIN, "Content-Type": "application/json"}
+        h.update(headers or {})
+        try:
+            st, hd, b = request(self.port, method, path, body, h, timeout=10)
+        except OSError:
+            return None, {}, None
+        # every answer, relayed or not, as docs/openapi.json says
+        problems = oc.check_answer(DOC, method, path, st, hd, b)
+        if problems:
+            BAD.append((method, path, st, problems))
+        try:
+            return st, hd, json.loads(b) if b else None
+        except ValueError:
+            return st, hd, b
+
+    def get(self, path):
+        st, _, j = self.call("GET", path)
+        return j if st == 200 else None
+
+    def realm(self, r):
+        return next((x for x in (self.get("/admin/realms") or {}).get("realms", []) if x["realm"] == r), None)
+
+
+_, DOC = oc.load_doc()
+BAD = []
+nodes = [Node(1), Node(2)]
+ok(all(n.start() for n in nodes), "two qbcdc nodes are up, on one nats-server")
+
+
+def settled():
+    v = [n.get("/admin/cluster") for n in nodes]
+    if any(x is None for x in v) or v[0]["owners"] != v[1]["owners"] or None in v[0]["owners"]:
+        return None
+    if sorted(p for x in v for p in x["owned"]) != list(range(PARTITIONS)):
+        return None
+    want = [preferred(p, [n.id for n in nodes]) for p in range(PARTITIONS)]
+    return v[0]["owners"] if v[0]["owners"] == want else None  # the hand-over after a join is over
+
+
+owners = wait_for(settled, 20, 0.2)
+ok(owners, "every partition has its preferred owner, the same in both views", owners)
+is_(register_realms(nodes[0].port, sim), len(realms), "the realms registered on n1 alone")
+ok(wait_for(lambda: all((nodes[1].realm(r) or {}).get("has_tokens") for r in realms), 20, 0.2),
+   "n2 has them and their tokens, from the bucket")
+
+R = realms[0]
+owner = next(n for n in nodes if n.id == owners[partition_of(R)])
+other = next(n for n in nodes if n is not owner)
+diag("realm %s: owner %s, asking %s" % (R, owner.id, other.id))
+
+# ---- 1. a CDC request and a backfill sent to the node that does not own the realm
+st, hd, j = other.call("POST", "/admin/realms/%s/cdc" % R)
+is_(st, 202, "POST .../cdc on the other node: 202")
+is_(hd.get("x-qbcdc-node"), owner.id, "the answer is the owner's (X-Qbcdc-Node)")
+ok(wait_for(lambda: (owner.realm(R) or {}).get("cdc_request_status") == "done", 15, 0.2),
+   "the owner swept the realm", owner.realm(R))
+is_((other.realm(R) or {}).get("cdc_requested"), None, "the other node recorded no request of its own")
+
+st, hd, j = other.call("POST", "/admin/realms/%s/cdc" % R, headers={"X-Qbcdc-Forwarded-By": owner.id})
+ok(st == 503 and (j or {}).get("error") == "forward_loop" and hd.get("retry-after"),
+   "a request already forwarded to a node that does not own the realm: 503 forward_loop, never sent on", (st, j))
+st, hd, j = owner.call("POST", "/admin/realms/%s/cdc" % R, headers={"X-Qbcdc-Forwarded-By": other.id})
+is_((st, hd.get("x-qbcdc-node")), (202, None), "a forwarded request reaching the owner is answered there")
+
+st, _, j = other.call("POST", "/admin/realms/%s/backfill" % R, '{"entities":["Nope"]}')
+is_(st, 400, "a bad backfill, forwarded: the owner's 400")
+sim.json("POST", "/sim/faults", json.dumps({"latency_ms": 150}))  # pages take a while: room to kill mid-job
+q_start = sim_calls(sim)[1]["realms"][R]["requests"]["query"]
+st, hd, j = other.call("POST", "/admin/realms/%s/backfill" % R, "")
+is_(st, 202, "POST .../backfill on the other node: 202")
+is_(hd.get("x-qbcdc-node"), owner.id, "created by the owner")
+job = (j or {}).get("job", "0")
+ok(job.isdigit() and int(job) >> 40 == job_space(owner.id), "its id is in the owner's id space", job)
+
+# ---- 2. the job from either node; a cancel on the node that does not run it
+ok(wait_for(lambda: other.get("/admin/jobs/%s" % job), 10, 0.1), "GET /admin/jobs/{id} on the other node too")
+ok(any(x["job"] == job for x in (other.get("/admin/jobs") or {}).get("jobs", [])), "and in its GET /admin/jobs")
+R2 = realms[1]
+own2 = next(n for n in nodes if n.id == owners[partition_of(R2)])
+oth2 = next(n for n in nodes if n is not own2)
+st, _, j2 = oth2.call("POST", "/admin/realms/%s/backfill" % R2, "")
+job2 = (j2 or {}).get("job", "0")
+ok(wait_for(lambda: (own2.get("/admin/jobs/%s" % job2) or {}).get("status") == "running", 10, 0.1) and
+   wait_for(lambda: oth2.get("/admin/jobs/%s" % job2), 5, 0.1), "a second job runs on its realm's owner")
+st, _, c = oth2.call("DELETE", "/admin/jobs/%s" % job2)
+is_((st, (c or {}).get("status")), (200, "cancelled"), "cancelled on the node that does not run it")
+ok(wait_for(lambda: (own2.get("/admin/jobs/%s" % job2) or {}).get("status") == "cancelled", 10, 0.1),
+   "the owner has it cancelled", own2.get("/admin/jobs/%s" % job2))
+time.sleep(0.5)
+q2 = sim_calls(sim)[1]["realms"][R2]["requests"]["query"]
+time.sleep(1.0)
+is_(sim_calls(sim)[1]["realms"][R2]["requests"]["query"], q2, "and makes no more query calls for it")
+
+# ---- 3. kill -9 the owner in the middle of the job
+mid = wait_for(lambda: (lambda x: x if x and x.get("entities_done", 0) >= 3 else None)(owner.get("/admin/jobs/%s" % job)),
+               20, 0.05)
+ok(mid and mid["status"] == "running", "the job runs on the owner, 3 entities done", mid)
+owner.proc.kill9()
+q_kill = sim_calls(sim)[1]["realms"][R]["requests"]["query"] - q_start
+t0 = time.time()
+st, hd, j = other.call("POST", "/admin/realms/%s/cdc" % R)
+took = time.time() - t0
+ok(st == 503 and (j or {}).get("error") in ("owner_unreachable", "owner_unknown") and hd.get("retry-after")
+   and took < 3.0, "forwarded to the dead owner: 503 with the reason, within the timeout (%.2f s)" % took, (st, j))
+diag("503: %s" % (j or {}).get("message"))
+seen = other.get("/admin/jobs/%s" % job) or {}
+diag("killed %s after %d query calls; %s holds the checkpoint at %s entities, %s records" %
+     (owner.id, q_kill, other.id, seen.get("entities_done"), seen.get("records_seen")))
+ok(seen.get("entities_done", 0) >= 3, "the other node holds the job's checkpoint from the bucket", seen)
+
+t0 = time.time()
+done = wait_for(lambda: (lambda x: x if x and x.get("status") in ("done", "failed", "cancelled") else None)(
+    other.get("/admin/jobs/%s" % job)), 40, 0.2)
+is_((done or {}).get("status"), "done", "the other node took the realm over and finished the job (%.1f s)"
+    % (time.time() - t0))
+ok((done or {}).get("entities_done") == 8, "all 8 entities", done)
+q_total = sim_calls(sim)[1]["realms"][R]["requests"]["query"] - q_start
+diag("query calls for the job: %d before the kill, %d in all (a whole job: 24)" % (q_kill, q_total))
+ok(q_total <= 24 + 2, "resumed from the checkpoint, not from zero: %d query calls in all (from zero: %d)"
+   % (q_total, q_kill + 24))
+ok((done or {}).get("records_seen", 0) >= 8 * PER_TYPE, "records seen cover the realm", done)
+st, _, j = other.call("POST", "/admin/realms/%s/cdc" % R)
+is_(st, 202, "the realm's requests are answered by its new owner")
+
+ok(owner.start(), "the killed node restarts")
+ok(wait_for(lambda: (owner.get("/admin/jobs/%s" % job) or {}).get("status") == "done", 15, 0.2),
+   "and shows the job done too, from the bucket", owner.get("/admin/jobs/%s" % job))
+cl = other.get("/admin/cluster") or {}
+diag("jobs sync on %s: %s" % (other.id, cl.get("jobs")))
+ok(cl.get("jobs", {}).get("imported", 0) >= 1 and cl.get("jobs", {}).get("conflicts") == 0,
+   "GET /admin/cluster shows the jobs bucket's figures", cl.get("jobs"))
+
+# an owner that does not answer (stopped, not dead: its lease still holds): 503 after the timeout
+owners = wait_for(settled, 20, 0.2)
+if owners:
+    owner = next(n for n in nodes if n.id == owners[partition_of(R)])
+    other = next(n for n in nodes if n is not owner)
+os.kill(owner.proc.p.pid, signal.SIGSTOP)
+t0 = time.time()
+st, hd, j = other.call("POST", "/admin/realms/%s/cdc" % R)
+took = time.time() - t0
+os.kill(owner.proc.p.pid, signal.SIGCONT)
+ok(owners and st == 503 and (j or {}).get("error") == "owner_unreachable" and 1.5 < took < 4.0,
+   "an owner that does not answer: 503 owner_unreachable after QBCDC_FORWARD_TIMEOUT_MS (%.2f s)" % took, (st, j))
+diag("503: %s" % (j or {}).get("message"))
+
+fw = {}
+for line in request(other.port, "GET", "/metrics")[2].decode().splitlines():
+    if line.startswith("qbcdc_admin_forwarded_total{"):
+        fw[line.split('"')[1]] = float(line.split()[-1])
+diag("qbcdc_admin_forwarded_total on %s: %s" % (other.id, fw))
+ok(fw.get("relayed", 0) >= 1 and fw.get("unreachable", 0) >= 1, "qbcdc_admin_forwarded_total counts them", fw)
+
+is_(BAD[:3], [], "every answer (relayed, 503 of the cluster, GET /admin/cluster) as docs/openapi.json says")
+for n in nodes:
+    is_(n.proc.stop(), 0, "%s stops cleanly" % n.id)
+done_testing()
