@@ -5,7 +5,8 @@
  * and path helpers), job.c (store jobs bound to a request), one file per endpoint family:
  * health.c, metrics.c, openapi.c, feed.c (/v1/changes, SSE), entities.c (/v1 entity reads
  * and listings), admin.c (/admin router, realms), admin_jobs.c (CDC, backfill jobs),
- * admin_dead_letters.c, admin_subscriptions.c (push delivery), connect.c (the OAuth connect flow and revoke).
+ * admin_dead_letters.c, admin_subscriptions.c (push delivery), connect.c (the OAuth connect flow and revoke),
+ * forward.c (cluster mode: a realm's admin requests sent on to its owner).
  */
 #ifndef QBC_API_INTERNAL_H
 #define QBC_API_INTERNAL_H
