@@ -382,6 +382,11 @@ int qbc_api__forward_realm(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t realm_seg
     case QBC_FWD_LOCAL:
         return 0;
     case QBC_FWD_FORWARD:
+        if (api->forwarder->multi == NULL) { /* stopping: the worker is gone */
+            qbc_api__respond_error(req, 503, "Service Unavailable", "shutting_down",
+                                   "the service is stopping; retry later");
+            return 1;
+        }
         forward(api, req, node, url);
         return 1;
     case QBC_FWD_LOOP:
