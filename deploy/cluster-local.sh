@@ -89,7 +89,7 @@ chmod 600 "$DIR/master.key"
 for i in 1 2 3; do
     mkdir -p "$DIR/node$i"
     QBCDC_LISTEN="127.0.0.1:$(node_port "$i")" QBCDC_DATA_DIR="$DIR/node$i" QBCDC_SIM=off \
-        QBCDC_NODE_ID="node$i" QBCDC_NATS_URL="$urls" QBCDC_NATS_REPLICAS=3 \
+        QBCDC_ADVERTISE_URL="http://127.0.0.1:$(node_port "$i")" QBCDC_NODE_ID="node$i" QBCDC_NATS_URL="$urls" QBCDC_NATS_REPLICAS=3 \
         QBCDC_MASTER_KEY_FILE="$DIR/master.key" QBCDC_ADMIN_TOKEN="$ADMIN" QBCDC_FEED_TOKEN=feed \
         QBCDC_WEBHOOK_VERIFIER_TOKENS="$VERIFIER" QBCDC_CLIENT_ID="$CLIENT_ID" QBCDC_CLIENT_SECRET="$CLIENT_SECRET" \
         QBCDC_API_BASE="http://127.0.0.1:$SIM_PORT" QBCDC_OAUTH_TOKEN_URL="http://127.0.0.1:$SIM_PORT/oauth2/v1/tokens/bearer" \
