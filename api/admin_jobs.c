@@ -255,11 +255,13 @@ static int parse_job_id(h2o_iovec_t seg, uint64_t *out)
 
 int qbc_api__get_job(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg)
 {
-    uint64_t id;
+    uint64_t id = 0;
     qbc_backfill_t b;
-    int rc;
+    int rc = 0;
     if (parse_job_id(seg, &id) != 0 || (rc = qbc_store_backfill_get(api->store, id, &b)) == QBC_ENOTFOUND) {
-        qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such job");
+        /* cluster mode: another node's job not imported here yet: its creator answers */
+        if (!(id != 0 && rc == QBC_ENOTFOUND && qbc_api__forward_job(api, req, id)))
+            qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such job");
         return 0;
     }
     if (rc != 0) {
@@ -297,6 +299,11 @@ int qbc_api__cancel_job(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg)
         qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such job");
         return 0;
     }
+    qbc_backfill_t *b = qbc_alloc(sizeof(*b));
+    int held = qbc_store_backfill_get(api->store, id, b) != QBC_ENOTFOUND;
+    free(b);
+    if (!held && qbc_api__forward_job(api, req, id)) /* cluster mode: not imported here yet */
+        return 0;
     backfill_op_t *op = backfill_op_new(api, req);
     op->bj.cancel_id = id;
     qbc_api__job_submitted(&op->aj, qbc_store_backfill(api->store, &op->bj));

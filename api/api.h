@@ -112,13 +112,20 @@ typedef struct st_qbc_api_cluster_t {
      * known or its URL is not (node filled when known)
      */
     int (*owner)(void *ctx, const char *realm, char *node, char *url);
+    /**
+     * optional: the live node whose job id space holds id (the node that created the job), as
+     * owner answers: 1 this node, 0 another (node and url filled), < 0 none known. A job read or
+     * cancel this node's store does not know yet (the bucket not yet imported) goes there.
+     */
+    int (*job_node)(void *ctx, uint64_t id, char *node, char *url);
     void *ctx;
 } qbc_api_cluster_t;
 
 /**
  * cluster mode: POST /admin/realms/{realm}/cdc, POST /admin/realms/{realm}/backfill and DELETE
  * /admin/realms/{realm} received by a node that does not own the realm are forwarded to the
- * owner and its answer relayed; 503 with Retry-After when no owner is known or it does not
+ * owner and its answer relayed (and a job read or cancel for a job this node does not hold yet,
+ * to the node that created it); 503 with Retry-After when no owner is known or it does not
  * answer in time, or when a forwarded request reaches a node that does not own the realm
  * either (never forwarded twice). Starts the forwarding thread (stopped by qbc_api_run's end).
  * Call before qbc_api_run, at most once.

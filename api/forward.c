@@ -413,6 +413,18 @@ int qbc_api__forward_realm(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t realm_seg
     return 1;
 }
 
+int qbc_api__forward_job(qbc_api_t *api, h2o_req_t *req, uint64_t id)
+{
+    char node[QBC_API_NODE_MAX] = "", url[QBC_API_URL_MAX] = "";
+    if (api->forwarder == NULL || api->forwarder->multi == NULL || api->cluster.job_node == NULL ||
+        h2o_find_header_by_str(&req->headers, H2O_STRLIT(HDR_FORWARDED), -1) >= 0)
+        return 0;
+    if (api->cluster.job_node(api->cluster.ctx, id, node, url) != 0)
+        return 0;
+    forward(api, req, node, url);
+    return 1;
+}
+
 void qbc_api_set_cluster(qbc_api_t *api, const qbc_api_cluster_t *c)
 {
     if (api->forwarder != NULL || c == NULL || c->owner == NULL)

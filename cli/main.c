@@ -117,6 +117,11 @@ static int realm_owner(void *ctx, const char *realm, char *node, char *url)
     return qbc_cluster_realm_owner(ctx, realm, node, url);
 }
 
+static int job_node(void *ctx, uint64_t id, char *node, char *url)
+{
+    return qbc_cluster_job_node(ctx, id, node, url);
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     qbc_config_t cfg;
@@ -240,6 +245,7 @@ static int cmd_serve(int argc, char **argv)
         qbc_api_cluster_t ac = {.node_id = cfg.node_id,
                                 .forward_timeout_ms = (unsigned)cfg.n_forward_timeout_ms,
                                 .owner = realm_owner,
+                                .job_node = job_node,
                                 .ctx = cluster};
         qbc_api_set_cluster(api, &ac);
     }

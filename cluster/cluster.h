@@ -132,6 +132,14 @@ void qbc_cluster_stats(qbc_cluster_t *c, qbc_cluster_stats_t *out);
  */
 int qbc_cluster_realm_owner(qbc_cluster_t *c, const char *realm, char *node, char *url);
 
+/**
+ * the live node whose job id space holds id (qbc_cluster_job_id_base): where a job not yet
+ * imported from the bucket can be read. Thread-safe, never blocks on I/O.
+ * @return 1 this node's space, 0 another live node's (node and url filled), QBC_ENOTFOUND none
+ *         (space 0, or no live node with a known URL has it)
+ */
+int qbc_cluster_job_node(qbc_cluster_t *c, uint64_t id, char *node, char *url);
+
 /*
  * Job ids across nodes: each node creates backfill jobs in its own id space, [base, base +
  * QBC_JOB_ID_SPACE) with base = (1 + hash(node id) mod (2^20 - 1)) * 2^40 (store.h

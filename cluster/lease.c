@@ -604,6 +604,26 @@ int qbc_cluster_realm_owner(qbc_cluster_t *c, const char *realm, char *node, cha
     return rc;
 }
 
+int qbc_cluster_job_node(qbc_cluster_t *c, uint64_t id, char *node, char *url)
+{
+    uint64_t space = qbc_cluster_job_space(id);
+    int rc = QBC_ENOTFOUND;
+    node[0] = url[0] = '\0';
+    if (space == 0)
+        return rc;
+    if (space == qbc_cluster_job_space(qbc_cluster_job_id_base(c->st.node_id))) /* node_id never changes */
+        return 1;
+    pthread_mutex_lock(&c->mu);
+    for (unsigned i = 0; i < c->n_urls && rc != 0; i++)
+        if (c->urls[i].url[0] != '\0' && qbc_cluster_job_space(qbc_cluster_job_id_base(c->urls[i].id)) == space) {
+            snprintf(node, QBC_NODE_ID_MAX, "%s", c->urls[i].id);
+            snprintf(url, QBC_CLUSTER_URL_MAX, "%s", c->urls[i].url);
+            rc = 0;
+        }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
 int qbc_cluster__node_value(char *out, size_t size, int64_t unix_s, const char *url)
 {
     json_t *o = json_pack("{s:I}", "t", (json_int_t)unix_s);
