@@ -142,10 +142,10 @@ int qbc_cluster_job_node(qbc_cluster_t *c, uint64_t id, char *node, char *url);
 
 /*
  * Job ids across nodes: each node creates backfill jobs in its own id space, [base, base +
- * QBC_JOB_ID_SPACE) with base = (1 + hash(node id) mod (2^20 - 1)) * 2^40 (store.h
+ * QBC_JOB_ID_SPACE) with base = (1 + hash(node id) mod (2^20 - 1)) * 2^32 (store.h
  * qbc_store_config_t.job_id_base), so two nodes never hand out one id unless their ids hash
  * alike (about 1 in a million per pair): a job of another node met in this node's space is
- * counted (conflicts in qbc_job_sync_stats_t) and logged, not taken. Space 0 (ids below 2^40)
+ * counted (conflicts in qbc_job_sync_stats_t) and logged, not taken. Space 0 (ids below 2^32)
  * is a node's jobs from before cluster mode: never shared.
  */
 #define QBC_CLUSTER_JOB_SPACES ((1ULL << 20) - 1)

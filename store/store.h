@@ -214,7 +214,11 @@ typedef struct st_qbc_backfill_t {
     qbc_backfill_skip_t skipped[QBC_BACKFILL_SKIPPED_MAX];
 } qbc_backfill_t;
 
-#define QBC_JOB_ID_SPACE (1ULL << 40) /**< ids of one node's jobs (qbc_store_config_t.job_id_base) */
+/**
+ * ids of one node's jobs (qbc_store_config_t.job_id_base): 2^32 a node, and with cluster.h's 2^20 - 1
+ * spaces every id stays below 2^52, a JSON number JavaScript still reads exactly
+ */
+#define QBC_JOB_ID_SPACE (1ULL << 32)
 
 /**
  * the merge rule of a job known in two places (cluster mode: this node's store and the shared

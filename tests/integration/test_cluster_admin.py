@@ -191,16 +191,16 @@ st, hd, j = other.call("POST", "/admin/realms/%s/backfill" % R, "")
 is_(st, 202, "POST .../backfill on the other node: 202")
 is_(hd.get("x-qbcdc-node"), owner.id, "created by the owner")
 job = (j or {}).get("job", "0")
-ok(job.isdigit() and int(job) >> 40 == job_space(owner.id), "its id is in the owner's id space", job)
+ok(job.isdigit() and int(job) >> 32 == job_space(owner.id), "its id is in the owner's id space", job)
 
 ok(wait_for(lambda: any(x["job"] == job for x in (other.get("/admin/jobs") or {}).get("jobs", [])), 10, 0.1),
    "in GET /admin/jobs on the other node (from the bucket)")
 st, hd, j = other.call("GET", "/admin/jobs/%s" % job)
 is_((st, hd.get("x-qbcdc-node"), (j or {}).get("realm")), (200, None, R), "and GET /admin/jobs/{id}, from its own store")
 # a job the other node does not hold (not imported yet, or none): asked of the node whose id space holds it
-st, hd, j = other.call("GET", "/admin/jobs/%d" % ((job_space(owner.id) << 40) + 999999))
+st, hd, j = other.call("GET", "/admin/jobs/%d" % ((job_space(owner.id) << 32) + 999999))
 is_((st, hd.get("x-qbcdc-node")), (404, owner.id), "a job id unknown here goes to the node of its space")
-st, hd, j = other.call("GET", "/admin/jobs/%d" % ((job_space(other.id) << 40) + 999999))
+st, hd, j = other.call("GET", "/admin/jobs/%d" % ((job_space(other.id) << 32) + 999999))
 is_((st, hd.get("x-qbcdc-node")), (404, None), "one of this node's own space is answered here")
 mid = wait_for(lambda: (lambda x: x if x and x.get("entities_done", 0) >= 3 else None)(owner.get("/admin/jobs/%s" % job)),
                20, 0.05)

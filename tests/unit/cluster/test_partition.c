@@ -125,7 +125,7 @@ static void decide(void)
 static void job_ids(void)
 {
     uint64_t a = qbc_cluster_job_id_base("n1"), b = qbc_cluster_job_id_base("n2");
-    ok(a != 0 && a % QBC_JOB_ID_SPACE == 0 && b % QBC_JOB_ID_SPACE == 0, "a base is a non-zero multiple of 2^40");
+    ok(a != 0 && a % QBC_JOB_ID_SPACE == 0 && b % QBC_JOB_ID_SPACE == 0, "a base is a non-zero multiple of 2^32");
     ok(a != b, "n1 and n2 have spaces of their own");
     is_int((int)(a == qbc_cluster_job_id_base("n1")), 1, "a node's base is the same at every start");
     is_int((int)qbc_cluster_job_space(a + 17), (int)(a / QBC_JOB_ID_SPACE), "an id's space is its node's");
@@ -146,7 +146,7 @@ static void job_ids(void)
             dup |= seen[k] == sp;
         distinct += !dup;
     }
-    ok(top_ok, "every space is in 1 .. 2^20 - 1: ids below 2^60, positive in 64-bit JSON integers");
+    ok(top_ok, "every space is in 1 .. 2^20 - 1: ids below 2^52, exact as JSON numbers even in JavaScript");
     is_int(distinct, 200, "200 node ids, 200 spaces");
 }
 

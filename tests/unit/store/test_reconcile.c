@@ -608,7 +608,7 @@ static void test_cluster_jobs(void)
     any_job_t j;
     static qbc_backfill_t b, imp, back;
 
-    is_int(qbc_store_open(&cfg, &s), 0, "a store with job ids from 5 * 2^40");
+    is_int(qbc_store_open(&cfg, &s), 0, "a store with job ids from 5 * 2^32");
     memset(&b, 0, sizeof(b));
     snprintf(b.realm, sizeof(b.realm), "888");
     snprintf(b.reason, sizeof(b.reason), "operator");
