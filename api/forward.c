@@ -5,12 +5,13 @@
  * /admin/realms/{realm} act on the realm's owner: its reconciler is the only one that calls QBO
  * for the realm. A node that does not own the realm (qbc_api_cluster_t.owner) sends the request
  * on to the owner's advertised URL and relays its answer (status, Content-Type, Retry-After,
- * Allow, the body), adding X-Qbcdc-Node: <owner>. The request carries the client's
- * Authorization (the admin token is the same on every node) and X-Qbcdc-Forwarded-By: <this
- * node>; a node that receives a forwarded request for a realm it does not own answers 503
+ * Allow, WWW-Authenticate, the body), adding X-Qbcdc-Node: <owner>. The request carries the
+ * client's Authorization (the admin token is the same on every node) and X-Qbcdc-Forwarded-By:
+ * <this node>; a node that receives a forwarded request for a realm it does not own answers 503
  * (forward_loop) instead of sending it on again, so two nodes that disagree about an owner
  * while a partition moves cannot bounce a request between them. No owner known, no URL for it,
- * or no answer within the timeout: 503 with the reason and Retry-After.
+ * or no answer within the timeout: 503 with the reason and Retry-After. A job read or cancel for
+ * an id this node does not hold yet goes the same way to the node of the id's space.
  *
  * The HTTP calls run on one worker thread of its own (a libcurl multi handle); each answer
  * comes back to the loop through h2o's multithread queue, like the store's jobs. The loop
@@ -49,7 +50,7 @@ typedef struct st_fwd_call_t {
     CURLcode cc;
     char err[CURL_ERROR_SIZE];
     long status;
-    char content_type[128], retry_after[32], allow[64];
+    char content_type[128], retry_after[32], allow[64], www_auth[64];
     char *resp;
     size_t resp_len, resp_cap;
     int too_big;
@@ -115,6 +116,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ctx)
     keep_header(p, len, "content-type", x->content_type, sizeof(x->content_type));
     keep_header(p, len, "retry-after", x->retry_after, sizeof(x->retry_after));
     keep_header(p, len, "allow", x->allow, sizeof(x->allow));
+    keep_header(p, len, "www-authenticate", x->www_auth, sizeof(x->www_auth));
     return len;
 }
 
@@ -287,6 +289,8 @@ static void relay(qbc_api_t *api, fwd_call_t *x, h2o_req_t *req)
         add_header(req, H2O_TOKEN_RETRY_AFTER, NULL, x->retry_after);
     if (x->allow[0])
         add_header(req, H2O_TOKEN_ALLOW, NULL, x->allow);
+    if (x->www_auth[0]) /* the owner refused the token: every node needs the same QBCDC_ADMIN_TOKEN */
+        add_header(req, H2O_TOKEN_WWW_AUTHENTICATE, NULL, x->www_auth);
     add_header(req, H2O_TOKEN_CONTENT_TYPE, NULL, x->content_type[0] ? x->content_type : "application/json");
     req->res.status = (int)x->status;
     req->res.reason = reason_of(x->status);
