@@ -2,8 +2,8 @@
 """test_cluster_admin.py — cluster mode (issue 13): the admin API from any node, and backfill jobs
 that outlive their node.
 
-Two qbcdc nodes on one nats-server (leases of 3 s), qbosim as Intuit. For a realm R owned by node
-O, the other node N:
+Two qbcdc nodes on one nats-server (leases of 3 s), qbosim as Intuit. The realms are registered on
+n1; their snapshot jobs run on each realm's owner. For a realm R owned by node O, the other node N:
 1. forwards POST /admin/realms/R/cdc to O and relays O's answer (X-Qbcdc-Node: O; the sweep
    shows in O's realm row, not N's); a request already forwarded is never forwarded again (503
    forward_loop);
@@ -93,7 +93,7 @@ class Node:
     def start(self):
         env = serve_env(self.port, self.dir, sim)
         env.update({"QBCDC_NATS_URL": nats.url(), "QBCDC_NODE_ID": self.id, "QBCDC_PARTITIONS": str(PARTITIONS),
-                    "QBCDC_LEASE_TTL": "3", "QBCDC_CDC_INTERVAL": "3600", "QBCDC_SNAPSHOT_ON_CONNECT": "0",
+                    "QBCDC_LEASE_TTL": "3", "QBCDC_CDC_INTERVAL": "3600", "QBCDC_SNAPSHOT_ON_CONNECT": "1",
                     "QBCDC_MASTER_KEY_FILE": MASTER_KEY, "QBCDC_FORWARD_TIMEOUT_MS": "2000",
                     "QBCDC_LOG_LEVEL": os.environ.get("CADM_LOG", "info")})
         self.proc = Proc([QBCDC, "serve"], env=env)
@@ -144,6 +144,28 @@ ok(owners, "every partition has its preferred owner, the same in both views", ow
 is_(register_realms(nodes[0].port, sim), len(realms), "the realms registered on n1 alone")
 ok(wait_for(lambda: all((nodes[1].realm(r) or {}).get("has_tokens") for r in realms), 20, 0.2),
    "n2 has them and their tokens, from the bucket")
+
+# the snapshots the registrations made on n1 (n1's job ids) run on each realm's owner, wherever it is
+def metric_of(n, name):
+    for line in request(n.port, "GET", "/metrics")[2].decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def snapshots_done():
+    rows = {n.id: {r["realm"]: r for r in (n.get("/admin/realms") or {}).get("realms", [])} for n in nodes}
+    snaps = [rows[n.id].get(r, {}).get("snapshot") or {} for n in nodes for r in realms]
+    return all(x.get("status") == "done" for x in snaps) and snaps
+
+
+snaps = wait_for(snapshots_done, 30, 0.2)
+ok(snaps, "every realm's snapshot is done, as both nodes see it", snaps)
+ok(snaps and all(int(x["job"]) >> 32 == job_space("n1") for x in snaps), "the snapshot jobs are n1's (it registered)")
+mine = {n.id: sum(1 for r in realms if owners[partition_of(r)] == n.id) for n in nodes}
+calls = {n.id: metric_of(n, "qbcdc_backfill_requests_total") for n in nodes}
+diag("realms owned: %s; snapshot query pages per node: %s" % (mine, calls))
+ok(all((calls[i] > 0) == (mine[i] > 0) for i in calls), "each ran on its realm's owner, and only there", calls)
 
 R = realms[0]
 owner = next(n for n in nodes if n.id == owners[partition_of(R)])
