@@ -123,8 +123,8 @@ void qbc_cluster_stats(qbc_cluster_t *c, qbc_cluster_stats_t *out);
 #define QBC_CLUSTER_URL_MAX 256 /**< bytes of an advertised URL, with its NUL */
 
 /**
- * who serves a realm's admin requests (the forwarding of api/forward.c). Thread-safe, never
- * blocks on I/O.
+ * who serves a realm's admin requests (the forwarding of api/forward.c): qbc_cluster_whose, and
+ * the other node's advertised URL. Thread-safe, never blocks on I/O.
  * @param[out] node (QBC_NODE_ID_MAX bytes) the owner as last read from the bucket ("" if none)
  * @param[out] url (QBC_CLUSTER_URL_MAX bytes) the owner's advertised URL ("" if none known)
  * @return 1 this node owns it now (within its fence), 0 another node does and its URL is known,

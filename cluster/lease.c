@@ -584,24 +584,16 @@ void qbc_cluster_stats(qbc_cluster_t *c, qbc_cluster_stats_t *out)
 
 int qbc_cluster_realm_owner(qbc_cluster_t *c, const char *realm, char *node, char *url)
 {
-    unsigned p = qbc_cluster_partition_of(realm, c->partitions);
-    int64_t now = qbc_mono_ns();
-    int rc = QBC_ENOTFOUND;
     node[0] = url[0] = '\0';
+    int whose = qbc_cluster_whose(c, realm, node);
+    if (whose != 0)
+        return whose == 1 ? 1 : QBC_ENOTFOUND;
     pthread_mutex_lock(&c->mu);
-    const lease_t *l = &c->leases[p];
-    snprintf(node, QBC_NODE_ID_MAX, "%s", l->owner);
-    if (l->held && now < l->until_mono) {
-        rc = 1;
-    } else if (l->owner[0] != '\0' && strcmp(l->owner, c->st.node_id) != 0) { /* ours but fenced out: nobody's */
-        for (unsigned i = 0; i < c->n_urls; i++)
-            if (strcmp(c->urls[i].id, l->owner) == 0 && c->urls[i].url[0] != '\0') {
-                snprintf(url, QBC_CLUSTER_URL_MAX, "%s", c->urls[i].url);
-                rc = 0;
-            }
-    }
+    for (unsigned i = 0; i < c->n_urls && url[0] == '\0'; i++)
+        if (strcmp(c->urls[i].id, node) == 0)
+            snprintf(url, QBC_CLUSTER_URL_MAX, "%s", c->urls[i].url);
     pthread_mutex_unlock(&c->mu);
-    return rc;
+    return url[0] != '\0' ? 0 : QBC_ENOTFOUND;
 }
 
 int qbc_cluster_job_node(qbc_cluster_t *c, uint64_t id, char *node, char *url)
