@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <nats/nats.h>
-#include "cluster.h"
+#include "cluster_internal.h"
 #include "jetstream.h"
 #include "common.h"
 
@@ -53,10 +53,7 @@ struct st_qbc_job_sync_t {
     unsigned outstanding;    /* imports queued in the store */
     qbc_job_sync_stats_t st; /* under mu */
     /* thread only */
-    natsConnection *nc;
-    jsCtx *js;
-    kvStore *kv;
-    kvWatcher *w;
+    qbc_kv_t b; /* the bucket (kv.c) */
     known_t *known;
     size_t n_known, cap_known;
 };
@@ -140,55 +137,19 @@ static void on_commit_note(void *ctx, const qbc_commit_note_t *note)
 
 static void disconnect(qbc_job_sync_t *js)
 {
-    if (js->w != NULL)
-        kvWatcher_Destroy(js->w);
-    if (js->kv != NULL)
-        kvStore_Destroy(js->kv);
-    if (js->js != NULL)
-        jsCtx_Destroy(js->js);
+    qbc_cluster__kv_close(&js->b);
     pthread_mutex_lock(&js->mu);
-    natsConnection *nc = js->nc;
-    js->nc = NULL;
     js->st.connected = 0;
     pthread_mutex_unlock(&js->mu);
-    if (nc != NULL) {
-        natsConnection_Close(nc);
-        natsConnection_Destroy(nc);
-    }
-    js->w = NULL;
-    js->kv = NULL;
-    js->js = NULL;
 }
 
 static int connect_and_prepare(qbc_job_sync_t *js)
 {
-    natsConnection *nc = NULL;
-    natsStatus s = qbc_nats_connect(js->servers, js->n_servers, 250, &nc);
-    pthread_mutex_lock(&js->mu);
-    js->nc = nc;
-    pthread_mutex_unlock(&js->mu);
-    if (s == NATS_OK)
-        s = natsConnection_JetStream(&js->js, js->nc, NULL);
-    if (s == NATS_OK) {
-        s = js_KeyValue(&js->kv, js->js, BUCKET);
-        if (s == NATS_NOT_FOUND) {
-            kvConfig kc;
-            kvConfig_Init(&kc);
-            kc.Bucket = BUCKET;
-            kc.Description = "qbcdc: backfill and snapshot jobs (definition, checkpoint, status)";
-            kc.History = 1;
-            kc.StorageType = js_FileStorage;
-            kc.Replicas = (int)(js->replicas ? js->replicas : 1);
-            s = js_CreateKeyValue(&js->kv, js->js, &kc);
-            if (s != NATS_OK) /* another node created it meanwhile */
-                s = js_KeyValue(&js->kv, js->js, BUCKET);
-        }
-    }
-    if (s == NATS_OK)
-        s = kvStore_WatchAll(&js->w, js->kv, NULL);
-    if (s != NATS_OK) {
-        set_error(js, "jobs bucket: %.100s", natsStatus_GetText(s));
-        disconnect(js);
+    char err[160];
+    if (qbc_cluster__kv_open(js->servers, js->n_servers, BUCKET,
+                             "qbcdc: backfill and snapshot jobs (definition, checkpoint, status)", js->replicas, &js->b,
+                             err, sizeof(err)) != 0) {
+        set_error(js, "%s", err);
         return -1;
     }
     pthread_mutex_lock(&js->mu);
@@ -215,7 +176,7 @@ static int put_job(qbc_job_sync_t *js, const qbc_backfill_t *b)
     free(enc);
     snprintf(key, sizeof(key), "%" PRIu64, b->id);
     uint64_t rev = 0;
-    natsStatus s = kvStore_PutString(&rev, js->kv, key, text);
+    natsStatus s = kvStore_PutString(&rev, js->b.kv, key, text);
     free(text);
     if (s != NATS_OK) {
         set_error(js, "cannot put a job: %.100s", natsStatus_GetText(s));
@@ -347,7 +308,7 @@ static void *thread_main(void *arg)
         pthread_mutex_unlock(&js->mu);
         if (stop)
             break;
-        if (js->nc == NULL) {
+        if (js->b.nc == NULL) {
             initial_done = 0;
             if (connect_and_prepare(js) != 0) {
                 pthread_mutex_lock(&js->mu);
@@ -363,7 +324,7 @@ static void *thread_main(void *arg)
         kvEntry *e = NULL;
         natsStatus s;
         int got = 0;
-        while ((s = kvWatcher_Next(&e, js->w, got ? 1 : 100)) == NATS_OK) {
+        while ((s = kvWatcher_Next(&e, js->b.w, got ? 1 : 100)) == NATS_OK) {
             got++;
             if (e == NULL) {
                 initial_done = 1;
@@ -375,7 +336,7 @@ static void *thread_main(void *arg)
                 break;
         }
         if (s != NATS_OK && s != NATS_TIMEOUT) { /* a reconnect in progress, or the watch is gone */
-            if (natsConnection_IsClosed(js->nc)) {
+            if (natsConnection_IsClosed(js->b.nc)) {
                 disconnect(js);
                 continue;
             }
@@ -395,7 +356,7 @@ static void *thread_main(void *arg)
             pthread_mutex_lock(&js->mu);
             js->dirty = 1;
             pthread_mutex_unlock(&js->mu);
-        } else if (initial_done && js->kv != NULL && (dirty || now - last_scan > 10 * 1000000000LL)) {
+        } else if (initial_done && js->b.kv != NULL && (dirty || now - last_scan > 10 * 1000000000LL)) {
             scan_ctx_t sc = {js, 0};
             qbc_store_backfill_scan(js->store, on_local_job, &sc);
             last_scan = now;

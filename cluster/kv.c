@@ -1,6 +1,6 @@
 /*
  * kv.c — what the threads that share state through a JetStream key-value bucket have in
- * common (meter.c, dead.c): connect, open the bucket (created if missing), watch all of it.
+ * common (meter.c, dead.c, jobs.c): connect, open the bucket (created if missing), watch all of it.
  */
 #include <stdio.h>
 #include <string.h>
