@@ -803,7 +803,7 @@ typedef struct st_qbc_commit_note_t {
 
 typedef void (*qbc_store_listener_cb)(void *ctx, const qbc_commit_note_t *note);
 
-#define QBC_STORE_MAX_LISTENERS 8
+#define QBC_STORE_MAX_LISTENERS 16
 
 /**
  * registers a callback run on the writer thread after every successful commit that
