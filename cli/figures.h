@@ -20,6 +20,7 @@ typedef struct st_qbc_figures_cluster_t {
     qbc_cluster_t *leases;    /**< NULL: one node (then the others are NULL too) */
     qbc_inbox_t *inbox;       /**< the replicated inbox */
     qbc_realm_sync_t *realms; /**< realms shared through the bucket */
+    qbc_feed_mirror_t *feed;  /**< this node's copy of the cluster feed */
 } qbc_figures_cluster_t;
 
 void qbc_figures_install(qbc_api_t *ing, qbc_reconciler_t *r, qbc_jetstream_t *js, qbc_delivery_t *dl,

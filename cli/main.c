@@ -105,6 +105,36 @@ static uint64_t owns_epoch(void *ctx)
     return qbc_cluster_epoch(ctx);
 }
 
+static uint64_t feed_horizon(void *ctx)
+{
+    return qbc_cluster_feed_horizon(ctx);
+}
+
+/*
+ * cluster mode: /v1/changes serves the cluster feed, each node's copy of the stream, kept in
+ * DATA_DIR/cluster-feed (a store of its own: its sequences and id are the stream's)
+ */
+static int start_feed_mirror(const qbc_config_t *cfg, qbc_store_t **copy, qbc_feed_mirror_t **mirror)
+{
+    char dir[4096];
+    int rc;
+    snprintf(dir, sizeof(dir), "%s/cluster-feed", cfg->data_dir);
+    qbc_store_config_t scfg = {.dir = dir,
+                               .journal_size = 1 << 20, /* nothing is journaled there: the smallest */
+                               .feed_retention_s = cfg->n_feed_retention_s,
+                               .prune_interval_ms = (int)cfg->n_prune_interval_ms,
+                               .no_master_key = 1,
+                               .adopt_feed_id = 1};
+    if ((rc = qbc_store_open(&scfg, copy)) != 0) {
+        fprintf(stderr, "qbcdc: cannot open the cluster feed's store in %s: %s\n", dir, qbc_strerror(rc));
+        return rc;
+    }
+    qbc_feed_mirror_config_t mcfg = {.urls = cfg->nats_url, .stream = cfg->nats_stream};
+    if ((rc = qbc_cluster_feed_start(&mcfg, *copy, mirror)) != 0)
+        fprintf(stderr, "qbcdc: cannot start copying the cluster feed: %s\n", qbc_strerror(rc));
+    return rc;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     qbc_config_t cfg;
@@ -116,6 +146,8 @@ static int cmd_serve(int argc, char **argv)
     qbc_cluster_t *cluster = NULL;
     qbc_inbox_t *inbox = NULL;       /* cluster mode: webhooks through the replicated stream */
     qbc_realm_sync_t *realms = NULL; /* cluster mode: realms and tokens shared */
+    qbc_store_t *feed_copy = NULL;   /* cluster mode: the cluster feed, copied from the stream */
+    qbc_feed_mirror_t *mirror = NULL;
     qbc_delivery_t *dl = NULL;
     qbc_devsim_t sim;
     int rc, exit_code = 1;
@@ -171,6 +203,8 @@ static int cmd_serve(int argc, char **argv)
             fprintf(stderr, "qbcdc: cannot start sharing realms: %s\n", qbc_strerror(rc));
             goto Exit;
         }
+        if ((rc = start_feed_mirror(&cfg, &feed_copy, &mirror)) != 0)
+            goto Exit;
     }
     /* may supply the verifier token, so it comes before the server is configured */
     qbc_devsim_start(&cfg, &sim);
@@ -190,7 +224,10 @@ static int cmd_serve(int argc, char **argv)
                              .tls_cert = cfg.tls_cert,
                              .tls_key = cfg.tls_key,
                              .forward = inbox != NULL ? qbc_cluster_inbox_forward : NULL,
-                             .forward_ctx = inbox};
+                             .forward_ctx = inbox,
+                             .feed_store = feed_copy,
+                             .feed_horizon = mirror != NULL ? feed_horizon : NULL,
+                             .feed_horizon_ctx = mirror};
     if ((rc = qbc_api_create(&acfg, store, &api)) != 0) {
         fprintf(stderr, "qbcdc: cannot listen on %s: %s\n", cfg.listen, qbc_strerror(rc));
         goto Exit;
@@ -265,7 +302,7 @@ static int cmd_serve(int argc, char **argv)
         goto Exit;
     }
     qbc_api_set_delivery(api, dl);
-    qbc_figures_cluster_t fcl = {cluster, inbox, realms};
+    qbc_figures_cluster_t fcl = {cluster, inbox, realms, mirror};
     qbc_figures_install(api, rec, js, dl, &fcl);
 
     struct sigaction sa;
@@ -294,7 +331,9 @@ Exit:
     qbc_jetstream_stop(js); /* commits its cursor: before the store closes */
     qbc_delivery_stop(dl);  /* waits for its cursor commits: before the store closes */
     qbc_cluster_realms_stop(realms);
+    qbc_cluster_feed_stop(mirror); /* waits for its last commit: before its store closes */
     qbc_api_destroy(api);
+    qbc_store_close(feed_copy);
     qbc_store_close(store); /* drains anything still queued, then closes LMDB */
     qbc_config_free(&cfg);
     return exit_code;
