@@ -17,16 +17,20 @@ takes no part.
 import threading
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import openapi_check as oc  # noqa: E402  (first: may re-exec with /usr/bin/python3)
-from harness import QBCDC, Proc, diag, done_testing, free_port, is_, ok, request, tmpdir, wait_http  # noqa: E402
+from harness import QBCDC, Proc, diag, done_testing, free_port, is_, ok, request, tmpdir, wait_for, wait_http  # noqa: E402
 from natslib import NATS_SERVER, NatsCluster  # noqa: E402
 from natslib import Client as NatsClient  # noqa: E402
-from simlib import ADMIN, Sim, flat_truth, qbcdc_lines, register_realms, serve_env  # noqa: E402
+from simlib import ADMIN, FEED_TOKEN, Sim, flat_truth, qbcdc_lines, register_realms, serve_env  # noqa: E402
+
+FEED_AUTH = {"Authorization": "Bearer " + FEED_TOKEN}
 
 if NATS_SERVER is None:
     print("1..0 # SKIP nats-server is not installed (.ci/install installs it)")
@@ -337,6 +341,106 @@ diag("feed stream: %d records, %d entities; records another node had put there, 
 is_(dup[:5], [], "the feed stream holds each entity version (and each delete) once, whichever node fetched it")
 is_(backwards[:5], [], "and no entity goes backwards in it")
 is_(stale[:5], [], "its last record of every changed entity is qbosim's truth (%d changed)" % len(changed_keys))
+
+# /v1/changes on every node serves the cluster-wide feed: each node's copy of the stream, the
+# stream's sequences as seq, the records' bytes as published (only "seq" told anew)
+expected = [(seq, re.sub(rb'^\{"seq":\d+', b'{"seq":%d' % seq, data)) for seq, _subj, _h, data in msgs]
+want_id = {}
+
+
+def raw_changes(body):
+    """the records of a /v1/changes answer as the bytes sent, with "next" and "feed_id\""""
+    text = body.decode()
+    doc = json.loads(text)
+    i, out, dec = text.index("[") + 1, [], json.JSONDecoder()
+    while text[i] != "]":
+        rec, j = dec.raw_decode(text, i)
+        out.append((rec["seq"], text[i:j].encode()))
+        i = j + (text[j] == ",")
+    return out, doc["next"], doc["feed_id"]
+
+
+def node_feed(n):
+    """(feed id, [(seq, bytes)]) of n's /v1/changes, paged from the start"""
+    got, after, fid = [], 0, None
+    while True:
+        st, h, b = request(n.port, "GET", "/v1/changes?after=%d&limit=1000" % after, headers=FEED_AUTH)
+        if st != 200:
+            return ("status %d" % st, got)
+        page, after, fid = raw_changes(b)
+        if h.get("qbcdc-feed-id") != fid:
+            return ("header %s" % h.get("qbcdc-feed-id"), got)
+        got += page
+        if not page:
+            return fid, got
+
+
+last_seq = msgs[-1][0] if msgs else 0
+copied = wait_for(lambda: all((n.cluster() or {}).get("feed", {}).get("mirrored", 0) >= last_seq for n in nodes), 30)
+ok(copied, "every node's copy of the cluster feed reached the stream's last sequence %d" % last_seq,
+   json.dumps([(n.cluster() or {}).get("feed") for n in nodes]))
+feeds = {n.id: node_feed(n) for n in nodes}
+ids = {f[0] for f in feeds.values()}
+ok(len(ids) == 1 and all(len(x or "") == 32 for x in ids), "one feed id on every node: the stream's", ids)
+for n in nodes:
+    got = feeds[n.id][1]
+    is_([s for s, _ in got], [s for s, _ in expected], "%s's /v1/changes: the stream's records, its sequences" % n.id)
+    bad = [(a, b) for a, b in zip(got, expected) if a != b]
+    ok(len(got) == len(expected) and not bad, "%s serves them byte for byte as the stream holds them (%d records)"
+       % (n.id, len(got)), bad[:2])
+own_local = {n.id: ((n.cluster() or {}).get("feed") or {}).get("records", 0) for n in nodes}
+diag("records each node copied from the stream since it started: %s" % own_local)
+
+# a long-poll on one node is woken by a change fetched by another, whose realm it does not own
+v = views(nodes)
+a_node = nodes[0]
+foreign = [r for r in realms if owner_of(r, v) != a_node.id]
+r_b = foreign[0]
+head_doc = json.loads(request(a_node.port, "GET", "/v1/changes?after=%d&limit=1" % last_seq, headers=FEED_AUTH)[2])
+head = head_doc.get("next", head_doc.get("head", 0))  # (a 409 only if the node serves something else)
+poll = {}
+
+
+def long_poll():
+    t = time.time()
+    st, _, b = request(a_node.port, "GET", "/v1/changes?after=%d&realm=%s&wait=25" % (head, r_b), headers=FEED_AUTH,
+                       timeout=40)
+    poll.update(st=st, body=json.loads(b) if st == 200 else b, took=time.time() - t)
+
+
+th = threading.Thread(target=long_poll)
+th.start()
+time.sleep(0.5)
+sim.json("POST", "/sim/mutate?n=1&realm=%s" % r_b)
+th.join(40)
+chg = (poll.get("body") or {}).get("changes", []) if poll.get("st") == 200 else []
+ok(chg and all(c["realm"] == r_b for c in chg) and poll["took"] < 20,
+   "a long-poll on %s is answered by a change of %s, owned by %s (%.1f s)" % (a_node.id, r_b, owner_of(r_b, v),
+                                                                              poll.get("took", -1)), poll)
+
+# an SSE stream on one node delivers a change another node fetched
+c_node = nodes[2]
+r_c = next(r for r in realms if owner_of(r, v) != c_node.id and r != r_b)
+s = socket.create_connection(("127.0.0.1", c_node.port), timeout=20)
+s.sendall(("GET /v1/changes/stream?after=%d&realm=%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n"
+           % (head, r_c, FEED_TOKEN)).encode())
+time.sleep(0.5)
+t_sse = time.time()
+sim.json("POST", "/sim/mutate?n=1&realm=%s" % r_c)
+buf, events = b"", []
+while not events and time.time() - t_sse < 20:
+    try:
+        chunk = s.recv(65536)
+    except socket.timeout:
+        break
+    if not chunk:
+        break
+    buf += chunk
+    events = [json.loads(l[6:]) for l in buf.split(b"\n")[:-1] if l.startswith(b'data: {"seq"')]
+s.close()
+ok(events and events[0]["realm"] == r_c and events[0]["seq"] > head,
+   "an SSE stream on %s delivers a change of %s, owned by %s (%.1f s)" % (c_node.id, r_c, owner_of(r_c, v),
+                                                                         time.time() - t_sse), buf[-400:])
 lost_after = sum((n.cluster() or {}).get("lost", 0) for n in nodes)
 diag("leases lost while the nats-server was down: %d" % (lost_after - lost_before))
 is_(fenced_ok(nodes), [], "no call on a realm a node did not own, through all of it")
