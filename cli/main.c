@@ -296,7 +296,8 @@ static int cmd_serve(int argc, char **argv)
                                   .schedule = cfg.delivery_schedule,
                                   .timeout_ms = (unsigned)cfg.n_delivery_timeout_ms,
                                   .max_inflight = (unsigned)cfg.n_delivery_max_inflight,
-                                  .secret_grace_s = (unsigned)cfg.n_delivery_secret_grace_s};
+                                  .secret_grace_s = (unsigned)cfg.n_delivery_secret_grace_s,
+                                  .feed_store = feed_copy}; /* cluster mode: the cluster feed */
     if ((rc = qbc_delivery_start(&dcfg, store, &dl)) != 0) {
         fprintf(stderr, "qbcdc: cannot start push delivery: %s\n", qbc_strerror(rc));
         goto Exit;
