@@ -28,7 +28,8 @@ import openapi_check as oc  # noqa: E402  (first: may re-exec with /usr/bin/pyth
 from harness import QBCDC, Proc, diag, done_testing, free_port, is_, ok, request, tmpdir, wait_for, wait_http  # noqa: E402
 from natslib import NATS_SERVER, NatsCluster  # noqa: E402
 from natslib import Client as NatsClient  # noqa: E402
-from simlib import ADMIN, FEED_TOKEN, Sim, flat_truth, qbcdc_lines, register_realms, serve_env  # noqa: E402
+from receiverlib import Receiver  # noqa: E402
+from simlib import ADMIN, FEED_TOKEN, Sim, admin, flat_truth, qbcdc_lines, register_realms, serve_env  # noqa: E402
 
 FEED_AUTH = {"Authorization": "Bearer " + FEED_TOKEN}
 
@@ -69,7 +70,7 @@ class Node:
         env.update({"QBCDC_NATS_URL": nats.url(), "QBCDC_NATS_REPLICAS": "3", "QBCDC_NODE_ID": self.id,
                     "QBCDC_PARTITIONS": str(PARTITIONS), "QBCDC_CDC_INTERVAL": "3600", "QBCDC_MAX_INFLIGHT": "2",
                     "QBCDC_SNAPSHOT_ON_CONNECT": "0", "QBCDC_MASTER_KEY_FILE": MASTER_KEY,
-                    "QBCDC_RATE_LIMIT": "300", "QBCDC_LOG_LEVEL": "info"})
+                    "QBCDC_RATE_LIMIT": "300", "QBCDC_LOG_LEVEL": "info", "QBCDC_DELIVERY_ALLOW_PRIVATE": "1"})
         env.update(self.extra)
         self.proc = Proc([QBCDC, "serve"], env=env)
         return wait_http(self.port)
@@ -398,6 +399,10 @@ foreign = [r for r in realms if owner_of(r, v) != a_node.id]
 r_b = foreign[0]
 head_doc = json.loads(request(a_node.port, "GET", "/v1/changes?after=%d&limit=1" % last_seq, headers=FEED_AUTH)[2])
 head = head_doc.get("next", head_doc.get("head", 0))  # (a 409 only if the node serves something else)
+# a push subscription made on q1 now: it follows the cluster feed too
+rcv = Receiver()
+st, subscription = admin(a_node.port, "POST", "/admin/subscriptions", json.dumps({"url": rcv.url(), "start_after": head}))
+is_(st, 201, "a push subscription on %s, from the head %d" % (a_node.id, head))
 poll = {}
 
 
@@ -441,6 +446,18 @@ s.close()
 ok(events and events[0]["realm"] == r_c and events[0]["seq"] > head,
    "an SSE stream on %s delivers a change of %s, owned by %s (%.1f s)" % (c_node.id, r_c, owner_of(r_c, v),
                                                                          time.time() - t_sse), buf[-400:])
+
+
+def pushed():
+    return [c for r in rcv.snapshot() for c in json.loads(r["body"]).get("data", {}).get("changes", [])]
+
+
+wait_for(lambda: {c["seq"] for c in pushed()} >= {c["seq"] for c in chg}, 15)
+got_push = {c["seq"]: c["realm"] for c in pushed()}
+ok(chg and all(got_push.get(c["seq"]) == r_b for c in chg),
+   "the subscription on %s pushed the change of %s (owned by %s) under the stream's seq" % (a_node.id, r_b,
+                                                                                           owner_of(r_b, v)), got_push)
+rcv.close()
 lost_after = sum((n.cluster() or {}).get("lost", 0) for n in nodes)
 diag("leases lost while the nats-server was down: %d" % (lost_after - lost_before))
 is_(fenced_ok(nodes), [], "no call on a realm a node did not own, through all of it")
