@@ -9,8 +9,11 @@
  * QBC_JOB_FEED_APPEND each, which carries the records, the stream's identity and the new
  * position, and is waited for before more is read (the consumer's flow control holds the
  * rest in the stream meanwhile). Any failure drops the subscription; the next one starts
- * again from the position the store holds. While idle, the stream's info is read every
- * 2 s: a stream deleted or made again (another identity) makes the copy start over.
+ * again from the position the store holds. So does a gap in the stream sequences: the new
+ * subscription reads the stream's first sequence, so that messages purged before they were
+ * copied are recorded as pruned (readers behind get 410), while a gap of deleted messages
+ * above the first sequence is passed over. While idle, the stream's info is read every 2 s:
+ * a stream deleted or made again (another identity) makes the copy start over.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -49,6 +52,7 @@ struct st_qbc_feed_mirror_t {
     char feed_id[QBC_FEED_ID_LEN + 1]; /* the stream's identity, as last read */
     int64_t created_ns;
     uint64_t position;
+    uint64_t gap_checked; /* the position prepare() read the stream's first sequence at */
     int64_t checked_ns;
     int logged_skip;
 };
@@ -342,6 +346,7 @@ static int prepare(qbc_feed_mirror_t *m)
         return -1;
     }
     m->position = position;
+    m->gap_checked = position;
     m->checked_ns = qbc_mono_ns();
     pthread_mutex_lock(&m->mu);
     m->seen = 1;
@@ -377,7 +382,11 @@ static int check_stream(qbc_feed_mirror_t *m)
 
 /* ---------------------------------------------------------------- copying */
 
-/* reads what has arrived (waiting up to 500 ms for the first) and commits it; -1 to subscribe again */
+/*
+ * reads what has arrived (waiting up to 500 ms for the first) and commits it. 0; 1 to subscribe
+ * again now (a gap in the stream's sequences: prepare() tells a purge, recorded as pruned,
+ * from deleted messages, passed over); -1 to subscribe again after a pause (a failure)
+ */
 static int copy_batch(qbc_feed_mirror_t *m, qbc_feed_msg_t *msgs, qbc_feed_append_rec_t *recs)
 {
     natsMsg *msg = NULL;
@@ -390,10 +399,19 @@ static int copy_batch(qbc_feed_mirror_t *m, qbc_feed_msg_t *msgs, qbc_feed_appen
     }
     size_t n = 0, got = 0;
     uint64_t position = m->position, horizon = 0, skipped = 0;
+    int gap = 0;
     while (msg != NULL) {
         jsMsgMetaData *meta = NULL;
         if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
             uint64_t seq = meta->Sequence.Stream;
+            if (seq > position + 1 && position != m->gap_checked) {
+                /* messages missing before this one: purged (then readers behind must get 410) or
+                   deleted; prepare() asks the stream, and this one comes again */
+                gap = 1;
+                jsMsgMetaData_Destroy(meta);
+                natsMsg_Destroy(msg);
+                break;
+            }
             if (seq > position) {
                 const char *why = NULL;
                 if (qbc_cluster__feed_record(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), seq, &msgs[n],
@@ -433,7 +451,7 @@ static int copy_batch(qbc_feed_mirror_t *m, qbc_feed_msg_t *msgs, qbc_feed_appen
     if (horizon > m->st.stream_last)
         m->st.stream_last = horizon;
     pthread_mutex_unlock(&m->mu);
-    return 0;
+    return gap;
 }
 
 static void *thread_main(void *arg)
@@ -459,11 +477,12 @@ static void *thread_main(void *arg)
             logged = 0;
             backoff_ms = 500;
         }
-        if (copy_batch(m, msgs, recs) != 0) {
+        int rc = copy_batch(m, msgs, recs);
+        if (rc != 0) {
             unsubscribe(m);
             if (m->nc != NULL && natsConnection_IsClosed(m->nc))
                 disconnect(m);
-            if (nap(m, backoff_ms))
+            if (rc < 0 && nap(m, backoff_ms))
                 break;
         }
     }
