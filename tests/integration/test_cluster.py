@@ -361,9 +361,9 @@ def raw_changes(body):
     return out, doc["next"], doc["feed_id"]
 
 
-def node_feed(n):
-    """(feed id, [(seq, bytes)]) of n's /v1/changes, paged from the start"""
-    got, after, fid = [], 0, None
+def node_feed(n, after=0):
+    """(feed id, [(seq, bytes)]) of n's /v1/changes, paged from after"""
+    got, fid = [], None
     while True:
         st, h, b = request(n.port, "GET", "/v1/changes?after=%d&limit=1000" % after, headers=FEED_AUTH)
         if st != 200:
@@ -477,9 +477,27 @@ ok(good, "its partitions are owned by the others")
 ok("handed %d of %d partitions over" % (had, had) in leaver.proc.output(),
    "it handed every one over as it stopped (deleted its leases; none left to lapse)")
 
+# the feed stream loses its older half (a purge; limits would do the same): a node that copies it
+# from scratch (the one below, whose partition count keeps it out of the rest) answers a reader
+# behind what is gone 410, and serves the rest as the other nodes do
+feed_c = NatsClient(nats.ports[0])
+cut = last_seq // 2
+purged = feed_c.request("$JS.API.STREAM.PURGE.QBCDC_FEED", {"seq": cut})
+feed_c.close()
+ok(purged.get("success"), "the feed stream purged below %d" % cut, purged)
+
 # a node configured with another partition count takes no part
 odd = Node(4, {"QBCDC_PARTITIONS": "8"})
 ok(odd.start(), "a node with QBCDC_PARTITIONS=8 starts")
+stay_head = max(s for s, _ in node_feed(stay[0], last_seq)[1] or [(last_seq, b"")])
+wait_for(lambda: ((odd.cluster() or {}).get("feed") or {}).get("mirrored", 0) >= stay_head, 15)
+st, _, b = request(odd.port, "GET", "/v1/changes?after=0", headers=FEED_AUTH)
+ok(st == 410 and json.loads(b).get("pruned_through") == cut - 1,
+   "a fresh copy of the purged stream: after=0 gets 410 gone, pruned_through %d" % (cut - 1), b[:300])
+mine, theirs = node_feed(odd, cut - 1), node_feed(stay[0], cut - 1)
+ok(mine[1] and mine[1][0][0] == cut and mine == theirs,
+   "from there it serves what %s serves, byte for byte, from sequence %d (%d records)" % (stay[0].id, cut,
+                                                                                       len(mine[1])))
 deadline = time.time() + 20
 c = None
 while time.time() < deadline:
