@@ -509,7 +509,7 @@ ok(c and "16 partitions" in (c.get("last_error") or ""), "it says the cluster ha
 ok(c and c["owned"] == [], "and owns none")
 good, v6, took = settled(stay, 10)
 ok(good, "the others are undisturbed")
-odd.proc.stop()
+is_(odd.proc.stop(), 0, "it stops cleanly")
 
 # configuration mistakes are refused before anything starts
 r = subprocess.run([QBCDC, "serve"], env=dict(os.environ, QBCDC_NODE_ID="q9", QBCDC_DATA_DIR=tmpdir(), QBCDC_SIM="off"),
@@ -532,8 +532,7 @@ ok(r.returncode == 0 and cj.get("node_id") == live.id and len(cj.get("owners", [
 st, _, b = request(nodes[0].port, "GET", "/admin/cluster", headers={"Authorization": "Bearer wrong"})
 ok(st in (401, 403), "GET /admin/cluster needs the admin token (%d)" % st)
 
-for n in nodes + [odd]:
-    if n.proc is not None and n.proc.alive():
-        n.proc.stop()
+codes = {n.id: n.proc.stop() for n in nodes + [odd] if n.proc is not None and n.proc.alive()}
+is_(set(codes.values()), {0}, "the nodes still running stop cleanly (exit 0; under ASan: no leak)")
 nats.stop()
 done_testing()
