@@ -57,7 +57,8 @@ typedef struct st_feed_waiter_t {
     char realm[QBC_REALM_MAX], entity[QBC_ENTITY_MAX];
     int64_t deadline_ns;
     int64_t last_write_ns;
-    char *chunk; /* SSE: the bytes h2o is sending (kept until proceed) */
+    char *chunk;                       /* SSE: the bytes h2o is sending (kept until proceed) */
+    char feed_id[QBC_FEED_ID_LEN + 1]; /* the feed it reads (cluster mode's may be replaced meanwhile) */
 } feed_waiter_t;
 
 /* ------------------------------------------------------------------ reading */
@@ -265,10 +266,26 @@ static feed_waiter_t *waiter_new(qbc_api_t *api, h2o_req_t *req)
     return w;
 }
 
+/*
+ * 1 when the feed the waiter reads was replaced meanwhile (cluster mode: the stream made again,
+ * its copy started over): its `after` means nothing in the new one
+ */
+static int feed_replaced(feed_waiter_t *w)
+{
+    char id[QBC_FEED_ID_LEN + 1];
+    qbc_api__feed_id(w->api, id);
+    return strcmp(id, w->feed_id) != 0;
+}
+
 /* a long-poll with something to say (or out of time) answers and leaves the list */
 static void poll_try(feed_waiter_t *w, int timed_out)
 {
     collect_t c = {{0}, 0, 0};
+    if (feed_replaced(w)) { /* an empty page naming the new feed: the reader resyncs */
+        waiter_unlink(w);
+        answer_changes(w, &c);
+        return;
+    }
     int rc = read_feed(w->api, w, w->limit, &c);
     if (rc != 0) {
         waiter_unlink(w);
@@ -287,6 +304,8 @@ static void sse_pump(feed_waiter_t *w)
 {
     if (w->req == NULL || w->sending)
         return;
+    if (feed_replaced(w))
+        w->closing = 1; /* the reader reconnects, and the new stream's "event: feed" names the new feed */
     if (w->closing) {
         w->sending = 1;
         waiter_unlink(w);
@@ -338,7 +357,7 @@ static void on_sse_stop(h2o_generator_t *g, h2o_req_t *req)
     waiter_unlink(w);
 }
 
-/* loop thread: the feed grew */
+/* loop thread: the feed grew (or was replaced) */
 static void on_feed_wake(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
     qbc_api_t *api = H2O_STRUCT_FROM_MEMBER(qbc_api_t, feed_wake, receiver);
@@ -366,7 +385,9 @@ static void on_feed_wake(h2o_multithread_receiver_t *receiver, h2o_linklist_t *m
 static void on_store_note(void *ctx, const qbc_commit_note_t *note)
 {
     qbc_api_t *api = ctx;
-    if (note->feed_appended > 0 && !__atomic_exchange_n(&api->feed_wake_queued, 1, __ATOMIC_SEQ_CST))
+    /* a reset (cluster mode: the stream made again) ends the waits on the old feed */
+    if ((note->feed_appended > 0 || note->feed_reset > 0) &&
+        !__atomic_exchange_n(&api->feed_wake_queued, 1, __ATOMIC_SEQ_CST))
         h2o_multithread_send_message(&api->feed_wake, &api->feed_wake_msg);
 }
 
@@ -485,6 +506,7 @@ static int get_changes(qbc_api_t *api, h2o_req_t *req)
 
     if (parse_params(req, w, &wait_s) != 0)
         return 0;
+    qbc_api__feed_id(api, w->feed_id);
     uint64_t head = feed_horizon(api);
     if (w->after > head) {
         answer_beyond_head(api, req, w->after, head);
@@ -529,6 +551,7 @@ static int get_stream(qbc_api_t *api, h2o_req_t *req)
         }
         w->after = a;
     }
+    qbc_api__feed_id(api, w->feed_id);
     uint64_t horizon = feed_horizon(api), head = qbc_store_feed_last(api->feed_store);
     if (w->after > horizon) {
         answer_beyond_head(api, req, w->after, horizon);
@@ -549,9 +572,7 @@ static int get_stream(qbc_api_t *api, h2o_req_t *req)
      * the first chunk: which feed this is and how far it goes (no id: line, so the
      * client's Last-Event-ID stays a sequence), then the backlog
      */
-    char id[QBC_FEED_ID_LEN + 1];
-    qbc_api__feed_id(api, id);
-    json_t *o = json_pack("{s:s,s:I}", "feed_id", id, "head", (json_int_t)head);
+    json_t *o = json_pack("{s:s,s:I}", "feed_id", w->feed_id, "head", (json_int_t)head);
     char *hello = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     collect_t first = {{0}, 0, 1};

@@ -806,6 +806,7 @@ typedef struct st_qbc_commit_note_t {
     uint64_t last_feed_seq;  /**< the feed's last sequence after the commit */
     uint32_t realms_changed; /**< realm state or tokens written */
     uint32_t jobs_changed;   /**< backfill jobs created or cancelled */
+    uint32_t feed_reset;     /**< the feed was emptied for another feed id (QBC_JOB_FEED_APPEND) */
 } qbc_commit_note_t;
 
 typedef void (*qbc_store_listener_cb)(void *ctx, const qbc_commit_note_t *note);

@@ -744,6 +744,7 @@ static int run_txn(qbc_store_t *s, qbc_store_job_t *list, qbc_commit_note_t *not
     __atomic_store_n(&s->feed_last, t.feed - 1, __ATOMIC_RELEASE);
     note->new_pending += t.note.new_pending;
     note->feed_appended += t.note.feed_appended;
+    note->feed_reset += t.feed_reset;
     note->realms_changed += t.note.realms_changed;
     note->jobs_changed += t.note.jobs_changed;
     note->last_feed_seq = t.feed - 1;
@@ -791,7 +792,8 @@ static void finish(qbc_store_t *s, qbc_store_job_t *j, int result)
 /* tells the listeners what the batch changed (writer thread; they must not block) */
 static void notify(qbc_store_t *s, const qbc_commit_note_t *note)
 {
-    if (note->new_pending == 0 && note->feed_appended == 0 && note->realms_changed == 0 && note->jobs_changed == 0)
+    if (note->new_pending == 0 && note->feed_appended == 0 && note->realms_changed == 0 && note->jobs_changed == 0 &&
+        note->feed_reset == 0)
         return;
     /* held while calling: qbc_store_remove_listener waits for a call under way to end */
     pthread_mutex_lock(&s->listen_mu);

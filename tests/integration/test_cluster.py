@@ -532,6 +532,44 @@ ok(r.returncode == 0 and cj.get("node_id") == live.id and len(cj.get("owners", [
 st, _, b = request(nodes[0].port, "GET", "/admin/cluster", headers={"Authorization": "Bearer wrong"})
 ok(st in (401, 403), "GET /admin/cluster needs the admin token (%d)" % st)
 
+# the feed stream deleted and made again: every copy starts over under the new stream's id, and a
+# long-poll waiting on the old feed is answered with the new id (its reader resyncs)
+old_id = json.loads(request(stay[0].port, "GET", "/v1/changes?limit=1", headers=FEED_AUTH)[2])["feed_id"]
+old_head = json.loads(request(stay[0].port, "GET", "/v1/changes?after=%d" % last_seq, headers=FEED_AUTH)[2])["next"]
+lp = {}
+
+
+def lp_run():
+    t = time.time()
+    lp.update(r=request(stay[0].port, "GET", "/v1/changes?after=%d&wait=25" % old_head, headers=FEED_AUTH, timeout=40))
+    lp["took"] = time.time() - t
+
+
+th = threading.Thread(target=lp_run)
+th.start()
+time.sleep(0.3)
+feed_c = NatsClient(nats.ports[0])
+scfg = feed_c.stream_info("QBCDC_FEED")["config"]
+feed_c.request("$JS.API.STREAM.DELETE.QBCDC_FEED", {})
+made = feed_c.request("$JS.API.STREAM.CREATE.QBCDC_FEED", scfg)
+feed_c.close()
+ok("error" not in made, "the feed stream deleted and made again", made)
+
+
+def new_ids():
+    f = [((n.cluster() or {}).get("feed") or {}) for n in stay]
+    ids = {x.get("feed_id") for x in f}
+    return ids if len(ids) == 1 and old_id not in ids and all(x.get("resets", 0) >= 1 for x in f) else None
+
+
+ok(wait_for(new_ids, 20), "every node's copy started over under one new feed id", [(n.cluster() or {}).get("feed")
+                                                                                     for n in stay])
+th.join(40)
+lp_doc = json.loads(lp["r"][2]) if lp.get("r") and lp["r"][0] == 200 else {}
+ok(lp_doc.get("changes") == [] and lp_doc.get("feed_id") not in (None, old_id) and lp.get("took", 99) < 15,
+   "the long-poll waiting on the old feed is answered with the new feed id when its copy starts over (%.1f s, "
+   "not its 25 s)" % lp.get("took", -1), lp.get("r"))
+
 codes = {n.id: n.proc.stop() for n in nodes + [odd] if n.proc is not None and n.proc.alive()}
 is_(set(codes.values()), {0}, "the nodes still running stop cleanly (exit 0; under ASan: no leak)")
 nats.stop()

@@ -4,7 +4,7 @@
  * until a job gives it one; records keep their sequences, gaps included, and their bytes;
  * out-of-order sequences refuse the whole job; realm and entity filters work; the position is
  * committed with the records and survives a reopen; a pruned mark gives readers behind it
- * QBC_EGONE; another feed id starts the copy over; listeners hear of the records.
+ * QBC_EGONE; another feed id starts the copy over; listeners hear of the records and the reset.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,12 +60,13 @@ static int append(qbc_store_t *s, const char *feed_id, uint64_t pruned, const qb
     return j.job.result;
 }
 
-static int appended_heard;
+static int appended_heard, resets_heard;
 
 static void on_note(void *ctx, const qbc_commit_note_t *note)
 {
     (void)ctx;
     __atomic_add_fetch(&appended_heard, (int)note->feed_appended, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(&resets_heard, (int)note->feed_reset, __ATOMIC_SEQ_CST);
 }
 
 #define REC(seq, realm, entity, text)                                                                                  \
@@ -150,11 +151,14 @@ int main(void)
     qbc_store_cursor(s, "mirror", &pos);
     ok(pos == 40 && qbc_store_feed_last(s) == 21, "the position and the last sequence survive");
     is_int(append(s, ID_A, 0, again, 1, 41, NULL), QBC_EINVAL, "after the reopen, order is still enforced");
+    listener = qbc_store_add_listener(s, on_note, NULL);
+    __atomic_store_n(&resets_heard, 0, __ATOMIC_SEQ_CST);
 
     /* another feed (the stream made again): the copy starts over */
     const qbc_feed_append_rec_t fresh[] = {REC(1, "r9", "Item", "{\"seq\":1}"), REC(2, "r9", "Item", "{\"seq\":2}")};
     is_int(append(s, ID_B, 0, fresh, 2, 2, &reset), 0, "another feed id, from sequence 1");
     is_int(reset, 1, "it reset the copy");
+    ok(__atomic_load_n(&resets_heard, __ATOMIC_SEQ_CST) == 1, "listeners heard of the reset");
     qbc_store_feed_id_copy(s, id);
     is_str(id, ID_B, "the new id");
     got = scan(s, 0, NULL, NULL, &rc);
@@ -165,6 +169,7 @@ int main(void)
     is_int(append(s, ID_B, 0, NULL, 0, 3, &reset), 0, "the same id again");
     is_int(reset, 0, "changes nothing");
 
+    qbc_store_remove_listener(s, listener);
     qbc_store_close(s);
     rm_rf(dir);
     free(dir);
