@@ -225,6 +225,8 @@ static char *jetstream(void *ctx)
                           (json_int_t)j.head, "lag", (json_int_t)(j.head > j.cursor ? j.head - j.cursor : 0),
                           "published", (json_int_t)j.published, "failures", (json_int_t)j.failures);
     json_object_set_new(o, "skipped", json_integer((json_int_t)j.skipped));
+    json_object_set_new(o, "not_owner", json_integer((json_int_t)j.not_owner));
+    json_object_set_new(o, "waiting_owner", json_boolean(j.waiting_owner));
     json_object_set_new(o, "last_error", error_or_null(j.last_error));
     return dump(o);
 }
@@ -239,6 +241,10 @@ static void jetstream_metrics(qbc_jetstream_t *js, qbc_buf_t *t)
           j.head > j.cursor ? j.head - j.cursor : 0);
     counter(t, "qbcdc_jetstream_published_total", "Feed records published to the stream since start.", j.published);
     counter(t, "qbcdc_jetstream_publish_failures_total", "Publishes that failed and were retried.", j.failures);
+    counter(t, "qbcdc_jetstream_skipped_total",
+            "Cluster mode: records not published because the stream held that version already.", j.skipped);
+    counter(t, "qbcdc_jetstream_not_owner_total",
+            "Cluster mode: records not published because their realm was another node's by then.", j.not_owner);
 }
 
 /* GET /admin/cluster */
@@ -337,6 +343,7 @@ static void cluster_metrics(qbc_cluster_t *c, qbc_buf_t *t)
     qbc_cluster_stats_t cs;
     qbc_cluster_stats(c, &cs);
     gauge(t, "qbcdc_cluster_connected", "1 when this node reaches the cluster's lease bucket.", cs.connected);
+    gauge(t, "qbcdc_cluster_partitions", "Partitions the cluster has (QBCDC_PARTITIONS).", cs.partitions);
     gauge(t, "qbcdc_cluster_partitions_owned", "Partitions this node holds the lease of.", cs.owned);
     gauge(t, "qbcdc_cluster_nodes", "Live nodes this node sees.", cs.n_nodes);
     counter(t, "qbcdc_cluster_leases_acquired_total", "Partition leases this node took.", cs.acquired);

@@ -105,6 +105,12 @@ static uint64_t owns_epoch(void *ctx)
     return qbc_cluster_epoch(ctx);
 }
 
+/* the feed publisher's question (jetstream.h qbc_jetstream_config_t.owner) */
+static int publishes_realm(void *ctx, const char *realm)
+{
+    return qbc_cluster_whose(ctx, realm, NULL);
+}
+
 static uint64_t feed_horizon(void *ctx)
 {
     return qbc_cluster_feed_horizon(ctx);
@@ -286,7 +292,9 @@ static int cmd_serve(int argc, char **argv)
         qbc_jetstream_config_t jcfg = {.urls = cfg.nats_url,
                                        .replicas = (unsigned)cfg.n_nats_replicas,
                                        .stream = cfg.nats_stream,
-                                       .cluster_versions = cfg.node_id != NULL};
+                                       .cluster_versions = cfg.node_id != NULL,
+                                       .owner = cluster != NULL ? publishes_realm : NULL,
+                                       .owner_ctx = cluster};
         if ((rc = qbc_jetstream_start(&jcfg, store, &js)) != 0) {
             fprintf(stderr, "qbcdc: cannot start publishing to JetStream: %s\n", qbc_strerror(rc));
             goto Exit;

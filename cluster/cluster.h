@@ -100,6 +100,16 @@ uint64_t qbc_cluster_epoch(qbc_cluster_t *c);
  */
 void qbc_cluster_owner(qbc_cluster_t *c, unsigned partition, char *out);
 
+/**
+ * whose realm is now: this node's (holding its partition's lease, within the fence), another
+ * node's (the owner last read from the bucket), or nobody's (free, not read yet, or this
+ * node's by the bucket but past its fence: a renewal late, NATS unreachable). Thread-safe,
+ * never blocks on I/O.
+ * @param[out] owner (may be NULL) at least QBC_NODE_ID_MAX bytes: with 0, the other node's id
+ * @return 1 this node's, 0 another node's, -1 nobody's
+ */
+int qbc_cluster_whose(qbc_cluster_t *c, const char *realm, char *owner);
+
 /** a consistent copy of the figures. Thread-safe. */
 void qbc_cluster_stats(qbc_cluster_t *c, qbc_cluster_stats_t *out);
 

@@ -365,6 +365,19 @@ int qbc_cluster_inbox_forward(void *ctx, const void *body, size_t len, const qbc
 
 /* ---------------------------------------------------------------- consuming */
 
+/* how long a message the store refused waits before its redelivery: 1 s, doubling with each
+   delivery, at most 30 s */
+static int64_t nak_delay_ms(natsMsg *msg)
+{
+    jsMsgMetaData *meta = NULL;
+    uint64_t n = 1;
+    if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+        n = meta->NumDelivered;
+        jsMsgMetaData_Destroy(meta);
+    }
+    return n >= 6 ? 30000 : 1000LL << (n > 0 ? n - 1 : 0);
+}
+
 /* store thread: the events are durable here (or not): ack the message (or have it redelivered) */
 static void in_job_done(qbc_store_job_t *job)
 {
@@ -372,8 +385,8 @@ static void in_job_done(qbc_store_job_t *job)
     qbc_inbox_t *ib = j->ib;
     if (job->result == 0)
         natsMsg_Ack(j->msg, NULL);
-    else
-        natsMsg_Nak(j->msg, NULL);
+    else /* a store that refused it (full, closing) may refuse it again: back off, not a loop */
+        natsMsg_NakWithDelay(j->msg, nak_delay_ms(j->msg) * 1000000LL, NULL);
     natsMsg_Destroy(j->msg);
     qbc_payload_clear(&j->payload);
     free(j->mine);

@@ -519,6 +519,21 @@ int qbc_cluster_owns(qbc_cluster_t *c, const char *realm, int64_t *until_mono_ns
     return owns;
 }
 
+int qbc_cluster_whose(qbc_cluster_t *c, const char *realm, char *owner)
+{
+    unsigned p = qbc_cluster_partition_of(realm, c->partitions);
+    int64_t now = qbc_mono_ns();
+    pthread_mutex_lock(&c->mu);
+    const lease_t *l = &c->leases[p];
+    int whose = l->held && now < l->until_mono                                ? 1
+                : l->owner[0] != '\0' && strcmp(l->owner, c->st.node_id) != 0 ? 0
+                                                                              : -1;
+    if (whose == 0 && owner != NULL)
+        snprintf(owner, QBC_NODE_ID_MAX, "%s", l->owner);
+    pthread_mutex_unlock(&c->mu);
+    return whose;
+}
+
 uint64_t qbc_cluster_epoch(qbc_cluster_t *c)
 {
     pthread_mutex_lock(&c->mu);

@@ -30,6 +30,17 @@ typedef struct st_qbc_jetstream_config_t {
      * 2-minute duplicate window too.
      */
     int cluster_versions;
+    /**
+     * cluster mode (NULL otherwise): who publishes a record, asked for each one. 1: the
+     * record's realm is this node's (publish it); 0: another node owns it (skip it: the owner
+     * publishes what it fetches, and a takeover's CDC sweep refetches what this node had not
+     * published); -1: no owner known now (wait, and ask again). Only the owner publishing
+     * means two nodes never publish one entity's versions at the same time, which the bucket
+     * qbcdc_versions (read, then written) alone cannot order. Called from the publisher's
+     * thread; must not block.
+     */
+    int (*owner)(void *ctx, const char *realm);
+    void *owner_ctx;
 } qbc_jetstream_config_t;
 
 typedef struct st_qbc_jetstream_t qbc_jetstream_t;
@@ -41,6 +52,8 @@ typedef struct st_qbc_jetstream_stats_t {
     uint64_t head;      /**< the feed's last sequence */
     uint64_t published; /**< records published since start */
     uint64_t skipped;   /**< cluster mode: records the stream held already (another node's) */
+    uint64_t not_owner; /**< cluster mode: records of realms another node owned by the time they came up */
+    int waiting_owner;  /**< cluster mode: 1 while the next record's realm has no owner (publishing waits) */
     uint64_t failures;  /**< publishes that failed (retried) */
     char last_error[160];
 } qbc_jetstream_stats_t;

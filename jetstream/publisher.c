@@ -34,6 +34,8 @@ struct st_qbc_jetstream_t {
     int n_servers;
     unsigned replicas;
     int versions; /* cluster mode: skip what the bucket qbcdc_versions says the stream has */
+    int (*owner)(void *ctx, const char *realm); /* cluster mode: whose records to publish */
+    void *owner_ctx;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -201,6 +203,7 @@ typedef struct {
     qbc_jetstream_t *p;
     uint64_t done; /* the last sequence published */
     int failed;
+    int waiting; /* a record's realm had no owner: the batch stopped before it */
 } batch_t;
 
 /*
@@ -274,10 +277,33 @@ static int already_published(qbc_jetstream_t *p, const char *key, unsigned long 
     return rank ? 0 : have >= num;
 }
 
+/* the cursor moves past rec without publishing it; counted in *counter (under mu) */
+static void pass(batch_t *b, const qbc_feed_rec_t *rec, uint64_t *counter)
+{
+    qbc_jetstream_t *p = b->p;
+    b->done = rec->seq;
+    pthread_mutex_lock(&p->mu);
+    p->cursor = rec->seq;
+    p->st.cursor = rec->seq;
+    (*counter)++;
+    pthread_mutex_unlock(&p->mu);
+}
+
 static int publish_one(const qbc_feed_rec_t *rec, void *ctx)
 {
     batch_t *b = ctx;
     qbc_jetstream_t *p = b->p;
+    if (p->owner != NULL) {
+        int whose = p->owner(p->owner_ctx, rec->realm);
+        if (whose < 0) { /* nobody's now (a NATS outage, a takeover under way): ask again soon */
+            b->waiting = 1;
+            return 1;
+        }
+        if (whose == 0) { /* another node's realm: it publishes what it fetches */
+            pass(b, rec, &p->st.not_owner);
+            return 0;
+        }
+    }
     char subject[256], msgid[512], id[QBC_ID_MAX], ver[QBC_SYNC_TOKEN_MAX], op[16], seq[24];
     snprintf(subject, sizeof(subject), "qbcdc.feed.%s.%s", rec->realm, rec->entity);
     int whole = change_keys(rec->json, rec->json_len, id, sizeof(id), ver, sizeof(ver), op, sizeof(op));
@@ -297,12 +323,7 @@ static int publish_one(const qbc_feed_rec_t *rec, void *ctx)
             return 1;
         }
         if (had) { /* another node's feed put it (or a newer one) in the stream: not again, not backwards */
-            b->done = rec->seq;
-            pthread_mutex_lock(&p->mu);
-            p->cursor = rec->seq;
-            p->st.cursor = rec->seq;
-            p->st.skipped++;
-            pthread_mutex_unlock(&p->mu);
+            pass(b, rec, &p->st.skipped);
             return 0;
         }
     }
@@ -391,7 +412,7 @@ static void *thread_main(void *arg)
             logged = 0;
             backoff_ms = 1000;
         }
-        batch_t b = {p, 0, 0};
+        batch_t b = {p, 0, 0, 0};
         uint64_t examined = 0;
         int rc = qbc_store_feed_scan(p->store, p->cursor, BATCH, NULL, NULL, publish_one, &b, &examined);
         if (rc == QBC_EGONE) {
@@ -403,6 +424,15 @@ static void *thread_main(void *arg)
             continue;
         }
         int64_t now = qbc_mono_ns();
+        pthread_mutex_lock(&p->mu);
+        p->st.waiting_owner = b.waiting;
+        pthread_mutex_unlock(&p->mu);
+        if (b.waiting) { /* the records before it are out; the rest wait for an owner */
+            commit_cursor(p);
+            if (nap(p, 250))
+                break;
+            continue;
+        }
         if (b.failed) {
             commit_cursor(p);
             pthread_mutex_lock(&p->mu);
@@ -439,6 +469,8 @@ int qbc_jetstream_start(const qbc_jetstream_config_t *cfg, qbc_store_t *store, q
     p->stream = qbc_strdup(cfg->stream != NULL && cfg->stream[0] ? cfg->stream : "QBCDC_FEED");
     p->replicas = cfg->replicas;
     p->versions = cfg->cluster_versions;
+    p->owner = cfg->owner;
+    p->owner_ctx = cfg->owner_ctx;
     p->n_servers = qbc_nats_servers(cfg->urls, &p->servers);
     pthread_mutex_init(&p->mu, NULL);
     if (qbc_cond_init_mono(&p->cv) != 0) /* nap() waits on it with monotonic deadlines */

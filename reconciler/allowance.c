@@ -4,7 +4,8 @@
  * Intuit meters the app's read calls to the Accounting API per month (500,000 on the
  * Builder tier) and blocks the app until the next month once they are spent. So every
  * metered call (a 2xx answer to a query, read, CDC or batch request; a batch counts as
- * its items) is counted here per period, realm and purpose, and handed to the store each
+ * its items; and, since it may have been served, one sent but never answered: a timeout, a
+ * reset, an abort) is counted here per period, realm and purpose, and handed to the store each
  * second (a crash loses at most a second of counts); a restart reads the period's counts
  * back.
  *

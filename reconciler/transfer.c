@@ -403,6 +403,25 @@ static void count_call(qbc_reconciler_t *r, const rec_xfer_t *x, CURLcode res)
     REC_STAT(r, calls[call_endpoint(x)][s], 1);
 }
 
+/*
+ * whether Intuit may have metered x (qbo-facts 5.1: a 2xx answer is). A 2xx status counts even
+ * if the body then failed; a call sent but never answered (a timeout, a reset, our own abort)
+ * may have been served and metered all the same, and the allowance must not be overspent on
+ * a guess, so it counts too. Only a call that never left (no connection, nothing sent) or
+ * that Intuit answered otherwise is free.
+ */
+static int maybe_metered(const rec_xfer_t *x, CURLcode res)
+{
+    long status = 0, sent = 0;
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (status >= 200 && status < 300)
+        return 1;
+    if (status != 0 || res == CURLE_OK)
+        return 0;
+    curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &sent);
+    return sent > 0;
+}
+
 /* ---------------------------------------------------------------- the thread */
 
 int qbc_rec__drain_curl(qbc_reconciler_t *r)
@@ -419,12 +438,8 @@ int qbc_rec__drain_curl(qbc_reconciler_t *r)
         CURLcode res = m->data.result;
         xfer_unlink(r, x);
         count_call(r, x, res);
-        if (x->units > 0) {
-            long status = 0;
-            curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
-            qbc_rec__allowance_ended(r, x->realm, x->usage_purpose, x->units,
-                                     res == CURLE_OK && status >= 200 && status < 300);
-        }
+        if (x->units > 0)
+            qbc_rec__allowance_ended(r, x->realm, x->usage_purpose, x->units, maybe_metered(x, res));
         qbc_rec__xfer_done(r, x, res);
         xfer_free(r, x);
         done++;
@@ -437,7 +452,7 @@ static void abort_one(qbc_reconciler_t *r, rec_xfer_t *x, const char *why)
 {
     xfer_unlink(r, x);
     if (x->units > 0)
-        qbc_rec__allowance_ended(r, x->realm, x->usage_purpose, x->units, 0);
+        qbc_rec__allowance_ended(r, x->realm, x->usage_purpose, x->units, maybe_metered(x, CURLE_ABORTED_BY_CALLBACK));
     if (x->realm != NULL)
         qbc_budget_done(&x->realm->budget);
     for (size_t i = 0; i < x->n; i++)

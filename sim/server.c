@@ -34,6 +34,7 @@ static const char *const ep_names[EP_N] = {"read", "query", "cdc", "batch"};
 typedef struct {
     uint64_t calls[EP_N];
     uint64_t throttled, unauthorized, minorversion_missing, injected_errors, injected_resets;
+    uint64_t metered; /* what Intuit meters (qbo-facts 5.1): 2xx answers, a batch counting its items */
     sim_ratelimit_t rl, batch_rl;
     int inflight;
 } realm_state_t;
@@ -89,6 +90,7 @@ typedef struct {
     double error_rate, reset_rate, throttle_xml, loss, dup, reorder;
     /* stats */
     uint64_t oauth_token_calls, oauth_invalid_grant, oauth_revokes, oauth_authorize, changes_made, throttled_total;
+    unsigned answering_cost; /* metered units of the API request being answered (1, or a batch's items) */
     /* loop */
     h2o_globalconf_t config;
     h2o_context_t ctx;
@@ -216,6 +218,8 @@ static void respond_after(h2o_req_t *req, int realm, int status, char *body, con
 /* answers an API request, after the injected latency if any */
 static void api_respond(h2o_req_t *req, int realm, int status, char *body, const char *ctype)
 {
+    if (realm >= 0 && status >= 200 && status < 300)
+        S.rs[realm].metered += S.answering_cost;
     respond_after(req, realm, status, body, ctype, S.latency_ms, 0);
 }
 
@@ -740,6 +744,7 @@ static void handle_api(h2o_req_t *req, const char *rest, size_t restlen)
         return;
     }
 
+    S.answering_cost = (unsigned)cost; /* api_respond meters a 2xx answer with it */
     switch (kind) {
     case EP_READ:
         api_read(req, realm, ep, (size_t)(sub - ep), sub + 1, eplen - (size_t)(sub + 1 - ep));
@@ -1017,6 +1022,7 @@ static void handle_sim_stats(h2o_req_t *req)
         }
         json_object_set_new(r, "requests", calls);
         json_object_set_new(r, "total", json_integer((json_int_t)total));
+        json_object_set_new(r, "metered", json_integer((json_int_t)rs->metered));
         json_object_set_new(r, "throttled", json_integer((json_int_t)rs->throttled));
         json_object_set_new(r, "unauthorized", json_integer((json_int_t)rs->unauthorized));
         json_object_set_new(r, "minorversion_missing", json_integer((json_int_t)rs->minorversion_missing));

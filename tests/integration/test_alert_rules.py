@@ -11,6 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import *  # noqa: F401,F403
+from natslib import NATS_SERVER, NatsServer
 from simlib import Sim, register_realms, serve_env
 
 RULES = os.path.join(ROOT, "examples", "prometheus-alerts.yml")
@@ -29,6 +30,21 @@ ok(wait_http(port), "qbcdc serve is up", q.output())
 register_realms(port, sim)
 st, _, body = request(port, "GET", "/metrics")
 exported = set(re.findall(r"^(qbcdc_[a-z_]+)", body.decode(), re.M))
+# the JetStream and cluster metrics: a node in cluster mode on a nats-server of its own
+if NATS_SERVER is not None:
+    nats = NatsServer()
+    cport = free_port()
+    cenv = serve_env(cport, tmpdir("qbcdc-alerts-node-"), sim)
+    cenv.update({"QBCDC_NATS_URL": nats.url(), "QBCDC_NODE_ID": "n1", "QBCDC_PARTITIONS": "4"})
+    node = Proc([QBCDC, "serve"], env=cenv)
+    ok(wait_http(cport), "a node in cluster mode is up", node.output())
+    got = wait_for(lambda: (lambda b: b if b"qbcdc_cluster_partitions_owned 4" in b else None)(
+        request(cport, "GET", "/metrics")[2]), 30) or b""
+    exported |= set(re.findall(r"^(qbcdc_[a-z_]+)", got.decode(), re.M))
+    is_(node.stop(), 0, "the node stops")
+    nats.stop()
+else:
+    ok(True, "# SKIP nats-server is not installed (.ci/install installs it)")
 missing = sorted(m for m in named if m not in exported and re.sub("_(bucket|sum|count)$", "", m) not in exported)
 is_(missing, [], "every metric the rules name is exported")
 is_(q.stop(), 0, "qbcdc stops")

@@ -17,6 +17,7 @@ B. A budget so small that it runs out:
 import json
 import os
 import subprocess
+import collections
 import sys
 import threading
 import time
@@ -36,10 +37,14 @@ def budget(port):
     return j if st == 200 else {}
 
 
+Counts = collections.namedtuple("Counts", "metered total throttled unauthorized")
+
+
 class Meter(threading.Thread):
-    """qbosim's request count sampled just before each period boundary: calls per period.
-    Before, not after: when a period turns, the sweeps that waited for it start at once, and a
-    sample taken a moment late would put them in the period before."""
+    """qbosim's counts sampled just before each period boundary: per period, the calls Intuit
+    meters (2xx answers, a batch by its items: qbo-facts 5.1), and every request and 429 beside
+    them. Before, not after: when a period turns, the sweeps that waited for it start at once,
+    and a sample taken a moment late would put them in the period before."""
 
     def __init__(self, sim):
         super().__init__(daemon=True)
@@ -47,7 +52,8 @@ class Meter(threading.Thread):
 
     def total(self):
         st, s = self.sim.json("GET", "/sim/stats")
-        return sum(r.get("total", 0) for r in s.get("realms", {}).values())
+        rs = s.get("realms", {}).values()
+        return Counts(*(sum(r.get(k, 0) for r in rs) for k in ("metered", "total", "throttled", "unauthorized")))
 
     def run(self):
         while not self.stop.is_set():
@@ -65,7 +71,7 @@ class Meter(threading.Thread):
 
     def per_period(self):
         ks = sorted(self.samples)
-        return [(k, self.samples[k + 1] - self.samples[k]) for k in ks
+        return [(k, Counts(*(b - a for a, b in zip(self.samples[k], self.samples[k + 1])))) for k in ks
                 if k + 1 in self.samples and self.samples[k] is not None and self.samples[k + 1] is not None]
 
 
@@ -127,12 +133,14 @@ wait_for(lambda: len(meter.per_period()) >= 3, 4 * PERIOD + 5, poll=0.5)
 meter.stop.set()
 meter.join()
 periods = meter.per_period()
-diag("qbosim's requests per %d s period: %s" % (PERIOD, [n for _, n in periods]))
+diag("qbosim's metered calls per %d s period: %s (requests: %s, 429s: %s, 401s: %s)"
+     % (PERIOD, [n.metered for _, n in periods], [n.total for _, n in periods], [n.throttled for _, n in periods],
+        [n.unauthorized for _, n in periods]))
 ok(len(periods) >= 2, "%d whole periods measured" % len(periods))
 # calls are counted by qbosim when they arrive and by qbcdc when answered: one period's calls
 # can finish in the next, a few at most (the in-flight cap is 10 a realm)
-ok(all(n <= BUDGET + 10 for _, n in periods), "metered calls stay within the budget (%d) in every period" % BUDGET,
-   periods)
+ok(all(n.metered <= BUDGET + 10 for _, n in periods),
+   "metered calls stay within the budget (%d) in every period" % BUDGET, periods)
 b = budget(port)
 diag("/admin/budget: %s" % json.dumps({k: b.get(k) for k in ("used", "budget", "forecast", "by_purpose", "state",
                                                               "cdc_base_interval_s", "live_reserve")}))
