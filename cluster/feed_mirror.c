@@ -291,7 +291,15 @@ static int prepare(qbc_feed_mirror_t *m)
         pthread_mutex_lock(&m->mu);
         m->nc = nc;
         pthread_mutex_unlock(&m->mu);
-        if ((s = natsConnection_JetStream(&m->js, m->nc, NULL)) != NATS_OK) {
+        /*
+         * JetStream API calls answer in 2 s or are tried again: a consumer the server meant to
+         * place on a member that is down (a killed nats-server of the stream's group) never
+         * answers, and the next try is placed anew
+         */
+        jsOptions jo;
+        jsOptions_Init(&jo);
+        jo.Wait = 2000;
+        if ((s = natsConnection_JetStream(&m->js, m->nc, &jo)) != NATS_OK) {
             set_error(m, "no JetStream context: %.100s", natsStatus_GetText(s));
             disconnect(m);
             return -1;

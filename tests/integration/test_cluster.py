@@ -491,7 +491,7 @@ ok(purged.get("success"), "the feed stream purged below %d" % cut, purged)
 odd = Node(4, {"QBCDC_PARTITIONS": "8"})
 ok(odd.start(), "a node with QBCDC_PARTITIONS=8 starts")
 stay_head = max(s for s, _ in node_feed(stay[0], last_seq)[1] or [(last_seq, b"")])
-wait_for(lambda: ((odd.cluster() or {}).get("feed") or {}).get("mirrored", 0) >= stay_head, 15)
+wait_for(lambda: ((odd.cluster() or {}).get("feed") or {}).get("mirrored", 0) >= stay_head, 30)
 st, _, b = request(odd.port, "GET", "/v1/changes?after=0", headers=FEED_AUTH)
 ok(st == 410 and json.loads(b).get("pruned_through") == cut - 1,
    "a fresh copy of the purged stream: after=0 gets 410 gone, pruned_through %d" % (cut - 1), b[:300])
@@ -549,12 +549,27 @@ def lp_run():
 th = threading.Thread(target=lp_run)
 th.start()
 time.sleep(0.3)
+nats.start(1)  # the nats-server killed above comes back: a stream of 3 replicas needs 3 servers
+nats.wait_port(nats.ports[1])
 feed_c = NatsClient(nats.ports[0])
 scfg = feed_c.stream_info("QBCDC_FEED")["config"]
-feed_c.request("$JS.API.STREAM.DELETE.QBCDC_FEED", {})
-made = feed_c.request("$JS.API.STREAM.CREATE.QBCDC_FEED", scfg)
 feed_c.close()
-ok("error" not in made, "the feed stream deleted and made again", made)
+
+
+def js_api(subject, body):
+    """a JetStream API call that succeeded, or None (no answer in time, or an error: asked again)"""
+    try:
+        c = NatsClient(nats.ports[0])
+        r = c.request(subject, body)
+        c.close()
+        return r if "error" not in r else None
+    except OSError:
+        return None
+
+
+gone = wait_for(lambda: js_api("$JS.API.STREAM.DELETE.QBCDC_FEED", {}), 20, poll=0.5)
+made = wait_for(lambda: js_api("$JS.API.STREAM.CREATE.QBCDC_FEED", scfg), 20, poll=0.5)
+ok(gone and made, "the feed stream deleted and made again", (gone, made))
 
 
 def new_ids():
