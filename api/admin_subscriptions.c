@@ -94,7 +94,7 @@ static int known_fields(h2o_req_t *req, const json_t *body, const char *const *k
 static int start_after(qbc_api_t *api, h2o_req_t *req, const json_t *v, uint64_t *cursor)
 {
     if (json_is_integer(v) && json_integer_value(v) >= 0) {
-        uint64_t head = qbc_store_feed_last(api->store);
+        uint64_t head = qbc_store_feed_last(api->feed_store);
         if ((uint64_t)json_integer_value(v) > head) { /* changes to come would be skipped */
             char why[160];
             snprintf(why, sizeof(why), "start_after %lld is past the feed's head (%llu)",
@@ -108,10 +108,11 @@ static int start_after(qbc_api_t *api, h2o_req_t *req, const json_t *v, uint64_t
     const char *s = json_string_value(v);
     int64_t t;
     if (s != NULL && strcmp(s, "head") == 0) {
-        *cursor = qbc_store_feed_last(api->store);
+        *cursor = qbc_store_feed_last(api->feed_store);
         return 0;
     }
-    if (s != NULL && qbc_time_parse(s, strlen(s), &t) == 0 && qbc_store_feed_seq_before(api->store, t, cursor) == 0)
+    if (s != NULL && qbc_time_parse(s, strlen(s), &t) == 0 &&
+        qbc_store_feed_seq_before(api->feed_store, t, cursor) == 0)
         return 0;
     bad_request(req, "bad_subscription",
                 "start_after must be a feed sequence (>= 0), \"head\", or an ISO-8601 time with its offset");
@@ -214,7 +215,7 @@ int qbc_api__create_subscription(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t unu
         bad_request(req, "bad_subscription", why);
         goto Exit;
     }
-    uint64_t cursor = qbc_store_feed_last(api->store);
+    uint64_t cursor = qbc_store_feed_last(api->feed_store);
     json_t *sa = json_object_get(body, "start_after");
     if (sa != NULL && start_after(api, req, sa, &cursor) != 0)
         goto Exit;

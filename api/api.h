@@ -51,6 +51,20 @@ typedef struct st_qbc_api_config_t {
     int (*forward)(void *ctx, const void *body, size_t len, const qbc_event_t *events, size_t n_events,
                    void (*done)(void *arg, int result), void *arg);
     void *forward_ctx;
+    /**
+     * cluster mode: /v1/changes (pull, long-poll, SSE) reads this store, the node's copy of the
+     * cluster feed (cluster.h's feed mirror), instead of the store given to qbc_api_create:
+     * its records, head, pruned mark, feed id (which may change, and while it is "" the feed
+     * answers 503) and commits. It must outlive the server. NULL: the store's own feed.
+     */
+    qbc_store_t *feed_store;
+    /**
+     * with feed_store, optional: how far the feed reaches (cluster.h qbc_cluster_feed_horizon),
+     * when more than the copy's head: an `after` up to it waits for the copy instead of
+     * getting 409 after_beyond_head. Called on the loop thread; must not block.
+     */
+    uint64_t (*feed_horizon)(void *ctx);
+    void *feed_horizon_ctx;
 } qbc_api_config_t;
 
 typedef struct st_qbc_api_t qbc_api_t;

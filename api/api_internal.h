@@ -27,6 +27,9 @@ struct st_qbc_api_t {
     h2o_socket_t *listener;
     h2o_multithread_receiver_t commits; /* store writer -> loop: finished jobs */
     qbc_store_t *store;
+    qbc_store_t *feed_store;             /* what /v1/changes reads: store, or cluster mode's copy */
+    uint64_t (*feed_horizon)(void *ctx); /* NULL: the feed store's head */
+    void *feed_horizon_ctx;
     qbc_ingress_t *ingress; /* POST /webhooks/intuit (ingress/) */
     volatile sig_atomic_t stop;
     uint64_t inflight; /* jobs and OAuth calls waiting to answer a request */
@@ -50,8 +53,7 @@ struct st_qbc_api_t {
     h2o_timeout_t feed_tick;                  /* deadlines and SSE keep-alives */
     h2o_timeout_entry_t feed_tick_entry;
     uint64_t feed_wakeups;
-    char *feed_id_json;    /* the store's feed id as a JSON string, quotes included (qbc_api__feed_init) */
-    qbc_api_hooks_t hooks; /* set by the embedder */
+    qbc_api_hooks_t hooks;                /* set by the embedder */
     h2o_multithread_receiver_t exchanges; /* the reconciler's OAuth calls -> loop (connect.c) */
     h2o_linklist_t oauth_calls;           /* OAuth calls out (connect.c) */
     qbc_reconciler_t *reconciler;         /* Intuit's OAuth client (qbc_api_set_reconciler); NULL: none */
@@ -253,6 +255,8 @@ int qbc_api__on_v1(h2o_handler_t *self, h2o_req_t *req);
  */
 char *qbc_api__feed_completeness(qbc_api_t *api, const char *realm);
 void qbc_api__feed_init(qbc_api_t *api);
+/** the id of the feed /v1 serves (the feed store's: cluster mode's may change; "" while unknown) */
+void qbc_api__feed_id(qbc_api_t *api, char out[QBC_FEED_ID_LEN + 1]);
 /** ends every long-poll (empty answer) and SSE stream (final chunk): the service is stopping. */
 void qbc_api__feed_shutdown(qbc_api_t *api);
 void qbc_api__feed_dispose(qbc_api_t *api);

@@ -159,8 +159,9 @@ int qbc_api__list_entities(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t realm, h2
         return 0;
     }
     json_t *head = json_pack("{s:s,s:s}", "realm", r, "entity", e);
-    json_t *tail = json_pack("{s:o,s:s}", "next_after_id", more ? json_string(c.last_id) : json_null(), "feed_id",
-                             qbc_store_feed_id(api->store));
+    char id[QBC_FEED_ID_LEN + 1];
+    qbc_api__feed_id(api, id);
+    json_t *tail = json_pack("{s:o,s:s}", "next_after_id", more ? json_string(c.last_id) : json_null(), "feed_id", id);
     char *head_text = json_dumps(head, JSON_COMPACT), *tail_text = json_dumps(tail, JSON_COMPACT);
     json_decref(head);
     json_decref(tail);

@@ -18,6 +18,11 @@
  * An SSE stream reads the store only when h2o asks it for more (the proceed
  * callback): a slow consumer never makes us buffer for it; it only falls behind.
  *
+ * In cluster mode the feed read is the node's copy of the cluster feed (api.h feed_store):
+ * the stream's sequences, the stream's id (503 feed_unavailable until the copy knows it),
+ * and "beyond the head" means beyond the stream's last sequence as this node knows it (a
+ * reader that comes from a node further ahead waits for this one to catch up).
+ *
  * With a feed retention (QBCDC_FEED_RETENTION), a reader whose `after` is behind what
  * was pruned cannot be given every change: it gets 410 {"error":"gone", ...,
  * "pruned_through":N} (an SSE stream: an "event: gone" with the same object, then the
@@ -52,7 +57,8 @@ typedef struct st_feed_waiter_t {
     char realm[QBC_REALM_MAX], entity[QBC_ENTITY_MAX];
     int64_t deadline_ns;
     int64_t last_write_ns;
-    char *chunk; /* SSE: the bytes h2o is sending (kept until proceed) */
+    char *chunk;                       /* SSE: the bytes h2o is sending (kept until proceed) */
+    char feed_id[QBC_FEED_ID_LEN + 1]; /* the feed it reads (cluster mode's may be replaced meanwhile) */
 } feed_waiter_t;
 
 /* ------------------------------------------------------------------ reading */
@@ -90,18 +96,34 @@ static int collect_cb(const qbc_feed_rec_t *r, void *ctx)
 static int read_feed(qbc_api_t *api, feed_waiter_t *w, size_t limit, collect_t *c)
 {
     uint64_t last = w->after;
-    int rc = qbc_store_feed_scan(api->store, w->after, limit, w->realm[0] ? w->realm : NULL,
+    int rc = qbc_store_feed_scan(api->feed_store, w->after, limit, w->realm[0] ? w->realm : NULL,
                                  w->entity[0] ? w->entity : NULL, collect_cb, c, &last);
     if (rc == 0)
         w->after = last;
     return rc;
 }
 
+/*
+ * the last sequence a reader may stand at: the feed's head, or in cluster mode the stream's
+ * last sequence as known, when this node's copy is behind it
+ */
+static uint64_t feed_horizon(qbc_api_t *api)
+{
+    uint64_t head = qbc_store_feed_last(api->feed_store);
+    if (api->feed_horizon != NULL) {
+        uint64_t h = api->feed_horizon(api->feed_horizon_ctx);
+        if (h > head)
+            head = h;
+    }
+    return head;
+}
+
 /* {"error":code,"message":...,<key>:n,"feed_id":"..."}: the answers that send a reader to resync */
 static char *resync_json(qbc_api_t *api, const char *code, const char *msg, const char *key, uint64_t n)
 {
-    json_t *o = json_pack("{s:s,s:s,s:I,s:s}", "error", code, "message", msg, key, (json_int_t)n, "feed_id",
-                          qbc_store_feed_id(api->store));
+    char id[QBC_FEED_ID_LEN + 1];
+    qbc_api__feed_id(api, id);
+    json_t *o = json_pack("{s:s,s:s,s:I,s:s}", "error", code, "message", msg, key, (json_int_t)n, "feed_id", id);
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return s;
@@ -113,7 +135,7 @@ static char *resync_json(qbc_api_t *api, const char *code, const char *msg, cons
  */
 static char *gone_json(qbc_api_t *api, uint64_t after)
 {
-    uint64_t through = qbc_store_feed_pruned(api->store);
+    uint64_t through = qbc_store_feed_pruned(api->feed_store);
     char msg[400];
     snprintf(msg, sizeof(msg),
              "changes after %llu up to %llu were removed by the feed retention; resync: list the latest versions "
@@ -166,9 +188,15 @@ static void answer_changes(feed_waiter_t *w, collect_t *c)
     char *complete = qbc_api__feed_completeness(w->api, w->realm[0] ? w->realm : NULL);
     put(&out, complete != NULL ? complete : "{}", complete != NULL ? strlen(complete) : 2);
     free(complete);
+    char id[QBC_FEED_ID_LEN + 1];
+    qbc_api__feed_id(w->api, id);
+    json_t *idj = json_string(id);
+    char *id_json = json_dumps(idj, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(idj);
     put(&out, ",\"feed_id\":", 11);
-    put(&out, w->api->feed_id_json, strlen(w->api->feed_id_json));
+    put(&out, id_json, strlen(id_json));
     put(&out, "}", 1);
+    free(id_json);
     qbc_api__respond_json(w->req, 200, "OK", out.b.data);
     free(out.b.data);
 }
@@ -238,10 +266,26 @@ static feed_waiter_t *waiter_new(qbc_api_t *api, h2o_req_t *req)
     return w;
 }
 
+/*
+ * 1 when the feed the waiter reads was replaced meanwhile (cluster mode: the stream made again,
+ * its copy started over): its `after` means nothing in the new one
+ */
+static int feed_replaced(feed_waiter_t *w)
+{
+    char id[QBC_FEED_ID_LEN + 1];
+    qbc_api__feed_id(w->api, id);
+    return strcmp(id, w->feed_id) != 0;
+}
+
 /* a long-poll with something to say (or out of time) answers and leaves the list */
 static void poll_try(feed_waiter_t *w, int timed_out)
 {
     collect_t c = {{0}, 0, 0};
+    if (feed_replaced(w)) { /* an empty page naming the new feed: the reader resyncs */
+        waiter_unlink(w);
+        answer_changes(w, &c);
+        return;
+    }
     int rc = read_feed(w->api, w, w->limit, &c);
     if (rc != 0) {
         waiter_unlink(w);
@@ -260,6 +304,8 @@ static void sse_pump(feed_waiter_t *w)
 {
     if (w->req == NULL || w->sending)
         return;
+    if (feed_replaced(w))
+        w->closing = 1; /* the reader reconnects, and the new stream's "event: feed" names the new feed */
     if (w->closing) {
         w->sending = 1;
         waiter_unlink(w);
@@ -311,7 +357,7 @@ static void on_sse_stop(h2o_generator_t *g, h2o_req_t *req)
     waiter_unlink(w);
 }
 
-/* loop thread: the feed grew */
+/* loop thread: the feed grew (or was replaced) */
 static void on_feed_wake(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
     qbc_api_t *api = H2O_STRUCT_FROM_MEMBER(qbc_api_t, feed_wake, receiver);
@@ -339,7 +385,9 @@ static void on_feed_wake(h2o_multithread_receiver_t *receiver, h2o_linklist_t *m
 static void on_store_note(void *ctx, const qbc_commit_note_t *note)
 {
     qbc_api_t *api = ctx;
-    if (note->feed_appended > 0 && !__atomic_exchange_n(&api->feed_wake_queued, 1, __ATOMIC_SEQ_CST))
+    /* a reset (cluster mode: the stream made again) ends the waits on the old feed */
+    if ((note->feed_appended > 0 || note->feed_reset > 0) &&
+        !__atomic_exchange_n(&api->feed_wake_queued, 1, __ATOMIC_SEQ_CST))
         h2o_multithread_send_message(&api->feed_wake, &api->feed_wake_msg);
 }
 
@@ -458,7 +506,8 @@ static int get_changes(qbc_api_t *api, h2o_req_t *req)
 
     if (parse_params(req, w, &wait_s) != 0)
         return 0;
-    uint64_t head = qbc_store_feed_last(api->store);
+    qbc_api__feed_id(api, w->feed_id);
+    uint64_t head = feed_horizon(api);
     if (w->after > head) {
         answer_beyond_head(api, req, w->after, head);
         return 0;
@@ -502,9 +551,10 @@ static int get_stream(qbc_api_t *api, h2o_req_t *req)
         }
         w->after = a;
     }
-    uint64_t head = qbc_store_feed_last(api->store);
-    if (w->after > head) {
-        answer_beyond_head(api, req, w->after, head);
+    qbc_api__feed_id(api, w->feed_id);
+    uint64_t horizon = feed_horizon(api), head = qbc_store_feed_last(api->feed_store);
+    if (w->after > horizon) {
+        answer_beyond_head(api, req, w->after, horizon);
         return 0;
     }
     if (waiters_full(api, req))
@@ -522,7 +572,7 @@ static int get_stream(qbc_api_t *api, h2o_req_t *req)
      * the first chunk: which feed this is and how far it goes (no id: line, so the
      * client's Last-Event-ID stays a sequence), then the backlog
      */
-    json_t *o = json_pack("{s:s,s:I}", "feed_id", qbc_store_feed_id(api->store), "head", (json_int_t)head);
+    json_t *o = json_pack("{s:s,s:I}", "feed_id", w->feed_id, "head", (json_int_t)head);
     char *hello = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     collect_t first = {{0}, 0, 1};
@@ -547,13 +597,21 @@ int qbc_api__on_v1(h2o_handler_t *_self, h2o_req_t *req)
         qbc_api__respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET");
         return 0;
     }
-    const char *id = qbc_store_feed_id(api->store);
-    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("qbcdc-feed-id"), 0, NULL, id, strlen(id));
+    char id[QBC_FEED_ID_LEN + 1];
+    qbc_api__feed_id(api, id);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("qbcdc-feed-id"), 0, NULL,
+                          h2o_strdup(&req->pool, id, SIZE_MAX).base, strlen(id));
     n = qbc_api__path_segments(req, 1, seg, 5); /* after "v1" */
-    if (n == 1 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("changes")))
+    int changes = n >= 1 && n <= 2 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("changes"));
+    if (changes && id[0] == '\0') { /* cluster mode, before the copy of the cluster feed knows the stream */
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("2"));
+        qbc_api__respond_error(req, 503, "Service Unavailable", "feed_unavailable",
+                               "this node has not read the cluster's feed stream yet; retry later");
+        return 0;
+    }
+    if (n == 1 && changes)
         return get_changes(api, req);
-    if (n == 2 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("changes")) &&
-        h2o_memis(seg[1].base, seg[1].len, H2O_STRLIT("stream")))
+    if (n == 2 && changes && h2o_memis(seg[1].base, seg[1].len, H2O_STRLIT("stream")))
         return get_stream(api, req);
     if (n == 5 && h2o_memis(seg[0].base, seg[0].len, H2O_STRLIT("realms")) &&
         h2o_memis(seg[2].base, seg[2].len, H2O_STRLIT("entities")))
@@ -572,12 +630,14 @@ void qbc_api__feed_init(qbc_api_t *api)
     h2o_timeout_init(api->ctx.loop, &api->feed_tick, TICK_MS);
     api->feed_tick_entry.cb = on_tick;
     h2o_timeout_link(api->ctx.loop, &api->feed_tick, &api->feed_tick_entry);
-    api->feed_listener = qbc_store_add_listener(api->store, on_store_note, api);
+    api->feed_listener = qbc_store_add_listener(api->feed_store, on_store_note, api);
     if (api->feed_listener < 0)
         qbc_fatal("the store has no room for the feed's listener");
-    json_t *id = json_string(qbc_store_feed_id(api->store));
-    api->feed_id_json = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY);
-    json_decref(id);
+}
+
+void qbc_api__feed_id(qbc_api_t *api, char out[QBC_FEED_ID_LEN + 1])
+{
+    qbc_store_feed_id_copy(api->feed_store, out);
 }
 
 void qbc_api__feed_shutdown(qbc_api_t *api)
@@ -600,6 +660,4 @@ void qbc_api__feed_dispose(qbc_api_t *api)
         h2o_timeout_unlink(&api->feed_tick_entry);
     h2o_timeout_dispose(api->ctx.loop, &api->feed_tick);
     h2o_multithread_unregister_receiver(api->ctx.queue, &api->feed_wake);
-    free(api->feed_id_json);
-    api->feed_id_json = NULL;
 }

@@ -145,6 +145,9 @@ int qbc_api_create(const qbc_api_config_t *cfg, qbc_store_t *store, qbc_api_t **
         return rc;
     api = qbc_calloc(1, sizeof(*api));
     api->store = store;
+    api->feed_store = cfg->feed_store != NULL ? cfg->feed_store : store;
+    api->feed_horizon = cfg->feed_store != NULL ? cfg->feed_horizon : NULL;
+    api->feed_horizon_ctx = cfg->feed_horizon_ctx;
     api->started_ns = qbc_now_ns();
 #define DUP_OR_NULL(x) ((x) != NULL && (x)[0] != '\0' ? qbc_strdup(x) : NULL)
     api->admin_token = DUP_OR_NULL(cfg->admin_token);
@@ -306,7 +309,7 @@ void qbc_api_destroy(qbc_api_t *api)
     if (api == NULL)
         return;
     /* first: once it returns, the store's writer never posts to this server again */
-    qbc_store_remove_listener(api->store, api->feed_listener);
+    qbc_store_remove_listener(api->feed_store, api->feed_listener);
     if (api->listener != NULL) {
         h2o_socket_close(api->listener);
         api->listener = NULL;

@@ -20,6 +20,7 @@ typedef struct {
     qbc_meter_t *meter;       /* with cluster */
     qbc_dead_sync_t *dead;    /* with cluster */
     qbc_job_sync_t *jobs;     /* with cluster */
+    qbc_feed_mirror_t *feed;  /* with cluster */
     qbc_delivery_t *dl;       /* push delivery (NULL: not running) */
 } figures_t;
 
@@ -391,6 +392,19 @@ static char *cluster_view(void *ctx)
         json_object_set_new(jj, "last_error", error_or_null(jst.last_error));
         json_object_set_new(o, "jobs", jj);
     }
+    qbc_feed_mirror_t *fm = ((figures_t *)ctx)->feed;
+    if (fm != NULL) {
+        qbc_feed_mirror_stats_t fs;
+        qbc_cluster_feed_stats(fm, &fs);
+        json_t *fj =
+            json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I}", "connected", fs.connected, "mirrored", (json_int_t)fs.mirrored,
+                      "stream_last", (json_int_t)fs.stream_last, "lag",
+                      (json_int_t)(fs.stream_last > fs.mirrored ? fs.stream_last - fs.mirrored : 0), "records",
+                      (json_int_t)fs.records, "skipped", (json_int_t)fs.skipped, "resets", (json_int_t)fs.resets);
+        json_object_set_new(fj, "feed_id", fs.feed_id[0] ? json_string(fs.feed_id) : json_null());
+        json_object_set_new(fj, "last_error", error_or_null(fs.last_error));
+        json_object_set_new(o, "feed", fj);
+    }
     return dump(o);
 }
 
@@ -405,6 +419,22 @@ static void inbox_metrics(qbc_inbox_t *ib, qbc_buf_t *t)
     counter(t, "qbcdc_cluster_inbox_consumed_total",
             "Inbox messages of this node's partitions made durable in its store.", is.consumed);
     gauge(t, "qbcdc_cluster_inbox_queued", "Webhooks waiting to be published to the inbox stream.", is.queued);
+}
+
+static void feed_mirror_metrics(qbc_feed_mirror_t *fm, qbc_buf_t *t)
+{
+    qbc_feed_mirror_stats_t fs;
+    qbc_cluster_feed_stats(fm, &fs);
+    gauge(t, "qbcdc_cluster_feed_mirror_connected", "1 when this node reads the cluster's feed stream.", fs.connected);
+    gauge(t, "qbcdc_cluster_feed_mirror_seq", "The last stream sequence this node's copy of the cluster feed holds.",
+          fs.mirrored);
+    gauge(t, "qbcdc_cluster_feed_mirror_lag",
+          "Stream messages not yet in this node's copy of the cluster feed (the stream's last sequence as seen).",
+          fs.stream_last > fs.mirrored ? fs.stream_last - fs.mirrored : 0);
+    counter(t, "qbcdc_cluster_feed_mirror_records_total", "Records copied from the feed stream since start.",
+            fs.records);
+    counter(t, "qbcdc_cluster_feed_mirror_skipped_total", "Feed stream messages that were no feed record (not copied).",
+            fs.skipped);
 }
 
 static void cluster_metrics(qbc_cluster_t *c, qbc_buf_t *t)
@@ -435,6 +465,8 @@ static char *metrics(void *ctx)
             cluster_metrics(fg->cluster, &t);
         if (fg->inbox != NULL)
             inbox_metrics(fg->inbox, &t);
+        if (fg->feed != NULL)
+            feed_mirror_metrics(fg->feed, &t);
         if (fg->dl != NULL)
             qbc_delivery_metrics(fg->dl, &t);
         return t.data;
@@ -550,6 +582,8 @@ static char *metrics(void *ctx)
         cluster_metrics(fg->cluster, &t);
     if (fg->inbox != NULL)
         inbox_metrics(fg->inbox, &t);
+    if (fg->feed != NULL)
+        feed_mirror_metrics(fg->feed, &t);
     if (fg->dl != NULL)
         qbc_delivery_metrics(fg->dl, &t);
     return t.data;
@@ -579,6 +613,7 @@ void qbc_figures_install(qbc_api_t *ing, qbc_reconciler_t *r, qbc_jetstream_t *j
     fg.meter = cluster != NULL ? cluster->meter : NULL;
     fg.dead = cluster != NULL ? cluster->dead : NULL;
     fg.jobs = cluster != NULL ? cluster->jobs : NULL;
+    fg.feed = cluster != NULL ? cluster->feed : NULL;
     fg.rec = r;
     fg.js = js;
     fg.dl = dl;

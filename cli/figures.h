@@ -23,6 +23,7 @@ typedef struct st_qbc_figures_cluster_t {
     qbc_meter_t *meter;       /**< the allowance's shared meter (GET /admin/budget's nodes) */
     qbc_dead_sync_t *dead;    /**< dead letters shared (GET /admin/dead-letters, retries) */
     qbc_job_sync_t *jobs;     /**< backfill and snapshot jobs shared through the bucket */
+    qbc_feed_mirror_t *feed;  /**< this node's copy of the cluster feed */
 } qbc_figures_cluster_t;
 
 void qbc_figures_install(qbc_api_t *ing, qbc_reconciler_t *r, qbc_jetstream_t *js, qbc_delivery_t *dl,

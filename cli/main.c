@@ -122,6 +122,36 @@ static int job_node(void *ctx, uint64_t id, char *node, char *url)
     return qbc_cluster_job_node(ctx, id, node, url);
 }
 
+static uint64_t feed_horizon(void *ctx)
+{
+    return qbc_cluster_feed_horizon(ctx);
+}
+
+/*
+ * cluster mode: /v1/changes serves the cluster feed, each node's copy of the stream, kept in
+ * DATA_DIR/cluster-feed (a store of its own: its sequences and id are the stream's)
+ */
+static int start_feed_mirror(const qbc_config_t *cfg, qbc_store_t **copy, qbc_feed_mirror_t **mirror)
+{
+    char dir[4096];
+    int rc;
+    snprintf(dir, sizeof(dir), "%s/cluster-feed", cfg->data_dir);
+    qbc_store_config_t scfg = {.dir = dir,
+                               .journal_size = 1 << 20, /* nothing is journaled there: the smallest */
+                               .feed_retention_s = cfg->n_feed_retention_s,
+                               .prune_interval_ms = (int)cfg->n_prune_interval_ms,
+                               .no_master_key = 1,
+                               .adopt_feed_id = 1};
+    if ((rc = qbc_store_open(&scfg, copy)) != 0) {
+        fprintf(stderr, "qbcdc: cannot open the cluster feed's store in %s: %s\n", dir, qbc_strerror(rc));
+        return rc;
+    }
+    qbc_feed_mirror_config_t mcfg = {.urls = cfg->nats_url, .stream = cfg->nats_stream};
+    if ((rc = qbc_cluster_feed_start(&mcfg, *copy, mirror)) != 0)
+        fprintf(stderr, "qbcdc: cannot start copying the cluster feed: %s\n", qbc_strerror(rc));
+    return rc;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     qbc_config_t cfg;
@@ -136,6 +166,8 @@ static int cmd_serve(int argc, char **argv)
     qbc_meter_t *meter = NULL;       /* cluster mode: the monthly allowance metered together */
     qbc_dead_sync_t *dead = NULL;    /* cluster mode: dead letters listed and retried from any node */
     qbc_job_sync_t *jobs = NULL;     /* cluster mode: backfill and snapshot jobs shared */
+    qbc_store_t *feed_copy = NULL;   /* cluster mode: the cluster feed, copied from the stream */
+    qbc_feed_mirror_t *mirror = NULL;
     qbc_delivery_t *dl = NULL;
     qbc_devsim_t sim;
     int rc, exit_code = 1;
@@ -217,6 +249,8 @@ static int cmd_serve(int argc, char **argv)
             fprintf(stderr, "qbcdc: cannot start sharing jobs: %s\n", qbc_strerror(rc));
             goto Exit;
         }
+        if ((rc = start_feed_mirror(&cfg, &feed_copy, &mirror)) != 0)
+            goto Exit;
     }
     /* may supply the verifier token, so it comes before the server is configured */
     qbc_devsim_start(&cfg, &sim);
@@ -236,7 +270,10 @@ static int cmd_serve(int argc, char **argv)
                              .tls_cert = cfg.tls_cert,
                              .tls_key = cfg.tls_key,
                              .forward = inbox != NULL ? qbc_cluster_inbox_forward : NULL,
-                             .forward_ctx = inbox};
+                             .forward_ctx = inbox,
+                             .feed_store = feed_copy,
+                             .feed_horizon = mirror != NULL ? feed_horizon : NULL,
+                             .feed_horizon_ctx = mirror};
     if ((rc = qbc_api_create(&acfg, store, &api)) != 0) {
         fprintf(stderr, "qbcdc: cannot listen on %s: %s\n", cfg.listen, qbc_strerror(rc));
         goto Exit;
@@ -317,13 +354,14 @@ static int cmd_serve(int argc, char **argv)
                                   .schedule = cfg.delivery_schedule,
                                   .timeout_ms = (unsigned)cfg.n_delivery_timeout_ms,
                                   .max_inflight = (unsigned)cfg.n_delivery_max_inflight,
-                                  .secret_grace_s = (unsigned)cfg.n_delivery_secret_grace_s};
+                                  .secret_grace_s = (unsigned)cfg.n_delivery_secret_grace_s,
+                                  .feed_store = feed_copy}; /* cluster mode: the cluster feed */
     if ((rc = qbc_delivery_start(&dcfg, store, &dl)) != 0) {
         fprintf(stderr, "qbcdc: cannot start push delivery: %s\n", qbc_strerror(rc));
         goto Exit;
     }
     qbc_api_set_delivery(api, dl);
-    qbc_figures_cluster_t fcl = {cluster, inbox, realms, meter, dead, jobs};
+    qbc_figures_cluster_t fcl = {cluster, inbox, realms, meter, dead, jobs, mirror};
     qbc_figures_install(api, rec, js, dl, &fcl);
 
     struct sigaction sa;
@@ -355,7 +393,9 @@ Exit:
     qbc_delivery_stop(dl);  /* waits for its cursor commits: before the store closes */
     qbc_cluster_realms_stop(realms);
     qbc_cluster_jobs_stop(jobs);
+    qbc_cluster_feed_stop(mirror); /* waits for its last commit: before its store closes */
     qbc_api_destroy(api);
+    qbc_store_close(feed_copy);
     qbc_store_close(store); /* drains anything still queued, then closes LMDB */
     qbc_config_free(&cfg);
     return exit_code;

@@ -450,6 +450,88 @@ void qbc_cluster_jobs_stop(qbc_job_sync_t *js);
 /** a consistent copy of the figures. Thread-safe. */
 void qbc_cluster_jobs_stats(qbc_job_sync_t *js, qbc_job_sync_stats_t *out);
 
+/* ---------------------------------------------------------------- the cluster feed (feed_mirror.c) */
+
+/*
+ * /v1/changes on any node serves the cluster-wide feed: the stream QBCDC_FEED, which every
+ * node's publisher (jetstream.h) fills with its own realms' changes, each entity version once.
+ * Each node copies the stream, in stream order, into a store of its own (opened by the caller
+ * with qbc_store_config_t.adopt_feed_id), through an ordered consumer that starts after the
+ * last stream sequence the copy holds: the records keep their bytes, except that "seq" becomes
+ * the stream sequence, which is also their sequence in the copy (QBC_JOB_FEED_APPEND). So the
+ * same record has the same seq on every node, and a consumer can switch nodes with its cursor.
+ *
+ * The copy's feed id is the stream's identity (a hash of its name and creation time): the same
+ * on every node, and another one if the stream is deleted and made again (the copy then
+ * starts over). The read position is committed with the records, so a restart resumes exactly.
+ * Messages the stream lost before they were copied (purged, or aged out by its limits) are
+ * recorded as pruned: a reader behind them gets 410, never a silent gap. Single messages
+ * deleted from the stream only leave gaps in the sequences, as filtered reads do.
+ */
+
+typedef struct st_qbc_feed_mirror_config_t {
+    const char *urls;   /**< comma-separated NATS server URLs (QBCDC_NATS_URL) */
+    const char *stream; /**< the feed stream (QBCDC_NATS_STREAM); NULL: "QBCDC_FEED" */
+} qbc_feed_mirror_config_t;
+
+typedef struct st_qbc_feed_mirror_t qbc_feed_mirror_t;
+
+/** figures for GET /admin/cluster and /metrics */
+typedef struct st_qbc_feed_mirror_stats_t {
+    int connected;                     /**< reading the stream now */
+    uint64_t mirrored;                 /**< the last stream sequence copied (the committed position) */
+    uint64_t stream_last;              /**< the stream's last sequence as last seen (0: not seen since start) */
+    uint64_t records;                  /**< records copied since start */
+    uint64_t skipped;                  /**< messages that were not a feed record (not copied, logged) */
+    uint64_t resets;                   /**< times the copy started over (the stream was made again) */
+    char feed_id[QBC_FEED_ID_LEN + 1]; /**< the stream's identity ("" until first read) */
+    char last_error[160];              /**< "" when none */
+} qbc_feed_mirror_stats_t;
+
+/**
+ * starts the copying thread (it connects, and keeps trying, by itself; until the stream
+ * exists it waits for a node's publisher to make it).
+ * @param copy the store the records go to, opened with adopt_feed_id and used for nothing
+ *        else; must outlive the mirror
+ * @return 0, QBC_EINVAL (no URL), or -errno (no thread)
+ */
+int qbc_cluster_feed_start(const qbc_feed_mirror_config_t *cfg, qbc_store_t *copy, qbc_feed_mirror_t **out);
+
+/** stops the thread (a batch being committed is waited for) and closes its connection. NULL: nothing. */
+void qbc_cluster_feed_stop(qbc_feed_mirror_t *m);
+
+/** a consistent copy of the figures. Thread-safe. */
+void qbc_cluster_feed_stats(qbc_feed_mirror_t *m, qbc_feed_mirror_stats_t *out);
+
+/**
+ * how far the cluster feed reaches, as far as this node knows: the larger of the copied
+ * position and the stream's last sequence as last seen; UINT64_MAX before the stream was
+ * first seen. A reader's `after` beyond it is of another feed (the API's 409); below it and
+ * beyond the copy's head, it waits for the copy to catch up. Thread-safe, never blocks on I/O.
+ */
+uint64_t qbc_cluster_feed_horizon(qbc_feed_mirror_t *m);
+
+/** a message of the feed stream as a record of the cluster feed (qbc_cluster__feed_record) */
+typedef struct st_qbc_feed_msg_t {
+    char realm[QBC_REALM_MAX];
+    char entity[QBC_ENTITY_MAX];
+    char *json; /**< malloc'd, NUL-terminated after json_len bytes: the record with "seq" = the stream's */
+    size_t json_len;
+} qbc_feed_msg_t;
+
+/**
+ * reads a feed stream message (the record as its origin node's /v1/changes serves it, "seq"
+ * being the origin's sequence) into the record the cluster feed serves: the same bytes,
+ * except the value of "seq", which becomes seq, and whitespace between tokens (dropped, so
+ * the record is one line). Bytes from NATS are checked as untrusted (common/json_scan.h,
+ * RFC 8259 numbers): a JSON object with exactly one "seq" member, a non-negative integer,
+ * and the strings "realm" (1 to QBC_REALM_MAX - 1 bytes) and "entity" (1 to
+ * QBC_ENTITY_MAX - 1 bytes). Thread-safe.
+ * @param[out] out filled on success (free out->json); zeroed on failure
+ * @return 0, or QBC_EMALFORMED (why: a static text in *why, may be NULL)
+ */
+int qbc_cluster__feed_record(const char *data, size_t len, uint64_t seq, qbc_feed_msg_t *out, const char **why);
+
 /* ---------------------------------------------------------------- internal, for the unit tests */
 
 /**

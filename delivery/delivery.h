@@ -161,6 +161,14 @@ typedef struct st_qbc_delivery_config_t {
     unsigned timeout_ms;     /**< one attempt, connection included (0: 15000) */
     unsigned max_inflight;   /**< deliveries in flight over all subscriptions (0: 64) */
     unsigned secret_grace_s; /**< how long a rotated-out secret still signs (0: 86400) */
+    /**
+     * the feed delivered: cluster mode's copy of the cluster feed (cluster.h), the same the API's
+     * /v1/changes reads (api.h feed_store), so a subscription delivers every change of the
+     * cluster from the node it was made on; its cursor is a stream sequence. It must stay open
+     * until qbc_delivery_stop() returns. NULL: the store's own feed. Subscriptions and their
+     * cursors are kept in the store either way.
+     */
+    qbc_store_t *feed_store;
 } qbc_delivery_config_t;
 
 /**

@@ -78,7 +78,8 @@ typedef struct st_sub_t {
 } sub_t;
 
 struct st_qbc_delivery_t {
-    qbc_store_t *store;
+    qbc_store_t *store; /* subscriptions and their cursors */
+    qbc_store_t *feed;  /* the feed delivered: store, or cluster mode's copy of the cluster feed */
     qbc_delivery_schedule_t schedule;
     unsigned timeout_ms, max_inflight, grace_s;
     int allow_private;
@@ -394,10 +395,10 @@ static int build_batch(qbc_delivery_t *d, sub_t *s)
     qbc_buf_printf(b, "{\"type\":\"qbcdc.changes\",\"timestamp\":\"%s\",\"data\":{\"changes\":[",
                    qbc_time_format(qbc_now_ns(), ts));
     scan_t sc = {s, b, 0, s->cursor, ranged ? s->range_to : 0};
-    int rc = qbc_store_feed_scan(d->store, s->cursor, 10000, NULL, NULL, add_change, &sc, NULL);
+    int rc = qbc_store_feed_scan(d->feed, s->cursor, 10000, NULL, NULL, add_change, &sc, NULL);
     uint64_t last = sc.last;
     if (rc == QBC_EGONE) {
-        uint64_t pruned = qbc_store_feed_pruned(d->store);
+        uint64_t pruned = qbc_store_feed_pruned(d->feed);
         qbc_log(QBC_LOG_ERROR, MOD,
                 "subscription %llu: feed records after %llu were pruned before they were delivered "
                 "(QBCDC_FEED_RETENTION); going on from %llu",
@@ -422,11 +423,12 @@ static int build_batch(qbc_delivery_t *d, sub_t *s)
     s->b_last = last;
     s->b_changes = sc.n;
     s->b_epoch = s->epoch;
-    qbc_buf_printf(b, "],\"feed_id\":\"%s\"}}", qbc_store_feed_id(d->store));
+    char feed_id[QBC_FEED_ID_LEN + 1];
+    qbc_store_feed_id_copy(d->feed, feed_id); /* cluster mode's copy may change its id */
+    qbc_buf_printf(b, "],\"feed_id\":\"%s\"}}", feed_id);
     /* stable across retries, and across restarts for the same range */
-    snprintf(s->msg_id, sizeof(s->msg_id), "msg_%.12s_%llu_%llu_%llu_%llu", qbc_store_feed_id(d->store),
-             (unsigned long long)s->id, (unsigned long long)s->epoch, (unsigned long long)s->b_first,
-             (unsigned long long)s->b_last);
+    snprintf(s->msg_id, sizeof(s->msg_id), "msg_%.12s_%llu_%llu_%llu_%llu", feed_id, (unsigned long long)s->id,
+             (unsigned long long)s->epoch, (unsigned long long)s->b_first, (unsigned long long)s->b_last);
     s->failures = 0;
     return 1;
 }
@@ -593,7 +595,7 @@ static long schedule_turn(qbc_delivery_t *d)
 {
     long wait_ms = 1000;
     int64_t now = qbc_mono_ns();
-    uint64_t head = qbc_store_feed_last(d->store);
+    uint64_t head = qbc_store_feed_last(d->feed);
     pthread_mutex_lock(&d->mu);
     size_t n = d->n_subs, first = n > 0 ? d->next_first++ % n : 0;
     for (size_t i = 0; i < n; i++) /* a cursor that moved while its last ack was in the store */
@@ -699,6 +701,7 @@ int qbc_delivery_start(const qbc_delivery_config_t *cfg, qbc_store_t *store, qbc
     *out = NULL;
     qbc_delivery_t *d = qbc_calloc(1, sizeof(*d));
     d->store = store;
+    d->feed = cfg->feed_store != NULL ? cfg->feed_store : store;
     if (qbc_delivery_schedule_parse(cfg->schedule != NULL ? cfg->schedule : QBC_DELIVERY_SCHEDULE_DEFAULT,
                                     &d->schedule) != 0) {
         free(d);
@@ -723,7 +726,7 @@ int qbc_delivery_start(const qbc_delivery_config_t *cfg, qbc_store_t *store, qbc
         return -ENOMEM;
     }
     curl_multi_setopt(d->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)d->max_inflight);
-    if ((d->listener = qbc_store_add_listener(store, on_commit_note, d)) < 0)
+    if ((d->listener = qbc_store_add_listener(d->feed, on_commit_note, d)) < 0)
         qbc_log(QBC_LOG_WARN, MOD, "no store listener left: deliveries start within a second of a commit, not at once");
     if ((rc = pthread_create(&d->thread, NULL, thread_main, d)) != 0) {
         qbc_delivery_stop(d);
@@ -739,7 +742,7 @@ void qbc_delivery_stop(qbc_delivery_t *d)
     if (d == NULL)
         return;
     if (d->listener >= 0)
-        qbc_store_remove_listener(d->store, d->listener);
+        qbc_store_remove_listener(d->feed, d->listener);
     pthread_mutex_lock(&d->mu);
     d->stop = 1;
     pthread_mutex_unlock(&d->mu);
@@ -879,7 +882,7 @@ static json_t *describe(qbc_delivery_t *d, const sub_t *s, uint64_t head)
 
 json_t *qbc_delivery_describe(qbc_delivery_t *d, uint64_t id)
 {
-    uint64_t head = qbc_store_feed_last(d->store);
+    uint64_t head = qbc_store_feed_last(d->feed);
     pthread_mutex_lock(&d->mu);
     sub_t *s = find(d, id);
     json_t *o = s != NULL ? describe(d, s, head) : NULL;
@@ -889,7 +892,7 @@ json_t *qbc_delivery_describe(qbc_delivery_t *d, uint64_t id)
 
 json_t *qbc_delivery_describe_all(qbc_delivery_t *d)
 {
-    uint64_t head = qbc_store_feed_last(d->store);
+    uint64_t head = qbc_store_feed_last(d->feed);
     json_t *a = json_array();
     pthread_mutex_lock(&d->mu);
     for (size_t i = 0; i < d->n_subs; i++)
@@ -901,7 +904,7 @@ json_t *qbc_delivery_describe_all(qbc_delivery_t *d)
 
 void qbc_delivery_metrics(qbc_delivery_t *d, qbc_buf_t *t)
 {
-    uint64_t head = qbc_store_feed_last(d->store);
+    uint64_t head = qbc_store_feed_last(d->feed);
     int64_t now = qbc_now_ns();
     pthread_mutex_lock(&d->mu);
     qbc_buf_printf(t, "# HELP qbcdc_delivery_attempts_total Push delivery attempts by result.\n"

@@ -84,8 +84,7 @@ static uint64_t high_water(MDB_txn *txn, MDB_dbi dbi, MDB_dbi meta, const char *
     return mark > last ? mark : last;
 }
 
-/* 1 if p[0..len) is a feed id as load_feed_id writes it: QBC_FEED_ID_LEN lowercase hex digits */
-static int valid_feed_id(const void *p, size_t len)
+int qbc_store__valid_feed_id(const void *p, size_t len)
 {
     const unsigned char *c = p;
     if (len != QBC_FEED_ID_LEN)
@@ -117,7 +116,7 @@ static int load_feed_id(qbc_store_t *s, MDB_txn *txn)
         rc = MDB_NOTFOUND;
     }
     if (rc == 0) {
-        if (!valid_feed_id(v.mv_data, v.mv_size)) {
+        if (!qbc_store__valid_feed_id(v.mv_data, v.mv_size)) {
             qbc_log(QBC_LOG_ERROR, "store", "%s has a malformed feed id in its meta database", s->dir);
             return QBC_EMALFORMED;
         }
@@ -127,7 +126,7 @@ static int load_feed_id(qbc_store_t *s, MDB_txn *txn)
     }
     if (rc != MDB_NOTFOUND)
         return lmdb_fail("reading the feed id", rc);
-    if (s->readonly)
+    if (s->readonly || s->adopt_feed_id) /* the latter gets its id from the feed it copies */
         return 0;
     if (RAND_bytes(raw, sizeof(raw)) != 1) {
         qbc_log(QBC_LOG_ERROR, "store", "no random bytes for a feed id (RAND_bytes failed)");
@@ -350,6 +349,7 @@ static qbc_store_t *store_new(const char *dir)
         qbc_fatal("cannot make a monotonic condition variable");
     pthread_mutex_init(&s->imu, NULL);
     pthread_mutex_init(&s->listen_mu, NULL);
+    pthread_mutex_init(&s->feed_id_mu, NULL);
     pthread_cond_init(&s->icv, NULL);
     s->jfd = -1;
     return s;
@@ -366,6 +366,7 @@ static void store_free(qbc_store_t *s)
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->imu);
     pthread_mutex_destroy(&s->listen_mu);
+    pthread_mutex_destroy(&s->feed_id_mu);
     pthread_cond_destroy(&s->icv);
     pthread_cond_destroy(&s->space_cv);
     qbc_store__journal_close(s);
@@ -573,6 +574,7 @@ int qbc_store_open(const qbc_store_config_t *cfg, qbc_store_t **out)
     s->has_key = !cfg->no_master_key;
     s->renew_feed_id = cfg->new_feed_id;
     s->job_id_base = cfg->job_id_base - cfg->job_id_base % QBC_JOB_ID_SPACE;
+    s->adopt_feed_id = cfg->adopt_feed_id;
     if ((rc = open_env(s, map_size, 0)) != 0)
         goto Error;
     qbc_jmark_t mark;
@@ -792,4 +794,11 @@ uint64_t qbc_store_feed_last(qbc_store_t *s)
 const char *qbc_store_feed_id(qbc_store_t *s)
 {
     return s->feed_id;
+}
+
+void qbc_store_feed_id_copy(qbc_store_t *s, char out[QBC_FEED_ID_LEN + 1])
+{
+    pthread_mutex_lock(&s->feed_id_mu);
+    memcpy(out, s->feed_id, QBC_FEED_ID_LEN + 1);
+    pthread_mutex_unlock(&s->feed_id_mu);
 }

@@ -250,17 +250,22 @@ typedef struct st_qbc_tokens_t {
 typedef struct st_qbc_store_t qbc_store_t;
 
 typedef struct st_qbc_store_config_t {
-    const char *dir;             /**< environment directory; created (0700) if missing */
-    uint64_t map_size;           /**< initial map size in bytes (0: 1 GiB) */
-    uint64_t map_max;            /**< the map grows by doubling up to this many bytes (0: 64 GiB) */
-    unsigned batch_max;          /**< most jobs in one group commit (0: 4096) */
-    uint64_t journal_size;       /**< bytes of the webhook journal, DIR/journal, when it is created (0: 16 MiB) */
-    int apply_gather_ms;         /**< journaled webhooks gather this long before an LMDB apply (0: 5 ms, <0: none) */
-    int64_t inbox_retention_s;   /**< raw bodies (and their CloudEvents ids) older than this are pruned (0: kept) */
-    int64_t feed_retention_s;    /**< feed records committed longer ago than this are pruned (0: kept) */
-    int prune_interval_ms;       /**< how often the writer prunes, when a retention is set (0: 60 s) */
-    int no_master_key;           /**< 1: open without the key (no token jobs); for journal recovery */
-    int new_feed_id;             /**< 1: give the store a new feed id (a restored copy is another feed) */
+    const char *dir;           /**< environment directory; created (0700) if missing */
+    uint64_t map_size;         /**< initial map size in bytes (0: 1 GiB) */
+    uint64_t map_max;          /**< the map grows by doubling up to this many bytes (0: 64 GiB) */
+    unsigned batch_max;        /**< most jobs in one group commit (0: 4096) */
+    uint64_t journal_size;     /**< bytes of the webhook journal, DIR/journal, when it is created (0: 16 MiB) */
+    int apply_gather_ms;       /**< journaled webhooks gather this long before an LMDB apply (0: 5 ms, <0: none) */
+    int64_t inbox_retention_s; /**< raw bodies (and their CloudEvents ids) older than this are pruned (0: kept) */
+    int64_t feed_retention_s;  /**< feed records committed longer ago than this are pruned (0: kept) */
+    int prune_interval_ms;     /**< how often the writer prunes, when a retention is set (0: 60 s) */
+    int no_master_key;         /**< 1: open without the key (no token jobs); for journal recovery */
+    int new_feed_id;           /**< 1: give the store a new feed id (a restored copy is another feed) */
+    /**
+     * 1: the store makes no feed id of its own: it has none ("") until a QBC_JOB_FEED_APPEND
+     * job gives it the id of the feed it copies (cluster mode's copy of the feed stream)
+     */
+    int adopt_feed_id;
     const char *master_key_file; /**< 32-byte key for tokens at rest; created 0600 if missing (NULL: dir/master.key) */
     /**
      * cluster mode: backfill jobs created here get ids job_id_base + 1, + 2, ... below
@@ -297,19 +302,20 @@ void qbc_store_close(qbc_store_t *store);
  */
 
 typedef enum {
-    QBC_JOB_WEBHOOK = 1,     /**< qbc_webhook_job_t: store a raw body and its parsed events */
-    QBC_JOB_PING = 2,        /**< qbc_store_job_t alone: write the heartbeat key (the store is writable) */
-    QBC_JOB_RECONCILE = 3,   /**< qbc_reconcile_job_t: fetched versions (dedupe + feed), notices retired */
-    QBC_JOB_DEAD_LETTER = 4, /**< qbc_dead_letter_job_t: move one pending notice to the dead letters */
-    QBC_JOB_REALM = 5,       /**< qbc_realm_job_t: a realm's state and/or tokens, or erase its tokens */
-    QBC_JOB_REDRIVE = 6,     /**< qbc_redrive_job_t: move a dead letter back to pending */
-    QBC_JOB_BACKFILL = 7,    /**< qbc_backfill_job_t: create or cancel a backfill job */
-    QBC_JOB_CDC_REQUEST = 8, /**< qbc_cdc_request_job_t: ask for a CDC sweep of a realm now */
-    QBC_JOB_USAGE = 9,       /**< qbc_usage_job_t: metered calls added to a period's counts */
-    QBC_JOB_CURSOR = 10,     /**< qbc_cursor_job_t: a named position (a sink's) moved forward */
-    QBC_JOB_SUB_PUT = 11,    /**< qbc_sub_put_job_t: create or replace a push subscription */
-    QBC_JOB_SUB_DELETE = 12, /**< qbc_sub_delete_job_t: remove a push subscription and its cursor */
-    QBC_JOB_SUB_ACK = 13,    /**< qbc_sub_ack_job_t: a subscription's cursor moved (or it was disabled) */
+    QBC_JOB_WEBHOOK = 1,      /**< qbc_webhook_job_t: store a raw body and its parsed events */
+    QBC_JOB_PING = 2,         /**< qbc_store_job_t alone: write the heartbeat key (the store is writable) */
+    QBC_JOB_RECONCILE = 3,    /**< qbc_reconcile_job_t: fetched versions (dedupe + feed), notices retired */
+    QBC_JOB_DEAD_LETTER = 4,  /**< qbc_dead_letter_job_t: move one pending notice to the dead letters */
+    QBC_JOB_REALM = 5,        /**< qbc_realm_job_t: a realm's state and/or tokens, or erase its tokens */
+    QBC_JOB_REDRIVE = 6,      /**< qbc_redrive_job_t: move a dead letter back to pending */
+    QBC_JOB_BACKFILL = 7,     /**< qbc_backfill_job_t: create or cancel a backfill job */
+    QBC_JOB_CDC_REQUEST = 8,  /**< qbc_cdc_request_job_t: ask for a CDC sweep of a realm now */
+    QBC_JOB_USAGE = 9,        /**< qbc_usage_job_t: metered calls added to a period's counts */
+    QBC_JOB_CURSOR = 10,      /**< qbc_cursor_job_t: a named position (a sink's) moved forward */
+    QBC_JOB_SUB_PUT = 11,     /**< qbc_sub_put_job_t: create or replace a push subscription */
+    QBC_JOB_SUB_DELETE = 12,  /**< qbc_sub_delete_job_t: remove a push subscription and its cursor */
+    QBC_JOB_SUB_ACK = 13,     /**< qbc_sub_ack_job_t: a subscription's cursor moved (or it was disabled) */
+    QBC_JOB_FEED_APPEND = 14, /**< qbc_feed_append_job_t: another feed's records, under their own sequences */
 } qbc_job_kind_t;
 
 typedef struct st_qbc_store_job_t qbc_store_job_t;
@@ -541,6 +547,53 @@ typedef struct st_qbc_cursor_job_t {
 /** the named cursor (0: never set) */
 int qbc_store_cursor(qbc_store_t *store, const char *name, uint64_t *out);
 
+/* ====================== a copy of another feed ====================== */
+
+/** one record of a QBC_JOB_FEED_APPEND job */
+typedef struct st_qbc_feed_append_rec_t {
+    uint64_t seq;       /**< its sequence in the feed copied (> 0) */
+    const char *realm;  /**< NUL-terminated, 1 to QBC_REALM_MAX - 1 bytes */
+    const char *entity; /**< NUL-terminated, 1 to QBC_ENTITY_MAX - 1 bytes */
+    const char *json;   /**< the change object exactly as the feed serves it (its "seq" is seq) */
+    size_t json_len;    /**< > 0 */
+} qbc_feed_append_rec_t;
+
+/**
+ * QBC_JOB_FEED_APPEND: records of another feed (the cluster's feed stream: cluster.h's feed
+ * mirror) appended to this store's feed under the sequences they have there, which may leave
+ * gaps. No entity versions are kept and nothing is deduplicated: the source did that. Feed
+ * readers (qbc_store_feed_scan, the listeners' feed_appended) see them as any feed record.
+ * For a store that holds such a copy and nothing else; never mixed with QBC_JOB_RECONCILE.
+ *
+ * In order, in one transaction:
+ *   <ol>
+ *   <li>feed_id (NULL: keep the store's): the feed takes this identity. When the store had
+ *       another one, or none (qbc_store_config_t.adopt_feed_id), every feed record, the time
+ *       index, the pruned mark and the cursor position_name are removed first: the copy starts
+ *       over (reset is set).
+ *   <li>pruned_through (0: none): the records up to this sequence are gone at the source; the
+ *       pruned mark moves forward to it, so a reader behind it gets QBC_EGONE, not a gap.
+ *   <li>records, appended: each seq above the feed's last sequence, the pruned mark and the
+ *       record before it.
+ *   <li>position_name (NULL: none): the named cursor (qbc_store_cursor) moves forward to
+ *       position: how far the source was read, committed with what that reading gave.
+ *   </ol>
+ * QBC_EINVAL, and nothing written: a feed id that is not QBC_FEED_ID_LEN lowercase hex digits,
+ * a record out of order or with an empty or overlong realm or entity or empty json, or a bad
+ * position_name.
+ */
+typedef struct st_qbc_feed_append_job_t {
+    qbc_store_job_t job;
+    const char *feed_id;
+    uint64_t pruned_through;
+    const qbc_feed_append_rec_t *records;
+    size_t n_records;
+    const char *position_name;
+    uint64_t position;
+    /* result, valid in on_commit with result 0 */
+    int reset; /**< 1: the feed id changed; the records held before are gone */
+} qbc_feed_append_job_t;
+
 /* ========================= push subscriptions ========================= */
 
 #define QBC_SUB_SECRETS_MAX 1024 /**< bytes of a subscription's secrets text */
@@ -653,6 +706,7 @@ int qbc_store_set_cursor(qbc_store_t *store, qbc_cursor_job_t *job);
 int qbc_store_sub_put(qbc_store_t *store, qbc_sub_put_job_t *job);
 int qbc_store_sub_delete(qbc_store_t *store, qbc_sub_delete_job_t *job);
 int qbc_store_sub_ack(qbc_store_t *store, qbc_sub_ack_job_t *job);
+int qbc_store_feed_append(qbc_store_t *store, qbc_feed_append_job_t *job);
 
 /**
  * queues n webhook jobs at once, in order: one lock and one wake-up of the store's ingest
@@ -799,6 +853,7 @@ typedef struct st_qbc_commit_note_t {
     uint32_t realms_changed; /**< realm state or tokens written */
     uint32_t jobs_changed;   /**< backfill jobs created or cancelled */
     uint32_t dead_changed;   /**< dead letters made or removed */
+    uint32_t feed_reset;     /**< the feed was emptied for another feed id (QBC_JOB_FEED_APPEND) */
 } qbc_commit_note_t;
 
 typedef void (*qbc_store_listener_cb)(void *ctx, const qbc_commit_note_t *note);
@@ -898,12 +953,21 @@ int qbc_store_feed_scan(qbc_store_t *store, uint64_t after, size_t limit, const 
  * environment is created, or at the first writable open of a store made by a build
  * before feed ids. It never changes afterwards, so a reader that finds another id
  * knows it is reading another feed (a replaced data directory) whose sequence numbers
- * say nothing about the ones it holds.
+ * say nothing about the ones it holds. (A store opened with adopt_feed_id takes its id
+ * from QBC_JOB_FEED_APPEND jobs instead, and may change it: read it with
+ * qbc_store_feed_id_copy.)
  * @return the id, NUL-terminated, owned by the store and valid until qbc_store_close();
  *         "" only for a read-only open of a store that no writable open has given one.
  *         It is read (or created) by the open call, so this call cannot fail.
  */
 const char *qbc_store_feed_id(qbc_store_t *store);
+
+/**
+ * the feed id copied into out, for a store whose id a QBC_JOB_FEED_APPEND job may change
+ * (qbc_store_config_t.adopt_feed_id): qbc_store_feed_id's pointer would be read while the
+ * writer replaces it. Thread-safe; "" while the store has none.
+ */
+void qbc_store_feed_id_copy(qbc_store_t *store, char out[QBC_FEED_ID_LEN + 1]);
 
 /** the last feed sequence assigned (0 when the feed is empty). */
 uint64_t qbc_store_feed_last(qbc_store_t *store);

@@ -58,7 +58,9 @@ struct st_qbc_store_t {
         void *ctx;
     } listeners[QBC_STORE_MAX_LISTENERS];
     uint64_t feed_last;                /* last committed feed sequence; read by anyone (atomic) */
-    char feed_id[QBC_FEED_ID_LEN + 1]; /* set at open, never changed: "" only read-only, before feed ids */
+    char feed_id[QBC_FEED_ID_LEN + 1]; /* set at open; changed only by QBC_JOB_FEED_APPEND (under feed_id_mu) */
+    pthread_mutex_t feed_id_mu;        /* guards feed_id's changes and qbc_store_feed_id_copy */
+    int adopt_feed_id;                 /* open: make no feed id (qbc_store_config_t.adopt_feed_id) */
     int readonly;
     int renew_feed_id;    /* open: replace the feed id (qbc_store_config_t.new_feed_id) */
     uint64_t job_id_base; /* qbc_store_config_t.job_id_base */
@@ -130,6 +132,8 @@ struct st_qbc_store_t {
 /* ---- usage.c ---- */
 /** writer thread: adds a QBC_JOB_USAGE job's counts. 0 or an LMDB code */
 int qbc_store__apply_usage(qbc_store_t *s, MDB_txn *txn, qbc_usage_job_t *job);
+/** meta's key of a named cursor ("cursor:<name>") into key (48 bytes). 0, or QBC_EINVAL (name empty or 32+ bytes) */
+int qbc_store__cursor_key(const char *name, char *key, size_t size);
 /** writer thread: moves a named cursor forward (QBC_JOB_CURSOR). 0, QBC_EINVAL or an LMDB code */
 int qbc_store__apply_cursor(qbc_store_t *s, MDB_txn *txn, qbc_cursor_job_t *job);
 
@@ -246,6 +250,21 @@ int qbc_store__prune_on(const qbc_store_t *s);
 qbc_store_job_t *qbc_store__prune_job(qbc_store_t *s, int64_t now_mono_ns);
 /** the prune job's transaction: one bounded slice of pruning */
 int qbc_store__prune(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *job);
+
+/* ---- feed_append.c ---- */
+/** what a QBC_JOB_FEED_APPEND job did to the transaction's feed (writer.c adopts it after the commit) */
+typedef struct st_qbc_feed_append_effect_t {
+    uint64_t next_feed;                /* in: the feed's next sequence; out: after the records */
+    uint64_t first_seq;                /* out: the first record appended (0: none) */
+    int reset;                         /* out: the feed was emptied for a new id */
+    char feed_id[QBC_FEED_ID_LEN + 1]; /* out, with reset: the new id */
+    uint32_t appended;                 /* out: records appended */
+} qbc_feed_append_effect_t;
+/** writer thread: a QBC_JOB_FEED_APPEND job's writes. 0, QBC_EINVAL or an LMDB code */
+int qbc_store__apply_feed_append(qbc_store_t *s, MDB_txn *txn, qbc_feed_append_job_t *job,
+                                 qbc_feed_append_effect_t *fx);
+/** 1 if p[0..len) is a feed id: QBC_FEED_ID_LEN lowercase hex digits (env.c) */
+int qbc_store__valid_feed_id(const void *p, size_t len);
 
 /* ---- subscriptions.c ---- */
 int qbc_store__apply_sub_put(qbc_store_t *s, MDB_txn *txn, qbc_sub_put_job_t *job);

@@ -101,7 +101,7 @@ int qbc_store_usage_scan(qbc_store_t *s, int64_t period_start_ns, qbc_usage_scan
 
 /* ---- sink cursors (meta "cursor:<name>"), kept here beside the other small counters ---- */
 
-static int cursor_key(const char *name, char *key, size_t size)
+int qbc_store__cursor_key(const char *name, char *key, size_t size)
 {
     size_t n = strnlen(name, 32);
     if (n == 0 || n >= 32)
@@ -113,7 +113,7 @@ static int cursor_key(const char *name, char *key, size_t size)
 int qbc_store__apply_cursor(qbc_store_t *s, MDB_txn *txn, qbc_cursor_job_t *job)
 {
     char key[48];
-    if (cursor_key(job->name, key, sizeof(key)) != 0)
+    if (qbc_store__cursor_key(job->name, key, sizeof(key)) != 0)
         return QBC_EINVAL;
     if (qbc_store__meta_u64(txn, s->dbi_meta, key) >= job->value)
         return 0;
@@ -125,7 +125,7 @@ int qbc_store_cursor(qbc_store_t *s, const char *name, uint64_t *out)
     char key[48];
     MDB_txn *txn;
     int rc;
-    if (cursor_key(name, key, sizeof(key)) != 0)
+    if (qbc_store__cursor_key(name, key, sizeof(key)) != 0)
         return QBC_EINVAL;
     if ((rc = qbc_store__read_begin(s, &txn)) != 0)
         return rc;

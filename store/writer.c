@@ -33,6 +33,9 @@ unsigned qbc_store__batch_bucket(size_t n)
 typedef struct {
     uint64_t feed, dead;
     qbc_commit_note_t note;
+    uint64_t feed_first; /* QBC_JOB_FEED_APPEND: the first sequence appended (0: none, or numbered here) */
+    int feed_reset;      /* QBC_JOB_FEED_APPEND: the feed was emptied for the id in feed_id */
+    char feed_id[QBC_FEED_ID_LEN + 1];
 } txn_ctx_t;
 
 /*
@@ -660,6 +663,26 @@ static int apply_realm(qbc_store_t *s, MDB_txn *txn, qbc_realm_job_t *job, txn_c
     return 0;
 }
 
+/* another feed's records under their own sequences (feed_append.c); the transaction adopts what it did */
+static int apply_feed_append(qbc_store_t *s, MDB_txn *txn, qbc_feed_append_job_t *job, txn_ctx_t *t)
+{
+    qbc_feed_append_effect_t fx;
+    memset(&fx, 0, sizeof(fx));
+    fx.next_feed = t->feed;
+    fx.first_seq = t->feed_first;
+    int rc = qbc_store__apply_feed_append(s, txn, job, &fx);
+    if (rc != 0)
+        return rc;
+    t->feed = fx.next_feed;
+    t->feed_first = fx.first_seq;
+    t->note.feed_appended += fx.appended;
+    if (fx.reset) {
+        t->feed_reset = 1;
+        memcpy(t->feed_id, fx.feed_id, sizeof(t->feed_id));
+    }
+    return 0;
+}
+
 static int apply_ping(qbc_store_t *s, MDB_txn *txn)
 {
     return qbc_store__meta_put_u64(txn, s->dbi_meta, "heartbeat", (uint64_t)qbc_now_ns());
@@ -700,6 +723,8 @@ static int apply_job(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *j, txn_ctx_t
         return qbc_store__apply_sub_delete(s, txn, (qbc_sub_delete_job_t *)j);
     case QBC_JOB_SUB_ACK:
         return qbc_store__apply_sub_ack(s, txn, (qbc_sub_ack_job_t *)j);
+    case QBC_JOB_FEED_APPEND:
+        return apply_feed_append(s, txn, (qbc_feed_append_job_t *)j, t);
     }
     return QBC_EINVAL; /* webhooks go through the journal (ingest.c) */
 }
@@ -708,7 +733,7 @@ static int apply_job(qbc_store_t *s, MDB_txn *txn, qbc_store_job_t *j, txn_ctx_t
 static int run_txn(qbc_store_t *s, qbc_store_job_t *list, qbc_commit_note_t *note)
 {
     MDB_txn *txn;
-    txn_ctx_t t = {s->next_feed, s->next_dead, {0}};
+    txn_ctx_t t = {.feed = s->next_feed, .dead = s->next_dead};
     int rc;
 
     if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
@@ -732,12 +757,12 @@ static int run_txn(qbc_store_t *s, qbc_store_job_t *list, qbc_commit_note_t *not
     }
     /* the feed's time index, for retention: when the first of these records was committed */
     int64_t stamp = 0;
-    if (t.feed != s->next_feed && s->has_feed_times) {
+    if ((t.feed != s->next_feed || t.feed_first != 0) && s->has_feed_times) {
         int64_t now = qbc_now_ns();
-        if (now - s->feed_time_last_ns >= s->feed_time_step_ns) {
+        if (now - (t.feed_reset ? 0 : s->feed_time_last_ns) >= s->feed_time_step_ns) {
             unsigned char tb[8], sb[8];
             put_u64be(tb, (uint64_t)now);
-            put_u64be(sb, s->next_feed);
+            put_u64be(sb, t.feed_first != 0 ? t.feed_first : s->next_feed);
             MDB_val tk = {8, tb}, tv = {8, sb};
             if ((rc = mdb_put(txn, s->dbi_feed_times, &tk, &tv, 0)) != 0) {
                 mdb_txn_abort(txn);
@@ -753,11 +778,20 @@ static int run_txn(qbc_store_t *s, qbc_store_job_t *list, qbc_commit_note_t *not
         return rc;
     s->next_feed = t.feed;
     s->next_dead = t.dead;
+    if (t.feed_reset) {
+        s->feed_time_last_ns = 0;
+        pthread_mutex_lock(&s->feed_id_mu);
+        memcpy(s->feed_id, t.feed_id, sizeof(s->feed_id));
+        pthread_mutex_unlock(&s->feed_id_mu);
+        qbc_log(QBC_LOG_INFO, "store", "%s: the feed copied is now %s (the records held before are gone)", s->dir,
+                s->feed_id);
+    }
     if (stamp != 0)
         s->feed_time_last_ns = stamp;
     __atomic_store_n(&s->feed_last, t.feed - 1, __ATOMIC_RELEASE);
     note->new_pending += t.note.new_pending;
     note->feed_appended += t.note.feed_appended;
+    note->feed_reset += t.feed_reset;
     note->realms_changed += t.note.realms_changed;
     note->jobs_changed += t.note.jobs_changed;
     note->dead_changed += t.note.dead_changed;
@@ -807,7 +841,7 @@ static void finish(qbc_store_t *s, qbc_store_job_t *j, int result)
 static void notify(qbc_store_t *s, const qbc_commit_note_t *note)
 {
     if (note->new_pending == 0 && note->feed_appended == 0 && note->realms_changed == 0 && note->jobs_changed == 0 &&
-        note->dead_changed == 0)
+        note->dead_changed == 0 && note->feed_reset == 0)
         return;
     /* held while calling: qbc_store_remove_listener waits for a call under way to end */
     pthread_mutex_lock(&s->listen_mu);
@@ -1003,6 +1037,7 @@ SUBMIT_CALL(qbc_store_backfill, qbc_backfill_job_t, QBC_JOB_BACKFILL)
 SUBMIT_CALL(qbc_store_request_cdc, qbc_cdc_request_job_t, QBC_JOB_CDC_REQUEST)
 SUBMIT_CALL(qbc_store_add_usage, qbc_usage_job_t, QBC_JOB_USAGE)
 SUBMIT_CALL(qbc_store_set_cursor, qbc_cursor_job_t, QBC_JOB_CURSOR)
+SUBMIT_CALL(qbc_store_feed_append, qbc_feed_append_job_t, QBC_JOB_FEED_APPEND)
 SUBMIT_CALL(qbc_store_sub_put, qbc_sub_put_job_t, QBC_JOB_SUB_PUT)
 SUBMIT_CALL(qbc_store_sub_delete, qbc_sub_delete_job_t, QBC_JOB_SUB_DELETE)
 SUBMIT_CALL(qbc_store_sub_ack, qbc_sub_ack_job_t, QBC_JOB_SUB_ACK)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
 # Runs every libFuzzer target (fuzz/run.sh) for QBCDC_FUZZ_SECONDS each (default 15):
-# 8 targets, about two and a half minutes with the build. .ci/run runs it in the release pass only;
+# 9 targets, about two and three-quarter minutes with the build. .ci/run runs it in the release pass only;
 # the fuzzers are built with ASan + UBSan already.
 exec bash "$(dirname "$0")/../../fuzz/run.sh" "${QBCDC_FUZZ_SECONDS:-15}"

@@ -17,16 +17,21 @@ takes no part.
 import threading
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import openapi_check as oc  # noqa: E402  (first: may re-exec with /usr/bin/python3)
-from harness import QBCDC, Proc, diag, done_testing, free_port, is_, ok, request, tmpdir, wait_http  # noqa: E402
+from harness import QBCDC, Proc, diag, done_testing, free_port, is_, ok, request, tmpdir, wait_for, wait_http  # noqa: E402
 from natslib import NATS_SERVER, NatsCluster  # noqa: E402
 from natslib import Client as NatsClient  # noqa: E402
-from simlib import ADMIN, Sim, flat_truth, qbcdc_lines, register_realms, serve_env  # noqa: E402
+from receiverlib import Receiver  # noqa: E402
+from simlib import ADMIN, FEED_TOKEN, Sim, admin, flat_truth, qbcdc_lines, register_realms, serve_env  # noqa: E402
+
+FEED_AUTH = {"Authorization": "Bearer " + FEED_TOKEN}
 
 if NATS_SERVER is None:
     print("1..0 # SKIP nats-server is not installed (.ci/install installs it)")
@@ -65,7 +70,7 @@ class Node:
         env.update({"QBCDC_NATS_URL": nats.url(), "QBCDC_NATS_REPLICAS": "3", "QBCDC_NODE_ID": self.id,
                     "QBCDC_PARTITIONS": str(PARTITIONS), "QBCDC_CDC_INTERVAL": "3600", "QBCDC_MAX_INFLIGHT": "2",
                     "QBCDC_SNAPSHOT_ON_CONNECT": "0", "QBCDC_MASTER_KEY_FILE": MASTER_KEY,
-                    "QBCDC_RATE_LIMIT": "300", "QBCDC_LOG_LEVEL": "info"})
+                    "QBCDC_RATE_LIMIT": "300", "QBCDC_LOG_LEVEL": "info", "QBCDC_DELIVERY_ALLOW_PRIVATE": "1"})
         env.update(self.extra)
         self.proc = Proc([QBCDC, "serve"], env=env)
         return wait_http(self.port)
@@ -338,6 +343,122 @@ diag("feed stream: %d records, %d entities; records another node had put there, 
 is_(dup[:5], [], "the feed stream holds each entity version (and each delete) once, whichever node fetched it")
 is_(backwards[:5], [], "and no entity goes backwards in it")
 is_(stale[:5], [], "its last record of every changed entity is qbosim's truth (%d changed)" % len(changed_keys))
+
+# /v1/changes on every node serves the cluster-wide feed: each node's copy of the stream, the
+# stream's sequences as seq, the records' bytes as published (only "seq" told anew)
+expected = [(seq, re.sub(rb'^\{"seq":\d+', b'{"seq":%d' % seq, data)) for seq, _subj, _h, data in msgs]
+want_id = {}
+
+
+def raw_changes(body):
+    """the records of a /v1/changes answer as the bytes sent, with "next" and "feed_id\""""
+    text = body.decode()
+    doc = json.loads(text)
+    i, out, dec = text.index("[") + 1, [], json.JSONDecoder()
+    while text[i] != "]":
+        rec, j = dec.raw_decode(text, i)
+        out.append((rec["seq"], text[i:j].encode()))
+        i = j + (text[j] == ",")
+    return out, doc["next"], doc["feed_id"]
+
+
+def node_feed(n, after=0):
+    """(feed id, [(seq, bytes)]) of n's /v1/changes, paged from after"""
+    got, fid = [], None
+    while True:
+        st, h, b = request(n.port, "GET", "/v1/changes?after=%d&limit=1000" % after, headers=FEED_AUTH)
+        if st != 200:
+            return ("status %d" % st, got)
+        page, after, fid = raw_changes(b)
+        if h.get("qbcdc-feed-id") != fid:
+            return ("header %s" % h.get("qbcdc-feed-id"), got)
+        got += page
+        if not page:
+            return fid, got
+
+
+last_seq = msgs[-1][0] if msgs else 0
+copied = wait_for(lambda: all((n.cluster() or {}).get("feed", {}).get("mirrored", 0) >= last_seq for n in nodes), 30)
+ok(copied, "every node's copy of the cluster feed reached the stream's last sequence %d" % last_seq,
+   json.dumps([(n.cluster() or {}).get("feed") for n in nodes]))
+feeds = {n.id: node_feed(n) for n in nodes}
+ids = {f[0] for f in feeds.values()}
+ok(len(ids) == 1 and all(len(x or "") == 32 for x in ids), "one feed id on every node: the stream's", ids)
+for n in nodes:
+    got = feeds[n.id][1]
+    is_([s for s, _ in got], [s for s, _ in expected], "%s's /v1/changes: the stream's records, its sequences" % n.id)
+    bad = [(a, b) for a, b in zip(got, expected) if a != b]
+    ok(len(got) == len(expected) and not bad, "%s serves them byte for byte as the stream holds them (%d records)"
+       % (n.id, len(got)), bad[:2])
+own_local = {n.id: ((n.cluster() or {}).get("feed") or {}).get("records", 0) for n in nodes}
+diag("records each node copied from the stream since it started: %s" % own_local)
+
+# a long-poll on one node is woken by a change fetched by another, whose realm it does not own
+v = views(nodes)
+a_node = nodes[0]
+foreign = [r for r in realms if owner_of(r, v) != a_node.id]
+r_b = foreign[0]
+head_doc = json.loads(request(a_node.port, "GET", "/v1/changes?after=%d&limit=1" % last_seq, headers=FEED_AUTH)[2])
+head = head_doc.get("next", head_doc.get("head", 0))  # (a 409 only if the node serves something else)
+# a push subscription made on q1 now: it follows the cluster feed too
+rcv = Receiver()
+st, subscription = admin(a_node.port, "POST", "/admin/subscriptions", json.dumps({"url": rcv.url(), "start_after": head}))
+is_(st, 201, "a push subscription on %s, from the head %d" % (a_node.id, head))
+poll = {}
+
+
+def long_poll():
+    t = time.time()
+    st, _, b = request(a_node.port, "GET", "/v1/changes?after=%d&realm=%s&wait=25" % (head, r_b), headers=FEED_AUTH,
+                       timeout=40)
+    poll.update(st=st, body=json.loads(b) if st == 200 else b, took=time.time() - t)
+
+
+th = threading.Thread(target=long_poll)
+th.start()
+time.sleep(0.5)
+sim.json("POST", "/sim/mutate?n=1&realm=%s" % r_b)
+th.join(40)
+chg = (poll.get("body") or {}).get("changes", []) if poll.get("st") == 200 else []
+ok(chg and all(c["realm"] == r_b for c in chg) and poll["took"] < 20,
+   "a long-poll on %s is answered by a change of %s, owned by %s (%.1f s)" % (a_node.id, r_b, owner_of(r_b, v),
+                                                                              poll.get("took", -1)), poll)
+
+# an SSE stream on one node delivers a change another node fetched
+c_node = nodes[2]
+r_c = next(r for r in realms if owner_of(r, v) != c_node.id and r != r_b)
+s = socket.create_connection(("127.0.0.1", c_node.port), timeout=20)
+s.sendall(("GET /v1/changes/stream?after=%d&realm=%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n"
+           % (head, r_c, FEED_TOKEN)).encode())
+time.sleep(0.5)
+t_sse = time.time()
+sim.json("POST", "/sim/mutate?n=1&realm=%s" % r_c)
+buf, events = b"", []
+while not events and time.time() - t_sse < 20:
+    try:
+        chunk = s.recv(65536)
+    except socket.timeout:
+        break
+    if not chunk:
+        break
+    buf += chunk
+    events = [json.loads(l[6:]) for l in buf.split(b"\n")[:-1] if l.startswith(b'data: {"seq"')]
+s.close()
+ok(events and events[0]["realm"] == r_c and events[0]["seq"] > head,
+   "an SSE stream on %s delivers a change of %s, owned by %s (%.1f s)" % (c_node.id, r_c, owner_of(r_c, v),
+                                                                         time.time() - t_sse), buf[-400:])
+
+
+def pushed():
+    return [c for r in rcv.snapshot() for c in json.loads(r["body"]).get("data", {}).get("changes", [])]
+
+
+wait_for(lambda: {c["seq"] for c in pushed()} >= {c["seq"] for c in chg}, 15)
+got_push = {c["seq"]: c["realm"] for c in pushed()}
+ok(chg and all(got_push.get(c["seq"]) == r_b for c in chg),
+   "the subscription on %s pushed the change of %s (owned by %s) under the stream's seq" % (a_node.id, r_b,
+                                                                                           owner_of(r_b, v)), got_push)
+rcv.close()
 lost_after = sum((n.cluster() or {}).get("lost", 0) for n in nodes)
 diag("leases lost while the nats-server was down: %d" % (lost_after - lost_before))
 is_(fenced_ok(nodes), [], "no call on a realm a node did not own, through all of it")
@@ -357,9 +478,27 @@ ok(good, "its partitions are owned by the others")
 ok("handed %d of %d partitions over" % (had, had) in leaver.proc.output(),
    "it handed every one over as it stopped (deleted its leases; none left to lapse)")
 
+# the feed stream loses its older half (a purge; limits would do the same): a node that copies it
+# from scratch (the one below, whose partition count keeps it out of the rest) answers a reader
+# behind what is gone 410, and serves the rest as the other nodes do
+feed_c = NatsClient(nats.ports[0])
+cut = last_seq // 2
+purged = feed_c.request("$JS.API.STREAM.PURGE.QBCDC_FEED", {"seq": cut})
+feed_c.close()
+ok(purged.get("success"), "the feed stream purged below %d" % cut, purged)
+
 # a node configured with another partition count takes no part
 odd = Node(4, {"QBCDC_PARTITIONS": "8"})
 ok(odd.start(), "a node with QBCDC_PARTITIONS=8 starts")
+stay_head = max(s for s, _ in node_feed(stay[0], last_seq)[1] or [(last_seq, b"")])
+wait_for(lambda: ((odd.cluster() or {}).get("feed") or {}).get("mirrored", 0) >= stay_head, 30)
+st, _, b = request(odd.port, "GET", "/v1/changes?after=0", headers=FEED_AUTH)
+ok(st == 410 and json.loads(b).get("pruned_through") == cut - 1,
+   "a fresh copy of the purged stream: after=0 gets 410 gone, pruned_through %d" % (cut - 1), b[:300])
+mine, theirs = node_feed(odd, cut - 1), node_feed(stay[0], cut - 1)
+ok(mine[1] and mine[1][0][0] == cut and mine == theirs,
+   "from there it serves what %s serves, byte for byte, from sequence %d (%d records)" % (stay[0].id, cut,
+                                                                                       len(mine[1])))
 deadline = time.time() + 20
 c = None
 while time.time() < deadline:
@@ -371,7 +510,7 @@ ok(c and "16 partitions" in (c.get("last_error") or ""), "it says the cluster ha
 ok(c and c["owned"] == [], "and owns none")
 good, v6, took = settled(stay, 10)
 ok(good, "the others are undisturbed")
-odd.proc.stop()
+is_(odd.proc.stop(), 0, "it stops cleanly")
 
 # configuration mistakes are refused before anything starts
 r = subprocess.run([QBCDC, "serve"], env=dict(os.environ, QBCDC_NODE_ID="q9", QBCDC_DATA_DIR=tmpdir(), QBCDC_SIM="off"),
@@ -394,8 +533,60 @@ ok(r.returncode == 0 and cj.get("node_id") == live.id and len(cj.get("owners", [
 st, _, b = request(nodes[0].port, "GET", "/admin/cluster", headers={"Authorization": "Bearer wrong"})
 ok(st in (401, 403), "GET /admin/cluster needs the admin token (%d)" % st)
 
-for n in nodes + [odd]:
-    if n.proc is not None and n.proc.alive():
-        n.proc.stop()
+# the feed stream deleted and made again: every copy starts over under the new stream's id, and a
+# long-poll waiting on the old feed is answered with the new id (its reader resyncs)
+old_id = json.loads(request(stay[0].port, "GET", "/v1/changes?limit=1", headers=FEED_AUTH)[2])["feed_id"]
+old_head = json.loads(request(stay[0].port, "GET", "/v1/changes?after=%d" % last_seq, headers=FEED_AUTH)[2])["next"]
+lp = {}
+
+
+def lp_run():
+    t = time.time()
+    lp.update(r=request(stay[0].port, "GET", "/v1/changes?after=%d&wait=25" % old_head, headers=FEED_AUTH, timeout=40))
+    lp["took"] = time.time() - t
+
+
+th = threading.Thread(target=lp_run)
+th.start()
+time.sleep(0.3)
+nats.start(1)  # the nats-server killed above comes back: a stream of 3 replicas needs 3 servers
+nats.wait_port(nats.ports[1])
+feed_c = NatsClient(nats.ports[0])
+scfg = feed_c.stream_info("QBCDC_FEED")["config"]
+feed_c.close()
+
+
+def js_api(subject, body):
+    """a JetStream API call that succeeded, or None (no answer in time, or an error: asked again)"""
+    try:
+        c = NatsClient(nats.ports[0])
+        r = c.request(subject, body)
+        c.close()
+        return r if "error" not in r else None
+    except OSError:
+        return None
+
+
+gone = wait_for(lambda: js_api("$JS.API.STREAM.DELETE.QBCDC_FEED", {}), 20, poll=0.5)
+made = wait_for(lambda: js_api("$JS.API.STREAM.CREATE.QBCDC_FEED", scfg), 20, poll=0.5)
+ok(gone and made, "the feed stream deleted and made again", (gone, made))
+
+
+def new_ids():
+    f = [((n.cluster() or {}).get("feed") or {}) for n in stay]
+    ids = {x.get("feed_id") for x in f}
+    return ids if len(ids) == 1 and old_id not in ids and all(x.get("resets", 0) >= 1 for x in f) else None
+
+
+ok(wait_for(new_ids, 20), "every node's copy started over under one new feed id", [(n.cluster() or {}).get("feed")
+                                                                                     for n in stay])
+th.join(40)
+lp_doc = json.loads(lp["r"][2]) if lp.get("r") and lp["r"][0] == 200 else {}
+ok(lp_doc.get("changes") == [] and lp_doc.get("feed_id") not in (None, old_id) and lp.get("took", 99) < 15,
+   "the long-poll waiting on the old feed is answered with the new feed id when its copy starts over (%.1f s, "
+   "not its 25 s)" % lp.get("took", -1), lp.get("r"))
+
+codes = {n.id: n.proc.stop() for n in nodes + [odd] if n.proc is not None and n.proc.alive()}
+is_(set(codes.values()), {0}, "the nodes still running stop cleanly (exit 0; under ASan: no leak)")
 nats.stop()
 done_testing()

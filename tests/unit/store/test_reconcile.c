@@ -45,6 +45,7 @@ typedef union {
     qbc_sub_put_job_t sub_put;
     qbc_sub_delete_job_t sub_delete;
     qbc_sub_ack_job_t sub_ack;
+    qbc_feed_append_job_t feed_append;
 } any_job_t;
 
 /* the store's submit call for j's kind (j->job.kind, set by the test) */
@@ -78,6 +79,8 @@ static int submit_any(qbc_store_t *s, any_job_t *j)
         return qbc_store_sub_delete(s, &j->sub_delete);
     case QBC_JOB_SUB_ACK:
         return qbc_store_sub_ack(s, &j->sub_ack);
+    case QBC_JOB_FEED_APPEND:
+        return qbc_store_feed_append(s, &j->feed_append);
     }
     return -1;
 }
