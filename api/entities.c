@@ -4,7 +4,10 @@
  *   GET /v1/realms/{realm}/entities/{Entity}/{id}        the latest stored version
  *   GET /v1/realms/{realm}/entities/{Entity}?after_id=&limit=   pages through the latest versions
  *
- * The entity's data is spliced in from the stored bytes, exactly as QBO sent them.
+ * The entity's data is spliced in from the stored bytes, exactly as QBO sent them. Both read
+ * the store /v1/changes reads (api->feed_store): in cluster mode the copy of the cluster feed,
+ * which keeps every realm's latest versions as its records report them, so any node answers
+ * for every realm, with the stream's sequences.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -60,7 +63,7 @@ int qbc_api__get_entity(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t realm, h2o_i
     }
     snprintf(r, sizeof(r), "%.*s", (int)realm.len, realm.base);
     snprintf(i, sizeof(i), "%.*s", (int)id.len, id.base);
-    int rc = qbc_store_entity_get(api->store, r, e, i, &rec);
+    int rc = qbc_store_entity_get(api->feed_store, r, e, i, &rec);
     if (rc == QBC_ENOTFOUND) {
         qbc_api__respond_error(req, 404, "Not Found", "not_found", "this entity has never been seen");
         return 0;
@@ -152,7 +155,7 @@ int qbc_api__list_entities(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t realm, h2
         }
     }
     list_ctx_t c = {{0}, 0, {0}, 0};
-    int rc = qbc_store_entity_list(api->store, r, e, after_id, (size_t)limit, list_cb, &c, &more);
+    int rc = qbc_store_entity_list(api->feed_store, r, e, after_id, (size_t)limit, list_cb, &c, &more);
     if (rc != 0 || c.failed) {
         free(c.b.data);
         qbc_api__respond_error(req, 503, "Service Unavailable", "store_unavailable", "cannot read the store");

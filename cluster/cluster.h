@@ -517,6 +517,13 @@ typedef struct st_qbc_feed_msg_t {
     char entity[QBC_ENTITY_MAX];
     char *json; /**< malloc'd, NUL-terminated after json_len bytes: the record with "seq" = the stream's */
     size_t json_len;
+    /**
+     * 1: version holds the change the record reports ("id", "op", "version", "last_updated",
+     * "source" and "data", whose bytes version.data points to within json); 0: the record
+     * names no version this node can read (it is copied all the same, as a record alone)
+     */
+    int has_version;
+    qbc_version_t version;
 } qbc_feed_msg_t;
 
 /**
@@ -526,7 +533,8 @@ typedef struct st_qbc_feed_msg_t {
  * the record is one line). Bytes from NATS are checked as untrusted (common/json_scan.h,
  * RFC 8259 numbers): a JSON object with exactly one "seq" member, a non-negative integer,
  * and the strings "realm" (1 to QBC_REALM_MAX - 1 bytes) and "entity" (1 to
- * QBC_ENTITY_MAX - 1 bytes). Thread-safe.
+ * QBC_ENTITY_MAX - 1 bytes). The version it reports is read too, when it has one
+ * (qbc_feed_msg_t.has_version). Thread-safe.
  * @param[out] out filled on success (free out->json); zeroed on failure
  * @return 0, or QBC_EMALFORMED (why: a static text in *why, may be NULL)
  */

@@ -77,6 +77,80 @@ static int nap(qbc_feed_mirror_t *m, int64_t ms)
 
 /* ---------------------------------------------------------------- a message as a record */
 
+/* the enum value whose wire name is the string token i (0: none) */
+static int named(const qbc_json_doc_t *doc, const char *text, size_t i, const char *(*name)(int), int last)
+{
+    if (i == QBC_JSON_NONE || doc->tok[i].type != QBC_JSON_STRING)
+        return 0;
+    for (int v = 1; v <= last; v++) {
+        const char *n = name(v);
+        if (qbc_json_str_eq(doc, text, i, n, strlen(n)))
+            return v;
+    }
+    return 0;
+}
+
+static const char *op_name(int v)
+{
+    return qbc_op_name((qbc_op_t)v);
+}
+
+static const char *source_name(int v)
+{
+    return qbc_source_name((qbc_source_t)v);
+}
+
+/* a string member copied whole into dst (size bytes with its NUL), or "" for null; 0 or -1 */
+static int str_member(const qbc_json_doc_t *doc, const char *text, size_t i, char *dst, size_t size, int null_ok)
+{
+    dst[0] = '\0';
+    if (i == QBC_JSON_NONE)
+        return -1;
+    if (doc->tok[i].type == QBC_JSON_NULL && null_ok)
+        return 0;
+    if (doc->tok[i].type != QBC_JSON_STRING || doc->tok[i].len >= size)
+        return -1;
+    qbc_json_str_copy(doc, text, i, dst, size);
+    return strlen(dst) == doc->tok[i].len ? 0 : -1; /* escapes in an id or a token: not one of ours */
+}
+
+/*
+ * the version a record reports (records.c qbc_store__feed_render's members), data pointing
+ * into record, the copy of text whose "seq" value (token seq_tok) grew by shift bytes; 0, or
+ * -1: none readable
+ */
+static int read_version(const qbc_json_doc_t *doc, const char *text, qbc_feed_msg_t *out, size_t seq_tok,
+                        const char *record, long shift)
+{
+    qbc_version_t *v = &out->version;
+    char when[40];
+    size_t id = qbc_json_get(doc, text, 0, "id", 2), op = qbc_json_get(doc, text, 0, "op", 2),
+           ver = qbc_json_get(doc, text, 0, "version", 7), upd = qbc_json_get(doc, text, 0, "last_updated", 12),
+           src = qbc_json_get(doc, text, 0, "source", 6), dat = qbc_json_get(doc, text, 0, "data", 4);
+    memset(v, 0, sizeof(*v));
+    snprintf(v->realm, sizeof(v->realm), "%s", out->realm);
+    snprintf(v->entity, sizeof(v->entity), "%s", out->entity);
+    if (str_member(doc, text, id, v->id, sizeof(v->id), 0) != 0 || v->id[0] == '\0' ||
+        str_member(doc, text, ver, v->sync_token, sizeof(v->sync_token), 1) != 0 ||
+        str_member(doc, text, upd, when, sizeof(when), 1) != 0)
+        return -1;
+    if (when[0] != '\0' && qbc_time_parse(when, strlen(when), &v->updated_ns) != 0)
+        return -1;
+    v->op = (qbc_op_t)named(doc, text, op, op_name, QBC_OP_SNAPSHOT);
+    v->source = (uint8_t)named(doc, text, src, source_name, QBC_SOURCE_SNAPSHOT);
+    if (v->op == QBC_OP_UNKNOWN || v->source == 0)
+        return -1;
+    if (v->op == QBC_OP_DELETE)
+        return dat == QBC_JSON_NONE ? 0 : -1;
+    if (dat == QBC_JSON_NONE || doc->tok[dat].type != QBC_JSON_OBJECT || v->sync_token[0] == '\0')
+        return -1; /* a live version has its object and its SyncToken */
+    if (doc->tok[dat].start < doc->tok[seq_tok].start)
+        shift = 0; /* before "seq": not moved */
+    v->data = record + (long)(doc->tok[dat].start - doc->tok[0].start) + shift;
+    v->data_len = doc->tok[dat].end - doc->tok[dat].start;
+    return 0;
+}
+
 int qbc_cluster__feed_record(const char *data, size_t len, uint64_t seq, qbc_feed_msg_t *out, const char **why)
 {
     qbc_json_tok_t inline_tok[64];
@@ -156,6 +230,7 @@ int qbc_cluster__feed_record(const char *data, size_t len, uint64_t seq, qbc_fee
     memcpy(out->json + head, num, (size_t)nl);
     memcpy(out->json + head + nl, text + st->start + st->len, tail);
     out->json[out->json_len] = '\0';
+    out->has_version = read_version(&doc, text, out, seq_tok, out->json, (long)nl - (long)st->len) == 0;
     qbc_json_dispose(&doc);
     free(compact);
     return 0;
@@ -424,8 +499,9 @@ static int copy_batch(qbc_feed_mirror_t *m, qbc_feed_msg_t *msgs, qbc_feed_appen
                 const char *why = NULL;
                 if (qbc_cluster__feed_record(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), seq, &msgs[n],
                                              &why) == 0) {
-                    recs[n] =
-                        (qbc_feed_append_rec_t){seq, msgs[n].realm, msgs[n].entity, msgs[n].json, msgs[n].json_len};
+                    recs[n] = (qbc_feed_append_rec_t){
+                        seq,          msgs[n].realm,    msgs[n].entity,
+                        msgs[n].json, msgs[n].json_len, msgs[n].has_version ? &msgs[n].version : NULL};
                     n++;
                 } else {
                     skipped++;

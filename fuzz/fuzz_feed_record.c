@@ -73,6 +73,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
           strcmp(buf, rec.realm) == 0);
     CHECK(qbc_json_str_copy(&doc, rec.json, qbc_json_get(&doc, rec.json, 0, "entity", 6), buf, sizeof(buf)) == 0 &&
           strcmp(buf, rec.entity) == 0);
+    if (rec.has_version) { /* the version's data is the record's "data" value, where it stands */
+        const qbc_version_t *v = &rec.version;
+        CHECK(strcmp(v->realm, rec.realm) == 0 && strcmp(v->entity, rec.entity) == 0 && v->id[0] != '\0');
+        size_t dv = qbc_json_get(&doc, rec.json, 0, "data", 4);
+        if (v->op == QBC_OP_DELETE) {
+            CHECK(v->data == NULL && v->data_len == 0);
+        } else {
+            CHECK(dv != QBC_JSON_NONE && doc.tok[dv].type == QBC_JSON_OBJECT && v->sync_token[0] != '\0');
+            CHECK(v->data == rec.json + doc.tok[dv].start && v->data_len == doc.tok[dv].end - doc.tok[dv].start);
+        }
+    }
     size_t out_start = doc.tok[sv].start, out_end = doc.tok[sv].start + doc.tok[sv].len;
     qbc_json_dispose(&doc);
 

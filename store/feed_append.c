@@ -43,6 +43,8 @@ static int reset_feed(qbc_store_t *s, MDB_txn *txn, const qbc_feed_append_job_t 
     int rc;
     if ((rc = mdb_drop(txn, s->dbi_feed, 0)) != 0)
         return rc;
+    if ((rc = mdb_drop(txn, s->dbi_entities, 0)) != 0)
+        return rc;
     if (s->has_feed_times && (rc = mdb_drop(txn, s->dbi_feed_times, 0)) != 0)
         return rc;
     const char *marks[] = {"feed_pruned", "feed_seq"};
@@ -77,6 +79,29 @@ static int put_record(qbc_store_t *s, MDB_txn *txn, const qbc_feed_append_rec_t 
     memcpy(p + 4, r->realm, rl);
     memcpy(p + 4 + rl, r->entity, el);
     memcpy(p + 4 + rl + el, r->json, r->json_len);
+    return 0;
+}
+
+/* the record's version as the entity's latest, when newer than the one held (records.c's rule) */
+static int put_version(qbc_store_t *s, MDB_txn *txn, const qbc_feed_append_rec_t *r)
+{
+    const qbc_version_t *v = r->version;
+    if (v->id[0] == '\0' || strcmp(v->realm, r->realm) != 0 || strcmp(v->entity, r->entity) != 0)
+        return 0; /* not this record's: the record alone */
+    char kbuf[KEY_BUF_SIZE];
+    MDB_val k = {qbc_store__pending_key(v->realm, v->entity, v->id, kbuf), kbuf}, cur;
+    qbc_entity_rec_t stored;
+    int rc, have = 0;
+    if ((rc = mdb_get(txn, s->dbi_entities, &k, &cur)) == 0)
+        have = qbc_store__entity_decode(cur.mv_data, cur.mv_size, &stored) == 0;
+    else if (rc != MDB_NOTFOUND)
+        return rc;
+    if (!qbc_store__version_newer(have ? &stored : NULL, v))
+        return 0;
+    MDB_val ev = {qbc_store__entity_size(v), NULL};
+    if ((rc = mdb_put(txn, s->dbi_entities, &k, &ev, MDB_RESERVE)) != 0)
+        return rc;
+    qbc_store__entity_encode(v, r->seq, ev.mv_data);
     return 0;
 }
 
@@ -120,6 +145,8 @@ int qbc_store__apply_feed_append(qbc_store_t *s, MDB_txn *txn, qbc_feed_append_j
         return rc;
     for (size_t i = 0; i < job->n_records; i++) {
         if ((rc = put_record(s, txn, &job->records[i])) != 0)
+            return rc;
+        if (job->records[i].version != NULL && (rc = put_version(s, txn, &job->records[i])) != 0)
             return rc;
         if (fx->first_seq == 0)
             fx->first_seq = job->records[i].seq;

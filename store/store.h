@@ -556,21 +556,30 @@ typedef struct st_qbc_feed_append_rec_t {
     const char *entity; /**< NUL-terminated, 1 to QBC_ENTITY_MAX - 1 bytes */
     const char *json;   /**< the change object exactly as the feed serves it (its "seq" is seq) */
     size_t json_len;    /**< > 0 */
+    /**
+     * the version the record reports (realm, entity, id, sync_token, updated_ns, op, source,
+     * and data: the entity's bytes, within json), kept as the entity's latest in the copy if
+     * newer than what it holds (the dedupe rule of QBC_JOB_RECONCILE), with seq as its feed
+     * sequence; NULL: the record alone (one the source could not read as a version)
+     */
+    const qbc_version_t *version;
 } qbc_feed_append_rec_t;
 
 /**
  * QBC_JOB_FEED_APPEND: records of another feed (the cluster's feed stream: cluster.h's feed
  * mirror) appended to this store's feed under the sequences they have there, which may leave
- * gaps. No entity versions are kept and nothing is deduplicated: the source did that. Feed
- * readers (qbc_store_feed_scan, the listeners' feed_appended) see them as any feed record.
+ * gaps. Records are not deduplicated (the source did that), but the versions they report
+ * are kept as each entity's latest when newer, so the copy answers entity reads
+ * (qbc_store_entity_get, _list, _scan) for every realm of the source. Feed readers
+ * (qbc_store_feed_scan, the listeners' feed_appended) see them as any feed record.
  * For a store that holds such a copy and nothing else; never mixed with QBC_JOB_RECONCILE.
  *
  * In order, in one transaction:
  *   <ol>
  *   <li>feed_id (NULL: keep the store's): the feed takes this identity. When the store had
- *       another one, or none (qbc_store_config_t.adopt_feed_id), every feed record, the time
- *       index, the pruned mark and the cursor position_name are removed first: the copy starts
- *       over (reset is set).
+ *       another one, or none (qbc_store_config_t.adopt_feed_id), every feed record, entity
+ *       version, the time index, the pruned mark and the cursor position_name are removed
+ *       first: the copy starts over (reset is set).
  *   <li>pruned_through (0: none): the records up to this sequence are gone at the source; the
  *       pruned mark moves forward to it, so a reader behind it gets QBC_EGONE, not a gap.
  *   <li>records, appended: each seq above the feed's last sequence, the pruned mark and the

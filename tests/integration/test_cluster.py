@@ -390,6 +390,37 @@ for n in nodes:
     bad = [(a, b) for a, b in zip(got, expected) if a != b]
     ok(len(got) == len(expected) and not bad, "%s serves them byte for byte as the stream holds them (%d records)"
        % (n.id, len(got)), bad[:2])
+
+
+def node_entities(n):
+    """{(realm, entity, id): version, None when deleted} of every entity type changed, as n's
+    /v1/realms/{realm}/entities/{Entity} listings page through them, with the answers' bytes"""
+    out, raw = {}, []
+    for realm, ent in sorted({(k[0], k[1]) for k in changed_keys}):
+        after = ""
+        while True:
+            st, _h, b = request(n.port, "GET", "/v1/realms/%s/entities/%s?limit=1000%s"
+                                % (realm, ent, "&after_id=" + after if after else ""), headers=FEED_AUTH)
+            if st != 200:
+                return {"status": st}, raw
+            raw.append(b)
+            doc = json.loads(b)
+            for e in doc["entities"]:
+                out[(realm, ent, e["id"])] = None if e.get("deleted") else e.get("version")
+            after = doc.get("next_after_id")
+            if not after:
+                break
+    return out, raw
+
+
+ents = {n.id: node_entities(n) for n in nodes}
+for n in nodes:
+    got = ents[n.id][0]
+    wrong = [(k, got.get(k, "absent"), truth_now.get(k)) for k in sorted(changed_keys) if got.get(k, "absent") !=
+             truth_now.get(k)]
+    is_(wrong[:5], [], "%s's entity reads hold every realm's truth of the %d changed entities, whichever node "
+        "fetched them" % (n.id, len(changed_keys)))
+ok(len({b"".join(r) for _e, r in ents.values()}) == 1, "and every node answers them byte for byte alike")
 own_local = {n.id: ((n.cluster() or {}).get("feed") or {}).get("records", 0) for n in nodes}
 diag("records each node copied from the stream since it started: %s" % own_local)
 

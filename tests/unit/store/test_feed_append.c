@@ -71,8 +71,39 @@ static void on_note(void *ctx, const qbc_commit_note_t *note)
 
 #define REC(seq, realm, entity, text)                                                                                  \
     {                                                                                                                  \
-        seq, realm, entity, text, sizeof(text) - 1                                                                     \
+        seq, realm, entity, text, sizeof(text) - 1, NULL                                                               \
     }
+
+/* a version as the feed mirror reads it from a record */
+static qbc_version_t version(const char *realm, const char *entity, const char *id, const char *token, qbc_op_t op,
+                             const char *data)
+{
+    qbc_version_t v;
+    memset(&v, 0, sizeof(v));
+    snprintf(v.realm, sizeof(v.realm), "%s", realm);
+    snprintf(v.entity, sizeof(v.entity), "%s", entity);
+    snprintf(v.id, sizeof(v.id), "%s", id);
+    snprintf(v.sync_token, sizeof(v.sync_token), "%s", token);
+    v.op = op;
+    v.source = QBC_SOURCE_WEBHOOK;
+    v.updated_ns = 1700000000000000000LL;
+    v.data = data;
+    v.data_len = data != NULL ? strlen(data) : 0;
+    return v;
+}
+
+/* the entity the copy holds: "token:data" or "token:deleted", "" when none */
+static const char *held(qbc_store_t *s, const char *realm, const char *entity, const char *id, char *out, size_t n)
+{
+    qbc_entity_rec_t e;
+    out[0] = '\0';
+    if (qbc_store_entity_get(s, realm, entity, id, &e) == 0) {
+        snprintf(out, n, "%s:%.*s@%llu", e.sync_token, e.deleted ? 7 : (int)e.data_len, e.deleted ? "deleted" : e.data,
+                 (unsigned long long)e.feed_seq);
+        qbc_entity_rec_clear(&e);
+    }
+    return out;
+}
 
 int main(void)
 {
@@ -143,13 +174,34 @@ int main(void)
     ok(pos == 40, "the position stays at 40");
 
     /* a reopen keeps the id, the records, the position, and numbering from where it was */
+    /* the versions records report become the entities' latest, by the dedupe rule */
+    char h[256];
+    const char *d3 = "{\"Id\":\"7\",\"SyncToken\":\"3\",\"Amt\":1.50e2}", *d2 = "{\"Id\":\"7\",\"SyncToken\":\"2\"}";
+    qbc_version_t v3 = version("r4", "Invoice", "7", "3", QBC_OP_UPDATE, d3),
+                  v2 = version("r4", "Invoice", "7", "2", QBC_OP_UPDATE, d2),
+                  vd = version("r4", "Invoice", "7", "3", QBC_OP_DELETE, NULL),
+                  vo = version("r5", "Invoice", "7", "9", QBC_OP_UPDATE, d2);
+    qbc_feed_append_rec_t vrecs[] = {REC(41, "r4", "Invoice", "{\"seq\":41}"), REC(42, "r4", "Invoice", "{\"seq\":42}"),
+                                     REC(43, "r4", "Invoice", "{\"seq\":43}")};
+    vrecs[0].version = &v3;
+    vrecs[1].version = &v2; /* older, arriving late */
+    vrecs[2].version = &vo; /* another realm's version on an r4 record: not taken */
+    is_int(append(s, NULL, 0, vrecs, 3, 43, NULL), 0, "records with the versions they report");
+    is_str(held(s, "r4", "Invoice", "7", h, sizeof(h)), "3:{\"Id\":\"7\",\"SyncToken\":\"3\",\"Amt\":1.50e2}@41",
+           "the entity is the newest version, its bytes exact, its feed sequence the record's");
+    is_str(held(s, "r5", "Invoice", "7", h, sizeof(h)), "", "a version that is not its record's is not kept");
+    qbc_feed_append_rec_t del[] = {REC(44, "r4", "Invoice", "{\"seq\":44}")};
+    del[0].version = &vd;
+    is_int(append(s, NULL, 0, del, 1, 44, NULL), 0, "a delete");
+    is_str(held(s, "r4", "Invoice", "7", h, sizeof(h)), "3:deleted@44", "the entity is deleted");
+
     qbc_store_remove_listener(s, listener);
     qbc_store_close(s);
     is_int(qbc_store_open(&cfg, &s), 0, "reopen");
     qbc_store_feed_id_copy(s, id);
     is_str(id, ID_A, "the id survives");
     qbc_store_cursor(s, "mirror", &pos);
-    ok(pos == 40 && qbc_store_feed_last(s) == 21, "the position and the last sequence survive");
+    ok(pos == 44 && qbc_store_feed_last(s) == 44, "the position and the last sequence survive");
     is_int(append(s, ID_A, 0, again, 1, 41, NULL), QBC_EINVAL, "after the reopen, order is still enforced");
     listener = qbc_store_add_listener(s, on_note, NULL);
     __atomic_store_n(&resets_heard, 0, __ATOMIC_SEQ_CST);
@@ -161,6 +213,7 @@ int main(void)
     ok(__atomic_load_n(&resets_heard, __ATOMIC_SEQ_CST) == 1, "listeners heard of the reset");
     qbc_store_feed_id_copy(s, id);
     is_str(id, ID_B, "the new id");
+    is_str(held(s, "r4", "Invoice", "7", h, sizeof(h)), "", "the old feed's entities are gone");
     got = scan(s, 0, NULL, NULL, &rc);
     ok(rc == 0 && got.n == 2 && got.seqs[0] == 1 && got.seqs[1] == 2, "only the new feed's records, from 1");
     qbc_store_cursor(s, "mirror", &pos);
