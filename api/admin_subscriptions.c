@@ -323,6 +323,9 @@ static int sub_id(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t seg, uint64_t *id)
         qbc_api__respond_error(req, 404, "Not Found", "not_found", "no such subscription");
         return -1;
     }
+    /* cluster mode: a subscription lives on the node whose id space holds its id; sent there */
+    if (qbc_api__forward_job(api, req, *id))
+        return -1;
     return 0;
 }
 

@@ -194,9 +194,10 @@ qbc_fwd_decision_t qbc_api__forward_decide(int owner_rc, int forwarded);
  */
 int qbc_api__forward_realm(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t realm);
 /**
- * cluster mode: a job this node's store does not hold (yet): forwards req to the node whose id
- * space holds id and returns 1, or returns 0 (answer 404 here: alone, already forwarded, this
- * node's own space, or no such node live). Loop thread.
+ * cluster mode: a job this node's store does not hold (yet), or a push subscription (which
+ * lives on the node that made it): forwards req to the node whose id space holds id and
+ * returns 1, or returns 0 (answer here: alone, already forwarded, this node's own space, or no
+ * such node live). Loop thread.
  */
 int qbc_api__forward_job(qbc_api_t *api, h2o_req_t *req, uint64_t id);
 /** stops the forwarding thread: calls still out are answered 503 through the loop. */

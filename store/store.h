@@ -268,7 +268,7 @@ typedef struct st_qbc_store_config_t {
     int adopt_feed_id;
     const char *master_key_file; /**< 32-byte key for tokens at rest; created 0600 if missing (NULL: dir/master.key) */
     /**
-     * cluster mode: backfill jobs created here get ids job_id_base + 1, + 2, ... below
+     * cluster mode: backfill jobs (and push subscriptions) created here get ids job_id_base + 1, + 2, ... below
      * job_id_base + QBC_JOB_ID_SPACE (a node's own id space, cluster.h qbc_cluster_job_id_base),
      * so ids are unique across the nodes that share jobs. 0: 1, 2, ... (one node). A multiple of
      * QBC_JOB_ID_SPACE.

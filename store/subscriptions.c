@@ -6,7 +6,8 @@
  *                  (the secrets text sealed like OAuth tokens, AES-256-GCM with the master
  *                  key, bound to "subscription:<id>"; the settings are not read here)
  *   sub_cursors    u64 BE id -> [epoch u64 BE][cursor u64 BE][disabled_ns i64 BE][reason]
- *   meta "sub_seq" the last id assigned (ids are never reused)
+ *   meta "sub_seq" the last id assigned (ids are never reused; in cluster mode they are taken
+ *                  from the node's id space, qbc_store_config_t.job_id_base, as jobs' are)
  *
  * The cursor is kept apart from the settings so that the delivery worker's acks and an
  * operator's edits never overwrite each other. The epoch grows whenever an operator moves
@@ -71,7 +72,10 @@ int qbc_store__apply_sub_put(qbc_store_t *s, MDB_txn *txn, qbc_sub_put_job_t *jo
     unsigned char *old_sealed = NULL;
     size_t old_len = 0;
     if (id == 0) {
-        id = qbc_store__meta_u64(txn, s->dbi_meta, "sub_seq") + 1;
+        /* cluster mode: in this node's id space, as jobs (qbc_store_config_t.job_id_base), so
+           any node can tell which node a subscription lives on */
+        uint64_t last = qbc_store__meta_u64(txn, s->dbi_meta, "sub_seq");
+        id = (last > s->job_id_base ? last : s->job_id_base) + 1;
         if ((rc = qbc_store__meta_put_u64(txn, s->dbi_meta, "sub_seq", id)) != 0)
             return rc;
     } else {

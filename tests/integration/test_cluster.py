@@ -489,6 +489,17 @@ got_push = {c["seq"]: c["realm"] for c in pushed()}
 ok(chg and all(got_push.get(c["seq"]) == r_b for c in chg),
    "the subscription on %s pushed the change of %s (owned by %s) under the stream's seq" % (a_node.id, r_b,
                                                                                            owner_of(r_b, v)), got_push)
+# the subscription lives on q1 (its id is in q1's id space): the other nodes send its requests there
+sub_id = subscription.get("id", "0")
+ok(int(sub_id) >= 1 << 32, "its id %s is in %s's id space" % (sub_id, a_node.id))
+st, h, b = request(c_node.port, "GET", "/admin/subscriptions/%s" % sub_id, headers={"Authorization": "Bearer " + ADMIN})
+ok(st == 200 and json.loads(b).get("id") == sub_id and h.get("x-qbcdc-node") == a_node.id,
+   "GET of it on %s is answered by %s" % (c_node.id, a_node.id), (st, h.get("x-qbcdc-node"), b[:200]))
+st, h, b = request(c_node.port, "PATCH", "/admin/subscriptions/%s" % sub_id, json.dumps({"paused": True}),
+                   headers={"Authorization": "Bearer " + ADMIN, "Content-Type": "application/json"})
+st2, j2 = admin(a_node.port, "GET", "/admin/subscriptions/%s" % sub_id)
+ok(st == 200 and st2 == 200 and j2.get("state") == "paused",
+   "a PATCH pausing it on %s pauses it on %s" % (c_node.id, a_node.id), (st, b[:200], j2.get("state")))
 rcv.close()
 lost_after = sum((n.cluster() or {}).get("lost", 0) for n in nodes)
 diag("leases lost while the nats-server was down: %d" % (lost_after - lost_before))
