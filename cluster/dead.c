@@ -54,12 +54,9 @@ struct st_qbc_dead_sync_t {
     char **servers;
     int n_servers;
     unsigned replicas;
-    pthread_t thread;
-    int started;
     int listener;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int stop, dirty;
+    qbc_worker_t worker; /* the thread: its mutex guards the fields marked "under mu" */
+    int dirty;
     unsigned outstanding; /* store jobs in flight */
     /* under mu */
     entry_t *entries; /* grown as needed, up to MAX_ENTRIES */
@@ -157,9 +154,9 @@ static entry_t *entry_add(qbc_dead_sync_t *ds)
 
 static void set_error(qbc_dead_sync_t *ds, const char *fmt, const char *detail)
 {
-    pthread_mutex_lock(&ds->mu);
+    pthread_mutex_lock(&ds->worker.mu);
     snprintf(ds->st.last_error, sizeof(ds->st.last_error), fmt, detail);
-    pthread_mutex_unlock(&ds->mu);
+    pthread_mutex_unlock(&ds->worker.mu);
 }
 
 static void take_entry(qbc_dead_sync_t *ds, kvEntry *e)
@@ -197,7 +194,7 @@ static void take_entry(qbc_dead_sync_t *ds, kvEntry *e)
         d.state_ns = (int64_t)json_integer_value(json_object_get(o, "state_ns"));
         json_decref(o);
     }
-    pthread_mutex_lock(&ds->mu);
+    pthread_mutex_lock(&ds->worker.mu);
     entry_t *have = find(ds, key);
     if (!put) { /* a job still in flight for it finds nothing when it ends */
         if (have != NULL)
@@ -216,7 +213,7 @@ static void take_entry(qbc_dead_sync_t *ds, kvEntry *e)
             n->rev = kvEntry_Revision(e);
         }
     }
-    pthread_mutex_unlock(&ds->mu);
+    pthread_mutex_unlock(&ds->worker.mu);
 }
 
 /* ---------------------------------------------------------------- the bucket */
@@ -240,7 +237,7 @@ static int put_entry(qbc_dead_sync_t *ds, const qbc_cluster_dead_t *d, uint64_t 
         set_error(ds, "dead letters: cannot write an entry: %.100s", natsStatus_GetText(s));
         return -1;
     }
-    pthread_mutex_lock(&ds->mu);
+    pthread_mutex_lock(&ds->worker.mu);
     entry_t *e = find(ds, d->key);
     if (e == NULL && (e = entry_add(ds)) != NULL)
         e->seen = 1; /* created from the local dead letter just read */
@@ -250,16 +247,16 @@ static int put_entry(qbc_dead_sync_t *ds, const qbc_cluster_dead_t *d, uint64_t 
         e->d = *d;
         e->rev = nrev;
     }
-    pthread_mutex_unlock(&ds->mu);
+    pthread_mutex_unlock(&ds->worker.mu);
     return 0;
 }
 
 static void purge(qbc_dead_sync_t *ds, const char *key)
 {
     if (kvStore_Purge(ds->c.kv, key, NULL) == NATS_OK) {
-        pthread_mutex_lock(&ds->mu);
+        pthread_mutex_lock(&ds->worker.mu);
         ds->st.purged++;
-        pthread_mutex_unlock(&ds->mu);
+        pthread_mutex_unlock(&ds->worker.mu);
     }
 }
 
@@ -277,15 +274,15 @@ static void job_done(qbc_store_job_t *job)
 {
     dl_job_t *j = (dl_job_t *)job;
     qbc_dead_sync_t *ds = j->ds;
-    pthread_mutex_lock(&ds->mu);
+    pthread_mutex_lock(&ds->worker.mu);
     entry_t *e = find(ds, j->key);
     if (e != NULL) {
         e->busy = 0;
         e->done = job->result == 0;
     }
     ds->outstanding--;
-    pthread_cond_signal(&ds->cv);
-    pthread_mutex_unlock(&ds->mu);
+    pthread_cond_signal(&ds->worker.cv);
+    pthread_mutex_unlock(&ds->worker.mu);
     free(j);
 }
 
@@ -330,11 +327,11 @@ static int on_local(const qbc_dead_t *d, void *ctx)
     char key[QBC_DEAD_KEY_MAX];
     if (qbc_cluster__dead_key(ds->node_id, ds->store_tag, d->id, key, sizeof(key)) != 0)
         return 0;
-    pthread_mutex_lock(&ds->mu);
+    pthread_mutex_lock(&ds->worker.mu);
     entry_t *e = find(ds, key);
     if (e != NULL)
         e->seen = 1;
-    pthread_mutex_unlock(&ds->mu);
+    pthread_mutex_unlock(&ds->worker.mu);
     if (e != NULL || sc->n_missing >= 1000)
         return 0;
     if (sc->n_missing == sc->cap) {
@@ -363,32 +360,32 @@ static int on_local(const qbc_dead_t *d, void *ctx)
 static void local_scan(qbc_dead_sync_t *ds)
 {
     scan_t sc = {ds, NULL, 0, 0};
-    pthread_mutex_lock(&ds->mu);
+    pthread_mutex_lock(&ds->worker.mu);
     for (size_t i = 0; i < ds->n_entries; i++)
         ds->entries[i].seen = 0;
-    pthread_mutex_unlock(&ds->mu);
+    pthread_mutex_unlock(&ds->worker.mu);
     if (qbc_store_dead_scan(ds->store, on_local, &sc) != 0) {
         free(sc.missing);
         return;
     }
     for (size_t i = 0; i < sc.n_missing; i++) {
         if (put_entry(ds, &sc.missing[i], 0) == 0) {
-            pthread_mutex_lock(&ds->mu);
+            pthread_mutex_lock(&ds->worker.mu);
             ds->st.put++;
-            pthread_mutex_unlock(&ds->mu);
+            pthread_mutex_unlock(&ds->worker.mu);
         }
     }
     free(sc.missing);
     char gone[16][QBC_DEAD_KEY_MAX];
     size_t n = 0;
-    pthread_mutex_lock(&ds->mu);
+    pthread_mutex_lock(&ds->worker.mu);
     for (size_t i = 0; i < ds->n_entries && n < 16; i++) {
         entry_t *e = &ds->entries[i];
         if (!e->seen && !e->busy && e->d.state == QBC_DEAD_DEAD && strcmp(e->d.node, ds->node_id) == 0 &&
             strcmp(e->d.store_tag, ds->store_tag) == 0)
             snprintf(gone[n++], sizeof(gone[0]), "%s", e->d.key);
     }
-    pthread_mutex_unlock(&ds->mu);
+    pthread_mutex_unlock(&ds->worker.mu);
     for (size_t i = 0; i < n; i++)
         purge(ds, gone[i]);
 }
@@ -396,15 +393,15 @@ static void local_scan(qbc_dead_sync_t *ds)
 /* retries asked for through the API: their entries' state becomes "retry" */
 static void take_requests(qbc_dead_sync_t *ds)
 {
-    pthread_mutex_lock(&ds->mu);
+    pthread_mutex_lock(&ds->worker.mu);
     size_t n = ds->n_requests;
     char(*keys)[QBC_DEAD_KEY_MAX] = n ? qbc_alloc(n * sizeof(*keys)) : NULL;
     if (n)
         memcpy(keys, ds->requests, n * sizeof(*keys));
     ds->n_requests = 0;
-    pthread_mutex_unlock(&ds->mu);
+    pthread_mutex_unlock(&ds->worker.mu);
     for (size_t i = 0; i < n; i++) {
-        pthread_mutex_lock(&ds->mu);
+        pthread_mutex_lock(&ds->worker.mu);
         entry_t *e = find(ds, keys[i]);
         qbc_cluster_dead_t d;
         uint64_t rev = 0;
@@ -413,7 +410,7 @@ static void take_requests(qbc_dead_sync_t *ds)
             d = e->d;
             rev = e->rev;
         }
-        pthread_mutex_unlock(&ds->mu);
+        pthread_mutex_unlock(&ds->worker.mu);
         if (!todo)
             continue;
         d.state = QBC_DEAD_RETRY;
@@ -435,7 +432,7 @@ static void steps(qbc_dead_sync_t *ds)
     } todo_t;
     todo_t todo[32];
     size_t n = 0;
-    pthread_mutex_lock(&ds->mu);
+    pthread_mutex_lock(&ds->worker.mu);
     for (size_t i = 0; i < ds->n_entries && n < 32; i++) {
         entry_t *e = &ds->entries[i];
         if (e->busy)
@@ -452,7 +449,7 @@ static void steps(qbc_dead_sync_t *ds)
             submit(ds, e, a);
         }
     }
-    pthread_mutex_unlock(&ds->mu);
+    pthread_mutex_unlock(&ds->worker.mu);
     for (size_t i = 0; i < n; i++) {
         if (todo[i].what == 2) {
             purge(ds, todo[i].d.key);
@@ -462,9 +459,9 @@ static void steps(qbc_dead_sync_t *ds)
         todo[i].d.state_ns = now;
         snprintf(todo[i].d.by, sizeof(todo[i].d.by), "%s", ds->node_id);
         if (put_entry(ds, &todo[i].d, todo[i].rev) == 0) {
-            pthread_mutex_lock(&ds->mu);
+            pthread_mutex_lock(&ds->worker.mu);
             ds->st.redriven++;
-            pthread_mutex_unlock(&ds->mu);
+            pthread_mutex_unlock(&ds->worker.mu);
             qbc_log(QBC_LOG_INFO, MOD, "dead letter %s (realm %s, %s %s) redriven here, its realm's owner",
                     todo[i].d.key, todo[i].d.realm, todo[i].d.entity, todo[i].d.entity_id);
         }
@@ -476,10 +473,10 @@ static void on_commit_note(void *ctx, const qbc_commit_note_t *note)
     qbc_dead_sync_t *ds = ctx;
     if (note->dead_changed == 0)
         return;
-    pthread_mutex_lock(&ds->mu);
+    pthread_mutex_lock(&ds->worker.mu);
     ds->dirty = 1;
-    pthread_cond_signal(&ds->cv);
-    pthread_mutex_unlock(&ds->mu);
+    pthread_cond_signal(&ds->worker.cv);
+    pthread_mutex_unlock(&ds->worker.mu);
 }
 
 static void *thread_main(void *arg)
@@ -487,10 +484,7 @@ static void *thread_main(void *arg)
     qbc_dead_sync_t *ds = arg;
     int64_t backoff_ms = 250;
     for (;;) {
-        pthread_mutex_lock(&ds->mu);
-        int stop = ds->stop;
-        pthread_mutex_unlock(&ds->mu);
-        if (stop)
+        if (qbc_worker_stopping(&ds->worker))
             break;
         if (ds->c.nc == NULL) {
             char err[160];
@@ -498,17 +492,14 @@ static void *thread_main(void *arg)
                                      "qbcdc: dead letters of every node, and their retries", ds->replicas, &ds->c, err,
                                      sizeof(err)) != 0) {
                 set_error(ds, "%s", err);
-                pthread_mutex_lock(&ds->mu);
-                if (!ds->stop)
-                    qbc_cond_wait_until(&ds->cv, &ds->mu, qbc_mono_ns() + backoff_ms * 1000000);
-                pthread_mutex_unlock(&ds->mu);
+                qbc_worker_nap(&ds->worker, backoff_ms);
                 backoff_ms = backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2;
                 continue;
             }
             backoff_ms = 250;
-            pthread_mutex_lock(&ds->mu);
+            pthread_mutex_lock(&ds->worker.mu);
             ds->st.last_error[0] = '\0';
-            pthread_mutex_unlock(&ds->mu);
+            pthread_mutex_unlock(&ds->worker.mu);
         }
         kvEntry *e = NULL;
         natsStatus s;
@@ -516,10 +507,10 @@ static void *thread_main(void *arg)
         while ((s = kvWatcher_Next(&e, ds->c.w, got ? 1 : 100)) == NATS_OK) {
             got++;
             if (e == NULL) {
-                pthread_mutex_lock(&ds->mu);
+                pthread_mutex_lock(&ds->worker.mu);
                 ds->synced = 1;
                 ds->dirty = 1;
-                pthread_mutex_unlock(&ds->mu);
+                pthread_mutex_unlock(&ds->worker.mu);
                 continue;
             }
             take_entry(ds, e);
@@ -528,30 +519,27 @@ static void *thread_main(void *arg)
                 break;
         }
         int up = qbc_cluster__kv_up(&ds->c);
-        pthread_mutex_lock(&ds->mu);
+        pthread_mutex_lock(&ds->worker.mu);
         ds->st.connected = up;
         int synced = ds->synced, dirty = ds->dirty;
-        pthread_mutex_unlock(&ds->mu);
+        pthread_mutex_unlock(&ds->worker.mu);
         if (s != NATS_OK && s != NATS_TIMEOUT && natsConnection_IsClosed(ds->c.nc)) {
             qbc_cluster__kv_close(&ds->c);
-            pthread_mutex_lock(&ds->mu);
+            pthread_mutex_lock(&ds->worker.mu);
             ds->synced = 0;
-            pthread_mutex_unlock(&ds->mu);
+            pthread_mutex_unlock(&ds->worker.mu);
             continue;
         }
         if (!up || !synced) {
-            pthread_mutex_lock(&ds->mu);
-            if (!ds->stop)
-                qbc_cond_wait_until(&ds->cv, &ds->mu, qbc_mono_ns() + 200000000LL);
-            pthread_mutex_unlock(&ds->mu);
+            qbc_worker_nap(&ds->worker, 200);
             continue;
         }
         take_requests(ds);
         int64_t now = qbc_mono_ns();
         if (dirty || now - ds->last_scan >= SCAN_EVERY) {
-            pthread_mutex_lock(&ds->mu);
+            pthread_mutex_lock(&ds->worker.mu);
             ds->dirty = 0;
-            pthread_mutex_unlock(&ds->mu);
+            pthread_mutex_unlock(&ds->worker.mu);
             ds->last_scan = now;
             local_scan(ds);
         }
@@ -579,21 +567,18 @@ int qbc_cluster_dead_start(const qbc_dead_sync_config_t *cfg, qbc_cluster_t *clu
     memcpy(ds->store_tag, feed_id, 8);
     ds->store_tag[8] = '\0';
     ds->n_servers = qbc_nats_servers(cfg->urls, &ds->servers);
-    pthread_mutex_init(&ds->mu, NULL);
-    if (qbc_cond_init_mono(&ds->cv) != 0)
-        qbc_fatal("cannot make a monotonic condition variable");
+    qbc_worker_init(&ds->worker);
     ds->listener = qbc_store_add_listener(store, on_commit_note, ds);
     if (ds->listener < 0) {
         int rc = ds->listener;
         qbc_cluster_dead_stop(ds);
         return rc;
     }
-    if (pthread_create(&ds->thread, NULL, thread_main, ds) != 0) {
-        int err = errno;
+    int rc = qbc_worker_start(&ds->worker, thread_main, ds);
+    if (rc != 0) {
         qbc_cluster_dead_stop(ds);
-        return -err;
+        return rc;
     }
-    ds->started = 1;
     *out = ds;
     return 0;
 }
@@ -602,25 +587,19 @@ void qbc_cluster_dead_stop(qbc_dead_sync_t *ds)
 {
     if (ds == NULL)
         return;
-    pthread_mutex_lock(&ds->mu);
-    ds->stop = 1;
-    pthread_cond_broadcast(&ds->cv);
-    pthread_mutex_unlock(&ds->mu);
-    if (ds->started)
-        pthread_join(ds->thread, NULL);
+    qbc_worker_join(&ds->worker);
     if (ds->listener >= 0)
         qbc_store_remove_listener(ds->store, ds->listener);
     /* store jobs still queued call back into ds: wait for them (10 s at most) */
     int64_t until = qbc_mono_ns() + 10 * NS;
-    pthread_mutex_lock(&ds->mu);
+    pthread_mutex_lock(&ds->worker.mu);
     while (ds->outstanding > 0 && qbc_mono_ns() < until)
-        qbc_cond_wait_until(&ds->cv, &ds->mu, until);
-    pthread_mutex_unlock(&ds->mu);
+        qbc_cond_wait_until(&ds->worker.cv, &ds->worker.mu, until);
+    pthread_mutex_unlock(&ds->worker.mu);
     qbc_cluster__kv_close(&ds->c);
     qbc_nats_servers_free(ds->servers, ds->n_servers);
     free(ds->entries);
-    pthread_mutex_destroy(&ds->mu);
-    pthread_cond_destroy(&ds->cv);
+    qbc_worker_dispose(&ds->worker);
     free(ds);
 }
 
@@ -638,9 +617,9 @@ static int list_local(const qbc_dead_t *d, void *ctx)
     char key[QBC_DEAD_KEY_MAX];
     if (qbc_cluster__dead_key(l->ds->node_id, l->ds->store_tag, d->id, key, sizeof(key)) != 0)
         return 0;
-    pthread_mutex_lock(&l->ds->mu);
+    pthread_mutex_lock(&l->ds->worker.mu);
     int known = find(l->ds, key) != NULL;
-    pthread_mutex_unlock(&l->ds->mu);
+    pthread_mutex_unlock(&l->ds->worker.mu);
     if (known)
         return 0;
     qbc_cluster_dead_t *m = &l->out[l->n++];
@@ -668,11 +647,11 @@ static int by_died(const void *a, const void *b)
 size_t qbc_cluster_dead_list(qbc_dead_sync_t *ds, qbc_cluster_dead_t *out, size_t max)
 {
     list_t l = {ds, out, 0, max};
-    pthread_mutex_lock(&ds->mu);
+    pthread_mutex_lock(&ds->worker.mu);
     for (size_t i = 0; i < ds->n_entries && l.n < max; i++)
         if (ds->entries[i].d.state != QBC_DEAD_REDRIVEN)
             out[l.n++] = ds->entries[i].d;
-    pthread_mutex_unlock(&ds->mu);
+    pthread_mutex_unlock(&ds->worker.mu);
     /* this node's own, not in the bucket yet (made within the last moment, or NATS is away) */
     qbc_store_dead_scan(ds->store, list_local, &l);
     qsort(out, l.n, sizeof(*out), by_died);
@@ -692,7 +671,7 @@ int qbc_cluster_dead_retry(qbc_dead_sync_t *ds, const char *id, qbc_cluster_dead
             return QBC_ENOTFOUND;
         snprintf(key, sizeof(key), "%s", id);
     }
-    pthread_mutex_lock(&ds->mu);
+    pthread_mutex_lock(&ds->worker.mu);
     entry_t *e = find(ds, key);
     int rc = e == NULL || e->d.state == QBC_DEAD_REDRIVEN ? QBC_ENOTFOUND
              : !ds->st.connected || !ds->synced           ? QBC_ECLOSED
@@ -702,18 +681,18 @@ int qbc_cluster_dead_retry(qbc_dead_sync_t *ds, const char *id, qbc_cluster_dead
         if (out != NULL)
             *out = e->d;
         snprintf(ds->requests[ds->n_requests++], QBC_DEAD_KEY_MAX, "%s", key);
-        pthread_cond_signal(&ds->cv);
+        pthread_cond_signal(&ds->worker.cv);
     }
-    pthread_mutex_unlock(&ds->mu);
+    pthread_mutex_unlock(&ds->worker.mu);
     return rc;
 }
 
 void qbc_cluster_dead_stats(qbc_dead_sync_t *ds, qbc_dead_sync_stats_t *out)
 {
-    pthread_mutex_lock(&ds->mu);
+    pthread_mutex_lock(&ds->worker.mu);
     *out = ds->st;
     out->listed = 0;
     for (size_t i = 0; i < ds->n_entries; i++)
         out->listed += ds->entries[i].d.state != QBC_DEAD_REDRIVEN;
-    pthread_mutex_unlock(&ds->mu);
+    pthread_mutex_unlock(&ds->worker.mu);
 }

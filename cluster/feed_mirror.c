@@ -38,12 +38,8 @@ struct st_qbc_feed_mirror_t {
     char *stream;
     char **servers;
     int n_servers;
-    pthread_t thread;
-    int started;
-    pthread_mutex_t mu;
-    pthread_cond_t cv; /* stop, and a batch's commit */
-    int stop;
-    int seen; /* the stream was read at least once since start */
+    qbc_worker_t worker; /* the thread: its mutex guards the fields marked "under mu" */
+    int seen;            /* the stream was read at least once since start */
     qbc_feed_mirror_stats_t st;
     /* the thread's */
     natsConnection *nc; /* under mu when set or cleared (stats read its status) */
@@ -59,22 +55,12 @@ struct st_qbc_feed_mirror_t {
 
 static void set_error(qbc_feed_mirror_t *m, const char *fmt, const char *detail)
 {
-    pthread_mutex_lock(&m->mu);
+    pthread_mutex_lock(&m->worker.mu);
     snprintf(m->st.last_error, sizeof(m->st.last_error), fmt, detail);
-    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&m->worker.mu);
 }
 
 /* waits until stopped or ms pass; 1 if stopping */
-static int nap(qbc_feed_mirror_t *m, int64_t ms)
-{
-    pthread_mutex_lock(&m->mu);
-    if (!m->stop && ms > 0)
-        qbc_cond_wait_until(&m->cv, &m->mu, qbc_mono_ns() + ms * 1000000);
-    int stop = m->stop;
-    pthread_mutex_unlock(&m->mu);
-    return stop;
-}
-
 /* ---------------------------------------------------------------- a message as a record */
 
 /* the enum value whose wire name is the string token i (0: none) */
@@ -264,9 +250,9 @@ static void unsubscribe(qbc_feed_mirror_t *m)
         natsSubscription_Destroy(m->sub);
         m->sub = NULL;
     }
-    pthread_mutex_lock(&m->mu);
+    pthread_mutex_lock(&m->worker.mu);
     m->st.connected = 0;
-    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&m->worker.mu);
 }
 
 static void disconnect(qbc_feed_mirror_t *m)
@@ -275,10 +261,10 @@ static void disconnect(qbc_feed_mirror_t *m)
     if (m->js != NULL)
         jsCtx_Destroy(m->js);
     m->js = NULL;
-    pthread_mutex_lock(&m->mu);
+    pthread_mutex_lock(&m->worker.mu);
     natsConnection *nc = m->nc;
     m->nc = NULL;
-    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&m->worker.mu);
     if (nc != NULL) {
         natsConnection_Close(nc);
         natsConnection_Destroy(nc);
@@ -318,10 +304,10 @@ typedef struct {
 static void on_job_done(qbc_store_job_t *job)
 {
     wait_job_t *w = (wait_job_t *)job;
-    pthread_mutex_lock(&w->m->mu);
+    pthread_mutex_lock(&w->m->worker.mu);
     w->done = 1;
-    pthread_cond_broadcast(&w->m->cv);
-    pthread_mutex_unlock(&w->m->mu);
+    pthread_cond_broadcast(&w->m->worker.cv);
+    pthread_mutex_unlock(&w->m->worker.mu);
 }
 
 /* submits a job and waits for its commit (the store always answers); its result */
@@ -341,10 +327,10 @@ static int commit(qbc_feed_mirror_t *m, const qbc_feed_append_rec_t *recs, size_
     int rc = qbc_store_feed_append(m->copy, &w.j);
     if (rc != 0)
         return rc;
-    pthread_mutex_lock(&m->mu);
+    pthread_mutex_lock(&m->worker.mu);
     while (!w.done)
-        pthread_cond_wait(&m->cv, &m->mu);
-    pthread_mutex_unlock(&m->mu);
+        pthread_cond_wait(&m->worker.cv, &m->worker.mu);
+    pthread_mutex_unlock(&m->worker.mu);
     if (reset != NULL)
         *reset = w.j.reset;
     return w.j.job.result;
@@ -363,9 +349,9 @@ static int prepare(qbc_feed_mirror_t *m)
             set_error(m, "cannot connect to NATS: %.100s", natsStatus_GetText(s));
             return -1;
         }
-        pthread_mutex_lock(&m->mu);
+        pthread_mutex_lock(&m->worker.mu);
         m->nc = nc;
-        pthread_mutex_unlock(&m->mu);
+        pthread_mutex_unlock(&m->worker.mu);
         /*
          * JetStream API calls answer in 2 s or are tried again: a consumer the server meant to
          * place on a member that is down (a killed nats-server of the stream's group) never
@@ -406,9 +392,9 @@ static int prepare(qbc_feed_mirror_t *m)
                 "the feed stream %s is another one than the copy held (made again?): the cluster feed starts over "
                 "with id %s",
                 m->stream, id);
-        pthread_mutex_lock(&m->mu);
+        pthread_mutex_lock(&m->worker.mu);
         m->st.resets++;
-        pthread_mutex_unlock(&m->mu);
+        pthread_mutex_unlock(&m->worker.mu);
     }
     if (pruned > 0)
         qbc_log(QBC_LOG_WARN, MOD, "the feed stream no longer holds sequences up to %llu: readers behind get 410",
@@ -431,14 +417,14 @@ static int prepare(qbc_feed_mirror_t *m)
     m->position = position;
     m->gap_checked = position;
     m->checked_ns = qbc_mono_ns();
-    pthread_mutex_lock(&m->mu);
+    pthread_mutex_lock(&m->worker.mu);
     m->seen = 1;
     m->st.connected = 1;
     m->st.mirrored = position;
     m->st.stream_last = last;
     memcpy(m->st.feed_id, id, sizeof(m->st.feed_id));
     m->st.last_error[0] = '\0';
-    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&m->worker.mu);
     qbc_log(QBC_LOG_INFO, MOD, "copying the cluster feed (stream %s, feed id %s) from sequence %llu", m->stream, id,
             (unsigned long long)position + 1);
     return 0;
@@ -457,9 +443,9 @@ static int check_stream(qbc_feed_mirror_t *m)
         qbc_log(QBC_LOG_WARN, MOD, "the feed stream %s was deleted or made again", m->stream);
         return -1;
     }
-    pthread_mutex_lock(&m->mu);
+    pthread_mutex_lock(&m->worker.mu);
     m->st.stream_last = last;
-    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&m->worker.mu);
     return 0;
 }
 
@@ -528,13 +514,13 @@ static int copy_batch(qbc_feed_mirror_t *m, qbc_feed_msg_t *msgs, qbc_feed_appen
         return -1;
     }
     m->position = position;
-    pthread_mutex_lock(&m->mu);
+    pthread_mutex_lock(&m->worker.mu);
     m->st.mirrored = position;
     m->st.records += n;
     m->st.skipped += skipped;
     if (horizon > m->st.stream_last)
         m->st.stream_last = horizon;
-    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&m->worker.mu);
     return gap;
 }
 
@@ -545,7 +531,7 @@ static void *thread_main(void *arg)
     qbc_feed_append_rec_t *recs = qbc_calloc(BATCH, sizeof(*recs));
     int64_t backoff_ms = 500;
     int logged = 0;
-    while (!nap(m, 0)) {
+    while (!qbc_worker_nap(&m->worker, 0)) {
         if (m->sub == NULL) {
             if (prepare(m) != 0) {
                 if (!logged)
@@ -553,7 +539,7 @@ static void *thread_main(void *arg)
                 logged = 1;
                 if (m->nc != NULL && natsConnection_IsClosed(m->nc))
                     disconnect(m);
-                if (nap(m, backoff_ms))
+                if (qbc_worker_nap(&m->worker, backoff_ms))
                     break;
                 backoff_ms = backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2;
                 continue;
@@ -566,7 +552,7 @@ static void *thread_main(void *arg)
             unsubscribe(m);
             if (m->nc != NULL && natsConnection_IsClosed(m->nc))
                 disconnect(m);
-            if (rc < 0 && nap(m, backoff_ms))
+            if (rc < 0 && qbc_worker_nap(&m->worker, backoff_ms))
                 break;
         }
     }
@@ -586,19 +572,16 @@ int qbc_cluster_feed_start(const qbc_feed_mirror_config_t *cfg, qbc_store_t *cop
     m->copy = copy;
     m->stream = qbc_strdup(cfg->stream != NULL && cfg->stream[0] ? cfg->stream : "QBCDC_FEED");
     m->n_servers = qbc_nats_servers(cfg->urls, &m->servers);
-    pthread_mutex_init(&m->mu, NULL);
-    if (qbc_cond_init_mono(&m->cv) != 0)
-        qbc_fatal("cannot make a monotonic condition variable");
+    qbc_worker_init(&m->worker);
     uint64_t position = 0;
     qbc_store_cursor(copy, POSITION, &position);
     m->st.mirrored = position;
     qbc_store_feed_id_copy(copy, m->st.feed_id);
-    if (pthread_create(&m->thread, NULL, thread_main, m) != 0) {
-        int err = errno;
+    int rc = qbc_worker_start(&m->worker, thread_main, m);
+    if (rc != 0) {
         qbc_cluster_feed_stop(m);
-        return -err;
+        return rc;
     }
-    m->started = 1;
     *out = m;
     return 0;
 }
@@ -607,32 +590,26 @@ void qbc_cluster_feed_stop(qbc_feed_mirror_t *m)
 {
     if (m == NULL)
         return;
-    pthread_mutex_lock(&m->mu);
-    m->stop = 1;
-    pthread_cond_broadcast(&m->cv);
-    pthread_mutex_unlock(&m->mu);
-    if (m->started)
-        pthread_join(m->thread, NULL);
+    qbc_worker_join(&m->worker);
     disconnect(m);
     qbc_nats_servers_free(m->servers, m->n_servers);
     free(m->stream);
-    pthread_mutex_destroy(&m->mu);
-    pthread_cond_destroy(&m->cv);
+    qbc_worker_dispose(&m->worker);
     free(m);
 }
 
 void qbc_cluster_feed_stats(qbc_feed_mirror_t *m, qbc_feed_mirror_stats_t *out)
 {
-    pthread_mutex_lock(&m->mu);
+    pthread_mutex_lock(&m->worker.mu);
     *out = m->st;
     out->connected = m->st.connected && m->nc != NULL && natsConnection_Status(m->nc) == NATS_CONN_STATUS_CONNECTED;
-    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&m->worker.mu);
 }
 
 uint64_t qbc_cluster_feed_horizon(qbc_feed_mirror_t *m)
 {
-    pthread_mutex_lock(&m->mu);
+    pthread_mutex_lock(&m->worker.mu);
     uint64_t h = !m->seen ? UINT64_MAX : m->st.stream_last > m->st.mirrored ? m->st.stream_last : m->st.mirrored;
-    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&m->worker.mu);
     return h;
 }

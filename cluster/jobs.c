@@ -44,11 +44,8 @@ struct st_qbc_job_sync_t {
     char **servers;
     int n_servers;
     unsigned replicas;
-    pthread_t thread;
-    int started;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int stop, dirty;
+    qbc_worker_t worker; /* the thread: its mutex guards the fields marked "under mu" */
+    int dirty;
     int listener;
     unsigned outstanding;    /* imports queued in the store */
     qbc_job_sync_stats_t st; /* under mu */
@@ -60,17 +57,17 @@ struct st_qbc_job_sync_t {
 
 static void set_error(qbc_job_sync_t *js, const char *fmt, const char *detail)
 {
-    pthread_mutex_lock(&js->mu);
+    pthread_mutex_lock(&js->worker.mu);
     snprintf(js->st.last_error, sizeof(js->st.last_error), fmt, detail);
-    pthread_mutex_unlock(&js->mu);
+    pthread_mutex_unlock(&js->worker.mu);
 }
 
 static void mark_dirty(qbc_job_sync_t *js)
 {
-    pthread_mutex_lock(&js->mu);
+    pthread_mutex_lock(&js->worker.mu);
     js->dirty = 1;
-    pthread_cond_signal(&js->cv);
-    pthread_mutex_unlock(&js->mu);
+    pthread_cond_signal(&js->worker.cv);
+    pthread_mutex_unlock(&js->worker.mu);
 }
 
 static void known_set(known_t *k, const qbc_backfill_t *b)
@@ -138,9 +135,9 @@ static void on_commit_note(void *ctx, const qbc_commit_note_t *note)
 static void disconnect(qbc_job_sync_t *js)
 {
     qbc_cluster__kv_close(&js->b);
-    pthread_mutex_lock(&js->mu);
+    pthread_mutex_lock(&js->worker.mu);
     js->st.connected = 0;
-    pthread_mutex_unlock(&js->mu);
+    pthread_mutex_unlock(&js->worker.mu);
 }
 
 static int connect_and_prepare(qbc_job_sync_t *js)
@@ -152,11 +149,11 @@ static int connect_and_prepare(qbc_job_sync_t *js)
         set_error(js, "%s", err);
         return -1;
     }
-    pthread_mutex_lock(&js->mu);
+    pthread_mutex_lock(&js->worker.mu);
     js->st.connected = 1;
     js->st.last_error[0] = '\0';
     js->dirty = 1; /* what the store holds goes up once the bucket's entries are in */
-    pthread_mutex_unlock(&js->mu);
+    pthread_mutex_unlock(&js->worker.mu);
     return 0;
 }
 
@@ -185,9 +182,9 @@ static int put_job(qbc_job_sync_t *js, const qbc_backfill_t *b)
     known_set(known_get(js, b->id, 1), b);
     qbc_log(QBC_LOG_DEBUG, MOD, "job %" PRIu64 ": put to " BUCKET " (%s, %u entities done, %llu records)", b->id,
             qbc_backfill_status_name(b->status), b->entities_done, (unsigned long long)b->records_seen);
-    pthread_mutex_lock(&js->mu);
+    pthread_mutex_lock(&js->worker.mu);
     js->st.put++;
-    pthread_mutex_unlock(&js->mu);
+    pthread_mutex_unlock(&js->worker.mu);
     return 0;
 }
 
@@ -214,12 +211,12 @@ static void import_done(qbc_store_job_t *job)
 {
     import_t *im = (import_t *)job;
     qbc_job_sync_t *js = im->js;
-    pthread_mutex_lock(&js->mu);
+    pthread_mutex_lock(&js->worker.mu);
     js->outstanding--;
     if (job->result == 0 && im->job.imported)
         js->st.imported++;
-    pthread_cond_signal(&js->cv);
-    pthread_mutex_unlock(&js->mu);
+    pthread_cond_signal(&js->worker.cv);
+    pthread_mutex_unlock(&js->worker.mu);
     if (job->result != 0)
         qbc_log(QBC_LOG_WARN, MOD, "job %" PRIu64 ": storing it from " BUCKET " failed: %s", im->b.id,
                 qbc_strerror(job->result));
@@ -257,9 +254,9 @@ static void import_entry(qbc_job_sync_t *js, kvEntry *e)
         known_set(k, local); /* as if the bucket held ours: not put again over theirs */
         int first = !k->conflict;
         k->conflict = 1;
-        pthread_mutex_lock(&js->mu);
+        pthread_mutex_lock(&js->worker.mu);
         js->st.conflicts += first;
-        pthread_mutex_unlock(&js->mu);
+        pthread_mutex_unlock(&js->worker.mu);
         if (first)
             qbc_log(QBC_LOG_ERROR, MOD,
                     "job %" PRIu64 " in " BUCKET " (realm %s, written by node %s) is not this node's job %" PRIu64
@@ -284,13 +281,13 @@ static void import_entry(qbc_job_sync_t *js, kvEntry *e)
     im->js = js;
     im->job.import = &im->b;
     im->job.job.on_commit = import_done;
-    pthread_mutex_lock(&js->mu);
+    pthread_mutex_lock(&js->worker.mu);
     js->outstanding++;
-    pthread_mutex_unlock(&js->mu);
+    pthread_mutex_unlock(&js->worker.mu);
     if (qbc_store_backfill(js->store, &im->job) != 0) {
-        pthread_mutex_lock(&js->mu);
+        pthread_mutex_lock(&js->worker.mu);
         js->outstanding--;
-        pthread_mutex_unlock(&js->mu);
+        pthread_mutex_unlock(&js->worker.mu);
         free(im);
     }
 }
@@ -303,18 +300,12 @@ static void *thread_main(void *arg)
     int64_t backoff_ms = 250, last_scan = 0;
     int initial_done = 0;
     for (;;) {
-        pthread_mutex_lock(&js->mu);
-        int stop = js->stop;
-        pthread_mutex_unlock(&js->mu);
-        if (stop)
+        if (qbc_worker_stopping(&js->worker))
             break;
         if (js->b.nc == NULL) {
             initial_done = 0;
             if (connect_and_prepare(js) != 0) {
-                pthread_mutex_lock(&js->mu);
-                if (!js->stop)
-                    qbc_cond_wait_until(&js->cv, &js->mu, qbc_mono_ns() + backoff_ms * 1000000);
-                pthread_mutex_unlock(&js->mu);
+                qbc_worker_nap(&js->worker, backoff_ms);
                 backoff_ms = backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2;
                 continue;
             }
@@ -340,22 +331,19 @@ static void *thread_main(void *arg)
                 disconnect(js);
                 continue;
             }
-            pthread_mutex_lock(&js->mu);
-            if (!js->stop)
-                qbc_cond_wait_until(&js->cv, &js->mu, qbc_mono_ns() + 200000000LL);
-            pthread_mutex_unlock(&js->mu);
+            qbc_worker_nap(&js->worker, 200);
         }
         /* then what changed here, once the bucket's view is known: every checkpoint marks the
            jobs changed, so at most a scan every 200 ms (a checkpoint reaches the bucket within) */
         int64_t now = qbc_mono_ns();
-        pthread_mutex_lock(&js->mu);
+        pthread_mutex_lock(&js->worker.mu);
         int dirty = js->dirty;
         js->dirty = 0;
-        pthread_mutex_unlock(&js->mu);
+        pthread_mutex_unlock(&js->worker.mu);
         if (dirty && (!initial_done || now - last_scan < 200000000LL)) {
-            pthread_mutex_lock(&js->mu);
+            pthread_mutex_lock(&js->worker.mu);
             js->dirty = 1;
-            pthread_mutex_unlock(&js->mu);
+            pthread_mutex_unlock(&js->worker.mu);
         } else if (initial_done && js->b.kv != NULL && (dirty || now - last_scan > 10 * 1000000000LL)) {
             scan_ctx_t sc = {js, 0};
             qbc_store_backfill_scan(js->store, on_local_job, &sc);
@@ -380,21 +368,18 @@ int qbc_cluster_jobs_start(const qbc_job_sync_config_t *cfg, qbc_store_t *store,
     snprintf(js->node_id, sizeof(js->node_id), "%s", cfg->node_id);
     js->my_space = qbc_cluster_job_space(qbc_cluster_job_id_base(cfg->node_id));
     js->n_servers = qbc_nats_servers(cfg->urls, &js->servers);
-    pthread_mutex_init(&js->mu, NULL);
-    if (qbc_cond_init_mono(&js->cv) != 0)
-        qbc_fatal("cannot make a monotonic condition variable");
+    qbc_worker_init(&js->worker);
     js->listener = qbc_store_add_listener(store, on_commit_note, js);
     if (js->listener < 0) {
         int rc = js->listener;
         qbc_cluster_jobs_stop(js);
         return rc;
     }
-    if (pthread_create(&js->thread, NULL, thread_main, js) != 0) {
-        int err = errno;
+    int rc = qbc_worker_start(&js->worker, thread_main, js);
+    if (rc != 0) {
         qbc_cluster_jobs_stop(js);
-        return -err;
+        return rc;
     }
-    js->started = 1;
     *out = js;
     return 0;
 }
@@ -403,31 +388,25 @@ void qbc_cluster_jobs_stop(qbc_job_sync_t *js)
 {
     if (js == NULL)
         return;
-    pthread_mutex_lock(&js->mu);
-    js->stop = 1;
-    pthread_cond_broadcast(&js->cv);
-    pthread_mutex_unlock(&js->mu);
-    if (js->started) /* it notices within a watch's 100 ms */
-        pthread_join(js->thread, NULL);
+    qbc_worker_join(&js->worker); /* it notices within a watch's 100 ms */
     if (js->listener >= 0)
         qbc_store_remove_listener(js->store, js->listener);
     /* imports still queued in the store call back into js: wait for them (10 s at most) */
     int64_t until = qbc_mono_ns() + 10 * 1000000000LL;
-    pthread_mutex_lock(&js->mu);
+    pthread_mutex_lock(&js->worker.mu);
     while (js->outstanding > 0 && qbc_mono_ns() < until)
-        qbc_cond_wait_until(&js->cv, &js->mu, until);
-    pthread_mutex_unlock(&js->mu);
+        qbc_cond_wait_until(&js->worker.cv, &js->worker.mu, until);
+    pthread_mutex_unlock(&js->worker.mu);
     disconnect(js);
     qbc_nats_servers_free(js->servers, js->n_servers);
     free(js->known);
-    pthread_mutex_destroy(&js->mu);
-    pthread_cond_destroy(&js->cv);
+    qbc_worker_dispose(&js->worker);
     free(js);
 }
 
 void qbc_cluster_jobs_stats(qbc_job_sync_t *js, qbc_job_sync_stats_t *out)
 {
-    pthread_mutex_lock(&js->mu);
+    pthread_mutex_lock(&js->worker.mu);
     *out = js->st;
-    pthread_mutex_unlock(&js->mu);
+    pthread_mutex_unlock(&js->worker.mu);
 }

@@ -38,11 +38,7 @@ struct st_qbc_meter_t {
     char **servers;
     int n_servers;
     unsigned replicas;
-    pthread_t thread;
-    int started;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int stop;
+    qbc_worker_t worker; /* the thread: its mutex guards the fields marked "under mu" */
     /* under mu */
     qbc_meter_node_t mine; /* as the reconciler last handed it (period_start_ns 0: not yet) */
     int64_t period_end_ns;
@@ -118,9 +114,9 @@ static qbc_meter_node_t *entry_find(qbc_meter_t *m, int64_t period_start_ns, con
 
 static void set_error(qbc_meter_t *m, const char *text)
 {
-    pthread_mutex_lock(&m->mu);
+    pthread_mutex_lock(&m->worker.mu);
     snprintf(m->st.last_error, sizeof(m->st.last_error), "%s", text);
-    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&m->worker.mu);
 }
 
 /* a watched entry into the table: a put replaces the node's period, a delete removes it */
@@ -152,7 +148,7 @@ static void take_entry(qbc_meter_t *m, kvEntry *e)
         v.updated_ns = (int64_t)json_integer_value(json_object_get(o, "at"));
         json_decref(o);
     }
-    pthread_mutex_lock(&m->mu);
+    pthread_mutex_lock(&m->worker.mu);
     qbc_meter_node_t *have = entry_find(m, period, node);
     if (!put) {
         if (have != NULL)
@@ -162,14 +158,14 @@ static void take_entry(qbc_meter_t *m, kvEntry *e)
     } else if (m->n_entries < MAX_ENTRIES) {
         m->entries[m->n_entries++] = v;
     }
-    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&m->worker.mu);
 }
 
 /* ---------------------------------------------------------------- the thread */
 
 static void put_mine(qbc_meter_t *m, int64_t now)
 {
-    pthread_mutex_lock(&m->mu);
+    pthread_mutex_lock(&m->worker.mu);
     qbc_meter_node_t mine = m->mine;
     int64_t end = m->period_end_ns;
     uint64_t seq = m->mine_seq;
@@ -178,7 +174,7 @@ static void put_mine(qbc_meter_t *m, int64_t now)
     for (int p = 0; b != NULL && p < QBC_USAGE_PURPOSES; p++)
         if (b->used[p] > mine.used[p]) /* never below what the bucket holds for us */
             mine.used[p] = b->used[p];
-    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&m->worker.mu);
     if (!todo)
         return;
     char key[48];
@@ -196,7 +192,7 @@ static void put_mine(qbc_meter_t *m, int64_t now)
     natsStatus s = kvStore_PutString(&rev, m->c.kv, key, text);
     free(text);
     m->last_put_mono = now;
-    pthread_mutex_lock(&m->mu);
+    pthread_mutex_lock(&m->worker.mu);
     if (s == NATS_OK) {
         m->put_seq = seq;
         m->st.puts++;
@@ -206,7 +202,7 @@ static void put_mine(qbc_meter_t *m, int64_t now)
         snprintf(m->st.last_error, sizeof(m->st.last_error), "cannot put this node's count: %.100s",
                  natsStatus_GetText(s));
     }
-    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&m->worker.mu);
 }
 
 /* keys of periods more than two periods before ours: gone from the bucket (any node's) */
@@ -214,18 +210,18 @@ static void clean(qbc_meter_t *m)
 {
     char keys[16][48];
     size_t n = 0;
-    pthread_mutex_lock(&m->mu);
+    pthread_mutex_lock(&m->worker.mu);
     int64_t start = m->mine.period_start_ns, len = m->period_end_ns - start;
     for (size_t i = 0; start != 0 && len > 0 && i < m->n_entries && n < 16; i++)
         if (m->entries[i].period_start_ns < start - 2 * len &&
             qbc_cluster__meter_key(m->entries[i].period_start_ns, m->entries[i].node, keys[n], sizeof(keys[n])) == 0)
             n++;
-    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&m->worker.mu);
     for (size_t i = 0; i < n; i++) {
         if (kvStore_Purge(m->c.kv, keys[i], NULL) == NATS_OK) {
-            pthread_mutex_lock(&m->mu);
+            pthread_mutex_lock(&m->worker.mu);
             m->st.removed++;
-            pthread_mutex_unlock(&m->mu);
+            pthread_mutex_unlock(&m->worker.mu);
         }
     }
 }
@@ -235,10 +231,7 @@ static void *thread_main(void *arg)
     qbc_meter_t *m = arg;
     int64_t backoff_ms = 250;
     for (;;) {
-        pthread_mutex_lock(&m->mu);
-        int stop = m->stop;
-        pthread_mutex_unlock(&m->mu);
-        if (stop)
+        if (qbc_worker_stopping(&m->worker))
             break;
         if (m->c.nc == NULL) {
             char err[160];
@@ -246,18 +239,15 @@ static void *thread_main(void *arg)
                                      "qbcdc: each node's metered calls per budget period", m->replicas, &m->c, err,
                                      sizeof(err)) != 0) {
                 set_error(m, err);
-                pthread_mutex_lock(&m->mu);
-                if (!m->stop)
-                    qbc_cond_wait_until(&m->cv, &m->mu, qbc_mono_ns() + backoff_ms * 1000000);
-                pthread_mutex_unlock(&m->mu);
+                qbc_worker_nap(&m->worker, backoff_ms);
                 backoff_ms = backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2;
                 continue;
             }
             backoff_ms = 250;
-            pthread_mutex_lock(&m->mu);
+            pthread_mutex_lock(&m->worker.mu);
             m->st.last_error[0] = '\0';
             m->put_seq = 0; /* what we had put may have been lost with the servers: put again */
-            pthread_mutex_unlock(&m->mu);
+            pthread_mutex_unlock(&m->worker.mu);
         }
         kvEntry *e = NULL;
         natsStatus s;
@@ -265,9 +255,9 @@ static void *thread_main(void *arg)
         while ((s = kvWatcher_Next(&e, m->c.w, got ? 1 : 50)) == NATS_OK) {
             got++;
             if (e == NULL) { /* the bucket's entries are all in */
-                pthread_mutex_lock(&m->mu);
+                pthread_mutex_lock(&m->worker.mu);
                 m->st.synced = 1;
-                pthread_mutex_unlock(&m->mu);
+                pthread_mutex_unlock(&m->worker.mu);
                 continue;
             }
             take_entry(m, e);
@@ -277,14 +267,14 @@ static void *thread_main(void *arg)
         }
         int64_t now = qbc_mono_ns();
         int up = qbc_cluster__kv_up(&m->c);
-        pthread_mutex_lock(&m->mu);
+        pthread_mutex_lock(&m->worker.mu);
         if (!up && m->st.connected) /* said once, until the next put goes through */
             snprintf(m->st.last_error, sizeof(m->st.last_error),
                      "NATS is out of reach: governing with the other nodes' counts as last known");
         m->st.connected = up;
         if (up)
             m->up_mono = now;
-        pthread_mutex_unlock(&m->mu);
+        pthread_mutex_unlock(&m->worker.mu);
         if (s != NATS_OK && s != NATS_TIMEOUT && natsConnection_IsClosed(m->c.nc)) {
             qbc_cluster__kv_close(&m->c);
             continue;
@@ -296,10 +286,7 @@ static void *thread_main(void *arg)
             clean(m);
         }
         if (!up) { /* nats.c reconnects; look again shortly */
-            pthread_mutex_lock(&m->mu);
-            if (!m->stop)
-                qbc_cond_wait_until(&m->cv, &m->mu, now + 200000000LL);
-            pthread_mutex_unlock(&m->mu);
+            qbc_worker_nap(&m->worker, 200);
         }
     }
     /* this node's last counts (the reconciler stopped before us) */
@@ -321,15 +308,12 @@ int qbc_cluster_meter_start(const qbc_meter_config_t *cfg, qbc_meter_t **out)
     m->n_servers = qbc_nats_servers(cfg->urls, &m->servers);
     m->entries = qbc_calloc(MAX_ENTRIES, sizeof(*m->entries));
     m->start_mono = qbc_mono_ns();
-    pthread_mutex_init(&m->mu, NULL);
-    if (qbc_cond_init_mono(&m->cv) != 0)
-        qbc_fatal("cannot make a monotonic condition variable");
-    if (pthread_create(&m->thread, NULL, thread_main, m) != 0) {
-        int err = errno;
+    qbc_worker_init(&m->worker);
+    int rc = qbc_worker_start(&m->worker, thread_main, m);
+    if (rc != 0) {
         qbc_cluster_meter_stop(m);
-        return -err;
+        return rc;
     }
-    m->started = 1;
     *out = m;
     return 0;
 }
@@ -338,17 +322,11 @@ void qbc_cluster_meter_stop(qbc_meter_t *m)
 {
     if (m == NULL)
         return;
-    pthread_mutex_lock(&m->mu);
-    m->stop = 1;
-    pthread_cond_broadcast(&m->cv);
-    pthread_mutex_unlock(&m->mu);
-    if (m->started) /* it notices within a watch's 50 ms */
-        pthread_join(m->thread, NULL);
+    qbc_worker_join(&m->worker); /* it notices within a watch's 50 ms */
     qbc_cluster__kv_close(&m->c);
     qbc_nats_servers_free(m->servers, m->n_servers);
     free(m->entries);
-    pthread_mutex_destroy(&m->mu);
-    pthread_cond_destroy(&m->cv);
+    qbc_worker_dispose(&m->worker);
     free(m);
 }
 
@@ -356,7 +334,7 @@ void qbc_cluster_meter_share(void *ctx, qbc_meter_share_t *x)
 {
     qbc_meter_t *m = ctx;
     int64_t now = qbc_mono_ns();
-    pthread_mutex_lock(&m->mu);
+    pthread_mutex_lock(&m->worker.mu);
     if (m->mine.period_start_ns != x->period_start_ns || memcmp(m->mine.used, x->used, sizeof(x->used)) != 0 ||
         m->mine.inflight != x->inflight) {
         snprintf(m->mine.node, sizeof(m->mine.node), "%s", m->node_id);
@@ -371,7 +349,7 @@ void qbc_cluster_meter_share(void *ctx, qbc_meter_share_t *x)
     x->connected = m->st.connected;
     x->synced = m->st.synced;
     x->lag_ns = m->st.connected ? 0 : now - (m->up_mono ? m->up_mono : m->start_mono);
-    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&m->worker.mu);
 }
 
 static int by_node(const void *a, const void *b)
@@ -382,13 +360,13 @@ static int by_node(const void *a, const void *b)
 size_t qbc_cluster_meter_nodes(qbc_meter_t *m, int64_t period_start_ns, qbc_meter_node_t *out, size_t max)
 {
     size_t n = 0;
-    pthread_mutex_lock(&m->mu);
+    pthread_mutex_lock(&m->worker.mu);
     if (m->mine.period_start_ns / NS == period_start_ns / NS && n < max)
         out[n++] = m->mine;
     for (size_t i = 0; i < m->n_entries && n < max; i++)
         if (m->entries[i].period_start_ns / NS == period_start_ns / NS && strcmp(m->entries[i].node, m->node_id) != 0)
             out[n++] = m->entries[i];
-    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&m->worker.mu);
     qsort(out, n, sizeof(*out), by_node);
     return n;
 }
@@ -396,8 +374,8 @@ size_t qbc_cluster_meter_nodes(qbc_meter_t *m, int64_t period_start_ns, qbc_mete
 void qbc_cluster_meter_stats(qbc_meter_t *m, qbc_meter_stats_t *out)
 {
     int64_t now = qbc_mono_ns();
-    pthread_mutex_lock(&m->mu);
+    pthread_mutex_lock(&m->worker.mu);
     *out = m->st;
     out->lag_s = m->st.connected ? 0 : (double)(now - (m->up_mono ? m->up_mono : m->start_mono)) / NS;
-    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&m->worker.mu);
 }

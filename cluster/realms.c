@@ -57,11 +57,8 @@ struct st_qbc_realm_sync_t {
     char **servers;
     int n_servers;
     unsigned replicas;
-    pthread_t thread;
-    int started;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int stop, dirty;
+    qbc_worker_t worker; /* the thread: its mutex guards the fields marked "under mu" */
+    int dirty;
     int listener;
     unsigned outstanding;      /* imports queued in the store */
     int64_t wm_due;            /* mono: a watermark put was held back until then (0: none) */
@@ -77,9 +74,9 @@ struct st_qbc_realm_sync_t {
 
 static void set_error(qbc_realm_sync_t *rs, const char *fmt, const char *detail)
 {
-    pthread_mutex_lock(&rs->mu);
+    pthread_mutex_lock(&rs->worker.mu);
     snprintf(rs->st.last_error, sizeof(rs->st.last_error), fmt, detail);
-    pthread_mutex_unlock(&rs->mu);
+    pthread_mutex_unlock(&rs->worker.mu);
 }
 
 static int order_cmp(const order_t *a, const order_t *b)
@@ -123,10 +120,10 @@ static void on_commit_note(void *ctx, const qbc_commit_note_t *note)
     qbc_realm_sync_t *rs = ctx;
     if (note->realms_changed == 0)
         return;
-    pthread_mutex_lock(&rs->mu);
+    pthread_mutex_lock(&rs->worker.mu);
     rs->dirty = 1;
-    pthread_cond_signal(&rs->cv);
-    pthread_mutex_unlock(&rs->mu);
+    pthread_cond_signal(&rs->worker.cv);
+    pthread_mutex_unlock(&rs->worker.mu);
 }
 
 /* ---------------------------------------------------------------- the bucket */
@@ -139,11 +136,11 @@ static void disconnect(qbc_realm_sync_t *rs)
         kvStore_Destroy(rs->kv);
     if (rs->js != NULL)
         jsCtx_Destroy(rs->js);
-    pthread_mutex_lock(&rs->mu);
+    pthread_mutex_lock(&rs->worker.mu);
     natsConnection *nc = rs->nc;
     rs->nc = NULL;
     rs->st.connected = 0;
-    pthread_mutex_unlock(&rs->mu);
+    pthread_mutex_unlock(&rs->worker.mu);
     if (nc != NULL) {
         natsConnection_Close(nc);
         natsConnection_Destroy(nc);
@@ -157,9 +154,9 @@ static int connect_and_prepare(qbc_realm_sync_t *rs)
 {
     natsConnection *nc = NULL;
     natsStatus s = qbc_nats_connect(rs->servers, rs->n_servers, 250, &nc);
-    pthread_mutex_lock(&rs->mu);
+    pthread_mutex_lock(&rs->worker.mu);
     rs->nc = nc;
-    pthread_mutex_unlock(&rs->mu);
+    pthread_mutex_unlock(&rs->worker.mu);
     if (s == NATS_OK)
         s = natsConnection_JetStream(&rs->js, rs->nc, NULL);
     if (s == NATS_OK) {
@@ -184,11 +181,11 @@ static int connect_and_prepare(qbc_realm_sync_t *rs)
         disconnect(rs);
         return -1;
     }
-    pthread_mutex_lock(&rs->mu);
+    pthread_mutex_lock(&rs->worker.mu);
     rs->st.connected = 1;
     rs->st.last_error[0] = '\0';
     rs->dirty = 1; /* what the store holds goes up once the bucket's entries are in */
-    pthread_mutex_unlock(&rs->mu);
+    pthread_mutex_unlock(&rs->worker.mu);
     return 0;
 }
 
@@ -266,10 +263,10 @@ static int put_realm(qbc_realm_sync_t *rs, const qbc_realm_t *st, const qbc_toke
     k->o = *o;
     k->wm = st->cdc_watermark_ns;
     k->wm_put_mono = qbc_mono_ns();
-    pthread_mutex_lock(&rs->mu);
+    pthread_mutex_lock(&rs->worker.mu);
     rs->st.put++;
     rs->st.watermarks_put += wm_up;
-    pthread_mutex_unlock(&rs->mu);
+    pthread_mutex_unlock(&rs->worker.mu);
     return 0;
 }
 
@@ -312,12 +309,12 @@ static void import_done(qbc_store_job_t *job)
 {
     import_t *im = (import_t *)job;
     qbc_realm_sync_t *rs = im->rs;
-    pthread_mutex_lock(&rs->mu);
+    pthread_mutex_lock(&rs->worker.mu);
     rs->outstanding--;
     if (job->result == 0)
         rs->st.imported++;
-    pthread_cond_signal(&rs->cv);
-    pthread_mutex_unlock(&rs->mu);
+    pthread_cond_signal(&rs->worker.cv);
+    pthread_mutex_unlock(&rs->worker.mu);
     OPENSSL_cleanse(&im->tokens, sizeof(im->tokens));
     free(im);
 }
@@ -332,12 +329,12 @@ static void wm_done(qbc_store_job_t *job)
 {
     wm_job_t *w = (wm_job_t *)job;
     qbc_realm_sync_t *rs = w->rs;
-    pthread_mutex_lock(&rs->mu);
+    pthread_mutex_lock(&rs->worker.mu);
     rs->outstanding--;
     if (job->result == 0)
         rs->st.watermarks_taken++;
-    pthread_cond_signal(&rs->cv);
-    pthread_mutex_unlock(&rs->mu);
+    pthread_cond_signal(&rs->worker.cv);
+    pthread_mutex_unlock(&rs->worker.mu);
     free(w);
 }
 
@@ -352,13 +349,13 @@ static void adopt_watermark(qbc_realm_sync_t *rs, const char *realm, int64_t wm,
     w->job.set_cdc = 1;
     w->job.cdc_watermark_ns = wm;
     w->job.last_cdc_ns = last_cdc_ns;
-    pthread_mutex_lock(&rs->mu);
+    pthread_mutex_lock(&rs->worker.mu);
     rs->outstanding++;
-    pthread_mutex_unlock(&rs->mu);
+    pthread_mutex_unlock(&rs->worker.mu);
     if (qbc_store_reconcile(rs->store, &w->job) != 0) {
-        pthread_mutex_lock(&rs->mu);
+        pthread_mutex_lock(&rs->worker.mu);
         rs->outstanding--;
-        pthread_mutex_unlock(&rs->mu);
+        pthread_mutex_unlock(&rs->worker.mu);
         free(w);
     }
 }
@@ -418,9 +415,9 @@ static void import_entry(qbc_realm_sync_t *rs, kvEntry *e)
             }
             json_decref(t);
         } else {
-            pthread_mutex_lock(&rs->mu);
+            pthread_mutex_lock(&rs->worker.mu);
             rs->st.unsealable++;
-            pthread_mutex_unlock(&rs->mu);
+            pthread_mutex_unlock(&rs->worker.mu);
             qbc_log(QBC_LOG_ERROR, MOD,
                     "realm %s: its tokens in " BUCKET " do not open with this node's master key (every node of "
                     "a cluster needs the same QBCDC_MASTER_KEY_FILE); not taken",
@@ -448,13 +445,13 @@ static void import_entry(qbc_realm_sync_t *rs, kvEntry *e)
     im->job.tokens = has_tok ? &im->tokens : NULL;
     im->job.erase_tokens = !has_tok && o.disconnected;
     im->job.job.on_commit = import_done;
-    pthread_mutex_lock(&rs->mu);
+    pthread_mutex_lock(&rs->worker.mu);
     rs->outstanding++;
-    pthread_mutex_unlock(&rs->mu);
+    pthread_mutex_unlock(&rs->worker.mu);
     if (qbc_store_put_realm(rs->store, &im->job) != 0) {
-        pthread_mutex_lock(&rs->mu);
+        pthread_mutex_lock(&rs->worker.mu);
         rs->outstanding--;
-        pthread_mutex_unlock(&rs->mu);
+        pthread_mutex_unlock(&rs->worker.mu);
         OPENSSL_cleanse(&im->tokens, sizeof(im->tokens));
         free(im);
     }
@@ -468,18 +465,12 @@ static void *thread_main(void *arg)
     int64_t backoff_ms = 250, last_scan = 0;
     int initial_done = 0;
     for (;;) {
-        pthread_mutex_lock(&rs->mu);
-        int stop = rs->stop;
-        pthread_mutex_unlock(&rs->mu);
-        if (stop)
+        if (qbc_worker_stopping(&rs->worker))
             break;
         if (rs->nc == NULL) {
             initial_done = 0;
             if (connect_and_prepare(rs) != 0) {
-                pthread_mutex_lock(&rs->mu);
-                if (!rs->stop)
-                    qbc_cond_wait_until(&rs->cv, &rs->mu, qbc_mono_ns() + backoff_ms * 1000000);
-                pthread_mutex_unlock(&rs->mu);
+                qbc_worker_nap(&rs->worker, backoff_ms);
                 backoff_ms = backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2;
                 continue;
             }
@@ -505,36 +496,33 @@ static void *thread_main(void *arg)
                 disconnect(rs);
                 continue;
             }
-            pthread_mutex_lock(&rs->mu);
-            if (!rs->stop)
-                qbc_cond_wait_until(&rs->cv, &rs->mu, qbc_mono_ns() + 200000000LL);
-            pthread_mutex_unlock(&rs->mu);
+            qbc_worker_nap(&rs->worker, 200);
         }
         /* then what changed here, once the bucket's view is known */
         int64_t now = qbc_mono_ns();
-        pthread_mutex_lock(&rs->mu);
+        pthread_mutex_lock(&rs->worker.mu);
         int dirty = rs->dirty || (rs->wm_due != 0 && now >= rs->wm_due);
         rs->dirty = 0;
-        pthread_mutex_unlock(&rs->mu);
+        pthread_mutex_unlock(&rs->worker.mu);
         /* at most a scan a second: every token refresh and CDC sweep marks realms changed */
         if (dirty && now - last_scan < 1000000000LL) {
-            pthread_mutex_lock(&rs->mu);
+            pthread_mutex_lock(&rs->worker.mu);
             rs->dirty = 1;
-            pthread_mutex_unlock(&rs->mu);
+            pthread_mutex_unlock(&rs->worker.mu);
         } else if (initial_done && rs->kv != NULL && (dirty || now - last_scan > 10 * 1000000000LL)) {
             scan_ctx_t sc = {rs, 0, 0, now};
             rs->wm_due = 0;
             qbc_store_realm_scan(rs->store, on_local_realm, &sc);
             last_scan = now;
             if (sc.failed) { /* try again at the next turn */
-                pthread_mutex_lock(&rs->mu);
+                pthread_mutex_lock(&rs->worker.mu);
                 rs->dirty = 1;
-                pthread_mutex_unlock(&rs->mu);
+                pthread_mutex_unlock(&rs->worker.mu);
             }
         } else if (!initial_done && dirty) {
-            pthread_mutex_lock(&rs->mu);
+            pthread_mutex_lock(&rs->worker.mu);
             rs->dirty = 1;
-            pthread_mutex_unlock(&rs->mu);
+            pthread_mutex_unlock(&rs->worker.mu);
         }
     }
     /* at stop (the reconciler is gone): the watermarks swept since their last put */
@@ -557,20 +545,17 @@ int qbc_cluster_realms_start(const qbc_realm_sync_config_t *cfg, qbc_store_t *st
     rs->replicas = cfg->replicas;
     snprintf(rs->node_id, sizeof(rs->node_id), "%s", cfg->node_id);
     rs->n_servers = qbc_nats_servers(cfg->urls, &rs->servers);
-    pthread_mutex_init(&rs->mu, NULL);
-    if (qbc_cond_init_mono(&rs->cv) != 0)
-        qbc_fatal("cannot make a monotonic condition variable");
+    qbc_worker_init(&rs->worker);
     rs->listener = qbc_store_add_listener(store, on_commit_note, rs);
     if (rs->listener < 0) {
         qbc_cluster_realms_stop(rs);
         return rs->listener;
     }
-    if (pthread_create(&rs->thread, NULL, thread_main, rs) != 0) {
-        int err = errno;
+    int rc = qbc_worker_start(&rs->worker, thread_main, rs);
+    if (rc != 0) {
         qbc_cluster_realms_stop(rs);
-        return -err;
+        return rc;
     }
-    rs->started = 1;
     *out = rs;
     return 0;
 }
@@ -579,31 +564,25 @@ void qbc_cluster_realms_stop(qbc_realm_sync_t *rs)
 {
     if (rs == NULL)
         return;
-    pthread_mutex_lock(&rs->mu);
-    rs->stop = 1;
-    pthread_cond_broadcast(&rs->cv);
-    pthread_mutex_unlock(&rs->mu);
-    if (rs->started) /* it notices within a watch's 100 ms */
-        pthread_join(rs->thread, NULL);
+    qbc_worker_join(&rs->worker); /* it notices within a watch's 100 ms */
     if (rs->listener >= 0)
         qbc_store_remove_listener(rs->store, rs->listener);
     /* imports still queued in the store call back into rs: wait for them (10 s at most) */
     int64_t until = qbc_mono_ns() + 10 * 1000000000LL;
-    pthread_mutex_lock(&rs->mu);
+    pthread_mutex_lock(&rs->worker.mu);
     while (rs->outstanding > 0 && qbc_mono_ns() < until)
-        qbc_cond_wait_until(&rs->cv, &rs->mu, until);
-    pthread_mutex_unlock(&rs->mu);
+        qbc_cond_wait_until(&rs->worker.cv, &rs->worker.mu, until);
+    pthread_mutex_unlock(&rs->worker.mu);
     disconnect(rs);
     qbc_nats_servers_free(rs->servers, rs->n_servers);
     free(rs->known);
-    pthread_mutex_destroy(&rs->mu);
-    pthread_cond_destroy(&rs->cv);
+    qbc_worker_dispose(&rs->worker);
     free(rs);
 }
 
 void qbc_cluster_realms_stats(qbc_realm_sync_t *rs, qbc_realm_sync_stats_t *out)
 {
-    pthread_mutex_lock(&rs->mu);
+    pthread_mutex_lock(&rs->worker.mu);
     *out = rs->st;
-    pthread_mutex_unlock(&rs->mu);
+    pthread_mutex_unlock(&rs->worker.mu);
 }

@@ -166,6 +166,40 @@ int qbc_cond_init_mono(pthread_cond_t *cv);
  */
 int qbc_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline_mono_ns);
 
+/* ---- worker.c: a thread of one's own that stops when asked ---- */
+
+/**
+ * the scaffolding every background thread here shares (the cluster's bucket syncs, the feed
+ * mirror): a mutex that guards the owner's state, a monotonic condition variable that wakes
+ * the thread, and the stop flag. The owner embeds one, locks mu around its own shared fields,
+ * and signals cv when the thread has something to do.
+ */
+typedef struct st_qbc_worker_t {
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /**< from qbc_cond_init_mono: naps have monotonic deadlines */
+    int stop;          /**< under mu: set by qbc_worker_join */
+    int started;
+    pthread_t thread;
+} qbc_worker_t;
+
+/** initialises mu and cv (aborts when the system cannot make a condition variable). */
+void qbc_worker_init(qbc_worker_t *w);
+
+/** starts fn(arg) on a thread of its own. @return 0, or -errno (nothing started) */
+int qbc_worker_start(qbc_worker_t *w, void *(*fn)(void *), void *arg);
+
+/** whether the thread has been asked to stop (takes mu: call it without). */
+int qbc_worker_stopping(qbc_worker_t *w);
+
+/** waits up to ms milliseconds, or until cv is signalled or the thread is asked to stop (takes mu). @return stopping */
+int qbc_worker_nap(qbc_worker_t *w, int64_t ms);
+
+/** asks the thread to stop, wakes it and waits for it to return (nothing when never started). */
+void qbc_worker_join(qbc_worker_t *w);
+
+/** destroys mu and cv, after qbc_worker_join. */
+void qbc_worker_dispose(qbc_worker_t *w);
+
 /**
  * parses an ISO-8601 date-time as QBO sends it: "YYYY-MM-DDTHH:MM[:SS[.fraction]]"
  * followed by "Z", "±HH:MM" or "±HHMM". The fraction may have 1 to 9 digits.
