@@ -591,11 +591,7 @@ void qbc_cluster_dead_stop(qbc_dead_sync_t *ds)
     if (ds->listener >= 0)
         qbc_store_remove_listener(ds->store, ds->listener);
     /* store jobs still queued call back into ds: wait for them (10 s at most) */
-    int64_t until = qbc_mono_ns() + 10 * NS;
-    pthread_mutex_lock(&ds->worker.mu);
-    while (ds->outstanding > 0 && qbc_mono_ns() < until)
-        qbc_cond_wait_until(&ds->worker.cv, &ds->worker.mu, until);
-    pthread_mutex_unlock(&ds->worker.mu);
+    qbc_worker_drain(&ds->worker, &ds->outstanding, 10000);
     qbc_cluster__kv_close(&ds->c);
     qbc_nats_servers_free(ds->servers, ds->n_servers);
     free(ds->entries);

@@ -392,11 +392,7 @@ void qbc_cluster_jobs_stop(qbc_job_sync_t *js)
     if (js->listener >= 0)
         qbc_store_remove_listener(js->store, js->listener);
     /* imports still queued in the store call back into js: wait for them (10 s at most) */
-    int64_t until = qbc_mono_ns() + 10 * 1000000000LL;
-    pthread_mutex_lock(&js->worker.mu);
-    while (js->outstanding > 0 && qbc_mono_ns() < until)
-        qbc_cond_wait_until(&js->worker.cv, &js->worker.mu, until);
-    pthread_mutex_unlock(&js->worker.mu);
+    qbc_worker_drain(&js->worker, &js->outstanding, 10000);
     disconnect(js);
     qbc_nats_servers_free(js->servers, js->n_servers);
     free(js->known);

@@ -548,8 +548,9 @@ int qbc_cluster_realms_start(const qbc_realm_sync_config_t *cfg, qbc_store_t *st
     qbc_worker_init(&rs->worker);
     rs->listener = qbc_store_add_listener(store, on_commit_note, rs);
     if (rs->listener < 0) {
+        int rc = rs->listener;
         qbc_cluster_realms_stop(rs);
-        return rs->listener;
+        return rc;
     }
     int rc = qbc_worker_start(&rs->worker, thread_main, rs);
     if (rc != 0) {
@@ -568,11 +569,7 @@ void qbc_cluster_realms_stop(qbc_realm_sync_t *rs)
     if (rs->listener >= 0)
         qbc_store_remove_listener(rs->store, rs->listener);
     /* imports still queued in the store call back into rs: wait for them (10 s at most) */
-    int64_t until = qbc_mono_ns() + 10 * 1000000000LL;
-    pthread_mutex_lock(&rs->worker.mu);
-    while (rs->outstanding > 0 && qbc_mono_ns() < until)
-        qbc_cond_wait_until(&rs->worker.cv, &rs->worker.mu, until);
-    pthread_mutex_unlock(&rs->worker.mu);
+    qbc_worker_drain(&rs->worker, &rs->outstanding, 10000);
     disconnect(rs);
     qbc_nats_servers_free(rs->servers, rs->n_servers);
     free(rs->known);

@@ -197,6 +197,13 @@ int qbc_worker_nap(qbc_worker_t *w, int64_t ms);
 /** asks the thread to stop, wakes it and waits for it to return (nothing when never started). */
 void qbc_worker_join(qbc_worker_t *w);
 
+/**
+ * waits until *count (a field under mu that others decrement, signalling cv) is 0, or ms
+ * milliseconds have passed: e.g. the store jobs a stopping owner still has out.
+ * @return 1 when it reached 0, 0 when the time ran out
+ */
+int qbc_worker_drain(qbc_worker_t *w, const unsigned *count, int64_t ms);
+
 /** destroys mu and cv, after qbc_worker_join. */
 void qbc_worker_dispose(qbc_worker_t *w);
 

@@ -51,6 +51,17 @@ void qbc_worker_join(qbc_worker_t *w)
     w->started = 0;
 }
 
+int qbc_worker_drain(qbc_worker_t *w, const unsigned *count, int64_t ms)
+{
+    int64_t until = qbc_mono_ns() + ms * 1000000;
+    pthread_mutex_lock(&w->mu);
+    while (*count > 0 && qbc_cond_wait_until(&w->cv, &w->mu, until) != ETIMEDOUT)
+        ;
+    int drained = *count == 0;
+    pthread_mutex_unlock(&w->mu);
+    return drained;
+}
+
 void qbc_worker_dispose(qbc_worker_t *w)
 {
     pthread_mutex_destroy(&w->mu);

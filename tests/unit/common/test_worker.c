@@ -1,7 +1,8 @@
 /*
  * test_worker.c — common/worker.c: a thread of one's own that stops when asked. The thread
  * runs until joined; a nap ends when its time is up, when cv is signalled, and at once when
- * the thread is stopping; join wakes a thread in a long nap; a worker never started joins.
+ * the thread is stopping; join wakes a thread in a long nap; a worker never started joins;
+ * drain waits for a count to reach 0, or for its time.
  */
 #include <stdio.h>
 #include <time.h>
@@ -22,6 +23,21 @@ static void *loop(void *arg)
         c->turns++;
         pthread_mutex_unlock(&c->worker.mu);
     }
+    return NULL;
+}
+
+static unsigned pending = 1;
+
+/* another thread's last store job coming back: the count drops to 0, cv signalled */
+static void *finish_later(void *arg)
+{
+    qbc_worker_t *w = arg;
+    struct timespec ts = {0, 50000000};
+    nanosleep(&ts, NULL);
+    pthread_mutex_lock(&w->mu);
+    pending = 0;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
     return NULL;
 }
 
@@ -64,6 +80,16 @@ int main(void)
        "a nap when stopping returns at once");
     qbc_worker_join(&c.worker); /* a second join: nothing */
     qbc_worker_dispose(&c.worker);
+
+    qbc_worker_t d;
+    qbc_worker_init(&d);
+    t0 = qbc_mono_ns();
+    ok(qbc_worker_drain(&d, &pending, 50) == 0 && qbc_mono_ns() - t0 >= 50000000, "drain: the time runs out");
+    pthread_t th;
+    pthread_create(&th, NULL, finish_later, &d);
+    ok(qbc_worker_drain(&d, &pending, 10000) == 1, "drain: ends when the count reaches 0");
+    pthread_join(th, NULL);
+    qbc_worker_dispose(&d);
 
     ctx_t idle = {0};
     qbc_worker_init(&idle.worker);
