@@ -89,12 +89,10 @@ static int put_version(qbc_store_t *s, MDB_txn *txn, const qbc_feed_append_rec_t
     if (v->id[0] == '\0' || strcmp(v->realm, r->realm) != 0 || strcmp(v->entity, r->entity) != 0)
         return 0; /* not this record's: the record alone */
     char kbuf[KEY_BUF_SIZE];
-    MDB_val k = {qbc_store__pending_key(v->realm, v->entity, v->id, kbuf), kbuf}, cur;
+    MDB_val k = {qbc_store__pending_key(v->realm, v->entity, v->id, kbuf), kbuf};
     qbc_entity_rec_t stored;
-    int rc, have = 0;
-    if ((rc = mdb_get(txn, s->dbi_entities, &k, &cur)) == 0)
-        have = qbc_store__entity_decode(cur.mv_data, cur.mv_size, &stored) == 0;
-    else if (rc != MDB_NOTFOUND)
+    int have, rc = qbc_store__entity_held(s, txn, &k, &stored, &have);
+    if (rc != 0)
         return rc;
     if (!qbc_store__version_newer(have ? &stored : NULL, v))
         return 0;

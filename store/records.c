@@ -246,6 +246,14 @@ int qbc_store__entity_decode(const void *data, size_t len, qbc_entity_rec_t *rec
     return 0;
 }
 
+int qbc_store__entity_held(qbc_store_t *s, MDB_txn *txn, MDB_val *k, qbc_entity_rec_t *stored, int *have)
+{
+    MDB_val cur;
+    int rc = mdb_get(txn, s->dbi_entities, k, &cur);
+    *have = rc == 0 && qbc_store__entity_decode(cur.mv_data, cur.mv_size, stored) == 0;
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 /* SyncTokens are decimal counters; compare them as numbers, longer-is-bigger for safety. */
 static int token_cmp(const char *a, const char *b)
 {

@@ -357,6 +357,12 @@ size_t qbc_store__entity_size(const qbc_version_t *v);
 void qbc_store__entity_encode(const qbc_version_t *v, uint64_t feed_seq, unsigned char *out);
 /** fills rec with pointers into the value (rec->data is NOT copied). */
 int qbc_store__entity_decode(const void *data, size_t len, qbc_entity_rec_t *rec);
+/**
+ * the entity version stored under key k in txn, read into *stored (its data points into the
+ * map: valid for txn's life); *have 1 when one is held and readable, else 0.
+ * @return 0, or mdb_get's error
+ */
+int qbc_store__entity_held(qbc_store_t *s, MDB_txn *txn, MDB_val *k, qbc_entity_rec_t *stored, int *have);
 /** is v newer than the stored version (NULL: nothing stored)? See qbc_version_t. */
 int qbc_store__version_newer(const qbc_entity_rec_t *stored, const qbc_version_t *v);
 

@@ -157,13 +157,11 @@ static int apply_journal(qbc_store_t *s, MDB_txn *txn, qbc_apply_job_t *job, txn
 static int apply_version(qbc_store_t *s, MDB_txn *txn, const qbc_version_t *v, txn_ctx_t *t, qbc_reconcile_job_t *job)
 {
     char kbuf[KEY_BUF_SIZE];
-    MDB_val k = {qbc_store__pending_key(v->realm, v->entity, v->id, kbuf), kbuf}, cur;
+    MDB_val k = {qbc_store__pending_key(v->realm, v->entity, v->id, kbuf), kbuf};
     qbc_entity_rec_t stored;
-    int rc, have = 0;
+    int have, rc = qbc_store__entity_held(s, txn, &k, &stored, &have);
 
-    if ((rc = mdb_get(txn, s->dbi_entities, &k, &cur)) == 0)
-        have = qbc_store__entity_decode(cur.mv_data, cur.mv_size, &stored) == 0;
-    else if (rc != MDB_NOTFOUND)
+    if (rc != 0)
         return rc;
     if (!qbc_store__version_newer(have ? &stored : NULL, v))
         return 0; /* a duplicate or an older version: the feed already has it, or better */
