@@ -215,44 +215,6 @@ static void *worker_main(void *arg)
 
 /* ---------------------------------------------------------------- the loop thread */
 
-static const char *reason_of(long status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 202:
-        return "Accepted";
-    case 204:
-        return "No Content";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 409:
-        return "Conflict";
-    case 413:
-        return "Payload Too Large";
-    case 429:
-        return "Too Many Requests";
-    case 500:
-        return "Internal Server Error";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Forwarded";
-    }
-}
-
 static void add_header(h2o_req_t *req, const h2o_token_t *token, const char *name, const char *value)
 {
     h2o_iovec_t v = h2o_strdup(&req->pool, value, SIZE_MAX);
@@ -293,7 +255,7 @@ static void relay(qbc_api_t *api, fwd_call_t *x, h2o_req_t *req)
         add_header(req, H2O_TOKEN_WWW_AUTHENTICATE, NULL, x->www_auth);
     add_header(req, H2O_TOKEN_CONTENT_TYPE, NULL, x->content_type[0] ? x->content_type : "application/json");
     req->res.status = (int)x->status;
-    req->res.reason = reason_of(x->status);
+    req->res.reason = qbc_http_reason((int)x->status);
     req->res.content_length = x->resp_len;
     h2o_send_inline(req, x->resp != NULL ? x->resp : "", x->resp_len);
 }

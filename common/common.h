@@ -166,6 +166,12 @@ int qbc_cond_init_mono(pthread_cond_t *cv);
  */
 int qbc_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline_mono_ns);
 
+/**
+ * the reason phrase of an HTTP status code (RFC 9110) for the codes qbcdc and qbosim send or
+ * relay; "Unknown" for others (the phrase is informational: clients go by the code).
+ */
+const char *qbc_http_reason(int status);
+
 /* ---- worker.c: a thread of one's own that stops when asked ---- */
 
 /**

@@ -124,40 +124,12 @@ static int64_t mono_ms(void)
 
 /* ============================== responses ============================== */
 
-static const char *reason_of(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 302:
-        return "Found";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 429:
-        return "Too Many Requests";
-    case 500:
-        return "Internal Server Error";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Unknown";
-    }
-}
-
 /* sends body (taken over) now. */
 static void send_now(h2o_req_t *req, int status, char *body, const char *ctype)
 {
     size_t len = strlen(body);
     req->res.status = status;
-    req->res.reason = reason_of(status);
+    req->res.reason = qbc_http_reason(status);
     req->res.content_length = len;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ctype, strlen(ctype));
     h2o_send_inline(req, body, len);
