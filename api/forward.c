@@ -489,6 +489,8 @@ json_t *qbc_api__realms_merge(json_t *rows, json_t *owners, json_t *answers, con
             json_object_set_new(row, "figures_from", json_string(self));
         }
         json_object_set_new(row, "owner", owner != NULL ? json_string(owner) : json_null());
+        if (json_object_get(row, "owned_here") != NULL) /* the node answering, not the one the figures are from */
+            json_object_set_new(row, "owned_here", json_boolean(owner != NULL && strcmp(owner, self) == 0));
         json_array_append_new(out, row);
     }
     return json_pack("{s:o,s:o}", "realms", out, "nodes_unanswered", unanswered);

@@ -46,7 +46,7 @@ static void test_merge(void)
                      "{\"realm\":\"r5\",\"calls\":0,\"figures_from\":\"n1\"}]");
     json_t *owners = J("{\"r1\":\"n1\",\"r2\":\"n2\",\"r3\":\"n3\",\"r5\":\"n2\"}");
     json_t *answers = J("{\"n2\":[{\"realm\":\"r1\",\"calls\":9,\"figures_from\":\"n2\"},"
-                        "{\"realm\":\"r2\",\"calls\":7,\"figures_from\":\"n2\"}],\"n3\":null}");
+                        "{\"realm\":\"r2\",\"calls\":7,\"figures_from\":\"n2\",\"owned_here\":true}],\"n3\":null}");
     char *before = json_dumps(rows, JSON_COMPACT);
     json_t *m = qbc_api__realms_merge(rows, owners, answers, "n1");
     is_int((int)json_array_size(json_object_get(m, "realms")), 5, "every local realm, once");
@@ -54,8 +54,8 @@ static void test_merge(void)
            "in this node's order");
     is_str(row(m, "r1"), "{\"calls\":1,\"figures_from\":\"n1\",\"owner\":\"n1\",\"realm\":\"r1\"}",
            "own realm: this node's row, even when another node answers a row for it");
-    is_str(row(m, "r2"), "{\"calls\":7,\"figures_from\":\"n2\",\"owner\":\"n2\",\"realm\":\"r2\"}",
-           "another node's realm: its owner's row");
+    is_str(row(m, "r2"), "{\"calls\":7,\"figures_from\":\"n2\",\"owned_here\":false,\"owner\":\"n2\",\"realm\":\"r2\"}",
+           "another node's realm: its owner's row (owned_here: the node answering)");
     is_str(row(m, "r3"), "{\"calls\":0,\"figures_from\":\"n1\",\"owner\":\"n3\",\"realm\":\"r3\"}",
            "owner did not answer: this node's row, figures_from says so");
     is_str(row(m, "r4"), "{\"calls\":0,\"figures_from\":\"n1\",\"owner\":null,\"realm\":\"r4\"}",
