@@ -320,13 +320,23 @@ def get_listing():  # at the same time as the POST: both asked well before the s
     listing["took"] = time.time() - t
 
 
+def hang_up():  # a client that goes away while the node waits for the stopped owner's rows
+    try:
+        request(other.port, "GET", "/admin/realms", None, {"Authorization": "Bearer " + ADMIN}, timeout=0.3)
+    except OSError:
+        listing["hung_up"] = True
+
+
 os.kill(owner.proc.p.pid, signal.SIGSTOP)
 lister = threading.Thread(target=get_listing)
 lister.start()
+hanger = threading.Thread(target=hang_up)
+hanger.start()
 t0 = time.time()
 st, hd, j = other.call("POST", "/admin/realms/%s/cdc" % R)
 took = time.time() - t0
 lister.join()
+hanger.join()
 st_l, _, lst = listing.get("answer", (None, None, None))
 took_l = listing.get("took", 0)
 os.kill(owner.proc.p.pid, signal.SIGCONT)
@@ -338,6 +348,7 @@ ok(owners and st_l == 200 and 1.5 < took_l < 4.0 and lst.get("nodes_unanswered")
 ok(theirs and all(x.get("figures_from") == other.id for x in theirs) and len(lst.get("realms", [])) == len(realms),
    "every realm still listed; the stopped owner's realms carry this node's figures (figures_from: %s)" % other.id,
    [(x.get("realm"), x.get("owner"), x.get("figures_from")) for x in lst.get("realms", [])])
+ok(listing.get("hung_up") and other.get("/admin/realms"), "a client that hung up meanwhile: the node goes on")
 ok(owners and st == 503 and (j or {}).get("error") == "owner_unreachable" and 1.5 < took < 4.0,
    "an owner that does not answer: 503 owner_unreachable after QBCDC_FORWARD_TIMEOUT_MS (%.2f s)" % took, (st, j))
 diag("503: %s" % (j or {}).get("message"))
@@ -348,6 +359,22 @@ for line in request(other.port, "GET", "/metrics")[2].decode().splitlines():
         fw[line.split('"')[1]] = float(line.split()[-1])
 diag("qbcdc_admin_forwarded_total on %s: %s" % (other.id, fw))
 ok(fw.get("relayed", 0) >= 1 and fw.get("unreachable", 0) >= 1, "qbcdc_admin_forwarded_total counts them", fw)
+
+# stopping while GET /admin/realms waits for a stopped owner: the call is answered (the local rows, or 503)
+os.kill(owner.proc.p.pid, signal.SIGSTOP)
+listing.clear()
+lister = threading.Thread(target=get_listing)
+lister.start()
+time.sleep(0.3)
+t0 = time.time()
+rc = other.proc.stop()
+took = time.time() - t0
+os.kill(owner.proc.p.pid, signal.SIGCONT)
+lister.join()
+st_l = listing.get("answer", (None,))[0]
+ok(rc == 0 and st_l in (200, 503, None) and took < 4.0,
+   "%s stops cleanly (%.2f s) while its GET /admin/realms waits for a stopped owner (answered %s)" %
+   (other.id, took, st_l), rc)
 
 is_(BAD[:3], [], "every answer (relayed, 503 of the cluster, GET /admin/cluster) as docs/openapi.json says")
 for n in nodes:
