@@ -288,6 +288,12 @@ static int get_realms(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t id)
     json_decref(ctx.snapshots);
     if (api->hooks.realm_stats != NULL)
         api->hooks.realm_stats(api->hooks.ctx, ctx.list);
+    /* cluster mode: the rows of the realms other nodes own come from their owners */
+    int out = qbc_api__realms_fan_out(api, req, ctx.list);
+    if (out) {
+        json_decref(ctx.list);
+        return 0;
+    }
     json_t *o = json_pack("{s:o}", "realms", ctx.list);
     char *text = json_dumps(o, JSON_COMPACT);
     json_decref(o);

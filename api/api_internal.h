@@ -200,6 +200,23 @@ int qbc_api__forward_realm(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t realm);
  * such node live). Loop thread.
  */
 int qbc_api__forward_job(qbc_api_t *api, h2o_req_t *req, uint64_t id);
+/**
+ * GET /admin/realms in cluster mode: the merged answer. rows: this node's realm rows (each
+ * with figures_from); owners: realm -> its owner's node id (absent: none known); answers: node
+ * -> the rows that node answered for itself, or null when it was asked and did not answer (in
+ * time). Each realm keeps rows' order; its row is its owner's own when the owner answered it,
+ * else this node's (figures_from says whose). Returns {"realms":[...],"nodes_unanswered":[...]}
+ * (new). Pure: borrows its arguments.
+ */
+json_t *qbc_api__realms_merge(json_t *rows, json_t *owners, json_t *answers, const char *self);
+/**
+ * GET /admin/realms in cluster mode: marks rows figures_from this node, then asks every other
+ * live node that owns one of the realms for its own rows (X-Qbcdc-Forwarded-By: a node so asked
+ * answers locally only) and answers the merge once all answered or timed out; returns 1. Returns
+ * 0 when this node answers rows as they are (one node, asked by another node, stopping, or no
+ * other owner to ask). Loop thread; rows stay the caller's.
+ */
+int qbc_api__realms_fan_out(qbc_api_t *api, h2o_req_t *req, json_t *rows);
 /** stops the forwarding thread: calls still out are answered 503 through the loop. */
 void qbc_api__forward_shutdown(qbc_api_t *api);
 void qbc_api__forward_dispose(qbc_api_t *api);

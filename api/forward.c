@@ -33,11 +33,14 @@ typedef struct st_fwd_guard_t {
     struct st_fwd_call_t *call;
 } fwd_guard_t;
 
+struct st_fan_t;
+
 typedef struct st_fwd_call_t {
     h2o_multithread_message_t msg; /* worker -> loop: the answer */
     qbc_api_t *api;
-    h2o_req_t *req;     /* while guard says the request lives (loop thread only) */
-    fwd_guard_t *guard; /* NULL once the request is gone (loop thread only) */
+    struct st_fan_t *fan; /* a GET /admin/realms fan-out's call (req and guard unused), or NULL */
+    h2o_req_t *req;       /* while guard says the request lives (loop thread only) */
+    fwd_guard_t *guard;   /* NULL once the request is gone (loop thread only) */
     struct st_fwd_call_t *next, *anext;
     char node[QBC_API_NODE_MAX];
     char url[QBC_API_URL_MAX + 1024];
@@ -268,13 +271,17 @@ static void call_free(fwd_call_t *x)
     free(x);
 }
 
+static void fan_answer(fwd_call_t *x);
+
 static void on_answers(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
     (void)receiver;
     for (h2o_multithread_message_t *m; (m = qbc_api__take_message(messages)) != NULL;) {
         fwd_call_t *x = H2O_STRUCT_FROM_MEMBER(fwd_call_t, msg, m);
         x->api->inflight--;
-        if (x->guard != NULL) {
+        if (x->fan != NULL) {
+            fan_answer(x);
+        } else if (x->guard != NULL) {
             x->guard->call = NULL;
             relay(x->api, x, x->req);
         }
@@ -298,9 +305,10 @@ static void req_header(h2o_req_t *req, const h2o_token_t *token, char *out, size
         snprintf(out, outsz, "%.*s", (int)req->headers.entries[i].value.len, req->headers.entries[i].value.base);
 }
 
+static void enqueue(qbc_api_t *api, fwd_call_t *x);
+
 static void forward(qbc_api_t *api, h2o_req_t *req, const char *node, const char *url)
 {
-    struct st_api_forwarder_t *f = api->forwarder;
     fwd_call_t *x = qbc_calloc(1, sizeof(*x));
     char h[QBC_API_NODE_MAX + 4200];
     x->api = api;
@@ -328,6 +336,12 @@ static void forward(qbc_api_t *api, h2o_req_t *req, const char *node, const char
     }
     x->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*x->guard), on_guard_dispose);
     x->guard->call = x;
+    enqueue(api, x);
+}
+
+static void enqueue(qbc_api_t *api, fwd_call_t *x)
+{
+    struct st_api_forwarder_t *f = api->forwarder;
     api->inflight++; /* the drain at stop waits for it like for any answer in flight */
     pthread_mutex_lock(&f->mu);
     x->next = f->queue;
@@ -388,6 +402,178 @@ int qbc_api__forward_job(qbc_api_t *api, h2o_req_t *req, uint64_t id)
     if (api->cluster.job_node(api->cluster.ctx, id, node, url) != 0)
         return 0;
     forward(api, req, node, url);
+    return 1;
+}
+
+/* ---------------------------------------------------------------- GET /admin/realms from any node */
+
+/* the row of realm in rows (an array of realm rows), or NULL */
+static json_t *row_of(json_t *rows, const char *realm)
+{
+    size_t i;
+    json_t *r;
+    json_array_foreach(rows, i, r)
+    {
+        const char *name = json_string_value(json_object_get(r, "realm"));
+        if (name != NULL && strcmp(name, realm) == 0)
+            return r;
+    }
+    return NULL;
+}
+
+json_t *qbc_api__realms_merge(json_t *rows, json_t *owners, json_t *answers, const char *self)
+{
+    json_t *out = json_array(), *unanswered = json_array();
+    size_t i;
+    json_t *r;
+    json_array_foreach(rows, i, r)
+    {
+        const char *realm = json_string_value(json_object_get(r, "realm"));
+        const char *owner = realm != NULL ? json_string_value(json_object_get(owners, realm)) : NULL;
+        json_t *row = NULL, *ans = owner != NULL ? json_object_get(answers, owner) : NULL;
+        if (owner != NULL && strcmp(owner, self) != 0) {
+            if (json_is_array(ans))
+                row = row_of(ans, realm);
+            else if (json_object_get(answers, owner) != NULL) { /* asked, no answer in time */
+                size_t j;
+                json_t *n;
+                int listed = 0;
+                json_array_foreach(unanswered, j, n) listed |= strcmp(json_string_value(n), owner) == 0;
+                if (!listed)
+                    json_array_append_new(unanswered, json_string(owner));
+            }
+        }
+        if (row != NULL) { /* the owner's own figures */
+            row = json_deep_copy(row);
+            json_object_set_new(row, "figures_from", json_string(owner));
+        } else { /* this node's: its own realm, no owner known, or the owner did not answer */
+            row = json_deep_copy(r);
+            json_object_set_new(row, "figures_from", json_string(self));
+        }
+        json_object_set_new(row, "owner", owner != NULL ? json_string(owner) : json_null());
+        if (json_object_get(row, "owned_here") != NULL) /* the node answering, not the one the figures are from */
+            json_object_set_new(row, "owned_here", json_boolean(owner != NULL && strcmp(owner, self) == 0));
+        json_array_append_new(out, row);
+    }
+    return json_pack("{s:o,s:o}", "realms", out, "nodes_unanswered", unanswered);
+}
+
+typedef struct st_fan_guard_t {
+    struct st_fan_t *fan;
+} fan_guard_t;
+
+typedef struct st_fan_t {
+    qbc_api_t *api;
+    h2o_req_t *req;     /* while guard says the request lives */
+    fan_guard_t *guard; /* NULL once the client went away */
+    json_t *rows;       /* this node's rows */
+    json_t *owners;     /* realm -> its owner */
+    json_t *answers;    /* node -> its rows, or null: no (usable) answer */
+    size_t pending;     /* calls out */
+} fan_t;
+
+static void fan_guard_dispose(void *p)
+{
+    fan_guard_t *g = p;
+    if (g->fan != NULL)
+        g->fan->guard = NULL;
+}
+
+static void fan_answer(fwd_call_t *x)
+{
+    fan_t *fan = x->fan;
+    json_t *rows = NULL;
+    if (x->cc == CURLE_OK && x->status == 200 && !x->too_big && x->resp != NULL) {
+        json_t *o = json_loadb(x->resp, x->resp_len, 0, NULL);
+        if (json_is_array(json_object_get(o, "realms")))
+            rows = json_incref(json_object_get(o, "realms"));
+        json_decref(o);
+    }
+    if (rows == NULL) {
+        x->api->fwd.unreachable++;
+        qbc_log(QBC_LOG_WARN, "api", "GET /admin/realms: node %s (%s) did not answer its realms' figures: %s", x->node,
+                x->url,
+                x->err[0]           ? x->err
+                : x->cc != CURLE_OK ? curl_easy_strerror(x->cc)
+                                    : "a bad answer");
+    } else {
+        x->api->fwd.relayed++;
+    }
+    json_object_set_new(fan->answers, x->node, rows != NULL ? rows : json_null());
+    if (--fan->pending > 0)
+        return;
+    if (fan->guard != NULL) {
+        fan->guard->fan = NULL;
+        qbc_api__respond_obj(fan->req, 200, "OK",
+                             qbc_api__realms_merge(fan->rows, fan->owners, fan->answers, fan->api->cluster.node_id));
+    }
+    json_decref(fan->rows);
+    json_decref(fan->owners);
+    json_decref(fan->answers);
+    free(fan);
+}
+
+int qbc_api__realms_fan_out(qbc_api_t *api, h2o_req_t *req, json_t *rows)
+{
+    struct st_api_forwarder_t *f = api->forwarder;
+    char node[QBC_API_NODE_MAX], url[QBC_API_URL_MAX], h[QBC_API_NODE_MAX + 4200];
+    if (f == NULL)
+        return 0;
+    size_t i;
+    json_t *r;
+    json_array_foreach(rows, i, r) json_object_set_new(r, "figures_from", json_string(api->cluster.node_id));
+    if (f->multi == NULL || h2o_find_header_by_str(&req->headers, H2O_STRLIT(HDR_FORWARDED), -1) >= 0)
+        return 0; /* stopping, or asked by another node for this node's own figures: never fan out again */
+    fan_t *fan = qbc_calloc(1, sizeof(*fan));
+    fan->api = api;
+    fan->req = req;
+    fan->rows = json_incref(rows);
+    fan->owners = json_object();
+    fan->answers = json_object();
+    json_t *urls = json_object();
+    json_array_foreach(rows, i, r)
+    {
+        const char *realm = json_string_value(json_object_get(r, "realm"));
+        node[0] = url[0] = '\0';
+        int rc = realm != NULL ? api->cluster.owner(api->cluster.ctx, realm, node, url) : -1;
+        if (rc == 1)
+            json_object_set_new(fan->owners, realm, json_string(api->cluster.node_id));
+        else if (node[0] != '\0')
+            json_object_set_new(fan->owners, realm, json_string(node));
+        if (rc == 0 && json_object_get(urls, node) == NULL)
+            json_object_set_new(urls, node, json_string(url));
+    }
+    const char *n;
+    json_t *u;
+    json_object_foreach(urls, n, u)
+    {
+        fwd_call_t *x = qbc_calloc(1, sizeof(*x));
+        x->api = api;
+        x->fan = fan;
+        snprintf(x->node, sizeof(x->node), "%s", n);
+        size_t ul = json_string_length(u);
+        while (ul > 0 && json_string_value(u)[ul - 1] == '/')
+            ul--;
+        snprintf(x->url, sizeof(x->url), "%.*s/admin/realms", (int)ul, json_string_value(u));
+        snprintf(x->method, sizeof(x->method), "GET");
+        strcpy(h, "Authorization: ");
+        req_header(req, H2O_TOKEN_AUTHORIZATION, h + strlen(h), sizeof(h) - strlen(h));
+        x->headers = curl_slist_append(x->headers, h);
+        snprintf(h, sizeof(h), "X-Qbcdc-Forwarded-By: %s", api->cluster.node_id);
+        x->headers = curl_slist_append(x->headers, h);
+        fan->pending++;
+        enqueue(api, x);
+    }
+    json_decref(urls);
+    if (fan->pending == 0) { /* every realm is this node's, or no other owner is reachable */
+        json_decref(fan->rows);
+        json_decref(fan->owners);
+        json_decref(fan->answers);
+        free(fan);
+        return 0;
+    }
+    fan->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*fan->guard), fan_guard_dispose);
+    fan->guard->fan = fan;
     return 1;
 }
 

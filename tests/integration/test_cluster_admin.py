@@ -15,11 +15,15 @@ n1; their snapshot jobs run on each realm's owner. For a realm R owned by node O
    restart from zero would make about a whole job's more), and the job shows done on both nodes
    (O restarted takes the outcome from the bucket);
 4. an owner that does not answer (SIGSTOP) is answered 503 after QBCDC_FORWARD_TIMEOUT_MS.
+GET /admin/realms on either node answers every realm with its owner's figures (asked of the owner,
+X-Qbcdc-Forwarded-By: answered locally); with the owner stopped, after the timeout, with this
+node's figures for its realms (figures_from) and the owner in nodes_unanswered.
 """
 import json
 import os
 import signal
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -115,12 +119,13 @@ class Node:
         except ValueError:
             return st, hd, b
 
-    def get(self, path):
-        st, _, j = self.call("GET", path)
+    def get(self, path, local=False):
+        # local: as another node asks it (X-Qbcdc-Forwarded-By): this node's own figures only
+        st, _, j = self.call("GET", path, headers={"X-Qbcdc-Forwarded-By": "test"} if local else None)
         return j if st == 200 else None
 
-    def realm(self, r):
-        return next((x for x in (self.get("/admin/realms") or {}).get("realms", []) if x["realm"] == r), None)
+    def realm(self, r, local=False):
+        return next((x for x in (self.get("/admin/realms", local) or {}).get("realms", []) if x["realm"] == r), None)
 
 
 _, DOC = oc.load_doc()
@@ -167,6 +172,40 @@ calls = {n.id: metric_of(n, "qbcdc_backfill_requests_total") for n in nodes}
 diag("realms owned: %s; snapshot query pages per node: %s" % (mine, calls))
 ok(all((calls[i] > 0) == (mine[i] > 0) for i in calls), "each ran on its realm's owner, and only there", calls)
 
+# ---- 0. GET /admin/realms on any node: each realm's figures are its owner's
+FIGS = ("budget", "last_cdc", "pending", "last_error", "snapshot", "cdc_watermark", "api_calls_last_minute")
+
+
+def figures_agree():
+    own = {}  # realm -> its owner's own row, asked locally
+    for n in nodes:
+        for x in (n.get("/admin/realms", local=True) or {}).get("realms", []):
+            if owners[partition_of(x["realm"])] == n.id:
+                own[x["realm"]] = x
+    merged = {n.id: {x["realm"]: x for x in (n.get("/admin/realms") or {}).get("realms", [])} for n in nodes}
+    for n in nodes:
+        for r in realms:
+            got, want = merged[n.id].get(r), own.get(r)
+            if got is None or want is None or got.get("figures_from") != want.get("figures_from") or \
+               any(got.get(k) != want.get(k) for k in FIGS) or got.get("owned_here") != (owners[partition_of(r)] == n.id):
+                return None
+    return merged
+
+
+t0 = time.time()
+merged = wait_for(figures_agree, 10, 0.2)
+ok(merged, "GET /admin/realms on each node: every realm's budget, calls, last CDC, pending as its owner answers them "
+   "locally (figures_from: the owner) (%.2f s)" % (time.time() - t0))
+sweeps = {r: [((merged or {}).get(n.id, {}).get(r) or {}).get("budget", {}).get("sweeps") for n in nodes]
+          for r in realms}
+diag("budget.sweeps per realm, as n1 and n2 answer: %s; owners %s" %
+     (sweeps, {r: owners[partition_of(r)] for r in realms}))
+ok(merged and all(x.get("figures_from") == owners[partition_of(x["realm"])] and "nodes_unanswered" not in
+                  (nodes[0].get("/admin/realms", local=True) or {}) for x in merged[nodes[0].id].values()),
+   "every row says whose figures it carries; a node asked locally does not fan out")
+ok(all(len({json.dumps((merged or {}).get(n.id, {}).get(r, {}).get("budget"), sort_keys=True) for n in nodes}) == 1
+       for r in realms), "both nodes answer the same budget for every realm")
+
 R = realms[0]
 owner = next(n for n in nodes if n.id == owners[partition_of(R)])
 other = next(n for n in nodes if n is not owner)
@@ -178,7 +217,8 @@ is_(st, 202, "POST .../cdc on the other node: 202")
 is_(hd.get("x-qbcdc-node"), owner.id, "the answer is the owner's (X-Qbcdc-Node)")
 ok(wait_for(lambda: (owner.realm(R) or {}).get("cdc_request_status") == "done", 15, 0.2),
    "the owner swept the realm", owner.realm(R))
-is_((other.realm(R) or {}).get("cdc_requested"), None, "the other node recorded no request of its own")
+is_((other.realm(R, local=True) or {}).get("cdc_requested"), None, "the other node recorded no request of its own")
+is_((other.realm(R) or {}).get("cdc_request_status"), "done", "its GET /admin/realms shows the owner's figures")
 
 st, hd, j = other.call("POST", "/admin/realms/%s/cdc" % R, headers={"X-Qbcdc-Forwarded-By": owner.id})
 ok(st == 503 and (j or {}).get("error") == "forward_loop" and hd.get("retry-after"),
@@ -271,11 +311,44 @@ owners = wait_for(settled, 20, 0.2)
 if owners:
     owner = next(n for n in nodes if n.id == owners[partition_of(R)])
     other = next(n for n in nodes if n is not owner)
+listing = {}
+
+
+def get_listing():  # at the same time as the POST: both asked well before the stopped node's lease runs out
+    t = time.time()
+    listing["answer"] = other.call("GET", "/admin/realms")
+    listing["took"] = time.time() - t
+
+
+def hang_up():  # a client that goes away while the node waits for the stopped owner's rows
+    try:
+        request(other.port, "GET", "/admin/realms", None, {"Authorization": "Bearer " + ADMIN}, timeout=0.3)
+    except OSError:
+        listing["hung_up"] = True
+
+
 os.kill(owner.proc.p.pid, signal.SIGSTOP)
+lister = threading.Thread(target=get_listing)
+lister.start()
+hanger = threading.Thread(target=hang_up)
+hanger.start()
 t0 = time.time()
 st, hd, j = other.call("POST", "/admin/realms/%s/cdc" % R)
 took = time.time() - t0
+lister.join()
+hanger.join()
+st_l, _, lst = listing.get("answer", (None, None, None))
+took_l = listing.get("took", 0)
 os.kill(owner.proc.p.pid, signal.SIGCONT)
+lst = lst if isinstance(lst, dict) else {}
+theirs = [x for x in lst.get("realms", []) if x.get("owner") == owner.id]
+ok(owners and st_l == 200 and 1.5 < took_l < 4.0 and lst.get("nodes_unanswered") == [owner.id],
+   "GET /admin/realms with the owner stopped: answered after the timeout (%.2f s), the owner listed in "
+   "nodes_unanswered" % took_l, (st_l, lst.get("nodes_unanswered")))
+ok(theirs and all(x.get("figures_from") == other.id for x in theirs) and len(lst.get("realms", [])) == len(realms),
+   "every realm still listed; the stopped owner's realms carry this node's figures (figures_from: %s)" % other.id,
+   [(x.get("realm"), x.get("owner"), x.get("figures_from")) for x in lst.get("realms", [])])
+ok(listing.get("hung_up") and other.get("/admin/realms"), "a client that hung up meanwhile: the node goes on")
 ok(owners and st == 503 and (j or {}).get("error") == "owner_unreachable" and 1.5 < took < 4.0,
    "an owner that does not answer: 503 owner_unreachable after QBCDC_FORWARD_TIMEOUT_MS (%.2f s)" % took, (st, j))
 diag("503: %s" % (j or {}).get("message"))
@@ -286,6 +359,22 @@ for line in request(other.port, "GET", "/metrics")[2].decode().splitlines():
         fw[line.split('"')[1]] = float(line.split()[-1])
 diag("qbcdc_admin_forwarded_total on %s: %s" % (other.id, fw))
 ok(fw.get("relayed", 0) >= 1 and fw.get("unreachable", 0) >= 1, "qbcdc_admin_forwarded_total counts them", fw)
+
+# stopping while GET /admin/realms waits for a stopped owner: the call is answered (the local rows, or 503)
+os.kill(owner.proc.p.pid, signal.SIGSTOP)
+listing.clear()
+lister = threading.Thread(target=get_listing)
+lister.start()
+time.sleep(0.3)
+t0 = time.time()
+rc = other.proc.stop()
+took = time.time() - t0
+os.kill(owner.proc.p.pid, signal.SIGCONT)
+lister.join()
+st_l = listing.get("answer", (None,))[0]
+ok(rc == 0 and st_l in (200, 503, None) and took < 4.0,
+   "%s stops cleanly (%.2f s) while its GET /admin/realms waits for a stopped owner (answered %s)" %
+   (other.id, took, st_l), rc)
 
 is_(BAD[:3], [], "every answer (relayed, 503 of the cluster, GET /admin/cluster) as docs/openapi.json says")
 for n in nodes:
