@@ -414,7 +414,18 @@ int qbc_api__list_subscriptions(qbc_api_t *api, h2o_req_t *req, h2o_iovec_t unus
     (void)unused;
     if (not_running(api, req))
         return 0;
-    qbc_api__respond_list(req, "subscriptions", qbc_delivery_describe_all(api->delivery), 0);
+    json_t *rows = qbc_delivery_describe_all(api->delivery);
+    /* cluster mode: each node's subscriptions are its own; the list is every node's */
+    if (api->cluster.node_id != NULL && api->cluster.node_id[0] != '\0') {
+        size_t i;
+        json_t *r;
+        json_array_foreach(rows, i, r) json_object_set_new(r, "node", json_string(api->cluster.node_id));
+        if (qbc_api__subscriptions_fan_out(api, req, rows)) {
+            json_decref(rows);
+            return 0;
+        }
+    }
+    qbc_api__respond_list(req, "subscriptions", rows, 0);
     return 0;
 }
 

@@ -132,6 +132,12 @@ typedef struct st_qbc_api_cluster_t {
      * cancel this node's store does not know yet (the bucket not yet imported) goes there.
      */
     int (*job_node)(void *ctx, uint64_t id, char *node, char *url);
+    /**
+     * optional: the other live nodes with an advertised URL, from any thread, without blocking:
+     * up to max of them into nodes[i] (QBC_API_NODE_MAX bytes) and urls[i] (QBC_API_URL_MAX
+     * bytes). GET /admin/subscriptions asks each for its own subscriptions. @return how many
+     */
+    unsigned (*peers)(void *ctx, char (*nodes)[QBC_API_NODE_MAX], char (*urls)[QBC_API_URL_MAX], unsigned max);
     void *ctx;
 } qbc_api_cluster_t;
 

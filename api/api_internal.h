@@ -217,6 +217,20 @@ json_t *qbc_api__realms_merge(json_t *rows, json_t *owners, json_t *answers, con
  * other owner to ask). Loop thread; rows stay the caller's.
  */
 int qbc_api__realms_fan_out(qbc_api_t *api, h2o_req_t *req, json_t *rows);
+/**
+ * a listing of what each node holds alone (GET /admin/subscriptions): rows, this node's, each
+ * tagged "node": self, then every answering node's rows tagged with its id, under the key what;
+ * "nodes_unanswered" lists the nodes whose answer was no such array (null in answers). Pure.
+ */
+json_t *qbc_api__nodes_merge(const char *what, json_t *rows, json_t *answers, const char *self);
+/**
+ * GET /admin/subscriptions in cluster mode: asks every other live node (qbc_api_cluster_t.peers)
+ * for its own subscriptions (marked X-Qbcdc-Forwarded-By: a node so asked answers its own) and
+ * answers the request with qbc_api__nodes_merge once all have answered or timed out: returns 1.
+ * Returns 0 (answer rows here, tagged with this node) when alone, asked by another node, or
+ * stopping. rows is not taken.
+ */
+int qbc_api__subscriptions_fan_out(qbc_api_t *api, h2o_req_t *req, json_t *rows);
 /** stops the forwarding thread: calls still out are answered 503 through the loop. */
 void qbc_api__forward_shutdown(qbc_api_t *api);
 void qbc_api__forward_dispose(qbc_api_t *api);

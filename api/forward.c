@@ -464,6 +464,7 @@ typedef struct st_fan_guard_t {
 
 typedef struct st_fan_t {
     qbc_api_t *api;
+    const char *what;   /* the answer's list: "realms" or "subscriptions" */
     h2o_req_t *req;     /* while guard says the request lives */
     fan_guard_t *guard; /* NULL once the client went away */
     json_t *rows;       /* this node's rows */
@@ -479,19 +480,100 @@ static void fan_guard_dispose(void *p)
         g->fan->guard = NULL;
 }
 
+static void fan_free(fan_t *fan)
+{
+    json_decref(fan->rows);
+    json_decref(fan->owners);
+    json_decref(fan->answers);
+    free(fan);
+}
+
+/* one call of a fan-out: GET url/admin/<what>, marked so that the node answers its own */
+static void fan_call(qbc_api_t *api, h2o_req_t *req, fan_t *fan, const char *node, const char *url)
+{
+    char h[QBC_API_NODE_MAX + 4200];
+    fwd_call_t *x = qbc_calloc(1, sizeof(*x));
+    x->api = api;
+    x->fan = fan;
+    snprintf(x->node, sizeof(x->node), "%s", node);
+    size_t ul = strlen(url);
+    while (ul > 0 && url[ul - 1] == '/')
+        ul--;
+    snprintf(x->url, sizeof(x->url), "%.*s/admin/%s", (int)ul, url, fan->what);
+    snprintf(x->method, sizeof(x->method), "GET");
+    strcpy(h, "Authorization: ");
+    req_header(req, H2O_TOKEN_AUTHORIZATION, h + strlen(h), sizeof(h) - strlen(h));
+    x->headers = curl_slist_append(x->headers, h);
+    snprintf(h, sizeof(h), "X-Qbcdc-Forwarded-By: %s", api->cluster.node_id);
+    x->headers = curl_slist_append(x->headers, h);
+    fan->pending++;
+    enqueue(api, x);
+}
+
+json_t *qbc_api__nodes_merge(const char *what, json_t *rows, json_t *answers, const char *self)
+{
+    json_t *out = json_array(), *unanswered = json_array(), *r;
+    size_t i;
+    json_array_foreach(rows, i, r)
+    {
+        json_t *row = json_deep_copy(r);
+        json_object_set_new(row, "node", json_string(self));
+        json_array_append_new(out, row);
+    }
+    const char *node;
+    json_t *theirs;
+    json_object_foreach(answers, node, theirs)
+    {
+        if (!json_is_array(theirs)) {
+            json_array_append_new(unanswered, json_string(node));
+            continue;
+        }
+        json_array_foreach(theirs, i, r)
+        {
+            json_t *row = json_deep_copy(r);
+            json_object_set_new(row, "node", json_string(node));
+            json_array_append_new(out, row);
+        }
+    }
+    return json_pack("{s:o,s:o}", what, out, "nodes_unanswered", unanswered);
+}
+
+int qbc_api__subscriptions_fan_out(qbc_api_t *api, h2o_req_t *req, json_t *rows)
+{
+    struct st_api_forwarder_t *f = api->forwarder;
+    if (f == NULL || f->multi == NULL || api->cluster.peers == NULL ||
+        h2o_find_header_by_str(&req->headers, H2O_STRLIT(HDR_FORWARDED), -1) >= 0)
+        return 0; /* one node, stopping, or asked by another node for its own: never fan out again */
+    char nodes[32][QBC_API_NODE_MAX], urls[32][QBC_API_URL_MAX];
+    unsigned n = api->cluster.peers(api->cluster.ctx, nodes, urls, 32);
+    if (n == 0)
+        return 0;
+    fan_t *fan = qbc_calloc(1, sizeof(*fan));
+    fan->api = api;
+    fan->req = req;
+    fan->what = "subscriptions";
+    fan->rows = json_incref(rows);
+    fan->answers = json_object();
+    for (unsigned i = 0; i < n; i++)
+        fan_call(api, req, fan, nodes[i], urls[i]);
+    fan->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*fan->guard), fan_guard_dispose);
+    fan->guard->fan = fan;
+    return 1;
+}
+
 static void fan_answer(fwd_call_t *x)
 {
     fan_t *fan = x->fan;
     json_t *rows = NULL;
     if (x->cc == CURLE_OK && x->status == 200 && !x->too_big && x->resp != NULL) {
         json_t *o = json_loadb(x->resp, x->resp_len, 0, NULL);
-        if (json_is_array(json_object_get(o, "realms")))
-            rows = json_incref(json_object_get(o, "realms"));
+        if (json_is_array(json_object_get(o, fan->what)))
+            rows = json_incref(json_object_get(o, fan->what));
         json_decref(o);
     }
     if (rows == NULL) {
         x->api->fwd.unreachable++;
-        qbc_log(QBC_LOG_WARN, "api", "GET /admin/realms: node %s (%s) did not answer its realms' figures: %s", x->node,
+        qbc_log(QBC_LOG_WARN, "api", "GET /admin/%s: node %s (%s) did not answer its own: %s", fan->what, x->node,
                 x->url,
                 x->err[0]           ? x->err
                 : x->cc != CURLE_OK ? curl_easy_strerror(x->cc)
@@ -504,19 +586,18 @@ static void fan_answer(fwd_call_t *x)
         return;
     if (fan->guard != NULL) {
         fan->guard->fan = NULL;
+        const char *self = fan->api->cluster.node_id;
         qbc_api__respond_obj(fan->req, 200, "OK",
-                             qbc_api__realms_merge(fan->rows, fan->owners, fan->answers, fan->api->cluster.node_id));
+                             fan->owners != NULL ? qbc_api__realms_merge(fan->rows, fan->owners, fan->answers, self)
+                                                 : qbc_api__nodes_merge(fan->what, fan->rows, fan->answers, self));
     }
-    json_decref(fan->rows);
-    json_decref(fan->owners);
-    json_decref(fan->answers);
-    free(fan);
+    fan_free(fan);
 }
 
 int qbc_api__realms_fan_out(qbc_api_t *api, h2o_req_t *req, json_t *rows)
 {
     struct st_api_forwarder_t *f = api->forwarder;
-    char node[QBC_API_NODE_MAX], url[QBC_API_URL_MAX], h[QBC_API_NODE_MAX + 4200];
+    char node[QBC_API_NODE_MAX], url[QBC_API_URL_MAX];
     if (f == NULL)
         return 0;
     size_t i;
@@ -527,6 +608,7 @@ int qbc_api__realms_fan_out(qbc_api_t *api, h2o_req_t *req, json_t *rows)
     fan_t *fan = qbc_calloc(1, sizeof(*fan));
     fan->api = api;
     fan->req = req;
+    fan->what = "realms";
     fan->rows = json_incref(rows);
     fan->owners = json_object();
     fan->answers = json_object();
@@ -545,31 +627,10 @@ int qbc_api__realms_fan_out(qbc_api_t *api, h2o_req_t *req, json_t *rows)
     }
     const char *n;
     json_t *u;
-    json_object_foreach(urls, n, u)
-    {
-        fwd_call_t *x = qbc_calloc(1, sizeof(*x));
-        x->api = api;
-        x->fan = fan;
-        snprintf(x->node, sizeof(x->node), "%s", n);
-        size_t ul = json_string_length(u);
-        while (ul > 0 && json_string_value(u)[ul - 1] == '/')
-            ul--;
-        snprintf(x->url, sizeof(x->url), "%.*s/admin/realms", (int)ul, json_string_value(u));
-        snprintf(x->method, sizeof(x->method), "GET");
-        strcpy(h, "Authorization: ");
-        req_header(req, H2O_TOKEN_AUTHORIZATION, h + strlen(h), sizeof(h) - strlen(h));
-        x->headers = curl_slist_append(x->headers, h);
-        snprintf(h, sizeof(h), "X-Qbcdc-Forwarded-By: %s", api->cluster.node_id);
-        x->headers = curl_slist_append(x->headers, h);
-        fan->pending++;
-        enqueue(api, x);
-    }
+    json_object_foreach(urls, n, u) fan_call(api, req, fan, n, json_string_value(u));
     json_decref(urls);
     if (fan->pending == 0) { /* every realm is this node's, or no other owner is reachable */
-        json_decref(fan->rows);
-        json_decref(fan->owners);
-        json_decref(fan->answers);
-        free(fan);
+        fan_free(fan);
         return 0;
     }
     fan->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*fan->guard), fan_guard_dispose);

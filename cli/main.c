@@ -117,6 +117,11 @@ static int realm_owner(void *ctx, const char *realm, char *node, char *url)
     return qbc_cluster_realm_owner(ctx, realm, node, url);
 }
 
+static unsigned peers(void *ctx, char (*nodes)[QBC_API_NODE_MAX], char (*urls)[QBC_API_URL_MAX], unsigned max)
+{
+    return qbc_cluster_peers(ctx, nodes, urls, max);
+}
+
 static int job_node(void *ctx, uint64_t id, char *node, char *url)
 {
     return qbc_cluster_job_node(ctx, id, node, url);
@@ -283,6 +288,7 @@ static int cmd_serve(int argc, char **argv)
                                 .forward_timeout_ms = (unsigned)cfg.n_forward_timeout_ms,
                                 .owner = realm_owner,
                                 .job_node = job_node,
+                                .peers = peers,
                                 .ctx = cluster};
         qbc_api_set_cluster(api, &ac);
     }

@@ -123,6 +123,13 @@ void qbc_cluster_stats(qbc_cluster_t *c, qbc_cluster_stats_t *out);
 #define QBC_CLUSTER_URL_MAX 256 /**< bytes of an advertised URL, with its NUL */
 
 /**
+ * the other live nodes that advertise a URL, as last read: up to max of them into ids[i] and
+ * urls[i]. Thread-safe, never blocks on I/O. @return how many
+ */
+unsigned qbc_cluster_peers(qbc_cluster_t *c, char (*ids)[QBC_NODE_ID_MAX], char (*urls)[QBC_CLUSTER_URL_MAX],
+                           unsigned max);
+
+/**
  * who serves a realm's admin requests (the forwarding of api/forward.c): qbc_cluster_whose, and
  * the other node's advertised URL. Thread-safe, never blocks on I/O.
  * @param[out] node (QBC_NODE_ID_MAX bytes) the owner as last read from the bucket ("" if none)

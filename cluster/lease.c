@@ -596,6 +596,21 @@ int qbc_cluster_realm_owner(qbc_cluster_t *c, const char *realm, char *node, cha
     return url[0] != '\0' ? 0 : QBC_ENOTFOUND;
 }
 
+unsigned qbc_cluster_peers(qbc_cluster_t *c, char (*ids)[QBC_NODE_ID_MAX], char (*urls)[QBC_CLUSTER_URL_MAX],
+                           unsigned max)
+{
+    unsigned n = 0;
+    pthread_mutex_lock(&c->mu);
+    for (unsigned i = 0; i < c->n_urls && n < max; i++)
+        if (c->urls[i].url[0] != '\0' && strcmp(c->urls[i].id, c->st.node_id) != 0) {
+            snprintf(ids[n], QBC_NODE_ID_MAX, "%s", c->urls[i].id);
+            snprintf(urls[n], QBC_CLUSTER_URL_MAX, "%s", c->urls[i].url);
+            n++;
+        }
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
 int qbc_cluster_job_node(qbc_cluster_t *c, uint64_t id, char *node, char *url)
 {
     uint64_t space = qbc_cluster_job_space(id);

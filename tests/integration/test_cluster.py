@@ -505,6 +505,10 @@ st, h, b = request(c_node.port, "PATCH", "/admin/subscriptions/%s" % sub_id, jso
 st2, j2 = admin(a_node.port, "GET", "/admin/subscriptions/%s" % sub_id)
 ok(st == 200 and st2 == 200 and j2.get("state") == "paused",
    "a PATCH pausing it on %s pauses it on %s" % (c_node.id, a_node.id), (st, b[:200], j2.get("state")))
+st, lst = admin(c_node.port, "GET", "/admin/subscriptions")
+mine = [x for x in (lst or {}).get("subscriptions", []) if x.get("id") == sub_id]
+ok(st == 200 and len(mine) == 1 and mine[0].get("node") == a_node.id and lst.get("nodes_unanswered") == [],
+   "GET /admin/subscriptions on %s lists it, on %s" % (c_node.id, a_node.id), lst)
 rcv.close()
 lost_after = sum((n.cluster() or {}).get("lost", 0) for n in nodes)
 diag("leases lost while the nats-server was down: %d" % (lost_after - lost_before))

@@ -82,6 +82,26 @@ static void test_merge(void)
     json_decref(answers);
 }
 
+static void test_nodes_merge(void)
+{
+    json_t *rows = json_pack("[{s:s}]", "id", "1"),
+           *answers = json_pack("{s:[{s:s},{s:s}],s:n}", "n2", "id", "42", "id", "43", "n3");
+    json_t *m = qbc_api__nodes_merge("subscriptions", rows, answers, "n1");
+    json_t *list = json_object_get(m, "subscriptions");
+    is_int((int)json_array_size(list), 3, "this node's one and n2's two");
+    ok(strcmp(json_string_value(json_object_get(json_array_get(list, 0), "node")), "n1") == 0 &&
+           strcmp(json_string_value(json_object_get(json_array_get(list, 2), "id")), "43") == 0 &&
+           strcmp(json_string_value(json_object_get(json_array_get(list, 2), "node")), "n2") == 0,
+       "each tagged with its node, this node's first");
+    json_t *un = json_object_get(m, "nodes_unanswered");
+    ok(json_array_size(un) == 1 && strcmp(json_string_value(json_array_get(un, 0)), "n3") == 0,
+       "n3, which did not answer, is named");
+    ok(json_object_get(json_array_get(rows, 0), "node") == NULL, "the rows given are not changed");
+    json_decref(m);
+    json_decref(rows);
+    json_decref(answers);
+}
+
 int main(void)
 {
     is_int(qbc_api__forward_decide(1, 0), QBC_FWD_LOCAL, "owned here: answered here");
@@ -92,5 +112,6 @@ int main(void)
     is_int(qbc_api__forward_decide(QBC_ENOTFOUND, 0), QBC_FWD_NO_OWNER, "no owner (or URL) known: 503");
     is_int(qbc_api__forward_decide(QBC_ENOTFOUND, 1), QBC_FWD_LOOP, "forwarded here and no owner known: 503 too");
     subtest("GET /admin/realms merge", test_merge);
+    subtest("GET /admin/subscriptions merge", test_nodes_merge);
     return done_testing();
 }
