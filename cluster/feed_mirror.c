@@ -49,6 +49,7 @@ struct st_qbc_feed_mirror_t {
     int64_t created_ns;
     uint64_t position;
     uint64_t gap_checked; /* the position prepare() read the stream's first sequence at */
+    uint64_t behind_at;   /* the position at the last check, when the stream held more (else UINT64_MAX) */
     int64_t checked_ns;
     int logged_skip;
 };
@@ -416,6 +417,7 @@ static int prepare(qbc_feed_mirror_t *m)
     }
     m->position = position;
     m->gap_checked = position;
+    m->behind_at = UINT64_MAX;
     m->checked_ns = qbc_mono_ns();
     pthread_mutex_lock(&m->worker.mu);
     m->seen = 1;
@@ -430,7 +432,8 @@ static int prepare(qbc_feed_mirror_t *m)
     return 0;
 }
 
-/* idle: is the stream still the one we copy? Its last sequence, for the lag. 0, or -1 to subscribe again */
+/* idle: is the stream still the one we copy? Its last sequence, for the lag. 0, 1 to subscribe again now (a
+   stall), or -1 to subscribe again after a pause */
 static int check_stream(qbc_feed_mirror_t *m)
 {
     char id[QBC_FEED_ID_LEN + 1];
@@ -446,6 +449,16 @@ static int check_stream(qbc_feed_mirror_t *m)
     pthread_mutex_lock(&m->worker.mu);
     m->st.stream_last = last;
     pthread_mutex_unlock(&m->worker.mu);
+    int behind = last > m->position, stalled = behind && m->behind_at == m->position;
+    m->behind_at = behind ? m->position : UINT64_MAX;
+    if (stalled) {
+        /* the stream held more than the copy at two checks in a row and nothing came between:
+           the ordered consumer stalled (seen after a nats-server was killed): read on anew */
+        qbc_log(QBC_LOG_WARN, MOD,
+                "the feed stream holds sequences up to %llu, the copy %llu, and none came: reading anew",
+                (unsigned long long)last, (unsigned long long)m->position);
+        return 1;
+    }
     return 0;
 }
 
