@@ -3,10 +3,11 @@
  *
  * With QBCDC_NATS_URL set, every feed record goes to the stream (QBCDC_FEED by default) on
  * subject qbcdc.feed.<realm>.<Entity>, the message being the record exactly as /v1/changes
- * serves it, with the headers Nats-Msg-Id = realm/Entity/id/version/op (a record published
- * twice is stored once), Qbcdc-Feed-Seq and Qbcdc-Feed-Id. One thread publishes in feed order,
- * each record after the last one's PubAck, and commits its cursor (the last feed sequence the
- * stream acknowledged) to the store. On start it reads the stream's last message: a record
+ * serves it, with the headers Nats-Msg-Id = realm/Entity/id/version, or realm/Entity/id/delete
+ * for a delete (a record published twice is stored once, by any node), Qbcdc-Feed-Seq and
+ * Qbcdc-Feed-Id. One thread publishes in feed order, each record after the last one's PubAck,
+ * and commits its cursor (the last feed sequence the stream acknowledged) to the store. On
+ * start it reads the stream's last message: a record
  * acknowledged but not yet in the stored cursor (a crash between the two) is not published
  * again, whatever JetStream's duplicate window. A NATS outage blocks nothing else: webhooks,
  * reconciliation and /v1/changes go on; the publisher catches up when NATS returns.

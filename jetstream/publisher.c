@@ -307,8 +307,14 @@ static int publish_one(const qbc_feed_rec_t *rec, void *ctx)
     char subject[256], msgid[512], id[QBC_ID_MAX], ver[QBC_SYNC_TOKEN_MAX], op[16], seq[24];
     snprintf(subject, sizeof(subject), "qbcdc.feed.%s.%s", rec->realm, rec->entity);
     int whole = change_keys(rec->json, rec->json_len, id, sizeof(id), ver, sizeof(ver), op, sizeof(op));
-    if (whole)
-        snprintf(msgid, sizeof(msgid), "%s/%s/%s/%s/%s", rec->realm, rec->entity, id, ver, op);
+    /* the version names the content; the op is the publishing node's view (create or update, by
+       what it held) and a delete is the last word about an id, whatever version it carries: so
+       the same change published by two nodes (an owner killed between its PubAck and its put to
+       qbcdc_versions, then its successor's sweep) has one id, and the stream keeps it once */
+    if (whole && strcmp(op, "delete") == 0)
+        snprintf(msgid, sizeof(msgid), "%s/%s/%s/delete", rec->realm, rec->entity, id);
+    else if (whole)
+        snprintf(msgid, sizeof(msgid), "%s/%s/%s/%s", rec->realm, rec->entity, id, ver);
     else /* unreadable: an id no other record can have (duplicates of it are still caught by the cursor) */
         snprintf(msgid, sizeof(msgid), "%s/seq/%llu", qbc_store_feed_id(p->store), (unsigned long long)rec->seq);
     char vkey[512];
