@@ -307,6 +307,17 @@ static void req_header(h2o_req_t *req, const h2o_token_t *token, char *out, size
 
 static void enqueue(qbc_api_t *api, fwd_call_t *x);
 
+/* what every call to another node carries: the client's Authorization, and this node's mark */
+static void call_headers(qbc_api_t *api, h2o_req_t *req, fwd_call_t *x)
+{
+    char h[QBC_API_NODE_MAX + 4200];
+    strcpy(h, "Authorization: ");
+    req_header(req, H2O_TOKEN_AUTHORIZATION, h + strlen(h), sizeof(h) - strlen(h));
+    x->headers = curl_slist_append(x->headers, h);
+    snprintf(h, sizeof(h), "X-Qbcdc-Forwarded-By: %s", api->cluster.node_id);
+    x->headers = curl_slist_append(x->headers, h);
+}
+
 static void forward(qbc_api_t *api, h2o_req_t *req, const char *node, const char *url)
 {
     fwd_call_t *x = qbc_calloc(1, sizeof(*x));
@@ -319,15 +330,11 @@ static void forward(qbc_api_t *api, h2o_req_t *req, const char *node, const char
         ul--;
     snprintf(x->url, sizeof(x->url), "%.*s%.*s", (int)ul, url, (int)req->path.len, req->path.base);
     snprintf(x->method, sizeof(x->method), "%.*s", (int)req->method.len, req->method.base);
-    strcpy(h, "Authorization: ");
-    req_header(req, H2O_TOKEN_AUTHORIZATION, h + strlen(h), sizeof(h) - strlen(h));
-    x->headers = curl_slist_append(x->headers, h);
+    call_headers(api, req, x);
     strcpy(h, "Content-Type: ");
     req_header(req, H2O_TOKEN_CONTENT_TYPE, h + strlen(h), sizeof(h) - strlen(h));
     if (h[strlen("Content-Type: ")] != '\0')
         x->headers = curl_slist_append(x->headers, h);
-    snprintf(h, sizeof(h), "X-Qbcdc-Forwarded-By: %s", api->cluster.node_id);
-    x->headers = curl_slist_append(x->headers, h);
     x->headers = curl_slist_append(x->headers, "Expect:");
     if (req->entity.len > 0) {
         x->body = qbc_alloc(req->entity.len);
@@ -491,7 +498,6 @@ static void fan_free(fan_t *fan)
 /* one call of a fan-out: GET url/admin/<what>, marked so that the node answers its own */
 static void fan_call(qbc_api_t *api, h2o_req_t *req, fan_t *fan, const char *node, const char *url)
 {
-    char h[QBC_API_NODE_MAX + 4200];
     fwd_call_t *x = qbc_calloc(1, sizeof(*x));
     x->api = api;
     x->fan = fan;
@@ -501,11 +507,7 @@ static void fan_call(qbc_api_t *api, h2o_req_t *req, fan_t *fan, const char *nod
         ul--;
     snprintf(x->url, sizeof(x->url), "%.*s/admin/%s", (int)ul, url, fan->what);
     snprintf(x->method, sizeof(x->method), "GET");
-    strcpy(h, "Authorization: ");
-    req_header(req, H2O_TOKEN_AUTHORIZATION, h + strlen(h), sizeof(h) - strlen(h));
-    x->headers = curl_slist_append(x->headers, h);
-    snprintf(h, sizeof(h), "X-Qbcdc-Forwarded-By: %s", api->cluster.node_id);
-    x->headers = curl_slist_append(x->headers, h);
+    call_headers(api, req, x);
     fan->pending++;
     enqueue(api, x);
 }

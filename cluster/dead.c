@@ -320,6 +320,23 @@ typedef struct {
     size_t n_missing, cap;
 } scan_t;
 
+/* a dead letter of this node's store, as the cluster lists it (under key) */
+static void local_row(qbc_cluster_dead_t *m, const qbc_dead_sync_t *ds, const char *key, const qbc_dead_t *d)
+{
+    memset(m, 0, sizeof(*m));
+    snprintf(m->key, sizeof(m->key), "%s", key);
+    snprintf(m->node, sizeof(m->node), "%s", ds->node_id);
+    memcpy(m->store_tag, ds->store_tag, sizeof(m->store_tag));
+    m->id = d->id;
+    snprintf(m->realm, sizeof(m->realm), "%s", d->realm);
+    snprintf(m->entity, sizeof(m->entity), "%s", d->entity);
+    snprintf(m->entity_id, sizeof(m->entity_id), "%s", d->entity_id);
+    snprintf(m->error, sizeof(m->error), "%s", d->error);
+    m->op = d->last_op;
+    m->attempts = d->attempts;
+    m->died_ns = d->died_ns;
+}
+
 static int on_local(const qbc_dead_t *d, void *ctx)
 {
     scan_t *sc = ctx;
@@ -339,18 +356,7 @@ static int on_local(const qbc_dead_t *d, void *ctx)
         sc->missing = qbc_realloc(sc->missing, sc->cap * sizeof(*sc->missing));
     }
     qbc_cluster_dead_t *m = &sc->missing[sc->n_missing++];
-    memset(m, 0, sizeof(*m));
-    snprintf(m->key, sizeof(m->key), "%s", key);
-    snprintf(m->node, sizeof(m->node), "%s", ds->node_id);
-    memcpy(m->store_tag, ds->store_tag, sizeof(m->store_tag));
-    m->id = d->id;
-    snprintf(m->realm, sizeof(m->realm), "%s", d->realm);
-    snprintf(m->entity, sizeof(m->entity), "%s", d->entity);
-    snprintf(m->entity_id, sizeof(m->entity_id), "%s", d->entity_id);
-    snprintf(m->error, sizeof(m->error), "%s", d->error);
-    m->op = d->last_op;
-    m->attempts = d->attempts;
-    m->died_ns = d->died_ns;
+    local_row(m, ds, key, d);
     m->state = QBC_DEAD_DEAD;
     m->state_ns = d->died_ns;
     return 0;
@@ -619,18 +625,7 @@ static int list_local(const qbc_dead_t *d, void *ctx)
     if (known)
         return 0;
     qbc_cluster_dead_t *m = &l->out[l->n++];
-    memset(m, 0, sizeof(*m));
-    snprintf(m->key, sizeof(m->key), "%s", key);
-    snprintf(m->node, sizeof(m->node), "%s", l->ds->node_id);
-    memcpy(m->store_tag, l->ds->store_tag, sizeof(m->store_tag));
-    m->id = d->id;
-    snprintf(m->realm, sizeof(m->realm), "%s", d->realm);
-    snprintf(m->entity, sizeof(m->entity), "%s", d->entity);
-    snprintf(m->entity_id, sizeof(m->entity_id), "%s", d->entity_id);
-    snprintf(m->error, sizeof(m->error), "%s", d->error);
-    m->op = d->last_op;
-    m->attempts = d->attempts;
-    m->died_ns = d->died_ns;
+    local_row(m, l->ds, key, d);
     return 0;
 }
 
