@@ -283,7 +283,9 @@ static void fit(qbc_reconciler_t *r, int64_t now, int64_t wall)
         if (usable[i] && w[i] > wmax)
             wmax = w[i];
     }
-    double lo = (double)r->cfg.cdc_interval_s * NS * wmax; /* every realm at the shortest interval */
+    /* a realm's interval is clamp(base / w): at base = cdc_interval every realm sweeps at the
+     * shortest interval; as base grows the realms of least weight stretch first */
+    double lo = (double)r->cfg.cdc_interval_s * NS;
     double hi = (double)r->cfg.cdc_max_interval_s * NS * wmax;
     double base = lo;
     if (a->budget != 0) {

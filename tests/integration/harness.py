@@ -88,18 +88,21 @@ class Proc:
         full_env = dict(os.environ)
         full_env.update(env or {})
         self.p = subprocess.Popen(argv, env=full_env, stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL)
+        self.asked_to_exit = False
         _procs.append(self)
 
     def alive(self):
         return self.p.poll() is None
 
     def kill9(self):
+        self.asked_to_exit = True
         if self.alive():
             self.p.send_signal(signal.SIGKILL)
         return self.p.wait(timeout=10)
 
     def stop(self, sig=signal.SIGTERM, timeout=15):
         """sends sig and waits; returns the exit code (SIGKILLs after timeout, returns None then)."""
+        self.asked_to_exit = True
         if self.alive():
             self.p.send_signal(sig)
         try:
@@ -181,7 +184,24 @@ def start_qbcdc(data_dir=None, tokens="test-verifier-token", extra_env=None, arg
     return p, port, data_dir
 
 
+def _report_unasked_exits():
+    """after a failed test: the exit status and the log's tail of every program that exited
+    without the test asking, so a crash in CI leaves its trace in the TAP output."""
+    for p in _procs:
+        rc = p.p.poll()
+        if rc is None or p.asked_to_exit:
+            continue
+        diag("%s exited by itself with status %d; the end of its log:" % (" ".join(p.argv[:2]), rc))
+        try:
+            for line in p.output().splitlines()[-60:]:
+                diag("  " + line)
+        except OSError as e:
+            diag("  (log unreadable: %s)" % e)
+
+
 def _cleanup():
+    if _failed:
+        _report_unasked_exits()
     for p in _procs:
         try:
             if p.alive():

@@ -145,6 +145,25 @@ static void test_schedule(qbc_store_t *store)
     ok(planned + r->allow.live_reserve <= 3000 - 4 && planned >= most,
        "the sweeps of the time left fit the budget less the live reserve, and use most of it");
 
+    /* 40 s before the period ends, sweeping every realm every 2 s takes 2,000 calls: there is
+     * room for it, so the realms without gaps are not held back at their weight's pace */
+    int64_t end = r->allow.period_end_ns;
+    r->allow.period_end_ns = qbc_now_ns() + 40 * NS;
+    r->allow.fit_due = 0;
+    qbc_rec__allowance_tick(r, qbc_mono_ns());
+    ok(qbc_rec__cdc_interval_ns(r, r->realms[0]) == 2 * NS && qbc_rec__cdc_interval_ns(r, r->realms[50]) == 2 * NS,
+       "near the period's end, with room, every realm sweeps at QBCDC_CDC_INTERVAL");
+    /* 100 s before it, that would take 5,000: the realms without gaps stretch, the budget is used */
+    r->allow.period_end_ns = qbc_now_ns() + 100 * NS;
+    r->allow.fit_due = 0;
+    qbc_rec__allowance_tick(r, qbc_mono_ns());
+    lossy = qbc_rec__cdc_interval_ns(r, r->realms[0]);
+    healthy = qbc_rec__cdc_interval_ns(r, r->realms[50]);
+    ok(lossy == 2 * NS && healthy > 2 * NS && r->allow.cdc_planned + r->allow.live_reserve <= 3000 - 4 &&
+           r->allow.cdc_planned >= 2500,
+       "100 s before it: gaps at the shortest interval, the others stretched to fit, most of it used");
+    r->allow.period_end_ns = end;
+
     /* a new period starts from zero */
     r->allow.used[QBC_USAGE_CDC] = 500;
     r->realms[0]->used[QBC_USAGE_CDC] = 7;
