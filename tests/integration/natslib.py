@@ -146,7 +146,15 @@ class Client:
         state = info.get("state", {})
         out = []
         for seq in range(state.get("first_seq", 1), state.get("last_seq", 0) + 1):
-            m = self.request("$JS.API.STREAM.MSG.GET." + stream, {"seq": seq}).get("message")
+            # an answer without the message is either "no message found" (10037: deleted) or a
+            # passing refusal (no responders, a leader being elected after a nats-server was
+            # killed): only the first means the stream does not hold it
+            for _ in range(100):
+                r = self.request("$JS.API.STREAM.MSG.GET." + stream, {"seq": seq})
+                m = r.get("message")
+                if m or (r.get("error") or {}).get("err_code") == 10037:
+                    break
+                time.sleep(0.1)
             if not m:
                 continue
             hdrs = {}
