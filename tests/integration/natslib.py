@@ -167,3 +167,28 @@ class Client:
 
     def close(self):
         self.s.close()
+
+
+M64 = (1 << 64) - 1
+
+
+def mixed_fnv(data):
+    """cluster/partition.c: FNV-1a 64 over the bytes, then splitmix64's finaliser"""
+    h = 14695981039346656037
+    for b in data:
+        h = ((h ^ b) * 1099511628211) & M64
+    h ^= h >> 30
+    h = (h * 0xbf58476d1ce4e5b9) & M64
+    h ^= h >> 27
+    h = (h * 0x94d049bb133111eb) & M64
+    return h ^ (h >> 31)
+
+
+def partition_of(realm, n):
+    """cluster/partition.c qbc_cluster_partition_of: the realm's partition of n"""
+    return mixed_fnv(realm.encode()) % n
+
+
+def preferred(p, ids):
+    """cluster/partition.c qbc_cluster_preferred: the node of the highest rendezvous score for partition p"""
+    return max(sorted(ids), key=lambda node: mixed_fnv(node.encode() + b"\0" + p.to_bytes(4, "big")))

@@ -26,7 +26,7 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 import openapi_check as oc  # noqa: E402  (first: may re-exec with /usr/bin/python3)
 from harness import QBCDC, Proc, diag, done_testing, free_port, is_, ok, request, tmpdir, wait_for, wait_http  # noqa: E402
-from natslib import NATS_SERVER, NatsCluster  # noqa: E402
+from natslib import NATS_SERVER, NatsCluster, partition_of  # noqa: E402
 from natslib import Client as NatsClient  # noqa: E402
 from receiverlib import Receiver  # noqa: E402
 from simlib import ADMIN, FEED_TOKEN, Sim, admin, flat_truth, qbcdc_lines, register_realms, serve_env  # noqa: E402
@@ -38,21 +38,6 @@ if NATS_SERVER is None:
     sys.exit(0)
 
 PARTITIONS = 16
-M64 = (1 << 64) - 1
-
-
-def partition_of(realm, n):
-    """cluster/partition.c qbc_cluster_partition_of: FNV-1a 64, splitmix64's finaliser, modulo n"""
-    h = 14695981039346656037
-    for b in realm.encode():
-        h = ((h ^ b) * 1099511628211) & M64
-    h ^= h >> 30
-    h = (h * 0xbf58476d1ce4e5b9) & M64
-    h ^= h >> 27
-    h = (h * 0x94d049bb133111eb) & M64
-    h ^= h >> 31
-    return h % n
-
 
 is_([partition_of("9130350000000001", 32), partition_of("123146096291789", 32)], [30, 13],
     "the test's partition function is the C one (pinned in test_partition.c)")

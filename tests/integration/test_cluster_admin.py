@@ -29,7 +29,8 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 import openapi_check as oc  # noqa: E402  (first: may re-exec with /usr/bin/python3)
 from harness import QBCDC, Proc, diag, done_testing, free_port, is_, ok, request, tmpdir, wait_for, wait_http  # noqa: E402
-from natslib import NATS_SERVER, NatsServer  # noqa: E402
+import natslib  # noqa: E402
+from natslib import NATS_SERVER, NatsServer, mixed_fnv, preferred  # noqa: E402
 from simlib import ADMIN, Sim, admin, register_realms, serve_env, sim_calls  # noqa: E402
 
 if NATS_SERVER is None:
@@ -38,43 +39,15 @@ if NATS_SERVER is None:
 
 PARTITIONS = 8
 PER_TYPE = 2500  # 8 entity types: 3 query pages each, 24 for a whole realm
-M64 = (1 << 64) - 1
-
-
-def mixed_fnv(s):
-    """cluster/partition.c: FNV-1a 64 and splitmix64's finaliser"""
-    h = 14695981039346656037
-    for b in s.encode():
-        h = ((h ^ b) * 1099511628211) & M64
-    h ^= h >> 30
-    h = (h * 0xbf58476d1ce4e5b9) & M64
-    h ^= h >> 27
-    h = (h * 0x94d049bb133111eb) & M64
-    h ^= h >> 31
-    return h
 
 
 def partition_of(realm):
-    return mixed_fnv(realm) % PARTITIONS
-
-
-def preferred(p, ids):
-    """cluster/partition.c qbc_cluster_preferred: the highest rendezvous score"""
-    def score(node):
-        h = 14695981039346656037
-        for b in node.encode() + b"\0" + p.to_bytes(4, "big"):
-            h = ((h ^ b) * 1099511628211) & M64
-        h ^= h >> 30
-        h = (h * 0xbf58476d1ce4e5b9) & M64
-        h ^= h >> 27
-        h = (h * 0x94d049bb133111eb) & M64
-        return h ^ (h >> 31)
-    return max(sorted(ids), key=score)
+    return natslib.partition_of(realm, PARTITIONS)
 
 
 def job_space(node_id):
     """cluster.h qbc_cluster_job_id_base / QBC_JOB_ID_SPACE (n1: 415514, pinned in test_partition.c)"""
-    return 1 + mixed_fnv(node_id) % ((1 << 20) - 1)
+    return 1 + mixed_fnv(node_id.encode()) % ((1 << 20) - 1)
 
 
 MASTER_KEY = os.path.join(tmpdir("qbcdc-cadm-key-"), "master.key")
