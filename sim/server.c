@@ -27,6 +27,7 @@
 #include "sim.h"
 
 #define MOD "qbosim"
+#define METER_SECONDS 3600 /* /sim/stats metered_per_second reaches back this far */
 
 enum { EP_READ, EP_QUERY, EP_CDC, EP_BATCH, EP_N };
 static const char *const ep_names[EP_N] = {"read", "query", "cdc", "batch"};
@@ -91,6 +92,12 @@ typedef struct {
     /* stats */
     uint64_t oauth_token_calls, oauth_invalid_grant, oauth_revokes, oauth_authorize, changes_made, throttled_total;
     unsigned answering_cost; /* metered units of the API request being answered (1, or a batch's items) */
+    /* the app's metered units by the wall-clock second they were answered in, the last METER_SECONDS
+     * seconds: what a test needs to sum them by any period aligned to whole seconds */
+    struct {
+        int64_t sec;
+        uint64_t units;
+    } metered_at[METER_SECONDS];
     /* loop */
     h2o_globalconf_t config;
     h2o_context_t ctx;
@@ -190,8 +197,16 @@ static void respond_after(h2o_req_t *req, int realm, int status, char *body, con
 /* answers an API request, after the injected latency if any */
 static void api_respond(h2o_req_t *req, int realm, int status, char *body, const char *ctype)
 {
-    if (realm >= 0 && status >= 200 && status < 300)
+    if (realm >= 0 && status >= 200 && status < 300) {
         S.rs[realm].metered += S.answering_cost;
+        int64_t sec = qbc_now_ns() / 1000000000;
+        size_t slot = (size_t)(sec % METER_SECONDS);
+        if (S.metered_at[slot].sec != sec) {
+            S.metered_at[slot].sec = sec;
+            S.metered_at[slot].units = 0;
+        }
+        S.metered_at[slot].units += S.answering_cost;
+    }
     respond_after(req, realm, status, body, ctype, S.latency_ms, 0);
 }
 
@@ -1006,6 +1021,16 @@ static void handle_sim_stats(h2o_req_t *req)
     }
     json_object_set_new(j, "realms", realms);
     json_object_set_new(j, "throttled", json_integer((json_int_t)S.throttled_total));
+    json_t *per_second = json_object();
+    int64_t now_s = qbc_now_ns() / 1000000000;
+    for (size_t i = 0; i < METER_SECONDS; i++) {
+        if (S.metered_at[i].units == 0 || S.metered_at[i].sec <= now_s - METER_SECONDS)
+            continue;
+        char key[24];
+        snprintf(key, sizeof(key), "%lld", (long long)S.metered_at[i].sec);
+        json_object_set_new(per_second, key, json_integer((json_int_t)S.metered_at[i].units));
+    }
+    json_object_set_new(j, "metered_per_second", per_second);
     json_t *o = json_object();
     json_object_set_new(o, "token", json_integer((json_int_t)S.oauth_token_calls));
     json_object_set_new(o, "invalid_grant", json_integer((json_int_t)S.oauth_invalid_grant));

@@ -19,7 +19,6 @@ import os
 import subprocess
 import collections
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -40,39 +39,24 @@ def budget(port):
 Counts = collections.namedtuple("Counts", "metered total throttled unauthorized")
 
 
-class Meter(threading.Thread):
-    """qbosim's counts sampled just before each period boundary: per period, the calls Intuit
-    meters (2xx answers, a batch by its items: qbo-facts 5.1), and every request and 429 beside
-    them. Before, not after: when a period turns, the sweeps that waited for it start at once,
-    and a sample taken a moment late would put them in the period before."""
+def totals(sim):
+    """qbosim's counts over every realm: the calls Intuit meters (2xx answers, a batch by its
+    items: qbo-facts 5.1), every request, 429s and 401s"""
+    st, j = sim.json("GET", "/sim/stats")
+    rs = j.get("realms", {}).values()
+    return Counts(*(sum(r.get(k, 0) for r in rs) for k in ("metered", "total", "throttled", "unauthorized")))
 
-    def __init__(self, sim):
-        super().__init__(daemon=True)
-        self.sim, self.stop, self.samples = sim, threading.Event(), {}
 
-    def total(self):
-        st, s = self.sim.json("GET", "/sim/stats")
-        rs = s.get("realms", {}).values()
-        return Counts(*(sum(r.get(k, 0) for r in rs) for k in ("metered", "total", "throttled", "unauthorized")))
-
-    def run(self):
-        while not self.stop.is_set():
-            now = time.time()
-            boundary = (int(now // PERIOD) + 1) * PERIOD
-            if boundary - now > 1.0:
-                time.sleep(min(0.1, boundary - now - 1.0))
-                continue
-            k = int(boundary // PERIOD)
-            n = self.total()
-            # a sample that finished after the boundary (a slow machine) would count the next
-            # period's first calls in this one: it is not used
-            self.samples.setdefault(k, n if time.time() < boundary else None)
-            time.sleep(max(boundary - time.time(), 0) + 0.05)
-
-    def per_period(self):
-        ks = sorted(self.samples)
-        return [(k, Counts(*(b - a for a, b in zip(self.samples[k], self.samples[k + 1])))) for k in ks
-                if k + 1 in self.samples and self.samples[k] is not None and self.samples[k + 1] is not None]
+def metered_per_period(sim):
+    """qbosim's metered units summed by budget period (qbcdc's periods are aligned to whole
+    multiples of PERIOD seconds since the epoch): {period index: units}. qbosim files each
+    answer under the second it was given in, so no sampling moment can move a period's calls
+    into its neighbour."""
+    st, j = sim.json("GET", "/sim/stats")
+    out = collections.Counter()
+    for sec, units in j.get("metered_per_second", {}).items():
+        out[int(sec) // PERIOD] += units
+    return dict(out)
 
 
 # ---------------------------------------------------------------- A
@@ -92,8 +76,7 @@ t0 = time.time()
 is_(register_realms(port, sim), REALMS, "%d realms registered" % REALMS)
 diag("registered in %.1f s; fixed sweeps every 2 s would need %d calls a %d s period, the budget is %d"
      % (time.time() - t0, REALMS * PERIOD // 2, PERIOD, BUDGET))
-meter = Meter(sim)
-meter.start()
+first_period = int(t0 // PERIOD)  # the period qbcdc started in (partial: checked too)
 for rnd in range(3):
     for realm in lossy:
         sim.json("POST", "/sim/mutate?n=6&realm=%s&per_hook=1&loss=0.3" % realm)
@@ -129,18 +112,26 @@ def converged():
 
 res = wait_for(lambda: converged() is True, 4 * PERIOD, poll=2)
 ok(res, "every entity converges to qbosim's truth (the lossy realms through CDC)", None if res else converged())
-wait_for(lambda: len(meter.per_period()) >= 3, 4 * PERIOD + 5, poll=0.5)
-meter.stop.set()
-meter.join()
-periods = meter.per_period()
-diag("qbosim's metered calls per %d s period: %s (requests: %s, 429s: %s, 401s: %s)"
-     % (PERIOD, [n.metered for _, n in periods], [n.total for _, n in periods], [n.throttled for _, n in periods],
-        [n.unauthorized for _, n in periods]))
-ok(len(periods) >= 2, "%d whole periods measured" % len(periods))
-# calls are counted by qbosim when they arrive and by qbcdc when answered: one period's calls
-# can finish in the next, a few at most (the in-flight cap is 10 a realm)
-ok(all(n.metered <= BUDGET + 10 for _, n in periods),
-   "metered calls stay within the budget (%d) in every period" % BUDGET, periods)
+
+
+def whole_periods():
+    """the periods qbcdc spent all of: after the one it started in, before the current one"""
+    return [k for k in range(first_period + 1, int(time.time() // PERIOD))]
+
+
+wait_for(lambda: len(whole_periods()) >= 3, 4 * PERIOD + 5, poll=0.5)
+per = metered_per_period(sim)
+ks = list(range(first_period, int(time.time() // PERIOD) + 1))
+n = totals(sim)
+diag("qbosim's metered calls per %d s period, from the one qbcdc started in to the current one: %s "
+     "(in all: %d metered, %d requests, %d 429s, %d 401s)"
+     % (PERIOD, [per.get(k, 0) for k in ks], n.metered, n.total, n.throttled, n.unauthorized))
+ok(len(whole_periods()) >= 2, "%d whole periods measured" % len(whole_periods()))
+ok(sum(per.values()) == n.metered, "qbosim's per-second counts are all of its metered calls (%d)" % n.metered)
+# qbosim counts a call when it answers and qbcdc when the answer arrives: a call in flight
+# across a boundary can fall in the next period, a few at most (the in-flight cap is 10)
+ok(all(per.get(k, 0) <= BUDGET + 10 for k in ks),
+   "metered calls stay within the budget (%d) in every period" % BUDGET, [per.get(k, 0) for k in ks])
 b = budget(port)
 diag("/admin/budget: %s" % json.dumps({k: b.get(k) for k in ("used", "budget", "forecast", "by_purpose", "state",
                                                               "cdc_base_interval_s", "live_reserve")}))
