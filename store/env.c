@@ -249,66 +249,12 @@ static int open_dbis(qbc_store_t *s)
     return 0;
 }
 
-/* little-endian fields of LMDB's on-disk meta page (lmdb.h's MDB_meta after a 16-byte page header) */
-#define META_MAGIC 0xBEEFC0DEu
-#define META_OFF_MAGIC 16
-#define META_OFF_PSIZE 40 /* mm_dbs[FREE_DBI].md_pad holds the page size */
-#define META_OFF_LAST_PG 136
-#define META_OFF_TXNID 144
-
-static uint64_t get_le(const unsigned char *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = n - 1; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-/*
- * LMDB maps data.mdb and reads its pages in place: pages past the end of a truncated
- * file (a bad copy, a full disk at restore) kill the process with SIGBUS on first touch.
- * So before opening, the newer of the two meta pages says how many pages the data
- * uses, and a shorter file is refused with an error that says what to do. A file that is
- * missing or too young to hold both metas is left to LMDB (a new environment).
- */
-static int check_data_file(const char *dir)
-{
-    char path[4096];
-    unsigned char meta[2][160];
-    struct stat st = {0};
-    snprintf(path, sizeof(path), "%s/data.mdb", dir);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    uint64_t need = 0;
-    if (fstat(fd, &st) == 0 && pread(fd, meta[0], sizeof(meta[0]), 0) == (ssize_t)sizeof(meta[0]) &&
-        get_le(meta[0] + META_OFF_MAGIC, 4) == META_MAGIC) {
-        uint64_t psize = get_le(meta[0] + META_OFF_PSIZE, 4);
-        int have2 = psize >= 512 && psize <= 65536 &&
-                    pread(fd, meta[1], sizeof(meta[1]), (off_t)psize) == (ssize_t)sizeof(meta[1]) &&
-                    get_le(meta[1] + META_OFF_MAGIC, 4) == META_MAGIC;
-        const unsigned char *m =
-            have2 && get_le(meta[1] + META_OFF_TXNID, 8) > get_le(meta[0] + META_OFF_TXNID, 8) ? meta[1] : meta[0];
-        uint64_t last = get_le(m + META_OFF_LAST_PG, 8);
-        if (psize >= 512 && psize <= 65536 && last < (UINT64_MAX / psize) - 1)
-            need = (last + 1) * psize;
-    }
-    close(fd);
-    if ((uint64_t)st.st_size >= need)
-        return 0;
-    qbc_log(QBC_LOG_ERROR, "store",
-            "%s is truncated: %llu bytes, but its last commit uses %llu; refusing to open it (LMDB would crash "
-            "reading past the end). Restore the data directory from a backup (README: Recovery).",
-            path, (unsigned long long)st.st_size, (unsigned long long)need);
-    return QBC_ESTORE;
-}
-
 static int open_env(qbc_store_t *s, uint64_t map_size, unsigned env_flags)
 {
     int rc;
     int dead = 0;
 
-    if ((rc = check_data_file(s->dir)) != 0)
+    if ((rc = qbc_store__check_data_file(s->dir)) != 0)
         return rc;
     if ((rc = mdb_env_create(&s->env)) != 0)
         return lmdb_fail("mdb_env_create", rc);

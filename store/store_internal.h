@@ -137,6 +137,16 @@ int qbc_store__cursor_key(const char *name, char *key, size_t size);
 /** writer thread: moves a named cursor forward (QBC_JOB_CURSOR). 0, QBC_EINVAL or an LMDB code */
 int qbc_store__apply_cursor(qbc_store_t *s, MDB_txn *txn, qbc_cursor_job_t *job);
 
+/* ---- datafile.c ---- */
+/**
+ * checks data.mdb in dir before LMDB maps it: a file shorter than its last commit's pages is
+ * refused (LMDB would die of SIGBUS reading past its end), unless every page missing at the
+ * end is on LMDB's free list (pages allocated and freed again in one transaction are never
+ * written). A missing file or one too young for a meta page passes (LMDB decides).
+ * @return 0, or QBC_ESTORE (logged, with what to do)
+ */
+int qbc_store__check_data_file(const char *dir);
+
 /* ---- env.c ---- */
 /** logs that the map is full at its maximum, at most once per 10 s per *last_logged_ns. */
 void qbc_store__log_full(qbc_store_t *s, int64_t *last_logged_ns, const char *what);
