@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 secs=${1:-20}
 build=${QBCDC_FUZZ_BUILD:-build-fuzz}
-targets=(fuzz_payload fuzz_signature fuzz_json_scan fuzz_qbo_answer fuzz_oauth fuzz_journal fuzz_http_query fuzz_delivery fuzz_feed_record)
+targets=(fuzz_payload fuzz_signature fuzz_json_scan fuzz_qbo_answer fuzz_oauth fuzz_journal fuzz_http_query fuzz_delivery fuzz_feed_record fuzz_datafile)
 
 # configures $build if needed and builds the targets; the log goes to $1
 build_targets()

@@ -175,11 +175,11 @@ static int tail_is_free(int fd, uint64_t psize, uint64_t have, uint64_t last, ui
 }
 
 /*
- * one look at the file: 0 fine, or QBC_ESTORE with *size and *need said. The meta is read
- * before the size: a live writer only ever grows the file, and writes a commit's pages
- * before its meta, so the size read after a meta covers what that meta's commit wrote.
+ * The meta is read before the size: a live writer only ever grows the file, and writes a
+ * commit's pages before its meta, so the size read after a meta covers what that meta's
+ * commit wrote.
  */
-static int check_once(int fd, uint64_t *size, uint64_t *need)
+int qbc_store__check_data_fd(int fd, uint64_t *size, uint64_t *need)
 {
     unsigned char meta[2][160];
     struct stat st;
@@ -215,7 +215,7 @@ int qbc_store__check_data_file(const char *dir)
     int rc = 0;
     /* beside a running writer the free list read can be overtaken by its next commits: look again */
     for (int attempt = 0; attempt < 3; attempt++) {
-        if ((rc = check_once(fd, &size, &need)) == 0)
+        if ((rc = qbc_store__check_data_fd(fd, &size, &need)) == 0)
             break;
         struct timespec pause = {0, 20 * 1000 * 1000};
         nanosleep(&pause, NULL);

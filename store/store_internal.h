@@ -146,6 +146,12 @@ int qbc_store__apply_cursor(qbc_store_t *s, MDB_txn *txn, qbc_cursor_job_t *job)
  * @return 0, or QBC_ESTORE (logged, with what to do)
  */
 int qbc_store__check_data_file(const char *dir);
+/**
+ * one look at an open data.mdb (what qbc_store__check_data_file() does, once, without logging):
+ * *size is the file's size and *need what its last commit's pages span (0 when it holds no meta).
+ * @return 0 (fine, or no meta to judge by), or QBC_ESTORE (truncated)
+ */
+int qbc_store__check_data_fd(int fd, uint64_t *size, uint64_t *need);
 
 /* ---- env.c ---- */
 /** logs that the map is full at its maximum, at most once per 10 s per *last_logged_ns. */
