@@ -152,7 +152,10 @@ d1 = ([x for x in dl if x.get("node") == "q1"] or [{}])[0]
 d2 = ([x for x in dl if x.get("node") == "q2"] or [{}])[0]
 ok(d1.get("realm") == of1[0] and str(d1.get("id", "")).startswith("q1.") and d2.get("realm") == of2[0],
    "q2 lists the cluster's dead letters, q1's with its node, realm and cluster id", [dl, (q1.get("/admin/cluster") or {}).get("dead_letters")])
-ok(sorted(x["id"] for x in dead(q1) or []) == sorted(x["id"] for x in dl), "and q1 lists the same")
+# each node learns the other's dead letters through the bucket's watch: q1 too, a moment later
+want_ids = sorted(x["id"] for x in dl)
+same = wait_for(lambda: sorted(x["id"] for x in dead(q1) or []) == want_ids, 15)
+ok(same, "and q1 lists the same", [want_ids, dead(q1)])
 is_([q2.check("GET", p) for p in ("/admin/dead-letters", "/admin/cluster")], [[], []],
     "GET /admin/dead-letters and /admin/cluster answer as docs/openapi.json says")
 st, j = q2.post("/admin/dead-letters/%s/retry" % d1.get("id", "x"))
@@ -178,8 +181,17 @@ diag("metered calls before the burst: %d of %d" % (before, BUDGET))
 for i in range(24):
     sim.json("POST", "/sim/mutate?n=1&realm=%s&per_hook=1" % (of1 if i % 2 else of2)[i // 2 % len(of1 if i % 2 else of2)])
     time.sleep(0.1)
-time.sleep(1.5)
-b1, b2 = q1.get("/admin/budget") or {}, q2.get("/admin/budget") or {}
+
+
+def budgets_agree():
+    """both nodes' /admin/budget once they show the same cluster-wide use as qbosim metered (the
+    nodes hand their counts to the shared meter every 100 ms or so)"""
+    b = (q1.get("/admin/budget") or {}, q2.get("/admin/budget") or {})
+    used = b[0].get("used")
+    return b if used is not None and used == b[1].get("used") and abs(used - metered()) <= 1 else None
+
+
+b1, b2 = wait_for(budgets_agree, 15, poll=0.5) or (q1.get("/admin/budget") or {}, q2.get("/admin/budget") or {})
 spent = metered()
 diag("q1 /admin/budget: used %s, cluster %s" % (b1.get("used"), json.dumps(b1.get("cluster"))))
 diag("qbosim: %d metered calls in all" % spent)
