@@ -24,7 +24,17 @@ env = serve_env(port, tmpdir("qbcdc-push-crash-"), sim)
 env.update({"QBCDC_DELIVERY_ALLOW_PRIVATE": "1", "QBCDC_CDC_INTERVAL": "3600"})
 q = Proc([QBCDC, "serve"], env=env)
 ok(wait_http(port), "qbcdc serve is up", q.output())
-rcv = Receiver(lambda r: ("status", 200, 0.02))  # 20 ms an answer: a backlog builds up
+phase = {"answers": 0, "hold": True}
+
+
+def behaviour(r):
+    """20 ms an answer; after the 20th, 1 s until the kill: however slow the machine, the kill
+    comes with deliveries left for the restart (all 68 were once done before it)"""
+    phase["answers"] += 1
+    return ("status", 200, 1.0 if phase["hold"] and phase["answers"] > 20 else 0.02)
+
+
+rcv = Receiver(behaviour)
 st, sub = admin(port, "POST", "/admin/subscriptions", json.dumps({"url": rcv.url(), "start_after": 0, "batch_max": 3}))
 is_(st, 201, "a subscription from the start")
 is_(register_realms(port, sim), 2, "two realms registered")
@@ -32,7 +42,8 @@ sim.json("POST", "/sim/mutate?n=150&per_hook=5")
 ok(not wait_drained(sim, env["QBCDC_DATA_DIR"], timeout=60), "every change fetched")
 ok(wait_for(lambda: len(rcv.acked()) >= 20, 30), "deliveries under way")
 q.kill9()
-time.sleep(0.1)  # a request in flight at the kill is recorded when its answer is written
+phase["hold"] = False
+time.sleep(1.1)  # a request in flight at the kill is recorded when its (held) answer is written
 t_restart = time.time()
 n_before = len(rcv.snapshot())
 last_before = rcv.acked_seqs()[-1]
