@@ -96,11 +96,7 @@ static int put_version(qbc_store_t *s, MDB_txn *txn, const qbc_feed_append_rec_t
         return rc;
     if (!qbc_store__version_newer(have ? &stored : NULL, v))
         return 0;
-    MDB_val ev = {qbc_store__entity_size(v), NULL};
-    if ((rc = mdb_put(txn, s->dbi_entities, &k, &ev, MDB_RESERVE)) != 0)
-        return rc;
-    qbc_store__entity_encode(v, r->seq, ev.mv_data);
-    return 0;
+    return qbc_store__entity_put(s, txn, &k, v, r->seq);
 }
 
 int qbc_store__apply_feed_append(qbc_store_t *s, MDB_txn *txn, qbc_feed_append_job_t *job, qbc_feed_append_effect_t *fx)

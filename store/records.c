@@ -254,6 +254,15 @@ int qbc_store__entity_held(qbc_store_t *s, MDB_txn *txn, MDB_val *k, qbc_entity_
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+int qbc_store__entity_put(qbc_store_t *s, MDB_txn *txn, MDB_val *k, const qbc_version_t *v, uint64_t feed_seq)
+{
+    MDB_val ev = {qbc_store__entity_size(v), NULL};
+    int rc = mdb_put(txn, s->dbi_entities, k, &ev, MDB_RESERVE);
+    if (rc == 0)
+        qbc_store__entity_encode(v, feed_seq, ev.mv_data);
+    return rc;
+}
+
 /* SyncTokens are decimal counters; compare them as numbers, longer-is-bigger for safety. */
 static int token_cmp(const char *a, const char *b)
 {

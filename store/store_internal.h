@@ -379,6 +379,8 @@ int qbc_store__entity_decode(const void *data, size_t len, qbc_entity_rec_t *rec
  * @return 0, or mdb_get's error
  */
 int qbc_store__entity_held(qbc_store_t *s, MDB_txn *txn, MDB_val *k, qbc_entity_rec_t *stored, int *have);
+/** stores v as the entity's latest version under key k, its feed record feed_seq. 0, or mdb_put's error */
+int qbc_store__entity_put(qbc_store_t *s, MDB_txn *txn, MDB_val *k, const qbc_version_t *v, uint64_t feed_seq);
 /** is v newer than the stored version (NULL: nothing stored)? See qbc_version_t. */
 int qbc_store__version_newer(const qbc_entity_rec_t *stored, const qbc_version_t *v);
 

@@ -188,10 +188,8 @@ static int apply_version(qbc_store_t *s, MDB_txn *txn, const qbc_version_t *v, t
     free(rec);
     if (rc != 0)
         return rc;
-    MDB_val ev = {qbc_store__entity_size(v), NULL};
-    if ((rc = mdb_put(txn, s->dbi_entities, &k, &ev, MDB_RESERVE)) != 0)
+    if ((rc = qbc_store__entity_put(s, txn, &k, v, seq)) != 0)
         return rc;
-    qbc_store__entity_encode(v, seq, ev.mv_data);
     job->n_feed++;
     job->last_feed_seq = seq;
     t->note.feed_appended++;
