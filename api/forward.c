@@ -307,30 +307,36 @@ static void req_header(h2o_req_t *req, const h2o_token_t *token, char *out, size
 
 static void enqueue(qbc_api_t *api, fwd_call_t *x);
 
-/* what every call to another node carries: the client's Authorization, and this node's mark */
-static void call_headers(qbc_api_t *api, h2o_req_t *req, fwd_call_t *x)
+/*
+ * a call to node at its advertised url (trailing slashes dropped) followed by path, with what
+ * every call to another node carries: the client's Authorization, and this node's mark
+ */
+static fwd_call_t *call_new(qbc_api_t *api, h2o_req_t *req, const char *node, const char *url, const char *method,
+                            const char *path, size_t path_len)
 {
+    fwd_call_t *x = qbc_calloc(1, sizeof(*x));
+    x->api = api;
+    snprintf(x->node, sizeof(x->node), "%s", node);
+    size_t ul = strlen(url);
+    while (ul > 0 && url[ul - 1] == '/')
+        ul--;
+    snprintf(x->url, sizeof(x->url), "%.*s%.*s", (int)ul, url, (int)path_len, path);
+    snprintf(x->method, sizeof(x->method), "%s", method);
     char h[QBC_API_NODE_MAX + 4200];
     strcpy(h, "Authorization: ");
     req_header(req, H2O_TOKEN_AUTHORIZATION, h + strlen(h), sizeof(h) - strlen(h));
     x->headers = curl_slist_append(x->headers, h);
     snprintf(h, sizeof(h), "X-Qbcdc-Forwarded-By: %s", api->cluster.node_id);
     x->headers = curl_slist_append(x->headers, h);
+    return x;
 }
 
 static void forward(qbc_api_t *api, h2o_req_t *req, const char *node, const char *url)
 {
-    fwd_call_t *x = qbc_calloc(1, sizeof(*x));
-    char h[QBC_API_NODE_MAX + 4200];
-    x->api = api;
+    char method[16], h[QBC_API_NODE_MAX + 4200];
+    snprintf(method, sizeof(method), "%.*s", (int)req->method.len, req->method.base);
+    fwd_call_t *x = call_new(api, req, node, url, method, req->path.base, req->path.len);
     x->req = req;
-    snprintf(x->node, sizeof(x->node), "%s", node);
-    size_t ul = strlen(url);
-    while (ul > 0 && url[ul - 1] == '/')
-        ul--;
-    snprintf(x->url, sizeof(x->url), "%.*s%.*s", (int)ul, url, (int)req->path.len, req->path.base);
-    snprintf(x->method, sizeof(x->method), "%.*s", (int)req->method.len, req->method.base);
-    call_headers(api, req, x);
     strcpy(h, "Content-Type: ");
     req_header(req, H2O_TOKEN_CONTENT_TYPE, h + strlen(h), sizeof(h) - strlen(h));
     if (h[strlen("Content-Type: ")] != '\0')
@@ -498,16 +504,10 @@ static void fan_free(fan_t *fan)
 /* one call of a fan-out: GET url/admin/<what>, marked so that the node answers its own */
 static void fan_call(qbc_api_t *api, h2o_req_t *req, fan_t *fan, const char *node, const char *url)
 {
-    fwd_call_t *x = qbc_calloc(1, sizeof(*x));
-    x->api = api;
+    char path[128];
+    snprintf(path, sizeof(path), "/admin/%s", fan->what);
+    fwd_call_t *x = call_new(api, req, node, url, "GET", path, strlen(path));
     x->fan = fan;
-    snprintf(x->node, sizeof(x->node), "%s", node);
-    size_t ul = strlen(url);
-    while (ul > 0 && url[ul - 1] == '/')
-        ul--;
-    snprintf(x->url, sizeof(x->url), "%.*s/admin/%s", (int)ul, url, fan->what);
-    snprintf(x->method, sizeof(x->method), "GET");
-    call_headers(api, req, x);
     fan->pending++;
     enqueue(api, x);
 }
