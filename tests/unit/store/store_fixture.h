@@ -1,6 +1,6 @@
 /*
  * store_fixture.h — what the store's tests share: a job callback that counts, a
- * wait for n callbacks, and a temporary data directory.
+ * wait for n callbacks, a temporary data directory, and an entity version.
  */
 #ifndef QBC_STORE_FIXTURE_H
 #define QBC_STORE_FIXTURE_H
@@ -139,6 +139,24 @@ static __attribute__((unused)) scan_t scan_inbox(qbc_store_t *s)
     scan_t sc = {0, 1, 0, 0};
     qbc_store_inbox_scan(s, 0, scan_inbox_cb, &sc);
     return sc;
+}
+
+/* a fetched version of an entity, from a webhook, as the reconciler or the feed mirror hands it over */
+static __attribute__((unused)) qbc_version_t ver(const char *realm, const char *entity, const char *id,
+                                                 const char *token, int64_t t, qbc_op_t op, const char *data)
+{
+    qbc_version_t v;
+    memset(&v, 0, sizeof(v));
+    snprintf(v.realm, sizeof(v.realm), "%s", realm);
+    snprintf(v.entity, sizeof(v.entity), "%s", entity);
+    snprintf(v.id, sizeof(v.id), "%s", id);
+    snprintf(v.sync_token, sizeof(v.sync_token), "%s", token);
+    v.updated_ns = t;
+    v.op = op;
+    v.source = QBC_SOURCE_WEBHOOK;
+    v.data = data;
+    v.data_len = data ? strlen(data) : 0;
+    return v;
 }
 
 #endif

@@ -13,6 +13,7 @@
 
 #define ID_A "0123456789abcdef0123456789abcdef"
 #define ID_B "fedcba9876543210fedcba9876543210"
+#define T 1700000000000000000LL /* the versions' updated_ns */
 
 typedef struct {
     int n;
@@ -73,24 +74,6 @@ static void on_note(void *ctx, const qbc_commit_note_t *note)
     {                                                                                                                  \
         seq, realm, entity, text, sizeof(text) - 1, NULL                                                               \
     }
-
-/* a version as the feed mirror reads it from a record */
-static qbc_version_t version(const char *realm, const char *entity, const char *id, const char *token, qbc_op_t op,
-                             const char *data)
-{
-    qbc_version_t v;
-    memset(&v, 0, sizeof(v));
-    snprintf(v.realm, sizeof(v.realm), "%s", realm);
-    snprintf(v.entity, sizeof(v.entity), "%s", entity);
-    snprintf(v.id, sizeof(v.id), "%s", id);
-    snprintf(v.sync_token, sizeof(v.sync_token), "%s", token);
-    v.op = op;
-    v.source = QBC_SOURCE_WEBHOOK;
-    v.updated_ns = 1700000000000000000LL;
-    v.data = data;
-    v.data_len = data != NULL ? strlen(data) : 0;
-    return v;
-}
 
 /* the entity the copy holds: "token:data" or "token:deleted", "" when none */
 static const char *held(qbc_store_t *s, const char *realm, const char *entity, const char *id, char *out, size_t n)
@@ -177,10 +160,10 @@ int main(void)
     /* the versions records report become the entities' latest, by the dedupe rule */
     char h[256];
     const char *d3 = "{\"Id\":\"7\",\"SyncToken\":\"3\",\"Amt\":1.50e2}", *d2 = "{\"Id\":\"7\",\"SyncToken\":\"2\"}";
-    qbc_version_t v3 = version("r4", "Invoice", "7", "3", QBC_OP_UPDATE, d3),
-                  v2 = version("r4", "Invoice", "7", "2", QBC_OP_UPDATE, d2),
-                  vd = version("r4", "Invoice", "7", "3", QBC_OP_DELETE, NULL),
-                  vo = version("r5", "Invoice", "7", "9", QBC_OP_UPDATE, d2);
+    qbc_version_t v3 = ver("r4", "Invoice", "7", "3", T, QBC_OP_UPDATE, d3),
+                  v2 = ver("r4", "Invoice", "7", "2", T, QBC_OP_UPDATE, d2),
+                  vd = ver("r4", "Invoice", "7", "3", T, QBC_OP_DELETE, NULL),
+                  vo = ver("r5", "Invoice", "7", "9", T, QBC_OP_UPDATE, d2);
     qbc_feed_append_rec_t vrecs[] = {REC(41, "r4", "Invoice", "{\"seq\":41}"), REC(42, "r4", "Invoice", "{\"seq\":42}"),
                                      REC(43, "r4", "Invoice", "{\"seq\":43}")};
     vrecs[0].version = &v3;

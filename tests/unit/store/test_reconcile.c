@@ -102,23 +102,6 @@ static int run(qbc_store_t *s, any_job_t *j)
     return j->job.result;
 }
 
-static qbc_version_t ver(const char *realm, const char *entity, const char *id, const char *token, int64_t t,
-                         qbc_op_t op, const char *data)
-{
-    qbc_version_t v;
-    memset(&v, 0, sizeof(v));
-    snprintf(v.realm, sizeof(v.realm), "%s", realm);
-    snprintf(v.entity, sizeof(v.entity), "%s", entity);
-    snprintf(v.id, sizeof(v.id), "%s", id);
-    snprintf(v.sync_token, sizeof(v.sync_token), "%s", token);
-    v.updated_ns = t;
-    v.op = op;
-    v.source = QBC_SOURCE_WEBHOOK;
-    v.data = data;
-    v.data_len = data ? strlen(data) : 0;
-    return v;
-}
-
 static int offer(qbc_store_t *s, qbc_version_t *v, size_t n, const qbc_notice_ref_t *retire, size_t nr, any_job_t *j)
 {
     memset(j, 0, sizeof(*j));
