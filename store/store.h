@@ -279,8 +279,12 @@ typedef struct st_qbc_store_config_t {
 /**
  * opens (creating if needed) the environment, checks or writes the schema version,
  * clears stale reader slots, and starts the writer thread.
- * @return 0, -errno, QBC_ESTORE (LMDB error, logged), QBC_EINVAL (schema newer than this build)
- *         or QBC_EMALFORMED (meta holds a feed id that is not one: see qbc_store_feed_id)
+ * One process opens a directory once (LMDB's rule: a second environment on the same
+ * files in one process breaks its locks); a second open, writable or read-only, is
+ * refused with -EBUSY until the first is closed.
+ * @return 0, -errno (-EBUSY: open in this process already), QBC_ESTORE (LMDB error, logged),
+ *         QBC_EINVAL (schema newer than this build) or QBC_EMALFORMED (meta holds a feed id
+ *         that is not one: see qbc_store_feed_id)
  */
 int qbc_store_open(const qbc_store_config_t *cfg, qbc_store_t **out);
 
@@ -825,7 +829,9 @@ int qbc_store_pending_scan(qbc_store_t *store, const char *realm, qbc_pending_sc
 
 /**
  * opens an existing environment read-only for inspection (CLI), without a writer.
- * Safe while a service holds it open (LMDB is multi-process). Close with qbc_store_close().
+ * Safe while a service in another process holds it open (LMDB is multi-process); in the
+ * process that has it open it is refused with -EBUSY (see qbc_store_open). Close with
+ * qbc_store_close().
  */
 int qbc_store_open_readonly(const char *dir, qbc_store_t **out);
 
@@ -838,7 +844,8 @@ typedef struct st_qbc_backup_report_t {
 
 /**
  * copies the store in dir into dest: a consistent hot copy, safe while a service runs
- * on dir (or while none does). The copy holds every webhook acked before the call began;
+ * on dir in another process (or while none does; in the process that has dir open it
+ * fails with -EBUSY, see qbc_store_open). The copy holds every webhook acked before the call began;
  * opening it (any qbcdc command, or serve with QBCDC_DATA_DIR=dest) gives the store as it
  * was at one moment, with the journal's acked webhooks replayed on top (see backup.c).
  *

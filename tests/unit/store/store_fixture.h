@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include "store.h"
 #include "../../tap.h"
 
@@ -112,7 +114,8 @@ static __attribute__((unused)) wh_t *submit_many(qbc_store_t *s, int first, int 
 typedef struct {
     int n, in_order;
     uint64_t last_seq;
-    int next_body; /* the body number expected next */
+    int next_body;      /* the body number expected next */
+    char first_bad[96]; /* the first record out of order, said in words ("" when none) */
 } scan_t;
 
 static __attribute__((unused)) int scan_inbox_cb(const qbc_inbox_record_t *r, void *ctx)
@@ -125,8 +128,11 @@ static __attribute__((unused)) int scan_inbox_cb(const qbc_inbox_record_t *r, vo
     memcpy(head, r->body, n);
     head[n] = '\0';
     sscanf(head, "{\"n\":%d}", &num);
-    if (num != sc->next_body || r->seq <= sc->last_seq)
+    if ((num != sc->next_body || r->seq <= sc->last_seq) && sc->in_order) {
         sc->in_order = 0;
+        snprintf(sc->first_bad, sizeof(sc->first_bad), "record %d (seq %llu): body %d after body %d (seq %llu)", sc->n,
+                 (unsigned long long)r->seq, num, sc->next_body - 1, (unsigned long long)sc->last_seq);
+    }
     sc->next_body = num + 1;
     sc->last_seq = r->seq;
     sc->n++;
@@ -136,9 +142,89 @@ static __attribute__((unused)) int scan_inbox_cb(const qbc_inbox_record_t *r, vo
 /* the inbox in order: how many bodies, and whether bodies and sequences rise together */
 static __attribute__((unused)) scan_t scan_inbox(qbc_store_t *s)
 {
-    scan_t sc = {0, 1, 0, 0};
+    scan_t sc = {0, 1, 0, 0, ""};
     qbc_store_inbox_scan(s, 0, scan_inbox_cb, &sc);
     return sc;
+}
+
+/*
+ * Another process beside an open store: a store is opened once per process (LMDB's rule,
+ * see qbc_store_open), so a reader or a backup beside a running store is, as in
+ * production (qbcdc inspect, qbcdc backup), another process. run_self() runs this test
+ * program again with args (NULL-terminated, at most 12); a test's main hands such a run
+ * to store_child_main(), which answers on standard output:
+ *   read DIR                  "n in_order open_ms": the inbox as a reader opened beside it sees it
+ *   backup DIR DEST [EXTRA..] "data_bytes journal_bytes extra_copied", or "error RC REASON" (exit 1)
+ * run_self returns the exit status (-1: it did not exit) and the output in out.
+ */
+static __attribute__((unused)) int run_self(const char *const *args, char *out, size_t outsz)
+{
+    char *argv[16] = {"/proc/self/exe"};
+    int n = 1, p[2], status;
+    for (int i = 0; args[i] != NULL && n < 14; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    fflush(stdout);
+    if (pipe(p) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) { /* only async-signal-safe calls until the exec: the parent has threads */
+        dup2(p[1], STDOUT_FILENO);
+        close(p[0]);
+        close(p[1]);
+        execv("/proc/self/exe", argv);
+        _exit(127);
+    }
+    close(p[1]);
+    size_t len = 0;
+    char sink[256];
+    for (ssize_t r = 1; r > 0;) {
+        if (len + 1 < outsz)
+            r = read(p[0], out + len, outsz - 1 - len);
+        else
+            r = read(p[0], sink, sizeof(sink)); /* the rest is drained, unkept */
+        if (r > 0 && len + 1 < outsz)
+            len += (size_t)r;
+    }
+    out[len] = '\0';
+    close(p[0]);
+    if (pid < 0 || waitpid(pid, &status, 0) != pid)
+        return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static __attribute__((unused)) int store_child_main(int argc, char **argv)
+{
+    qbc_store_t *s;
+    int rc;
+    if (argc >= 3 && strcmp(argv[1], "read") == 0) {
+        int64_t t0 = qbc_mono_ns();
+        if ((rc = qbc_store_open_readonly(argv[2], &s)) != 0) {
+            printf("error %d %s\n", rc, qbc_strerror(rc));
+            return 1;
+        }
+        long long open_ms = (long long)((qbc_mono_ns() - t0) / 1000000);
+        scan_t sc = scan_inbox(s);
+        qbc_store_close(s);
+        printf("%d %d %lld\n", sc.n, sc.in_order, open_ms);
+        return 0;
+    }
+    if (argc >= 4 && strcmp(argv[1], "backup") == 0) {
+        const char *extra[12] = {NULL};
+        for (int i = 4; i < argc && i - 4 < 11; i++)
+            extra[i - 4] = argv[i];
+        qbc_backup_report_t rep;
+        char err[256];
+        if ((rc = qbc_store_backup(argv[2], argv[3], extra, &rep, err, sizeof(err))) != 0) {
+            printf("error %d %s\n", rc, err);
+            return 1;
+        }
+        printf("%llu %llu %u\n", (unsigned long long)rep.data_bytes, (unsigned long long)rep.journal_bytes,
+               rep.extra_copied);
+        return 0;
+    }
+    fprintf(stderr, "%s: unknown child command\n", argv[0]);
+    return 2;
 }
 
 /* a fetched version of an entity, from a webhook, as the reconciler or the feed mirror hands it over */
