@@ -8,6 +8,7 @@ nothing twice). "[issue 9]": a consumer behind the feed retention (410) resyncs
 through the entity listing and continues from pruned_through.
 """
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -117,7 +118,12 @@ while time.time() < deadline:
 is_(st, 410, "a reader from the start is behind the retention")
 sd2 = tmpdir("consumer-state-")
 rc, err = run_idle(sd2)
-ok(rc == 0 and "resyncs 1" in err, "[issue 9] a new consumer gets 410, resyncs through the entity listing", err[-400:])
+# one resync at least: with a one-second retention, a loaded machine can leave the consumer
+# behind it again between its resync and its next pull (then it resyncs again, rightly: seen
+# as "resyncs 2" once, with changes still arriving); the comparison below checks the outcome
+resyncs = re.search(r"resyncs (\d+)", err)
+ok(rc == 0 and resyncs is not None and int(resyncs.group(1)) >= 1,
+   "[issue 9] a new consumer gets 410, resyncs through the entity listing", err[-400:])
 if rc == 0:
     compare(sd2, "[issue 9] after a resync")
 ok(q.stop() == 0, "qbcdc stops cleanly")

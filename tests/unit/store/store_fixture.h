@@ -5,6 +5,7 @@
 #ifndef QBC_STORE_FIXTURE_H
 #define QBC_STORE_FIXTURE_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,7 +184,9 @@ static __attribute__((unused)) int run_self(const char *const *args, char *out, 
             r = read(p[0], out + len, outsz - 1 - len);
         else
             r = read(p[0], sink, sizeof(sink)); /* the rest is drained, unkept */
-        if (r > 0 && len + 1 < outsz)
+        if (r < 0 && errno == EINTR)
+            r = 1;
+        else if (r > 0 && len + 1 < outsz)
             len += (size_t)r;
     }
     out[len] = '\0';
