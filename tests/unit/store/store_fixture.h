@@ -156,6 +156,7 @@ static __attribute__((unused)) scan_t scan_inbox(qbc_store_t *s)
  * to store_child_main(), which answers on standard output:
  *   read DIR                  "n in_order open_ms": the inbox as a reader opened beside it sees it
  *   backup DIR DEST [EXTRA..] "data_bytes journal_bytes extra_copied", or "error RC REASON" (exit 1)
+ *   open DIR                  "RC": what qbc_store_open (a writer) returned
  * run_self returns the exit status (-1: it did not exit) and the output in out.
  */
 static __attribute__((unused)) int run_self(const char *const *args, char *out, size_t outsz)
@@ -224,6 +225,14 @@ static __attribute__((unused)) int store_child_main(int argc, char **argv)
         }
         printf("%llu %llu %u\n", (unsigned long long)rep.data_bytes, (unsigned long long)rep.journal_bytes,
                rep.extra_copied);
+        return 0;
+    }
+    if (argc >= 3 && strcmp(argv[1], "open") == 0) { /* a writer */
+        qbc_store_config_t cfg = {.dir = argv[2]};
+        rc = qbc_store_open(&cfg, &s);
+        if (rc == 0)
+            qbc_store_close(s);
+        printf("%d\n", rc);
         return 0;
     }
     fprintf(stderr, "%s: unknown child command\n", argv[0]);

@@ -6,7 +6,10 @@
  * behind when it fails.
  *
  * Acked-but-unapplied webhooks are made as in test_journal.c: the writer thread alone is
- * stopped, so the ingest thread journals and acks while LMDB never sees them.
+ * stopped, so the ingest thread journals and acks while LMDB never sees them. A backup
+ * beside the open store runs in another process (run_self), as qbcdc backup does: in the
+ * store's own process it would be a second LMDB environment on the same files, refused
+ * since it broke LMDB's locks (store/env.c, claim_dir).
  */
 #include <fcntl.h>
 #include <pthread.h>

@@ -187,6 +187,10 @@ static void test_exclusive(void)
     long long open_ms;
     is_int(run_self(args, said, sizeof(said)), 0, "a reader in another process opens it");
     ok(sscanf(said, "%d %d %lld", &n, &in_order, &open_ms) == 3 && n == 5 && in_order, "and reads all 5, in order");
+    const char *wargs[] = {"open", dir, NULL};
+    int wrc = 0;
+    ok(run_self(wargs, said, sizeof(said)) == 0 && sscanf(said, "%d", &wrc) == 1 && wrc == -EWOULDBLOCK,
+       "a writer in another process is refused (the journal's lock)");
     qbc_store_close(s);
     is_int(qbc_store_open_readonly(dir, &ro), 0, "once the store is closed, a reader in this process opens it");
     qbc_store_close(ro);
