@@ -282,11 +282,10 @@ static int claim_dir(qbc_store_t *s)
             rc = -EBUSY;
     if (rc == 0) {
         open_dir_t *o = qbc_calloc(1, sizeof(*o));
-        o->dev = s->dir_dev = (uint64_t)st.st_dev;
-        o->ino = s->dir_ino = (uint64_t)st.st_ino;
+        o->dev = (uint64_t)st.st_dev;
+        o->ino = (uint64_t)st.st_ino;
         o->next = open_dirs;
-        open_dirs = o;
-        s->dir_claimed = 1;
+        open_dirs = s->dir_claim = o;
     }
     pthread_mutex_unlock(&open_dirs_mu);
     if (rc != 0)
@@ -300,19 +299,18 @@ static int claim_dir(qbc_store_t *s)
 
 static void release_dir(qbc_store_t *s)
 {
-    if (!s->dir_claimed)
+    if (s->dir_claim == NULL)
         return;
     pthread_mutex_lock(&open_dirs_mu);
     for (open_dir_t **p = &open_dirs; *p != NULL; p = &(*p)->next) {
-        if ((*p)->dev == s->dir_dev && (*p)->ino == s->dir_ino) {
-            open_dir_t *o = *p;
-            *p = o->next;
-            free(o);
+        if (*p == s->dir_claim) {
+            *p = s->dir_claim->next;
             break;
         }
     }
     pthread_mutex_unlock(&open_dirs_mu);
-    s->dir_claimed = 0;
+    free(s->dir_claim);
+    s->dir_claim = NULL;
 }
 
 static int open_env(qbc_store_t *s, uint64_t map_size, unsigned env_flags)

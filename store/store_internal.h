@@ -65,8 +65,7 @@ struct st_qbc_store_t {
     int renew_feed_id;    /* open: replace the feed id (qbc_store_config_t.new_feed_id) */
     uint64_t job_id_base; /* qbc_store_config_t.job_id_base */
     char *dir;
-    int dir_claimed;           /* 1: this store holds the process's one environment on dir (env.c claim_dir) */
-    uint64_t dir_dev, dir_ino; /* dir's device and inode, when claimed */
+    struct st_open_dir_t *dir_claim; /* this process's one environment on dir is this store's (env.c claim_dir) */
     uint64_t map_max;
     unsigned batch_max;
 
