@@ -214,12 +214,9 @@ int qbc_store__check_data_file(const char *dir)
     uint64_t size = 0, need = 0;
     int rc = 0;
     /* beside a running writer the free list read can be overtaken by its next commits: look again */
-    for (int attempt = 0; attempt < 3; attempt++) {
-        if ((rc = qbc_store__check_data_fd(fd, &size, &need)) == 0)
-            break;
-        struct timespec pause = {0, 20 * 1000 * 1000};
+    struct timespec pause = {0, 20 * 1000 * 1000};
+    for (int attempt = 0; (rc = qbc_store__check_data_fd(fd, &size, &need)) != 0 && attempt < 2; attempt++)
         nanosleep(&pause, NULL);
-    }
     close(fd);
     if (rc != 0)
         qbc_log(QBC_LOG_ERROR, "store",
