@@ -12,8 +12,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "store_fixture.h"
 #include "../../../store/store_internal.h"
-#include "../../tap.h"
 
 #define PSIZE 4096
 
@@ -122,9 +122,7 @@ static int readable(const char *dir)
 
 int main(void)
 {
-    char dir[] = "/tmp/qbcdc-datafile-XXXXXX";
-    if (mkdtemp(dir) == NULL)
-        return 1;
+    char *dir = make_tmp();
     char missing[600];
     snprintf(missing, sizeof(missing), "%s/none", dir);
     ok(qbc_store__check_data_file(missing) == 0, "no data.mdb: passes (a new environment)");
@@ -170,9 +168,7 @@ int main(void)
     ok(damaged, "its free list's root pages zeroed");
     ok(qbc_store__check_data_file(dir) == QBC_ESTORE, "refused: the free list cannot vouch for the missing pages");
 
-    char cmd[700];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    if (system(cmd) != 0)
-        diag("could not remove the temp dir");
+    rm_rf(dir);
+    free(dir);
     return done_testing();
 }
